@@ -1,0 +1,1 @@
+"""refracture: re-fracture risk and alerts after vertebral augmentation, from FHIR R4 data."""

@@ -1,0 +1,1 @@
+"""Adapters to the outside: PostgreSQL, the Celery broker, local services."""

@@ -1,0 +1,29 @@
+"""Named SQL from queries.sql, loaded once ("-- name: x" starts a query; the lines below it are its text)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from typing import LiteralString
+
+__all__ = ["query"]
+
+_HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
+
+
+@cache
+def _all() -> dict[str, str]:
+    text = (resources.files("service.adapters.postgres") / "queries.sql").read_text(encoding="utf-8")
+    parts = _HEADER.split(text)
+    named: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [line for line in body.strip().splitlines() if not line.startswith("--")]
+        named[name] = "\n".join(lines).strip().rstrip(";")
+    return named
+
+
+def query(name: str) -> LiteralString:
+    """The SQL of a named query (a KeyError is a programming error)."""
+    # The text comes from a file shipped with the package, never from input: it is a literal in all but syntax.
+    return _all()[name]

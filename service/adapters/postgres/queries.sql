@@ -1,0 +1,92 @@
+-- name: current_versions
+-- The stored version of each (type, id), locked so concurrent writers of the same resource queue up.
+SELECT r.resource_type, r.id, r.version_id, r.last_updated_at, r.content_hash, r.patient_id
+  FROM resource r
+  JOIN unnest(%(types)s::text[], %(ids)s::text[]) AS k(resource_type, id)
+    ON r.resource_type = k.resource_type AND r.id = k.id
+   FOR UPDATE OF r;
+
+-- name: insert_resource
+INSERT INTO resource (resource_type, id, version_id, last_updated_at, content_hash, patient_id, status,
+                      entered_in_error, medication_ref, body)
+VALUES (%(resource_type)s, %(id)s, 1, %(now)s, %(content_hash)s, %(patient_id)s, %(status)s,
+        %(entered_in_error)s, %(medication_ref)s, %(body)s);
+
+-- name: update_resource
+UPDATE resource
+   SET version_id = %(version_id)s, last_updated_at = %(now)s, content_hash = %(content_hash)s,
+       patient_id = %(patient_id)s, status = %(status)s, entered_in_error = %(entered_in_error)s,
+       medication_ref = %(medication_ref)s, body = %(body)s
+ WHERE resource_type = %(resource_type)s AND id = %(id)s;
+
+-- name: read_resource
+SELECT body::text AS body, version_id, last_updated_at FROM resource WHERE resource_type = %(resource_type)s AND id = %(id)s;
+
+-- name: read_resource_json
+SELECT body FROM resource WHERE resource_type = %(resource_type)s AND id = %(id)s;
+
+-- name: dependents_of_medication
+SELECT resource_type, id, version_id, body FROM resource WHERE medication_ref = %(medication_ref)s FOR UPDATE;
+
+-- name: delete_facts_of_sources
+DELETE FROM fact f
+ USING unnest(%(types)s::text[], %(ids)s::text[]) AS k(source_type, source_id)
+ WHERE f.source_type = k.source_type AND f.source_id = k.source_id
+RETURNING f.patient_id;
+
+-- name: copy_facts
+COPY fact (patient_id, kind, value_num, value_text, unit, effective_date, effective_at, end_date, status, attrs,
+           source_type, source_id, source_version, recorded_at) FROM STDIN;
+
+-- name: count_unrecognised
+INSERT INTO unrecognised_code AS u (resource_type, system, code, display, occurrences, first_seen_at, last_seen_at)
+VALUES (%(resource_type)s, %(system)s, %(code)s, %(display)s, %(occurrences)s, %(now)s, %(now)s)
+ON CONFLICT (resource_type, system, code) DO UPDATE
+   SET occurrences = u.occurrences + EXCLUDED.occurrences,
+       last_seen_at = EXCLUDED.last_seen_at,
+       display = coalesce(u.display, EXCLUDED.display);
+
+-- name: list_unrecognised
+SELECT resource_type, system, code, display, occurrences, first_seen_at, last_seen_at
+  FROM unrecognised_code
+ ORDER BY occurrences DESC, resource_type, system, code
+ LIMIT %(limit)s;
+
+-- name: mark_patient_changed
+INSERT INTO patient_change AS c (patient_id, changed_seq, changed_at)
+VALUES (%(patient_id)s, nextval('patient_change_seq'), %(now)s)
+ON CONFLICT (patient_id) DO UPDATE
+   SET changed_seq = EXCLUDED.changed_seq, changed_at = EXCLUDED.changed_at, published_at = NULL;
+
+-- name: claim_changes_to_publish
+-- Rows with work not done whose doorbell was never rung, or rung long enough ago to have been lost.
+WITH due AS (
+    SELECT patient_id FROM patient_change
+     WHERE changed_seq > done_seq
+       AND (published_at IS NULL OR published_at < %(now)s - make_interval(secs => %(redeliver_after_s)s))
+     ORDER BY changed_seq
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE patient_change c SET published_at = %(now)s, publish_count = c.publish_count + 1
+  FROM due WHERE c.patient_id = due.patient_id
+RETURNING c.patient_id;
+
+-- name: pending_changes
+SELECT patient_id, changed_seq FROM patient_change
+ WHERE patient_id = ANY(%(patient_ids)s::text[]) AND changed_seq > done_seq;
+
+-- name: mark_changes_done
+UPDATE patient_change c SET done_seq = greatest(c.done_seq, k.seq), done_at = %(now)s
+  FROM unnest(%(patient_ids)s::text[], %(seqs)s::bigint[]) AS k(patient_id, seq)
+ WHERE c.patient_id = k.patient_id;
+
+-- name: change_backlog
+SELECT count(*) AS pending, min(changed_at) AS oldest_changed_at
+  FROM patient_change WHERE changed_seq > done_seq;
+
+-- name: claim_given_changes
+-- The doorbell right after an ingest commit: only these patients, only if not rung since they changed.
+UPDATE patient_change c SET published_at = %(now)s, publish_count = c.publish_count + 1
+ WHERE c.patient_id = ANY(%(patient_ids)s::text[]) AND c.changed_seq > c.done_seq AND c.published_at IS NULL
+RETURNING c.patient_id;

@@ -1,0 +1,278 @@
+"""The PostgreSQL store: the ingest session, reads, and the patient-change outbox."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from service.adapters.postgres.queries import query
+from service.errors import ConcurrentWrite, Problem, refuse
+from service.fhir.jsonio import dumps
+from service.usecases.ports import (
+    ResourceKey,
+    ResourceWrite,
+    SourcedFact,
+    StoredText,
+    StoredVersion,
+    UnrecognisedCount,
+)
+
+__all__ = ["PostgresStore", "translate_errors"]
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+def _dumps(value: Any) -> str:
+    # Keeps Decimal digits exactly (1.50 stays 1.50), which PostgreSQL's numeric then keeps too.
+    return dumps(value).decode()
+
+
+def _jsonb(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=_dumps)
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Driver errors become refracture's: concurrency → ConcurrentWrite, an unreachable database → 503."""
+    try:
+        yield
+    except (pg_errors.UniqueViolation, pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as exc:
+        raise ConcurrentWrite(str(exc.sqlstate)) from exc
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        raise refuse(Problem.UNAVAILABLE, "transient", "the database is not reachable; try again shortly") from exc
+    except pg_errors.DataError as exc:
+        # Values PostgreSQL cannot hold (e.g. a number beyond numeric's range) are the sender's to fix.
+        raise refuse(Problem.INVALID, "value", f"a value cannot be stored: {exc.diag.message_primary}") from exc
+
+
+class PostgresSession:
+    """One transaction: implements the IngestSession port."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    def current_versions(self, keys: Sequence[ResourceKey]) -> dict[ResourceKey, StoredVersion]:
+        """See IngestSession."""
+        if not keys:
+            return {}
+        rows = self._conn.execute(
+            query("current_versions"), {"types": [k[0] for k in keys], "ids": [k[1] for k in keys]}
+        ).fetchall()
+        return {
+            (r["resource_type"], r["id"]): StoredVersion(
+                r["resource_type"],
+                r["id"],
+                r["version_id"],
+                r["last_updated_at"],
+                bytes(r["content_hash"]),
+                r["patient_id"],
+            )
+            for r in rows
+        }
+
+    def write_resources(self, inserts: Sequence[ResourceWrite], updates: Sequence[ResourceWrite]) -> None:
+        """See IngestSession."""
+        with self._conn.cursor() as cur:
+            if inserts:
+                cur.executemany(query("insert_resource"), [_write_params(w) for w in inserts])
+            if updates:
+                cur.executemany(query("update_resource"), [_write_params(w) for w in updates])
+
+    def replace_facts(self, sources: Sequence[ResourceKey], facts: Sequence[SourcedFact], now: datetime) -> set[str]:
+        """See IngestSession."""
+        old = self._conn.execute(
+            query("delete_facts_of_sources"),
+            {"types": [s[0] for s in sources], "ids": [s[1] for s in sources]},
+        ).fetchall()
+        if facts:
+            with self._conn.cursor() as cur, cur.copy(query("copy_facts")) as copy:
+                for item in facts:
+                    f = item.fact
+                    copy.write_row(
+                        (
+                            item.patient_id,
+                            f.kind.value,
+                            f.value_num,
+                            f.value_text,
+                            f.unit,
+                            f.effective_date,
+                            f.effective_at,
+                            f.end_date,
+                            f.status,
+                            _jsonb(dict(f.attrs)),
+                            item.source_type,
+                            item.source_id,
+                            item.source_version,
+                            now,
+                        )
+                    )
+        return {r["patient_id"] for r in old}
+
+    def count_unrecognised(self, counts: Sequence[UnrecognisedCount], now: datetime) -> None:
+        """See IngestSession."""
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                query("count_unrecognised"),
+                [
+                    {
+                        "resource_type": c.resource_type,
+                        "system": c.system,
+                        "code": c.code,
+                        "display": c.display,
+                        "occurrences": c.occurrences,
+                        "now": now,
+                    }
+                    for c in counts
+                ],
+            )
+
+    def mark_patients_changed(self, patient_ids: Iterable[str], now: datetime) -> None:
+        """See IngestSession. Sorted, so two transactions lock shared patients in the same order."""
+        ids = sorted(set(patient_ids))
+        if ids:
+            with self._conn.cursor() as cur:
+                cur.executemany(query("mark_patient_changed"), [{"patient_id": p, "now": now} for p in ids])
+
+    def medication(self, ref: str) -> dict[str, Any] | None:
+        """See IngestSession."""
+        _, _, medication_id = ref.partition("/")
+        row = self._conn.execute(
+            query("read_resource_json"), {"resource_type": "Medication", "id": medication_id}
+        ).fetchone()
+        return dict(row["body"]) if row else None
+
+    def dependents_of_medication(self, ref: str) -> list[dict[str, Any]]:
+        """See IngestSession."""
+        rows = self._conn.execute(query("dependents_of_medication"), {"medication_ref": ref}).fetchall()
+        return [dict(r["body"]) for r in rows]
+
+    def read_text(self, key: ResourceKey) -> StoredText | None:
+        """See IngestSession."""
+        return _read_text(self._conn, key)
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """See IngestSession."""
+        with translate_errors(), self._conn.transaction():
+            yield
+
+
+class PostgresOutbox:
+    """The patient-change outbox inside one transaction: implements the ChangeOutbox port."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    def claim_to_publish(self, now: datetime, redeliver_after_s: float, limit: int) -> list[str]:
+        """See ChangeOutbox."""
+        rows = self._conn.execute(
+            query("claim_changes_to_publish"),
+            {"now": now, "redeliver_after_s": redeliver_after_s, "limit": limit},
+        ).fetchall()
+        return sorted(r["patient_id"] for r in rows)
+
+    def claim_given(self, patient_ids: Sequence[str], now: datetime) -> list[str]:
+        """See ChangeOutbox."""
+        rows = self._conn.execute(
+            query("claim_given_changes"), {"patient_ids": sorted(patient_ids), "now": now}
+        ).fetchall()
+        return sorted(r["patient_id"] for r in rows)
+
+    def pending(self, patient_ids: Sequence[str]) -> dict[str, int]:
+        """See ChangeOutbox."""
+        rows = self._conn.execute(query("pending_changes"), {"patient_ids": list(patient_ids)}).fetchall()
+        return {r["patient_id"]: r["changed_seq"] for r in rows}
+
+    def mark_done(self, done: Mapping[str, int], now: datetime) -> None:
+        """See ChangeOutbox."""
+        if done:
+            ids = sorted(done)
+            self._conn.execute(
+                query("mark_changes_done"), {"patient_ids": ids, "seqs": [done[p] for p in ids], "now": now}
+            )
+
+    def backlog(self) -> tuple[int, datetime | None]:
+        """See ChangeOutbox."""
+        row = self._conn.execute(query("change_backlog")).fetchone()
+        return (int(row["pending"]), row["oldest_changed_at"]) if row else (0, None)
+
+
+class PostgresStore:
+    """Transactions over a connection pool: implements the Store and OutboxStore ports."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Conn]:
+        with translate_errors(), self._pool.connection() as conn:
+            conn.row_factory = dict_row  # type: ignore[assignment]
+            with conn.transaction():
+                yield conn  # type: ignore[misc]
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[PostgresSession]:
+        """See Store."""
+        with self._transaction() as conn:
+            yield PostgresSession(conn)
+
+    @contextlib.contextmanager
+    def outbox(self) -> Iterator[PostgresOutbox]:
+        """See OutboxStore."""
+        with self._transaction() as conn:
+            yield PostgresOutbox(conn)
+
+    def read_text(self, key: ResourceKey) -> StoredText | None:
+        """See Store."""
+        with self._transaction() as conn:
+            return _read_text(conn, key)
+
+    def unrecognised_codes(self, limit: int) -> list[UnrecognisedCount]:
+        """See Store."""
+        with self._transaction() as conn:
+            rows = conn.execute(query("list_unrecognised"), {"limit": limit}).fetchall()
+        return [
+            UnrecognisedCount(
+                r["resource_type"],
+                r["system"],
+                r["code"],
+                r["display"],
+                r["occurrences"],
+                r["first_seen_at"],
+                r["last_seen_at"],
+            )
+            for r in rows
+        ]
+
+    def ping(self) -> None:
+        """Raise unless the database answers."""
+        with self._transaction() as conn:
+            conn.execute("SELECT 1")
+
+
+def _read_text(conn: Conn, key: ResourceKey) -> StoredText | None:
+    row = conn.execute(query("read_resource"), {"resource_type": key[0], "id": key[1]}).fetchone()
+    return StoredText(row["body"], row["version_id"], row["last_updated_at"]) if row else None
+
+
+def _write_params(write: ResourceWrite) -> dict[str, Any]:
+    return {
+        "resource_type": write.resource_type,
+        "id": write.id,
+        "version_id": write.version_id,
+        "now": write.last_updated,
+        "content_hash": write.content_hash,
+        "patient_id": write.patient_id,
+        "status": write.status,
+        "entered_in_error": write.entered_in_error,
+        "medication_ref": write.medication_ref,
+        "body": _jsonb(write.body),
+    }

@@ -1,0 +1,47 @@
+"""The Celery app and a producer that sends tasks by name (so the API never imports worker code)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+
+from service.config import Settings
+
+__all__ = ["CeleryTaskQueue", "make_celery"]
+
+
+def make_celery(settings: Settings) -> Celery:
+    """The Celery app shared by producers (API, relay) and the worker."""
+    app = Celery("refracture", broker=settings.redis_url)
+    app.conf.update(
+        task_default_queue=settings.celery_queue,
+        task_ignore_result=True,
+        # A task is acknowledged after it ran, and re-queued if its worker dies: every task is idempotent.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Tasks carry ids only (never patient data), and JSON only.
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        # A producer must not hang on a dead broker: the outbox keeps the work and the relay re-sends it.
+        broker_connection_timeout=2.0,
+        broker_transport_options={"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "max_retries": 1},
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    return app
+
+
+class CeleryTaskQueue:
+    """TaskQueue port over Celery: publish by task name, fail fast when the broker is down."""
+
+    def __init__(self, app: Celery, queue: str) -> None:
+        self._app = app
+        self._queue = queue
+
+    def send(self, task_name: str, args: Sequence[Any]) -> None:
+        """Publish one task; raises when the broker cannot take it."""
+        self._app.send_task(task_name, args=list(args), queue=self._queue, retry=False)

@@ -1,0 +1,1 @@
+"""The FastAPI entrypoint: parse, call one handler, map errors to OperationOutcome."""

@@ -1,0 +1,74 @@
+"""The FastAPI application: routers, error mapping to OperationOutcome, and the container's life cycle."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from service.api import admin_routes, fhir_routes, health
+from service.api.responses import outcome_response, simple_outcome
+from service.bootstrap import Container, bootstrap
+from service.errors import RefractureError
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+_ISSUE_BY_STATUS = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
+
+
+def create_app(container_factory: Callable[[], Container] | None = None) -> FastAPI:
+    """Build the application.
+
+    Args:
+        container_factory: builds the container at start-up (tests pass their own); defaults to ``bootstrap``.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = (container_factory or bootstrap)()
+        app.state.container = container
+        try:
+            yield
+        finally:
+            container.close()
+
+    app = FastAPI(
+        title="refracture",
+        version="0.1.0",
+        summary="Re-fracture risk and alerts after vertebral augmentation, from the EHR's FHIR R4 data.",
+        lifespan=lifespan,
+    )
+    app.include_router(fhir_routes.router)
+    app.include_router(admin_routes.router)
+    app.include_router(health.router)
+
+    @app.exception_handler(RefractureError)
+    async def refused(_: Request, exc: RefractureError) -> Response:
+        return outcome_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return simple_outcome(exc.status_code, _ISSUE_BY_STATUS.get(exc.status_code, "processing"), str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> Response:
+        where = "; ".join(".".join(str(p) for p in err.get("loc", ())) for err in exc.errors())
+        return simple_outcome(400, "invalid", f"invalid request parameter: {where}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        # The type and where it happened only: the message could carry patient data.
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f"{frame.filename}:{frame.lineno}" if frame else "?"
+        log.error("unexpected %s at %s while handling a request", type(exc).__name__, where)
+        return simple_outcome(500, "exception", "internal error; the request was not applied")
+
+    return app

@@ -1,0 +1,129 @@
+"""The synchronous work behind the FHIR routes, run in a worker thread: parse, check, ingest, shape the answer."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.bootstrap import Container
+from service.errors import Problem, RefractureError, refuse
+from service.fhir.bundle import plan_bundle
+from service.fhir.jsonio import parse
+from service.fhir.outcome import entry_response, error_entry, http_date, response_bundle
+from service.fhir.resource_types import INPUT_TYPES
+from service.fhir.validation import validate_resource
+from service.usecases.ingest import EntryOutcome, WriteRequest
+
+__all__ = ["Answer", "check_input_type", "handle_bundle", "handle_write"]
+
+
+@dataclass(slots=True)
+class Answer:
+    """A handled request: status, body (a dict), headers, and the patients whose records changed."""
+
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+    changed_patients: list[str] = field(default_factory=list)
+
+
+def handle_bundle(container: Container, raw: bytes, representation: bool) -> Answer:
+    """POST /fhir: a transaction or batch Bundle."""
+    bundle = parse(raw)
+    planned = plan_bundle(bundle, container.settings.max_bundle_entries)
+    ingestor = container.ingestor
+    result = ingestor.transaction(planned) if planned.bundle_type == "transaction" else ingestor.batch(planned)
+    entries = [_entry(outcome, representation) for outcome in result.outcomes]
+    return Answer(200, response_bundle(planned.bundle_type, entries), changed_patients=result.changed_patients)
+
+
+def handle_write(
+    container: Container,
+    raw: bytes,
+    resource_type: str,
+    resource_id: str | None,
+    if_match: str | None,
+    base_url: str,
+) -> Answer:
+    """POST /fhir/{type} (resource_id None) or PUT /fhir/{type}/{id}."""
+    resource = parse(raw)
+    issues = validate_resource(resource)
+    if issues:
+        raise RefractureError(Problem.INVALID, issues)
+    if resource["resourceType"] != resource_type:
+        raise refuse(
+            Problem.INVALID,
+            "invalid",
+            f"the body is a {resource['resourceType']}, but the URL names {resource_type}",
+            f"{resource['resourceType']}.resourceType",
+        )
+    if resource_id is None:
+        body_id = resource.get("id")
+        # Ids in input are the EHR's own and kept (contract.md); an id-less create gets a new one.
+        target_id = body_id if isinstance(body_id, str) else str(uuid.uuid4())
+    else:
+        if resource.get("id") != resource_id:
+            raise refuse(
+                Problem.INVALID,
+                "invalid",
+                "the resource's id must be present and equal the id in the URL",
+                f"{resource_type}.id",
+            )
+        target_id = resource_id
+    result = container.ingestor.write(WriteRequest(resource_type, target_id, resource, if_match))
+    outcome = result.outcomes[0]
+    assert isinstance(outcome, EntryOutcome)
+    headers = _version_headers(outcome, base_url)
+    return Answer(
+        201 if outcome.created else 200,
+        outcome.body or _stored_body(container, outcome),
+        headers,
+        result.changed_patients,
+    )
+
+
+def check_input_type(resource_type: str) -> None:
+    """Refuse a type refracture does not take in (R4 http.html: 404 for an unsupported type)."""
+    if resource_type not in INPUT_TYPES:
+        raise refuse(
+            Problem.NOT_FOUND,
+            "not-supported",
+            f"refracture does not take {resource_type} resources; it takes {', '.join(sorted(INPUT_TYPES))}",
+        )
+
+
+def _version_headers(outcome: EntryOutcome, base_url: str) -> dict[str, str]:
+    return {
+        "Location": f"{base_url}/{outcome.resource_type}/{outcome.resource_id}/_history/{outcome.version_id}",
+        "ETag": f'W/"{outcome.version_id}"',
+        "Last-Modified": http_date(outcome.last_updated),
+    }
+
+
+def _stored_body(container: Container, outcome: EntryOutcome) -> dict[str, Any] | None:
+    stored = container.store.read_text((outcome.resource_type, outcome.resource_id))
+    return parse(stored.body.encode()) if stored else None
+
+
+def _entry(outcome: EntryOutcome | RefractureError, representation: bool) -> dict[str, Any]:
+    if isinstance(outcome, RefractureError):
+        return error_entry(outcome)
+    if outcome.text is not None:
+        return entry_response(
+            200,
+            outcome.resource_type,
+            outcome.resource_id,
+            outcome.version_id,
+            outcome.last_updated,
+            parse(outcome.text.body.encode()),
+        )
+    status = 201 if outcome.created else 200
+    return entry_response(
+        status,
+        outcome.resource_type,
+        outcome.resource_id,
+        outcome.version_id,
+        outcome.last_updated,
+        outcome.body if representation else None,
+    )

@@ -1,0 +1,177 @@
+"""The FHIR REST routes under /fhir: thin — read the body, hand it to a handler in a thread, answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Header, Path, Request
+from starlette.concurrency import run_in_threadpool
+
+from service.api.body import read_fhir_body
+from service.api.deps import ContainerDep, fhir_base
+from service.api.fhir_handlers import Answer, check_input_type, handle_bundle, handle_write
+from service.api.responses import FhirJSONResponse, fhir_response
+from service.errors import Problem, refuse
+from service.fhir.capability import READ_ONLY_TYPES, capability_statement
+from service.fhir.codesystems import CODE_SYSTEMS, code_system
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/fhir", tags=["FHIR"])
+
+_TYPE = Path(pattern=r"^[A-Z][A-Za-z]{1,63}$", description="A FHIR resource type")
+_ID = Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="A FHIR logical id")
+_FHIR_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/fhir+json": {"schema": {"type": "object", "additionalProperties": True}},
+            "application/json": {"schema": {"type": "object", "additionalProperties": True}},
+        },
+    }
+}
+_FHIR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/fhir+json": {}}}
+    for code, text in {
+        400: "Not JSON, or not valid FHIR R4 (OperationOutcome)",
+        404: "Unknown type or id (OperationOutcome)",
+        413: "Body or Bundle too large (OperationOutcome)",
+        415: "Not application/fhir+json (OperationOutcome)",
+        422: "Valid FHIR refracture cannot take (OperationOutcome)",
+        503: "Database unavailable; retry (OperationOutcome)",
+    }.items()
+}
+
+Prefer = Annotated[str | None, Header(description="return=minimal | return=representation")]
+IfMatch = Annotated[str | None, Header(alias="If-Match", description='Version-aware update: W/"n"')]
+
+
+def _ring_doorbell(request: Request, background: BackgroundTasks, answer: Answer) -> None:
+    if answer.changed_patients:
+        container = request.app.state.container
+        # After the response: the doorbell must never delay or fail a committed ingest.
+        background.add_task(container.relay.ring, answer.changed_patients)
+
+
+@router.get("/metadata", operation_id="capabilities", response_class=FhirJSONResponse, summary="CapabilityStatement")
+def metadata(request: Request) -> FhirJSONResponse:
+    """What this FHIR server supports."""
+    return fhir_response(capability_statement(fhir_base(request)))
+
+
+@router.post(
+    "",
+    operation_id="transactionOrBatch",
+    response_class=FhirJSONResponse,
+    openapi_extra=_FHIR_BODY,
+    responses=_FHIR_RESPONSES,
+    summary="Process a transaction or batch Bundle",
+)
+async def post_bundle(
+    request: Request, container: ContainerDep, background: BackgroundTasks, prefer: Prefer = None
+) -> FhirJSONResponse:
+    """A transaction (all or nothing) or batch (each entry on its own) Bundle of the accepted input types."""
+    raw = await read_fhir_body(request, container.settings.max_body_bytes)
+    representation = bool(prefer and "return=representation" in prefer)
+    answer = await run_in_threadpool(handle_bundle, container, raw, representation)
+    _ring_doorbell(request, background, answer)
+    return fhir_response(answer.body, answer.status)
+
+
+@router.post(
+    "/{resource_type}",
+    operation_id="create",
+    response_class=FhirJSONResponse,
+    openapi_extra=_FHIR_BODY,
+    responses=_FHIR_RESPONSES,
+    status_code=201,
+    summary="Create (or, with the EHR's id, create-or-update)",
+)
+async def create(
+    request: Request,
+    container: ContainerDep,
+    background: BackgroundTasks,
+    resource_type: Annotated[str, _TYPE],
+    prefer: Prefer = None,
+) -> FhirJSONResponse:
+    """Store one resource; a resource carrying the EHR's id keeps it, and re-sending it is a no-op."""
+    check_input_type(resource_type)
+    raw = await read_fhir_body(request, container.settings.max_body_bytes)
+    answer = await run_in_threadpool(handle_write, container, raw, resource_type, None, None, fhir_base(request))
+    _ring_doorbell(request, background, answer)
+    return _written(answer, prefer)
+
+
+@router.put(
+    "/{resource_type}/{resource_id}",
+    operation_id="update",
+    response_class=FhirJSONResponse,
+    openapi_extra=_FHIR_BODY,
+    responses={**_FHIR_RESPONSES, 412: {"description": "If-Match did not match"}},
+    summary="Update, or create with this id",
+)
+async def update(
+    request: Request,
+    container: ContainerDep,
+    background: BackgroundTasks,
+    resource_type: Annotated[str, _TYPE],
+    resource_id: Annotated[str, _ID],
+    prefer: Prefer = None,
+    if_match: IfMatch = None,
+) -> FhirJSONResponse:
+    """Store a new version; identical content makes no new version."""
+    check_input_type(resource_type)
+    raw = await read_fhir_body(request, container.settings.max_body_bytes)
+    answer = await run_in_threadpool(
+        handle_write, container, raw, resource_type, resource_id, if_match, fhir_base(request)
+    )
+    _ring_doorbell(request, background, answer)
+    return _written(answer, prefer)
+
+
+@router.get(
+    "/{resource_type}/{resource_id}",
+    operation_id="read",
+    response_class=FhirJSONResponse,
+    responses=_FHIR_RESPONSES,
+    summary="Read the current version",
+)
+async def read(
+    container: ContainerDep, resource_type: Annotated[str, _TYPE], resource_id: Annotated[str, _ID]
+) -> FhirJSONResponse:
+    """A stored input resource (as received, with meta.versionId/lastUpdated) or a served CodeSystem."""
+    if resource_type == "CodeSystem":
+        found = code_system(resource_id)
+        if found is None:
+            raise refuse(Problem.NOT_FOUND, "not-found", f"CodeSystem/{resource_id} is not known")
+        return fhir_response(found)
+    if resource_type not in READ_ONLY_TYPES:
+        check_input_type(resource_type)
+    stored = await run_in_threadpool(container.store.read_text, (resource_type, resource_id))
+    if stored is None:
+        raise refuse(Problem.NOT_FOUND, "not-found", f"{resource_type}/{resource_id} is not known")
+    return fhir_response(stored.body, 200, {"ETag": f'W/"{stored.version_id}"'})
+
+
+@router.get(
+    "/CodeSystem",
+    operation_id="searchCodeSystem",
+    response_class=FhirJSONResponse,
+    summary="Search the served CodeSystems by url",
+)
+def search_code_system(url: str | None = None) -> FhirJSONResponse:
+    """refracture's own CodeSystems as a searchset Bundle."""
+    found = [cs for cs in CODE_SYSTEMS.values() if url is None or cs["url"] == url]
+    return fhir_response(
+        {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(found),
+            "entry": [{"resource": cs, "search": {"mode": "match"}} for cs in found],
+        }
+    )
+
+
+def _written(answer: Answer, prefer: str | None) -> FhirJSONResponse:
+    minimal = bool(prefer and "return=minimal" in prefer)
+    return fhir_response(None if minimal else answer.body, answer.status, answer.headers)

@@ -1,0 +1,150 @@
+"""The `refracture` command: migrate, api, worker, beat, relay, demo, openapi."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import psycopg
+
+from service.config import get_settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("refracture")
+
+
+def _configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every URL at INFO, and FHIR URLs carry patient ids.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    """Create the database if needed and apply the migrations."""
+    from service.adapters.postgres.migrate import create_database_if_missing, migrate  # noqa: PLC0415
+
+    settings = get_settings()
+    create_database_if_missing(settings.database_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        applied = migrate(conn)
+    print(f"migrations applied: {applied or 'none (up to date)'}")
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """Serve the HTTP API."""
+    import uvicorn  # noqa: PLC0415
+
+    settings = get_settings()
+    uvicorn.run(
+        "service.api.app:create_app",
+        factory=True,
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        workers=args.workers,
+        # Access logs carry query strings, which can carry patient identifiers.
+        access_log=False,
+        log_level="info",
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run a Celery worker."""
+    from workers.celery_app import app  # noqa: PLC0415
+
+    argv = [
+        "worker",
+        "--loglevel",
+        "INFO",
+        "-Q",
+        get_settings().celery_queue,
+        "--concurrency",
+        str(args.concurrency),
+    ]
+    if args.pool:
+        argv += ["--pool", args.pool]
+    app.worker_main(argv)
+    return 0
+
+
+def cmd_beat(_: argparse.Namespace) -> int:
+    """Run Celery beat (exactly one per deployment: two would duplicate every schedule)."""
+    from workers.celery_app import app  # noqa: PLC0415
+
+    app.start(
+        [
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(Path(tempfile.gettempdir()) / "refracture-beat-schedule"),
+        ]
+    )
+    return 0
+
+
+def cmd_relay(_: argparse.Namespace) -> int:
+    """Publish every pending change once (what beat does on a schedule)."""
+    from service.bootstrap import bootstrap  # noqa: PLC0415
+
+    container = bootstrap()
+    try:
+        print(f"published {container.relay.ring()} patient changes")
+    finally:
+        container.close()
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    """Write the OpenAPI document."""
+    from service.api.openapi import openapi_document  # noqa: PLC0415
+
+    text = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Everything on one machine: services, migrations, API, worker, beat, and a synthetic cohort."""
+    from service.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(patients=args.patients, port=args.port, keep_running=not args.exit_after_load)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `refracture` console script."""
+    parser = argparse.ArgumentParser(prog="refracture", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create the database if needed and apply migrations").set_defaults(run=cmd_migrate)
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.add_argument("--workers", type=int, default=1)
+    api.set_defaults(run=cmd_api)
+    worker = sub.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("--concurrency", type=int, default=2)
+    worker.add_argument("--pool", choices=["prefork", "solo", "threads"])
+    worker.set_defaults(run=cmd_worker)
+    sub.add_parser("beat", help="run Celery beat (one per deployment)").set_defaults(run=cmd_beat)
+    sub.add_parser("relay", help="publish pending changes once").set_defaults(run=cmd_relay)
+    openapi = sub.add_parser("openapi", help="print or write the OpenAPI document")
+    openapi.add_argument("--out")
+    openapi.set_defaults(run=cmd_openapi)
+    demo = sub.add_parser("demo", help="run everything locally with a synthetic cohort")
+    demo.add_argument("--patients", type=int, default=25)
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--exit-after-load", action="store_true", help="stop once the cohort is processed")
+    demo.set_defaults(run=cmd_demo)
+    args = parser.parse_args(argv)
+    _configure_logging()
+    return int(args.run(args))

@@ -1,0 +1,59 @@
+"""One validated Settings object, read from the environment (prefix ``REFRACTURE_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting has a default that works on one developer machine."""
+
+    model_config = SettingsConfigDict(env_prefix="REFRACTURE_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/refracture"
+    database_pool_min: int = Field(default=1, ge=1)
+    database_pool_max: int = Field(default=8, ge=1)
+    # How long a request waits for a pooled connection before answering 503.
+    database_pool_timeout_s: float = Field(default=5.0, gt=0)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # A per-deployment queue name keeps two installations on one Redis apart.
+    celery_queue: str = "refracture"
+
+    ehr_base_url: str | None = None
+
+    # Requests above this size get 413 before their body is read in full.
+    max_body_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    # Entries per Bundle; a bigger Bundle gets 413 (Google's executeBundle stops at 4,500).
+    max_bundle_entries: int = Field(default=5000, ge=1)
+
+    # Local codes that map to the standard codes refracture knows (docs/terminology-mapping.md).
+    code_map_file: Path | None = None
+
+    # How long a published patient-change doorbell may stay unanswered before the relay rings again.
+    relay_redeliver_after_s: float = Field(default=120.0, gt=0)
+    relay_batch_size: int = Field(default=500, ge=1)
+    # Patients per worker task: per-task overhead (~1 ms) dwarfs per-patient work otherwise.
+    relay_chunk_size: int = Field(default=200, ge=1)
+    relay_interval_s: float = Field(default=15.0, gt=0)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    @field_validator("ehr_base_url")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

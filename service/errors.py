@@ -1,0 +1,63 @@
+"""Errors every layer may raise, each with the FHIR issues that explain it; the API maps them to HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Problem(Enum):
+    """What went wrong, in the terms of FHIR R4 http.html; the API picks the status code from it."""
+
+    MALFORMED = "malformed"  # not JSON, or not a JSON object (400)
+    INVALID = "invalid"  # not valid FHIR R4 (400)
+    UNPROCESSABLE = "unprocessable"  # valid FHIR that refracture cannot take (422)
+    NOT_FOUND = "not-found"  # unknown type or id (404)
+    NOT_ALLOWED = "not-allowed"  # method not supported on this resource (405)
+    CONFLICT = "conflict"  # concurrent change (409)
+    PRECONDITION_FAILED = "precondition-failed"  # If-Match did not match (412)
+    TOO_LARGE = "too-large"  # body or Bundle over the configured limit (413)
+    UNSUPPORTED_MEDIA = "unsupported-media"  # not a FHIR JSON media type (415)
+    UNAVAILABLE = "unavailable"  # database or broker down; try again (503)
+
+
+HTTP_STATUS: dict[Problem, int] = {
+    Problem.MALFORMED: 400,
+    Problem.INVALID: 400,
+    Problem.UNPROCESSABLE: 422,
+    Problem.NOT_FOUND: 404,
+    Problem.NOT_ALLOWED: 405,
+    Problem.CONFLICT: 409,
+    Problem.PRECONDITION_FAILED: 412,
+    Problem.TOO_LARGE: 413,
+    Problem.UNSUPPORTED_MEDIA: 415,
+    Problem.UNAVAILABLE: 503,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One OperationOutcome issue: severity, FHIR issue-type code, plain text, FHIRPath of the element."""
+
+    code: str
+    text: str
+    expression: str | None = None
+    severity: str = "error"
+
+
+class RefractureError(Exception):
+    """A request refracture refuses, with the issues that tell the sender why."""
+
+    def __init__(self, problem: Problem, issues: list[Issue]) -> None:
+        super().__init__("; ".join(issue.text for issue in issues))
+        self.problem = problem
+        self.issues = issues
+
+
+def refuse(problem: Problem, code: str, text: str, expression: str | None = None) -> RefractureError:
+    """A RefractureError with one issue."""
+    return RefractureError(problem, [Issue(code, text, expression)])
+
+
+class ConcurrentWrite(Exception):
+    """Another transaction wrote the same rows first; the whole unit of work can simply be run again."""

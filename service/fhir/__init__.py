@@ -1,0 +1,1 @@
+"""FHIR R4 boundary: validation, terminology, normalisation into facts, outbound builders."""

@@ -1,0 +1,293 @@
+"""Transaction and batch Bundles: check the envelope, plan each entry, resolve urn:uuid references."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+from service.errors import Issue, Problem, RefractureError
+from service.fhir.resource_types import INPUT_TYPES
+from service.fhir.validation import validate_resource
+
+__all__ = ["EntryPlan", "PlannedBundle", "plan_bundle"]
+
+_TYPE_URL: Final = re.compile(r"^([A-Z][A-Za-z]+)/?$")
+_INSTANCE_URL: Final = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
+_PLACEHOLDER: Final = ("urn:uuid:", "urn:oid:")
+
+
+@dataclass(slots=True)
+class EntryPlan:
+    """One entry of a Bundle, checked: what to do, on which resource, or why it cannot be done."""
+
+    index: int
+    method: str  # POST | PUT | GET
+    resource_type: str
+    resource_id: str | None
+    resource: dict[str, Any] | None
+    full_url: str | None = None
+    if_match: str | None = None
+    error: RefractureError | None = None
+
+
+@dataclass(slots=True)
+class PlannedBundle:
+    """A checked Bundle: its type and its entries in request order."""
+
+    bundle_type: str
+    entries: list[EntryPlan]
+
+
+def plan_bundle(bundle: Any, max_entries: int) -> PlannedBundle:
+    """Check a transaction or batch Bundle and plan its entries.
+
+    A transaction fails as a whole on the first problem of any entry (all issues are reported together);
+    a batch keeps going and records each entry's problem on that entry.
+
+    Args:
+        bundle: the parsed request body.
+        max_entries: the most entries accepted.
+
+    Returns:
+        The planned Bundle; in a transaction, urn:uuid references are rewritten to the ids assigned.
+
+    Raises:
+        RefractureError: the envelope is not a valid transaction or batch Bundle, or (transaction) an entry is bad.
+    """
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise RefractureError(Problem.INVALID, [Issue("structure", "POST /fhir takes a Bundle", "Bundle")])
+    entries = bundle.get("entry")
+    if isinstance(entries, list) and len(entries) > max_entries:
+        raise RefractureError(
+            Problem.TOO_LARGE,
+            [
+                Issue(
+                    "too-costly",
+                    f"the Bundle has {len(entries)} entries; the limit is {max_entries}",
+                    "Bundle.entry",
+                )
+            ],
+        )
+    envelope = {**bundle, "entry": [_without_resource(e) for e in entries]} if isinstance(entries, list) else bundle
+    envelope_issues = validate_resource(envelope, "Bundle")
+    if envelope_issues:
+        raise RefractureError(Problem.INVALID, envelope_issues)
+    bundle_type = bundle.get("type")
+    if bundle_type not in ("transaction", "batch"):
+        raise RefractureError(
+            Problem.UNPROCESSABLE,
+            [
+                Issue(
+                    "not-supported",
+                    f"Bundle.type must be transaction or batch, not {bundle_type!r}",
+                    "Bundle.type",
+                )
+            ],
+        )
+    plans = [_plan_entry(i, e) for i, e in enumerate(entries or [])]
+    if bundle_type == "transaction":
+        _check_transaction(plans)
+    else:
+        _check_batch_references(plans)
+    return PlannedBundle(str(bundle_type), plans)
+
+
+def _without_resource(entry: Any) -> Any:
+    if isinstance(entry, dict) and "resource" in entry:
+        # A placeholder keeps the entry non-empty for the envelope check; the resource is checked on its own.
+        return {
+            **{k: v for k, v in entry.items() if k != "resource"},
+            "resource": {"resourceType": "Basic", "code": {"text": "-"}},
+        }
+    return entry
+
+
+def _fail(index: int, problem: Problem, code: str, text: str, element: str = "") -> RefractureError:
+    return RefractureError(problem, [Issue(code, text, f"Bundle.entry[{index}]{element}")])
+
+
+def _plan_entry(index: int, entry: dict[str, Any]) -> EntryPlan:
+    request = entry.get("request") or {}
+    method = str(request.get("method") or "")
+    url = str(request.get("url") or "").strip()
+    resource = entry.get("resource")
+    plan = EntryPlan(
+        index,
+        method,
+        "",
+        None,
+        resource if isinstance(resource, dict) else None,
+        entry.get("fullUrl"),
+        request.get("ifMatch"),
+    )
+    if not method or not url:
+        plan.error = _fail(
+            index, Problem.INVALID, "required", "request.method and request.url are required", ".request"
+        )
+    elif method == "GET":
+        match = _INSTANCE_URL.match(url)
+        if match is None:
+            plan.error = _fail(
+                index,
+                Problem.UNPROCESSABLE,
+                "not-supported",
+                "GET entries must read one resource (Type/id)",
+                ".request.url",
+            )
+        else:
+            plan.resource_type, plan.resource_id = match.group(1), match.group(2)
+    elif method in ("POST", "PUT"):
+        _plan_write(plan, url, request)
+    else:
+        plan.error = _fail(
+            index,
+            Problem.NOT_ALLOWED,
+            "not-supported",
+            f"{method} is not supported in Bundle entries (POST, PUT and GET are)",
+            ".request.method",
+        )
+    return plan
+
+
+def _plan_write(plan: EntryPlan, url: str, request: dict[str, Any]) -> None:
+    index = plan.index
+    resource = plan.resource
+    if resource is None:
+        plan.error = _fail(index, Problem.INVALID, "required", f"a {plan.method} entry needs a resource", ".resource")
+        return
+    if "?" in url or request.get("ifNoneExist") or request.get("ifNoneMatch"):
+        plan.error = _fail(
+            index,
+            Problem.UNPROCESSABLE,
+            "not-supported",
+            "conditional create and update are not supported: send the resource with the EHR's id",
+            ".request",
+        )
+        return
+    resource_type = resource.get("resourceType")
+    match = (_TYPE_URL if plan.method == "POST" else _INSTANCE_URL).match(url)
+    if match is None:
+        expected = "Type" if plan.method == "POST" else "Type/id"
+        plan.error = _fail(
+            index,
+            Problem.INVALID,
+            "invalid",
+            f"request.url of a {plan.method} must be {expected}",
+            ".request.url",
+        )
+        return
+    if match.group(1) != resource_type:
+        plan.error = _fail(
+            index,
+            Problem.INVALID,
+            "invalid",
+            f"request.url names {match.group(1)} but the resource is {resource_type!r}",
+            ".request.url",
+        )
+        return
+    issues = validate_resource(resource, f"Bundle.entry[{index}].resource")
+    if issues:
+        plan.error = RefractureError(Problem.INVALID, issues)
+        return
+    if resource_type not in INPUT_TYPES:
+        plan.error = _fail(
+            index,
+            Problem.UNPROCESSABLE,
+            "not-supported",
+            f"refracture does not take {resource_type} resources",
+            ".resource.resourceType",
+        )
+        return
+    plan.resource_type = str(resource_type)
+    if plan.method == "PUT":
+        plan.resource_id = match.group(2)
+        if resource.get("id") not in (None, plan.resource_id):
+            plan.error = _fail(
+                index,
+                Problem.INVALID,
+                "invalid",
+                "the resource id differs from the id in request.url",
+                ".resource.id",
+            )
+    else:
+        resource_id = resource.get("id")
+        # Ids in input are the EHR's own and kept (contract.md); only an id-less POST gets one assigned.
+        plan.resource_id = resource_id if isinstance(resource_id, str) else str(uuid.uuid4())
+
+
+def _check_transaction(plans: list[EntryPlan]) -> None:
+    issues: list[Issue] = []
+    problems: set[Problem] = set()
+    for plan in plans:
+        if plan.error is not None:
+            issues.extend(plan.error.issues)
+            problems.add(plan.error.problem)
+    seen: dict[tuple[str, str | None], int] = {}
+    for plan in plans:
+        if plan.error is None and plan.method in ("POST", "PUT"):
+            key = (plan.resource_type, plan.resource_id)
+            if key in seen:
+                issues.append(
+                    Issue(
+                        "duplicate",
+                        f"{key[0]}/{key[1]} is written by entries {seen[key]} and {plan.index}",
+                        f"Bundle.entry[{plan.index}]",
+                    )
+                )
+                problems.add(Problem.INVALID)
+            seen[key] = plan.index
+    if not issues:
+        issues = _rewrite_placeholders(plans)
+        if issues:
+            problems.add(Problem.UNPROCESSABLE)
+    if issues:
+        # Malformed beats unprocessable: fix the FHIR first, then the business rule.
+        order = [Problem.TOO_LARGE, Problem.INVALID, Problem.NOT_ALLOWED, Problem.UNPROCESSABLE]
+        problem = next((p for p in order if p in problems), Problem.INVALID)
+        raise RefractureError(problem, issues)
+
+
+def _check_batch_references(plans: list[EntryPlan]) -> None:
+    # Batch entries stand alone (FHIR R4 http.html): a placeholder can only point into a transaction.
+    for plan in plans:
+        if plan.error is None and plan.resource is not None and plan.method in ("POST", "PUT"):
+            issues: list[Issue] = []
+            _rewrite(plan.resource, {}, f"Bundle.entry[{plan.index}].resource", issues)
+            if issues:
+                plan.error = RefractureError(Problem.UNPROCESSABLE, issues)
+
+
+def _rewrite_placeholders(plans: list[EntryPlan]) -> list[Issue]:
+    targets: dict[str, str] = {}
+    for plan in plans:
+        if plan.method in ("POST", "PUT") and isinstance(plan.full_url, str) and plan.full_url.startswith(_PLACEHOLDER):
+            targets[plan.full_url] = f"{plan.resource_type}/{plan.resource_id}"
+    issues: list[Issue] = []
+    for plan in plans:
+        if plan.resource is not None and plan.method in ("POST", "PUT"):
+            _rewrite(plan.resource, targets, f"Bundle.entry[{plan.index}].resource", issues)
+    return issues
+
+
+def _rewrite(node: Any, targets: dict[str, str], path: str, issues: list[Issue]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str) and value.startswith(_PLACEHOLDER):
+                if value in targets:
+                    node[key] = targets[value]
+                else:
+                    issues.append(
+                        Issue(
+                            "not-found",
+                            f"{value} is not the fullUrl of any entry in this Bundle "
+                            "(placeholders resolve only within a transaction)",
+                            f"{path}.reference",
+                        )
+                    )
+            elif isinstance(value, dict | list):
+                _rewrite(value, targets, f"{path}.{key}", issues)
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            _rewrite(item, targets, f"{path}[{index}]", issues)

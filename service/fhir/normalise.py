@@ -1,0 +1,403 @@
+"""Resources to clinical facts: the typed, unit-converted things the risk model and the alert rules read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+from service.domain.facts import Fact, FactKind
+from service.fhir import units
+from service.fhir.dates import FhirTime, parse_time, period_start, time_of
+from service.fhir.levels import levels_of
+from service.fhir.medications import classify
+from service.fhir.references import patient_of, split_reference
+from service.fhir.terminology import Concept, Terminology
+
+__all__ = ["MedicationResolver", "Normalised", "Normaliser", "UnrecognisedCode"]
+
+MedicationResolver = Callable[[str], dict[str, Any] | None]
+
+_FEMORAL_NECK: Final = "29627003"  # SNOMED "Structure of neck of femur": the neck has no DXA LOINC of its own
+_DROPPED_OBSERVATION: Final = frozenset({"entered-in-error", "cancelled"})
+_DROPPED_VERIFICATION: Final = frozenset({"refuted", "entered-in-error"})
+
+
+@dataclass(frozen=True, slots=True)
+class UnrecognisedCode:
+    """A coding refracture did not recognise: stored with its resource and counted, never an error."""
+
+    resource_type: str
+    system: str
+    code: str
+    display: str | None
+
+
+@dataclass(slots=True)
+class Normalised:
+    """What one resource contributes: its patient, its facts, the codes not recognised, what it depends on."""
+
+    patient_id: str | None
+    facts: list[Fact] = field(default_factory=list)
+    unrecognised: list[UnrecognisedCode] = field(default_factory=list)
+    medication_ref: str | None = None
+
+
+class Normaliser:
+    """Turns one stored resource into facts (pure: the Medication lookup is passed in)."""
+
+    def __init__(self, terminology: Terminology) -> None:
+        self._terms = terminology
+
+    def normalise(self, resource: dict[str, Any], resolve_medication: MedicationResolver) -> Normalised:
+        """Facts of one resource.
+
+        Args:
+            resource: a validated resource of an accepted input type.
+            resolve_medication: finds a referenced Medication ("Medication/id") when one is needed.
+
+        Returns:
+            The patient, facts, unrecognised codes and the Medication the facts depend on.
+        """
+        resource_type = resource.get("resourceType")
+        out = Normalised(patient_of(resource))
+        if resource_type == "Patient":
+            self._patient(resource, out)
+        elif resource_type == "Observation":
+            self._observation(resource, out)
+        elif resource_type == "Procedure":
+            self._procedure(resource, out)
+        elif resource_type == "Condition":
+            self._condition(resource, out)
+        elif resource_type in (
+            "MedicationAdministration",
+            "MedicationDispense",
+            "MedicationStatement",
+            "MedicationRequest",
+        ):
+            self._medication_use(resource, out, resolve_medication)
+        return out
+
+    # --- Patient ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _patient(resource: dict[str, Any], out: Normalised) -> None:
+        birth = parse_time(resource.get("birthDate"))
+        if birth is not None:
+            out.facts.append(Fact(FactKind.BIRTH_DATE, effective_date=birth.day, effective_at=birth.at))
+        gender = resource.get("gender")
+        if isinstance(gender, str):
+            out.facts.append(Fact(FactKind.SEX, value_text=gender))
+        died = parse_time(resource.get("deceasedDateTime"))
+        if died is not None or resource.get("deceasedBoolean") is True:
+            out.facts.append(
+                Fact(
+                    FactKind.DECEASED,
+                    effective_date=died.day if died else None,
+                    effective_at=died.at if died else None,
+                )
+            )
+
+    # --- Observation -----------------------------------------------------------------------------------
+    def _observation(self, resource: dict[str, Any], out: Normalised) -> None:
+        status = resource.get("status")
+        if status in _DROPPED_OBSERVATION:
+            return
+        when = time_of(resource, "effective") or parse_time(resource.get("issued"))
+        site_attrs = self._site_attrs(resource.get("bodySite"))
+        part_of = [r.get("reference") for r in resource.get("partOf") or [] if isinstance(r, dict)]
+        parts: list[tuple[dict[str, Any], dict[str, Any]]] = [(resource.get("code") or {}, resource)]
+        parts += [
+            (component.get("code") or {}, component)
+            for component in resource.get("component") or []
+            if isinstance(component, dict)
+        ]
+        for code, holder in parts:
+            concept = self._terms.first_concept(code.get("coding") or [])
+            if concept is None:
+                self._unrecognised("Observation", code, out)
+                continue
+            fact = _measure_fact(concept, holder, when, str(status), site_attrs, part_of)
+            if fact is not None:
+                out.facts.append(fact)
+
+    @staticmethod
+    def _site_attrs(body_site: Any) -> dict[str, Any]:
+        attrs: dict[str, Any] = {}
+        levels = levels_of(body_site)
+        if levels:
+            attrs["levels"] = levels
+        if isinstance(body_site, dict):
+            for coding in body_site.get("coding") or []:
+                if isinstance(coding, dict) and coding.get("code") == _FEMORAL_NECK:
+                    attrs["site"] = "femoral-neck"
+        return attrs
+
+    # --- Procedure -------------------------------------------------------------------------------------
+    def _procedure(self, resource: dict[str, Any], out: Normalised) -> None:
+        status = resource.get("status")
+        if status == "entered-in-error":
+            return
+        code = resource.get("code") or {}
+        concept = self._terms.first_concept(code.get("coding") or [])
+        if concept is None:
+            self._unrecognised("Procedure", code, out)
+            return
+        when = time_of(resource, "performed")
+        attrs = dict(concept.attrs)
+        levels = levels_of(resource.get("bodySite"))
+        if levels:
+            attrs["levels"] = levels
+        out.facts.append(
+            Fact(
+                concept.kind,
+                status=str(status),
+                effective_date=when.day if when else None,
+                effective_at=when.at if when else None,
+                attrs=attrs,
+            )
+        )
+
+    # --- Condition -------------------------------------------------------------------------------------
+    def _condition(self, resource: dict[str, Any], out: Normalised) -> None:
+        verification = _first_code(resource.get("verificationStatus"))
+        if verification in _DROPPED_VERIFICATION:
+            return
+        code = resource.get("code") or {}
+        concept = self._terms.first_concept(code.get("coding") or [])
+        if concept is None:
+            self._unrecognised("Condition", code, out)
+            return
+        onset = time_of(resource, "onset") or parse_time(resource.get("recordedDate"))
+        abated = time_of(resource, "abatement")
+        attrs = dict(concept.attrs)
+        levels = levels_of(resource.get("bodySite"))
+        if levels:
+            attrs["levels"] = levels
+        if verification:
+            attrs["verification"] = verification
+        out.facts.append(
+            Fact(
+                concept.kind,
+                status=_first_code(resource.get("clinicalStatus")),
+                effective_date=onset.day if onset else None,
+                effective_at=onset.at if onset else None,
+                end_date=abated.day if abated else None,
+                attrs=attrs,
+            )
+        )
+
+    # --- Medicines -------------------------------------------------------------------------------------
+    def _medication_use(
+        self, resource: dict[str, Any], out: Normalised, resolve_medication: MedicationResolver
+    ) -> None:
+        status = resource.get("status")
+        if status == "entered-in-error":
+            return
+        resource_type = str(resource["resourceType"])
+        concepts: list[dict[str, Any]] = []
+        ingredients: list[dict[str, Any]] = []
+        if isinstance(resource.get("medicationCodeableConcept"), dict):
+            concepts.append(resource["medicationCodeableConcept"])
+        medication = self._referenced_medication(resource, out, resolve_medication)
+        if medication is not None:
+            if isinstance(medication.get("code"), dict):
+                concepts.append(medication["code"])
+            for item in medication.get("ingredient") or []:
+                if isinstance(item, dict):
+                    ingredients.append(item)
+                    if isinstance(item.get("itemCodeableConcept"), dict):
+                        concepts.append(item["itemCodeableConcept"])
+        dose = _dose(resource)
+        match = classify(concepts, ingredients, dose, self._terms.local_target)
+        if match is None:
+            for concept in concepts:
+                self._unrecognised(resource_type, concept, out)
+            return
+        when, end = _medication_time(resource)
+        attrs: dict[str, Any] = {"drug": match.drug.value, "event": _EVENTS[resource_type]}
+        if match.dose_mg is not None:
+            attrs["dose_mg"] = match.dose_mg
+        attrs.update(_medication_extras(resource))
+        out.facts.append(
+            Fact(
+                FactKind.MEDICATION,
+                status=str(status),
+                effective_date=when.day if when else None,
+                effective_at=when.at if when else None,
+                end_date=end.day if end else None,
+                attrs=attrs,
+            )
+        )
+
+    @staticmethod
+    def _referenced_medication(
+        resource: dict[str, Any], out: Normalised, resolve_medication: MedicationResolver
+    ) -> dict[str, Any] | None:
+        ref = resource.get("medicationReference")
+        reference = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(reference, str):
+            return None
+        if reference.startswith("#"):
+            for contained in resource.get("contained") or []:
+                if isinstance(contained, dict) and contained.get("id") == reference[1:]:
+                    return contained
+            return None
+        parsed = split_reference(reference)
+        if parsed is None or parsed[0] != "Medication":
+            return None
+        out.medication_ref = f"Medication/{parsed[1]}"
+        return resolve_medication(out.medication_ref)
+
+    @staticmethod
+    def _unrecognised(resource_type: str, concept: Any, out: Normalised) -> None:
+        codings = concept.get("coding") if isinstance(concept, dict) else None
+        for coding in codings or []:
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                display = coding.get("display")
+                out.unrecognised.append(
+                    UnrecognisedCode(
+                        resource_type,
+                        str(coding.get("system") or ""),
+                        coding["code"],
+                        display if isinstance(display, str) else None,
+                    )
+                )
+
+
+_EVENTS: Final = {
+    "MedicationAdministration": "administration",
+    "MedicationDispense": "dispense",
+    "MedicationStatement": "statement",
+    "MedicationRequest": "request",
+}
+
+_PERIOD_DAYS: Final = {
+    "s": 1 / 86400,
+    "min": 1 / 1440,
+    "h": 1 / 24,
+    "d": 1.0,
+    "wk": 7.0,
+    "mo": 30.4375,
+    "a": 365.25,
+}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    return float(value)
+
+
+def _first_code(concept: Any) -> str | None:
+    if not isinstance(concept, dict):
+        return None
+    for coding in concept.get("coding") or []:
+        if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+            return str(coding["code"])
+    return None
+
+
+def _measure_fact(
+    concept: Concept,
+    holder: dict[str, Any],
+    when: FhirTime | None,
+    status: str,
+    site_attrs: dict[str, Any],
+    part_of: list[Any],
+) -> Fact | None:
+    attrs: dict[str, Any] = {**concept.attrs, **site_attrs}
+    if part_of:
+        attrs["part_of"] = [p for p in part_of if isinstance(p, str)]
+    value_num: float | None = None
+    value_text: str | None = None
+    unit: str | None = None
+    quantity = holder.get("valueQuantity")
+    if isinstance(quantity, dict) and _number(quantity.get("value")) is not None:
+        raw = _number(quantity.get("value"))
+        sent_unit = quantity.get("code") or quantity.get("unit")
+        if concept.unit_family is None or raw is None:
+            return None
+        value_num = units.convert(raw, sent_unit if isinstance(sent_unit, str) else None, concept.unit_family)
+        if value_num is None:
+            # Keep what was sent, flagged, so a unit problem is visible instead of a silently wrong number.
+            attrs["unit_problem"] = f"{raw} {sent_unit or '(no unit)'}"
+        else:
+            unit = units.family(concept.unit_family).canonical
+    elif isinstance(holder.get("valueBoolean"), bool):
+        value_num = 1.0 if holder["valueBoolean"] else 0.0
+        value_text = "true" if holder["valueBoolean"] else "false"
+    elif _number(holder.get("valueInteger")) is not None:
+        value_num = _number(holder.get("valueInteger"))
+        unit = units.family(concept.unit_family).canonical if concept.unit_family else None
+    elif isinstance(holder.get("valueCodeableConcept"), dict):
+        coded = holder["valueCodeableConcept"]
+        value_text = coded.get("text") if isinstance(coded.get("text"), str) else _first_code(coded)
+        # A coded finding (e.g. where cement leaked) means the finding is present.
+        value_num = 1.0
+    elif isinstance(holder.get("valueString"), str):
+        value_text = holder["valueString"]
+    else:
+        return None
+    return Fact(
+        concept.kind,
+        value_num=value_num,
+        value_text=value_text,
+        unit=unit,
+        effective_date=when.day if when else None,
+        effective_at=when.at if when else None,
+        status=status,
+        attrs=attrs,
+    )
+
+
+def _dose(resource: dict[str, Any]) -> dict[str, Any] | None:
+    dosage = resource.get("dosage")
+    if isinstance(dosage, dict) and isinstance(dosage.get("dose"), dict):
+        return dict(dosage["dose"])  # MedicationAdministration
+    instructions = resource.get("dosageInstruction") or resource.get("dosage") or []
+    for instruction in instructions if isinstance(instructions, list) else []:
+        for dose_rate in (instruction.get("doseAndRate") or []) if isinstance(instruction, dict) else []:
+            if isinstance(dose_rate, dict) and isinstance(dose_rate.get("doseQuantity"), dict):
+                return dict(dose_rate["doseQuantity"])
+    return None
+
+
+def _medication_time(resource: dict[str, Any]) -> tuple[FhirTime | None, FhirTime | None]:
+    resource_type = resource["resourceType"]
+    if resource_type == "MedicationDispense":
+        return parse_time(resource.get("whenHandedOver")) or parse_time(resource.get("whenPrepared")), None
+    if resource_type == "MedicationRequest":
+        validity = (resource.get("dispenseRequest") or {}).get("validityPeriod")
+        end = parse_time(validity.get("end")) if isinstance(validity, dict) else None
+        return parse_time(resource.get("authoredOn")) or period_start(validity), end
+    period = resource.get("effectivePeriod")
+    end = parse_time(period.get("end")) if isinstance(period, dict) else None
+    start = time_of(resource, "effective")
+    if start is None and resource_type == "MedicationStatement":
+        start = parse_time(resource.get("dateAsserted"))
+    return start, end
+
+
+def _medication_extras(resource: dict[str, Any]) -> dict[str, Any]:
+    extras: dict[str, Any] = {}
+    if resource.get("resourceType") == "MedicationRequest" and isinstance(resource.get("intent"), str):
+        extras["intent"] = resource["intent"]
+    days_supply = resource.get("daysSupply")
+    if isinstance(days_supply, dict) and _number(days_supply.get("value")) is not None:
+        extras["days_supply"] = _number(days_supply.get("value"))
+    interval = _interval_days(resource.get("dosageInstruction") or resource.get("dosage"))
+    if interval is not None:
+        extras["interval_days"] = interval
+    return extras
+
+
+def _interval_days(instructions: Any) -> float | None:
+    for instruction in instructions if isinstance(instructions, list) else []:
+        repeat = ((instruction.get("timing") or {}).get("repeat") or {}) if isinstance(instruction, dict) else {}
+        period = _number(repeat.get("period"))
+        unit = repeat.get("periodUnit")
+        frequency = _number(repeat.get("frequency")) or 1.0
+        if period is not None and isinstance(unit, str) and unit in _PERIOD_DAYS:
+            return period * _PERIOD_DAYS[unit] / frequency
+    return None

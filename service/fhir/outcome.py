@@ -1,0 +1,84 @@
+"""OperationOutcome and transaction/batch response Bundles, as plain dicts (built fast, checked in tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+from service.errors import HTTP_STATUS, Issue, RefractureError
+
+__all__ = [
+    "entry_response",
+    "error_entry",
+    "http_date",
+    "operation_outcome",
+    "response_bundle",
+    "status_line",
+]
+
+
+def operation_outcome(issues: Sequence[Issue]) -> dict[str, Any]:
+    """An OperationOutcome listing the issues (an 'informational' one when there are none)."""
+    if not issues:
+        issues = [Issue("informational", "All OK", severity="information")]
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": issue.severity,
+                "code": issue.code,
+                "details": {"text": issue.text},
+                **({"expression": [issue.expression]} if issue.expression else {}),
+            }
+            for issue in issues
+        ],
+    }
+
+
+def status_line(code: int) -> str:
+    """ "201 Created" and the like, as Bundle.entry.response.status wants."""
+    return f"{code} {HTTPStatus(code).phrase}"
+
+
+def http_date(moment: datetime) -> str:
+    """An HTTP-date (RFC 9110) for Last-Modified."""
+    return moment.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def entry_response(
+    status: int,
+    resource_type: str,
+    resource_id: str,
+    version_id: int,
+    last_updated: datetime,
+    resource: Any | None = None,
+) -> dict[str, Any]:
+    """A response entry for a successful write or read."""
+    entry: dict[str, Any] = {
+        "response": {
+            "status": status_line(status),
+            "location": f"{resource_type}/{resource_id}/_history/{version_id}",
+            "etag": f'W/"{version_id}"',
+            "lastModified": last_updated.isoformat(timespec="milliseconds"),
+        }
+    }
+    if resource is not None:
+        entry = {"resource": resource, **entry}
+    return entry
+
+
+def error_entry(error: RefractureError) -> dict[str, Any]:
+    """A response entry for a failed batch entry, with its OperationOutcome."""
+    return {
+        "response": {
+            "status": status_line(HTTP_STATUS[error.problem]),
+            "outcome": operation_outcome(error.issues),
+        }
+    }
+
+
+def response_bundle(bundle_type: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A transaction-response or batch-response Bundle."""
+    return {"resourceType": "Bundle", "type": f"{bundle_type}-response", "entry": entries}

@@ -1,0 +1,162 @@
+"""Ports: what the use cases need from storage, the queue and the clock, as Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from service.domain.facts import Fact
+
+Clock = Callable[[], datetime]
+ResourceKey = tuple[str, str]  # (resource type, id)
+
+# Task names, so the API can send tasks without importing the worker code (conventions: nothing imports workers).
+TASK_PATIENTS_CHANGED = "refracture.patients_changed"
+TASK_RELAY = "refracture.relay"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """What is stored for a resource now."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    content_hash: bytes
+    patient_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceWrite:
+    """A new version of a resource to store (``body`` already carries meta.versionId/lastUpdated)."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    content_hash: bytes
+    patient_id: str | None
+    status: str | None
+    entered_in_error: bool
+    medication_ref: str | None
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SourcedFact:
+    """A fact with the patient and the resource version it came from."""
+
+    patient_id: str
+    fact: Fact
+    source_type: str
+    source_id: str
+    source_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredText:
+    """A stored resource as JSON text, ready to send."""
+
+    body: str
+    version_id: int
+    last_updated: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UnrecognisedCount:
+    """How often a code was seen and not recognised."""
+
+    resource_type: str
+    system: str
+    code: str
+    display: str | None
+    occurrences: int
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+
+class IngestSession(Protocol):
+    """One database transaction of the ingest use case."""
+
+    def current_versions(self, keys: Sequence[ResourceKey]) -> dict[ResourceKey, StoredVersion]:
+        """The stored version of each key that exists, locked until the transaction ends."""
+
+    def write_resources(self, inserts: Sequence[ResourceWrite], updates: Sequence[ResourceWrite]) -> None:
+        """Store new resources and new versions (superseded versions go to history)."""
+
+    def replace_facts(self, sources: Sequence[ResourceKey], facts: Sequence[SourcedFact], now: datetime) -> set[str]:
+        """Drop the facts of these resources and add the new ones; returns the patients of the dropped facts."""
+
+    def count_unrecognised(self, counts: Sequence[UnrecognisedCount], now: datetime) -> None:
+        """Add to the counts of unrecognised codes."""
+
+    def mark_patients_changed(self, patient_ids: Iterable[str], now: datetime) -> None:
+        """Record in the outbox that these patients' records changed."""
+
+    def medication(self, ref: str) -> dict[str, Any] | None:
+        """A stored Medication by "Medication/id"."""
+
+    def dependents_of_medication(self, ref: str) -> list[dict[str, Any]]:
+        """Resources whose facts were drawn with this Medication, locked."""
+
+    def read_text(self, key: ResourceKey) -> StoredText | None:
+        """A stored resource as JSON text."""
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested transaction: an error inside undoes only its own writes."""
+
+
+class Store(Protocol):
+    """The database: transactions and reads."""
+
+    def session(self) -> AbstractContextManager[IngestSession]:
+        """A transaction, committed when the block ends without an error."""
+
+    def read_text(self, key: ResourceKey) -> StoredText | None:
+        """A stored resource as JSON text, outside any transaction."""
+
+    def unrecognised_codes(self, limit: int) -> list[UnrecognisedCount]:
+        """The unrecognised codes seen most often."""
+
+
+class ChangeOutbox(Protocol):
+    """The patient-change outbox, for the relay and the workers."""
+
+    def claim_to_publish(self, now: datetime, redeliver_after_s: float, limit: int) -> list[str]:
+        """Mark due rows as published and return their patient ids (committed by the caller's block)."""
+
+    def claim_given(self, patient_ids: Sequence[str], now: datetime) -> list[str]:
+        """Mark these patients' rows as published unless already rung; return those marked."""
+
+    def pending(self, patient_ids: Sequence[str]) -> dict[str, int]:
+        """The change sequence number of each patient with work not done."""
+
+    def mark_done(self, done: Mapping[str, int], now: datetime) -> None:
+        """Record that the work up to these sequence numbers is done."""
+
+    def backlog(self) -> tuple[int, datetime | None]:
+        """How many patients wait, and since when the oldest."""
+
+
+class OutboxStore(Protocol):
+    """Transactions over the outbox."""
+
+    def outbox(self) -> AbstractContextManager[ChangeOutbox]:
+        """A transaction over the outbox."""
+
+
+class TaskQueue(Protocol):
+    """The doorbell: sends tasks by name; may fail when the broker is down."""
+
+    def send(self, task_name: str, args: Sequence[Any]) -> None:
+        """Publish one task."""
+
+
+def chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,60 @@
+"""The relay: rings the workers' doorbell for every patient whose change is not yet handled."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from service.usecases.ports import TASK_PATIENTS_CHANGED, Clock, OutboxStore, TaskQueue, chunks
+
+__all__ = ["Relay"]
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    """Publishes outbox rows to the queue at least once; the rows, not the messages, are the record."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        queue: TaskQueue,
+        clock: Clock,
+        *,
+        redeliver_after_s: float,
+        batch_size: int,
+        chunk_size: int,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._clock = clock
+        self._redeliver_after_s = redeliver_after_s
+        self._batch_size = batch_size
+        self._chunk_size = chunk_size
+
+    def ring(self, patient_ids: Sequence[str] | None = None) -> int:
+        """Publish due changes: those of these patients (right after their ingest), or all that are due.
+
+        The rows are marked and the tasks sent in one transaction: if the broker refuses, nothing is marked and
+        the next run tries again. A message lost after that is re-sent once ``redeliver_after_s`` has passed.
+
+        Returns:
+            How many patients were published (0 when the broker is unreachable).
+        """
+        total = 0
+        while True:
+            try:
+                with self._store.outbox() as outbox:
+                    now = self._clock()
+                    if patient_ids is not None:
+                        claimed = outbox.claim_given(patient_ids, now)
+                    else:
+                        claimed = outbox.claim_to_publish(now, self._redeliver_after_s, self._batch_size)
+                    for chunk in chunks(claimed, self._chunk_size):
+                        self._queue.send(TASK_PATIENTS_CHANGED, [list(chunk)])
+            except Exception as exc:  # noqa: BLE001 - any broker failure: leave the rows for the next run
+                log.warning("relay could not publish (%s); the outbox keeps the changes", type(exc).__name__)
+                return total
+            total += len(claimed)
+            if patient_ids is not None or len(claimed) < self._batch_size:
+                return total

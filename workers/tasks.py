@@ -1,0 +1,43 @@
+"""Thin tasks: ids in, one handler call; every task is safe to run twice."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from service.bootstrap import Container, bootstrap
+from service.errors import Problem, RefractureError
+from service.usecases.ports import TASK_PATIENTS_CHANGED, TASK_RELAY
+from workers.celery_app import app
+
+
+@cache
+def container() -> Container:
+    """The worker process's container, built on first use (after the pool forked)."""
+    return bootstrap()
+
+
+class _DatabaseUnavailable(Exception):
+    pass
+
+
+@app.task(
+    name=TASK_PATIENTS_CHANGED,
+    autoretry_for=(_DatabaseUnavailable,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=10,
+)
+def patients_changed(patient_ids: list[str]) -> int:
+    """Handle the changes of these patients (the outbox rows say what is still to do)."""
+    try:
+        return container().changes.process(patient_ids)
+    except RefractureError as exc:
+        if exc.problem is Problem.UNAVAILABLE:
+            raise _DatabaseUnavailable from exc
+        raise
+
+
+@app.task(name=TASK_RELAY)
+def relay() -> int:
+    """Publish every change whose doorbell was never rung or was lost."""
+    return container().relay.ring()
