@@ -315,15 +315,19 @@ def _measure_fact(
     quantity = holder.get("valueQuantity")
     if isinstance(quantity, dict) and _number(quantity.get("value")) is not None:
         raw = _number(quantity.get("value"))
-        sent_unit = quantity.get("code") or quantity.get("unit")
         if concept.unit_family is None or raw is None:
             return None
-        value_num = units.convert(raw, sent_unit if isinstance(sent_unit, str) else None, concept.unit_family)
-        if value_num is None:
-            # Keep what was sent, flagged, so a unit problem is visible instead of a silently wrong number.
-            attrs["unit_problem"] = f"{raw} {sent_unit or '(no unit)'}"
+        # The UCUM code first, then the unit as displayed: HL7's own BMD example codes 'g/cm-2' (g·cm², wrong)
+        # but displays 'g/cm²' (right).
+        sent = [u for u in (quantity.get("code"), quantity.get("unit")) if isinstance(u, str)] or [None]
+        for sent_unit in sent:
+            value_num = units.convert(raw, sent_unit, concept.unit_family)
+            if value_num is not None:
+                unit = units.family(concept.unit_family).canonical
+                break
         else:
-            unit = units.family(concept.unit_family).canonical
+            # Keep what was sent, flagged, so a unit problem is visible instead of a silently wrong number.
+            attrs["unit_problem"] = f"{raw} {sent[0] or '(no unit)'}"
     elif isinstance(holder.get("valueBoolean"), bool):
         value_num = 1.0 if holder["valueBoolean"] else 0.0
         value_text = "true" if holder["valueBoolean"] else "false"

@@ -1,0 +1,124 @@
+"""The hand-off to the workers: outbox rows, the relay, a real Celery worker, and Redis being down."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.adapters.local_services import LocalServices, free_port
+from service.api.app import create_app
+from service.bootstrap import bootstrap
+from service.config import Settings
+from tests.conftest import ARTIFACTS, RecordingQueue, WorkerProcess, make_settings, query_one, wait_for, worker_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.worker]
+
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+def bundle_for(pid: str, observations: int = 3) -> bytes:
+    entries: list[dict[str, Any]] = [
+        {"resource": {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1950-01-01"},
+         "request": {"method": "PUT", "url": f"Patient/{pid}"}}
+    ]
+    for n in range(observations):
+        entries.append({
+            "resource": {
+                "resourceType": "Observation", "id": f"{pid}-o{n}", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
+                "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": f"2024-01-{n % 28 + 1:02d}",
+                "valueQuantity": {"value": -2.0 - n / 100, "unit": "{T-score}"},
+            },
+            "request": {"method": "PUT", "url": f"Observation/{pid}-o{n}"},
+        })
+    return json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries}).encode()
+
+
+@pytest.fixture
+def worker(settings: Settings, request: pytest.FixtureRequest) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(worker_env(settings), ARTIFACTS / "logs" / f"worker-{request.node.name}.log")
+    process.wait_ready()
+    yield process
+    process.stop()
+
+
+def done(database_url: str, pid: str) -> bool:
+    return bool(query_one(database_url, "SELECT done_seq >= changed_seq FROM patient_change WHERE patient_id = %s",
+                          pid))
+
+
+def test_a_posted_bundle_is_picked_up_by_the_worker_once(
+    settings: Settings, database_url: str, worker: WorkerProcess
+) -> None:
+    container = bootstrap(settings)  # the real Celery producer
+    with TestClient(create_app(lambda: container)) as client:
+        response = client.post("/fhir", content=bundle_for("w1", observations=50), headers=FHIR)
+        assert response.status_code == 200
+    # Fifty resources of one patient: one outbox row, one doorbell.
+    assert query_one(database_url, "SELECT count(*) FROM patient_change") == 1
+    assert wait_for(lambda: done(database_url, "w1"))
+    assert query_one(database_url, "SELECT publish_count FROM patient_change WHERE patient_id = 'w1'") == 1
+
+
+def test_nothing_is_lost_when_redis_is_down_as_data_arrives(
+    services: LocalServices, settings: Settings, database_url: str, worker: WorkerProcess
+) -> None:
+    dead_broker = make_settings(services, database_url, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    container = bootstrap(dead_broker)
+    with TestClient(create_app(lambda: container)) as client:
+        response = client.post("/fhir", content=bundle_for("w2"), headers=FHIR)
+    assert response.status_code == 200  # the data is safe in PostgreSQL; the doorbell failed quietly
+    assert query_one(database_url, "SELECT published_at IS NULL FROM patient_change WHERE patient_id = 'w2'")
+    assert not done(database_url, "w2")
+
+    # Redis is back: the periodic relay (beat) publishes what the doorbell could not.
+    relay = bootstrap(settings)
+    try:
+        assert relay.relay.ring() == 1
+    finally:
+        relay.close()
+    assert wait_for(lambda: done(database_url, "w2"))
+
+
+def test_a_lost_doorbell_is_rung_again(settings: Settings, database_url: str, worker: WorkerProcess) -> None:
+    lossy = RecordingQueue()  # accepts the message and loses it, like a Redis restart before delivery
+    container = bootstrap(settings, queue=lossy)
+    with TestClient(create_app(lambda: container)) as client:
+        client.post("/fhir", content=bundle_for("w3"), headers=FHIR)
+    assert lossy.sent
+    assert query_one(database_url, "SELECT published_at IS NOT NULL FROM patient_change WHERE patient_id = 'w3'")
+    real = bootstrap(settings)
+    try:
+        assert real.relay.ring() == 0  # rung moments ago: not yet due again
+        assert wait_for(lambda: real.relay.ring() == 1, timeout_s=10)  # redeliver_after_s is 1 s in tests
+    finally:
+        real.close()
+    assert wait_for(lambda: done(database_url, "w3"))
+
+
+def test_processing_is_safe_to_repeat_and_keeps_changes_that_arrive_meanwhile(
+    settings: Settings, database_url: str
+) -> None:
+    container = bootstrap(settings, queue=RecordingQueue())
+    with TestClient(create_app(lambda: container)) as client:
+        client.post("/fhir", content=bundle_for("w4"), headers=FHIR)
+
+        def a_change_arrives_during_the_work(patient_ids: Any) -> None:
+            client.post("/fhir", content=bundle_for("w4", observations=4), headers=FHIR)
+
+        container.changes.add_work(a_change_arrives_during_the_work)
+        assert container.changes.process(["w4"]) == 1
+    # The change that arrived during the work is still pending: the next doorbell handles it.
+    assert not done(database_url, "w4")
+    processor = bootstrap(settings, queue=RecordingQueue())
+    try:
+        assert processor.changes.process(["w4"]) == 1
+        assert processor.changes.process(["w4"]) == 0  # nothing left: a duplicate doorbell is a no-op
+        assert processor.changes.process(["never-seen"]) == 0
+    finally:
+        processor.close()
+    assert done(database_url, "w4")
