@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +36,9 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = (container_factory or bootstrap)()
         app.state.container = container
+        # Everything imported so far (fhir.resources' thousands of classes) lives for the whole process: moving it
+        # out of the collector's reach keeps full collections cheap while large Bundles are parsed (performance.md).
+        gc.freeze()
         try:
             yield
         finally:

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from service.errors import Issue, Problem, RefractureError
 from service.fhir.resource_types import INPUT_TYPES
-from service.fhir.validation import validate_resource
+from service.fhir.validation import validate_element, validate_resource
 
 __all__ = ["EntryPlan", "PlannedBundle", "plan_bundle"]
 
@@ -70,8 +70,7 @@ def plan_bundle(bundle: Any, max_entries: int) -> PlannedBundle:
                 )
             ],
         )
-    envelope = {**bundle, "entry": [_without_resource(e) for e in entries]} if isinstance(entries, list) else bundle
-    envelope_issues = validate_resource(envelope, "Bundle")
+    envelope_issues = _envelope_issues(bundle)
     if envelope_issues:
         raise RefractureError(Problem.INVALID, envelope_issues)
     bundle_type = bundle.get("type")
@@ -94,14 +93,22 @@ def plan_bundle(bundle: Any, max_entries: int) -> PlannedBundle:
     return PlannedBundle(str(bundle_type), plans)
 
 
-def _without_resource(entry: Any) -> Any:
-    if isinstance(entry, dict) and "resource" in entry:
-        # A placeholder keeps the entry non-empty for the envelope check; the resource is checked on its own.
-        return {
-            **{k: v for k, v in entry.items() if k != "resource"},
-            "resource": {"resourceType": "Basic", "code": {"text": "-"}},
-        }
-    return entry
+def _envelope_issues(bundle: dict[str, Any]) -> list[Issue]:
+    # The Bundle without its entries, then each entry without its resource: the resources are checked one by one
+    # as they are planned, so a 1,000-entry Bundle is not validated twice.
+    entries = bundle.get("entry")
+    issues = validate_resource({k: v for k, v in bundle.items() if k != "entry"}, "Bundle")
+    if entries is None:
+        return issues
+    if not isinstance(entries, list) or not entries:
+        return [*issues, Issue("structure", "entry must be a non-empty array", "Bundle.entry")]
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            issues.append(Issue("structure", "an entry must be a JSON object", f"Bundle.entry[{index}]"))
+            continue
+        bare = {k: v for k, v in entry.items() if k != "resource"}
+        issues += validate_element("BundleEntry", bare, f"Bundle.entry[{index}]")
+    return issues
 
 
 def _fail(index: int, problem: Problem, code: str, text: str, element: str = "") -> RefractureError:

@@ -107,7 +107,7 @@ _NAME_PATTERNS: Final[list[tuple[re.Pattern[str], str]]] = [
         (r"calcitonin", "calcitonin"),
         (r"gliflozin", "sglt2"),
         (
-            r"\b(?:methyl)?prednisol?one\b|dexamethasone|hydrocortisone|\bcortisone\b|deflazacort",
+            r"\b(?:methyl)?predniso(?:lo)?ne\b|dexamethasone|hydrocortisone|\bcortisone\b|deflazacort",
             "glucocorticoid",
         ),
     ]

@@ -13,7 +13,7 @@ from typing import Any, Final
 from service.errors import Issue
 from service.fhir import r4
 
-__all__ = ["validate_resource"]
+__all__ = ["validate_element", "validate_resource"]
 
 MAX_DEPTH: Final = 64
 MAX_ID_LENGTH: Final = 64
@@ -47,6 +47,10 @@ _REQUIRED_CODES: Final[dict[tuple[str, str], frozenset[str]]] = {
         }
     ),
 }
+
+# Code lists fhir.resources carries that are not R4's required bindings: CapabilityStatement.format binds to
+# MIME types (BCP 13), and Expression.language's binding is extensible.
+_NOT_REQUIRED: Final = frozenset({("CapabilityStatement", "format"), ("Expression", "language")})
 
 # Required bindings on CodeableConcepts: a coding from this system with one of these codes must be present.
 _REQUIRED_CONCEPTS: Final[dict[tuple[str, str], tuple[str, frozenset[str]]]] = {
@@ -87,8 +91,28 @@ def validate_resource(resource: Any, path: str | None = None) -> list[Issue]:
     base = path or resource_type
     issues: list[Issue] = []
     _walk_resource(resource_type, resource, base, issues, 0)
+    return _with_model_errors(resource_type, resource, base, issues)
+
+
+def validate_element(model_name: str, element: dict[str, Any], path: str) -> list[Issue]:
+    """Check one element (a data type or backbone element such as ``BundleEntry``) as FHIR R4 JSON.
+
+    Args:
+        model_name: the element's model, e.g. ``BundleEntry``.
+        element: its parsed JSON.
+        path: its FHIRPath, e.g. ``Bundle.entry[3]``.
+
+    Returns:
+        Every issue found; empty when the element is valid.
+    """
+    issues: list[Issue] = []
+    _walk(model_name, element, path, issues, 0)
+    return _with_model_errors(model_name, element, path, issues)
+
+
+def _with_model_errors(model_name: str, value: dict[str, Any], base: str, issues: list[Issue]) -> list[Issue]:
     seen = {issue.expression for issue in issues}
-    for error in r4.validate_model(resource_type, resource):
+    for error in r4.validate_model(model_name, value):
         expression = _expression(base, error.loc)
         if expression in seen:
             continue
@@ -234,7 +258,7 @@ def _check_string(model: str, key: str, spec: r4.FieldSpec, value: Any, where: s
     if not value.strip():
         issues.append(Issue("value", "a string must not be empty", where))
         return
-    codes = spec.enum or _REQUIRED_CODES.get((model, key))
+    codes = None if (model, key) in _NOT_REQUIRED else spec.enum or _REQUIRED_CODES.get((model, key))
     if codes is not None and value not in codes:
         allowed = " | ".join(sorted(codes))
         issues.append(Issue("code-invalid", f"code {value!r} is not one of {allowed}", where))

@@ -43,8 +43,9 @@ def test_every_hl7_example_of_the_input_types_round_trips_unchanged(client: Test
     assert len(HL7) > 150
     for path in HL7:
         resource = load(path)
-        response = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", content=path.read_bytes(),
-                              headers=FHIR)
+        response = client.put(
+            f"/fhir/{resource['resourceType']}/{resource['id']}", content=path.read_bytes(), headers=FHIR
+        )
         assert response.status_code == 201, (path.name, response.text)
         stored = read(client, resource["resourceType"], resource["id"])
         assert stored["meta"]["versionId"] == "1"
@@ -55,8 +56,9 @@ def test_hl7_examples_in_one_transaction(client: TestClient, database_url: str) 
     entries = []
     for path in HL7:
         resource = load(path)
-        entries.append({"resource": resource,
-                        "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}})
+        entries.append(
+            {"resource": resource, "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}}
+        )
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     response = client.post("/fhir", content=dumps(bundle), headers=FHIR)
     assert response.status_code == 200, response.text
@@ -93,8 +95,10 @@ def test_synthea_transactions_round_trip_with_references_resolved(client: TestCl
 
 def _resolve(node: Any, targets: dict[str, str]) -> Any:
     if isinstance(node, dict):
-        return {k: (targets.get(v, v) if k == "reference" and isinstance(v, str) else _resolve(v, targets))
-                for k, v in node.items()}
+        return {
+            k: (targets.get(v, v) if k == "reference" and isinstance(v, str) else _resolve(v, targets))
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_resolve(v, targets) for v in node]
     return node

@@ -28,14 +28,19 @@ def tscore(oid: str = "o1", value: float = -2.9, pid: str = "p1", status: str = 
         "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
         "subject": {"reference": f"Patient/{pid}"},
         "effectiveDateTime": "2025-02-20",
-        "valueQuantity": {"value": value, "unit": "{T-score}", "system": "http://unitsofmeasure.org",
-                          "code": "{T-score}"},
+        "valueQuantity": {
+            "value": value,
+            "unit": "{T-score}",
+            "system": "http://unitsofmeasure.org",
+            "code": "{T-score}",
+        },
     }
 
 
 def put(client: TestClient, resource: dict[str, Any], **headers: str) -> Any:
-    return client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", content=json.dumps(resource),
-                      headers={**FHIR, **headers})
+    return client.put(
+        f"/fhir/{resource['resourceType']}/{resource['id']}", content=json.dumps(resource), headers={**FHIR, **headers}
+    )
 
 
 def test_put_creates_then_updates_with_versions(client: TestClient, database_url: str) -> None:

@@ -22,19 +22,26 @@ FHIR = {"Content-Type": "application/fhir+json"}
 
 def bundle_for(pid: str, observations: int = 3) -> bytes:
     entries: list[dict[str, Any]] = [
-        {"resource": {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1950-01-01"},
-         "request": {"method": "PUT", "url": f"Patient/{pid}"}}
+        {
+            "resource": {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1950-01-01"},
+            "request": {"method": "PUT", "url": f"Patient/{pid}"},
+        }
     ]
     for n in range(observations):
-        entries.append({
-            "resource": {
-                "resourceType": "Observation", "id": f"{pid}-o{n}", "status": "final",
-                "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-                "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": f"2024-01-{n % 28 + 1:02d}",
-                "valueQuantity": {"value": -2.0 - n / 100, "unit": "{T-score}"},
-            },
-            "request": {"method": "PUT", "url": f"Observation/{pid}-o{n}"},
-        })
+        entries.append(
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": f"{pid}-o{n}",
+                    "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
+                    "subject": {"reference": f"Patient/{pid}"},
+                    "effectiveDateTime": f"2024-01-{n % 28 + 1:02d}",
+                    "valueQuantity": {"value": -2.0 - n / 100, "unit": "{T-score}"},
+                },
+                "request": {"method": "PUT", "url": f"Observation/{pid}-o{n}"},
+            }
+        )
     return json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries}).encode()
 
 
@@ -47,8 +54,9 @@ def worker(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Worke
 
 
 def done(database_url: str, pid: str) -> bool:
-    return bool(query_one(database_url, "SELECT done_seq >= changed_seq FROM patient_change WHERE patient_id = %s",
-                          pid))
+    return bool(
+        query_one(database_url, "SELECT done_seq >= changed_seq FROM patient_change WHERE patient_id = %s", pid)
+    )
 
 
 def test_a_posted_bundle_is_picked_up_by_the_worker_once(

@@ -1,0 +1,62 @@
+"""Migrations: they build the schema, run twice without harm, and refuse an edited past."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from service.adapters.local_services import LocalServices
+from service.adapters.postgres.migrate import available_migrations, create_database_if_missing, migrate
+from tests.conftest import SESSION, drop_database
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def empty_database(services: LocalServices) -> Iterator[str]:
+    name = f"refracture_m_{SESSION}_{uuid.uuid4().hex[:6]}"
+    url = psycopg.conninfo.make_conninfo(services.database_url, dbname=name)
+    assert create_database_if_missing(url) is True
+    assert create_database_if_missing(url) is False
+    yield url
+    drop_database(services, name)
+
+
+def test_migrations_build_the_schema_once(empty_database: str) -> None:
+    versions = [m.version for m in available_migrations()]
+    assert versions == sorted(versions)
+    assert versions[0] == 1
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        assert migrate(conn) == versions
+        assert migrate(conn) == []
+        tables = {r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()}
+    assert {"resource", "resource_history", "fact", "unrecognised_code", "patient_change", "schema_migration"} <= tables
+
+
+def test_an_edited_migration_is_refused(empty_database: str) -> None:
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate(conn)
+        conn.execute("UPDATE schema_migration SET checksum = 'edited' WHERE version = 1")
+        with pytest.raises(RuntimeError, match="changed after it was applied"):
+            migrate(conn)
+
+
+def test_the_command_migrates(empty_database: str, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    from service.cli import main
+    from service.config import get_settings
+
+    monkeypatch.setenv("REFRACTURE_DATABASE_URL", empty_database)
+    get_settings.cache_clear()
+    try:
+        assert main(["migrate"]) == 0
+        assert main(["migrate"]) == 0
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr().out
+    assert "migrations applied: [1]" in out
+    assert "up to date" in out

@@ -1,0 +1,43 @@
+"""Every FHIR resource refracture emits is valid R4: checked with fhir.resources and our own checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from service.errors import Issue, Problem, RefractureError
+from service.fhir.capability import capability_statement
+from service.fhir.codesystems import CODE_SYSTEMS
+from service.fhir.outcome import entry_response, error_entry, operation_outcome, response_bundle
+from service.fhir.validation import validate_resource
+
+
+def test_capability_statement() -> None:
+    statement = capability_statement("https://refracture.example/fhir")
+    assert validate_resource(statement) == []
+    assert statement["fhirVersion"] == "4.0.1"
+
+
+@pytest.mark.parametrize("cs_id", sorted(CODE_SYSTEMS))
+def test_code_systems(cs_id: str) -> None:
+    code_system = CODE_SYSTEMS[cs_id]
+    assert validate_resource(code_system) == []
+    assert code_system["count"] == len(code_system["concept"])
+    assert len({c["code"] for c in code_system["concept"]}) == len(code_system["concept"])
+
+
+def test_operation_outcomes() -> None:
+    assert validate_resource(operation_outcome([Issue("invalid", "bad", "Patient.gender")])) == []
+    assert validate_resource(operation_outcome([])) == []
+
+
+def test_response_bundles() -> None:
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    entries = [
+        entry_response(201, "Patient", "p", 1, now),
+        entry_response(200, "Patient", "p", 2, now, {"resourceType": "Patient", "id": "p"}),
+        error_entry(RefractureError(Problem.INVALID, [Issue("value", "bad", "Bundle.entry[2].resource.active")])),
+    ]
+    for kind in ("transaction", "batch"):
+        assert validate_resource(response_bundle(kind, entries)) == []
