@@ -40,7 +40,7 @@ def observation_bundles(count: int, size: int, prefix: str) -> list[bytes]:
 
 def mixed_bundles(count: int, size: int, prefix: str) -> list[bytes]:
     """Bundles of whole synthetic patients (Patient, Condition, Procedure, Observations, medicines)."""
-    rng = random.Random(11)  # noqa: S311 - synthetic data
+    rng = random.Random(11)
     today = date(2026, 11, 1)
     out = []
     number = 0

@@ -1,7 +1,7 @@
 """bench/ingest: resources/s for 1,000-entry transaction Bundles through the HTTP API, next to the raw
 fhir.resources parse rate of the same Bundles, measured round by round in one run.
 
-    .venv/bin/python bench/ingest.py [--rounds 5] [--bundles 4] [--clients 2]
+    .venv/bin/python -m bench.ingest [--rounds 5] [--bundles 4] [--clients 2]   (from the repository root)
 
 The API runs as one uvicorn worker (`refracture api`) on a private database; every round sends Bundles with fresh
 ids, so each round really writes (re-sent content would be a cheap no-op). Target: ingest >= 0.5x raw parse.
@@ -27,11 +27,9 @@ from fhir.resources.R4B.bundle import Bundle
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.bundles import mixed_bundles, observation_bundles  # noqa: E402
-from service.adapters.local_services import ensure_services, free_port  # noqa: E402
-from service.adapters.postgres.migrate import migrate  # noqa: E402
+from bench.bundles import mixed_bundles, observation_bundles
+from service.adapters.local_services import ensure_services, free_port
+from service.adapters.postgres.migrate import migrate
 
 ENTRIES = 1000
 
