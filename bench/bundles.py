@@ -23,17 +23,38 @@ def observation_bundles(count: int, size: int, prefix: str) -> list[bytes]:
                 "resourceType": "Observation",
                 "id": oid,
                 "status": "final",
-                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                          "code": "imaging"}]}],
-                "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1",
-                                     "display": "DXA Lumbar spine [T-score] Bone density"}]},
+                "category": [
+                    {
+                        "coding": [
+                            {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "imaging"}
+                        ]
+                    }
+                ],
+                "code": {
+                    "coding": [
+                        {
+                            "system": "http://loinc.org",
+                            "code": "38267-1",
+                            "display": "DXA Lumbar spine [T-score] Bone density",
+                        }
+                    ]
+                },
                 "subject": {"reference": f"Patient/{prefix}-b{b}-p{n // 10}"},
                 "effectiveDateTime": f"2025-{n % 12 + 1:02d}-{n % 28 + 1:02d}",
-                "valueQuantity": {"value": round(-3.5 + (n % 30) / 10, 1), "unit": "{T-score}",
-                                  "system": "http://unitsofmeasure.org", "code": "{T-score}"},
+                "valueQuantity": {
+                    "value": round(-3.5 + (n % 30) / 10, 1),
+                    "unit": "{T-score}",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "{T-score}",
+                },
             }
-            entries.append({"fullUrl": f"Observation/{oid}", "resource": resource,
-                            "request": {"method": "PUT", "url": f"Observation/{oid}"}})
+            entries.append(
+                {
+                    "fullUrl": f"Observation/{oid}",
+                    "resource": resource,
+                    "request": {"method": "PUT", "url": f"Observation/{oid}"},
+                }
+            )
         out.append(dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries}))
     return out
 

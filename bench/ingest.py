@@ -86,10 +86,18 @@ def main() -> int:
         migrate(conn)
     queue = f"refracture-bench-{run}"
     port = free_port()
-    env = {**os.environ, "REFRACTURE_DATABASE_URL": database_url, "REFRACTURE_REDIS_URL": services.redis_url,
-           "REFRACTURE_CELERY_QUEUE": queue}
-    api = subprocess.Popen([sys.executable, "-m", "service", "api", "--port", str(port)], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "REFRACTURE_DATABASE_URL": database_url,
+        "REFRACTURE_REDIS_URL": services.redis_url,
+        "REFRACTURE_CELERY_QUEUE": queue,
+    }
+    api = subprocess.Popen(
+        [sys.executable, "-m", "service", "api", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -100,8 +108,10 @@ def main() -> int:
             except httpx.HTTPError:
                 time.sleep(0.2)
         print(f"bench/ingest on {machine()}")
-        print(f"{args.bundles} x {ENTRIES}-entry transaction Bundles per round, {args.clients} HTTP clients, "
-              "1 API worker; entries/s")
+        print(
+            f"{args.bundles} x {ENTRIES}-entry transaction Bundles per round, {args.clients} HTTP clients, "
+            "1 API worker; entries/s"
+        )
         # Warm-up: import and first-call costs on both sides.
         warm = observation_bundles(1, ENTRIES, f"warm{run}")
         raw_parse_rate(warm)
@@ -118,8 +128,10 @@ def main() -> int:
                 https.append(ingest)
                 print(f"  {round_no:>5}  {raw:>24,.0f}   {ingest:>20,.0f}   {ingest / raw:5.2f}")
             raw_median, http_median = statistics.median(raws), statistics.median(https)
-            print(f"  median {raw_median:>23,.0f}   {http_median:>20,.0f}   {http_median / raw_median:5.2f}"
-                  f"   (target >= 0.50)")
+            print(
+                f"  median {raw_median:>23,.0f}   {http_median:>20,.0f}   {http_median / raw_median:5.2f}"
+                f"   (target >= 0.50)"
+            )
         with psycopg.connect(database_url) as conn:
             row = conn.execute("SELECT count(*) FROM resource").fetchone()
             facts = conn.execute("SELECT count(*) FROM fact").fetchone()

@@ -32,8 +32,7 @@ def test_migrations_build_the_schema_once(empty_database: str) -> None:
     with psycopg.connect(empty_database, autocommit=True) as conn:
         assert migrate(conn) == versions
         assert migrate(conn) == []
-        tables = {r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()}
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()}
     assert {"resource", "resource_history", "fact", "unrecognised_code", "patient_change", "schema_migration"} <= tables
 
 
@@ -45,8 +44,9 @@ def test_an_edited_migration_is_refused(empty_database: str) -> None:
             migrate(conn)
 
 
-def test_the_command_migrates(empty_database: str, monkeypatch: pytest.MonkeyPatch,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_migrates(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from service.cli import main
     from service.config import get_settings
 
