@@ -319,7 +319,8 @@ def _measure_fact(
             return None
         # The UCUM code first, then the unit as displayed: HL7's own BMD example codes 'g/cm-2' (g·cm², wrong)
         # but displays 'g/cm²' (right).
-        sent = [u for u in (quantity.get("code"), quantity.get("unit")) if isinstance(u, str)] or [None]
+        sent: list[str | None] = [u for u in (quantity.get("code"), quantity.get("unit")) if isinstance(u, str)]
+        sent = sent or [None]
         for sent_unit in sent:
             value_num = units.convert(raw, sent_unit, concept.unit_family)
             if value_num is not None:
