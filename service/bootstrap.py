@@ -14,6 +14,7 @@ from service.adapters.queue import CeleryTaskQueue, make_celery
 from service.config import Settings, get_settings
 from service.fhir.normalise import Normaliser
 from service.fhir.terminology import Terminology, load_code_map
+from service.usecases.assess import Assessor
 from service.usecases.changes import ChangeProcessor
 from service.usecases.ingest import Ingestor
 from service.usecases.ports import Clock, TaskQueue
@@ -41,6 +42,7 @@ class Container:
     queue: TaskQueue
     relay: Relay
     changes: ChangeProcessor
+    assessor: Assessor
     clock: Clock
 
     def close(self) -> None:
@@ -80,6 +82,8 @@ def bootstrap(
         batch_size=settings.relay_batch_size,
         chunk_size=settings.relay_chunk_size,
     )
+    assessor = Assessor(store, clock)
+    changes = ChangeProcessor(store, clock, [assessor.work])
     return Container(
         settings=settings,
         pool=pool,
@@ -88,6 +92,7 @@ def bootstrap(
         ingestor=Ingestor(store, Normaliser(terminology), clock),
         queue=queue,
         relay=relay,
-        changes=ChangeProcessor(store, clock),
+        changes=changes,
+        assessor=assessor,
         clock=clock,
     )

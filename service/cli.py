@@ -1,4 +1,4 @@
-"""The `refracture` command: migrate, api, worker, beat, relay, demo, openapi."""
+"""The `refracture` command: migrate, api, worker, beat, relay, rescore, demo, model-card, openapi."""
 
 from __future__ import annotations
 
@@ -102,6 +102,39 @@ def cmd_relay(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rescore(args: argparse.Namespace) -> int:
+    """Re-assess every patient (or the ones named) with the current model."""
+    import time  # noqa: PLC0415
+
+    from service.bootstrap import bootstrap  # noqa: PLC0415
+
+    container = bootstrap()
+    try:
+        started = time.perf_counter()
+        outcome = container.assessor.rescore(args.patient or None, args.batch)
+        seconds = time.perf_counter() - started
+    finally:
+        container.close()
+    handled = outcome.assessed + outcome.unchanged + outcome.not_applicable
+    print(
+        f"rescored {handled} patients in {seconds:.1f} s: {outcome.assessed} new assessments, "
+        f"{outcome.unchanged} unchanged, {outcome.not_applicable} without an augmentation"
+    )
+    return 0
+
+
+def cmd_model_card(args: argparse.Namespace) -> int:
+    """Write the model card from the model's own parameter table."""
+    from service.domain.model_card import render_model_card  # noqa: PLC0415
+
+    text = render_model_card()
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_openapi(args: argparse.Namespace) -> int:
     """Write the OpenAPI document."""
     from service.api.openapi import openapi_document  # noqa: PLC0415
@@ -137,6 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.set_defaults(run=cmd_worker)
     sub.add_parser("beat", help="run Celery beat (one per deployment)").set_defaults(run=cmd_beat)
     sub.add_parser("relay", help="publish pending changes once").set_defaults(run=cmd_relay)
+    rescore = sub.add_parser("rescore", help="re-assess all patients (or --patient ...) with the current model")
+    rescore.add_argument("--patient", action="append", help="a Patient id; repeat for several")
+    rescore.add_argument("--batch", type=int, default=1000, help="patients per transaction")
+    rescore.set_defaults(run=cmd_rescore)
+    card = sub.add_parser("model-card", help="print or write the model card (docs/model-card.md)")
+    card.add_argument("--out")
+    card.set_defaults(run=cmd_model_card)
     openapi = sub.add_parser("openapi", help="print or write the OpenAPI document")
     openapi.add_argument("--out")
     openapi.set_defaults(run=cmd_openapi)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Header, Path, Request
+from fastapi import APIRouter, BackgroundTasks, Header, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.api.body import read_fhir_body
@@ -14,11 +15,14 @@ from service.api.responses import FhirJSONResponse, fhir_response
 from service.errors import Problem, refuse
 from service.fhir.capability import READ_ONLY_TYPES, capability_statement
 from service.fhir.codesystems import CODE_SYSTEMS, code_system
+from service.fhir.jsonio import parse
+from service.fhir.outcome import searchset
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
 
+_ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _TYPE = Path(pattern=r"^[A-Z][A-Za-z]{1,63}$", description="A FHIR resource type")
 _ID = Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="A FHIR logical id")
 _FHIR_BODY: dict[str, Any] = {
@@ -130,6 +134,46 @@ async def update(
 
 
 @router.get(
+    "/RiskAssessment",
+    operation_id="searchRiskAssessment",
+    response_class=FhirJSONResponse,
+    responses=_FHIR_RESPONSES,
+    summary="A patient's RiskAssessments, newest first",
+)
+async def search_risk_assessment(
+    request: Request,
+    container: ContainerDep,
+    subject: Annotated[str | None, Query(description="Patient/{id}")] = None,
+    patient: Annotated[str | None, Query(description="{id} or Patient/{id}")] = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
+) -> FhirJSONResponse:
+    """RiskAssessments of one patient as a searchset Bundle, newest first."""
+    unknown = sorted(set(request.query_params) - {"subject", "patient", "_count"})
+    if unknown:
+        raise refuse(
+            Problem.INVALID,
+            "not-supported",
+            f"unsupported search parameter(s): {', '.join(unknown)}; "
+            "RiskAssessment is searched by subject (or patient) and _count",
+        )
+    patient_id = _patient_parameter(subject or patient)
+    bodies = await run_in_threadpool(container.store.risk_assessments_of, patient_id, count)
+    return fhir_response(searchset(fhir_base(request), [parse(b.encode()) for b in bodies]))
+
+
+@router.get(
+    "/CodeSystem",
+    operation_id="searchCodeSystem",
+    response_class=FhirJSONResponse,
+    summary="Search the served CodeSystems by url",
+)
+def search_code_system(request: Request, url: str | None = None) -> FhirJSONResponse:
+    """refracture's own CodeSystems as a searchset Bundle."""
+    found = [cs for cs in CODE_SYSTEMS.values() if url is None or cs["url"] == url]
+    return fhir_response(searchset(fhir_base(request), found))
+
+
+@router.get(
     "/{resource_type}/{resource_id}",
     operation_id="read",
     response_class=FhirJSONResponse,
@@ -139,12 +183,17 @@ async def update(
 async def read(
     container: ContainerDep, resource_type: Annotated[str, _TYPE], resource_id: Annotated[str, _ID]
 ) -> FhirJSONResponse:
-    """A stored input resource (as received, with meta.versionId/lastUpdated) or a served CodeSystem."""
+    """A stored input resource (as received, with meta.versionId/lastUpdated), a RiskAssessment or a CodeSystem."""
     if resource_type == "CodeSystem":
         found = code_system(resource_id)
         if found is None:
             raise refuse(Problem.NOT_FOUND, "not-found", f"CodeSystem/{resource_id} is not known")
         return fhir_response(found)
+    if resource_type == "RiskAssessment":
+        assessment = await run_in_threadpool(container.store.read_risk_assessment, resource_id)
+        if assessment is None:
+            raise refuse(Problem.NOT_FOUND, "not-found", f"RiskAssessment/{resource_id} is not known")
+        return fhir_response(assessment.body, 200, {"ETag": 'W/"1"'})
     if resource_type not in READ_ONLY_TYPES:
         check_input_type(resource_type)
     stored = await run_in_threadpool(container.store.read_text, (resource_type, resource_id))
@@ -153,23 +202,13 @@ async def read(
     return fhir_response(stored.body, 200, {"ETag": f'W/"{stored.version_id}"'})
 
 
-@router.get(
-    "/CodeSystem",
-    operation_id="searchCodeSystem",
-    response_class=FhirJSONResponse,
-    summary="Search the served CodeSystems by url",
-)
-def search_code_system(url: str | None = None) -> FhirJSONResponse:
-    """refracture's own CodeSystems as a searchset Bundle."""
-    found = [cs for cs in CODE_SYSTEMS.values() if url is None or cs["url"] == url]
-    return fhir_response(
-        {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": len(found),
-            "entry": [{"resource": cs, "search": {"mode": "match"}} for cs in found],
-        }
-    )
+def _patient_parameter(value: str | None) -> str:
+    if not value:
+        raise refuse(Problem.INVALID, "required", "search RiskAssessment by subject=Patient/{id} (or patient={id})")
+    patient_id = value.removeprefix("Patient/")
+    if not _ID_PATTERN.fullmatch(patient_id):
+        raise refuse(Problem.INVALID, "value", "the patient must be Patient/{id} with a FHIR id")
+    return patient_id
 
 
 def _written(answer: Answer, prefer: str | None) -> FhirJSONResponse:

@@ -67,7 +67,8 @@ class Fact:
 
     Numeric values are in the canonical unit of their kind (``unit``); ``effective_date`` is the calendar
     date as the EHR wrote it, which is what day-counting rules need; ``attrs`` carries the qualifiers
-    (site, vertebral levels, drug, dose, status, …).
+    (site, vertebral levels, drug, dose, status, …). Facts read back from storage also know their source
+    resource and when refracture learned them, so an assessment "as of" a moment uses only what was known then.
     """
 
     kind: FactKind
@@ -79,3 +80,5 @@ class Fact:
     end_date: date | None = None
     status: str | None = None
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    source: str | None = None  # the resource it came from, "Type/id", once stored
+    recorded_at: datetime | None = None  # when refracture learned it, once stored

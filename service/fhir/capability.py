@@ -13,9 +13,17 @@ SOFTWARE_VERSION: Final = "0.1.0"
 # The date this statement last changed; bump it with the capabilities.
 STATEMENT_DATE: Final = "2026-11-25"
 
-# Types refracture serves but does not take in; later issues add RiskAssessment and CarePlan.
+# Types refracture serves but does not take in.
 READ_ONLY_TYPES: Final[dict[str, list[dict[str, str]]]] = {
     "CodeSystem": [{"name": "url", "type": "uri", "documentation": "The canonical URL of the CodeSystem"}],
+    "RiskAssessment": [
+        {
+            "name": "subject",
+            "type": "reference",
+            "documentation": "Patient/{id}: the patient's assessments, newest first",
+        },
+        {"name": "patient", "type": "reference", "documentation": "The same as subject"},
+    ],
 }
 
 

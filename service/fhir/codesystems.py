@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from service.domain import risk_parameters as RP
 from service.domain.alert_types import ALERT_TYPES
 from service.fhir import systems as S
 from service.fhir.levels import ALL_LEVELS
@@ -38,6 +39,27 @@ def _region(level: str) -> str:
 
 
 CODE_SYSTEMS: Final[dict[str, dict[str, Any]]] = {
+    "risk-factor": _code_system(
+        "risk-factor",
+        S.RISK_FACTOR,
+        "refracture risk factors",
+        "The factors of refracture's re-fracture model, for the explanations in RiskAssessment (see the model card).",
+        [{"code": f.code, "display": f.label, "definition": f"{f.label}. Source: {f.source}"} for f in RP.FACTORS],
+    ),
+    "risk-model": _code_system(
+        "risk-model",
+        f"{S.CANONICAL_BASE}/CodeSystem/risk-model",
+        "refracture risk models",
+        "The models refracture assesses with, named in RiskAssessment.method (versions in Coding.version).",
+        [
+            {
+                "code": RP.MODEL_NAME,
+                "display": "refracture re-fracture risk after vertebral augmentation",
+                "definition": "Probability of a new or recurrent vertebral fracture within 2 years after PVP/PKP "
+                "for an osteoporotic vertebral compression fracture.",
+            }
+        ],
+    ),
     "measure": _code_system(
         "measure",
         S.MEASURE,

@@ -5,17 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from service.domain.spine import LEVELS, POSITION
 from service.fhir import systems as S
 
 __all__ = ["ALL_LEVELS", "levels_of"]
 
-ALL_LEVELS: Final[tuple[str, ...]] = (
-    *(f"C{i}" for i in range(1, 8)),
-    *(f"T{i}" for i in range(1, 13)),
-    *(f"L{i}" for i in range(1, 6)),
-    "S1",
-)
-_INDEX: Final = {level: i for i, level in enumerate(ALL_LEVELS)}
+ALL_LEVELS: Final = LEVELS
+_INDEX: Final = POSITION
 
 # Whole vertebra (DICOM CID 7603) and vertebral body concepts (V1/V2 in shared terminology §2.3).
 _SNOMED_LEVELS: Final[dict[str, str]] = {

@@ -82,3 +82,16 @@ def error_entry(error: RefractureError) -> dict[str, Any]:
 def response_bundle(bundle_type: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
     """A transaction-response or batch-response Bundle."""
     return {"resourceType": "Bundle", "type": f"{bundle_type}-response", "entry": entries}
+
+
+def searchset(base_url: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """A searchset Bundle of these resources, each with its absolute fullUrl."""
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [
+            {"fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+            for r in resources
+        ],
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from service.domain.facts import Fact
@@ -147,6 +147,69 @@ class OutboxStore(Protocol):
 
     def outbox(self) -> AbstractContextManager[ChangeOutbox]:
         """A transaction over the outbox."""
+
+
+@dataclass(frozen=True, slots=True)
+class LatestAssessment:
+    """What the patient's newest assessment was made from."""
+
+    model_version: str
+    inputs_hash: str
+    sequence_no: int
+
+
+@dataclass(frozen=True, slots=True)
+class AssessmentRow:
+    """An assessment to store, with the RiskAssessment built from it."""
+
+    id: str
+    patient_id: str
+    sequence_no: int
+    model_version: str
+    inputs_hash: str
+    assessed_at: datetime
+    index_date: date
+    probability: float
+    probability_low: float
+    probability_high: float
+    band: str
+    result: dict[str, Any]
+    resource: dict[str, Any]
+
+
+class AssessmentSession(Protocol):
+    """One transaction of the assessment use case."""
+
+    def lock_patients(self, patient_ids: Sequence[str]) -> None:
+        """Hold these patients until the transaction ends (ids sorted by the caller)."""
+
+    def facts_of(self, patient_ids: Sequence[str]) -> dict[str, list[Fact]]:
+        """The stored facts of each patient, with their sources and recording times."""
+
+    def coverage_of(self, patient_ids: Sequence[str]) -> dict[str, set[str]]:
+        """The resource types each patient's record holds."""
+
+    def latest_assessments(self, patient_ids: Sequence[str]) -> dict[str, LatestAssessment]:
+        """Each patient's newest assessment, if any."""
+
+    def insert_assessments(self, rows: Sequence[AssessmentRow]) -> None:
+        """Store new assessments."""
+
+
+class AssessmentStore(Protocol):
+    """Transactions and reads for assessments."""
+
+    def assessment_session(self) -> AbstractContextManager[AssessmentSession]:
+        """A transaction."""
+
+    def read_risk_assessment(self, assessment_id: str) -> StoredText | None:
+        """One RiskAssessment as JSON text."""
+
+    def risk_assessments_of(self, patient_id: str, limit: int) -> list[str]:
+        """A patient's RiskAssessments as JSON text, newest first."""
+
+    def patients_to_rescore(self, after: str, limit: int) -> list[str]:
+        """Patient ids with an augmentation on record, in order, after a keyset position."""
 
 
 class TaskQueue(Protocol):

@@ -90,3 +90,41 @@ SELECT count(*) AS pending, min(changed_at) AS oldest_changed_at
 UPDATE patient_change c SET published_at = %(now)s, publish_count = c.publish_count + 1
  WHERE c.patient_id = ANY(%(patient_ids)s::text[]) AND c.changed_seq > c.done_seq AND c.published_at IS NULL
 RETURNING c.patient_id;
+
+-- name: lock_patients
+-- Serialises work on the same patients across workers; callers pass the ids sorted to avoid deadlocks.
+SELECT pg_advisory_xact_lock(hashtextextended('patient:' || p, 0)) FROM unnest(%(patient_ids)s::text[]) AS p;
+
+-- name: facts_of_patients
+SELECT patient_id, kind, value_num, value_text, unit, effective_date, effective_at, end_date, status, attrs,
+       source_type, source_id, recorded_at
+  FROM fact WHERE patient_id = ANY(%(patient_ids)s::text[]);
+
+-- name: coverage_of_patients
+SELECT DISTINCT patient_id, resource_type FROM resource
+ WHERE patient_id = ANY(%(patient_ids)s::text[]) AND NOT entered_in_error;
+
+-- name: latest_assessments
+SELECT DISTINCT ON (patient_id) patient_id, model_version, inputs_hash, sequence_no
+  FROM assessment WHERE patient_id = ANY(%(patient_ids)s::text[])
+ ORDER BY patient_id, sequence_no DESC;
+
+-- name: insert_assessment
+INSERT INTO assessment (id, patient_id, sequence_no, model_version, inputs_hash, assessed_at, index_date,
+                        probability, probability_low, probability_high, band, result, resource)
+VALUES (%(id)s, %(patient_id)s, %(sequence_no)s, %(model_version)s, %(inputs_hash)s, %(assessed_at)s,
+        %(index_date)s, %(probability)s, %(probability_low)s, %(probability_high)s, %(band)s, %(result)s,
+        %(resource)s);
+
+-- name: read_risk_assessment
+SELECT resource::text AS body, assessed_at FROM assessment WHERE id = %(id)s;
+
+-- name: risk_assessments_of_patient
+SELECT resource::text AS body FROM assessment WHERE patient_id = %(patient_id)s
+ ORDER BY assessed_at DESC, sequence_no DESC LIMIT %(limit)s;
+
+-- name: patients_to_rescore
+-- Patients with an augmentation on record, after a keyset position, in id order.
+SELECT DISTINCT patient_id FROM fact
+ WHERE kind = 'vertebral-augmentation' AND patient_id > %(after)s
+ ORDER BY patient_id LIMIT %(limit)s;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from service.adapters.postgres import assessments
+from service.adapters.postgres.assessments import PostgresAssessmentSession
 from service.adapters.postgres.queries import query
 from service.errors import ConcurrentWrite, Problem, refuse
 from service.fhir.jsonio import dumps
@@ -251,6 +254,31 @@ class PostgresStore:
             )
             for r in rows
         ]
+
+    @contextlib.contextmanager
+    def assessment_session(self) -> Iterator[PostgresAssessmentSession]:
+        """See AssessmentStore."""
+        with self._transaction() as conn:
+            yield PostgresAssessmentSession(conn)
+
+    def read_risk_assessment(self, assessment_id: str) -> StoredText | None:
+        """See AssessmentStore."""
+        try:
+            uuid.UUID(assessment_id)
+        except ValueError:
+            return None  # assessment ids are UUIDs: anything else is simply not one of ours
+        with self._transaction() as conn:
+            return assessments.read_risk_assessment(conn, assessment_id)
+
+    def risk_assessments_of(self, patient_id: str, limit: int) -> list[str]:
+        """See AssessmentStore."""
+        with self._transaction() as conn:
+            return assessments.risk_assessments_of(conn, patient_id, limit)
+
+    def patients_to_rescore(self, after: str, limit: int) -> list[str]:
+        """See AssessmentStore."""
+        with self._transaction() as conn:
+            return assessments.patients_to_rescore(conn, after, limit)
 
     def ping(self) -> None:
         """Raise unless the database answers."""

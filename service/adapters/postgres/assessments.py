@@ -1,0 +1,133 @@
+"""Assessments in PostgreSQL: facts in, assessments out, RiskAssessments read."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
+
+from service.adapters.postgres.queries import query
+from service.domain.facts import Fact, FactKind
+from service.fhir.jsonio import dumps
+from service.usecases.ports import AssessmentRow, LatestAssessment, StoredText
+
+__all__ = ["PostgresAssessmentSession", "patients_to_rescore", "read_risk_assessment", "risk_assessments_of"]
+
+Conn = psycopg.Connection[dict[str, Any]]
+_KINDS = {kind.value: kind for kind in FactKind}
+
+
+def _json_text(value: Any) -> str:
+    return dumps(value).decode()
+
+
+class PostgresAssessmentSession:
+    """One transaction: implements the AssessmentSession port."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    def lock_patients(self, patient_ids: Sequence[str]) -> None:
+        """See AssessmentSession."""
+        self._conn.execute(query("lock_patients"), {"patient_ids": list(patient_ids)})
+
+    def facts_of(self, patient_ids: Sequence[str]) -> dict[str, list[Fact]]:
+        """See AssessmentSession."""
+        out: dict[str, list[Fact]] = defaultdict(list)
+        with self._conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(query("facts_of_patients"), {"patient_ids": list(patient_ids)})
+            for (
+                patient_id,
+                kind,
+                value_num,
+                value_text,
+                unit,
+                effective_date,
+                effective_at,
+                end_date,
+                status,
+                attrs,
+                source_type,
+                source_id,
+                recorded_at,
+            ) in cur:
+                fact_kind = _KINDS.get(kind)
+                if fact_kind is None:
+                    continue
+                out[patient_id].append(
+                    Fact(
+                        fact_kind,
+                        value_num,
+                        value_text,
+                        unit,
+                        effective_date,
+                        effective_at,
+                        end_date,
+                        status,
+                        attrs or {},
+                        f"{source_type}/{source_id}",
+                        recorded_at,
+                    )
+                )
+        return out
+
+    def coverage_of(self, patient_ids: Sequence[str]) -> dict[str, set[str]]:
+        """See AssessmentSession."""
+        out: dict[str, set[str]] = defaultdict(set)
+        for row in self._conn.execute(query("coverage_of_patients"), {"patient_ids": list(patient_ids)}):
+            out[row["patient_id"]].add(row["resource_type"])
+        return out
+
+    def latest_assessments(self, patient_ids: Sequence[str]) -> dict[str, LatestAssessment]:
+        """See AssessmentSession."""
+        rows = self._conn.execute(query("latest_assessments"), {"patient_ids": list(patient_ids)}).fetchall()
+        return {r["patient_id"]: LatestAssessment(r["model_version"], r["inputs_hash"], r["sequence_no"]) for r in rows}
+
+    def insert_assessments(self, rows: Sequence[AssessmentRow]) -> None:
+        """See AssessmentSession."""
+        if not rows:
+            return
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                query("insert_assessment"),
+                [
+                    {
+                        "id": r.id,
+                        "patient_id": r.patient_id,
+                        "sequence_no": r.sequence_no,
+                        "model_version": r.model_version,
+                        "inputs_hash": r.inputs_hash,
+                        "assessed_at": r.assessed_at,
+                        "index_date": r.index_date,
+                        "probability": r.probability,
+                        "probability_low": r.probability_low,
+                        "probability_high": r.probability_high,
+                        "band": r.band,
+                        "result": Jsonb(r.result, dumps=_json_text),
+                        "resource": Jsonb(r.resource, dumps=_json_text),
+                    }
+                    for r in rows
+                ],
+            )
+
+
+def read_risk_assessment(conn: Conn, assessment_id: str) -> StoredText | None:
+    """One RiskAssessment as JSON text (version 1: an assessment never changes)."""
+    row = conn.execute(query("read_risk_assessment"), {"id": assessment_id}).fetchone()
+    return StoredText(row["body"], 1, row["assessed_at"]) if row else None
+
+
+def risk_assessments_of(conn: Conn, patient_id: str, limit: int) -> list[str]:
+    """A patient's RiskAssessments as JSON text, newest first."""
+    rows = conn.execute(query("risk_assessments_of_patient"), {"patient_id": patient_id, "limit": limit})
+    return [r["body"] for r in rows]
+
+
+def patients_to_rescore(conn: Conn, after: str, limit: int) -> list[str]:
+    """Patient ids with an augmentation on record, after a keyset position."""
+    rows = conn.execute(query("patients_to_rescore"), {"after": after, "limit": limit})
+    return [r["patient_id"] for r in rows]

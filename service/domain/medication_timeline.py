@@ -1,0 +1,111 @@
+"""A patient's medication timeline: which facts prove a dose, which only intend one, which say it stopped.
+
+alerts.md, 'What counts as evidence': MedicationAdministration (completed), MedicationDispense (completed) and
+MedicationStatement (active/completed, doses given elsewhere) prove a dose; a MedicationRequest starts a course but
+proves no dose; entered-in-error is ignored (no fact is drawn from it); not-done and stopped mean what they say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Final
+
+from service.domain.drugs import Drug
+from service.domain.facts import Fact, FactKind
+
+__all__ = ["MedicationEvent", "doses", "events_of", "last_dose", "starts", "stops"]
+
+_DOSE_STATUS: Final = {
+    "administration": frozenset({"completed"}),
+    "dispense": frozenset({"completed"}),
+    "statement": frozenset({"active", "completed"}),
+}
+_COURSE_STATUS: Final = frozenset({"active", "completed", "on-hold"})
+_STOPPED_STATUS: Final = frozenset({"stopped"})
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationEvent:
+    """One medication fact on the timeline."""
+
+    drug: Drug
+    event: str  # administration | dispense | statement | request
+    day: date
+    status: str | None
+    source: str | None = None
+    dose_mg: float | None = None
+    days_supply: float | None = None
+    interval_days: float | None = None
+    end_day: date | None = None
+
+    @property
+    def proves_dose(self) -> bool:
+        """Whether this event shows the drug was given (not merely ordered)."""
+        return self.status in _DOSE_STATUS.get(self.event, frozenset())
+
+    @property
+    def starts_course(self) -> bool:
+        """Whether this event starts or continues a course: a dose, or a live order."""
+        return self.proves_dose or (self.event == "request" and self.status in _COURSE_STATUS)
+
+    @property
+    def says_stopped(self) -> bool:
+        """Whether the record says the drug was stopped (an order or a statement with status stopped)."""
+        return self.status in _STOPPED_STATUS and self.event in ("request", "statement")
+
+
+def events_of(facts: Iterable[Fact]) -> list[MedicationEvent]:
+    """The medication events among the facts, in date order (facts without a date cannot be placed: left out)."""
+    out: list[MedicationEvent] = []
+    for fact in facts:
+        if fact.kind is not FactKind.MEDICATION or fact.effective_date is None:
+            continue
+        try:
+            drug = Drug(str(fact.attrs.get("drug")))
+        except ValueError:
+            continue
+        out.append(
+            MedicationEvent(
+                drug=drug,
+                event=str(fact.attrs.get("event")),
+                day=fact.effective_date,
+                status=fact.status,
+                source=fact.source,
+                dose_mg=_number(fact.attrs.get("dose_mg")),
+                days_supply=_number(fact.attrs.get("days_supply")),
+                interval_days=_number(fact.attrs.get("interval_days")),
+                end_day=fact.end_date,
+            )
+        )
+    out.sort(key=lambda e: (e.day, e.event, e.source or ""))
+    return out
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def doses(events: Sequence[MedicationEvent], drugs: Iterable[Drug]) -> list[MedicationEvent]:
+    """The events proving a dose of one of these drugs, in date order."""
+    wanted = frozenset(drugs)
+    return [e for e in events if e.drug in wanted and e.proves_dose]
+
+
+def starts(events: Sequence[MedicationEvent], drugs: Iterable[Drug]) -> list[MedicationEvent]:
+    """The events that start or continue a course of one of these drugs (doses and live orders)."""
+    wanted = frozenset(drugs)
+    return [e for e in events if e.drug in wanted and e.starts_course]
+
+
+def stops(events: Sequence[MedicationEvent], drugs: Iterable[Drug]) -> list[MedicationEvent]:
+    """The events saying one of these drugs was stopped."""
+    wanted = frozenset(drugs)
+    return [e for e in events if e.drug in wanted and e.says_stopped]
+
+
+def last_dose(events: Sequence[MedicationEvent], drugs: Iterable[Drug]) -> MedicationEvent | None:
+    """The latest proven dose of one of these drugs."""
+    found = doses(events, drugs)
+    return found[-1] if found else None

@@ -1,0 +1,165 @@
+"""The RiskAssessment of an assessment, exactly as contract.md says, built as a dict (validated in tests)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from datetime import date
+from typing import Any, Final
+
+from service.domain import risk_parameters as P
+from service.domain.assessment import Assessment
+from service.domain.risk_model import Contribution
+from service.fhir import systems as S
+
+__all__ = ["CONTRIBUTION_EXTENSION", "MISSING_EXTENSION", "RANGE_EXTENSION", "build_risk_assessment"]
+
+CONTRIBUTION_EXTENSION: Final = f"{S.CANONICAL_BASE}/StructureDefinition/risk-factor-contribution"
+RANGE_EXTENSION: Final = f"{S.CANONICAL_BASE}/StructureDefinition/probability-range-unknown-inputs"
+MISSING_EXTENSION: Final = f"{S.CANONICAL_BASE}/StructureDefinition/missing-input"
+RISK_MODEL_SYSTEM: Final = f"{S.CANONICAL_BASE}/CodeSystem/risk-model"
+_QUALITATIVE: Final = {"low": "Low likelihood", "moderate": "Moderate likelihood", "high": "High likelihood"}
+OUTCOME_TEXT: Final = "New or recurrent vertebral fracture within 2 years after the vertebral augmentation"
+
+
+def _decimal(value: float, places: int = 4) -> float:
+    return round(value, places)
+
+
+def _years_later(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def _contribution_extension(item: Contribution) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [
+        {"url": "factor", "valueCoding": {"system": S.RISK_FACTOR, "code": item.code, "display": item.label}},
+        {"url": "known", "valueBoolean": item.known},
+        {"url": "logOdds", "valueDecimal": _decimal(item.log_odds)},
+        {"url": "oddsRatio", "valueDecimal": _decimal(item.odds_ratio)},
+    ]
+    if item.known:
+        parts.append(
+            {
+                "url": "value",
+                "valueString": str(item.value).lower() if isinstance(item.value, bool) else str(item.value),
+            }
+        )
+    return {"url": CONTRIBUTION_EXTENSION, "extension": parts}
+
+
+def _percent(value: float) -> str:
+    if value < 0.005:
+        return "under 1 %"
+    if value > 0.995:
+        return "over 99 %"
+    return f"{value:.0%}".replace("%", " %")
+
+
+def _describe(item: Contribution, details: Mapping[str, str]) -> str:
+    value = {True: "yes", False: "no"}.get(item.value, str(item.value)) if isinstance(item.value, bool) else None
+    detail = details.get(item.code)
+    shown = ", ".join(part for part in (value, detail) if part) or str(item.value)
+    return f"{item.label}: {shown} ×{item.odds_ratio:.2f}"
+
+
+def explanation(assessment: Assessment) -> str:
+    """The estimate and its reasons in plain words (RiskAssessment.note and the narrative)."""
+    result = assessment.estimate
+    scored = [c for c in result.contributions if c.known and abs(c.log_odds) >= 0.01]
+    raising = sorted((c for c in scored if c.log_odds > 0), key=lambda c: -c.log_odds)
+    lowering = sorted((c for c in scored if c.log_odds < 0), key=lambda c: c.log_odds)
+    details = assessment.features.details
+    lines = [
+        f"Estimated risk of a {OUTCOME_TEXT[0].lower()}{OUTCOME_TEXT[1:]}: {_percent(result.probability)} "
+        f"({result.band}); the population baseline is {_percent(P.BASELINE_RISK)}.",
+    ]
+    if result.missing:
+        lines.append(
+            f"With {len(result.missing)} inputs unknown it could lie between {_percent(result.low)} and "
+            f"{_percent(result.high)}."
+        )
+    if raising:
+        lines.append("Raising it: " + "; ".join(_describe(c, details) for c in raising) + ".")
+    if lowering:
+        lines.append("Lowering it: " + "; ".join(_describe(c, details) for c in lowering) + ".")
+    if result.missing:
+        labels = [P.FACTOR_BY_CODE[code].label for code in result.missing]
+        lines.append("Not in the record (counted at population values): " + "; ".join(labels) + ".")
+    lines.append(
+        "Multipliers (×) are odds ratios against a patient at population values. Decision support, not a diagnosis."
+    )
+    return " ".join(lines)
+
+
+def build_risk_assessment(assessment_id: str, assessment: Assessment) -> dict[str, Any]:
+    """The RiskAssessment resource for a stored assessment.
+
+    Args:
+        assessment_id: the assessment's id (an opaque UUID), used as resource id and identifier.
+        assessment: the assessment.
+
+    Returns:
+        A FHIR R4 RiskAssessment as a dict; probabilityDecimal is a fraction between 0 and 1 (contract.md).
+    """
+    result = assessment.estimate
+    index = assessment.features.index
+    assert index is not None
+    basis = sorted({ref for refs in assessment.features.sources.values() for ref in refs} | set(index.sources))
+    prediction: dict[str, Any] = {
+        "outcome": {
+            "coding": [{"system": S.SNOMED, "code": "240198002", "display": "Osteoporotic vertebral collapse"}],
+            "text": OUTCOME_TEXT,
+        },
+        "probabilityDecimal": _decimal(result.probability),
+        "qualitativeRisk": {
+            "coding": [{"system": S.RISK_PROBABILITY, "code": result.band, "display": _QUALITATIVE[result.band]}],
+        },
+        "whenPeriod": {"start": index.day.isoformat(), "end": _years_later(index.day, P.HORIZON_YEARS).isoformat()},
+        "extension": [
+            {
+                "url": RANGE_EXTENSION,
+                "extension": [
+                    {"url": "low", "valueDecimal": _decimal(result.low)},
+                    {"url": "high", "valueDecimal": _decimal(result.high)},
+                ],
+            }
+        ],
+    }
+    words = explanation(assessment)
+    resource: dict[str, Any] = {
+        "resourceType": "RiskAssessment",
+        "id": assessment_id,
+        # A narrative, as dom-6 asks, so an EHR without extension support can still show the explanation.
+        "text": {
+            "status": "generated",
+            "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{html.escape(words)}</p></div>',
+        },
+        "identifier": [{"system": f"{S.SID_BASE}/risk-assessment", "value": assessment_id}],
+        "status": "final",
+        "subject": {"reference": f"Patient/{assessment.patient_id}"},
+        "occurrenceDateTime": assessment.assessed_at.isoformat(timespec="seconds"),
+        "method": {
+            "coding": [
+                {
+                    "system": RISK_MODEL_SYSTEM,
+                    "code": result.model,
+                    "version": result.version,
+                    "display": "refracture re-fracture risk after vertebral augmentation",
+                }
+            ],
+            "text": f"{result.model} version {result.version}",
+        },
+        "code": {"text": "Re-fracture risk after vertebral augmentation"},
+        "basis": [{"reference": ref} for ref in basis] or [{"reference": f"Patient/{assessment.patient_id}"}],
+        "prediction": [prediction],
+        "note": [{"text": words}],
+        "extension": [_contribution_extension(c) for c in result.contributions]
+        + [
+            {"url": MISSING_EXTENSION, "valueCoding": {"system": S.RISK_FACTOR, "code": code}}
+            for code in result.missing
+        ],
+    }
+    return resource

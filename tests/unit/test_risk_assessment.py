@@ -1,0 +1,84 @@
+"""The RiskAssessment refracture emits: valid R4, shaped as the contract and HL7's own examples."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+from service.domain.assessment import assess
+from service.domain.facts import Fact, FactKind
+from service.fhir.risk_assessment import CONTRIBUTION_EXTENSION, build_risk_assessment
+from service.fhir.validation import validate_resource
+from tests.conftest import FIXTURES
+
+
+def sample(**extra: Any) -> dict[str, Any]:
+    facts = [
+        Fact(
+            FactKind.VERTEBRAL_AUGMENTATION,
+            effective_date=date(2025, 3, 10),
+            status="completed",
+            attrs={"method": "PVP", "levels": ["T12"]},
+            source="Procedure/op-1",
+        ),
+        Fact(FactKind.BIRTH_DATE, effective_date=date(1944, 6, 1), source="Patient/p-1"),
+        Fact(FactKind.SEX, value_text="female", source="Patient/p-1"),
+        Fact(
+            FactKind.VERTEBRAL_HU,
+            value_num=52.0,
+            effective_date=date(2025, 3, 8),
+            attrs={"levels": ["T12"]},
+            source="Observation/hu-1",
+        ),
+        Fact(FactKind.SARCOPENIA_DIAGNOSIS, effective_date=date(2024, 5, 1), status="active", source="Condition/sarc"),
+    ]
+    result = assess(
+        "p-1", facts, ["Patient", "Procedure", "Observation", "Condition"], datetime(2025, 6, 1, 9, 30, tzinfo=UTC)
+    )
+    assert result is not None
+    return build_risk_assessment("3f1b7c2e-6d1a-5b7e-9f00-1c2d3e4f5a6b", result)
+
+
+def test_it_is_valid_fhir_r4() -> None:
+    assert validate_resource(sample()) == []
+
+
+def test_it_says_what_the_contract_says() -> None:
+    resource = sample()
+    assert resource["status"] == "final"
+    assert resource["subject"] == {"reference": "Patient/p-1"}
+    assert resource["identifier"] == [
+        {"system": "https://refracture.dev/fhir/sid/risk-assessment", "value": resource["id"]}
+    ]
+    assert resource["method"]["coding"][0]["code"] == "refracture-ovcf-2y"
+    assert "version" in resource["method"]["coding"][0]
+    prediction = resource["prediction"][0]
+    assert 0 < prediction["probabilityDecimal"] < 1  # a fraction, as HL7's examples, not a percentage
+    assert (
+        prediction["qualitativeRisk"]["coding"][0]["system"] == "http://terminology.hl7.org/CodeSystem/risk-probability"
+    )
+    assert prediction["qualitativeRisk"]["coding"][0]["code"] in {"low", "moderate", "high"}
+    assert prediction["whenPeriod"] == {"start": "2025-03-10", "end": "2027-03-10"}
+    assert {b["reference"] for b in resource["basis"]} >= {"Procedure/op-1", "Observation/hu-1", "Condition/sarc"}
+    assert "Sarcopenia: yes" in resource["note"][0]["text"]
+    assert "not a diagnosis" in resource["note"][0]["text"]
+    factors = [e for e in resource["extension"] if e["url"] == CONTRIBUTION_EXTENSION]
+    assert len(factors) >= 20
+    codes = {part["valueCoding"]["code"] for e in factors for part in e["extension"] if part["url"] == "factor"}
+    assert {"sarcopenia", "vertebral-hu", "thoracolumbar-junction"} <= codes
+
+
+def test_it_follows_hl7s_own_examples() -> None:
+    examples = [json.loads(p.read_text()) for p in sorted((FIXTURES / "hl7-r4-outputs").glob("RiskAssessment-*.json"))]
+    assert len(examples) == 6
+    used: set[str] = set()
+    for example in examples:
+        used |= set(example)
+        for prediction in example.get("prediction", []):
+            if "probabilityDecimal" in prediction:
+                assert 0 <= prediction["probabilityDecimal"] <= 1  # HL7's examples write fractions
+    resource = sample()
+    # Every top-level element refracture sets is one HL7's examples set too, except its own explanation extension.
+    assert set(resource) - {"extension"} <= used
+    assert validate_resource(resource) == []
