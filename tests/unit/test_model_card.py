@@ -1,0 +1,31 @@
+"""docs/model-card.md is generated from the parameter table; this fails when they differ."""
+
+from __future__ import annotations
+
+from service.domain import risk_parameters as P
+from service.domain.model_card import render_model_card
+from service.domain.risk_model import model_id
+from tests.conftest import ROOT
+
+
+def test_the_model_card_matches_the_parameter_table() -> None:
+    card = ROOT / "docs" / "model-card.md"
+    assert card.read_text(encoding="utf-8") == render_model_card(), (
+        "the model changed: run `refracture model-card --out docs/model-card.md` and commit the result"
+    )
+
+
+def test_the_card_states_what_a_model_card_must() -> None:
+    card = render_model_card()
+    for factor in P.FACTORS:
+        assert f"`{factor.code}`" in card
+    assert model_id() in card
+    for words in (
+        "decision support, not a diagnosis",
+        "2 years",
+        "fraction between 0 and 1",
+        "Limits",
+        "Unknown is not absent",
+        "low below 10%",
+    ):
+        assert words.lower() in card.lower(), words
