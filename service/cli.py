@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -106,15 +107,11 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     """Re-assess every patient (or the ones named) with the current model."""
     import time  # noqa: PLC0415
 
-    from service.bootstrap import bootstrap  # noqa: PLC0415
+    from service.parallel_rescore import rescore_in_parallel  # noqa: PLC0415
 
-    container = bootstrap()
-    try:
-        started = time.perf_counter()
-        outcome = container.assessor.rescore(args.patient or None, args.batch)
-        seconds = time.perf_counter() - started
-    finally:
-        container.close()
+    started = time.perf_counter()
+    outcome = rescore_in_parallel(get_settings(), args.patient or None, args.batch, args.workers)
+    seconds = time.perf_counter() - started
     handled = outcome.assessed + outcome.unchanged + outcome.not_applicable
     print(
         f"rescored {handled} patients in {seconds:.1f} s: {outcome.assessed} new assessments, "
@@ -173,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rescore = sub.add_parser("rescore", help="re-assess all patients (or --patient ...) with the current model")
     rescore.add_argument("--patient", action="append", help="a Patient id; repeat for several")
     rescore.add_argument("--batch", type=int, default=1000, help="patients per transaction")
+    rescore.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per CPU)")
     rescore.set_defaults(run=cmd_rescore)
     card = sub.add_parser("model-card", help="print or write the model card (docs/model-card.md)")
     card.add_argument("--out")

@@ -77,7 +77,21 @@ def _known(facts: Iterable[Fact], as_of: datetime) -> list[Fact]:
     ]
 
 
+class _Facts(list[Fact]):
+    """The patient's facts, grouped by kind once (the builders ask for kinds dozens of times)."""
+
+    def __init__(self, facts: Iterable[Fact]) -> None:
+        super().__init__(facts)
+        self.by_kind: dict[FactKind, list[Fact]] = {}
+        for fact in self:
+            self.by_kind.setdefault(fact.kind, []).append(fact)
+
+
 def _of(facts: Sequence[Fact], *kinds: FactKind) -> list[Fact]:
+    if isinstance(facts, _Facts):
+        if len(kinds) == 1:
+            return facts.by_kind.get(kinds[0], [])
+        return [f for kind in kinds for f in facts.by_kind.get(kind, [])]
     return [f for f in facts if f.kind in kinds]
 
 
@@ -122,7 +136,7 @@ def build_features(facts: Iterable[Fact], coverage: Iterable[str], as_of: dateti
     Returns:
         The features; ``index`` is None when no completed augmentation is known (the model does not apply).
     """
-    known = _known(facts, as_of)
+    known = _Facts(_known(facts, as_of))
     index = _index_event(known)
     features = PatientFeatures(index)
     if index is None:

@@ -131,6 +131,9 @@ def _unknown_span(factor: Factor) -> tuple[float, float]:
     return min(ends), max(ends)
 
 
+_SPANS: Final = {factor.code: _unknown_span(factor) for factor in FACTORS}
+
+
 def estimate(inputs: Mapping[str, InputValue]) -> RiskEstimate:
     """The probability of a new or recurrent vertebral fracture within 2 years after the index augmentation.
 
@@ -153,7 +156,7 @@ def estimate(inputs: Mapping[str, InputValue]) -> RiskEstimate:
         if log_odds is None:
             if factor.kind is not Kind.SHOWN:
                 missing.append(factor.code)
-                low, high = _unknown_span(factor)
+                low, high = _SPANS[factor.code]
                 spread_low += low
                 spread_high += high
             contributions.append(Contribution(factor.code, factor.label, None, 0.0, False))

@@ -23,7 +23,7 @@ OUTCOME_TEXT: Final = "New or recurrent vertebral fracture within 2 years after 
 
 
 def _decimal(value: float, places: int = 4) -> float:
-    return round(value, places)
+    return round(value, places) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 def _years_later(day: date, years: int) -> date:
@@ -34,20 +34,16 @@ def _years_later(day: date, years: int) -> date:
 
 
 def _contribution_extension(item: Contribution) -> dict[str, Any]:
-    parts: list[dict[str, Any]] = [
-        {"url": "factor", "valueCoding": {"system": S.RISK_FACTOR, "code": item.code, "display": item.label}},
-        {"url": "known", "valueBoolean": item.known},
-        {"url": "logOdds", "valueDecimal": _decimal(item.log_odds)},
-        {"url": "oddsRatio", "valueDecimal": _decimal(item.odds_ratio)},
-    ]
-    if item.known:
-        parts.append(
-            {
-                "url": "value",
-                "valueString": str(item.value).lower() if isinstance(item.value, bool) else str(item.value),
-            }
-        )
-    return {"url": CONTRIBUTION_EXTENSION, "extension": parts}
+    value = str(item.value).lower() if isinstance(item.value, bool) else str(item.value)
+    return {
+        "url": CONTRIBUTION_EXTENSION,
+        "extension": [
+            {"url": "factor", "valueCoding": {"system": S.RISK_FACTOR, "code": item.code}},
+            {"url": "value", "valueString": value},
+            {"url": "logOdds", "valueDecimal": _decimal(item.log_odds)},
+            {"url": "oddsRatio", "valueDecimal": _decimal(item.odds_ratio)},
+        ],
+    }
 
 
 def _percent(value: float) -> str:
@@ -63,6 +59,15 @@ def _describe(item: Contribution, details: Mapping[str, str]) -> str:
     detail = details.get(item.code)
     shown = ", ".join(part for part in (value, detail) if part) or str(item.value)
     return f"{item.label}: {shown} ×{item.odds_ratio:.2f}"
+
+
+def _top_factors(assessment: Assessment) -> str:
+    raising = sorted(
+        (c for c in assessment.estimate.contributions if c.known and c.log_odds >= 0.01), key=lambda c: -c.log_odds
+    )[:3]
+    if not raising:
+        return ""
+    return "Main factors raising it: " + "; ".join(c.label for c in raising) + ". "
 
 
 def explanation(assessment: Assessment) -> str:
@@ -129,13 +134,18 @@ def build_risk_assessment(assessment_id: str, assessment: Assessment) -> dict[st
         ],
     }
     words = explanation(assessment)
+    summary = (
+        f"Re-fracture risk within {P.HORIZON_YEARS} years after the vertebral augmentation of "
+        f"{index.day.isoformat()}: {_percent(result.probability)} ({result.band}). {_top_factors(assessment)}"
+        "The note explains every factor. Decision support, not a diagnosis."
+    )
     resource: dict[str, Any] = {
         "resourceType": "RiskAssessment",
         "id": assessment_id,
-        # A narrative, as dom-6 asks, so an EHR without extension support can still show the explanation.
+        # A short narrative, as dom-6 asks, for EHRs that show only the narrative; the note has the full text.
         "text": {
             "status": "generated",
-            "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{html.escape(words)}</p></div>',
+            "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{html.escape(summary)}</p></div>',
         },
         "identifier": [{"system": f"{S.SID_BASE}/risk-assessment", "value": assessment_id}],
         "status": "final",
@@ -156,7 +166,8 @@ def build_risk_assessment(assessment_id: str, assessment: Assessment) -> dict[st
         "basis": [{"reference": ref} for ref in basis] or [{"reference": f"Patient/{assessment.patient_id}"}],
         "prediction": [prediction],
         "note": [{"text": words}],
-        "extension": [_contribution_extension(c) for c in result.contributions]
+        # Known factors carry their contribution; unknown ones contribute nothing and are listed as missing.
+        "extension": [_contribution_extension(c) for c in result.contributions if c.known]
         + [
             {"url": MISSING_EXTENSION, "valueCoding": {"system": S.RISK_FACTOR, "code": code}}
             for code in result.missing

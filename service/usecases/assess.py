@@ -74,11 +74,13 @@ class Assessor:
             session.insert_assessments(rows)
         return outcome
 
-    def rescore(self, patient_ids: Sequence[str] | None = None, batch_size: int = 1000) -> AssessOutcome:
+    def rescore(
+        self, patient_ids: Sequence[str] | None = None, batch_size: int = 1000, part: int = 0, parts: int = 1
+    ) -> AssessOutcome:
         """Re-assess patients after a model change: these ones, or every patient with an augmentation on record.
 
         Each batch is one transaction; an interrupted run loses at most one batch and can simply be run again
-        (unchanged patients are skipped).
+        (unchanged patients are skipped). ``part`` of ``parts`` lets several processes share the work.
 
         Returns:
             The totals over all batches.
@@ -90,7 +92,7 @@ class Assessor:
         after = ""
         while True:
             if patient_ids is None:
-                batch: Sequence[str] = self._store.patients_to_rescore(after, batch_size)
+                batch: Sequence[str] = self._store.patients_to_rescore(after, batch_size, part, parts)
             else:
                 batch = batches.pop(0) if batches else []
             if not batch:
@@ -129,10 +131,8 @@ def _row(result: Assessment, sequence_no: int) -> AssessmentRow:
         probability_high=estimate.high,
         band=estimate.band,
         result={
-            "contributions": [
-                {"code": c.code, "value": c.value, "log_odds": round(c.log_odds, 6), "known": c.known}
-                for c in estimate.contributions
-            ],
+            # Compact, for lists and charts; the RiskAssessment carries the full explanation.
+            "contributions": {c.code: round(c.log_odds, 4) for c in estimate.contributions if c.known},
             "missing": list(estimate.missing),
             "sources": {k: list(v) for k, v in result.features.sources.items() if v},
             "details": result.features.details,

@@ -208,8 +208,8 @@ class AssessmentStore(Protocol):
     def risk_assessments_of(self, patient_id: str, limit: int) -> list[str]:
         """A patient's RiskAssessments as JSON text, newest first."""
 
-    def patients_to_rescore(self, after: str, limit: int) -> list[str]:
-        """Patient ids with an augmentation on record, in order, after a keyset position."""
+    def patients_to_rescore(self, after: str, limit: int, part: int = 0, parts: int = 1) -> list[str]:
+        """Patient ids with an augmentation on record, in order, after a keyset position; partition part of parts."""
 
 
 class TaskQueue(Protocol):

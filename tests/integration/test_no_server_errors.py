@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from service.synth import cohort
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +100,16 @@ def test_arbitrary_bytes(client: TestClient, raw: bytes) -> None:
     check(client.post("/fhir", content=raw, headers=FHIR))
 
 
-def test_every_interaction_in_the_capability_statement_is_served(client: TestClient) -> None:
+def test_every_interaction_in_the_capability_statement_is_served(client: TestClient, container: Any) -> None:
+    synthetic = cohort(1, seed=2, today=date(2026, 11, 1))[0]
+    pid = synthetic["entry"][0]["resource"]["id"]
+    client.post("/fhir", content=json.dumps(synthetic), headers=FHIR)
+    container.assessor.assess_patients([pid])
+    assessment_id = client.get("/fhir/RiskAssessment", params={"subject": f"Patient/{pid}"}).json()["entry"][0][
+        "resource"
+    ]["id"]
+    read_target = {"CodeSystem": "measure", "RiskAssessment": assessment_id}
+    search = {"CodeSystem": {}, "RiskAssessment": {"subject": f"Patient/{pid}"}}
     statement = client.get("/fhir/metadata").json()
     for resource in statement["rest"][0]["resource"]:
         kind = resource["type"]
@@ -108,8 +120,7 @@ def test_every_interaction_in_the_capability_statement_is_served(client: TestCli
         if "update" in codes:
             assert client.put(f"/fhir/{kind}/cap-1", content=json.dumps(body), headers=FHIR).status_code == 200
         if "read" in codes:
-            target = "measure" if kind == "CodeSystem" else "cap-1"
-            assert client.get(f"/fhir/{kind}/{target}").status_code == 200
+            assert client.get(f"/fhir/{kind}/{read_target.get(kind, 'cap-1')}").status_code == 200
         if "search-type" in codes:
-            assert client.get(f"/fhir/{kind}").status_code == 200
+            assert client.get(f"/fhir/{kind}", params=search[kind]).json()["total"] >= 1
     assert {i["code"] for i in statement["rest"][0]["interaction"]} == {"transaction", "batch"}

@@ -88,31 +88,28 @@ class PostgresAssessmentSession:
         return {r["patient_id"]: LatestAssessment(r["model_version"], r["inputs_hash"], r["sequence_no"]) for r in rows}
 
     def insert_assessments(self, rows: Sequence[AssessmentRow]) -> None:
-        """See AssessmentSession."""
+        """See AssessmentSession. COPY: a rescore writes thousands of rows per batch."""
         if not rows:
             return
-        with self._conn.cursor() as cur:
-            cur.executemany(
-                query("insert_assessment"),
-                [
-                    {
-                        "id": r.id,
-                        "patient_id": r.patient_id,
-                        "sequence_no": r.sequence_no,
-                        "model_version": r.model_version,
-                        "inputs_hash": r.inputs_hash,
-                        "assessed_at": r.assessed_at,
-                        "index_date": r.index_date,
-                        "probability": r.probability,
-                        "probability_low": r.probability_low,
-                        "probability_high": r.probability_high,
-                        "band": r.band,
-                        "result": Jsonb(r.result, dumps=_json_text),
-                        "resource": Jsonb(r.resource, dumps=_json_text),
-                    }
-                    for r in rows
-                ],
-            )
+        with self._conn.cursor() as cur, cur.copy(query("copy_assessments")) as copy:
+            for r in rows:
+                copy.write_row(
+                    (
+                        r.id,
+                        r.patient_id,
+                        r.sequence_no,
+                        r.model_version,
+                        r.inputs_hash,
+                        r.assessed_at,
+                        r.index_date,
+                        r.probability,
+                        r.probability_low,
+                        r.probability_high,
+                        r.band,
+                        Jsonb(r.result, dumps=_json_text),
+                        Jsonb(r.resource, dumps=_json_text),
+                    )
+                )
 
 
 def read_risk_assessment(conn: Conn, assessment_id: str) -> StoredText | None:
@@ -127,7 +124,7 @@ def risk_assessments_of(conn: Conn, patient_id: str, limit: int) -> list[str]:
     return [r["body"] for r in rows]
 
 
-def patients_to_rescore(conn: Conn, after: str, limit: int) -> list[str]:
-    """Patient ids with an augmentation on record, after a keyset position."""
-    rows = conn.execute(query("patients_to_rescore"), {"after": after, "limit": limit})
+def patients_to_rescore(conn: Conn, after: str, limit: int, part: int = 0, parts: int = 1) -> list[str]:
+    """Patient ids with an augmentation on record, after a keyset position, in one of ``parts`` partitions."""
+    rows = conn.execute(query("patients_to_rescore"), {"after": after, "limit": limit, "part": part, "parts": parts})
     return [r["patient_id"] for r in rows]

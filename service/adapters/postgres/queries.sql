@@ -109,12 +109,9 @@ SELECT DISTINCT ON (patient_id) patient_id, model_version, inputs_hash, sequence
   FROM assessment WHERE patient_id = ANY(%(patient_ids)s::text[])
  ORDER BY patient_id, sequence_no DESC;
 
--- name: insert_assessment
-INSERT INTO assessment (id, patient_id, sequence_no, model_version, inputs_hash, assessed_at, index_date,
-                        probability, probability_low, probability_high, band, result, resource)
-VALUES (%(id)s, %(patient_id)s, %(sequence_no)s, %(model_version)s, %(inputs_hash)s, %(assessed_at)s,
-        %(index_date)s, %(probability)s, %(probability_low)s, %(probability_high)s, %(band)s, %(result)s,
-        %(resource)s);
+-- name: copy_assessments
+COPY assessment (id, patient_id, sequence_no, model_version, inputs_hash, assessed_at, index_date,
+                 probability, probability_low, probability_high, band, result, resource) FROM STDIN;
 
 -- name: read_risk_assessment
 SELECT resource::text AS body, assessed_at FROM assessment WHERE id = %(id)s;
@@ -124,7 +121,8 @@ SELECT resource::text AS body FROM assessment WHERE patient_id = %(patient_id)s
  ORDER BY assessed_at DESC, sequence_no DESC LIMIT %(limit)s;
 
 -- name: patients_to_rescore
--- Patients with an augmentation on record, after a keyset position, in id order.
+-- Patients with an augmentation on record, after a keyset position, in id order; one of `parts` partitions.
 SELECT DISTINCT patient_id FROM fact
  WHERE kind = 'vertebral-augmentation' AND patient_id > %(after)s
+   AND (%(parts)s = 1 OR abs(hashtextextended(patient_id, 0) %% %(parts)s) = %(part)s)
  ORDER BY patient_id LIMIT %(limit)s;

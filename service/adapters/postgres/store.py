@@ -275,10 +275,10 @@ class PostgresStore:
         with self._transaction() as conn:
             return assessments.risk_assessments_of(conn, patient_id, limit)
 
-    def patients_to_rescore(self, after: str, limit: int) -> list[str]:
+    def patients_to_rescore(self, after: str, limit: int, part: int = 0, parts: int = 1) -> list[str]:
         """See AssessmentStore."""
         with self._transaction() as conn:
-            return assessments.patients_to_rescore(conn, after, limit)
+            return assessments.patients_to_rescore(conn, after, limit, part, parts)
 
     def ping(self) -> None:
         """Raise unless the database answers."""
