@@ -449,7 +449,19 @@ def _treatment(
 
 def _shown_only(features: PatientFeatures, facts: Sequence[Fact]) -> None:
     ratio = _latest(f for f in _of(facts, FactKind.P1NP_CTX_RATIO) if f.value_num is not None)
-    features.set("p1np-ctx-ratio", ratio.value_num if ratio else None, [ratio] if ratio else [])
+    if ratio is not None:
+        features.set("p1np-ctx-ratio", ratio.value_num, [ratio], f"{ratio.value_num:.0f} (reported)")
+    else:
+        # The ratio of a P1NP and a beta-CTX drawn the same day, both in ug/L.
+        p1np = _latest(f for f in _of(facts, FactKind.P1NP) if f.value_num)
+        ctx = [
+            f for f in _of(facts, FactKind.BETA_CTX) if f.value_num and p1np and f.effective_date == p1np.effective_date
+        ]
+        if p1np is not None and ctx:
+            value = (p1np.value_num or 0.0) / (ctx[0].value_num or 1.0)
+            features.set("p1np-ctx-ratio", round(value, 1), [p1np, ctx[0]], f"{value:.0f} ({p1np.effective_date})")
+        else:
+            features.set("p1np-ctx-ratio", None)
     fat = _latest(f for f in _of(facts, FactKind.PARASPINAL_FAT_FRACTION) if f.value_num is not None)
     features.set(
         "paraspinal-fat-fraction",

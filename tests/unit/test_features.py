@@ -155,3 +155,13 @@ def test_kidney_function_from_egfr_or_stage() -> None:
         source="Condition/ckd",
     )
     assert build_features([operation(), stage], ["Condition"], AS_OF).inputs["chronic-kidney-disease"] == "stage-3"
+
+
+def test_p1np_ctx_ratio_from_same_day_measurements() -> None:
+    p1np = Fact(FactKind.P1NP, value_num=60.0, effective_date=date(2025, 5, 1), source="Observation/p1np")
+    ctx = Fact(FactKind.BETA_CTX, value_num=0.5, effective_date=date(2025, 5, 1), source="Observation/ctx")
+    features = build_features([operation(), p1np, ctx], [], AS_OF)
+    assert features.inputs["p1np-ctx-ratio"] == 120.0
+    assert features.sources["p1np-ctx-ratio"] == ("Observation/ctx", "Observation/p1np")
+    other_day = Fact(FactKind.BETA_CTX, value_num=0.5, effective_date=date(2025, 4, 1), source="Observation/c2")
+    assert build_features([operation(), p1np, other_day], [], AS_OF).inputs["p1np-ctx-ratio"] is None
