@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from psycopg_pool import ConnectionPool
 
@@ -14,11 +15,14 @@ from service.adapters.queue import CeleryTaskQueue, make_celery
 from service.config import Settings, get_settings
 from service.fhir.normalise import Normaliser
 from service.fhir.terminology import Terminology, load_code_map
+from service.usecases.alert_actions import AlertActions
+from service.usecases.alerts import AlertEvaluator
 from service.usecases.assess import Assessor
 from service.usecases.changes import ChangeProcessor
 from service.usecases.ingest import Ingestor
 from service.usecases.ports import Clock, TaskQueue
 from service.usecases.relay import Relay
+from service.usecases.sweep import Sweeper
 
 __all__ = ["Container", "bootstrap", "utc_now"]
 
@@ -43,6 +47,9 @@ class Container:
     relay: Relay
     changes: ChangeProcessor
     assessor: Assessor
+    evaluator: AlertEvaluator
+    sweeper: Sweeper
+    actions: AlertActions
     clock: Clock
 
     def close(self) -> None:
@@ -83,7 +90,16 @@ def bootstrap(
         chunk_size=settings.relay_chunk_size,
     )
     assessor = Assessor(store, clock)
-    changes = ChangeProcessor(store, clock, [assessor.work])
+    zone = ZoneInfo(settings.timezone)
+
+    def today(moment: datetime) -> date:
+        return moment.astimezone(zone).date()
+
+    evaluator = AlertEvaluator(store, clock, settings.alerts, today)
+    # Assessment first: the care plan the alert step writes points at the newest RiskAssessment.
+    changes = ChangeProcessor(store, clock, [assessor.work, evaluator.work])
+    sweeper = Sweeper(store, assessor, evaluator, clock, today, settings.sweep_batch_size)
+    actions = AlertActions(store, evaluator, clock, today)
     return Container(
         settings=settings,
         pool=pool,
@@ -94,5 +110,8 @@ def bootstrap(
         relay=relay,
         changes=changes,
         assessor=assessor,
+        evaluator=evaluator,
+        sweeper=sweeper,
+        actions=actions,
         clock=clock,
     )

@@ -1,4 +1,4 @@
-"""The `refracture` command: migrate, api, worker, beat, relay, rescore, demo, model-card, openapi."""
+"""The `refracture` command: migrate, api, worker, beat, relay, rescore, sweep, demo, model-card, openapi."""
 
 from __future__ import annotations
 
@@ -120,6 +120,22 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(_: argparse.Namespace) -> int:
+    """Run the daily sweep once (what beat runs every day)."""
+    from service.bootstrap import bootstrap  # noqa: PLC0415
+
+    container = bootstrap()
+    try:
+        outcome = container.sweeper.sweep()
+    finally:
+        container.close()
+    print(
+        f"swept {outcome.patients} patients: {outcome.opened} alerts opened, {outcome.resolved} resolved, "
+        f"{outcome.care_plans} care plans updated"
+    )
+    return 0
+
+
 def cmd_model_card(args: argparse.Namespace) -> int:
     """Write the model card from the model's own parameter table."""
     from service.domain.model_card import render_model_card  # noqa: PLC0415
@@ -172,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rescore.add_argument("--batch", type=int, default=1000, help="patients per transaction")
     rescore.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per CPU)")
     rescore.set_defaults(run=cmd_rescore)
+    sub.add_parser("sweep", help="run the daily alert sweep once").set_defaults(run=cmd_sweep)
     card = sub.add_parser("model-card", help="print or write the model card (docs/model-card.md)")
     card.add_argument("--out")
     card.set_defaults(run=cmd_model_card)

@@ -5,15 +5,18 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.domain.alert_rules import AlertConfig
 
 
 class Settings(BaseSettings):
     """Every setting has a default that works on one developer machine."""
 
-    model_config = SettingsConfigDict(env_prefix="REFRACTURE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="REFRACTURE_", extra="ignore", env_nested_delimiter="__")
 
     environment: Literal["development", "test", "production"] = "development"
 
@@ -44,8 +47,21 @@ class Settings(BaseSettings):
     relay_chunk_size: int = Field(default=200, ge=1)
     relay_interval_s: float = Field(default=15.0, gt=0)
 
+    # The calendar the alert rules count days in, and when beat runs the daily sweep (local time of that zone).
+    timezone: str = "UTC"
+    sweep_time: str = Field(default="02:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    sweep_batch_size: int = Field(default=500, ge=1)
+    # Alert thresholds, e.g. REFRACTURE_ALERTS__DENOSUMAB_OVERDUE_DAYS=213 (defaults: shared/domain/alerts.md).
+    alerts: AlertConfig = AlertConfig()
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone: refuse to start rather than count days wrongly
+        return value
 
     @field_validator("ehr_base_url")
     @classmethod

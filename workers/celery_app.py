@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from celery.schedules import crontab
+
 from service.adapters.queue import make_celery
 from service.config import get_settings
-from service.usecases.ports import TASK_RELAY
+from service.usecases.ports import TASK_RELAY, TASK_SWEEP
 
 settings = get_settings()
 app = make_celery(settings)
 app.conf.include = ["workers.tasks"]
+# Beat reads the sweep time in the service's zone, so "02:30" stays 02:30 across daylight saving changes.
+app.conf.update(timezone=settings.timezone)
+_hour, _minute = (int(part) for part in settings.sweep_time.split(":"))
 app.conf.beat_schedule = {
     # The relay catches whatever the API's own doorbell missed (Redis down, a crash between commit and publish).
     "relay-outbox": {"task": TASK_RELAY, "schedule": settings.relay_interval_s},
+    # Time alone makes alerts fire (a dose turns overdue with no new data): once a day, whatever is due.
+    "daily-sweep": {"task": TASK_SWEEP, "schedule": crontab(hour=_hour, minute=_minute)},
 }

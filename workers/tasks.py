@@ -6,7 +6,7 @@ from functools import cache
 
 from service.bootstrap import Container, bootstrap
 from service.errors import Problem, RefractureError
-from service.usecases.ports import TASK_PATIENTS_CHANGED, TASK_RELAY
+from service.usecases.ports import TASK_PATIENTS_CHANGED, TASK_RELAY, TASK_SWEEP
 from workers.celery_app import app
 
 
@@ -41,3 +41,9 @@ def patients_changed(patient_ids: list[str]) -> int:
 def relay() -> int:
     """Publish every change whose doorbell was never rung or was lost."""
     return container().relay.ring()
+
+
+@app.task(name=TASK_SWEEP)
+def sweep() -> int:
+    """Assess and evaluate every patient whose next threshold has passed (daily; safe to run twice)."""
+    return container().sweeper.sweep().patients

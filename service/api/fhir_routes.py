@@ -148,17 +148,29 @@ async def search_risk_assessment(
     count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
 ) -> FhirJSONResponse:
     """RiskAssessments of one patient as a searchset Bundle, newest first."""
-    unknown = sorted(set(request.query_params) - {"subject", "patient", "_count"})
-    if unknown:
-        raise refuse(
-            Problem.INVALID,
-            "not-supported",
-            f"unsupported search parameter(s): {', '.join(unknown)}; "
-            "RiskAssessment is searched by subject (or patient) and _count",
-        )
+    _only_parameters(request, {"subject", "patient", "_count"}, "RiskAssessment is searched by subject (or patient)")
     patient_id = _patient_parameter(subject or patient)
     bodies = await run_in_threadpool(container.store.risk_assessments_of, patient_id, count)
     return fhir_response(searchset(fhir_base(request), [parse(b.encode()) for b in bodies]))
+
+
+@router.get(
+    "/CarePlan",
+    operation_id="searchCarePlan",
+    response_class=FhirJSONResponse,
+    responses=_FHIR_RESPONSES,
+    summary="A patient's active CarePlan",
+)
+async def search_care_plan(
+    request: Request,
+    container: ContainerDep,
+    subject: Annotated[str | None, Query(description="Patient/{id}")] = None,
+    patient: Annotated[str | None, Query(description="{id} or Patient/{id}")] = None,
+) -> FhirJSONResponse:
+    """The patient's one active CarePlan as a searchset Bundle (empty when the patient has none)."""
+    _only_parameters(request, {"subject", "patient"}, "CarePlan is searched by subject (or patient)")
+    body = await run_in_threadpool(container.store.care_plan_of, _patient_parameter(subject or patient))
+    return fhir_response(searchset(fhir_base(request), [parse(body.encode())] if body else []))
 
 
 @router.get(
@@ -189,11 +201,16 @@ async def read(
         if found is None:
             raise refuse(Problem.NOT_FOUND, "not-found", f"CodeSystem/{resource_id} is not known")
         return fhir_response(found)
-    if resource_type == "RiskAssessment":
-        assessment = await run_in_threadpool(container.store.read_risk_assessment, resource_id)
-        if assessment is None:
-            raise refuse(Problem.NOT_FOUND, "not-found", f"RiskAssessment/{resource_id} is not known")
-        return fhir_response(assessment.body, 200, {"ETag": 'W/"1"'})
+    if resource_type in ("RiskAssessment", "CarePlan"):
+        reader = (
+            container.store.read_risk_assessment
+            if resource_type == "RiskAssessment"
+            else (container.store.read_care_plan)
+        )
+        produced = await run_in_threadpool(reader, resource_id)
+        if produced is None:
+            raise refuse(Problem.NOT_FOUND, "not-found", f"{resource_type}/{resource_id} is not known")
+        return fhir_response(produced.body, 200, {"ETag": f'W/"{produced.version_id}"'})
     if resource_type not in READ_ONLY_TYPES:
         check_input_type(resource_type)
     stored = await run_in_threadpool(container.store.read_text, (resource_type, resource_id))
@@ -202,9 +219,15 @@ async def read(
     return fhir_response(stored.body, 200, {"ETag": f'W/"{stored.version_id}"'})
 
 
+def _only_parameters(request: Request, allowed: set[str], hint: str) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise refuse(Problem.INVALID, "not-supported", f"unsupported search parameter(s): {', '.join(unknown)}; {hint}")
+
+
 def _patient_parameter(value: str | None) -> str:
     if not value:
-        raise refuse(Problem.INVALID, "required", "search RiskAssessment by subject=Patient/{id} (or patient={id})")
+        raise refuse(Problem.INVALID, "required", "search by subject=Patient/{id} (or patient={id})")
     patient_id = value.removeprefix("Patient/")
     if not _ID_PATTERN.fullmatch(patient_id):
         raise refuse(Problem.INVALID, "value", "the patient must be Patient/{id} with a FHIR id")

@@ -24,6 +24,10 @@ READ_ONLY_TYPES: Final[dict[str, list[dict[str, str]]]] = {
         },
         {"name": "patient", "type": "reference", "documentation": "The same as subject"},
     ],
+    "CarePlan": [
+        {"name": "subject", "type": "reference", "documentation": "Patient/{id}: the patient's one active CarePlan"},
+        {"name": "patient", "type": "reference", "documentation": "The same as subject"},
+    ],
 }
 
 

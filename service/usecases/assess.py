@@ -133,6 +133,7 @@ def _row(result: Assessment, sequence_no: int) -> AssessmentRow:
         result={
             # Compact, for lists and charts; the RiskAssessment carries the full explanation.
             "contributions": {c.code: round(c.log_odds, 4) for c in estimate.contributions if c.known},
+            "inputs": {c.code: c.value for c in estimate.contributions if c.known},
             "missing": list(estimate.missing),
             "sources": {k: list(v) for k, v in result.features.sources.items() if v},
             "details": result.features.details,

@@ -104,12 +104,17 @@ def test_every_interaction_in_the_capability_statement_is_served(client: TestCli
     synthetic = cohort(1, seed=2, today=date(2026, 11, 1))[0]
     pid = synthetic["entry"][0]["resource"]["id"]
     client.post("/fhir", content=json.dumps(synthetic), headers=FHIR)
-    container.assessor.assess_patients([pid])
+    container.changes.process([pid])
     assessment_id = client.get("/fhir/RiskAssessment", params={"subject": f"Patient/{pid}"}).json()["entry"][0][
         "resource"
     ]["id"]
-    read_target = {"CodeSystem": "measure", "RiskAssessment": assessment_id}
-    search = {"CodeSystem": {}, "RiskAssessment": {"subject": f"Patient/{pid}"}}
+    plan_id = client.get("/fhir/CarePlan", params={"subject": f"Patient/{pid}"}).json()["entry"][0]["resource"]["id"]
+    read_target = {"CodeSystem": "measure", "RiskAssessment": assessment_id, "CarePlan": plan_id}
+    search = {
+        "CodeSystem": {},
+        "RiskAssessment": {"subject": f"Patient/{pid}"},
+        "CarePlan": {"subject": f"Patient/{pid}"},
+    }
     statement = client.get("/fhir/metadata").json()
     for resource in statement["rest"][0]["resource"]:
         kind = resource["type"]

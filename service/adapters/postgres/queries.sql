@@ -126,3 +126,83 @@ SELECT DISTINCT patient_id FROM fact
  WHERE kind = 'vertebral-augmentation' AND patient_id > %(after)s
    AND (%(parts)s = 1 OR abs(hashtextextended(patient_id, 0) %% %(parts)s) = %(part)s)
  ORDER BY patient_id LIMIT %(limit)s;
+
+-- name: alerts_of_patients
+-- Active alerts, and alerts closed in the last 90 days (the care plan shows them completed or cancelled).
+SELECT id, patient_id, code, status, priority, due_date, episode, evidence, detail, assignee, snoozed_until,
+       opened_at, closed_at, revision
+  FROM alert
+ WHERE patient_id = ANY(%(patient_ids)s::text[])
+   AND (closed_at IS NULL OR closed_at > %(closed_since)s);
+
+-- name: dismissed_episodes
+SELECT patient_id, code, episode FROM alert
+ WHERE patient_id = ANY(%(patient_ids)s::text[]) AND status = 'dismissed';
+
+-- name: insert_alert
+INSERT INTO alert (id, patient_id, code, status, priority, due_date, episode, evidence, detail, opened_at, updated_at)
+VALUES (%(id)s, %(patient_id)s, %(code)s, 'open', %(priority)s, %(due_date)s, %(episode)s, %(evidence)s, %(detail)s,
+        %(now)s, %(now)s);
+
+-- name: update_alert_finding
+UPDATE alert SET due_date = %(due_date)s, episode = %(episode)s, evidence = %(evidence)s, detail = %(detail)s,
+                 priority = %(priority)s, updated_at = %(now)s, revision = revision + 1
+ WHERE id = %(id)s;
+
+-- name: set_alert_status
+UPDATE alert SET status = %(status)s, updated_at = %(now)s, revision = revision + 1,
+                 closed_at = CASE WHEN %(status)s IN ('resolved', 'dismissed') THEN %(now)s ELSE NULL END,
+                 snoozed_until = CASE WHEN %(status)s = 'snoozed' THEN snoozed_until ELSE NULL END
+ WHERE id = %(id)s;
+
+-- name: insert_alert_event
+INSERT INTO alert_event (alert_id, at, actor, action, from_status, to_status, note)
+VALUES (%(alert_id)s, %(at)s, %(actor)s, %(action)s, %(from_status)s, %(to_status)s, %(note)s);
+
+-- name: upsert_schedule
+INSERT INTO alert_schedule (patient_id, next_check, checked_at) VALUES (%(patient_id)s, %(next_check)s, %(now)s)
+ON CONFLICT (patient_id) DO UPDATE SET next_check = EXCLUDED.next_check, checked_at = EXCLUDED.checked_at;
+
+-- name: due_for_sweep
+SELECT patient_id FROM alert_schedule
+ WHERE next_check <= %(today)s AND patient_id > %(after)s
+ ORDER BY patient_id LIMIT %(limit)s;
+
+-- name: latest_assessment_views
+SELECT DISTINCT ON (patient_id) patient_id, id, band, result
+  FROM assessment WHERE patient_id = ANY(%(patient_ids)s::text[])
+ ORDER BY patient_id, sequence_no DESC;
+
+-- name: care_plans_of_patients
+SELECT patient_id, id, version, content_hash, resource FROM care_plan
+ WHERE patient_id = ANY(%(patient_ids)s::text[]);
+
+-- name: insert_care_plan
+INSERT INTO care_plan (patient_id, id, version, content_hash, updated_at, resource)
+VALUES (%(patient_id)s, %(id)s, %(version)s, %(content_hash)s, %(now)s, %(resource)s)
+ON CONFLICT (patient_id) DO UPDATE SET version = EXCLUDED.version, content_hash = EXCLUDED.content_hash,
+    updated_at = EXCLUDED.updated_at, resource = EXCLUDED.resource;
+
+-- name: insert_care_plan_history
+INSERT INTO care_plan_history (id, version, updated_at, resource)
+VALUES (%(id)s, %(version)s, %(now)s, %(resource)s);
+
+-- name: read_care_plan
+SELECT resource::text AS body, version, updated_at FROM care_plan WHERE id = %(id)s;
+
+-- name: care_plan_of_patient
+SELECT resource::text AS body FROM care_plan WHERE patient_id = %(patient_id)s;
+
+-- name: alert_for_update
+SELECT id, patient_id, code, status, priority, due_date, episode, evidence, detail, assignee, snoozed_until,
+       opened_at, closed_at, revision
+  FROM alert WHERE id = %(id)s FOR UPDATE;
+
+-- name: apply_alert_action
+UPDATE alert SET status = %(status)s, assignee = %(assignee)s, snoozed_until = %(snoozed_until)s,
+                 dismiss_reason = %(dismiss_reason)s, updated_at = %(now)s, revision = revision + 1,
+                 closed_at = CASE WHEN %(status)s IN ('resolved', 'dismissed') THEN %(now)s ELSE NULL END
+ WHERE id = %(id)s;
+
+-- name: alert_history
+SELECT at, actor, action, from_status, to_status, note FROM alert_event WHERE alert_id = %(id)s ORDER BY at, id;

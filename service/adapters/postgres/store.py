@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -14,7 +14,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from service.adapters.postgres import assessments
+from service.adapters.postgres import alerts, assessments
+from service.adapters.postgres.alerts import PostgresAlertSession
 from service.adapters.postgres.assessments import PostgresAssessmentSession
 from service.adapters.postgres.queries import query
 from service.errors import ConcurrentWrite, Problem, refuse
@@ -279,6 +280,31 @@ class PostgresStore:
         """See AssessmentStore."""
         with self._transaction() as conn:
             return assessments.patients_to_rescore(conn, after, limit, part, parts)
+
+    @contextlib.contextmanager
+    def alert_session(self) -> Iterator[PostgresAlertSession]:
+        """See AlertStore."""
+        with self._transaction() as conn:
+            yield PostgresAlertSession(conn)
+
+    def due_for_sweep(self, today: date, after: str, limit: int) -> list[str]:
+        """See AlertStore."""
+        with self._transaction() as conn:
+            return alerts.due_for_sweep(conn, today, after, limit)
+
+    def read_care_plan(self, plan_id: str) -> StoredText | None:
+        """See AlertStore."""
+        try:
+            uuid.UUID(plan_id)
+        except ValueError:
+            return None
+        with self._transaction() as conn:
+            return alerts.read_care_plan(conn, plan_id)
+
+    def care_plan_of(self, patient_id: str) -> str | None:
+        """See AlertStore."""
+        with self._transaction() as conn:
+            return alerts.care_plan_of(conn, patient_id)
 
     def ping(self) -> None:
         """Raise unless the database answers."""

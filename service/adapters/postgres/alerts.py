@@ -1,0 +1,222 @@
+"""Alerts, their history, the sweep index and CarePlans in PostgreSQL."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from service.adapters.postgres.assessments import PostgresAssessmentSession
+from service.adapters.postgres.queries import query
+from service.domain.alert_lifecycle import Transition
+from service.domain.facts import Fact
+from service.fhir.jsonio import dumps
+from service.usecases.ports import AlertEventRow, LatestAssessmentView, StoredAlert, StoredCarePlan, StoredText
+
+__all__ = ["PostgresAlertSession", "care_plan_of", "due_for_sweep", "read_care_plan"]
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+def _json(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=lambda v: dumps(v).decode())
+
+
+def _alert(row: dict[str, Any]) -> StoredAlert:
+    return StoredAlert(
+        id=str(row["id"]),
+        patient_id=row["patient_id"],
+        code=row["code"],
+        status=row["status"],
+        priority=row["priority"],
+        due=row["due_date"],
+        episode=row["episode"],
+        evidence=tuple(row["evidence"]),
+        detail=row["detail"],
+        opened_at=row["opened_at"],
+        closed_at=row["closed_at"],
+        snoozed_until=row["snoozed_until"],
+        assignee=row["assignee"],
+        revision=row["revision"],
+    )
+
+
+class PostgresAlertSession:
+    """One transaction: implements the AlertSession port."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+        self._facts = PostgresAssessmentSession(conn)
+
+    def lock_patients(self, patient_ids: Sequence[str]) -> None:
+        """See AlertSession."""
+        self._facts.lock_patients(patient_ids)
+
+    def facts_of(self, patient_ids: Sequence[str]) -> dict[str, list[Fact]]:
+        """See AlertSession."""
+        return self._facts.facts_of(patient_ids)
+
+    def alerts_of(self, patient_ids: Sequence[str], closed_since: datetime) -> dict[str, list[StoredAlert]]:
+        """See AlertSession."""
+        out: dict[str, list[StoredAlert]] = defaultdict(list)
+        rows = self._conn.execute(
+            query("alerts_of_patients"), {"patient_ids": list(patient_ids), "closed_since": closed_since}
+        )
+        for row in rows:
+            out[row["patient_id"]].append(_alert(row))
+        return out
+
+    def dismissed_episodes(self, patient_ids: Sequence[str]) -> set[tuple[str, str, str]]:
+        """See AlertSession."""
+        rows = self._conn.execute(query("dismissed_episodes"), {"patient_ids": list(patient_ids)})
+        return {(r["patient_id"], r["code"], r["episode"]) for r in rows}
+
+    def insert_alert(self, alert: StoredAlert) -> None:
+        """See AlertSession."""
+        self._conn.execute(
+            query("insert_alert"),
+            {
+                "id": alert.id,
+                "patient_id": alert.patient_id,
+                "code": alert.code,
+                "priority": alert.priority,
+                "due_date": alert.due,
+                "episode": alert.episode,
+                "evidence": _json(list(alert.evidence)),
+                "detail": alert.detail,
+                "now": alert.opened_at,
+            },
+        )
+
+    def update_alert_finding(self, alert: StoredAlert, now: datetime) -> None:
+        """See AlertSession."""
+        self._conn.execute(
+            query("update_alert_finding"),
+            {
+                "id": alert.id,
+                "due_date": alert.due,
+                "episode": alert.episode,
+                "evidence": _json(list(alert.evidence)),
+                "detail": alert.detail,
+                "priority": alert.priority,
+                "now": now,
+            },
+        )
+
+    def set_alert_status(self, alert_id: str, status: str, now: datetime) -> None:
+        """See AlertSession."""
+        self._conn.execute(query("set_alert_status"), {"id": alert_id, "status": status, "now": now})
+
+    def add_alert_events(self, events: Sequence[AlertEventRow]) -> None:
+        """See AlertSession."""
+        if events:
+            with self._conn.cursor() as cur:
+                cur.executemany(
+                    query("insert_alert_event"),
+                    [
+                        {
+                            "alert_id": e.alert_id,
+                            "at": e.at,
+                            "actor": e.actor,
+                            "action": e.action,
+                            "from_status": e.from_status,
+                            "to_status": e.to_status,
+                            "note": e.note,
+                        }
+                        for e in events
+                    ],
+                )
+
+    def set_schedules(self, schedules: Sequence[tuple[str, date | None]], now: datetime) -> None:
+        """See AlertSession."""
+        if schedules:
+            with self._conn.cursor() as cur:
+                cur.executemany(
+                    query("upsert_schedule"), [{"patient_id": p, "next_check": d, "now": now} for p, d in schedules]
+                )
+
+    def latest_assessment_views(self, patient_ids: Sequence[str]) -> dict[str, LatestAssessmentView]:
+        """See AlertSession."""
+        rows = self._conn.execute(query("latest_assessment_views"), {"patient_ids": list(patient_ids)})
+        return {
+            r["patient_id"]: LatestAssessmentView(
+                str(r["id"]), r["band"], dict(r["result"].get("inputs", {})), tuple(r["result"].get("missing", ()))
+            )
+            for r in rows
+        }
+
+    def care_plans(self, patient_ids: Sequence[str]) -> dict[str, StoredCarePlan]:
+        """See AlertSession."""
+        rows = self._conn.execute(query("care_plans_of_patients"), {"patient_ids": list(patient_ids)})
+        return {
+            r["patient_id"]: StoredCarePlan(str(r["id"]), r["version"], r["content_hash"], dict(r["resource"]))
+            for r in rows
+        }
+
+    def save_care_plan(self, patient_id: str, plan: StoredCarePlan, now: datetime) -> None:
+        """See AlertSession."""
+        resource = _json(plan.resource)
+        self._conn.execute(
+            query("insert_care_plan"),
+            {
+                "patient_id": patient_id,
+                "id": plan.id,
+                "version": plan.version,
+                "content_hash": plan.content_hash,
+                "now": now,
+                "resource": resource,
+            },
+        )
+        self._conn.execute(
+            query("insert_care_plan_history"),
+            {"id": plan.id, "version": plan.version, "now": now, "resource": resource},
+        )
+
+    def alert_for_update(self, alert_id: str) -> StoredAlert | None:
+        """See AlertSession."""
+        row = self._conn.execute(query("alert_for_update"), {"id": alert_id}).fetchone()
+        return _alert(row) if row else None
+
+    def apply_alert_action(self, alert_id: str, transition: Transition, now: datetime) -> None:
+        """See AlertSession."""
+        self._conn.execute(
+            query("apply_alert_action"),
+            {
+                "id": alert_id,
+                "status": transition.status,
+                "assignee": transition.assignee,
+                "snoozed_until": transition.snoozed_until,
+                "dismiss_reason": transition.dismiss_reason,
+                "now": now,
+            },
+        )
+
+    def alert_history(self, alert_id: str) -> list[AlertEventRow]:
+        """See AlertSession."""
+        rows = self._conn.execute(query("alert_history"), {"id": alert_id})
+        return [
+            AlertEventRow(alert_id, r["at"], r["actor"], r["action"], r["from_status"], r["to_status"], r["note"])
+            for r in rows
+        ]
+
+
+def due_for_sweep(conn: Conn, today: date, after: str, limit: int) -> list[str]:
+    """Patients whose next check date has come."""
+    rows = conn.execute(query("due_for_sweep"), {"today": today, "after": after, "limit": limit})
+    return [r["patient_id"] for r in rows]
+
+
+def read_care_plan(conn: Conn, plan_id: str) -> StoredText | None:
+    """One CarePlan as JSON text."""
+    row = conn.execute(query("read_care_plan"), {"id": plan_id}).fetchone()
+    return StoredText(row["body"], row["version"], row["updated_at"]) if row else None
+
+
+def care_plan_of(conn: Conn, patient_id: str) -> str | None:
+    """A patient's CarePlan as JSON text."""
+    row = conn.execute(query("care_plan_of_patient"), {"patient_id": patient_id}).fetchone()
+    return str(row["body"]) if row else None

@@ -1,0 +1,270 @@
+"""Evaluate the alerts of patients and keep their lifecycle and their CarePlan up to date, in one transaction.
+
+Re-evaluating an unchanged record changes nothing; new evidence resolves an alert by itself; a dismissed alert
+stays dismissed for its episode; every change of state is kept with who (here: refracture) and when.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Final
+
+from service.domain.alert_rules import AlertConfig, AlertFinding, evaluate, index_episode
+from service.domain.alert_types import AlertType
+from service.domain.care_plan import AlertView, AssessmentView, plan_activities
+from service.fhir.care_plan import build_care_plan, previous_activities
+from service.fhir.jsonio import content_hash
+from service.usecases.ports import (
+    AlertEventRow,
+    AlertSession,
+    AlertStore,
+    Clock,
+    LatestAssessmentView,
+    StoredAlert,
+    StoredCarePlan,
+)
+
+__all__ = ["SYSTEM_ACTOR", "AlertEvaluator", "EvaluationOutcome"]
+
+log = logging.getLogger(__name__)
+
+SYSTEM_ACTOR: Final = "refracture"
+_NAMESPACE: Final = uuid.UUID("8d3f0a61-2c4b-4e8a-b1f7-5a9e0c3d2b14")
+_CLOSED_SHOWN: Final = timedelta(days=90)  # closed alerts stay on the care plan, completed or cancelled, this long
+_DENOSUMAB: Final = frozenset(
+    {AlertType.DENOSUMAB_DOSE_DUE, AlertType.DENOSUMAB_OVERDUE, AlertType.DENOSUMAB_STOPPED_WITHOUT_FOLLOW_ON}
+)
+
+
+@dataclass(slots=True)
+class EvaluationOutcome:
+    """What one run changed."""
+
+    patients: int = 0
+    opened: int = 0
+    resolved: int = 0
+    updated: int = 0
+    care_plans: int = 0
+
+
+def plan_id_of(patient_id: str) -> str:
+    """The patient's CarePlan id: one per patient, stable."""
+    return str(uuid.uuid5(_NAMESPACE, f"care-plan|{patient_id}"))
+
+
+class AlertEvaluator:
+    """Applies the alert rules to patients and keeps the alert table and the CarePlan in step with them."""
+
+    def __init__(self, store: AlertStore, clock: Clock, config: AlertConfig, today: Callable[[datetime], date]) -> None:
+        """Args: ``today`` turns the clock's instant into the service's calendar date (its time zone)."""
+        self._store = store
+        self._clock = clock
+        self._config = config
+        self._today = today
+
+    def evaluate_patients(self, patient_ids: Sequence[str]) -> EvaluationOutcome:
+        """Evaluate these patients now.
+
+        Returns:
+            How many alerts were opened, resolved and updated, and how many CarePlans got a new version.
+        """
+        ids = sorted(set(patient_ids))
+        outcome = EvaluationOutcome(patients=len(ids))
+        if not ids:
+            return outcome
+        with self._store.alert_session() as session:
+            session.lock_patients(ids)
+            now = self._clock()
+            today = self._today(now)
+            facts = session.facts_of(ids)
+            alerts = session.alerts_of(ids, now - _CLOSED_SHOWN)
+            dismissed = session.dismissed_episodes(ids)
+            assessments = session.latest_assessment_views(ids)
+            plans = session.care_plans(ids)
+            schedules: list[tuple[str, date | None]] = []
+            events: list[AlertEventRow] = []
+            for patient_id in ids:
+                patient_facts = facts.get(patient_id, [])
+                evaluation = evaluate(patient_facts, today, self._config)
+                current = self._apply(
+                    session,
+                    patient_id,
+                    alerts.get(patient_id, []),
+                    evaluation.findings,
+                    dismissed,
+                    now,
+                    today,
+                    events,
+                    outcome,
+                )
+                snoozes = [a.snoozed_until for a in current if a.status == "snoozed" and a.snoozed_until]
+                next_dates = [d for d in [evaluation.next_check, *snoozes] if d is not None and d > today]
+                schedules.append((patient_id, min(next_dates) if next_dates else None))
+                episode = index_episode(patient_facts, today, self._config.episode_days)
+                if self._save_plan(
+                    session,
+                    patient_id,
+                    current,
+                    assessments.get(patient_id),
+                    plans.get(patient_id),
+                    episode.day if episode else None,
+                    [r for r in (episode.evidence if episode else ()) if r.startswith("Condition/")],
+                    now,
+                ):
+                    outcome.care_plans += 1
+            session.add_alert_events(events)
+            session.set_schedules(schedules, now)
+        return outcome
+
+    def work(self, patient_ids: Sequence[str]) -> None:
+        """The step the change processor runs for changed patients (after their assessment)."""
+        outcome = self.evaluate_patients(patient_ids)
+        log.info(
+            "alerts: %d opened, %d resolved, %d updated; %d care plans",
+            outcome.opened,
+            outcome.resolved,
+            outcome.updated,
+            outcome.care_plans,
+        )
+
+    # ------------------------------------------------------------------------------------------------
+    def _apply(
+        self,
+        session: AlertSession,
+        patient_id: str,
+        stored: list[StoredAlert],
+        findings: Sequence[AlertFinding],
+        dismissed: set[tuple[str, str, str]],
+        now: datetime,
+        today: date,
+        events: list[AlertEventRow],
+        outcome: EvaluationOutcome,
+    ) -> list[StoredAlert]:
+        by_code = {f.code.value: f for f in findings}
+        current: list[StoredAlert] = []
+        active_codes: set[str] = set()
+        for stored_alert in stored:
+            alert = stored_alert
+            if not alert.active:
+                current.append(alert)
+                continue
+            finding = by_code.get(alert.code)
+            if finding is None:
+                session.set_alert_status(alert.id, "resolved", now)
+                events.append(
+                    AlertEventRow(
+                        alert.id,
+                        now,
+                        SYSTEM_ACTOR,
+                        "resolved",
+                        alert.status,
+                        "resolved",
+                        _resolution_note(alert.code, findings),
+                    )
+                )
+                current.append(replace(alert, status="resolved", closed_at=now))
+                outcome.resolved += 1
+                continue
+            active_codes.add(alert.code)
+            if alert.status == "snoozed" and alert.snoozed_until is not None and alert.snoozed_until <= today:
+                session.set_alert_status(alert.id, "open", now)
+                events.append(
+                    AlertEventRow(
+                        alert.id,
+                        now,
+                        SYSTEM_ACTOR,
+                        "unsnoozed",
+                        "snoozed",
+                        "open",
+                        f"snoozed until {alert.snoozed_until}",
+                    )
+                )
+                alert = replace(alert, status="open", snoozed_until=None)
+            changed = (alert.due, alert.episode, alert.evidence, alert.detail) != (
+                finding.due,
+                finding.episode,
+                finding.evidence,
+                finding.detail,
+            )
+            if changed:
+                alert = replace(
+                    alert,
+                    due=finding.due,
+                    episode=finding.episode,
+                    evidence=finding.evidence,
+                    detail=finding.detail,
+                    priority=finding.priority,
+                )
+                session.update_alert_finding(alert, now)
+                events.append(
+                    AlertEventRow(alert.id, now, SYSTEM_ACTOR, "updated", alert.status, alert.status, finding.detail)
+                )
+                outcome.updated += 1
+            current.append(alert)
+        for finding in findings:
+            code = finding.code.value
+            if code in active_codes or (patient_id, code, finding.episode) in dismissed:
+                continue
+            alert = StoredAlert(
+                id=str(uuid.uuid5(_NAMESPACE, f"{patient_id}|{code}|{finding.episode}|{now.isoformat()}")),
+                patient_id=patient_id,
+                code=code,
+                status="open",
+                priority=finding.priority,
+                due=finding.due,
+                episode=finding.episode,
+                evidence=finding.evidence,
+                detail=finding.detail,
+                opened_at=now,
+            )
+            session.insert_alert(alert)
+            events.append(AlertEventRow(alert.id, now, SYSTEM_ACTOR, "opened", None, "open", finding.detail))
+            current.append(alert)
+            outcome.opened += 1
+        return current
+
+    def _save_plan(
+        self,
+        session: AlertSession,
+        patient_id: str,
+        alerts: list[StoredAlert],
+        assessment: LatestAssessmentView | None,
+        stored: StoredCarePlan | None,
+        period_start: date | None,
+        conditions: list[str],
+        now: datetime,
+    ) -> bool:
+        if not alerts and assessment is None and stored is None:
+            return False  # nothing to plan for: no care plan
+        views = [
+            AlertView(a.id, AlertType(a.code), a.status, a.due, self._today(a.opened_at), a.evidence, a.detail)
+            for a in alerts
+        ]
+        assessment_view = (
+            AssessmentView(assessment.resource_id, assessment.band, assessment.inputs, assessment.missing)
+            if assessment
+            else None
+        )
+        activities = plan_activities(views, assessment_view, previous_activities(stored.resource if stored else None))
+        plan_id = stored.id if stored else plan_id_of(patient_id)
+        resource = build_care_plan(
+            plan_id, patient_id, activities, assessment.resource_id if assessment else None, conditions, period_start
+        )
+        digest = content_hash(resource).hex()
+        if stored is not None and stored.content_hash == digest:
+            return False
+        version = stored.version + 1 if stored else 1
+        resource["meta"] = {"versionId": str(version), "lastUpdated": now.isoformat(timespec="milliseconds")}
+        session.save_care_plan(patient_id, StoredCarePlan(plan_id, version, digest, resource), now)
+        return True
+
+
+def _resolution_note(code: str, findings: Sequence[AlertFinding]) -> str:
+    successor = next((f.code.value for f in findings if f.code in _DENOSUMAB and f.code.value != code), None)
+    if successor and AlertType(code) in _DENOSUMAB:
+        return f"superseded by {successor}"
+    return "no longer indicated by the record"

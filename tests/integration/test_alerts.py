@@ -1,0 +1,304 @@
+"""Alerts end to end: time alone makes them fire, evidence resolves them, people act on them, the CarePlan follows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.adapters.local_services import LocalServices
+from service.api.app import create_app
+from service.bootstrap import Container, bootstrap
+from service.config import Settings
+from service.domain.alert_lifecycle import ActionRequest, AlertAction
+from service.errors import Problem, RefractureError
+from service.fhir.validation import validate_resource
+from tests.conftest import ARTIFACTS, RecordingQueue, WorkerProcess, make_settings, query_one, wait_for, worker_env
+
+pytestmark = pytest.mark.integration
+
+FHIR = {"Content-Type": "application/fhir+json"}
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def patient_bundle(pid: str, dose_day: date, operation_day: date | None = None) -> dict[str, Any]:
+    operation_day = operation_day or dose_day - timedelta(days=30)
+    resources: list[dict[str, Any]] = [
+        {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1946-02-03"},
+        {
+            "resourceType": "Procedure",
+            "id": f"{pid}-pkp",
+            "status": "completed",
+            "subject": {"reference": f"Patient/{pid}"},
+            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22514"}]},
+            "performedDateTime": operation_day.isoformat(),
+            "bodySite": [{"text": "L1"}],
+        },
+        {
+            "resourceType": "Observation",
+            "id": f"{pid}-dxa",
+            "status": "final",
+            "subject": {"reference": f"Patient/{pid}"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
+            "effectiveDateTime": operation_day.isoformat(),
+            "valueQuantity": {"value": -3.1, "unit": "{T-score}"},
+        },
+        administration(pid, "dmab-1", dose_day, "1 ML denosumab 60 MG/ML Prefilled Syringe"),
+    ]
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
+        ],
+    }
+
+
+def administration(pid: str, aid: str, day: date, text: str) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationAdministration",
+        "id": f"{pid}-{aid}",
+        "status": "completed",
+        "medicationCodeableConcept": {"text": text},
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": day.isoformat(),
+    }
+
+
+def alerts(client: TestClient, database_url: str, pid: str) -> dict[str, str]:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT code, status FROM alert WHERE patient_id = %s ORDER BY opened_at", (pid,)
+        ).fetchall()
+    return {str(code): str(status) for code, status in rows}
+
+
+def care_plan(client: TestClient, pid: str) -> dict[str, Any] | None:
+    bundle = client.get("/fhir/CarePlan", params={"subject": f"Patient/{pid}"}).json()
+    return bundle["entry"][0]["resource"] if bundle["total"] else None
+
+
+def activity_for(plan: dict[str, Any], code: str) -> dict[str, Any]:
+    return next(
+        a
+        for a in plan["activity"]
+        if any(c["code"] == code for r in a["detail"].get("reasonCode", []) for c in r["coding"])
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0)
+
+
+@pytest.fixture
+def timed(services: LocalServices, database_url: str, clock: Clock) -> Iterator[tuple[Container, TestClient]]:
+    container = bootstrap(
+        make_settings(services, database_url, timezone="Europe/Berlin"), queue=RecordingQueue(), clock=clock
+    )
+    with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+        yield container, client
+
+
+def ingest(container: Container, client: TestClient, body: dict[str, Any]) -> None:
+    response = client.post("/fhir", content=json.dumps(body), headers=FHIR)
+    assert response.status_code == 200, response.text
+    patients = [
+        e["resource"]["subject"]["reference"].split("/")[1] for e in body["entry"] if "subject" in e["resource"]
+    ] or [body["entry"][0]["resource"]["id"]]
+    container.changes.process(sorted(set(patients)))
+
+
+def test_time_alone_turns_a_due_dose_overdue(
+    timed: tuple[Container, TestClient], database_url: str, clock: Clock
+) -> None:
+    container, client = timed
+    ingest(container, client, patient_bundle("t1", (T0 - timedelta(days=170)).date()))
+    assert alerts(client, database_url, "t1") == {"denosumab-dose-due": "open"}
+    first_plan = care_plan(client, "t1")
+    assert first_plan is not None
+    assert validate_resource(first_plan) == []
+    assert activity_for(first_plan, "denosumab-dose-due")["detail"]["status"] == "not-started"
+
+    assert container.sweeper.sweep().patients == 0  # nothing is due yet: the index says when
+    clock.now = T0 + timedelta(days=60)  # no new data, eight months after the dose
+    swept = container.sweeper.sweep()
+    assert swept.patients == 1
+    assert alerts(client, database_url, "t1") == {"denosumab-dose-due": "resolved", "denosumab-overdue": "open"}
+    assert (
+        query_one(database_url, "SELECT note FROM alert_event WHERE action = 'resolved'")
+        == "superseded by denosumab-overdue"
+    )
+    plan = care_plan(client, "t1")
+    assert plan is not None
+    assert plan["meta"]["versionId"] == "2"
+    assert activity_for(plan, "denosumab-overdue")["detail"]["status"] == "not-started"
+    # The superseded activity is completed in the next version, not dropped.
+    assert activity_for(plan, "denosumab-dose-due")["detail"]["status"] == "completed"
+    events = query_one(database_url, "SELECT count(*) FROM alert_event")
+    assert container.sweeper.sweep().patients == 0  # safe to run twice
+    assert container.evaluator.evaluate_patients(["t1"]).opened == 0  # re-evaluation changes nothing
+    assert query_one(database_url, "SELECT count(*) FROM alert_event") == events
+    assert care_plan(client, "t1")["meta"]["versionId"] == "2"  # type: ignore[index]
+
+    # A missed day is caught up: the next threshold (16 weeks late) passed while no sweep ran.
+    clock.now = T0 + timedelta(days=160)
+    assert container.sweeper.sweep().patients == 1
+    assert alerts(client, database_url, "t1")["denosumab-stopped-without-follow-on"] == "open"
+
+
+def test_a_follow_on_infusion_resolves_and_the_plan_says_so(
+    timed: tuple[Container, TestClient], database_url: str
+) -> None:
+    container, client = timed
+    ingest(container, client, patient_bundle("t2", (T0 - timedelta(days=240)).date()))
+    assert alerts(client, database_url, "t2") == {"denosumab-overdue": "open"}
+    zoledronic = administration("t2", "zol-1", T0.date(), "zoledronic acid 5 MG/100 ML Injection")
+    client.put(f"/fhir/MedicationAdministration/{zoledronic['id']}", content=json.dumps(zoledronic), headers=FHIR)
+    container.changes.process(["t2"])
+    assert alerts(client, database_url, "t2") == {"denosumab-overdue": "resolved"}
+    plan = care_plan(client, "t2")
+    assert plan is not None
+    assert activity_for(plan, "denosumab-overdue")["detail"]["status"] == "completed"
+    assert validate_resource(plan) == []
+
+
+def test_people_act_on_alerts_with_who_and_when(
+    timed: tuple[Container, TestClient], database_url: str, clock: Clock
+) -> None:
+    container, client = timed
+    ingest(container, client, patient_bundle("t3", (T0 - timedelta(days=240)).date()))
+    alert_id = str(query_one(database_url, "SELECT id FROM alert WHERE patient_id = 't3'"))
+    act = container.actions.act
+    acknowledged = act(alert_id, ActionRequest(AlertAction.ACKNOWLEDGE), "coordinator.a", expected_revision=1)
+    assert acknowledged.alert.status == "acknowledged"
+    with pytest.raises(RefractureError) as stale:
+        act(alert_id, ActionRequest(AlertAction.ASSIGN, assignee="nurse.b"), "coordinator.c", expected_revision=1)
+    assert stale.value.problem is Problem.CONFLICT  # someone acted first
+    act(alert_id, ActionRequest(AlertAction.SNOOZE, until=(T0 + timedelta(days=7)).date()), "coordinator.a")
+    with pytest.raises(RefractureError) as no_reason:
+        act(alert_id, ActionRequest(AlertAction.DISMISS, reason=" "), "coordinator.a")
+    assert no_reason.value.problem is Problem.CONFLICT
+    plan = care_plan(client, "t3")
+    assert plan is not None
+    assert activity_for(plan, "denosumab-overdue")["detail"]["status"] == "on-hold"
+    clock.now = T0 + timedelta(days=8)
+    container.sweeper.sweep()  # the snooze ends by itself
+    assert alerts(client, database_url, "t3") == {"denosumab-overdue": "open"}
+    result = act(alert_id, ActionRequest(AlertAction.DISMISS, reason="patient moved to another clinic"), "dr.d")
+    assert result.alert.status == "dismissed"
+    assert [(e.actor, e.action) for e in result.history] == [
+        ("refracture", "opened"),
+        ("coordinator.a", "acknowledge"),
+        ("coordinator.a", "snooze"),
+        ("refracture", "unsnoozed"),
+        ("dr.d", "dismiss"),
+    ]
+    # Dismissed stays dismissed for the same dose, whatever the sweeps say...
+    clock.now = T0 + timedelta(days=30)
+    container.evaluator.evaluate_patients(["t3"])
+    assert alerts(client, database_url, "t3") == {"denosumab-overdue": "dismissed"}
+    assert activity_for(care_plan(client, "t3"), "denosumab-overdue")["detail"]["status"] == "cancelled"  # type: ignore[arg-type]
+    # ...and can be reopened by a person.
+    reopened = act(alert_id, ActionRequest(AlertAction.REOPEN, note="back with us"), "dr.d")
+    assert reopened.alert.status == "open"
+
+
+def test_one_active_alert_per_patient_and_code(timed: tuple[Container, TestClient], database_url: str) -> None:
+    container, client = timed
+    ingest(container, client, patient_bundle("t4", (T0 - timedelta(days=240)).date()))
+    import psycopg
+
+    with pytest.raises(psycopg.errors.UniqueViolation), psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO alert (id, patient_id, code, status, priority, due_date, episode, evidence, "
+            "detail, opened_at, updated_at) SELECT gen_random_uuid(), patient_id, code, 'open', priority, "
+            "due_date, 'other', evidence, detail, now(), now() FROM alert WHERE patient_id = 't4'"
+        )
+
+
+def test_the_sweep_uses_the_configured_time_zone(services: LocalServices, database_url: str) -> None:
+    # 23:30 UTC on 3 Jan is already 4 Jan in Kiritimati (UTC+14): the day count follows the zone.
+    late = Clock(datetime(2026, 1, 3, 23, 30, tzinfo=UTC))
+    dose_day = date(2026, 1, 4) - timedelta(days=214)
+    for zone, expected in (("UTC", "denosumab-dose-due"), ("Pacific/Kiritimati", "denosumab-overdue")):
+        settings = make_settings(services, database_url, timezone=zone)
+        container = bootstrap(settings, queue=RecordingQueue(), clock=late)
+        with TestClient(create_app(lambda c=container: c)) as client:  # type: ignore[misc]
+            pid = f"tz-{zone.split('/')[-1].lower()}"
+            ingest(container, client, patient_bundle(pid, dose_day))
+            assert set(alerts(client, database_url, pid)) == {expected}
+
+
+def test_care_plan_search_and_read(timed: tuple[Container, TestClient]) -> None:
+    container, client = timed
+    assert client.get("/fhir/CarePlan", params={"subject": "Patient/nobody"}).json()["total"] == 0
+    ingest(container, client, patient_bundle("t5", (T0 - timedelta(days=240)).date()))
+    plan = care_plan(client, "t5")
+    assert plan is not None
+    assert client.get(f"/fhir/CarePlan/{plan['id']}").json() == plan
+    assert plan["identifier"][0]["system"] == "https://refracture.dev/fhir/sid/care-plan"
+    assert plan["supportingInfo"][0]["reference"].startswith("RiskAssessment/")
+    assert client.get("/fhir/CarePlan", params={"subject": "Patient/t5", "status": "active"}).status_code == 400
+
+
+@pytest.fixture
+def worker(settings: Settings, request: pytest.FixtureRequest) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(worker_env(settings), ARTIFACTS / "logs" / f"worker-{request.node.name}.log")
+    process.wait_ready()
+    yield process
+    process.stop()
+
+
+@pytest.mark.worker
+def test_with_a_real_worker_and_the_sweep_command(
+    settings: Settings,
+    database_url: str,
+    worker: WorkerProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    today = datetime.now(UTC).date()
+    container = bootstrap(settings)  # the real doorbell
+    with TestClient(create_app(lambda: container)) as client:
+        body = patient_bundle("w1", today - timedelta(days=243))  # last dose eight months ago
+        assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200
+        assert wait_for(lambda: alerts(client, database_url, "w1") == {"denosumab-overdue": "open"})
+        from service.cli import main
+        from service.config import get_settings
+
+        monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url)
+        get_settings.cache_clear()
+        try:
+            assert main(["sweep"]) == 0
+        finally:
+            get_settings.cache_clear()
+        assert "swept" in capsys.readouterr().out
+        plan = care_plan(client, "w1")
+        assert plan is not None
+        assert activity_for(plan, "denosumab-overdue")["detail"]["kind"] == "MedicationRequest"
+        zoledronic = administration("w1", "zol", today, "zoledronic acid 5 MG/100 ML Injection")
+        client.put(f"/fhir/MedicationAdministration/{zoledronic['id']}", content=json.dumps(zoledronic), headers=FHIR)
+        assert wait_for(lambda: alerts(client, database_url, "w1") == {"denosumab-overdue": "resolved"})
+        assert wait_for(
+            lambda: (
+                activity_for(care_plan(client, "w1"), "denosumab-overdue")[  # type: ignore[arg-type]
+                    "detail"
+                ]["status"]
+                == "completed"
+            )
+        )
