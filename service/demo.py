@@ -52,6 +52,9 @@ def _summary(database_url: str) -> dict[str, Any]:
         facts = conn.execute("SELECT kind, count(*) FROM fact GROUP BY 1 ORDER BY 2 DESC").fetchall()
         unrecognised = conn.execute("SELECT coalesce(sum(occurrences), 0) FROM unrecognised_code").fetchone()
         done = conn.execute("SELECT count(*) FROM patient_change WHERE done_seq >= changed_seq").fetchone()
+        open_alerts = conn.execute(
+            "SELECT code, count(*) FROM alert WHERE closed_at IS NULL GROUP BY 1 ORDER BY 2 DESC"
+        ).fetchall()
         bands = conn.execute(
             "SELECT band, count(*) FROM (SELECT DISTINCT ON (patient_id) band FROM assessment "
             "ORDER BY patient_id, sequence_no DESC) latest GROUP BY 1 ORDER BY 1"
@@ -62,6 +65,7 @@ def _summary(database_url: str) -> dict[str, Any]:
         "unrecognised_codes": int(unrecognised[0]) if unrecognised else 0,
         "patients_processed_by_worker": int(done[0]) if done else 0,
         "risk_bands": {str(k): int(v) for k, v in bands},
+        "open_alerts": {str(k): int(v) for k, v in open_alerts},
     }
 
 
@@ -114,12 +118,14 @@ def run_demo(patients: int, port: int, keep_running: bool) -> int:
         print(f"  facts drawn: {summary['facts']}")
         print(f"  patients processed by the worker: {summary['patients_processed_by_worker']}")
         print(f"  re-fracture risk (latest assessment per patient): {summary['risk_bands']}")
+        print(f"  open alerts: {summary['open_alerts']}")
         print(f"  codes not recognised (counted, not errors): {summary['unrecognised_codes']}")
         print("  look at:")
         print(f"    {base}/docs                          the API, with the OpenAPI document")
         print(f"    {base}/fhir/metadata                 the CapabilityStatement")
         print(f"    {base}/fhir/Patient/{first}   one synthetic patient as stored")
         print(f"    {base}/fhir/RiskAssessment?subject=Patient/{first}   their risk, explained")
+        print(f"    {base}/fhir/CarePlan?subject=Patient/{first}   their care plan")
         print(f"    {base}/api/terminology/unrecognised  codes to map for this EHR")
         print(f"    {base}/readyz                        database and broker")
         if keep_running:
