@@ -120,13 +120,13 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sweep(_: argparse.Namespace) -> int:
+def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the daily sweep once (what beat runs every day)."""
     from service.bootstrap import bootstrap  # noqa: PLC0415
 
     container = bootstrap()
     try:
-        outcome = container.sweeper.sweep()
+        outcome = container.sweeper.sweep(everyone=args.all)
     finally:
         container.close()
     print(
@@ -188,7 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rescore.add_argument("--batch", type=int, default=1000, help="patients per transaction")
     rescore.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per CPU)")
     rescore.set_defaults(run=cmd_rescore)
-    sub.add_parser("sweep", help="run the daily alert sweep once").set_defaults(run=cmd_sweep)
+    sweep = sub.add_parser("sweep", help="run the daily alert sweep once")
+    sweep.add_argument("--all", action="store_true", help="every patient, not only the due ones (after an upgrade)")
+    sweep.set_defaults(run=cmd_sweep)
     card = sub.add_parser("model-card", help="print or write the model card (docs/model-card.md)")
     card.add_argument("--out")
     card.set_defaults(run=cmd_model_card)

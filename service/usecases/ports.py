@@ -333,6 +333,9 @@ class AlertStore(Protocol):
     def due_for_sweep(self, today: date, after: str, limit: int) -> list[str]:
         """Patients whose next check date has come, in id order after a keyset position."""
 
+    def all_patients(self, after: str, limit: int) -> list[str]:
+        """Every patient refracture has heard of, in id order after a keyset position."""
+
     def read_care_plan(self, plan_id: str) -> StoredText | None:
         """One CarePlan as JSON text."""
 

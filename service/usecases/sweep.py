@@ -49,13 +49,21 @@ class Sweeper:
         self._today = today
         self._batch_size = batch_size
 
-    def sweep(self) -> SweepOutcome:
-        """Assess and evaluate every patient due today, in batches (one transaction each)."""
+    def sweep(self, everyone: bool = False) -> SweepOutcome:
+        """Assess and evaluate every patient due today, in batches (one transaction each).
+
+        Args:
+            everyone: every patient refracture knows, not only the due ones (after an upgrade that added rules,
+                or to rebuild every care plan).
+        """
         today = self._today(self._clock())
         outcome = SweepOutcome()
         after = ""
         while True:
-            batch = self._store.due_for_sweep(today, after, self._batch_size)
+            if everyone:
+                batch = self._store.all_patients(after, self._batch_size)
+            else:
+                batch = self._store.due_for_sweep(today, after, self._batch_size)
             if not batch:
                 break
             # Time changes risk inputs too (a denosumab dose turning late), so the risk is refreshed first.

@@ -302,3 +302,14 @@ def test_with_a_real_worker_and_the_sweep_command(
                 == "completed"
             )
         )
+
+
+def test_sweep_all_brings_every_known_patient_up_to_date(timed: tuple[Container, TestClient],
+                                                         database_url: str) -> None:
+    container, client = timed
+    body = patient_bundle("t6", (T0 - timedelta(days=240)).date())
+    assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200
+    assert container.sweeper.sweep().patients == 0  # never evaluated, so not in the index yet
+    outcome = container.sweeper.sweep(everyone=True)
+    assert outcome.patients == 1
+    assert alerts(client, database_url, "t6") == {"denosumab-overdue": "open"}

@@ -17,7 +17,7 @@ from service.domain.facts import Fact
 from service.fhir.jsonio import dumps
 from service.usecases.ports import AlertEventRow, LatestAssessmentView, StoredAlert, StoredCarePlan, StoredText
 
-__all__ = ["PostgresAlertSession", "care_plan_of", "due_for_sweep", "read_care_plan"]
+__all__ = ["PostgresAlertSession", "all_patients", "care_plan_of", "due_for_sweep", "read_care_plan"]
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -207,6 +207,12 @@ class PostgresAlertSession:
 def due_for_sweep(conn: Conn, today: date, after: str, limit: int) -> list[str]:
     """Patients whose next check date has come."""
     rows = conn.execute(query("due_for_sweep"), {"today": today, "after": after, "limit": limit})
+    return [r["patient_id"] for r in rows]
+
+
+def all_patients(conn: Conn, after: str, limit: int) -> list[str]:
+    """Every patient refracture has heard of, in id order after a keyset position."""
+    rows = conn.execute(query("all_patients"), {"after": after, "limit": limit})
     return [r["patient_id"] for r in rows]
 
 

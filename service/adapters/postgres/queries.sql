@@ -206,3 +206,7 @@ UPDATE alert SET status = %(status)s, assignee = %(assignee)s, snoozed_until = %
 
 -- name: alert_history
 SELECT at, actor, action, from_status, to_status, note FROM alert_event WHERE alert_id = %(id)s ORDER BY at, id;
+
+-- name: all_patients
+-- Every patient refracture has heard of (each changed patient has an outbox row), in id order.
+SELECT patient_id FROM patient_change WHERE patient_id > %(after)s ORDER BY patient_id LIMIT %(limit)s;

@@ -292,6 +292,11 @@ class PostgresStore:
         with self._transaction() as conn:
             return alerts.due_for_sweep(conn, today, after, limit)
 
+    def all_patients(self, after: str, limit: int) -> list[str]:
+        """See AlertStore."""
+        with self._transaction() as conn:
+            return alerts.all_patients(conn, after, limit)
+
     def read_care_plan(self, plan_id: str) -> StoredText | None:
         """See AlertStore."""
         try:
