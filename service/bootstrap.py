@@ -9,10 +9,13 @@ from zoneinfo import ZoneInfo
 
 from psycopg_pool import ConnectionPool
 
+from service.adapters.ehr.factory import make_ehr_client
 from service.adapters.postgres.pool import make_pool
 from service.adapters.postgres.store import PostgresStore
 from service.adapters.queue import CeleryTaskQueue, make_celery
 from service.config import Settings, get_settings
+from service.domain.backoff import RetryPolicy
+from service.fhir.capability import SOFTWARE_VERSION
 from service.fhir.normalise import Normaliser
 from service.fhir.terminology import Terminology, load_code_map
 from service.usecases.alert_actions import AlertActions
@@ -20,9 +23,10 @@ from service.usecases.alerts import AlertEvaluator
 from service.usecases.assess import Assessor
 from service.usecases.changes import ChangeProcessor
 from service.usecases.ingest import Ingestor
-from service.usecases.ports import Clock, TaskQueue
+from service.usecases.ports import Clock, EhrGateway, TaskQueue
 from service.usecases.relay import Relay
 from service.usecases.sweep import Sweeper
+from service.usecases.writeback import CircuitBreaker, Deliverer
 
 __all__ = ["Container", "bootstrap", "utc_now"]
 
@@ -50,11 +54,15 @@ class Container:
     evaluator: AlertEvaluator
     sweeper: Sweeper
     actions: AlertActions
+    deliverer: Deliverer
+    ehr: EhrGateway | None
     clock: Clock
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool and the EHR client's connections."""
         self.pool.close()
+        if self.ehr is not None:
+            self.ehr.close()
 
 
 def bootstrap(
@@ -62,6 +70,7 @@ def bootstrap(
     *,
     queue: TaskQueue | None = None,
     clock: Clock = utc_now,
+    ehr: EhrGateway | None = None,
     open_pool: bool = True,
 ) -> Container:
     """Build the container.
@@ -70,6 +79,7 @@ def bootstrap(
         settings: defaults to the environment's.
         queue: the doorbell; defaults to Celery over the configured Redis.
         clock: the time source.
+        ehr: the EHR's FHIR API; defaults to an httpx client for REFRACTURE_EHR_BASE_URL (none: pull mode).
         open_pool: open the pool now (the API opens it at start-up instead).
     """
     settings = settings or get_settings()
@@ -96,8 +106,23 @@ def bootstrap(
         return moment.astimezone(zone).date()
 
     evaluator = AlertEvaluator(store, clock, settings.alerts, today)
-    # Assessment first: the care plan the alert step writes points at the newest RiskAssessment.
-    changes = ChangeProcessor(store, clock, [assessor.work, evaluator.work])
+    ehr = ehr if ehr is not None else make_ehr_client(settings)
+    deliverer = Deliverer(
+        store,
+        ehr,
+        clock,
+        policy=RetryPolicy(
+            settings.writeback_backoff_base_s, settings.writeback_backoff_max_s, settings.writeback_retry_for_s
+        ),
+        mode_setting=settings.ehr_write_mode,
+        breaker=CircuitBreaker(settings.writeback_circuit_failures, settings.writeback_circuit_cooldown_s),
+        lease_s=settings.writeback_lease_s,
+        batch_size=settings.writeback_batch_size,
+        capability_refresh_s=settings.ehr_capability_refresh_s,
+        software=f"refracture {SOFTWARE_VERSION}",
+    )
+    # Assessment first (the care plan points at the newest RiskAssessment), then alerts, then the write-back.
+    changes = ChangeProcessor(store, clock, [assessor.work, evaluator.work, deliverer.work])
     sweeper = Sweeper(store, assessor, evaluator, clock, today, settings.sweep_batch_size)
     actions = AlertActions(store, evaluator, clock, today)
     return Container(
@@ -113,5 +138,7 @@ def bootstrap(
         evaluator=evaluator,
         sweeper=sweeper,
         actions=actions,
+        deliverer=deliverer,
+        ehr=ehr,
         clock=clock,
     )

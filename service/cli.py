@@ -1,4 +1,4 @@
-"""The `refracture` command: migrate, api, worker, beat, relay, rescore, sweep, demo, model-card, openapi."""
+"""The `refracture` command: migrate, api, worker, beat, relay, rescore, sweep, writeback, demo, model-card, openapi."""
 
 from __future__ import annotations
 
@@ -136,6 +136,34 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_writeback(args: argparse.Namespace) -> int:
+    """Show the write-back outbox, or put dead-lettered jobs back in the queue."""
+    from service.bootstrap import bootstrap  # noqa: PLC0415
+
+    container = bootstrap()
+    try:
+        store = container.store
+        if args.action == "replay":
+            replayed = store.replay_writebacks(args.patient or None, container.clock())
+            print(f"replayed {len(replayed)} write-back(s): they are sent at the next delivery run")
+            return 0
+        state = store.read_ehr_state()
+        counts = store.writeback_counts()
+        print(f"EHR: {container.settings.ehr_base_url or '(none: pull mode)'}")
+        if state:
+            print(f"write mode: {state['mode']} ({state['detail']}; checked {state['checked_at']:%Y-%m-%d %H:%M})")
+        print(f"jobs: {counts['jobs'] or 'none'}; oldest pending since {counts['oldest_pending_at'] or '-'}")
+        for job in store.dead_writebacks(args.limit):
+            # Patient ids are the EHR's own, shown to the operator who must act on them; no clinical data.
+            print(
+                f"  dead: Patient/{job['patient_id']} after {job['attempts']} attempt(s), "
+                f"{job['last_status'] or '-'}: {job['last_error']}"
+            )
+    finally:
+        container.close()
+    return 0
+
+
 def cmd_model_card(args: argparse.Namespace) -> int:
     """Write the model card from the model's own parameter table."""
     from service.domain.model_card import render_model_card  # noqa: PLC0415
@@ -191,6 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep = sub.add_parser("sweep", help="run the daily alert sweep once")
     sweep.add_argument("--all", action="store_true", help="every patient, not only the due ones (after an upgrade)")
     sweep.set_defaults(run=cmd_sweep)
+    writeback = sub.add_parser("writeback", help="show the write-back outbox, or replay dead-lettered jobs")
+    writeback.add_argument("action", choices=["status", "replay"])
+    writeback.add_argument("--patient", action="append", help="replay only this Patient id; repeat for several")
+    writeback.add_argument("--limit", type=int, default=50, help="dead jobs to list")
+    writeback.set_defaults(run=cmd_writeback)
     card = sub.add_parser("model-card", help="print or write the model card (docs/model-card.md)")
     card.add_argument("--out")
     card.set_defaults(run=cmd_model_card)

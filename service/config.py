@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.domain.alert_rules import AlertConfig
@@ -31,6 +31,31 @@ class Settings(BaseSettings):
     celery_queue: str = "refracture"
 
     ehr_base_url: str | None = None
+    # How results reach the EHR: auto reads its CapabilityStatement; pull sends nothing (the EHR polls refracture).
+    ehr_write_mode: Literal["auto", "transaction", "conditional", "client-id", "pull"] = "auto"
+    ehr_auth: Literal["none", "bearer", "smart"] = "none"
+    ehr_token: SecretStr | None = None  # for ehr_auth=bearer
+    ehr_token_url: str | None = None  # SMART Backend Services
+    ehr_client_id: str | None = None
+    ehr_private_key_file: Path | None = None  # PEM, RSA (RS384) or EC P-384 (ES384)
+    ehr_key_id: str | None = None
+    ehr_jwt_algorithm: Literal["RS384", "ES384"] = "RS384"
+    # SMART v2 scopes (system/RiskAssessment.cu); v1 (.write) for servers that predate v2.
+    ehr_scope_style: Literal["v2", "v1"] = "v2"
+    ehr_connect_timeout_s: float = Field(default=5.0, gt=0)
+    ehr_read_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Write-back retries: exponential backoff with full jitter up to writeback_backoff_max_s, for this long at most.
+    writeback_retry_for_s: float = Field(default=86400.0, gt=0)
+    writeback_backoff_base_s: float = Field(default=2.0, gt=0)
+    writeback_backoff_max_s: float = Field(default=300.0, gt=0)
+    writeback_lease_s: float = Field(default=120.0, gt=0)
+    writeback_batch_size: int = Field(default=100, ge=1)
+    writeback_interval_s: float = Field(default=5.0, gt=0)
+    # The circuit opens after this many failures in a row and lets one try through after the cool-down.
+    writeback_circuit_failures: int = Field(default=5, ge=1)
+    writeback_circuit_cooldown_s: float = Field(default=30.0, gt=0)
+    ehr_capability_refresh_s: float = Field(default=3600.0, gt=0)
 
     # Requests above this size get 413 before their body is read in full.
     max_body_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)

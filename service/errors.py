@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 
 class Problem(Enum):
@@ -61,3 +62,33 @@ def refuse(problem: Problem, code: str, text: str, expression: str | None = None
 
 class ConcurrentWrite(Exception):
     """Another transaction wrote the same rows first; the whole unit of work can simply be run again."""
+
+
+# --- the EHR's answers to write-backs: retry later, give up with the answer kept, or re-read first ------------
+
+
+class EhrError(Exception):
+    """Any failure talking to the EHR."""
+
+    def __init__(self, message: str, status: int | None = None, outcome: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.outcome = outcome  # the EHR's OperationOutcome (or body), kept for people to read
+
+
+class EhrTemporaryError(EhrError):
+    """Transport errors, timeouts, 408, 429 and 5xx: retrying can succeed (after ``retry_after`` if given)."""
+
+    def __init__(
+        self, message: str, status: int | None = None, outcome: Any = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status, outcome)
+        self.retry_after = retry_after
+
+
+class EhrRejected(EhrError):
+    """A 4xx that retrying cannot fix (400, 403, 404, 422 …): the job goes to the dead letter with the answer."""
+
+
+class EhrConflict(EhrError):
+    """409 or 412: the resource changed at the EHR since we last saw it; re-read and re-apply."""

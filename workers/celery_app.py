@@ -6,7 +6,7 @@ from celery.schedules import crontab
 
 from service.adapters.queue import make_celery
 from service.config import get_settings
-from service.usecases.ports import TASK_RELAY, TASK_SWEEP
+from service.usecases.ports import TASK_DELIVER, TASK_EHR_CAPABILITIES, TASK_RELAY, TASK_SWEEP
 
 settings = get_settings()
 app = make_celery(settings)
@@ -19,4 +19,7 @@ app.conf.beat_schedule = {
     "relay-outbox": {"task": TASK_RELAY, "schedule": settings.relay_interval_s},
     # Time alone makes alerts fire (a dose turns overdue with no new data): once a day, whatever is due.
     "daily-sweep": {"task": TASK_SWEEP, "schedule": crontab(hour=_hour, minute=_minute)},
+    # Write-backs that failed are retried from their rows when their backoff ends.
+    "deliver-due": {"task": TASK_DELIVER, "schedule": settings.writeback_interval_s},
+    "ehr-capabilities": {"task": TASK_EHR_CAPABILITIES, "schedule": settings.ehr_capability_refresh_s},
 }

@@ -6,7 +6,7 @@ from functools import cache
 
 from service.bootstrap import Container, bootstrap
 from service.errors import Problem, RefractureError
-from service.usecases.ports import TASK_PATIENTS_CHANGED, TASK_RELAY, TASK_SWEEP
+from service.usecases.ports import TASK_DELIVER, TASK_EHR_CAPABILITIES, TASK_PATIENTS_CHANGED, TASK_RELAY, TASK_SWEEP
 from workers.celery_app import app
 
 
@@ -47,3 +47,16 @@ def relay() -> int:
 def sweep() -> int:
     """Assess and evaluate every patient whose next threshold has passed (daily; safe to run twice)."""
     return container().sweeper.sweep().patients
+
+
+@app.task(name=TASK_DELIVER)
+def deliver() -> int:
+    """Send every write-back whose time has come (new ones, and retries after their backoff)."""
+    return container().deliverer.deliver_due().delivered
+
+
+@app.task(name=TASK_EHR_CAPABILITIES)
+def ehr_capabilities() -> str:
+    """Read the EHR's CapabilityStatement again and choose the write mode."""
+    mode, _ = container().deliverer.refresh_mode()
+    return mode

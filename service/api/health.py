@@ -41,7 +41,16 @@ async def readyz(container: ContainerDep) -> JSONResponse:
     except Exception as exc:  # noqa: BLE001
         checks["broker"] = f"unavailable ({type(exc).__name__})"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+    if checks["database"] == "ok":
+        state = await run_in_threadpool(container.store.read_ehr_state)
+        # The write mode the EHR's CapabilityStatement allowed (contract.md, 'Delivery'); informative, not a check.
+        body["ehr_write_mode"] = (
+            {"mode": state["mode"], "detail": state["detail"], "checked_at": state["checked_at"].isoformat()}
+            if state
+            else {"mode": "pull" if not container.settings.ehr_base_url else "not checked yet"}
+        )
+    return JSONResponse(body, 200 if ready else 503)
 
 
 def _ping_broker(url: str) -> None:

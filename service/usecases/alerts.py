@@ -260,6 +260,7 @@ class AlertEvaluator:
         version = stored.version + 1 if stored else 1
         resource["meta"] = {"versionId": str(version), "lastUpdated": now.isoformat(timespec="milliseconds")}
         session.save_care_plan(patient_id, StoredCarePlan(plan_id, version, digest, resource), now)
+        session.queue_writeback([patient_id], now)  # same transaction: the new version cannot be lost
         return True
 
 

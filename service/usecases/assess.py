@@ -72,6 +72,8 @@ class Assessor:
                 rows.append(_row(result, sequence_no))
                 outcome.assessed += 1
             session.insert_assessments(rows)
+            # In the same transaction: a new assessment is never lost on its way to the EHR.
+            session.queue_writeback([row.patient_id for row in rows], now)
         return outcome
 
     def rescore(

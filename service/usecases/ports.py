@@ -18,6 +18,8 @@ ResourceKey = tuple[str, str]  # (resource type, id)
 TASK_PATIENTS_CHANGED = "refracture.patients_changed"
 TASK_RELAY = "refracture.relay"
 TASK_SWEEP = "refracture.sweep"
+TASK_DELIVER = "refracture.deliver"
+TASK_EHR_CAPABILITIES = "refracture.ehr_capabilities"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +199,9 @@ class AssessmentSession(Protocol):
     def insert_assessments(self, rows: Sequence[AssessmentRow]) -> None:
         """Store new assessments."""
 
+    def queue_writeback(self, patient_ids: Sequence[str], now: datetime) -> None:
+        """Ask for these patients' newest state to be sent to the EHR (in this transaction)."""
+
 
 class AssessmentStore(Protocol):
     """Transactions and reads for assessments."""
@@ -314,6 +319,9 @@ class AlertSession(Protocol):
     def save_care_plan(self, patient_id: str, plan: StoredCarePlan, now: datetime) -> None:
         """Store a new version of a patient's CarePlan."""
 
+    def queue_writeback(self, patient_ids: Sequence[str], now: datetime) -> None:
+        """Ask for these patients' newest state to be sent to the EHR (in this transaction)."""
+
     def alert_for_update(self, alert_id: str) -> StoredAlert | None:
         """One alert, locked until the transaction ends."""
 
@@ -341,6 +349,114 @@ class AlertStore(Protocol):
 
     def care_plan_of(self, patient_id: str) -> str | None:
         """A patient's CarePlan as JSON text."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedWriteback:
+    """A write-back job this worker now holds (under a lease)."""
+
+    patient_id: str
+    seq: int  # the state to send: done when delivered
+    attempts: int
+    first_failure_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WritebackState:
+    """What there is to send for a patient, and what the EHR already has."""
+
+    assessment_id: str | None
+    risk_assessment: dict[str, Any] | None
+    assessment_delivered: bool
+    last_delivered_ehr_id: str | None
+    plan_id: str | None
+    plan_version: int | None
+    care_plan: dict[str, Any] | None
+    plan_ehr_id: str | None
+    plan_ehr_version: str | None
+    plan_delivered_version: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """What the EHR accepted: its ids and versions."""
+
+    mode: str
+    assessment_id: str | None = None
+    ehr_assessment_id: str | None = None
+    plan_version: int | None = None
+    ehr_plan_id: str | None = None
+    ehr_plan_version: str | None = None
+
+
+class WritebackStore(Protocol):
+    """The write-back outbox and the delivery records."""
+
+    def claim_writebacks(
+        self, now: datetime, lease_until: datetime, limit: int, patient_ids: Sequence[str] | None
+    ) -> list[ClaimedWriteback]:
+        """Take due jobs (and jobs whose lease ran out) for this worker."""
+
+    def writeback_state(self, patient_id: str) -> WritebackState:
+        """What there is to send for a patient."""
+
+    def complete_writeback(self, job: ClaimedWriteback, record: DeliveryRecord, now: datetime) -> None:
+        """Record a delivery: the EHR's ids and versions; the job is done unless a newer state came meanwhile."""
+
+    def retry_writeback(
+        self, patient_id: str, next_attempt_at: datetime, error: str, status: int | None, answer: Any, now: datetime
+    ) -> None:
+        """Schedule another try."""
+
+    def dead_writeback(self, patient_id: str, error: str, status: int | None, answer: Any, now: datetime) -> None:
+        """Give up until someone replays it, keeping the EHR's answer."""
+
+    def release_writeback(self, patient_id: str, next_attempt_at: datetime, now: datetime) -> None:
+        """Hand back a claimed job that was not attempted."""
+
+    def set_plan_ehr_version(self, patient_id: str, ehr_id: str | None, ehr_version: str | None) -> None:
+        """The CarePlan's id and version at the EHR, as last read."""
+
+    def save_ehr_state(self, base_url: str | None, mode: str, detail: str, now: datetime) -> None:
+        """The write mode in use, for /readyz."""
+
+    def read_ehr_state(self) -> dict[str, Any] | None:
+        """The write mode in use."""
+
+    def writeback_counts(self) -> dict[str, Any]:
+        """Jobs per status and the oldest pending one."""
+
+    def dead_writebacks(self, limit: int) -> list[dict[str, Any]]:
+        """The dead-lettered jobs with the EHR's answers."""
+
+    def replay_writebacks(self, patient_ids: Sequence[str] | None, now: datetime) -> list[str]:
+        """Put dead jobs back in the queue (all, or these patients')."""
+
+
+@dataclass(frozen=True, slots=True)
+class EhrAnswer:
+    """A successful answer from the EHR."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+class EhrGateway(Protocol):
+    """The EHR's FHIR API."""
+
+    @property
+    def base_url(self) -> str:
+        """The EHR's FHIR base."""
+
+    def metadata(self) -> Any:
+        """The CapabilityStatement."""
+
+    def close(self) -> None:
+        """Release the connections."""
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> EhrAnswer:
+        """One request; failures raise EhrTemporaryError, EhrRejected or EhrConflict (service.errors)."""
 
 
 class TaskQueue(Protocol):

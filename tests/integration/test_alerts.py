@@ -304,8 +304,9 @@ def test_with_a_real_worker_and_the_sweep_command(
         )
 
 
-def test_sweep_all_brings_every_known_patient_up_to_date(timed: tuple[Container, TestClient],
-                                                         database_url: str) -> None:
+def test_sweep_all_brings_every_known_patient_up_to_date(
+    timed: tuple[Container, TestClient], database_url: str
+) -> None:
     container, client = timed
     body = patient_bundle("t6", (T0 - timedelta(days=240)).date())
     assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200

@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 
 from service.adapters.postgres.assessments import PostgresAssessmentSession
 from service.adapters.postgres.queries import query
+from service.adapters.postgres.writeback import queue_writeback
 from service.domain.alert_lifecycle import Transition
 from service.domain.facts import Fact
 from service.fhir.jsonio import dumps
@@ -175,6 +176,10 @@ class PostgresAlertSession:
             query("insert_care_plan_history"),
             {"id": plan.id, "version": plan.version, "now": now, "resource": resource},
         )
+
+    def queue_writeback(self, patient_ids: Sequence[str], now: datetime) -> None:
+        """See AlertSession."""
+        queue_writeback(self._conn, patient_ids, now)
 
     def alert_for_update(self, alert_id: str) -> StoredAlert | None:
         """See AlertSession."""

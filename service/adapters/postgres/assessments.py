@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -11,6 +12,7 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from service.adapters.postgres.queries import query
+from service.adapters.postgres.writeback import queue_writeback
 from service.domain.facts import Fact, FactKind
 from service.fhir.jsonio import dumps
 from service.usecases.ports import AssessmentRow, LatestAssessment, StoredText
@@ -110,6 +112,10 @@ class PostgresAssessmentSession:
                         Jsonb(r.resource, dumps=_json_text),
                     )
                 )
+
+    def queue_writeback(self, patient_ids: Sequence[str], now: datetime) -> None:
+        """See AssessmentSession."""
+        queue_writeback(self._conn, patient_ids, now)
 
 
 def read_risk_assessment(conn: Conn, assessment_id: str) -> StoredText | None:

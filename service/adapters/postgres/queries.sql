@@ -210,3 +210,108 @@ SELECT at, actor, action, from_status, to_status, note FROM alert_event WHERE al
 -- name: all_patients
 -- Every patient refracture has heard of (each changed patient has an outbox row), in id order.
 SELECT patient_id FROM patient_change WHERE patient_id > %(after)s ORDER BY patient_id LIMIT %(limit)s;
+
+-- name: queue_writeback
+-- A new state to send. A job waiting out a backoff keeps its wait (the EHR may be down); a dead one starts over,
+-- since the new content may well be accepted.
+INSERT INTO writeback AS w (patient_id, wanted_seq, status, next_attempt_at, updated_at)
+VALUES (%(patient_id)s, nextval('writeback_seq'), 'pending', %(now)s, %(now)s)
+ON CONFLICT (patient_id) DO UPDATE SET
+    wanted_seq = EXCLUDED.wanted_seq,
+    status = CASE WHEN w.status = 'delivering' THEN 'delivering' ELSE 'pending' END,
+    attempts = CASE WHEN w.status = 'dead' THEN 0 ELSE w.attempts END,
+    first_failure_at = CASE WHEN w.status = 'dead' THEN NULL ELSE w.first_failure_at END,
+    next_attempt_at = CASE WHEN w.status IN ('dead', 'delivered') THEN EXCLUDED.next_attempt_at
+                           ELSE w.next_attempt_at END,
+    updated_at = EXCLUDED.updated_at;
+
+-- name: claim_writebacks
+-- Due jobs, and jobs whose delivery lease ran out (a worker died mid-delivery): one worker per patient at a time.
+WITH due AS (
+    SELECT patient_id FROM writeback
+     WHERE ((status = 'pending' AND next_attempt_at <= %(now)s) OR (status = 'delivering' AND lease_until < %(now)s))
+       AND (%(patient_ids)s::text[] IS NULL OR patient_id = ANY(%(patient_ids)s::text[]))
+     ORDER BY next_attempt_at
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE writeback w SET status = 'delivering', lease_until = %(lease_until)s, updated_at = %(now)s
+  FROM due WHERE w.patient_id = due.patient_id
+RETURNING w.patient_id, w.wanted_seq, w.attempts, w.first_failure_at;
+
+-- name: writeback_done
+UPDATE writeback SET sent_seq = %(seq)s, attempts = 0, first_failure_at = NULL, last_error = NULL,
+                     last_status = NULL, last_answer = NULL, lease_until = NULL, updated_at = %(now)s,
+                     status = CASE WHEN wanted_seq > %(seq)s THEN 'pending' ELSE 'delivered' END,
+                     next_attempt_at = %(now)s
+ WHERE patient_id = %(patient_id)s;
+
+-- name: writeback_retry
+UPDATE writeback SET status = CASE WHEN status = 'delivering' THEN 'pending' ELSE status END,
+                     attempts = attempts + 1, next_attempt_at = %(next_attempt_at)s, lease_until = NULL,
+                     first_failure_at = coalesce(first_failure_at, %(now)s), last_error = %(error)s,
+                     last_status = %(status)s, last_answer = %(answer)s, updated_at = %(now)s
+ WHERE patient_id = %(patient_id)s;
+
+-- name: writeback_dead
+UPDATE writeback SET status = 'dead', attempts = attempts + 1, lease_until = NULL, last_error = %(error)s,
+                     last_status = %(status)s, last_answer = %(answer)s, updated_at = %(now)s,
+                     first_failure_at = coalesce(first_failure_at, %(now)s)
+ WHERE patient_id = %(patient_id)s;
+
+-- name: writeback_release
+-- Nothing was attempted (the circuit is open): hand the job back without counting an attempt.
+UPDATE writeback SET status = 'pending', lease_until = NULL, next_attempt_at = %(next_attempt_at)s,
+                     updated_at = %(now)s
+ WHERE patient_id = %(patient_id)s AND status = 'delivering';
+
+-- name: writeback_state
+SELECT a.id AS assessment_id, a.resource AS risk_assessment, a.ehr_id AS assessment_ehr_id,
+       a.delivered_at AS assessment_delivered_at,
+       (SELECT d.ehr_id FROM assessment d WHERE d.patient_id = %(patient_id)s AND d.delivered_at IS NOT NULL
+         ORDER BY d.sequence_no DESC LIMIT 1) AS last_delivered_ehr_id,
+       p.id AS plan_id, p.version AS plan_version, p.resource AS care_plan, p.ehr_id AS plan_ehr_id,
+       p.ehr_version AS plan_ehr_version, p.delivered_version AS plan_delivered_version
+  FROM (SELECT %(patient_id)s::text AS patient_id) k
+  LEFT JOIN LATERAL (SELECT * FROM assessment WHERE patient_id = k.patient_id ORDER BY sequence_no DESC LIMIT 1) a
+    ON true
+  LEFT JOIN care_plan p ON p.patient_id = k.patient_id;
+
+-- name: record_assessment_delivery
+UPDATE assessment SET ehr_id = %(ehr_id)s, delivered_at = %(now)s WHERE id = %(id)s;
+
+-- name: record_plan_delivery
+UPDATE care_plan SET ehr_id = %(ehr_id)s, ehr_version = %(ehr_version)s, delivered_version = %(version)s
+ WHERE patient_id = %(patient_id)s AND version >= %(version)s;
+
+-- name: set_plan_ehr_version
+UPDATE care_plan SET ehr_version = %(ehr_version)s, ehr_id = coalesce(%(ehr_id)s, ehr_id)
+ WHERE patient_id = %(patient_id)s;
+
+-- name: log_delivery
+INSERT INTO writeback_delivery (patient_id, delivered_at, mode, assessment_id, ehr_assessment_id, care_plan_version,
+                                ehr_care_plan_id, ehr_care_plan_version)
+VALUES (%(patient_id)s, %(now)s, %(mode)s, %(assessment_id)s, %(ehr_assessment_id)s, %(care_plan_version)s,
+        %(ehr_care_plan_id)s, %(ehr_care_plan_version)s);
+
+-- name: writeback_counts
+SELECT status, count(*) AS jobs, min(CASE WHEN status = 'pending' THEN updated_at END) AS oldest_pending_at
+  FROM writeback GROUP BY status;
+
+-- name: dead_writebacks
+SELECT patient_id, attempts, last_status, last_error, last_answer, updated_at FROM writeback
+ WHERE status = 'dead' ORDER BY updated_at DESC LIMIT %(limit)s;
+
+-- name: replay_writebacks
+UPDATE writeback SET status = 'pending', attempts = 0, first_failure_at = NULL, next_attempt_at = %(now)s,
+                     lease_until = NULL, updated_at = %(now)s
+ WHERE status = 'dead' AND (%(patient_ids)s::text[] IS NULL OR patient_id = ANY(%(patient_ids)s::text[]))
+RETURNING patient_id;
+
+-- name: save_ehr_state
+INSERT INTO ehr_state (id, base_url, mode, detail, checked_at) VALUES (1, %(base_url)s, %(mode)s, %(detail)s, %(now)s)
+ON CONFLICT (id) DO UPDATE SET base_url = EXCLUDED.base_url, mode = EXCLUDED.mode, detail = EXCLUDED.detail,
+                               checked_at = EXCLUDED.checked_at;
+
+-- name: read_ehr_state
+SELECT base_url, mode, detail, checked_at FROM ehr_state WHERE id = 1;

@@ -14,19 +14,22 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from service.adapters.postgres import alerts, assessments
+from service.adapters.postgres import alerts, assessments, writeback
 from service.adapters.postgres.alerts import PostgresAlertSession
 from service.adapters.postgres.assessments import PostgresAssessmentSession
 from service.adapters.postgres.queries import query
 from service.errors import ConcurrentWrite, Problem, refuse
 from service.fhir.jsonio import dumps
 from service.usecases.ports import (
+    ClaimedWriteback,
+    DeliveryRecord,
     ResourceKey,
     ResourceWrite,
     SourcedFact,
     StoredText,
     StoredVersion,
     UnrecognisedCount,
+    WritebackState,
 )
 
 __all__ = ["PostgresStore", "translate_errors"]
@@ -310,6 +313,71 @@ class PostgresStore:
         """See AlertStore."""
         with self._transaction() as conn:
             return alerts.care_plan_of(conn, patient_id)
+
+    # --- WritebackStore: each call is its own short transaction (the EHR call happens between them) -----------
+    def claim_writebacks(
+        self, now: datetime, lease_until: datetime, limit: int, patient_ids: Sequence[str] | None
+    ) -> list[ClaimedWriteback]:
+        """See WritebackStore."""
+        with self._transaction() as conn:
+            return writeback.claim(conn, now, lease_until, limit, patient_ids)
+
+    def writeback_state(self, patient_id: str) -> WritebackState:
+        """See WritebackStore."""
+        with self._transaction() as conn:
+            return writeback.state(conn, patient_id)
+
+    def complete_writeback(self, job: ClaimedWriteback, record: DeliveryRecord, now: datetime) -> None:
+        """See WritebackStore."""
+        with self._transaction() as conn:
+            writeback.complete(conn, job, record, now)
+
+    def retry_writeback(
+        self, patient_id: str, next_attempt_at: datetime, error: str, status: int | None, answer: Any, now: datetime
+    ) -> None:
+        """See WritebackStore."""
+        with self._transaction() as conn:
+            writeback.retry(conn, patient_id, next_attempt_at, error, status, answer, now)
+
+    def dead_writeback(self, patient_id: str, error: str, status: int | None, answer: Any, now: datetime) -> None:
+        """See WritebackStore."""
+        with self._transaction() as conn:
+            writeback.dead(conn, patient_id, error, status, answer, now)
+
+    def release_writeback(self, patient_id: str, next_attempt_at: datetime, now: datetime) -> None:
+        """See WritebackStore."""
+        with self._transaction() as conn:
+            writeback.release(conn, patient_id, next_attempt_at, now)
+
+    def set_plan_ehr_version(self, patient_id: str, ehr_id: str | None, ehr_version: str | None) -> None:
+        """See WritebackStore."""
+        with self._transaction() as conn:
+            writeback.set_plan_ehr_version(conn, patient_id, ehr_id, ehr_version)
+
+    def save_ehr_state(self, base_url: str | None, mode: str, detail: str, now: datetime) -> None:
+        """See WritebackStore."""
+        with self._transaction() as conn:
+            writeback.save_ehr_state(conn, base_url, mode, detail, now)
+
+    def read_ehr_state(self) -> dict[str, Any] | None:
+        """See WritebackStore."""
+        with self._transaction() as conn:
+            return writeback.read_ehr_state(conn)
+
+    def writeback_counts(self) -> dict[str, Any]:
+        """See WritebackStore."""
+        with self._transaction() as conn:
+            return writeback.counts(conn)
+
+    def dead_writebacks(self, limit: int) -> list[dict[str, Any]]:
+        """See WritebackStore."""
+        with self._transaction() as conn:
+            return writeback.dead_jobs(conn, limit)
+
+    def replay_writebacks(self, patient_ids: Sequence[str] | None, now: datetime) -> list[str]:
+        """See WritebackStore."""
+        with self._transaction() as conn:
+            return writeback.replay(conn, patient_ids, now)
 
     def ping(self) -> None:
         """Raise unless the database answers."""
