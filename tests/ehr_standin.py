@@ -97,6 +97,7 @@ class Recorded:
     query: str
     headers: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.monotonic)
 
 
 class Conflict(Exception):
@@ -114,6 +115,7 @@ class EhrStandIn:
         with self.lock:
             self.capability: dict[str, Any] = copy.deepcopy(FULL_CAPABILITY)
             self.store: dict[tuple[str, str], dict[str, Any]] = {}
+            self.by_identifier: dict[tuple[str, str, str], str] = {}  # (type, system, value) → id
             self.requests: list[Recorded] = []
             self.faults: list[Fault] = []
             self.reject_types: dict[str, tuple[int, Any]] = {}  # resource type → (status, answer) for every write
@@ -129,6 +131,8 @@ class EhrStandIn:
             self.token_requests: list[dict[str, Any]] = []
             self.seen_jti: set[str] = set()
             self.clock: Callable[[], float] = time.time
+            # When each resource a RiskAssessment is based on first reached the EHR in one (wall clock): benchmarks.
+            self.basis_arrivals: dict[str, float] = {}
 
     # --- what tests look at ----------------------------------------------------------------------------------
     def resources(self, resource_type: str) -> list[dict[str, Any]]:
@@ -176,6 +180,9 @@ class EhrStandIn:
             except ValueError:
                 body = raw.decode(errors="replace")
         self.requests.append(Recorded(method, path, query, headers, body))
+        if method == "GET" and path == "/__arrivals":
+            await self._answer(send, 200, self.basis_arrivals)
+            return
         fault = self._take_fault(method, path)
         if fault is not None and fault.kind in ("down", "drop-before"):
             await self._drop(send)
@@ -290,6 +297,11 @@ class EhrStandIn:
                 found = self._find(parts[0], params["identifier"])
                 entries = [{"resource": copy.deepcopy(found)}] if found else []
                 return 200, {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}, {}
+            if method == "GET" and len(parts) == 1:
+                every = [
+                    {"resource": copy.deepcopy(r)} for (kind, _), r in sorted(self.store.items()) if kind == parts[0]
+                ]
+                return 200, {"resourceType": "Bundle", "type": "searchset", "total": len(every), "entry": every}, {}
             if method == "GET" and len(parts) == 2:
                 found = self.store.get((parts[0], parts[1]))
                 return (200, found, {}) if found else (404, _outcome("not found"), {})
@@ -314,12 +326,14 @@ class EhrStandIn:
 
     def _find(self, resource_type: str, token: str) -> dict[str, Any] | None:
         system, _, value = unquote(token).partition("|")
-        for (kind, _), resource in self.store.items():
-            if kind == resource_type and any(
-                i.get("system") == system and i.get("value") == value for i in resource.get("identifier", [])
-            ):
-                return resource
-        return None
+        rid = self.by_identifier.get((resource_type, system, value))
+        return self.store.get((resource_type, rid)) if rid else None
+
+    def _commit(self, changes: dict[tuple[str, str], dict[str, Any]]) -> None:
+        for key, resource in changes.items():
+            self.store[key] = resource
+            for identifier in resource.get("identifier", []):
+                self.by_identifier[(key[0], str(identifier.get("system")), str(identifier.get("value")))] = key[1]
 
     def _bump(self, resource: dict[str, Any], rid: str) -> None:
         version = int(resource.get("meta", {}).get("versionId", "0")) + 1
@@ -337,9 +351,10 @@ class EhrStandIn:
         identifier: str | None,
         body: Any,
         if_match: str | None,
-        store: dict[tuple[str, str], dict[str, Any]] | None = None,
+        staged: dict[tuple[str, str], dict[str, Any]] | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        target = self.store if store is None else store
+        """Write one resource into ``staged`` (a transaction's changes) or, without it, straight into the store."""
+        changes: dict[tuple[str, str], dict[str, Any]] = {} if staged is None else staged
         if not isinstance(body, dict) or body.get("resourceType") != resource_type:
             raise ValueError(_outcome("the body is not a " + resource_type), 400)
         if resource_type in self.reject_types:
@@ -348,22 +363,13 @@ class EhrStandIn:
         issues = validate_resource(body)
         if issues:
             raise ValueError(_outcome("; ".join(f"{i.expression}: {i.text}" for i in issues)), 422)
-        existing = None
         if identifier is not None:
-            system, _, value = unquote(identifier).partition("|")
-            matches = [
-                (k, r)
-                for k, r in target.items()
-                if k[0] == resource_type
-                and any(i.get("system") == system and i.get("value") == value for i in r.get("identifier", []))
-            ]
-            if len(matches) > 1:
-                raise ValueError(_outcome("more than one match"), 412)
-            if matches:
-                (key, existing) = matches[0]
-                rid = key[1]
-        elif rid is not None:
-            existing = target.get((resource_type, rid))
+            found = self._find(resource_type, identifier)
+            if found is not None:
+                rid = found["id"]
+        existing = None
+        if rid is not None:
+            existing = changes.get((resource_type, rid)) or self.store.get((resource_type, rid))
         if if_match is not None:
             wanted = if_match.strip().removeprefix("W/").strip('"')
             if existing is None or existing["meta"]["versionId"] != wanted:
@@ -373,13 +379,15 @@ class EhrStandIn:
             resource["meta"] = {"versionId": existing["meta"]["versionId"]}
         rid = rid or uuid.uuid4().hex[:12]
         self._bump(resource, rid)
-        target[(resource_type, rid)] = resource
+        changes[(resource_type, rid)] = resource
+        if staged is None:
+            self._commit(changes)
         return (200 if existing is not None else 201), resource
 
     def _transaction(self, bundle: Any) -> tuple[int, Any, dict[str, str]]:
         if not isinstance(bundle, dict) or bundle.get("type") != "transaction":
             return 400, _outcome("a transaction Bundle was expected"), {}
-        working = copy.deepcopy(self.store)
+        staged: dict[tuple[str, str], dict[str, Any]] = {}
         placeholders: dict[str, str] = {}
         results: list[dict[str, Any]] = []
         entries = bundle.get("entry", [])
@@ -401,7 +409,7 @@ class EhrStandIn:
         try:
             for entry, resource_type, final_id, if_match in planned:
                 resource = _rewrite(copy.deepcopy(entry.get("resource")), placeholders)
-                status, stored = self._put(resource_type, final_id, None, resource, if_match, working)
+                status, stored = self._put(resource_type, final_id, None, resource, if_match, staged)
                 version = stored["meta"]["versionId"]
                 results.append(
                     {
@@ -416,7 +424,13 @@ class EhrStandIn:
             return 412, _outcome(str(exc)), {}
         except ValueError as exc:
             return exc.args[1], exc.args[0], {}
-        self.store = working  # all or nothing
+        self._commit(staged)  # all or nothing
+        now = time.time()
+        for entry in entries:
+            resource = entry.get("resource") or {}
+            if resource.get("resourceType") == "RiskAssessment":
+                for basis in resource.get("basis", []):
+                    self.basis_arrivals.setdefault(str(basis.get("reference")), now)
         return 200, {"resourceType": "Bundle", "type": "transaction-response", "entry": results}, {}
 
 
@@ -469,3 +483,13 @@ def generate_key(algorithm: str) -> tuple[bytes, Any]:
     return key.as_pem(private=True), RSAKey.import_key(key.as_pem(private=False)) if algorithm == "RS384" else (
         ECKey.import_key(key.as_pem(private=False))
     )
+
+
+if __name__ == "__main__":  # a stand-in in its own process, for benchmarks: prints its base URL, serves until killed
+    running = RunningStandIn().start()
+    print(running.base_url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        running.stop()

@@ -461,3 +461,34 @@ def test_a_job_failing_past_the_retry_window_is_dead_letter_and_replayable(
         assert container.store.replay_writebacks(None, clock.now) == ["g1"]
         container.deliverer.deliver_due()
     exactly_once(ehr, database_url, "g1")
+
+
+@pytest.mark.worker
+def test_a_real_worker_delivers_through_the_celery_pipeline(
+    services: LocalServices, database_url: str, ehr: RunningStandIn, request: pytest.FixtureRequest
+) -> None:
+    from service.bootstrap import bootstrap as real_bootstrap
+    from tests.conftest import ARTIFACTS, WorkerProcess, wait_for, worker_env
+
+    ehr.app.reset()
+    settings = make_settings(services, database_url, ehr_base_url=ehr.base_url)
+    worker = WorkerProcess(
+        {**worker_env(settings), "REFRACTURE_EHR_BASE_URL": ehr.base_url},
+        ARTIFACTS / "logs" / f"worker-{request.node.name}.log",
+    )
+    try:
+        worker.wait_ready()
+        container = real_bootstrap(settings)  # the real doorbell
+        with TestClient(create_app(lambda: container)) as client:
+            today = datetime.now(UTC)
+            body = patient("e1", days_since_dose=240)
+            body["entry"][-1]["resource"]["effectiveDateTime"] = (today - timedelta(days=240)).date().isoformat()
+            assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200
+            assert wait_for(lambda: len(ehr.app.resources("CarePlan")) == 1)
+            assert wait_for(
+                lambda: query_one(database_url, "SELECT status FROM writeback WHERE patient_id = 'e1'") == "delivered"
+            )
+            assert client.get("/readyz").json()["ehr_write_mode"]["mode"] == "transaction"
+    finally:
+        worker.stop()
+    exactly_once(ehr, database_url, "e1")
