@@ -26,6 +26,7 @@ from service.usecases.ingest import Ingestor
 from service.usecases.ports import Clock, EhrGateway, TaskQueue
 from service.usecases.relay import Relay
 from service.usecases.sweep import Sweeper
+from service.usecases.worklist import Worklist
 from service.usecases.writeback import CircuitBreaker, Deliverer
 
 __all__ = ["Container", "bootstrap", "utc_now"]
@@ -56,6 +57,7 @@ class Container:
     actions: AlertActions
     deliverer: Deliverer
     ehr: EhrGateway | None
+    worklist: Worklist
     clock: Clock
 
     def close(self) -> None:
@@ -130,7 +132,7 @@ def bootstrap(
         pool=pool,
         store=store,
         terminology=terminology,
-        ingestor=Ingestor(store, Normaliser(terminology), clock),
+        ingestor=Ingestor(store, Normaliser(terminology), clock, settings.mrn_system),
         queue=queue,
         relay=relay,
         changes=changes,
@@ -140,5 +142,6 @@ def bootstrap(
         actions=actions,
         deliverer=deliverer,
         ehr=ehr,
+        worklist=Worklist(store),
         clock=clock,
     )

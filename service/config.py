@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     # Entries per Bundle; a bigger Bundle gets 413 (Google's executeBundle stops at 4,500).
     max_bundle_entries: int = Field(default=5000, ge=1)
 
+    # The identifier system of the hospital's MRN (else the identifier typed MR, else the first one).
+    mrn_system: str | None = None
+    # Who acts in the worklist until sign-in exists (development only; the security issue adds real users).
+    dev_user: str = "dev.coordinator"
+
     # Local codes that map to the standard codes refracture knows (docs/terminology-mapping.md).
     code_map_file: Path | None = None
 

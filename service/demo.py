@@ -124,6 +124,8 @@ def run_demo(patients: int, port: int, keep_running: bool) -> int:
         print(f"  open alerts: {summary['open_alerts']}")
         print(f"  codes not recognised (counted, not errors): {summary['unrecognised_codes']}")
         print("  look at:")
+        print(f"    {base}/worklist                      the care coordinators' worklist (web page)")
+        print(f"    {base}/worklist/patients/{first}   one patient: risk chart, alerts, medications")
         print(f"    {base}/docs                          the API, with the OpenAPI document")
         print(f"    {base}/fhir/metadata                 the CapabilityStatement")
         print(f"    {base}/fhir/Patient/{first}   one synthetic patient as stored")

@@ -205,3 +205,29 @@ def wait_for(predicate: Any, timeout_s: float = 30.0, interval_s: float = 0.2) -
             return True
         time.sleep(interval_s)
     return bool(predicate())
+
+
+@pytest.fixture(scope="session")
+def worklist_template(services: LocalServices, template_database: str) -> Iterator[str]:
+    """A database holding a loaded worklist (tests/worklist_data.py), built once and copied by each test."""
+    from tests import worklist_data
+
+    name = f"refracture_wl_{SESSION}"
+    url = create_database(services, name, template_database)
+    container = bootstrap(make_settings(services, url), queue=RecordingQueue(), clock=worklist_data.FixedClock())
+    try:
+        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+            worklist_data.load(container, client)
+    finally:
+        container.close()
+    yield name
+    drop_database(services, name)
+
+
+@pytest.fixture
+def worklist_url(services: LocalServices, worklist_template: str) -> Iterator[str]:
+    """A fresh copy of the loaded worklist for one test."""
+    name = f"refracture_t_{SESSION}_{uuid.uuid4().hex[:8]}"
+    url = create_database(services, name, worklist_template)
+    yield url
+    drop_database(services, name)

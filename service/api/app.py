@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from service.api import admin_routes, fhir_routes, health
+from service.api import admin_routes, fhir_routes, health, web, worklist_routes
 from service.api.responses import outcome_response, simple_outcome
 from service.bootstrap import Container, bootstrap
 from service.errors import RefractureError
@@ -52,6 +52,8 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     )
     app.include_router(fhir_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(worklist_routes.router)
+    app.include_router(web.router)
     app.include_router(health.router)
 
     @app.exception_handler(RefractureError)

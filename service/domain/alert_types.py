@@ -65,3 +65,11 @@ ALERT_TYPES: Final[dict[AlertType, AlertTypeInfo]] = {
         "routine",
     ),
 }
+
+
+def title_of(code: str) -> str:
+    """The plain-language title of an alert code (the code itself when it is not one of ours)."""
+    try:
+        return ALERT_TYPES[AlertType(code)].title
+    except ValueError:
+        return code

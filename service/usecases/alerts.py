@@ -16,12 +16,15 @@ from typing import Final
 from service.domain.alert_rules import AlertConfig, AlertFinding, evaluate, index_episode
 from service.domain.alert_types import AlertType
 from service.domain.care_plan import AlertView, AssessmentView, plan_activities
+from service.domain.drugs import ANTI_OSTEOPOROSIS
+from service.domain.medication_timeline import events_of, last_dose
 from service.fhir.care_plan import build_care_plan, previous_activities
 from service.fhir.jsonio import content_hash
 from service.usecases.ports import (
     AlertEventRow,
     AlertSession,
     AlertStore,
+    CareSummary,
     Clock,
     LatestAssessmentView,
     StoredAlert,
@@ -86,6 +89,7 @@ class AlertEvaluator:
             assessments = session.latest_assessment_views(ids)
             plans = session.care_plans(ids)
             schedules: list[tuple[str, date | None]] = []
+            summaries: list[CareSummary] = []
             events: list[AlertEventRow] = []
             for patient_id in ids:
                 patient_facts = facts.get(patient_id, [])
@@ -105,6 +109,15 @@ class AlertEvaluator:
                 next_dates = [d for d in [evaluation.next_check, *snoozes] if d is not None and d > today]
                 schedules.append((patient_id, min(next_dates) if next_dates else None))
                 episode = index_episode(patient_facts, today, self._config.episode_days)
+                dose = last_dose(events_of(patient_facts), ANTI_OSTEOPOROSIS)
+                summaries.append(
+                    CareSummary(
+                        patient_id,
+                        dose.day if dose else None,
+                        dose.drug.value if dose else None,
+                        episode.day if episode else None,
+                    )
+                )
                 if self._save_plan(
                     session,
                     patient_id,
@@ -118,6 +131,7 @@ class AlertEvaluator:
                     outcome.care_plans += 1
             session.add_alert_events(events)
             session.set_schedules(schedules, now)
+            session.update_care_summaries(summaries, now)
         return outcome
 
     def work(self, patient_ids: Sequence[str]) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 from service.errors import ConcurrentWrite, Issue, Problem, RefractureError, refuse
 from service.fhir.bundle import EntryPlan, PlannedBundle
+from service.fhir.demographics import demographics_of
 from service.fhir.jsonio import content_hash
 from service.fhir.normalise import Normalised, Normaliser
 from service.fhir.references import patient_of
@@ -90,10 +91,11 @@ def _retrying(method: Callable[P, R]) -> Callable[P, R]:
 class Ingestor:
     """Stores resources as received, with versions, facts and the outbox row, all or nothing."""
 
-    def __init__(self, store: Store, normaliser: Normaliser, clock: Clock) -> None:
+    def __init__(self, store: Store, normaliser: Normaliser, clock: Clock, mrn_system: str | None = None) -> None:
         self._store = store
         self._normaliser = normaliser
         self._clock = clock
+        self._mrn_system = mrn_system
 
     @_retrying
     def write(self, request: WriteRequest) -> IngestResult:
@@ -188,6 +190,9 @@ class Ingestor:
             [_with_ref(w, normalised[(w.resource_type, w.id)]) for w in updates],
         )
         self._store_facts(session, written, normalised, now, changed)
+        patients = [w for w in written if w.resource_type == "Patient" and not w.entered_in_error]
+        if patients:
+            session.upsert_demographics([demographics_of(w.body, self._mrn_system) for w in patients], now)
         medications = [w for w in written if w.resource_type == "Medication"]
         if medications:
             self._renormalise_dependents(session, medications, {(w.resource_type, w.id) for w in written}, now, changed)

@@ -10,6 +10,7 @@ from typing import Any, Final, Protocol
 
 from service.domain.alert_lifecycle import Transition
 from service.domain.facts import Fact
+from service.domain.patient import Demographics
 
 Clock = Callable[[], datetime]
 ResourceKey = tuple[str, str]  # (resource type, id)
@@ -100,6 +101,9 @@ class IngestSession(Protocol):
 
     def mark_patients_changed(self, patient_ids: Iterable[str], now: datetime) -> None:
         """Record in the outbox that these patients' records changed."""
+
+    def upsert_demographics(self, rows: Sequence[Demographics], now: datetime) -> None:
+        """Keep the worklist's patient summary in step with the Patient resources."""
 
     def medication(self, ref: str) -> dict[str, Any] | None:
         """A stored Medication by "Medication/id"."""
@@ -219,6 +223,16 @@ class AssessmentStore(Protocol):
         """Patient ids with an augmentation on record, in order, after a keyset position; partition part of parts."""
 
 
+@dataclass(frozen=True, slots=True)
+class CareSummary:
+    """What the worklist shows of a patient's treatment: the last anti-osteoporosis dose and the index date."""
+
+    patient_id: str
+    last_dose_date: date | None
+    last_dose_drug: str | None
+    index_date: date | None
+
+
 ACTIVE_ALERT_STATUSES: Final = frozenset({"open", "acknowledged", "assigned", "snoozed"})
 
 
@@ -321,6 +335,9 @@ class AlertSession(Protocol):
 
     def queue_writeback(self, patient_ids: Sequence[str], now: datetime) -> None:
         """Ask for these patients' newest state to be sent to the EHR (in this transaction)."""
+
+    def update_care_summaries(self, rows: Sequence[CareSummary], now: datetime) -> None:
+        """Keep the worklist's last dose and index date per patient."""
 
     def alert_for_update(self, alert_id: str) -> StoredAlert | None:
         """One alert, locked until the transaction ends."""

@@ -69,3 +69,41 @@ def test_the_command_migrates(
     versions = [m.version for m in available_migrations()]
     assert f"migrations applied: {versions}" in out
     assert "up to date" in out
+
+
+def test_the_worklist_migration_fills_summaries_for_data_already_stored(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.adapters.postgres import migrate as module
+
+    everything = available_migrations()
+    monkeypatch.setattr(module, "available_migrations", lambda: [m for m in everything if m.version < 5])
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate(conn)
+        patient = {
+            "resourceType": "Patient",
+            "id": "old-1",
+            "name": [{"family": "Testperson", "given": ["Ada"]}],
+            "identifier": [{"system": "urn:oid:1.2.3", "value": "M-77"}],
+            "gender": "female",
+            "birthDate": "1944-01-02",
+        }
+        conn.execute(
+            "INSERT INTO resource (resource_type, id, version_id, last_updated_at, content_hash, patient_id, body) "
+            "VALUES ('Patient', 'old-1', 1, now(), '\\x00', 'old-1', %s)",
+            (psycopg.types.json.Jsonb(patient),),
+        )
+        conn.execute(
+            "INSERT INTO alert (id, patient_id, code, status, priority, due_date, episode, evidence, detail, "
+            "opened_at, updated_at) VALUES (gen_random_uuid(), 'old-2', 'treatment-gap', 'open', 'urgent', "
+            "'2026-01-01', 'e', '[]', 'd', now(), now())"
+        )
+        monkeypatch.setattr(module, "available_migrations", lambda: everything)
+        assert 5 in migrate(conn)
+        rows = conn.execute(
+            "SELECT patient_id, name, mrn, birth_date::text, sex, search FROM patient_summary ORDER BY patient_id"
+        ).fetchall()
+    assert rows == [
+        ("old-1", "Testperson, Ada", "M-77", "1944-01-02", "female", "testperson, ada m-77"),
+        ("old-2", None, None, None, None, ""),  # an alert's patient: on the worklist under its id
+    ]

@@ -16,7 +16,14 @@ from service.adapters.postgres.writeback import queue_writeback
 from service.domain.alert_lifecycle import Transition
 from service.domain.facts import Fact
 from service.fhir.jsonio import dumps
-from service.usecases.ports import AlertEventRow, LatestAssessmentView, StoredAlert, StoredCarePlan, StoredText
+from service.usecases.ports import (
+    AlertEventRow,
+    CareSummary,
+    LatestAssessmentView,
+    StoredAlert,
+    StoredCarePlan,
+    StoredText,
+)
 
 __all__ = ["PostgresAlertSession", "all_patients", "care_plan_of", "due_for_sweep", "read_care_plan"]
 
@@ -180,6 +187,24 @@ class PostgresAlertSession:
     def queue_writeback(self, patient_ids: Sequence[str], now: datetime) -> None:
         """See AlertSession."""
         queue_writeback(self._conn, patient_ids, now)
+
+    def update_care_summaries(self, rows: Sequence[CareSummary], now: datetime) -> None:
+        """See AlertSession."""
+        if rows:
+            with self._conn.cursor() as cur:
+                cur.executemany(
+                    query("upsert_care_summary"),
+                    [
+                        {
+                            "patient_id": r.patient_id,
+                            "last_dose_date": r.last_dose_date,
+                            "last_dose_drug": r.last_dose_drug,
+                            "index_date": r.index_date,
+                            "now": now,
+                        }
+                        for r in rows
+                    ],
+                )
 
     def alert_for_update(self, alert_id: str) -> StoredAlert | None:
         """See AlertSession."""

@@ -113,6 +113,22 @@ class PostgresAssessmentSession:
                     )
                 )
 
+        # The worklist's read model follows the newest assessment (same transaction, so never out of step).
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                query("upsert_risk_summary"),
+                [
+                    {
+                        "patient_id": r.patient_id,
+                        "band": r.band,
+                        "probability": r.probability,
+                        "assessed_at": r.assessed_at,
+                        "now": r.assessed_at,
+                    }
+                    for r in sorted(rows, key=lambda r: r.patient_id)
+                ],
+            )
+
     def queue_writeback(self, patient_ids: Sequence[str], now: datetime) -> None:
         """See AssessmentSession."""
         queue_writeback(self._conn, patient_ids, now)

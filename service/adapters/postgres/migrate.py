@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, LiteralString
+from typing import Any, Final, LiteralString
 
 import psycopg
 from psycopg import sql
@@ -71,6 +72,16 @@ def create_database_if_missing(database_url: str) -> bool:
         return True
 
 
+def _backfill_summaries(conn: psycopg.Connection[Any]) -> str:
+    from service.adapters.postgres.summaries import backfill_demographics  # noqa: PLC0415 - only when it runs
+
+    return f"summaries for {backfill_demographics(conn)} stored patients"
+
+
+# Data a migration needs that SQL cannot compute (the FHIR mapping lives in Python), run in the same transaction.
+_DATA_STEPS: Final[dict[int, Callable[[psycopg.Connection[Any]], str]]] = {5: _backfill_summaries}
+
+
 def _literal(text: str) -> LiteralString:
     # LiteralString: the text comes from the package, never from input.
     return text
@@ -113,6 +124,9 @@ def migrate(conn: psycopg.Connection[Any]) -> list[int]:
                 continue
             # The migration files ship with the package: their text is as trusted as a literal.
             conn.execute(_literal(migration.sql))
+            step = _DATA_STEPS.get(migration.version)
+            if step is not None:
+                log.info("migration %04d_%s: %s", migration.version, migration.name, step(conn))
             conn.execute(
                 "INSERT INTO schema_migration (version, name, checksum) VALUES (%s, %s, %s)",
                 (migration.version, migration.name, migration.checksum),

@@ -315,3 +315,23 @@ ON CONFLICT (id) DO UPDATE SET base_url = EXCLUDED.base_url, mode = EXCLUDED.mod
 
 -- name: read_ehr_state
 SELECT base_url, mode, detail, checked_at FROM ehr_state WHERE id = 1;
+
+-- name: upsert_demographics
+INSERT INTO patient_summary AS s (patient_id, name, mrn, birth_date, sex, search, updated_at)
+VALUES (%(patient_id)s, %(name)s, %(mrn)s, %(birth_date)s, %(sex)s, %(search)s, %(now)s)
+ON CONFLICT (patient_id) DO UPDATE SET name = EXCLUDED.name, mrn = EXCLUDED.mrn, birth_date = EXCLUDED.birth_date,
+    sex = EXCLUDED.sex, search = EXCLUDED.search, updated_at = EXCLUDED.updated_at;
+
+-- name: upsert_risk_summary
+INSERT INTO patient_summary AS s (patient_id, risk_band, risk_probability, assessed_at, updated_at)
+VALUES (%(patient_id)s, %(band)s, %(probability)s, %(assessed_at)s, %(now)s)
+ON CONFLICT (patient_id) DO UPDATE SET risk_band = EXCLUDED.risk_band, risk_probability = EXCLUDED.risk_probability,
+    assessed_at = EXCLUDED.assessed_at, updated_at = EXCLUDED.updated_at;
+
+-- name: upsert_care_summary
+INSERT INTO patient_summary AS s (patient_id, last_dose_date, last_dose_drug, index_date, updated_at)
+VALUES (%(patient_id)s, %(last_dose_date)s, %(last_dose_drug)s, %(index_date)s, %(now)s)
+ON CONFLICT (patient_id) DO UPDATE SET last_dose_date = EXCLUDED.last_dose_date,
+    last_dose_drug = EXCLUDED.last_dose_drug, index_date = EXCLUDED.index_date, updated_at = EXCLUDED.updated_at
+WHERE (s.last_dose_date, s.last_dose_drug, s.index_date)
+      IS DISTINCT FROM (EXCLUDED.last_dose_date, EXCLUDED.last_dose_drug, EXCLUDED.index_date);

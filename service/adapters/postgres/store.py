@@ -14,10 +14,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from service.adapters.postgres import alerts, assessments, writeback
+from service.adapters.postgres import alerts, assessments, worklist, writeback
 from service.adapters.postgres.alerts import PostgresAlertSession
 from service.adapters.postgres.assessments import PostgresAssessmentSession
 from service.adapters.postgres.queries import query
+from service.adapters.postgres.summaries import upsert_demographics
+from service.domain.facts import Fact
+from service.domain.patient import Demographics
 from service.errors import ConcurrentWrite, Problem, refuse
 from service.fhir.jsonio import dumps
 from service.usecases.ports import (
@@ -31,6 +34,7 @@ from service.usecases.ports import (
     UnrecognisedCount,
     WritebackState,
 )
+from service.usecases.worklist import Sort, WorklistFilters, WorklistRow
 
 __all__ = ["PostgresStore", "translate_errors"]
 
@@ -147,6 +151,10 @@ class PostgresSession:
         if ids:
             with self._conn.cursor() as cur:
                 cur.executemany(query("mark_patient_changed"), [{"patient_id": p, "now": now} for p in ids])
+
+    def upsert_demographics(self, rows: Sequence[Demographics], now: datetime) -> None:
+        """See IngestSession."""
+        upsert_demographics(self._conn, rows, now)
 
     def medication(self, ref: str) -> dict[str, Any] | None:
         """See IngestSession."""
@@ -378,6 +386,34 @@ class PostgresStore:
         """See WritebackStore."""
         with self._transaction() as conn:
             return writeback.replay(conn, patient_ids, now)
+
+    # --- WorklistStore ------------------------------------------------------------------------------------------
+    def worklist_rows(
+        self, filters: WorklistFilters, sort: Sort, after: Sequence[Any] | None, limit: int | None
+    ) -> Iterator[WorklistRow]:
+        """See WorklistStore."""
+        with self._transaction() as conn:
+            yield from worklist.worklist_rows(conn, filters, sort, after, limit)
+
+    def worklist_counts(self) -> list[tuple[str, str, int]]:
+        """See WorklistStore."""
+        with self._transaction() as conn:
+            return worklist.worklist_counts(conn)
+
+    def patient_page(
+        self, patient_id: str
+    ) -> tuple[
+        dict[str, Any] | None,
+        dict[str, Any] | None,
+        dict[str, Any] | None,
+        list[dict[str, Any]],
+        list[Fact],
+        dict[str, Any] | None,
+    ]:
+        """See WorklistStore."""
+        with self._transaction() as conn:
+            facts = PostgresAssessmentSession(conn).facts_of([patient_id])
+            return worklist.patient_page(conn, patient_id, facts)
 
     def ping(self) -> None:
         """Raise unless the database answers."""

@@ -1,0 +1,261 @@
+"""The care coordinators' web pages: the worklist with its filters and actions, and the patient page.
+
+Server-rendered HTML with plain forms (GET for filters, POST for actions, then a redirect), so the pages work with a
+keyboard, without JavaScript and without a separate front-end build. The JSON API (worklist_routes) serves the same
+data for other tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated, Any, Final
+from urllib.parse import parse_qs, urlencode, urlsplit
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+
+from service.api.charts import Bar, contribution_chart
+from service.api.deps import ContainerDep, UserDep
+from service.api.worklist_routes import patient_document, row_to_item
+from service.domain.alert_lifecycle import ActionRequest, AlertAction
+from service.domain.alert_types import ALERT_TYPES, title_of
+from service.domain.risk_parameters import FACTOR_BY_CODE
+from service.errors import HTTP_STATUS, RefractureError
+from service.usecases.worklist import ACTIVE_STATES, Sort, WorklistFilters
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def _drug_name(value: str | None) -> str:
+    """'zoledronic-acid-5mg' as a person writes it: 'zoledronic acid 5 mg'."""
+    return re.sub(r"(\d+)mg$", r"\1 mg", value or "").replace("-", " ")
+
+
+templates.env.filters["drug"] = _drug_name
+
+PAGE_SIZE: Final = 50
+_DONE: Final = {
+    "acknowledge": "Alert acknowledged.",
+    "assign": "Alert assigned.",
+    "snooze": "Alert snoozed.",
+    "dismiss": "Alert dismissed.",
+    "reopen": "Alert reopened.",
+    "note": "Note added.",
+}
+_CHOICES: Final = {
+    "code": [(t.value, info.title) for t, info in ALERT_TYPES.items()],
+    "priority": [("urgent", "Urgent"), ("routine", "Routine")],
+    "state": [(s, s.capitalize()) for s in ACTIVE_STATES],
+    "risk_band": [("high", "High"), ("moderate", "Moderate"), ("low", "Low")],
+    "sort": [
+        (Sort.DUE.value, "Due date (overdue first)"),
+        (Sort.PRIORITY.value, "Priority"),
+        (Sort.RISK.value, "Risk (highest first)"),
+        (Sort.NAME.value, "Name"),
+    ],
+}
+
+
+@router.get("/")
+async def home() -> RedirectResponse:
+    """The worklist is the start page."""
+    return RedirectResponse("/worklist", status_code=303)
+
+
+@router.get("/worklist", response_class=HTMLResponse)
+async def worklist_page(
+    request: Request,
+    container: ContainerDep,
+    user: UserDep,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    done: Annotated[str | None, Query(max_length=20)] = None,
+) -> Response:
+    """The list: filters, counts, one page of open alerts with an action form on each."""
+    form, problems = _filter_form(request)
+    filters = WorklistFilters(
+        form["code"] or None,
+        form["priority"] or None,
+        form["state"] or None,
+        form["assignee"] or None,
+        dt.date.fromisoformat(form["due_before"]) if form["due_before"] else None,
+        form["risk_band"] or None,
+        form["q"] or None,
+    )
+    sort = Sort(form["sort"])
+    # Two connections at once: the counts scan every open alert, the page reads fifty.
+    page, counts = await asyncio.gather(
+        run_in_threadpool(container.worklist.page, filters, sort, cursor, PAGE_SIZE),
+        run_in_threadpool(container.worklist.counts),
+    )
+    today = container.clock().date()
+    query = {k: v for k, v in form.items() if v and not (k == "sort" and v == Sort.DUE.value)}
+    return templates.TemplateResponse(
+        request,
+        "worklist.html",
+        {
+            "user": user,
+            "today": today,
+            "form": form,
+            "problems": problems,
+            "choices": _CHOICES,
+            "rows": [row_to_item(r, today) for r in page.rows],
+            "counts": _count_table(counts),
+            "next_url": f"/worklist?{urlencode({**query, 'cursor': page.next_cursor})}" if page.next_cursor else None,
+            "first_url": f"/worklist?{urlencode(query)}" if cursor else None,
+            "csv_url": f"/api/worklist.csv?{urlencode(query)}",
+            "here": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+            "notice": _DONE.get(done or ""),
+        },
+    )
+
+
+@router.get("/worklist/patients/{patient_id}", response_class=HTMLResponse)
+async def patient_page(
+    request: Request,
+    patient_id: str,
+    container: ContainerDep,
+    user: UserDep,
+    done: Annotated[str | None, Query(max_length=20)] = None,
+) -> Response:
+    """The patient: risk and its reasons, missing inputs, alerts with evidence and history, medications, CarePlan."""
+    try:
+        view = await run_in_threadpool(container.worklist.patient, patient_id)
+    except RefractureError as exc:
+        return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/worklist", "Patient not found")
+    today = container.clock().date()
+    document = patient_document(view, today)
+    risk = document["risk"]
+    chart = None
+    missing: list[str] = []
+    if risk is not None:
+        bars = [Bar(_label(code), float(value)) for code, value in risk["contributions"].items() if value]
+        # contribution_chart escapes every text it puts in the SVG.
+        chart = Markup(contribution_chart(bars))  # noqa: S704
+        missing = [_label(code) for code in risk["missing"]]
+    # History in the hospital's time zone: the people reading it think in local time.
+    zone = ZoneInfo(container.settings.timezone)
+    for alert in document["alerts"]:
+        alert["history"] = [{**e, "at": e["at"].astimezone(zone)} for e in alert["history"]]
+    open_alerts = [a for a in document["alerts"] if a["status"] in ACTIVE_STATES]
+    closed_alerts = [a for a in document["alerts"] if a["status"] not in ACTIVE_STATES]
+    return templates.TemplateResponse(
+        request,
+        "patient.html",
+        {
+            "user": user,
+            "today": today,
+            "patient": document,
+            "risk": risk,
+            "chart": chart,
+            "missing": missing,
+            "open_alerts": open_alerts,
+            "closed_alerts": closed_alerts,
+            "here": str(request.url.path),
+            "notice": _DONE.get(done or ""),
+        },
+    )
+
+
+@router.post("/worklist/alerts/{alert_id}", response_class=HTMLResponse)
+async def act_on_alert(request: Request, alert_id: str, container: ContainerDep, user: UserDep) -> Response:
+    """An action from a form; back to the page it came from, or a page that says why it was not applied."""
+    if not _same_origin(request):
+        return _refused(request, 403, "This form was sent from another site; nothing was changed.", "/worklist")
+    fields = {k: v[-1].strip() for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+    back = _safe_back(fields.get("back", ""))
+    try:
+        action = AlertAction(fields.get("action", ""))
+    except ValueError:
+        return _refused(request, 400, "Choose an action.", back)
+    text = fields.get("text") or None
+    until = None
+    if fields.get("until"):
+        try:
+            until = dt.date.fromisoformat(fields["until"])
+        except ValueError:
+            return _refused(request, 400, "The snooze date is not a date.", back)
+    revision = int(fields["revision"]) if fields.get("revision", "").isdigit() else None
+    # One free-text box serves every action: it is the assignee, the reason or the note, as the action needs.
+    action_request = ActionRequest(
+        action,
+        assignee=text if action is AlertAction.ASSIGN else None,
+        until=until,
+        reason=text if action is AlertAction.DISMISS else None,
+        note=text if action not in (AlertAction.ASSIGN, AlertAction.DISMISS) else None,
+    )
+    try:
+        await run_in_threadpool(container.actions.act, alert_id, action_request, user, revision)
+    except RefractureError as exc:
+        return _refused(request, HTTP_STATUS[exc.problem], str(exc), back)
+    separator = "&" if "?" in back else "?"
+    return RedirectResponse(f"{back}{separator}done={action.value}", status_code=303)
+
+
+def _filter_form(request: Request) -> tuple[dict[str, str], list[str]]:
+    """The filter form's values as typed (empty fields are no filter); values outside the choices are dropped."""
+    params = request.query_params
+    form = {
+        key: params.get(key, "").strip()[:200]
+        for key in ("code", "priority", "state", "assignee", "due_before", "risk_band", "q", "sort")
+    }
+    problems: list[str] = []
+    for key in ("code", "priority", "state", "risk_band", "sort"):
+        if form[key] and form[key] not in {value for value, _ in _CHOICES[key]}:
+            problems.append(f"Unknown {key.replace('_', ' ')} '{form[key]}' was ignored.")
+            form[key] = ""
+    if form["due_before"]:
+        try:
+            dt.date.fromisoformat(form["due_before"])
+        except ValueError:
+            problems.append("The due date is not a date and was ignored.")
+            form["due_before"] = ""
+    form["sort"] = form["sort"] or Sort.DUE.value
+    return form, problems
+
+
+def _count_table(counts: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    table: dict[str, dict[str, Any]] = {}
+    for code, priority, n in counts:
+        row = table.setdefault(code, {"code": code, "title": title_of(code), "urgent": 0, "routine": 0})
+        row[priority] = row.get(priority, 0) + n
+    return sorted(table.values(), key=lambda r: (-r["urgent"], -r["routine"]))
+
+
+def _label(code: str) -> str:
+    factor = FACTOR_BY_CODE.get(code)
+    return factor.label if factor else code
+
+
+def _safe_back(back: str) -> str:
+    """Only our own pages: an absolute or scheme-relative URL would make the form an open redirect."""
+    parts = urlsplit(back)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/worklist") or back.startswith("//"):
+        return "/worklist"
+    query = urlencode([(k, v) for k, values in parse_qs(parts.query).items() if k != "done" for v in values])
+    return parts.path + (f"?{query}" if query else "")
+
+
+def _same_origin(request: Request) -> bool:
+    """Until sign-in exists (the security issue), refuse cross-site form posts: a page elsewhere must not act here."""
+    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        return False
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.url.netloc
+
+
+def _refused(
+    request: Request, status: int, message: str, back: str, heading: str = "The action was not applied"
+) -> Response:
+    return templates.TemplateResponse(
+        request, "refused.html", {"message": message, "back": back, "heading": heading}, status_code=status
+    )

@@ -1,0 +1,327 @@
+"""The worklist API (/api): open alerts with their patients, dashboard counts, CSV export, actions, the patient."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import ContainerDep, UserDep
+from service.domain.alert_lifecycle import ActionRequest, AlertAction
+from service.domain.alert_types import title_of
+from service.domain.patient import age_on
+from service.usecases.worklist import PatientView, Sort, WorklistFilters, WorklistRow
+
+__all__ = ["ActionBody", "AlertCode", "filters_dependency", "patient_document", "router", "row_to_item"]
+
+router = APIRouter(prefix="/api", tags=["Worklist"])
+
+AlertCode = Literal[
+    "denosumab-dose-due",
+    "denosumab-overdue",
+    "denosumab-stopped-without-follow-on",
+    "bmd-assessment-gap",
+    "treatment-gap",
+    "adherence-check-due",
+]
+
+
+class WorklistItem(BaseModel):
+    """One open alert and its patient."""
+
+    alert_id: str
+    code: str
+    title: str
+    priority: str
+    state: str
+    due_date: date
+    overdue: bool
+    assignee: str | None
+    snoozed_until: date | None
+    revision: int = Field(description="Send it back with an action: a different one means someone acted first")
+    detail: str
+    patient_id: str
+    name: str | None
+    mrn: str | None
+    age: int | None
+    sex: str | None
+    risk_band: str | None
+    risk_probability: float | None = Field(description="A fraction between 0 and 1 over 2 years")
+    last_dose_date: date | None
+    last_dose_drug: str | None
+    index_date: date | None
+
+
+class WorklistResponse(BaseModel):
+    """A page of the worklist."""
+
+    items: list[WorklistItem]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page")
+
+
+class CountItem(BaseModel):
+    """Open alerts of one code and priority."""
+
+    code: str
+    title: str
+    priority: str
+    open: int
+
+
+class ActionBody(BaseModel):
+    """An action on an alert."""
+
+    action: AlertAction
+    assignee: str | None = Field(default=None, max_length=200)
+    until: date | None = Field(default=None, description="snooze: the day the alert comes back")
+    reason: str | None = Field(default=None, max_length=2000, description="dismiss: required")
+    note: str | None = Field(default=None, max_length=4000)
+    revision: int | None = Field(default=None, description="The revision you saw; 409 if the alert changed since")
+
+
+class HistoryEvent(BaseModel):
+    """One change of an alert."""
+
+    at: str
+    actor: str
+    action: str
+    from_status: str | None
+    to_status: str | None
+    note: str | None
+
+
+class AlertOut(BaseModel):
+    """An alert after an action, with its whole history."""
+
+    alert_id: str
+    patient_id: str
+    code: str
+    state: str
+    priority: str
+    due_date: date
+    assignee: str | None
+    snoozed_until: date | None
+    revision: int
+    history: list[HistoryEvent]
+
+
+def filters_dependency(
+    code: Annotated[AlertCode | None, Query()] = None,
+    priority: Annotated[Literal["urgent", "routine"] | None, Query()] = None,
+    state: Annotated[Literal["open", "acknowledged", "assigned", "snoozed"] | None, Query()] = None,
+    assignee: Annotated[str | None, Query(max_length=200, description='a person, or "-" for unassigned')] = None,
+    due_before: Annotated[date | None, Query()] = None,
+    risk_band: Annotated[Literal["low", "moderate", "high"] | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=200, description="text in the name or MRN")] = None,
+) -> WorklistFilters:
+    """The worklist's filters from the query string."""
+    return WorklistFilters(code, priority, state, assignee or None, due_before, risk_band, (q or "").strip() or None)
+
+
+FiltersDep = Annotated[WorklistFilters, Depends(filters_dependency)]
+
+
+def row_to_item(row: WorklistRow, today: date) -> WorklistItem:
+    """A row as the API shows it."""
+    return WorklistItem(
+        alert_id=row.alert_id,
+        code=row.code,
+        title=row.title,
+        priority=row.priority,
+        state=row.status,
+        due_date=row.due_date,
+        overdue=row.due_date < today,
+        assignee=row.assignee,
+        snoozed_until=row.snoozed_until,
+        revision=row.revision,
+        detail=row.detail,
+        patient_id=row.patient_id,
+        name=row.name,
+        mrn=row.mrn,
+        age=age_on(row.birth_date, today),
+        sex=row.sex,
+        risk_band=row.risk_band,
+        risk_probability=round(row.risk_probability, 4) if row.risk_probability is not None else None,
+        last_dose_date=row.last_dose_date,
+        last_dose_drug=row.last_dose_drug,
+        index_date=row.index_date,
+    )
+
+
+@router.get("/worklist", operation_id="worklist", summary="Open alerts, filtered, sorted, one page at a time")
+async def worklist(
+    container: ContainerDep,
+    filters: FiltersDep,
+    sort: Sort = Sort.DUE,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> WorklistResponse:
+    """Open alerts (open, acknowledged, assigned, snoozed) with the patient's details and risk; keyset pages."""
+    page = await run_in_threadpool(container.worklist.page, filters, sort, cursor, limit)
+    today = container.clock().date()
+    return WorklistResponse(items=[row_to_item(r, today) for r in page.rows], next_cursor=page.next_cursor)
+
+
+@router.get("/worklist/counts", operation_id="worklistCounts", summary="Open alerts per code and priority")
+async def counts(container: ContainerDep) -> list[CountItem]:
+    """For a dashboard."""
+    rows = await run_in_threadpool(container.worklist.counts)
+    return [CountItem(code=code, title=title_of(code), priority=priority, open=n) for code, priority, n in rows]
+
+
+_CSV_COLUMNS = [
+    "alert_id",
+    "code",
+    "title",
+    "priority",
+    "state",
+    "due_date",
+    "overdue",
+    "assignee",
+    "patient_id",
+    "name",
+    "mrn",
+    "age",
+    "sex",
+    "risk_band",
+    "risk_probability",
+    "last_dose_date",
+    "last_dose_drug",
+    "index_date",
+    "detail",
+]
+
+
+@router.get(
+    "/worklist.csv",
+    operation_id="worklistCsv",
+    summary="The current filter as CSV",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "All rows of the filter"}},
+)
+def export_csv(container: ContainerDep, filters: FiltersDep, sort: Sort = Sort.DUE) -> StreamingResponse:
+    """Every open alert of the filter, streamed."""
+    today = container.clock().date()
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(_CSV_COLUMNS)
+        for row in container.worklist.export(filters, sort):
+            item = row_to_item(row, today).model_dump()
+            writer.writerow(["" if item[c] is None else item[c] for c in _CSV_COLUMNS])
+            if buffer.tell() > 64_000:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="worklist.csv"'},
+    )
+
+
+@router.post(
+    "/alerts/{alert_id}/actions",
+    operation_id="actOnAlert",
+    summary="Acknowledge, assign, snooze, dismiss, reopen or note an alert",
+    responses={
+        404: {"description": "Unknown alert"},
+        409: {"description": "Someone acted first, or the action does not fit the alert's state"},
+    },
+)
+async def act(alert_id: str, body: ActionBody, container: ContainerDep, user: UserDep) -> AlertOut:
+    """Each action is kept in the alert's history with who and when; the patient's CarePlan follows."""
+    request = ActionRequest(body.action, body.assignee, body.until, body.reason, body.note)
+    result = await run_in_threadpool(container.actions.act, alert_id, request, user, body.revision)
+    alert = result.alert
+    return AlertOut(
+        alert_id=alert.id,
+        patient_id=alert.patient_id,
+        code=alert.code,
+        state=alert.status,
+        priority=alert.priority,
+        due_date=alert.due,
+        assignee=alert.assignee,
+        snoozed_until=alert.snoozed_until,
+        revision=alert.revision,
+        history=[
+            HistoryEvent(
+                at=e.at.isoformat(),
+                actor=e.actor,
+                action=e.action,
+                from_status=e.from_status,
+                to_status=e.to_status,
+                note=e.note,
+            )
+            for e in result.history
+        ],
+    )
+
+
+@router.get("/patients/{patient_id}", operation_id="patient", summary="Everything the patient page shows")
+async def patient(patient_id: str, container: ContainerDep) -> dict[str, Any]:
+    """The risk with each factor's contribution, the missing inputs, the alerts with evidence and history, the
+    medication timeline and the CarePlan's activities."""
+    view = await run_in_threadpool(container.worklist.patient, patient_id)
+    return patient_document(view, container.clock().date())
+
+
+def patient_document(view: PatientView, today: date) -> dict[str, Any]:
+    """The patient page's content as plain data (the API returns it; the web page renders it)."""
+    summary = view.summary or {}
+    prediction = ((view.risk_assessment or {}).get("prediction") or [{}])[0]
+    result = view.assessment_result or {}
+    return {
+        "patient_id": view.patient_id,
+        "name": summary.get("name"),
+        "mrn": summary.get("mrn"),
+        "age": age_on(summary.get("birth_date"), today),
+        "sex": summary.get("sex"),
+        "risk": None
+        if view.risk_assessment is None
+        else {
+            "risk_assessment_id": view.risk_assessment.get("id"),
+            "probability": prediction.get("probabilityDecimal"),
+            "band": (prediction.get("qualitativeRisk") or {}).get("coding", [{}])[0].get("code"),
+            "contributions": result.get("contributions", {}),
+            "inputs": result.get("inputs", {}),
+            "missing": result.get("missing", []),
+            "details": result.get("details", {}),
+            "index": result.get("index"),
+            "explanation": ((view.risk_assessment.get("note") or [{}])[0]).get("text"),
+        },
+        "alerts": [{**a, "title": title_of(a["code"])} for a in view.alerts],
+        "medications": [
+            {
+                "day": e.day,
+                "drug": e.drug.value,
+                "event": e.event,
+                "status": e.status,
+                "dose_mg": e.dose_mg,
+                "source": e.source,
+            }
+            for e in view.medications
+        ],
+        "care_plan_activities": [
+            {
+                "id": a.get("id"),
+                "status": a.get("detail", {}).get("status"),
+                "description": a.get("detail", {}).get("description"),
+                "alert": next(
+                    (c.get("code") for r in a.get("detail", {}).get("reasonCode", []) for c in r.get("coding", [])),
+                    None,
+                ),
+            }
+            for a in (view.care_plan or {}).get("activity", [])
+        ],
+    }

@@ -1,0 +1,111 @@
+"""Browser tests: the real pages in headless Debian Chromium driven by Playwright, against a real server.
+
+The test setup installs Chromium from Debian's packages when it is missing (the machine's registries include Debian's;
+Playwright's own browser download is not used). REFRACTURE_BROWSER may name another Chromium binary.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from service.adapters.local_services import LocalServices
+from service.api.app import create_app
+from service.bootstrap import bootstrap
+from tests.conftest import ARTIFACTS, RecordingQueue, make_settings
+from tests.worklist_data import FixedClock
+
+BROWSER_USER = "coordinator.browser"
+_FLAGS = [
+    "--no-sandbox",  # root in a container has no user namespaces for the sandbox
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _chromium() -> str:
+    """The Chromium binary, installed from Debian's packages first if the machine has none."""
+    found = os.environ.get("REFRACTURE_BROWSER") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    apt = shutil.which("apt-get")
+    if apt is None:
+        pytest.fail("Chromium is missing and there is no apt-get to install it: set REFRACTURE_BROWSER")
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in ([*sudo, apt, "update", "-q"], [*sudo, apt, "install", "-y", "-q", "chromium"]):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+        if done.returncode != 0:
+            pytest.fail(f"could not install Chromium ({' '.join(command)}):\n{done.stderr[-2000:]}")
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.fail("apt-get installed chromium but it is not on the PATH")
+    return found
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    executable = _chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=_FLAGS, headless=True)
+        yield launched
+        launched.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(services: LocalServices, worklist_url: str) -> Iterator[str]:
+    """The service in a real HTTP server (uvicorn in a thread) over a copy of the loaded worklist."""
+    settings = make_settings(services, worklist_url, dev_user=BROWSER_USER)
+    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    port = _free_port()
+    config = uvicorn.Config(create_app(lambda: container), host="127.0.0.1", port=port, log_level="warning")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    uv.should_exit = True
+    thread.join(timeout=20)
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A laptop-sized page; console errors fail the test."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    opened.on("pageerror", lambda e: errors.append(str(e)))
+    yield opened
+    context.close()
+    assert errors == []
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

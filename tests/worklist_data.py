@@ -1,0 +1,93 @@
+"""A worklist to test against: a synthetic cohort plus a few patients made for edge cases, loaded through the API."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from fastapi.testclient import TestClient
+
+from service.bootstrap import Container
+from service.synth import cohort
+
+NOW: Final = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+TODAY: Final = NOW.date()
+FHIR: Final = {"Content-Type": "application/fhir+json"}
+
+
+class FixedClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def edge_patient(pid: str, name: dict[str, Any] | None, mrn: str | None, dose_days_ago: int | None) -> dict[str, Any]:
+    """A patient after kyphoplasty 40 days before the last dose (or 200 days ago without any drug)."""
+    operation = TODAY - timedelta(days=(dose_days_ago or 160) + 40)
+    patient: dict[str, Any] = {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1941-07-30"}
+    if name:
+        patient["name"] = [name]
+    if mrn:
+        patient["identifier"] = [
+            {
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+                "system": "urn:oid:1.2.3.4.5",
+                "value": mrn,
+            }
+        ]
+    resources: list[dict[str, Any]] = [
+        patient,
+        {
+            "resourceType": "Procedure",
+            "id": f"{pid}-pkp",
+            "status": "completed",
+            "subject": {"reference": f"Patient/{pid}"},
+            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22514"}]},
+            "performedDateTime": operation.isoformat(),
+            "bodySite": [{"text": "L1"}],
+        },
+    ]
+    if dose_days_ago is not None:
+        resources.append(
+            {
+                "resourceType": "MedicationAdministration",
+                "id": f"{pid}-dmab",
+                "status": "completed",
+                "medicationCodeableConcept": {"text": "1 ML denosumab 60 MG/ML Prefilled Syringe"},
+                "subject": {"reference": f"Patient/{pid}"},
+                "effectiveDateTime": (TODAY - timedelta(days=dose_days_ago)).isoformat(),
+            }
+        )
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
+        ],
+    }
+
+
+EDGE_PATIENTS: Final = [
+    # LIKE's metacharacters in a name and an MRN: a search for them must find them literally.
+    edge_patient("edge-percent", {"family": "Per%cent", "given": ["Ada"]}, "MRN_5%", 240),
+    # Nothing to show but the id: no name, no MRN.
+    edge_patient("edge-anonymous", None, None, 170),
+    edge_patient("edge-same-day-1", {"family": "Zeta", "given": ["Ines"]}, "Z-0001", 240),
+    edge_patient("edge-same-day-2", {"family": "Zeta", "given": ["Ines"]}, "Z-0002", 240),
+]
+
+
+def load(container: Container, client: TestClient, patients: int = 40) -> None:
+    """Post the cohort and the edge patients, then assess and evaluate them as the workers would."""
+    bundles = cohort(patients, seed=11, today=TODAY) + EDGE_PATIENTS
+    ids: list[str] = []
+    for bundle in bundles:
+        response = client.post("/fhir", content=json.dumps(bundle), headers=FHIR)
+        assert response.status_code == 200, response.text
+        ids.append(bundle["entry"][0]["resource"]["id"])
+    container.changes.process(ids)
