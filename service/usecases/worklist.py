@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from service.domain.alert_types import title_of
 from service.domain.facts import Fact
@@ -19,6 +19,7 @@ from service.errors import Problem, refuse
 
 __all__ = [
     "ACTIVE_STATES",
+    "PatientRecords",
     "PatientView",
     "Sort",
     "Worklist",
@@ -111,6 +112,17 @@ class PatientView:
     care_plan: dict[str, Any] | None = None
 
 
+class PatientRecords(NamedTuple):
+    """The stored records behind the patient page."""
+
+    summary: dict[str, Any] | None
+    risk_assessment: dict[str, Any] | None  # the latest RiskAssessment
+    assessment_result: dict[str, Any] | None  # its contributions, inputs and missing inputs
+    alerts: list[dict[str, Any]]  # each with its "history"
+    facts: list[Fact]
+    care_plan: dict[str, Any] | None
+
+
 class WorklistStore(Protocol):
     """Reads for the worklist."""
 
@@ -122,17 +134,8 @@ class WorklistStore(Protocol):
     def worklist_counts(self) -> list[tuple[str, str, int]]:
         """(code, priority, open alerts)."""
 
-    def patient_page(
-        self, patient_id: str
-    ) -> tuple[
-        dict[str, Any] | None,
-        dict[str, Any] | None,
-        dict[str, Any] | None,
-        list[dict[str, Any]],
-        list[Fact],
-        dict[str, Any] | None,
-    ]:
-        """Summary, latest RiskAssessment, its result, alerts with history, facts, CarePlan."""
+    def patient_page(self, patient_id: str) -> PatientRecords:
+        """What the patient page is made of."""
 
 
 def _sort_key(row: WorklistRow, sort: Sort) -> list[Any]:
@@ -206,7 +209,15 @@ class Worklist:
         Raises:
             RefractureError: NOT_FOUND when refracture has nothing about this patient.
         """
-        summary, resource, result, alerts, facts, plan = self._store.patient_page(patient_id)
-        if summary is None and resource is None and not alerts and not facts:
+        found = self._store.patient_page(patient_id)
+        if found.summary is None and found.risk_assessment is None and not found.alerts and not found.facts:
             raise refuse(Problem.NOT_FOUND, "not-found", f"nothing is known about Patient/{patient_id}")
-        return PatientView(patient_id, summary, resource, result, alerts, events_of(facts), plan)
+        return PatientView(
+            patient_id,
+            found.summary,
+            found.risk_assessment,
+            found.assessment_result,
+            found.alerts,
+            events_of(found.facts),
+            found.care_plan,
+        )

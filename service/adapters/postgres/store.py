@@ -19,7 +19,6 @@ from service.adapters.postgres.alerts import PostgresAlertSession
 from service.adapters.postgres.assessments import PostgresAssessmentSession
 from service.adapters.postgres.queries import query
 from service.adapters.postgres.summaries import upsert_demographics
-from service.domain.facts import Fact
 from service.domain.patient import Demographics
 from service.errors import ConcurrentWrite, Problem, refuse
 from service.fhir.jsonio import dumps
@@ -34,7 +33,7 @@ from service.usecases.ports import (
     UnrecognisedCount,
     WritebackState,
 )
-from service.usecases.worklist import Sort, WorklistFilters, WorklistRow
+from service.usecases.worklist import PatientRecords, Sort, WorklistFilters, WorklistRow
 
 __all__ = ["PostgresStore", "translate_errors"]
 
@@ -400,16 +399,7 @@ class PostgresStore:
         with self._transaction() as conn:
             return worklist.worklist_counts(conn)
 
-    def patient_page(
-        self, patient_id: str
-    ) -> tuple[
-        dict[str, Any] | None,
-        dict[str, Any] | None,
-        dict[str, Any] | None,
-        list[dict[str, Any]],
-        list[Fact],
-        dict[str, Any] | None,
-    ]:
+    def patient_page(self, patient_id: str) -> PatientRecords:
         """See WorklistStore."""
         with self._transaction() as conn:
             facts = PostgresAssessmentSession(conn).facts_of([patient_id])

@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from service.domain.facts import Fact
-from service.usecases.worklist import UNASSIGNED, Sort, WorklistFilters, WorklistRow
+from service.usecases.worklist import UNASSIGNED, PatientRecords, Sort, WorklistFilters, WorklistRow
 
 __all__ = ["patient_page", "worklist_counts", "worklist_rows"]
 
@@ -122,16 +122,7 @@ def worklist_counts(conn: Conn) -> list[tuple[str, str, int]]:
     return [(r["code"], r["priority"], int(r["n"])) for r in rows]
 
 
-def patient_page(
-    conn: Conn, patient_id: str, facts: dict[str, list[Fact]]
-) -> tuple[
-    dict[str, Any] | None,
-    dict[str, Any] | None,
-    dict[str, Any] | None,
-    list[dict[str, Any]],
-    list[Fact],
-    dict[str, Any] | None,
-]:
+def patient_page(conn: Conn, patient_id: str, facts: dict[str, list[Fact]]) -> PatientRecords:
     """The patient page's content in a handful of queries."""
     summary = conn.execute("SELECT * FROM patient_summary WHERE patient_id = %s", (patient_id,)).fetchone()
     latest = conn.execute(
@@ -153,11 +144,11 @@ def patient_page(
         ):
             history[event["alert_id"]].append(dict(event))
     plan = conn.execute("SELECT resource FROM care_plan WHERE patient_id = %s", (patient_id,)).fetchone()
-    return (
-        dict(summary) if summary else None,
-        latest["resource"] if latest else None,
-        latest["result"] if latest else None,
-        [{**dict(a), "history": history.get(a["id"], [])} for a in alerts],
-        facts.get(patient_id, []),
-        dict(plan["resource"]) if plan else None,
+    return PatientRecords(
+        summary=dict(summary) if summary else None,
+        risk_assessment=latest["resource"] if latest else None,
+        assessment_result=latest["result"] if latest else None,
+        alerts=[{**dict(a), "history": history.get(a["id"], [])} for a in alerts],
+        facts=facts.get(patient_id, []),
+        care_plan=dict(plan["resource"]) if plan else None,
     )
