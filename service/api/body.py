@@ -8,7 +8,7 @@ from starlette.requests import Request
 
 from service.errors import Problem, refuse
 
-__all__ = ["read_fhir_body"]
+__all__ = ["read_body", "read_fhir_body"]
 
 _ACCEPTED: Final = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 
@@ -35,6 +35,18 @@ async def read_fhir_body(request: Request, max_bytes: int) -> bytes:
         RefractureError: 415 for another media type, 413 over ``max_bytes``, 400 for an empty body.
     """
     _check_media_type(request)
+    raw = await read_body(request, max_bytes)
+    if not raw.strip():
+        raise refuse(Problem.MALFORMED, "required", "the request has no body")
+    return raw
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused as soon as it is known to be larger than ``max_bytes`` (declared or streamed).
+
+    Raises:
+        RefractureError: 413.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
@@ -45,10 +57,7 @@ async def read_fhir_body(request: Request, max_bytes: int) -> bytes:
         if size > max_bytes:
             raise _too_large(max_bytes)
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise refuse(Problem.MALFORMED, "required", "the request has no body")
-    return raw
+    return b"".join(chunks)
 
 
 def _too_large(max_bytes: int) -> Exception:

@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
+from service.api.body import read_body
 from service.api.charts import Bar, contribution_chart
 from service.api.deps import ContainerDep, UserDep
 from service.api.worklist_routes import patient_document, row_to_item
@@ -44,6 +45,7 @@ def _drug_name(value: str | None) -> str:
 templates.env.filters["drug"] = _drug_name
 
 PAGE_SIZE: Final = 50
+_MAX_FORM_BYTES: Final = 16_384  # an action's fields, with room to spare
 _DONE: Final = {
     "acknowledge": "Alert acknowledged.",
     "assign": "Alert assigned.",
@@ -171,7 +173,11 @@ async def act_on_alert(request: Request, alert_id: str, container: ContainerDep,
     """An action from a form; back to the page it came from, or a page that says why it was not applied."""
     if not _same_origin(request):
         return _refused(request, 403, "This form was sent from another site; nothing was changed.", "/worklist")
-    fields = {k: v[-1].strip() for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+    try:
+        raw = await read_body(request, _MAX_FORM_BYTES)
+    except RefractureError:
+        return _refused(request, 413, "The form is larger than any action needs; nothing was changed.", "/worklist")
+    fields = {k: v[-1].strip() for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
     back = _safe_back(fields.get("back", ""))
     try:
         action = AlertAction(fields.get("action", ""))

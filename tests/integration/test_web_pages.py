@@ -200,3 +200,12 @@ def test_an_unknown_patient_page_is_a_404(client: TestClient) -> None:
     response = client.get("/worklist/patients/nobody")
     assert response.status_code == 404
     assert "<h1>Patient not found</h1>" in response.text
+
+
+def test_an_oversized_form_is_refused_unread(client: TestClient, worklist_url: str) -> None:
+    item = first_item(client)
+    response = client.post(
+        f"/worklist/alerts/{item['alert_id']}", data={"action": "note", "text": "x" * 20_000, "back": "/worklist"}
+    )
+    assert response.status_code == 413
+    assert alert_status(worklist_url, item["alert_id"]) == "open"
