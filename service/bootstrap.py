@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -59,6 +60,11 @@ class Container:
     ehr: EhrGateway | None
     worklist: Worklist
     clock: Clock
+    local_day: Callable[[datetime], date]  # a moment's date in the hospital's time zone
+
+    def today(self) -> date:
+        """Today in the hospital's time zone (what "overdue" and ages are counted against)."""
+        return self.local_day(self.clock())
 
     def close(self) -> None:
         """Close the connection pool and the EHR client's connections."""
@@ -144,4 +150,5 @@ def bootstrap(
         ehr=ehr,
         worklist=Worklist(store),
         clock=clock,
+        local_day=today,
     )

@@ -99,7 +99,7 @@ async def worklist_page(
         run_in_threadpool(container.worklist.page, filters, sort, cursor, PAGE_SIZE),
         run_in_threadpool(container.worklist.counts),
     )
-    today = container.clock().date()
+    today = container.today()
     query = {k: v for k, v in form.items() if v and not (k == "sort" and v == Sort.DUE.value)}
     return templates.TemplateResponse(
         request,
@@ -134,7 +134,7 @@ async def patient_page(
         view = await run_in_threadpool(container.worklist.patient, patient_id)
     except RefractureError as exc:
         return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/worklist", "Patient not found")
-    today = container.clock().date()
+    today = container.today()
     document = patient_document(view, today)
     risk = document["risk"]
     chart = None

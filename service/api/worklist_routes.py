@@ -165,7 +165,7 @@ async def worklist(
 ) -> WorklistResponse:
     """Open alerts (open, acknowledged, assigned, snoozed) with the patient's details and risk; keyset pages."""
     page = await run_in_threadpool(container.worklist.page, filters, sort, cursor, limit)
-    today = container.clock().date()
+    today = container.today()
     return WorklistResponse(items=[row_to_item(r, today) for r in page.rows], next_cursor=page.next_cursor)
 
 
@@ -208,7 +208,7 @@ _CSV_COLUMNS = [
 )
 def export_csv(container: ContainerDep, filters: FiltersDep, sort: Sort = Sort.DUE) -> StreamingResponse:
     """Every open alert of the filter, streamed."""
-    today = container.clock().date()
+    today = container.today()
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()
@@ -273,7 +273,7 @@ async def patient(patient_id: str, container: ContainerDep) -> dict[str, Any]:
     """The risk with each factor's contribution, the missing inputs, the alerts with evidence and history, the
     medication timeline and the CarePlan's activities."""
     view = await run_in_threadpool(container.worklist.patient, patient_id)
-    return patient_document(view, container.clock().date())
+    return patient_document(view, container.today())
 
 
 def patient_document(view: PatientView, today: date) -> dict[str, Any]:

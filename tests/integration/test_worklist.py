@@ -7,7 +7,7 @@ import io
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 import psycopg
@@ -419,3 +419,20 @@ def test_an_unknown_patient_is_a_404(wl: Worklist) -> None:
     response = wl.client.get("/api/patients/nobody")
     assert response.status_code == 404
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_overdue_is_counted_in_the_hospitals_time_zone(services: LocalServices, worklist_url: str) -> None:
+    # 23:30 UTC on the 3rd is already the 4th in Berlin: an alert due on the 3rd is overdue there.
+    late_evening = FixedClock(datetime(2026, 5, 3, 23, 30, tzinfo=UTC))
+    berlin = bootstrap(
+        make_settings(services, worklist_url, timezone="Europe/Berlin"), queue=RecordingQueue(), clock=late_evening
+    )
+    utc = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=late_evening)
+    try:
+        assert berlin.today() == date(2026, 5, 4)
+        assert utc.today() == date(2026, 5, 3)
+        with TestClient(create_app(lambda: berlin)) as client:
+            due_on_the_3rd = [i for i in everything(client) if i["due_date"] == "2026-05-03"]
+            assert all(i["overdue"] for i in due_on_the_3rd)
+    finally:
+        utc.close()
