@@ -24,12 +24,10 @@ import httpx
 import psycopg
 import redis
 from fhir.resources.R4B.bundle import Bundle
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from bench.bundles import mixed_bundles, observation_bundles
-from service.adapters.local_services import ensure_services, free_port
-from service.adapters.postgres.migrate import migrate
+from bench.database import private_database
+from service.adapters.local_services import free_port
 
 ENTRIES = 1000
 
@@ -72,77 +70,64 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2)
     args = parser.parse_args()
 
-    services = ensure_services(
-        os.environ.get("REFRACTURE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-        os.environ.get("REFRACTURE_REDIS_URL", "redis://127.0.0.1:6379/14"),
-    )
     run = uuid.uuid4().hex[:8]
-    dbname = f"refracture_bench_{run}"
-    admin = make_conninfo(services.database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    database_url = make_conninfo(services.database_url, dbname=dbname)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        migrate(conn)
-    queue = f"refracture-bench-{run}"
-    port = free_port()
-    env = {
-        **os.environ,
-        "REFRACTURE_DATABASE_URL": database_url,
-        "REFRACTURE_REDIS_URL": services.redis_url,
-        "REFRACTURE_CELERY_QUEUE": queue,
-    }
-    api = subprocess.Popen(
-        [sys.executable, "-m", "service", "api", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        print(f"bench/ingest on {machine()}")
-        print(
-            f"{args.bundles} x {ENTRIES}-entry transaction Bundles per round, {args.clients} HTTP clients, "
-            "1 API worker; entries/s"
+    with private_database() as (services, database_url):
+        queue = f"refracture-bench-{run}"
+        port = free_port()
+        env = {
+            **os.environ,
+            "REFRACTURE_DATABASE_URL": database_url,
+            "REFRACTURE_REDIS_URL": services.redis_url,
+            "REFRACTURE_CELERY_QUEUE": queue,
+        }
+        api = subprocess.Popen(
+            [sys.executable, "-m", "service", "api", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        # Warm-up: import and first-call costs on both sides.
-        warm = observation_bundles(1, ENTRIES, f"warm{run}")
-        raw_parse_rate(warm)
-        http_rate(base, warm, 1)
-        for kind, generate in (("observations", observation_bundles), ("mixed patients", mixed_bundles)):
-            raws: list[float] = []
-            https: list[float] = []
-            print(f"\n{kind}:\n  round  raw fhir.resources parse   HTTP ingest (stored)   ratio")
-            for round_no in range(1, args.rounds + 1):
-                bundles = generate(args.bundles, ENTRIES, f"{kind[0]}{round_no}{run}")
-                raw = raw_parse_rate(bundles)
-                ingest = http_rate(base, bundles, args.clients)
-                raws.append(raw)
-                https.append(ingest)
-                print(f"  {round_no:>5}  {raw:>24,.0f}   {ingest:>20,.0f}   {ingest / raw:5.2f}")
-            raw_median, http_median = statistics.median(raws), statistics.median(https)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            print(f"bench/ingest on {machine()}")
             print(
-                f"  median {raw_median:>23,.0f}   {http_median:>20,.0f}   {http_median / raw_median:5.2f}"
-                f"   (target >= 0.50)"
+                f"{args.bundles} x {ENTRIES}-entry transaction Bundles per round, {args.clients} HTTP clients, "
+                "1 API worker; entries/s"
             )
-        with psycopg.connect(database_url) as conn:
-            row = conn.execute("SELECT count(*) FROM resource").fetchone()
-            facts = conn.execute("SELECT count(*) FROM fact").fetchone()
-        print(f"\nstored: {row[0] if row else 0:,} resources, {facts[0] if facts else 0:,} facts")
-    finally:
-        api.terminate()
-        api.wait(timeout=30)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-        redis.Redis.from_url(services.redis_url).delete(queue)
-        services.close()
+            # Warm-up: import and first-call costs on both sides.
+            warm = observation_bundles(1, ENTRIES, f"warm{run}")
+            raw_parse_rate(warm)
+            http_rate(base, warm, 1)
+            for kind, generate in (("observations", observation_bundles), ("mixed patients", mixed_bundles)):
+                raws: list[float] = []
+                https: list[float] = []
+                print(f"\n{kind}:\n  round  raw fhir.resources parse   HTTP ingest (stored)   ratio")
+                for round_no in range(1, args.rounds + 1):
+                    bundles = generate(args.bundles, ENTRIES, f"{kind[0]}{round_no}{run}")
+                    raw = raw_parse_rate(bundles)
+                    ingest = http_rate(base, bundles, args.clients)
+                    raws.append(raw)
+                    https.append(ingest)
+                    print(f"  {round_no:>5}  {raw:>24,.0f}   {ingest:>20,.0f}   {ingest / raw:5.2f}")
+                raw_median, http_median = statistics.median(raws), statistics.median(https)
+                print(
+                    f"  median {raw_median:>23,.0f}   {http_median:>20,.0f}   {http_median / raw_median:5.2f}"
+                    f"   (target >= 0.50)"
+                )
+            with psycopg.connect(database_url) as conn:
+                row = conn.execute("SELECT count(*) FROM resource").fetchone()
+                facts = conn.execute("SELECT count(*) FROM fact").fetchone()
+            print(f"\nstored: {row[0] if row else 0:,} resources, {facts[0] if facts else 0:,} facts")
+        finally:
+            api.terminate()
+            api.wait(timeout=30)
+            redis.Redis.from_url(services.redis_url).delete(queue)
     return 0
 
 

@@ -13,21 +13,18 @@ import argparse
 import os
 import random
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 import service.domain.assessment as assessment_module
 import service.domain.features as features_module
+from bench.database import private_database
 from bench.ingest import machine
-from service.adapters.local_services import ensure_services
-from service.adapters.postgres.migrate import migrate
 from service.config import Settings
 from service.parallel_rescore import rescore_in_parallel
 from service.usecases.assess import AssessOutcome
@@ -179,18 +176,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    services = ensure_services(
-        os.environ.get("REFRACTURE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-        os.environ.get("REFRACTURE_REDIS_URL", "redis://127.0.0.1:6379/14"),
-    )
-    dbname = f"refracture_bench_{uuid.uuid4().hex[:8]}"
-    admin = make_conninfo(services.database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    database_url = make_conninfo(services.database_url, dbname=dbname)
-    try:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            migrate(conn)
+    with private_database() as (services, database_url):
         started = time.perf_counter()
         seed(database_url, args.patients)
         with psycopg.connect(database_url, autocommit=True) as conn:
@@ -241,10 +227,6 @@ def main() -> int:
         started = time.perf_counter()
         outcome = rescore_in_parallel(settings, None, args.batch, args.workers)
         report(f"{args.workers} processes, nothing changed", outcome, time.perf_counter() - started)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-        services.close()
     return 0
 
 

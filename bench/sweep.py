@@ -10,20 +10,15 @@ a second sweep the same day (nothing left to do), and the bare SQL that finds th
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
+from bench.database import private_database
 from bench.ingest import machine
 from bench.rescore import seed
-from service.adapters.local_services import ensure_services
-from service.adapters.postgres.migrate import migrate
 from service.bootstrap import bootstrap
 from service.config import Settings
 
@@ -35,18 +30,7 @@ def main() -> int:
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--due", type=float, default=0.05)
     args = parser.parse_args()
-    services = ensure_services(
-        os.environ.get("REFRACTURE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-        os.environ.get("REFRACTURE_REDIS_URL", "redis://127.0.0.1:6379/14"),
-    )
-    dbname = f"refracture_bench_{uuid.uuid4().hex[:8]}"
-    admin = make_conninfo(services.database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    database_url = make_conninfo(services.database_url, dbname=dbname)
-    try:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            migrate(conn)
+    with private_database() as (services, database_url):
         seed(database_url, args.patients)
         rng = random.Random(7)
         checked = datetime(2026, 11, 1, tzinfo=UTC)
@@ -92,10 +76,6 @@ def main() -> int:
             )
         finally:
             container.close()
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-        services.close()
     return 0
 
 

@@ -25,12 +25,10 @@ from typing import Any
 
 import httpx
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
+from bench.database import private_database
 from bench.ingest import machine
-from service.adapters.local_services import ensure_services, free_port
-from service.adapters.postgres.migrate import migrate
+from service.adapters.local_services import free_port
 from service.bootstrap import bootstrap
 from service.config import Settings
 from service.domain.alert_types import ALERT_TYPES, AlertType
@@ -133,176 +131,169 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
-    services = ensure_services(
-        os.environ.get("REFRACTURE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-        os.environ.get("REFRACTURE_REDIS_URL", "redis://127.0.0.1:6379/14"),
-    )
-    dbname = f"refracture_bench_{uuid.uuid4().hex[:8]}"
-    admin = make_conninfo(services.database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    database_url = make_conninfo(services.database_url, dbname=dbname)
-    server: subprocess.Popen[bytes] | None = None
-    try:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            migrate(conn)
-        started = time.perf_counter()
-        seed(database_url, args.alerts, random.Random(5))
-        seeded_s = time.perf_counter() - started
-        with psycopg.connect(database_url) as conn:
-            open_alerts = conn.execute(
-                "SELECT count(*) FROM alert WHERE status IN ('open', 'acknowledged', 'assigned', 'snoozed')"
-            ).fetchone()
-            closed_alerts = conn.execute("SELECT count(*) FROM alert WHERE closed_at IS NOT NULL").fetchone()
-            # A cursor halfway down the list, as if someone had paged 1,000 times.
-            deep = conn.execute(
-                "SELECT due_date, id::text FROM alert WHERE status IN ('open', 'acknowledged', 'assigned', "
-                "'snoozed') ORDER BY due_date, id OFFSET %s LIMIT 1",
-                ((open_alerts[0] if open_alerts else 0) // 2,),
-            ).fetchone()
-            deep_code = conn.execute(
-                "SELECT due_date, id::text FROM alert WHERE status IN ('open', 'acknowledged', 'assigned', "
-                "'snoozed') AND code = 'treatment-gap' ORDER BY due_date, id OFFSET 10000 LIMIT 1"
-            ).fetchone()
-        assert deep is not None
-        assert deep_code is not None
-        deep_cursor = encode_cursor(Sort.DUE, [deep[0].isoformat(), deep[1]])
-        deep_code_cursor = encode_cursor(Sort.DUE, [deep_code[0].isoformat(), deep_code[1]])
-
-        port = free_port()
-        env = {
-            **os.environ,
-            "REFRACTURE_DATABASE_URL": database_url,
-            "REFRACTURE_REDIS_URL": services.redis_url,
-            "REFRACTURE_ENVIRONMENT": "production",
-        }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "service", "api", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the API did not start")
-            time.sleep(0.2)
-
-        container = bootstrap(Settings(database_url=database_url, redis_url=services.redis_url))
-        scenarios: list[tuple[str, str, dict[str, Any], Callable[[], Any] | None]] = [
-            (
-                "first page, no filter (due)",
-                "/api/worklist",
-                {},
-                lambda: container.worklist.page(WorklistFilters(), Sort.DUE, None, 50),
-            ),
-            (
-                "first page, code=treatment-gap",
-                "/api/worklist",
-                {"code": "treatment-gap"},
-                lambda: container.worklist.page(WorklistFilters(code="treatment-gap"), Sort.DUE, None, 50),
-            ),
-            (
-                "first page, urgent + high risk",
-                "/api/worklist",
-                {"priority": "urgent", "risk_band": "high"},
-                lambda: container.worklist.page(
-                    WorklistFilters(priority="urgent", risk_band="high"), Sort.DUE, None, 50
-                ),
-            ),
-            (
-                "first page, assignee=nurse.b",
-                "/api/worklist",
-                {"assignee": "nurse.b"},
-                lambda: container.worklist.page(WorklistFilters(assignee="nurse.b"), Sort.DUE, None, 50),
-            ),
-            (
-                "first page, text 'sample042'",
-                "/api/worklist",
-                {"q": "sample042"},
-                lambda: container.worklist.page(WorklistFilters(text="sample042"), Sort.DUE, None, 50),
-            ),
-            (
-                "first page, text 'b0043'",
-                "/api/worklist",
-                {"q": "b0043"},
-                lambda: container.worklist.page(WorklistFilters(text="b0043"), Sort.DUE, None, 50),
-            ),
-            (
-                "first page, sort=priority",
-                "/api/worklist",
-                {"sort": "priority"},
-                lambda: container.worklist.page(WorklistFilters(), Sort.PRIORITY, None, 50),
-            ),
-            (
-                "first page, sort=risk",
-                "/api/worklist",
-                {"sort": "risk"},
-                lambda: container.worklist.page(WorklistFilters(), Sort.RISK, None, 50),
-            ),
-            (
-                "first page, sort=name",
-                "/api/worklist",
-                {"sort": "name"},
-                lambda: container.worklist.page(WorklistFilters(), Sort.NAME, None, 50),
-            ),
-            (
-                "deep page (row 50,000), no filter",
-                "/api/worklist",
-                {"cursor": deep_cursor},
-                lambda: container.worklist.page(WorklistFilters(), Sort.DUE, deep_cursor, 50),
-            ),
-            (
-                "deep page (row 10,000), code filter",
-                "/api/worklist",
-                {"code": "treatment-gap", "cursor": deep_code_cursor},
-                lambda: container.worklist.page(WorklistFilters(code="treatment-gap"), Sort.DUE, deep_code_cursor, 50),
-            ),
-            ("dashboard counts", "/api/worklist/counts", {}, container.worklist.counts),
-            ("HTML page, code filter", "/worklist", {"code": "denosumab-overdue"}, None),
-        ]
-        print(f"bench/worklist on {machine()}")
-        print(
-            f"{open_alerts[0] if open_alerts else 0:,} open alerts and {closed_alerts[0] if closed_alerts else 0:,} "
-            f"closed ones seeded by COPY in {seeded_s:.1f} s; {args.requests} requests per line, one at a time, "
-            "50 rows a page\n"
-        )
-        print(f"{'':40} {'HTTP p50':>9} {'HTTP p99':>9} {'DB p50':>8} {'DB p99':>8}")
-        worst = 0.0
-        with httpx.Client(base_url=base, timeout=30) as client:
-            for label, path, params, direct in scenarios:
-
-                def call(path: str = path, params: dict[str, Any] = params) -> None:
-                    response = client.get(path, params=params)
-                    assert response.status_code == 200, response.text[:300]
-
-                p50, p99 = percentiles(time_calls(call, args.requests))
-                worst = max(worst, p99)
-                db = f"{'':>8} {'':>8}"
-                if direct is not None:
-                    d50, d99 = percentiles(time_calls(direct, args.requests))
-                    db = f"{d50:8.1f} {d99:8.1f}"
-                print(f"{label:40} {p50:9.1f} {p99:9.1f} {db}   ms")
+    with private_database() as (services, database_url):
+        server: subprocess.Popen[bytes] | None = None
+        try:
             started = time.perf_counter()
-            exported = client.get("/api/worklist.csv", params={"priority": "urgent"})
-            export_s = time.perf_counter() - started
-            rows = exported.text.count("\n") - 1
-        print(f"\nworst p99 {worst:.1f} ms (target < 50 ms)")
-        print(f"CSV export of every urgent alert: {rows:,} rows in {export_s:.2f} s = {rows / export_s:,.0f} rows/s")
-        container.close()
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=20)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-        services.close()
+            seed(database_url, args.alerts, random.Random(5))
+            seeded_s = time.perf_counter() - started
+            with psycopg.connect(database_url) as conn:
+                open_alerts = conn.execute(
+                    "SELECT count(*) FROM alert WHERE status IN ('open', 'acknowledged', 'assigned', 'snoozed')"
+                ).fetchone()
+                closed_alerts = conn.execute("SELECT count(*) FROM alert WHERE closed_at IS NOT NULL").fetchone()
+                # A cursor halfway down the list, as if someone had paged 1,000 times.
+                deep = conn.execute(
+                    "SELECT due_date, id::text FROM alert WHERE status IN ('open', 'acknowledged', 'assigned', "
+                    "'snoozed') ORDER BY due_date, id OFFSET %s LIMIT 1",
+                    ((open_alerts[0] if open_alerts else 0) // 2,),
+                ).fetchone()
+                deep_code = conn.execute(
+                    "SELECT due_date, id::text FROM alert WHERE status IN ('open', 'acknowledged', 'assigned', "
+                    "'snoozed') AND code = 'treatment-gap' ORDER BY due_date, id OFFSET %s LIMIT 1",
+                    (args.alerts // 10,),
+                ).fetchone()
+            assert deep is not None
+            assert deep_code is not None
+            deep_cursor = encode_cursor(Sort.DUE, [deep[0].isoformat(), deep[1]])
+            deep_code_cursor = encode_cursor(Sort.DUE, [deep_code[0].isoformat(), deep_code[1]])
+
+            port = free_port()
+            env = {
+                **os.environ,
+                "REFRACTURE_DATABASE_URL": database_url,
+                "REFRACTURE_REDIS_URL": services.redis_url,
+                "REFRACTURE_ENVIRONMENT": "production",
+            }
+            server = subprocess.Popen(
+                [sys.executable, "-m", "service", "api", "--host", "127.0.0.1", "--port", str(port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the API did not start")
+                time.sleep(0.2)
+
+            container = bootstrap(Settings(database_url=database_url, redis_url=services.redis_url))
+            scenarios: list[tuple[str, str, dict[str, Any], Callable[[], Any] | None]] = [
+                (
+                    "first page, no filter (due)",
+                    "/api/worklist",
+                    {},
+                    lambda: container.worklist.page(WorklistFilters(), Sort.DUE, None, 50),
+                ),
+                (
+                    "first page, code=treatment-gap",
+                    "/api/worklist",
+                    {"code": "treatment-gap"},
+                    lambda: container.worklist.page(WorklistFilters(code="treatment-gap"), Sort.DUE, None, 50),
+                ),
+                (
+                    "first page, urgent + high risk",
+                    "/api/worklist",
+                    {"priority": "urgent", "risk_band": "high"},
+                    lambda: container.worklist.page(
+                        WorklistFilters(priority="urgent", risk_band="high"), Sort.DUE, None, 50
+                    ),
+                ),
+                (
+                    "first page, assignee=nurse.b",
+                    "/api/worklist",
+                    {"assignee": "nurse.b"},
+                    lambda: container.worklist.page(WorklistFilters(assignee="nurse.b"), Sort.DUE, None, 50),
+                ),
+                (
+                    "first page, text 'sample042'",
+                    "/api/worklist",
+                    {"q": "sample042"},
+                    lambda: container.worklist.page(WorklistFilters(text="sample042"), Sort.DUE, None, 50),
+                ),
+                (
+                    "first page, text 'b0043'",
+                    "/api/worklist",
+                    {"q": "b0043"},
+                    lambda: container.worklist.page(WorklistFilters(text="b0043"), Sort.DUE, None, 50),
+                ),
+                (
+                    "first page, sort=priority",
+                    "/api/worklist",
+                    {"sort": "priority"},
+                    lambda: container.worklist.page(WorklistFilters(), Sort.PRIORITY, None, 50),
+                ),
+                (
+                    "first page, sort=risk",
+                    "/api/worklist",
+                    {"sort": "risk"},
+                    lambda: container.worklist.page(WorklistFilters(), Sort.RISK, None, 50),
+                ),
+                (
+                    "first page, sort=name",
+                    "/api/worklist",
+                    {"sort": "name"},
+                    lambda: container.worklist.page(WorklistFilters(), Sort.NAME, None, 50),
+                ),
+                (
+                    "deep page (row 50,000), no filter",
+                    "/api/worklist",
+                    {"cursor": deep_cursor},
+                    lambda: container.worklist.page(WorklistFilters(), Sort.DUE, deep_cursor, 50),
+                ),
+                (
+                    f"deep page (row {args.alerts // 10:,}), code filter",
+                    "/api/worklist",
+                    {"code": "treatment-gap", "cursor": deep_code_cursor},
+                    lambda: container.worklist.page(
+                        WorklistFilters(code="treatment-gap"), Sort.DUE, deep_code_cursor, 50
+                    ),
+                ),
+                ("dashboard counts", "/api/worklist/counts", {}, container.worklist.counts),
+                ("HTML page, code filter", "/worklist", {"code": "denosumab-overdue"}, None),
+            ]
+            print(f"bench/worklist on {machine()}")
+            print(
+                f"{open_alerts[0] if open_alerts else 0:,} open alerts and "
+                f"{closed_alerts[0] if closed_alerts else 0:,} closed ones seeded by COPY in {seeded_s:.1f} s; "
+                f"{args.requests} requests per line, one at a time, "
+                "50 rows a page\n"
+            )
+            print(f"{'':40} {'HTTP p50':>9} {'HTTP p99':>9} {'DB p50':>8} {'DB p99':>8}")
+            worst = 0.0
+            with httpx.Client(base_url=base, timeout=30) as client:
+                for label, path, params, direct in scenarios:
+
+                    def call(path: str = path, params: dict[str, Any] = params) -> None:
+                        response = client.get(path, params=params)
+                        assert response.status_code == 200, response.text[:300]
+
+                    p50, p99 = percentiles(time_calls(call, args.requests))
+                    worst = max(worst, p99)
+                    db = f"{'':>8} {'':>8}"
+                    if direct is not None:
+                        d50, d99 = percentiles(time_calls(direct, args.requests))
+                        db = f"{d50:8.1f} {d99:8.1f}"
+                    print(f"{label:40} {p50:9.1f} {p99:9.1f} {db}   ms")
+                started = time.perf_counter()
+                exported = client.get("/api/worklist.csv", params={"priority": "urgent"})
+                export_s = time.perf_counter() - started
+                rows = exported.text.count("\n") - 1
+            print(f"\nworst p99 {worst:.1f} ms (target < 50 ms)")
+            print(
+                f"CSV export of every urgent alert: {rows:,} rows in {export_s:.2f} s = {rows / export_s:,.0f} rows/s"
+            )
+            container.close()
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=20)
     return 0
 
 

@@ -27,11 +27,10 @@ from typing import Any
 import httpx
 import psycopg
 import redis
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
+from bench.database import private_database
 from bench.ingest import machine
-from service.adapters.local_services import ensure_services, free_port
+from service.adapters.local_services import free_port
 from service.adapters.postgres.migrate import migrate
 from service.synth import cohort
 
@@ -68,134 +67,125 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--patients", type=int, default=400)
     args = parser.parse_args()
-    services = ensure_services(
-        os.environ.get("REFRACTURE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-        os.environ.get("REFRACTURE_REDIS_URL", "redis://127.0.0.1:6379/14"),
-    )
     run = uuid.uuid4().hex[:8]
-    dbname = f"refracture_bench_{run}"
-    admin = make_conninfo(services.database_url, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    database_url = make_conninfo(services.database_url, dbname=dbname)
-    # The stand-in runs in its own process, as a real EHR would: in this one it would compete for the GIL.
-    standin = subprocess.Popen(
-        [sys.executable, "-m", "tests.ehr_standin"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    assert standin.stdout is not None
-    ehr_base = standin.stdout.readline().strip()
-    queue = f"refracture-bench-{run}"
-    port = free_port()
-    env = {
-        **os.environ,
-        "REFRACTURE_DATABASE_URL": database_url,
-        "REFRACTURE_REDIS_URL": services.redis_url,
-        "REFRACTURE_CELERY_QUEUE": queue,
-        "REFRACTURE_EHR_BASE_URL": ehr_base,
-    }
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            migrate(conn)
-        processes = [start(["api", "--port", str(port)], env), start(["worker", "--concurrency", "2"], env)]
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+    with private_database(migrated=False) as (services, database_url):
+        # The stand-in runs in its own process, as a real EHR would: in this one it would compete for the GIL.
+        standin = subprocess.Popen(
+            [sys.executable, "-m", "tests.ehr_standin"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        assert standin.stdout is not None
+        ehr_base = standin.stdout.readline().strip()
+        queue = f"refracture-bench-{run}"
+        port = free_port()
+        env = {
+            **os.environ,
+            "REFRACTURE_DATABASE_URL": database_url,
+            "REFRACTURE_REDIS_URL": services.redis_url,
+            "REFRACTURE_CELERY_QUEUE": queue,
+            "REFRACTURE_EHR_BASE_URL": ehr_base,
+        }
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                migrate(conn)
+            processes = [start(["api", "--port", str(port)], env), start(["worker", "--concurrency", "2"], env)]
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            bundles = cohort(args.patients, seed=21, today=date(2026, 11, 1), prefix=f"wb{run}")
+            operations = [
+                next(e["resource"] for e in b["entry"] if e["resource"]["resourceType"] == "Procedure") for b in bundles
+            ]
+            with httpx.Client(base_url=base, timeout=60) as client:
+                for bundle in bundles:
+                    client.post("/fhir", content=json.dumps(bundle), headers={"Content-Type": "application/fhir+json"})
+            # Let the cohort's own assessments and write-backs settle before measuring.
+            settle = time.monotonic() + 180
+            while time.monotonic() < settle:
+                with psycopg.connect(database_url) as conn:
+                    row = conn.execute("SELECT count(*) FROM writeback WHERE status <> 'delivered'").fetchone()
+                    pending = conn.execute(
+                        "SELECT count(*) FROM patient_change WHERE changed_seq > done_seq"
+                    ).fetchone()
+                if row and pending and row[0] == 0 and pending[0] == 0:
                     break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        bundles = cohort(args.patients, seed=21, today=date(2026, 11, 1), prefix=f"wb{run}")
-        operations = [
-            next(e["resource"] for e in b["entry"] if e["resource"]["resourceType"] == "Procedure") for b in bundles
-        ]
-        with httpx.Client(base_url=base, timeout=60) as client:
-            for bundle in bundles:
-                client.post("/fhir", content=json.dumps(bundle), headers={"Content-Type": "application/fhir+json"})
-        # Let the cohort's own assessments and write-backs settle before measuring.
-        settle = time.monotonic() + 180
-        while time.monotonic() < settle:
-            with psycopg.connect(database_url) as conn:
-                row = conn.execute("SELECT count(*) FROM writeback WHERE status <> 'delivered'").fetchone()
-                pending = conn.execute("SELECT count(*) FROM patient_change WHERE changed_seq > done_seq").fetchone()
-            if row and pending and row[0] == 0 and pending[0] == 0:
-                break
-            time.sleep(0.5)
-        print(f"bench/writeback on {machine()}")
-        print(
-            f"{args.patients} patients loaded; EHR stand-in at {ehr_base} (its own process); API 1 process, worker "
-            "prefork 2; posting one Observation per patient at a fixed rate"
-        )
-        sent: dict[str, float] = {}
-        errors = 0
-        lock = threading.Lock()
-        total = int(args.rate * args.seconds)
-        shared = httpx.Client(base_url=base, timeout=30, limits=httpx.Limits(max_connections=16))
-
-        def post(number: int, at: float) -> None:
-            nonlocal errors
-            rounds, index = divmod(number, len(operations))
-            resource = observation(operations[index], number, 14.0 - rounds)  # each round a new lowest value
-            try:
-                response = shared.put(
-                    f"/fhir/Observation/{resource['id']}",
-                    content=json.dumps(resource),
-                    headers={"Content-Type": "application/fhir+json"},
-                )
-                ok = response.status_code in (200, 201)
-            except httpx.HTTPError:
-                ok = False
-            with lock:
-                if ok:
-                    sent[f"Observation/{resource['id']}"] = at
-                else:
-                    errors += 1
-
-        started = time.monotonic()
-        with ThreadPoolExecutor(16) as pool:
-            for number in range(total):
-                # Open loop: each request leaves on its schedule, whatever happened to the ones before it.
-                due = started + number / args.rate
-                time.sleep(max(0.0, due - time.monotonic()))
-                pool.submit(post, number, time.time())
-        wait_until = time.monotonic() + 60
-        arrivals: dict[str, float] = {}
-        while time.monotonic() < wait_until:
-            arrivals = httpx.get(f"{ehr_base}/__arrivals", timeout=10).json()
-            if all(ref in arrivals for ref in sent):
-                break
-            time.sleep(1.0)
-        shared.close()
-        latencies = [arrivals[ref] - at for ref, at in sent.items() if ref in arrivals]
-        missing = len(sent) - len(latencies)
-        risk = [e["resource"] for e in httpx.get(f"{ehr_base}/RiskAssessment", timeout=30).json().get("entry", [])]
-        identifiers = [i["value"] for r in risk for i in r["identifier"]]
-        print(f"\n{len(sent)} Observations posted in {args.seconds:.0f} s ({args.rate:g}/s), {errors} errors")
-        if latencies:
-            p50, p99 = statistics.median(latencies) * 1000, percentile(latencies, 99) * 1000
+                time.sleep(0.5)
+            print(f"bench/writeback on {machine()}")
             print(
-                f"POST -> RiskAssessment + CarePlan accepted by the EHR: p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
-                f"max {max(latencies) * 1000:.0f} ms (target p99 < 2,000 ms)"
+                f"{args.patients} patients loaded; EHR stand-in at {ehr_base} (its own process); API 1 process, worker "
+                "prefork 2; posting one Observation per patient at a fixed rate"
             )
-        print(
-            f"missing: {missing}; RiskAssessments at the EHR: {len(risk)}, duplicates: "
-            f"{len(identifiers) - len(set(identifiers))}"
-        )
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        standin.terminate()
-        standin.wait(timeout=20)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-        redis.Redis.from_url(services.redis_url).delete(queue)
-        services.close()
+            sent: dict[str, float] = {}
+            errors = 0
+            lock = threading.Lock()
+            total = int(args.rate * args.seconds)
+            shared = httpx.Client(base_url=base, timeout=30, limits=httpx.Limits(max_connections=16))
+
+            def post(number: int, at: float) -> None:
+                nonlocal errors
+                rounds, index = divmod(number, len(operations))
+                resource = observation(operations[index], number, 14.0 - rounds)  # each round a new lowest value
+                try:
+                    response = shared.put(
+                        f"/fhir/Observation/{resource['id']}",
+                        content=json.dumps(resource),
+                        headers={"Content-Type": "application/fhir+json"},
+                    )
+                    ok = response.status_code in (200, 201)
+                except httpx.HTTPError:
+                    ok = False
+                with lock:
+                    if ok:
+                        sent[f"Observation/{resource['id']}"] = at
+                    else:
+                        errors += 1
+
+            started = time.monotonic()
+            with ThreadPoolExecutor(16) as pool:
+                for number in range(total):
+                    # Open loop: each request leaves on its schedule, whatever happened to the ones before it.
+                    due = started + number / args.rate
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    pool.submit(post, number, time.time())
+            wait_until = time.monotonic() + 60
+            arrivals: dict[str, float] = {}
+            while time.monotonic() < wait_until:
+                arrivals = httpx.get(f"{ehr_base}/__arrivals", timeout=10).json()
+                if all(ref in arrivals for ref in sent):
+                    break
+                time.sleep(1.0)
+            shared.close()
+            latencies = [arrivals[ref] - at for ref, at in sent.items() if ref in arrivals]
+            missing = len(sent) - len(latencies)
+            risk = [e["resource"] for e in httpx.get(f"{ehr_base}/RiskAssessment", timeout=30).json().get("entry", [])]
+            identifiers = [i["value"] for r in risk for i in r["identifier"]]
+            print(f"\n{len(sent)} Observations posted in {args.seconds:.0f} s ({args.rate:g}/s), {errors} errors")
+            if latencies:
+                p50, p99 = statistics.median(latencies) * 1000, percentile(latencies, 99) * 1000
+                print(
+                    f"POST -> RiskAssessment + CarePlan accepted by the EHR: p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
+                    f"max {max(latencies) * 1000:.0f} ms (target p99 < 2,000 ms)"
+                )
+            print(
+                f"missing: {missing}; RiskAssessments at the EHR: {len(risk)}, duplicates: "
+                f"{len(identifiers) - len(set(identifiers))}"
+            )
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            standin.terminate()
+            standin.wait(timeout=20)
+            redis.Redis.from_url(services.redis_url).delete(queue)
     return 0
 
 
