@@ -11,17 +11,24 @@ from zoneinfo import ZoneInfo
 from psycopg_pool import ConnectionPool
 
 from service.adapters.ehr.factory import make_ehr_client
+from service.adapters.oidc import OidcClient
+from service.adapters.postgres.audit import PostgresAuditStore
 from service.adapters.postgres.pool import make_pool
+from service.adapters.postgres.sessions import PostgresSessionStore
 from service.adapters.postgres.store import PostgresStore
 from service.adapters.queue import CeleryTaskQueue, make_celery
+from service.adapters.rate_limit import RateLimiter
 from service.config import Settings, get_settings
 from service.domain.backoff import RetryPolicy
 from service.fhir.capability import SOFTWARE_VERSION
 from service.fhir.normalise import Normaliser
 from service.fhir.terminology import Terminology, load_code_map
+from service.security.authenticator import Authenticator, make_authenticator
+from service.security.sessions import Sessions
 from service.usecases.alert_actions import AlertActions
 from service.usecases.alerts import AlertEvaluator
 from service.usecases.assess import Assessor
+from service.usecases.audit import AuditLog
 from service.usecases.changes import ChangeProcessor
 from service.usecases.ingest import Ingestor
 from service.usecases.ports import Clock, EhrGateway, TaskQueue
@@ -61,6 +68,11 @@ class Container:
     worklist: Worklist
     clock: Clock
     local_day: Callable[[datetime], date]  # a moment's date in the hospital's time zone
+    authenticator: Authenticator
+    sessions: Sessions
+    audit: AuditLog
+    rate_limiter: RateLimiter
+    oidc: OidcClient | None  # sign-in to the worklist page, when configured
 
     def today(self) -> date:
         """Today in the hospital's time zone (what "overdue" and ages are counted against)."""
@@ -71,6 +83,10 @@ class Container:
         self.pool.close()
         if self.ehr is not None:
             self.ehr.close()
+        self.authenticator.close()
+        self.rate_limiter.close()
+        if self.oidc is not None:
+            self.oidc.close()
 
 
 def bootstrap(
@@ -151,4 +167,16 @@ def bootstrap(
         worklist=Worklist(store),
         clock=clock,
         local_day=today,
+        authenticator=make_authenticator(settings),
+        sessions=Sessions(PostgresSessionStore(pool), clock, settings.session_ttl_s, settings.auth_roles_claim),
+        audit=AuditLog(PostgresAuditStore(pool), settings.audit_retention_days),
+        rate_limiter=RateLimiter(settings.redis_url, settings.rate_limit_per_minute),
+        oidc=OidcClient(
+            settings.auth_issuer,
+            settings.oidc_client_id,
+            settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else None,
+            settings.oidc_scope,
+        )
+        if settings.auth_issuer and settings.oidc_client_id
+        else None,
     )

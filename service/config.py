@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.domain.alert_rules import AlertConfig
@@ -64,8 +65,34 @@ class Settings(BaseSettings):
 
     # The identifier system of the hospital's MRN (else the identifier typed MR, else the first one).
     mrn_system: str | None = None
-    # Who acts in the worklist until sign-in exists (development only; the security issue adds real users).
-    dev_user: str = "dev.coordinator"
+
+    # --- who may call (docs/security.md) ---
+    # The OAuth 2.0 / OpenID Connect issuer whose JWT access tokens are accepted, and the audience they must name.
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    # The issuer's JWKS; discovered from {issuer}/.well-known/openid-configuration when unset.
+    auth_jwks_url: str | None = None
+    # Asymmetric algorithms only (service/security/tokens.py refuses others).
+    auth_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "RS384", "ES256", "ES384"])
+    auth_leeway_s: int = Field(default=60, ge=0, le=300)
+    # Where roles are in a token (a dotted path for nested claims, e.g. realm_access.roles).
+    auth_roles_claim: str = "roles"
+    # Static tokens for development and tests: {"<token>": {"sub": ..., "roles": [...], "scope": "..."}}.
+    # Refused in production. Like every secret, it may come from a file in REFRACTURE_SECRETS_DIR.
+    auth_dev_tokens: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # /metrics without a token (it carries no patient data); false puts it behind the administrator role.
+    metrics_public: bool = True
+    # Sign-in to the worklist page through the hospital's OpenID Connect provider (code flow with PKCE).
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    # The public URL of /auth/callback as registered with the provider (from the request when unset).
+    oidc_redirect_url: str | None = None
+    oidc_scope: str = "openid profile"
+    session_ttl_s: int = Field(default=8 * 3600, ge=60)
+    # Requests per minute per client (0: no limit); a flood gets 429 with Retry-After.
+    rate_limit_per_minute: int = Field(default=1200, ge=0)
+    # Audit rows older than this are purged by the daily sweep's housekeeping (HIPAA keeps documentation 6 years).
+    audit_retention_days: int = Field(default=6 * 365, ge=1)
 
     # Local codes that map to the standard codes refracture knows (docs/terminology-mapping.md).
     code_map_file: Path | None = None
@@ -93,13 +120,24 @@ class Settings(BaseSettings):
         ZoneInfo(value)  # raises for an unknown zone: refuse to start rather than count days wrongly
         return value
 
-    @field_validator("ehr_base_url")
+    @field_validator("ehr_base_url", "auth_issuer", "auth_audience", "auth_jwks_url", "oidc_client_id")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
 
+    @model_validator(mode="after")
+    def _safe_in_production(self) -> Settings:
+        if self.environment == "production":
+            if self.auth_dev_tokens:
+                raise ValueError("REFRACTURE_AUTH_DEV_TOKENS is for development only: refusing to start in production")
+            if not (self.auth_issuer and self.auth_audience):
+                raise ValueError("production needs REFRACTURE_AUTH_ISSUER and REFRACTURE_AUTH_AUDIENCE")
+        return self
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+    """The process-wide settings, read once: the environment, then files in REFRACTURE_SECRETS_DIR (one per
+    setting, named like the variable, e.g. ``refracture_oidc_client_secret``: how Kubernetes mounts secrets)."""
+    secrets_dir = os.environ.get("REFRACTURE_SECRETS_DIR")
+    return Settings(_secrets_dir=secrets_dir) if secrets_dir else Settings()

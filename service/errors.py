@@ -20,6 +20,9 @@ class Problem(Enum):
     TOO_LARGE = "too-large"  # body or Bundle over the configured limit (413)
     UNSUPPORTED_MEDIA = "unsupported-media"  # not a FHIR JSON media type (415)
     UNAVAILABLE = "unavailable"  # database or broker down; try again (503)
+    UNAUTHENTICATED = "unauthenticated"  # no valid token or session (401)
+    FORBIDDEN = "forbidden"  # authenticated, but the role or scopes do not allow it (403)
+    TOO_MANY_REQUESTS = "too-many-requests"  # over the client's rate limit (429)
 
 
 HTTP_STATUS: dict[Problem, int] = {
@@ -33,6 +36,9 @@ HTTP_STATUS: dict[Problem, int] = {
     Problem.TOO_LARGE: 413,
     Problem.UNSUPPORTED_MEDIA: 415,
     Problem.UNAVAILABLE: 503,
+    Problem.UNAUTHENTICATED: 401,
+    Problem.FORBIDDEN: 403,
+    Problem.TOO_MANY_REQUESTS: 429,
 }
 
 
@@ -49,10 +55,11 @@ class Issue:
 class RefractureError(Exception):
     """A request refracture refuses, with the issues that tell the sender why."""
 
-    def __init__(self, problem: Problem, issues: list[Issue]) -> None:
+    def __init__(self, problem: Problem, issues: list[Issue], headers: dict[str, str] | None = None) -> None:
         super().__init__("; ".join(issue.text for issue in issues))
         self.problem = problem
         self.issues = issues
+        self.headers = headers or {}  # e.g. WWW-Authenticate, Retry-After
 
 
 def refuse(problem: Problem, code: str, text: str, expression: str | None = None) -> RefractureError:

@@ -28,6 +28,17 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SESSION = uuid.uuid4().hex[:8]
 
+# Development tokens every test settings object carries (REFRACTURE_AUTH_DEV_TOKENS); AUTH is a caller with every
+# role, for tests that are not about who may do what.
+TOKENS: dict[str, dict[str, Any]] = {
+    "test-all": {"sub": "tester", "roles": ["integration-client", "care-coordinator", "administrator"]},
+    "test-integration": {"sub": "ehr-interface", "client_id": "ehr-interface", "scope": "system/*.read system/*.write"},
+    "test-coordinator": {"sub": "coordinator.one", "roles": ["care-coordinator"]},
+    "test-admin": {"sub": "admin.one", "roles": ["administrator"]},
+}
+AUTH = {"Authorization": "Bearer test-all"}
+COORDINATOR = {"Authorization": "Bearer test-coordinator"}
+
 
 class RecordingQueue:
     """A TaskQueue that keeps what it was asked to send (for tests that do not need a worker)."""
@@ -103,6 +114,9 @@ def make_settings(services: LocalServices, database_url: str, **overrides: Any) 
         "celery_queue": f"refracture-test-{SESSION}",
         "database_pool_max": 4,
         "relay_redeliver_after_s": 1.0,
+        "auth_dev_tokens": TOKENS,
+        # Tests send many requests from one client in a burst; the limit itself has its own test.
+        "rate_limit_per_minute": 0,
     }
     values.update(overrides)
     return Settings(**values)
@@ -131,7 +145,7 @@ def container(settings: Settings, queue: RecordingQueue) -> Iterator[Container]:
 @pytest.fixture
 def client(container: Container) -> Iterator[TestClient]:
     """The API over this test's container (no server errors raised into the test: they must be answers)."""
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False) as test_client:
+    with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as test_client:
         yield test_client
 
 
@@ -216,7 +230,7 @@ def worklist_template(services: LocalServices, template_database: str) -> Iterat
     url = create_database(services, name, template_database)
     container = bootstrap(make_settings(services, url), queue=RecordingQueue(), clock=worklist_data.FixedClock())
     try:
-        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+        with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as client:
             worklist_data.load(container, client)
     finally:
         container.close()

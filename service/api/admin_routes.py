@@ -1,19 +1,26 @@
-"""Integration support: what refracture received but did not recognise."""
+"""Administration: codes refracture received but did not recognise, and the audit trail."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import ContainerDep
+from service.api.auth import require
+from service.api.deps import ContainerDep, fhir_base
+from service.api.middleware import AuditNote, note_audit
+from service.api.responses import FhirJSONResponse, fhir_response
+from service.fhir.audit_event import audit_event
+from service.fhir.outcome import searchset
+from service.security.principal import Permission
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api", tags=["Integration"])
+router = APIRouter(prefix="/api", tags=["Administration"], dependencies=[Depends(require(Permission.ADMINISTER))])
 
 
 class UnrecognisedCode(BaseModel):
@@ -46,3 +53,31 @@ async def unrecognised_codes(
         )
         for r in rows
     ]
+
+
+@router.get(
+    "/audit",
+    operation_id="auditEvents",
+    summary="The audit trail as FHIR AuditEvents (BALP-shaped), oldest first",
+    response_class=FhirJSONResponse,
+)
+async def audit_events(
+    request: Request,
+    container: ContainerDep,
+    since: Annotated[datetime | None, Query(description="from this moment (inclusive)")] = None,
+    until: Annotated[datetime | None, Query(description="before this moment")] = None,
+    patient: Annotated[str | None, Query(max_length=64, description="only this Patient id")] = None,
+    after: Annotated[int, Query(ge=0, description="the last id of the previous page")] = 0,
+    count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
+) -> FhirJSONResponse:
+    """A searchset Bundle of AuditEvent; the ``next`` link carries on after the last one."""
+    note_audit(request.state, AuditNote("export", "AuditEvent", patients=[patient] if patient else [], detail="audit"))
+    rows = await run_in_threadpool(container.audit.read, since, until, patient, after, count)
+    bundle = searchset(fhir_base(request), [audit_event(r) for r in rows])
+    del bundle["total"]  # a page, not the number of matches
+    if len(rows) == count:
+        query = {k: v for k, v in request.query_params.items() if k != "after"}
+        bundle["link"] = [
+            {"relation": "next", "url": f"{request.url.path}?{urlencode({**query, 'after': rows[-1].id})}"}
+        ]
+    return fhir_response(bundle)

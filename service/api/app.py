@@ -13,9 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from service.api import admin_routes, fhir_routes, health, web, worklist_routes
+from service.api import admin_routes, auth_routes, fhir_routes, health, web, worklist_routes
+from service.api.middleware import AuditMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from service.api.responses import outcome_response, simple_outcome
 from service.bootstrap import Container, bootstrap
+from service.config import get_settings
 from service.errors import RefractureError
 
 __all__ = ["create_app"]
@@ -44,17 +46,27 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
         finally:
             container.close()
 
+    # The interactive docs are a development aid: production serves no unauthenticated pages but health checks.
+    production = get_settings().environment == "production" if container_factory is None else False
     app = FastAPI(
         title="refracture",
         version="0.1.0",
         summary="Re-fracture risk and alerts after vertebral augmentation, from the EHR's FHIR R4 data.",
         lifespan=lifespan,
+        docs_url=None if production else "/docs",
+        redoc_url=None,
+        openapi_url=None if production else "/openapi.json",
     )
     app.include_router(fhir_routes.router)
     app.include_router(admin_routes.router)
     app.include_router(worklist_routes.router)
     app.include_router(web.router)
+    app.include_router(auth_routes.router)
     app.include_router(health.router)
+    # Added innermost first: the request id is set before anything else runs, and the audit sees final statuses.
+    app.add_middleware(AuditMiddleware, audit=lambda: app.state.container.audit)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=production)
+    app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(RefractureError)
     async def refused(_: Request, exc: RefractureError) -> Response:

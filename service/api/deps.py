@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from service.bootstrap import Container
 
-__all__ = ["ContainerDep", "UserDep", "fhir_base"]
+__all__ = ["ContainerDep", "fhir_base"]
 
 
 def get_container(request: Request) -> Container:
@@ -23,11 +23,3 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 def fhir_base(request: Request) -> str:
     """The absolute URL of this server's FHIR base."""
     return str(request.base_url).rstrip("/") + "/fhir"
-
-
-def current_user(container: ContainerDep) -> str:
-    """Who is acting. Until sign-in exists (the security issue) this is the configured development user."""
-    return container.settings.dev_user
-
-
-UserDep = Annotated[str, Depends(current_user)]

@@ -6,13 +6,16 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.api.auth import forbidden
 from service.bootstrap import Container
 from service.errors import Problem, RefractureError, refuse
-from service.fhir.bundle import plan_bundle
+from service.fhir.bundle import PlannedBundle, plan_bundle
 from service.fhir.jsonio import parse
 from service.fhir.outcome import entry_response, error_entry, http_date, response_bundle
+from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import validate_resource
+from service.security.principal import Principal
 from service.usecases.ingest import EntryOutcome, WriteRequest
 
 __all__ = ["Answer", "check_input_type", "handle_bundle", "handle_write"]
@@ -26,16 +29,49 @@ class Answer:
     body: dict[str, Any] | None
     headers: dict[str, str] = field(default_factory=dict)
     changed_patients: list[str] = field(default_factory=list)
+    # For the audit: what was done, to which resource and which patients' records.
+    action: str = "create"
+    resource_id: str | None = None
+    patients: list[str] = field(default_factory=list)
+    detail: str | None = None
 
 
-def handle_bundle(container: Container, raw: bytes, representation: bool) -> Answer:
+def handle_bundle(container: Container, raw: bytes, representation: bool, principal: Principal) -> Answer:
     """POST /fhir: a transaction or batch Bundle."""
     bundle = parse(raw)
     planned = plan_bundle(bundle, container.settings.max_bundle_entries)
+    _check_scopes(planned, principal)
     ingestor = container.ingestor
     result = ingestor.transaction(planned) if planned.bundle_type == "transaction" else ingestor.batch(planned)
     entries = [_entry(outcome, representation) for outcome in result.outcomes]
-    return Answer(200, response_bundle(planned.bundle_type, entries), changed_patients=result.changed_patients)
+    patients = sorted({p for e in planned.entries if e.resource is not None and (p := patient_of(e.resource))})
+    return Answer(
+        200,
+        response_bundle(planned.bundle_type, entries),
+        changed_patients=result.changed_patients,
+        action=planned.bundle_type,
+        patients=patients,
+        detail=f"{len(planned.entries)} entries",
+    )
+
+
+def _check_scopes(planned: PlannedBundle, principal: Principal) -> None:
+    """Every entry's type must be within the caller's scopes: the whole Bundle is refused otherwise (a transaction
+    cannot be half-authorised, and a batch refused up front writes nothing the caller could not see)."""
+    refused = sorted(
+        {
+            entry.resource_type
+            for entry in planned.entries
+            if entry.error is None
+            and not (
+                principal.may_read(entry.resource_type)
+                if entry.method == "GET"
+                else principal.may_write(entry.resource_type)
+            )
+        }
+    )
+    if refused:
+        raise forbidden(f"your scopes do not allow this Bundle's {', '.join(refused)} entries")
 
 
 def handle_write(
@@ -75,11 +111,15 @@ def handle_write(
     outcome = result.outcomes[0]
     assert isinstance(outcome, EntryOutcome)
     headers = _version_headers(outcome, base_url)
+    found = patient_of(resource)
     return Answer(
         201 if outcome.created else 200,
         outcome.body or _stored_body(container, outcome),
         headers,
         result.changed_patients,
+        action="create" if resource_id is None else "update",
+        resource_id=target_id,
+        patients=[found] if found else [],
     )
 
 

@@ -5,18 +5,22 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Header, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from service.api.auth import CallerDep, forbidden, require
 from service.api.body import read_fhir_body
 from service.api.deps import ContainerDep, fhir_base
 from service.api.fhir_handlers import Answer, check_input_type, handle_bundle, handle_write
+from service.api.middleware import AuditNote, note_audit
 from service.api.responses import FhirJSONResponse, fhir_response
 from service.errors import Problem, refuse
 from service.fhir.capability import READ_ONLY_TYPES, capability_statement
 from service.fhir.codesystems import CODE_SYSTEMS, code_system
 from service.fhir.jsonio import parse
 from service.fhir.outcome import searchset
+from service.fhir.references import patient_of, split_reference
+from service.security.principal import Permission, Principal
 
 __all__ = ["router"]
 
@@ -48,6 +52,8 @@ _FHIR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 Prefer = Annotated[str | None, Header(description="return=minimal | return=representation")]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description='Version-aware update: W/"n"')]
+Writer = Annotated[Principal, Depends(require(Permission.WRITE_CLINICAL_DATA))]
+ResultReader = Annotated[Principal, Depends(require(Permission.READ_RESULTS))]
 
 
 def _ring_doorbell(request: Request, background: BackgroundTasks, answer: Answer) -> None:
@@ -72,12 +78,17 @@ def metadata(request: Request) -> FhirJSONResponse:
     summary="Process a transaction or batch Bundle",
 )
 async def post_bundle(
-    request: Request, container: ContainerDep, background: BackgroundTasks, prefer: Prefer = None
+    request: Request,
+    container: ContainerDep,
+    background: BackgroundTasks,
+    principal: Writer,
+    prefer: Prefer = None,
 ) -> FhirJSONResponse:
     """A transaction (all or nothing) or batch (each entry on its own) Bundle of the accepted input types."""
     raw = await read_fhir_body(request, container.settings.max_body_bytes)
     representation = bool(prefer and "return=representation" in prefer)
-    answer = await run_in_threadpool(handle_bundle, container, raw, representation)
+    answer = await run_in_threadpool(handle_bundle, container, raw, representation, principal)
+    note_audit(request.state, AuditNote(answer.action, patients=answer.patients, detail=answer.detail))
     _ring_doorbell(request, background, answer)
     return fhir_response(answer.body, answer.status)
 
@@ -95,13 +106,16 @@ async def create(
     request: Request,
     container: ContainerDep,
     background: BackgroundTasks,
+    principal: Writer,
     resource_type: Annotated[str, _TYPE],
     prefer: Prefer = None,
 ) -> FhirJSONResponse:
     """Store one resource; a resource carrying the EHR's id keeps it, and re-sending it is a no-op."""
     check_input_type(resource_type)
+    _may_write(principal, resource_type)
     raw = await read_fhir_body(request, container.settings.max_body_bytes)
     answer = await run_in_threadpool(handle_write, container, raw, resource_type, None, None, fhir_base(request))
+    note_audit(request.state, AuditNote("create", resource_type, answer.resource_id, answer.patients))
     _ring_doorbell(request, background, answer)
     return _written(answer, prefer)
 
@@ -118,6 +132,7 @@ async def update(
     request: Request,
     container: ContainerDep,
     background: BackgroundTasks,
+    principal: Writer,
     resource_type: Annotated[str, _TYPE],
     resource_id: Annotated[str, _ID],
     prefer: Prefer = None,
@@ -125,10 +140,12 @@ async def update(
 ) -> FhirJSONResponse:
     """Store a new version; identical content makes no new version."""
     check_input_type(resource_type)
+    _may_write(principal, resource_type)
     raw = await read_fhir_body(request, container.settings.max_body_bytes)
     answer = await run_in_threadpool(
         handle_write, container, raw, resource_type, resource_id, if_match, fhir_base(request)
     )
+    note_audit(request.state, AuditNote("update", resource_type, resource_id, answer.patients))
     _ring_doorbell(request, background, answer)
     return _written(answer, prefer)
 
@@ -143,13 +160,16 @@ async def update(
 async def search_risk_assessment(
     request: Request,
     container: ContainerDep,
+    principal: ResultReader,
     subject: Annotated[str | None, Query(description="Patient/{id}")] = None,
     patient: Annotated[str | None, Query(description="{id} or Patient/{id}")] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
 ) -> FhirJSONResponse:
     """RiskAssessments of one patient as a searchset Bundle, newest first."""
     _only_parameters(request, {"subject", "patient", "_count"}, "RiskAssessment is searched by subject (or patient)")
+    _may_read(principal, "RiskAssessment", Permission.READ_RESULTS)
     patient_id = _patient_parameter(subject or patient)
+    note_audit(request.state, AuditNote("search", "RiskAssessment", patients=[patient_id]))
     bodies = await run_in_threadpool(container.store.risk_assessments_of, patient_id, count)
     return fhir_response(searchset(fhir_base(request), [parse(b.encode()) for b in bodies]))
 
@@ -164,12 +184,16 @@ async def search_risk_assessment(
 async def search_care_plan(
     request: Request,
     container: ContainerDep,
+    principal: ResultReader,
     subject: Annotated[str | None, Query(description="Patient/{id}")] = None,
     patient: Annotated[str | None, Query(description="{id} or Patient/{id}")] = None,
 ) -> FhirJSONResponse:
     """The patient's one active CarePlan as a searchset Bundle (empty when the patient has none)."""
     _only_parameters(request, {"subject", "patient"}, "CarePlan is searched by subject (or patient)")
-    body = await run_in_threadpool(container.store.care_plan_of, _patient_parameter(subject or patient))
+    _may_read(principal, "CarePlan", Permission.READ_RESULTS)
+    patient_id = _patient_parameter(subject or patient)
+    note_audit(request.state, AuditNote("search", "CarePlan", patients=[patient_id]))
+    body = await run_in_threadpool(container.store.care_plan_of, patient_id)
     return fhir_response(searchset(fhir_base(request), [parse(body.encode())] if body else []))
 
 
@@ -178,6 +202,7 @@ async def search_care_plan(
     operation_id="searchCodeSystem",
     response_class=FhirJSONResponse,
     summary="Search the served CodeSystems by url",
+    dependencies=[Depends(require(Permission.AUTHENTICATED))],
 )
 def search_code_system(request: Request, url: str | None = None) -> FhirJSONResponse:
     """refracture's own CodeSystems as a searchset Bundle."""
@@ -193,15 +218,22 @@ def search_code_system(request: Request, url: str | None = None) -> FhirJSONResp
     summary="Read the current version",
 )
 async def read(
-    container: ContainerDep, resource_type: Annotated[str, _TYPE], resource_id: Annotated[str, _ID]
+    request: Request,
+    container: ContainerDep,
+    principal: CallerDep,
+    resource_type: Annotated[str, _TYPE],
+    resource_id: Annotated[str, _ID],
 ) -> FhirJSONResponse:
     """A stored input resource (as received, with meta.versionId/lastUpdated), a RiskAssessment or a CodeSystem."""
+    note = AuditNote("read", resource_type, resource_id)
+    note_audit(request.state, note)
     if resource_type == "CodeSystem":
         found = code_system(resource_id)
         if found is None:
             raise refuse(Problem.NOT_FOUND, "not-found", f"CodeSystem/{resource_id} is not known")
         return fhir_response(found)
     if resource_type in ("RiskAssessment", "CarePlan"):
+        _may_read(principal, resource_type, Permission.READ_RESULTS)
         reader = (
             container.store.read_risk_assessment
             if resource_type == "RiskAssessment"
@@ -210,13 +242,35 @@ async def read(
         produced = await run_in_threadpool(reader, resource_id)
         if produced is None:
             raise refuse(Problem.NOT_FOUND, "not-found", f"{resource_type}/{resource_id} is not known")
+        note.patients = _patients_of(produced.body)
         return fhir_response(produced.body, 200, {"ETag": f'W/"{produced.version_id}"'})
     if resource_type not in READ_ONLY_TYPES:
         check_input_type(resource_type)
+    _may_read(principal, resource_type, Permission.READ_CLINICAL_DATA)
     stored = await run_in_threadpool(container.store.read_text, (resource_type, resource_id))
     if stored is None:
         raise refuse(Problem.NOT_FOUND, "not-found", f"{resource_type}/{resource_id} is not known")
+    note.patients = _patients_of(stored.body)
     return fhir_response(stored.body, 200, {"ETag": f'W/"{stored.version_id}"'})
+
+
+def _may_write(principal: Principal, resource_type: str) -> None:
+    if not principal.may_write(resource_type):
+        raise forbidden(f"your scopes do not allow writing {resource_type}")
+
+
+def _may_read(principal: Principal, resource_type: str, permission: Permission) -> None:
+    if not principal.may_read(resource_type, permission):
+        raise forbidden(f"your role or scopes do not allow reading {resource_type}")
+
+
+def _patients_of(body: str) -> list[str]:
+    resource = parse(body.encode())
+    found = patient_of(resource)
+    if found is None and isinstance(resource.get("subject"), dict):  # RiskAssessment, CarePlan
+        target = split_reference(resource["subject"].get("reference"))
+        found = target[1] if target and target[0] == "Patient" else None
+    return [found] if found else []
 
 
 def _only_parameters(request: Request, allowed: set[str], hint: str) -> None:

@@ -31,8 +31,8 @@ def fhir_response(content: Any, status_code: int = 200, headers: Mapping[str, st
 
 def outcome_response(error: RefractureError) -> FhirJSONResponse:
     """The OperationOutcome response for a refused request."""
-    headers = {"Retry-After": "5"} if error.problem is Problem.UNAVAILABLE else None
-    return fhir_response(operation_outcome(error.issues), HTTP_STATUS[error.problem], headers)
+    headers = {"Retry-After": "5"} if error.problem is Problem.UNAVAILABLE else {}
+    return fhir_response(operation_outcome(error.issues), HTTP_STATUS[error.problem], {**headers, **error.headers})
 
 
 def simple_outcome(status: int, code: str, text: str) -> FhirJSONResponse:

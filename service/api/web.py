@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hmac
 import re
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -21,14 +22,17 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
+from service.api.auth import bearer, caller
 from service.api.body import read_body
 from service.api.charts import Bar, contribution_chart
-from service.api.deps import ContainerDep, UserDep
+from service.api.deps import ContainerDep
+from service.api.middleware import AuditNote, note_audit
 from service.api.worklist_routes import patient_document, row_to_item
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import ALERT_TYPES, title_of
 from service.domain.risk_parameters import FACTOR_BY_CODE
-from service.errors import HTTP_STATUS, RefractureError
+from service.errors import HTTP_STATUS, Problem, RefractureError
+from service.security.principal import Permission, Principal
 from service.usecases.worklist import ACTIVE_STATES, Sort, WorklistFilters
 
 __all__ = ["router"]
@@ -78,11 +82,13 @@ async def home() -> RedirectResponse:
 async def worklist_page(
     request: Request,
     container: ContainerDep,
-    user: UserDep,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     """The list: filters, counts, one page of open alerts with an action form on each."""
+    signed = await _signed_in(request, container, Permission.READ_WORKLIST)
+    if isinstance(signed, Response):
+        return signed
     form, problems = _filter_form(request)
     filters = WorklistFilters(
         form["code"] or None,
@@ -99,13 +105,14 @@ async def worklist_page(
         run_in_threadpool(container.worklist.page, filters, sort, cursor, PAGE_SIZE),
         run_in_threadpool(container.worklist.counts),
     )
+    note_audit(request.state, AuditNote("search", patients=[r.patient_id for r in page.rows], detail="worklist page"))
     today = container.today()
     query = {k: v for k, v in form.items() if v and not (k == "sort" and v == Sort.DUE.value)}
     return templates.TemplateResponse(
         request,
         "worklist.html",
         {
-            "user": user,
+            **_who(request, signed),
             "today": today,
             "form": form,
             "problems": problems,
@@ -126,10 +133,13 @@ async def patient_page(
     request: Request,
     patient_id: str,
     container: ContainerDep,
-    user: UserDep,
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     """The patient: risk and its reasons, missing inputs, alerts with evidence and history, medications, CarePlan."""
+    signed = await _signed_in(request, container, Permission.READ_WORKLIST)
+    if isinstance(signed, Response):
+        return signed
+    note_audit(request.state, AuditNote("read", "Patient", patient_id[:64], [patient_id[:64]], "patient page"))
     try:
         view = await run_in_threadpool(container.worklist.patient, patient_id)
     except RefractureError as exc:
@@ -154,7 +164,7 @@ async def patient_page(
         request,
         "patient.html",
         {
-            "user": user,
+            **_who(request, signed),
             "today": today,
             "patient": document,
             "risk": risk,
@@ -169,8 +179,13 @@ async def patient_page(
 
 
 @router.post("/worklist/alerts/{alert_id}", response_class=HTMLResponse)
-async def act_on_alert(request: Request, alert_id: str, container: ContainerDep, user: UserDep) -> Response:
+async def act_on_alert(request: Request, alert_id: str, container: ContainerDep) -> Response:
     """An action from a form; back to the page it came from, or a page that says why it was not applied."""
+    signed = await _signed_in(request, container, Permission.ACT_ON_ALERTS)
+    if isinstance(signed, Response):
+        return signed
+    note = AuditNote("alert-action", detail=f"alert {alert_id[:64]}")
+    note_audit(request.state, note)
     if not _same_origin(request):
         return _refused(request, 403, "This form was sent from another site; nothing was changed.", "/worklist")
     try:
@@ -178,6 +193,8 @@ async def act_on_alert(request: Request, alert_id: str, container: ContainerDep,
     except RefractureError:
         return _refused(request, 413, "The form is larger than any action needs; nothing was changed.", "/worklist")
     fields = {k: v[-1].strip() for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+    if not _csrf_ok(request, fields.get("csrf", "")):
+        return _refused(request, 403, "The form has expired; reload the page and try again.", "/worklist")
     back = _safe_back(fields.get("back", ""))
     try:
         action = AlertAction(fields.get("action", ""))
@@ -199,12 +216,46 @@ async def act_on_alert(request: Request, alert_id: str, container: ContainerDep,
         reason=text if action is AlertAction.DISMISS else None,
         note=text if action not in (AlertAction.ASSIGN, AlertAction.DISMISS) else None,
     )
+    note.detail = f"alert {alert_id[:64]}: {action.value}"
     try:
-        await run_in_threadpool(container.actions.act, alert_id, action_request, user, revision)
+        result = await run_in_threadpool(container.actions.act, alert_id, action_request, signed.subject, revision)
     except RefractureError as exc:
         return _refused(request, HTTP_STATUS[exc.problem], str(exc), back)
+    note.patients = [result.alert.patient_id]
     separator = "&" if "?" in back else "?"
     return RedirectResponse(f"{back}{separator}done={action.value}", status_code=303)
+
+
+async def _signed_in(request: Request, container: ContainerDep, permission: Permission) -> Principal | Response:
+    """The signed-in person allowed ``permission``; else the sign-in page (not signed in) or a refusal (no role)."""
+    try:
+        principal = await caller(request, container, await bearer(request))
+    except RefractureError as exc:
+        if exc.problem is Problem.UNAUTHENTICATED:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/auth/sign-in?{urlencode({'next': target})}", status_code=303)
+        return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/worklist", "Not available")
+    if not principal.may(permission):
+        return _refused(request, 403, "Your role does not include the worklist.", "/auth/sign-in", "Not allowed")
+    return principal
+
+
+def _who(request: Request, principal: Principal) -> dict[str, Any]:
+    """The header's signed-in person, and the CSRF token the page's forms carry (session sign-ins only)."""
+    session = getattr(request.state, "session", None)
+    name = principal.claims.get("name")
+    return {
+        "user": name if isinstance(name, str) and name else principal.subject,
+        "csrf": session.csrf_token if session is not None else "",
+    }
+
+
+def _csrf_ok(request: Request, token: str) -> bool:
+    """A session's form must carry the session's token; a bearer-token caller sends no cookie to forge with."""
+    session = getattr(request.state, "session", None)
+    if session is None:
+        return True
+    return hmac.compare_digest(token.encode(), session.csrf_token.encode())
 
 
 def _filter_form(request: Request) -> tuple[dict[str, str], list[str]]:
@@ -262,6 +313,8 @@ def _same_origin(request: Request) -> bool:
 def _refused(
     request: Request, status: int, message: str, back: str, heading: str = "The action was not applied"
 ) -> Response:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    who = _who(request, principal) if principal else {}
     return templates.TemplateResponse(
-        request, "refused.html", {"message": message, "back": back, "heading": heading}, status_code=status
+        request, "refused.html", {**who, "message": message, "back": back, "heading": heading}, status_code=status
     )

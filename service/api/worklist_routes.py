@@ -8,20 +8,26 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import ContainerDep, UserDep
+from service.api.auth import require
+from service.api.deps import ContainerDep
+from service.api.middleware import AuditNote, audit_records, client_ip, note_audit
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import title_of
 from service.domain.patient import age_on
+from service.security.principal import Permission, Principal
 from service.usecases.worklist import PatientView, Sort, WorklistFilters, WorklistRow
 
 __all__ = ["ActionBody", "AlertCode", "filters_dependency", "patient_document", "router", "row_to_item"]
 
 router = APIRouter(prefix="/api", tags=["Worklist"])
+
+WorklistReader = Annotated[Principal, Depends(require(Permission.READ_WORKLIST))]
+AlertActor = Annotated[Principal, Depends(require(Permission.ACT_ON_ALERTS))]
 
 AlertCode = Literal[
     "denosumab-dose-due",
@@ -157,7 +163,9 @@ def row_to_item(row: WorklistRow, today: date) -> WorklistItem:
 
 @router.get("/worklist", operation_id="worklist", summary="Open alerts, filtered, sorted, one page at a time")
 async def worklist(
+    request: Request,
     container: ContainerDep,
+    _: WorklistReader,
     filters: FiltersDep,
     sort: Sort = Sort.DUE,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
@@ -165,12 +173,13 @@ async def worklist(
 ) -> WorklistResponse:
     """Open alerts (open, acknowledged, assigned, snoozed) with the patient's details and risk; keyset pages."""
     page = await run_in_threadpool(container.worklist.page, filters, sort, cursor, limit)
+    note_audit(request.state, AuditNote("search", patients=[r.patient_id for r in page.rows], detail="worklist"))
     today = container.today()
     return WorklistResponse(items=[row_to_item(r, today) for r in page.rows], next_cursor=page.next_cursor)
 
 
 @router.get("/worklist/counts", operation_id="worklistCounts", summary="Open alerts per code and priority")
-async def counts(container: ContainerDep) -> list[CountItem]:
+async def counts(container: ContainerDep, _: WorklistReader) -> list[CountItem]:
     """For a dashboard."""
     rows = await run_in_threadpool(container.worklist.counts)
     return [CountItem(code=code, title=title_of(code), priority=priority, open=n) for code, priority, n in rows]
@@ -206,15 +215,21 @@ _CSV_COLUMNS = [
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "All rows of the filter"}},
 )
-def export_csv(container: ContainerDep, filters: FiltersDep, sort: Sort = Sort.DUE) -> StreamingResponse:
+def export_csv(
+    request: Request, container: ContainerDep, principal: WorklistReader, filters: FiltersDep, sort: Sort = Sort.DUE
+) -> StreamingResponse:
     """Every open alert of the filter, streamed."""
     today = container.today()
+    note_audit(request.state, AuditNote("export", detail="worklist.csv"))
+    request_id = getattr(request.state, "request_id", None)
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(_CSV_COLUMNS)
+        patients: set[str] = set()
         for row in container.worklist.export(filters, sort):
+            patients.add(row.patient_id)
             item = row_to_item(row, today).model_dump()
             writer.writerow(["" if item[c] is None else item[c] for c in _CSV_COLUMNS])
             if buffer.tell() > 64_000:
@@ -222,6 +237,11 @@ def export_csv(container: ContainerDep, filters: FiltersDep, sort: Sort = Sort.D
                 buffer.seek(0)
                 buffer.truncate()
         yield buffer.getvalue()
+        # The export's start is audited before the first byte; which patients it held, once they have been read.
+        note = AuditNote("export", patients=sorted(patients), detail="worklist.csv rows")
+        container.audit.record(
+            audit_records(note, principal, "GET /api/worklist.csv", 200, client_ip(request.scope), request_id)
+        )
 
     return StreamingResponse(
         lines(),
@@ -239,11 +259,16 @@ def export_csv(container: ContainerDep, filters: FiltersDep, sort: Sort = Sort.D
         409: {"description": "Someone acted first, or the action does not fit the alert's state"},
     },
 )
-async def act(alert_id: str, body: ActionBody, container: ContainerDep, user: UserDep) -> AlertOut:
+async def act(
+    request: Request, alert_id: str, body: ActionBody, container: ContainerDep, principal: AlertActor
+) -> AlertOut:
     """Each action is kept in the alert's history with who and when; the patient's CarePlan follows."""
-    request = ActionRequest(body.action, body.assignee, body.until, body.reason, body.note)
-    result = await run_in_threadpool(container.actions.act, alert_id, request, user, body.revision)
+    note = AuditNote("alert-action", detail=f"alert {alert_id}: {body.action.value}")
+    note_audit(request.state, note)
+    action = ActionRequest(body.action, body.assignee, body.until, body.reason, body.note)
+    result = await run_in_threadpool(container.actions.act, alert_id, action, principal.subject, body.revision)
     alert = result.alert
+    note.patients = [alert.patient_id]
     return AlertOut(
         alert_id=alert.id,
         patient_id=alert.patient_id,
@@ -269,9 +294,10 @@ async def act(alert_id: str, body: ActionBody, container: ContainerDep, user: Us
 
 
 @router.get("/patients/{patient_id}", operation_id="patient", summary="Everything the patient page shows")
-async def patient(patient_id: str, container: ContainerDep) -> dict[str, Any]:
+async def patient(request: Request, patient_id: str, container: ContainerDep, _: WorklistReader) -> dict[str, Any]:
     """The risk with each factor's contribution, the missing inputs, the alerts with evidence and history, the
     medication timeline and the CarePlan's activities."""
+    note_audit(request.state, AuditNote("read", "Patient", patient_id, [patient_id], "patient page"))
     view = await run_in_threadpool(container.worklist.patient, patient_id)
     return patient_document(view, container.today())
 

@@ -25,7 +25,6 @@ from service.bootstrap import bootstrap
 from tests.conftest import ARTIFACTS, RecordingQueue, make_settings
 from tests.worklist_data import FixedClock
 
-BROWSER_USER = "coordinator.browser"
 _FLAGS = [
     "--no-sandbox",  # root in a container has no user namespaces for the sandbox
     "--disable-gpu",
@@ -75,7 +74,7 @@ def _free_port() -> int:
 @pytest.fixture
 def server(services: LocalServices, worklist_url: str) -> Iterator[str]:
     """The service in a real HTTP server (uvicorn in a thread) over a copy of the loaded worklist."""
-    settings = make_settings(services, worklist_url, dev_user=BROWSER_USER)
+    settings = make_settings(services, worklist_url)
     container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
     port = _free_port()
     config = uvicorn.Config(create_app(lambda: container), host="127.0.0.1", port=port, log_level="warning")

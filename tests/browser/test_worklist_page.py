@@ -9,11 +9,21 @@ from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.integration
 
+COORDINATOR_TOKEN = "test-coordinator"  # a development token of tests/conftest.py TOKENS
+
+
+def sign_in(page: Page, server: str) -> None:
+    page.goto(f"{server}/worklist")
+    # Not signed in: the sign-in page, which brings the coordinator back where they were going.
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("Token").fill(COORDINATOR_TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
+
 
 def test_a_coordinator_works_through_an_alert(page: Page, server: str, artifacts: Path) -> None:
-    page.goto(f"{server}/worklist")
-    expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
-    expect(page.get_by_text("Signed in as")).to_contain_text("coordinator.browser")
+    sign_in(page, server)
+    expect(page.get_by_text("Signed in as")).to_contain_text("coordinator.one")
 
     # Filter by the labels a person sees.
     page.get_by_label("Name or MRN").fill("zeta")
@@ -44,7 +54,7 @@ def test_a_coordinator_works_through_an_alert(page: Page, server: str, artifacts
     alert.get_by_role("button", name="Apply").click()
     expect(page.get_by_role("status")).to_have_text("Alert acknowledged.")
     expect(alert).to_contain_text("Acknowledged")
-    expect(alert.locator("table.history")).to_contain_text("coordinator.browser")
+    expect(alert.locator("table.history")).to_contain_text("coordinator.one")
 
     # Dismiss it with a reason, using the keyboard only.
     alert.get_by_label("Action on Denosumab dose overdue").select_option("dismiss")
@@ -58,15 +68,21 @@ def test_a_coordinator_works_through_an_alert(page: Page, server: str, artifacts
     expect(page.get_by_text("Reason: treated by the GP")).to_be_visible()
     page.screenshot(path=str(artifacts / "patient-after-dismiss.png"), full_page=True)
 
+    # Signing out ends the session: the list asks for sign-in again.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Signed out")).to_be_visible()
+    page.goto(f"{server}/worklist")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    sign_in(page, server)
+
     # Back on the worklist the dismissed alert is gone from the filter.
-    page.get_by_role("link", name="Back to the worklist").click()
     page.get_by_label("Name or MRN").fill("zeta")
     page.get_by_label("Name or MRN").press("Enter")
     expect(page.locator("table.worklist tbody tr", has_text="Denosumab dose overdue")).to_have_count(1)
 
 
 def test_the_skip_link_is_the_first_stop_for_the_keyboard(page: Page, server: str) -> None:
-    page.goto(f"{server}/worklist")
+    sign_in(page, server)
     page.keyboard.press("Tab")
     focused = page.evaluate("document.activeElement.textContent")
     assert focused == "Skip to content"

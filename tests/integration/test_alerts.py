@@ -17,7 +17,16 @@ from service.config import Settings
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.errors import Problem, RefractureError
 from service.fhir.validation import validate_resource
-from tests.conftest import ARTIFACTS, RecordingQueue, WorkerProcess, make_settings, query_one, wait_for, worker_env
+from tests.conftest import (
+    ARTIFACTS,
+    AUTH,
+    RecordingQueue,
+    WorkerProcess,
+    make_settings,
+    query_one,
+    wait_for,
+    worker_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -110,7 +119,7 @@ def timed(services: LocalServices, database_url: str, clock: Clock) -> Iterator[
     container = bootstrap(
         make_settings(services, database_url, timezone="Europe/Berlin"), queue=RecordingQueue(), clock=clock
     )
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+    with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as client:
         yield container, client
 
 
@@ -238,7 +247,7 @@ def test_the_sweep_uses_the_configured_time_zone(services: LocalServices, databa
     for zone, expected in (("UTC", "denosumab-dose-due"), ("Pacific/Kiritimati", "denosumab-overdue")):
         settings = make_settings(services, database_url, timezone=zone)
         container = bootstrap(settings, queue=RecordingQueue(), clock=late)
-        with TestClient(create_app(lambda c=container: c)) as client:  # type: ignore[misc]
+        with TestClient(headers=AUTH, app=create_app(lambda c=container: c)) as client:  # type: ignore[misc]
             pid = f"tz-{zone.split('/')[-1].lower()}"
             ingest(container, client, patient_bundle(pid, dose_day))
             assert set(alerts(client, database_url, pid)) == {expected}
@@ -274,7 +283,7 @@ def test_with_a_real_worker_and_the_sweep_command(
 ) -> None:
     today = datetime.now(UTC).date()
     container = bootstrap(settings)  # the real doorbell
-    with TestClient(create_app(lambda: container)) as client:
+    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
         body = patient_bundle("w1", today - timedelta(days=243))  # last dose eight months ago
         assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200
         assert wait_for(lambda: alerts(client, database_url, "w1") == {"denosumab-overdue": "open"})

@@ -17,7 +17,7 @@ from service.bootstrap import bootstrap
 from service.config import Settings
 from service.fhir.validation import validate_resource
 from service.synth import cohort
-from tests.conftest import ARTIFACTS, WorkerProcess, query_one, wait_for, worker_env
+from tests.conftest import ARTIFACTS, AUTH, WorkerProcess, query_one, wait_for, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def test_a_posted_patient_is_assessed_once_and_a_resend_adds_nothing(
     body = bundle()
     pid = patient_id(body)
     container = bootstrap(settings)
-    with TestClient(create_app(lambda: container)) as client:
+    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
         assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200
         assert wait_for(lambda: query_one(database_url, "SELECT count(*) FROM assessment") == 1)
         assert wait_for(

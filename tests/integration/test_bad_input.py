@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import bootstrap
-from tests.conftest import RecordingQueue, make_settings, table_counts
+from tests.conftest import AUTH, RecordingQueue, make_settings, table_counts
 
 pytestmark = pytest.mark.integration
 
@@ -287,7 +287,7 @@ def test_unknown_things_and_methods_get_an_operation_outcome(client: TestClient,
 def small_client(services: LocalServices, database_url: str) -> Iterator[TestClient]:
     settings = make_settings(services, database_url, max_body_bytes=2048, max_bundle_entries=3)
     container = bootstrap(settings, queue=RecordingQueue())
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False) as test_client:
+    with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as test_client:
         yield test_client
 
 

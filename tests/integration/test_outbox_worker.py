@@ -13,7 +13,16 @@ from service.adapters.local_services import LocalServices, free_port
 from service.api.app import create_app
 from service.bootstrap import bootstrap
 from service.config import Settings
-from tests.conftest import ARTIFACTS, RecordingQueue, WorkerProcess, make_settings, query_one, wait_for, worker_env
+from tests.conftest import (
+    ARTIFACTS,
+    AUTH,
+    RecordingQueue,
+    WorkerProcess,
+    make_settings,
+    query_one,
+    wait_for,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker]
 
@@ -63,7 +72,7 @@ def test_a_posted_bundle_is_picked_up_by_the_worker_once(
     settings: Settings, database_url: str, worker: WorkerProcess
 ) -> None:
     container = bootstrap(settings)  # the real Celery producer
-    with TestClient(create_app(lambda: container)) as client:
+    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
         response = client.post("/fhir", content=bundle_for("w1", observations=50), headers=FHIR)
         assert response.status_code == 200
     # Fifty resources of one patient: one outbox row, one doorbell.
@@ -77,7 +86,7 @@ def test_nothing_is_lost_when_redis_is_down_as_data_arrives(
 ) -> None:
     dead_broker = make_settings(services, database_url, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     container = bootstrap(dead_broker)
-    with TestClient(create_app(lambda: container)) as client:
+    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
         response = client.post("/fhir", content=bundle_for("w2"), headers=FHIR)
     assert response.status_code == 200  # the data is safe in PostgreSQL; the doorbell failed quietly
     assert query_one(database_url, "SELECT published_at IS NULL FROM patient_change WHERE patient_id = 'w2'")
@@ -95,7 +104,7 @@ def test_nothing_is_lost_when_redis_is_down_as_data_arrives(
 def test_a_lost_doorbell_is_rung_again(settings: Settings, database_url: str, worker: WorkerProcess) -> None:
     lossy = RecordingQueue()  # accepts the message and loses it, like a Redis restart before delivery
     container = bootstrap(settings, queue=lossy)
-    with TestClient(create_app(lambda: container)) as client:
+    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
         client.post("/fhir", content=bundle_for("w3"), headers=FHIR)
     assert lossy.sent
     assert query_one(database_url, "SELECT published_at IS NOT NULL FROM patient_change WHERE patient_id = 'w3'")
@@ -112,7 +121,7 @@ def test_processing_is_safe_to_repeat_and_keeps_changes_that_arrive_meanwhile(
     settings: Settings, database_url: str
 ) -> None:
     container = bootstrap(settings, queue=RecordingQueue())
-    with TestClient(create_app(lambda: container)) as client:
+    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
         client.post("/fhir", content=bundle_for("w4"), headers=FHIR)
 
         def a_change_arrives_during_the_work(patient_ids: Any) -> None:

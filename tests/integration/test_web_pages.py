@@ -14,19 +14,21 @@ from fastapi.testclient import TestClient
 from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import bootstrap
-from tests.conftest import RecordingQueue, make_settings, query_one
+from tests.conftest import AUTH, COORDINATOR, RecordingQueue, make_settings, query_one
 from tests.worklist_data import FHIR, FixedClock
 
 pytestmark = pytest.mark.integration
 
-USER = "coordinator.web"
+USER = "coordinator.one"  # the subject of the test-coordinator token
 
 
 @pytest.fixture
 def client(services: LocalServices, worklist_url: str) -> Iterator[TestClient]:
-    settings = make_settings(services, worklist_url, dev_user=USER)
+    settings = make_settings(services, worklist_url)
     container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as c:
+    with TestClient(
+        headers=COORDINATOR, app=create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False
+    ) as c:
         yield c
 
 
@@ -188,7 +190,8 @@ def test_names_from_the_ehr_are_escaped(client: TestClient) -> None:
     item = first_item(client, q="Z-0001")
     patient = client.get(f"/fhir/Patient/{item['patient_id']}").json()
     patient["name"] = [{"family": "<script>alert(1)</script>", "given": ["Ines"]}]
-    put = client.put(f"/fhir/Patient/{patient['id']}", content=json.dumps(patient), headers=FHIR)
+    # The EHR's interface sends it (a coordinator may not write clinical data).
+    put = client.put(f"/fhir/Patient/{patient['id']}", content=json.dumps(patient), headers={**FHIR, **AUTH})
     assert put.status_code == 200
     for url in ("/worklist?q=Z-0001", f"/worklist/patients/{item['patient_id']}"):
         page = client.get(url).text

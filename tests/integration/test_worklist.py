@@ -17,12 +17,12 @@ from fastapi.testclient import TestClient
 from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
-from tests.conftest import RecordingQueue, make_settings, query_one
+from tests.conftest import AUTH, COORDINATOR, RecordingQueue, make_settings, query_one
 from tests.worklist_data import TODAY, FixedClock
 
 pytestmark = pytest.mark.integration
 
-USER = "coordinator.one"
+USER = "coordinator.one"  # the subject of the test-coordinator token
 Item = dict[str, Any]
 
 
@@ -36,8 +36,8 @@ class Worklist(NamedTuple):
 @pytest.fixture
 def wl(services: LocalServices, worklist_url: str) -> Iterator[Worklist]:
     clock = FixedClock()
-    container = bootstrap(make_settings(services, worklist_url, dev_user=USER), queue=RecordingQueue(), clock=clock)
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+    container = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=clock)
+    with TestClient(headers=COORDINATOR, app=create_app(lambda: container), raise_server_exceptions=False) as client:
         yield Worklist(container, client, worklist_url, clock)
 
 
@@ -431,7 +431,7 @@ def test_overdue_is_counted_in_the_hospitals_time_zone(services: LocalServices, 
     try:
         assert berlin.today() == date(2026, 5, 4)
         assert utc.today() == date(2026, 5, 3)
-        with TestClient(create_app(lambda: berlin)) as client:
+        with TestClient(headers=AUTH, app=create_app(lambda: berlin)) as client:
             due_on_the_3rd = [i for i in everything(client) if i["due_date"] == "2026-05-03"]
             assert all(i["overdue"] for i in due_on_the_3rd)
     finally:

@@ -19,7 +19,7 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.fhir.validation import validate_resource
-from tests.conftest import RecordingQueue, make_settings, query_one
+from tests.conftest import AUTH, RecordingQueue, make_settings, query_one
 from tests.ehr_standin import Fault, RunningStandIn, capability
 
 pytestmark = pytest.mark.integration
@@ -72,7 +72,7 @@ def app(
 ) -> Iterator[tuple[Container, TestClient]]:
     ehr.app.reset()
     container = build(services, database_url, ehr, clock)
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+    with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as client:
         yield container, client
 
 
@@ -262,7 +262,7 @@ def test_pull_mode_sends_nothing_and_keeps_the_results_served(
 ) -> None:
     ehr.app.reset()
     container = build(services, database_url, None, clock)
-    with TestClient(create_app(lambda: container)) as client:
+    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
         post(container, client, patient("c5"), "c5")
         assert ehr.app.requests == []
         assert client.get("/fhir/RiskAssessment", params={"subject": "Patient/c5"}).json()["total"] == 1
@@ -362,7 +362,7 @@ def test_the_circuit_breaker_stops_hammering(
         writeback_circuit_cooldown_s=600,
         writeback_backoff_max_s=1,
     )
-    with TestClient(create_app(lambda: container)) as client:
+    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
         ehr.app.faults = [Fault("down")]
         for n in range(4):
             post(container, client, patient(f"b{n}"), f"b{n}")
@@ -449,7 +449,7 @@ def test_a_job_failing_past_the_retry_window_is_dead_letter_and_replayable(
 ) -> None:
     ehr.app.reset()
     container = build(services, database_url, ehr, clock, writeback_retry_for_s=1800)
-    with TestClient(create_app(lambda: container)) as client:
+    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
         ehr.app.faults = [Fault("status", status=503, times=1000)]
         post(container, client, patient("g1"), "g1")
         for _ in range(12):
@@ -479,7 +479,7 @@ def test_a_real_worker_delivers_through_the_celery_pipeline(
     try:
         worker.wait_ready()
         container = real_bootstrap(settings)  # the real doorbell
-        with TestClient(create_app(lambda: container)) as client:
+        with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
             today = datetime.now(UTC)
             body = patient("e1", days_since_dose=240)
             body["entry"][-1]["resource"]["effectiveDateTime"] = (today - timedelta(days=240)).date().isoformat()

@@ -1,0 +1,82 @@
+"""The audit trail in PostgreSQL (append-only by trigger: see migration 0006)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from service.adapters.postgres.store import translate_errors
+from service.usecases.audit import AuditRecord, StoredAudit
+
+__all__ = ["PostgresAuditStore", "append_audit"]
+
+_COLUMNS = (
+    "at", "actor", "client_id", "auth_source", "roles", "action", "what", "resource_type", "resource_id",
+    "patient_id", "outcome", "source_ip", "request_id", "detail",
+)  # fmt: skip
+
+
+def append_audit(conn: psycopg.Connection[Any], records: Sequence[AuditRecord]) -> None:
+    """Insert audit rows on a connection (inside the caller's transaction when it has one)."""
+    statement = sql.SQL("INSERT INTO audit_event ({}) VALUES ({})").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS),
+        sql.SQL(", ").join(sql.Placeholder() for _ in _COLUMNS),
+    )
+    with conn.cursor() as cur:
+        cur.executemany(statement, [tuple(_value(r, c) for c in _COLUMNS) for r in records])
+
+
+def _value(record: AuditRecord, column: str) -> Any:
+    value = getattr(record, column)
+    return list(value) if column == "roles" else value
+
+
+def _record(row: dict[str, Any]) -> AuditRecord:
+    values: dict[str, Any] = {c: row[c] for c in _COLUMNS}
+    values["roles"] = tuple(row["roles"] or ())
+    return AuditRecord(**values)
+
+
+class PostgresAuditStore:
+    """See service.usecases.audit.AuditStore."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        with translate_errors(), self._pool.connection() as conn, conn.transaction():
+            conn.row_factory = dict_row  # type: ignore[assignment]
+            yield conn  # type: ignore[misc]
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        """See AuditStore."""
+        with self._connection() as conn:
+            append_audit(conn, records)
+
+    def audit_rows(
+        self, since: datetime | None, until: datetime | None, patient_id: str | None, after_id: int, limit: int
+    ) -> list[StoredAudit]:
+        """See AuditStore."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT * FROM audit_event WHERE id > %(after)s "
+                "AND (%(since)s::timestamptz IS NULL OR at >= %(since)s) "
+                "AND (%(until)s::timestamptz IS NULL OR at < %(until)s) "
+                "AND (%(patient)s::text IS NULL OR patient_id = %(patient)s) ORDER BY id LIMIT %(limit)s",
+                {"after": after_id, "since": since, "until": until, "patient": patient_id, "limit": limit},
+            ).fetchall()
+        return [StoredAudit(int(r["id"]), _record(r)) for r in rows]
+
+    def purge_audit(self, retention_days: int) -> int:
+        """See AuditStore."""
+        with self._connection() as conn:
+            row = conn.execute("SELECT purge_audit_events(%s) AS n", (retention_days,)).fetchone()
+        return int(row["n"]) if row else 0

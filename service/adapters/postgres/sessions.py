@@ -1,0 +1,82 @@
+"""Sign-in sessions and pending OpenID Connect sign-ins in PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from service.adapters.postgres.store import translate_errors
+from service.security.sessions import PendingSignIn
+
+__all__ = ["PostgresSessionStore"]
+
+
+class PostgresSessionStore:
+    """See service.security.sessions.SessionStore."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        with translate_errors(), self._pool.connection() as conn, conn.transaction():
+            conn.row_factory = dict_row  # type: ignore[assignment]
+            yield conn  # type: ignore[misc]
+
+    def save_session(
+        self, id_hash: bytes, claims: Mapping[str, Any], csrf_token: str, now: datetime, expires_at: datetime
+    ) -> None:
+        """See SessionStore."""
+        with self._connection() as conn:
+            # Expired sessions go when new ones come: no separate clean-up job to forget.
+            conn.execute("DELETE FROM web_session WHERE expires_at < %s", (now,))
+            conn.execute(
+                "INSERT INTO web_session (id_hash, claims, csrf_token, created_at, expires_at) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (id_hash, Jsonb(dict(claims)), csrf_token, now, expires_at),
+            )
+
+    def find_session(self, id_hash: bytes, now: datetime) -> tuple[dict[str, Any], str, datetime] | None:
+        """See SessionStore."""
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT claims, csrf_token, expires_at FROM web_session WHERE id_hash = %s AND expires_at > %s",
+                (id_hash, now),
+            ).fetchone()
+        if row is None:
+            return None
+        return dict(row["claims"]), str(row["csrf_token"]), row["expires_at"]
+
+    def delete_session(self, id_hash: bytes) -> None:
+        """See SessionStore."""
+        with self._connection() as conn:
+            conn.execute("DELETE FROM web_session WHERE id_hash = %s", (id_hash,))
+
+    def save_pending(self, pending: PendingSignIn) -> None:
+        """See SessionStore."""
+        with self._connection() as conn:
+            conn.execute("DELETE FROM auth_pending WHERE expires_at < now()")
+            conn.execute(
+                "INSERT INTO auth_pending (state, nonce, code_verifier, return_to, expires_at) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (pending.state, pending.nonce, pending.code_verifier, pending.return_to, pending.expires_at),
+            )
+
+    def take_pending(self, state: str, now: datetime) -> PendingSignIn | None:
+        """See SessionStore."""
+        with self._connection() as conn:
+            row = conn.execute(
+                "DELETE FROM auth_pending WHERE state = %s RETURNING state, nonce, code_verifier, return_to, "
+                "expires_at",
+                (state,),
+            ).fetchone()
+        if row is None or row["expires_at"] <= now:
+            return None
+        return PendingSignIn(**row)

@@ -1,0 +1,246 @@
+"""ASGI middleware: request ids, security headers, and the audit record of every request that touches patient data.
+
+Pure ASGI (no BaseHTTPMiddleware) so streamed responses stay streamed. The audit is written when the response
+starts, before its first byte leaves: if the audit cannot be written, the caller gets a 503 instead of the data
+(no unaudited access to patient data).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import Issue
+from service.fhir.jsonio import dumps
+from service.fhir.outcome import operation_outcome
+from service.security.principal import Principal
+from service.usecases.audit import AuditLog, AuditRecord
+
+__all__ = [
+    "AuditMiddleware",
+    "AuditNote",
+    "RequestIdMiddleware",
+    "SecurityHeadersMiddleware",
+    "audit_records",
+    "client_ip",
+    "note_audit",
+]
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+# Routes without patient data, or before anyone is known: not audited.
+_NOT_AUDITED: Final = frozenset({"/healthz", "/readyz", "/metrics", "/fhir/metadata", "/docs", "/openapi.json"})
+
+
+class RequestIdMiddleware:
+    """Takes the caller's X-Request-Id (when it is a plain token) or makes one; echoes it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, b"x-request-id")
+        request_id = given if given and _REQUEST_ID.match(given) else str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        await self.app(scope, receive, with_id)
+
+
+_PAGE_CSP: Final = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+_API_CSP: Final = "default-src 'none'; frame-ancestors 'none'"
+# The interactive API docs (development only) load their scripts from a CDN.
+_DOCS_CSP: Final = (
+    "default-src 'none'; script-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; "
+    "style-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+class SecurityHeadersMiddleware:
+    """Headers a security review looks for: no sniffing, no framing, no referrer to other sites, no caching of
+    patient data, a Content-Security-Policy without script, and HSTS when the deployment is behind HTTPS."""
+
+    def __init__(self, app: ASGIApp, hsts: bool) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        csp = (
+            _DOCS_CSP
+            if path in ("/docs", "/redoc")
+            else _PAGE_CSP
+            if not path.startswith(("/api", "/fhir"))
+            else _API_CSP
+        )
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.setdefault("headers", [])
+                present = {name.lower() for name, _ in headers}
+                extra = [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"same-origin"),  # no-referrer would make browsers send Origin: null
+                    (b"cross-origin-opener-policy", b"same-origin"),
+                    (b"content-security-policy", csp.encode()),
+                    (b"cache-control", b"no-store"),
+                ]
+                if self.hsts:
+                    extra.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+                headers.extend((name, value) for name, value in extra if name not in present)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+@dataclass(slots=True)
+class AuditNote:
+    """What a route tells the audit about its request: the action and the patients and resource it touched."""
+
+    action: str
+    resource_type: str | None = None
+    resource_id: str | None = None
+    patients: list[str] = field(default_factory=list)
+    detail: str | None = None
+    recorded: bool = False  # the route records its own rows (streamed exports)
+
+
+def note_audit(state: Any, note: AuditNote) -> None:
+    """Attach a route's note to the request (``request.state``)."""
+    state.audit = note
+
+
+_DEFAULT_ACTION: Final = {"GET": "read", "POST": "create", "PUT": "update"}
+
+
+class AuditMiddleware:
+    """One audit row per patient a request touched (or one without a patient), written before the response."""
+
+    def __init__(self, app: ASGIApp, audit: Callable[[], AuditLog]) -> None:
+        self.app = app
+        self.audit = audit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path", "") in _NOT_AUDITED or scope.get("method") == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        started = False
+        withheld = False
+
+        async def audited(message: Message) -> None:
+            nonlocal started, withheld
+            if message["type"] == "http.response.start" and not started:
+                started = True
+                if not await self._record(scope, int(message["status"])):
+                    withheld = True
+                    await _unavailable(send)
+            if not withheld:
+                await send(message)
+
+        try:
+            await self.app(scope, receive, audited)
+        except Exception:
+            if not started:
+                await self._record(scope, 500)
+            raise
+
+    async def _record(self, scope: Scope, status: int) -> bool:
+        state: MutableMapping[str, Any] = scope.setdefault("state", {})
+        note: AuditNote | None = state.get("audit")
+        if note is not None and note.recorded:
+            return True
+        route = scope.get("route")
+        what = f"{scope.get('method')} {getattr(route, 'path', None) or 'unmatched'}"
+        principal: Principal | None = state.get("principal")
+        records = audit_records(
+            note or AuditNote(_DEFAULT_ACTION.get(str(scope.get("method")), "other")),
+            principal,
+            what,
+            status,
+            client_ip(scope),
+            state.get("request_id"),
+        )
+        try:
+            await run_in_threadpool(self.audit().record, records)
+        except Exception as exc:  # noqa: BLE001 - any failure to audit withholds the response
+            log.error("audit write failed (%s): answering 503", type(exc).__name__)
+            return False
+        return True
+
+
+def audit_records(
+    note: AuditNote,
+    principal: Principal | None,
+    what: str,
+    status: int,
+    source_ip: str | None,
+    request_id: str | None,
+    at: datetime | None = None,
+) -> list[AuditRecord]:
+    """The rows of one request: one per patient touched, or one without a patient."""
+    template = AuditRecord(
+        at=at or datetime.now(UTC),
+        actor=principal.subject if principal else "anonymous",
+        client_id=principal.client_id if principal else None,
+        auth_source=principal.source if principal else None,
+        roles=tuple(sorted(r.value for r in principal.roles)) if principal else (),
+        action=note.action,
+        what=what,
+        outcome=status,
+        resource_type=note.resource_type,
+        resource_id=note.resource_id,
+        source_ip=source_ip,
+        request_id=request_id,
+        detail=note.detail,
+    )
+    patients: list[str | None] = [*sorted(set(note.patients))] or [None]
+    return [replace(template, patient_id=p) for p in patients]
+
+
+async def _unavailable(send: Send) -> None:
+    body = dumps(operation_outcome([Issue("transient", "the access cannot be audited now; try again")]))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [(b"content-type", b"application/fhir+json"), (b"retry-after", b"5")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def client_ip(scope: Scope) -> str | None:
+    """The caller's address as the server saw it (behind a proxy: run uvicorn with --proxy-headers)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None

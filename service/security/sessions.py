@@ -1,0 +1,115 @@
+"""Sign-in sessions of the worklist page: a random id in an HttpOnly cookie, who signed in kept server-side.
+
+The cookie holds nothing but the id (no token, no patient data); the database holds its SHA-256, so a copy of the
+table cannot be replayed as cookies. Each session has its own CSRF token for the page's forms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from service.security.principal import Principal, principal_from_claims
+
+__all__ = ["PendingSignIn", "Session", "SessionStore", "Sessions"]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in person."""
+
+    principal: Principal
+    csrf_token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSignIn:
+    """An OpenID Connect sign-in waiting for the provider to send the person back."""
+
+    state: str
+    nonce: str
+    code_verifier: str
+    return_to: str
+    expires_at: datetime
+
+
+class SessionStore(Protocol):
+    """Where sessions and pending sign-ins live."""
+
+    def save_session(
+        self, id_hash: bytes, claims: Mapping[str, Any], csrf_token: str, now: datetime, expires_at: datetime
+    ) -> None:
+        """Store a new session."""
+
+    def find_session(self, id_hash: bytes, now: datetime) -> tuple[dict[str, Any], str, datetime] | None:
+        """(claims, CSRF token, expiry) of a live session."""
+
+    def delete_session(self, id_hash: bytes) -> None:
+        """End a session."""
+
+    def save_pending(self, pending: PendingSignIn) -> None:
+        """Store a sign-in under way."""
+
+    def take_pending(self, state: str, now: datetime) -> PendingSignIn | None:
+        """Remove and return a live pending sign-in (each state works once)."""
+
+
+def _hash(session_id: str) -> bytes:
+    return hashlib.sha256(session_id.encode()).digest()
+
+
+class Sessions:
+    """Creates, finds and ends sessions."""
+
+    def __init__(self, store: SessionStore, clock: Callable[[], datetime], ttl_s: int, roles_claim: str) -> None:
+        self._store = store
+        self._clock = clock
+        self._ttl = timedelta(seconds=ttl_s)
+        self._roles_claim = roles_claim
+
+    def start(self, claims: Mapping[str, Any]) -> tuple[str, Session]:
+        """A new session for these (verified) claims: the cookie value and the session."""
+        session_id = secrets.token_urlsafe(32)
+        now = self._clock()
+        csrf = secrets.token_urlsafe(32)
+        # Only what authorisation needs is kept: who, roles, scopes; not the whole ID token.
+        kept = {k: claims[k] for k in ("sub", "scope", "client_id", "azp", "name") if k in claims}
+        kept["roles"] = [r.value for r in principal_from_claims(claims, self._roles_claim).roles]
+        self._store.save_session(_hash(session_id), kept, csrf, now, now + self._ttl)
+        return session_id, Session(principal_from_claims(kept, "roles", "session"), csrf, now + self._ttl)
+
+    def find(self, session_id: str | None) -> Session | None:
+        """The live session of a cookie value, or None."""
+        if not session_id or len(session_id) > 100:
+            return None
+        found = self._store.find_session(_hash(session_id), self._clock())
+        if found is None:
+            return None
+        claims, csrf, expires_at = found
+        return Session(principal_from_claims(claims, "roles", "session"), csrf, expires_at)
+
+    def end(self, session_id: str | None) -> None:
+        """Sign out."""
+        if session_id:
+            self._store.delete_session(_hash(session_id))
+
+    def begin_sign_in(self, return_to: str, ttl_s: int = 600) -> PendingSignIn:
+        """State, nonce and PKCE verifier for a new OpenID Connect sign-in."""
+        pending = PendingSignIn(
+            state=secrets.token_urlsafe(24),
+            nonce=secrets.token_urlsafe(24),
+            code_verifier=secrets.token_urlsafe(48),
+            return_to=return_to,
+            expires_at=self._clock() + timedelta(seconds=ttl_s),
+        )
+        self._store.save_pending(pending)
+        return pending
+
+    def finish_sign_in(self, state: str) -> PendingSignIn | None:
+        """The pending sign-in of a state the provider sent back (once), or None."""
+        return self._store.take_pending(state, self._clock()) if state and len(state) <= 100 else None
