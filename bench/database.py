@@ -6,7 +6,9 @@ the demo's or another run's, and that is dropped afterwards even when the benchm
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +20,11 @@ from psycopg.conninfo import make_conninfo
 from service.adapters.local_services import LocalServices, ensure_services
 from service.adapters.postgres.migrate import migrate
 
-__all__ = ["private_database"]
+__all__ = ["BENCH_AUTH", "api_env", "private_database"]
+
+# A development token made for this run only, with every role: benchmarks measure the work, not who may do it.
+_BENCH_TOKEN = secrets.token_urlsafe(18)
+BENCH_AUTH = {"Authorization": f"Bearer {_BENCH_TOKEN}"}
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"  # a numbered database of its own, away from the demo's keys
@@ -62,3 +68,18 @@ def private_database(*, migrated: bool = True) -> Iterator[tuple[LocalServices, 
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
     finally:
         services.close()
+
+
+def api_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a refracture process a benchmark starts: its database and broker, the run's token (whose
+    calls are not rate-limited, so the figures are the service's own), and any extra REFRACTURE_ settings."""
+    return {
+        **os.environ,
+        "REFRACTURE_DATABASE_URL": database_url,
+        "REFRACTURE_REDIS_URL": redis_url,
+        "REFRACTURE_AUTH_DEV_TOKENS": json.dumps(
+            {_BENCH_TOKEN: {"sub": "bench", "roles": ["integration-client", "care-coordinator", "administrator"]}}
+        ),
+        "REFRACTURE_RATE_LIMIT_PER_MINUTE": "0",
+        **extra,
+    }

@@ -26,7 +26,7 @@ import redis
 from fhir.resources.R4B.bundle import Bundle
 
 from bench.bundles import mixed_bundles, observation_bundles
-from bench.database import private_database
+from bench.database import BENCH_AUTH, api_env, private_database
 from service.adapters.local_services import free_port
 
 ENTRIES = 1000
@@ -41,7 +41,7 @@ def raw_parse_rate(bundles: list[bytes]) -> float:
 
 def http_rate(base: str, bundles: list[bytes], clients: int) -> float:
     def post(body: bytes) -> None:
-        with httpx.Client(base_url=base, timeout=120.0) as client:
+        with httpx.Client(base_url=base, timeout=120.0, headers=BENCH_AUTH) as client:
             response = client.post("/fhir", content=body, headers={"Content-Type": "application/fhir+json"})
             response.raise_for_status()
 
@@ -74,12 +74,7 @@ def main() -> int:
     with private_database() as (services, database_url):
         queue = f"refracture-bench-{run}"
         port = free_port()
-        env = {
-            **os.environ,
-            "REFRACTURE_DATABASE_URL": database_url,
-            "REFRACTURE_REDIS_URL": services.redis_url,
-            "REFRACTURE_CELERY_QUEUE": queue,
-        }
+        env = api_env(database_url, services.redis_url, REFRACTURE_CELERY_QUEUE=queue)
         api = subprocess.Popen(
             [sys.executable, "-m", "service", "api", "--port", str(port)],
             env=env,

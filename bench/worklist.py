@@ -12,7 +12,6 @@ database part alone (Worklist.page in this process). Target: p99 under 50 ms.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.database import private_database
+from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
 from service.adapters.local_services import free_port
 from service.bootstrap import bootstrap
@@ -159,12 +158,7 @@ def main() -> int:
             deep_code_cursor = encode_cursor(Sort.DUE, [deep_code[0].isoformat(), deep_code[1]])
 
             port = free_port()
-            env = {
-                **os.environ,
-                "REFRACTURE_DATABASE_URL": database_url,
-                "REFRACTURE_REDIS_URL": services.redis_url,
-                "REFRACTURE_ENVIRONMENT": "production",
-            }
+            env = api_env(database_url, services.redis_url)
             server = subprocess.Popen(
                 [sys.executable, "-m", "service", "api", "--host", "127.0.0.1", "--port", str(port)],
                 env=env,
@@ -267,7 +261,7 @@ def main() -> int:
             )
             print(f"{'':40} {'HTTP p50':>9} {'HTTP p99':>9} {'DB p50':>8} {'DB p99':>8}")
             worst = 0.0
-            with httpx.Client(base_url=base, timeout=30) as client:
+            with httpx.Client(base_url=base, timeout=30, headers=BENCH_AUTH) as client:
                 for label, path, params, direct in scenarios:
 
                     def call(path: str = path, params: dict[str, Any] = params) -> None:

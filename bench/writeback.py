@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import httpx
 import psycopg
 import redis
 
-from bench.database import private_database
+from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
 from service.adapters.local_services import free_port
 from service.adapters.postgres.migrate import migrate
@@ -77,13 +76,7 @@ def main() -> int:
         ehr_base = standin.stdout.readline().strip()
         queue = f"refracture-bench-{run}"
         port = free_port()
-        env = {
-            **os.environ,
-            "REFRACTURE_DATABASE_URL": database_url,
-            "REFRACTURE_REDIS_URL": services.redis_url,
-            "REFRACTURE_CELERY_QUEUE": queue,
-            "REFRACTURE_EHR_BASE_URL": ehr_base,
-        }
+        env = api_env(database_url, services.redis_url, REFRACTURE_CELERY_QUEUE=queue, REFRACTURE_EHR_BASE_URL=ehr_base)
         processes: list[subprocess.Popen[bytes]] = []
         try:
             with psycopg.connect(database_url, autocommit=True) as conn:
@@ -101,7 +94,7 @@ def main() -> int:
             operations = [
                 next(e["resource"] for e in b["entry"] if e["resource"]["resourceType"] == "Procedure") for b in bundles
             ]
-            with httpx.Client(base_url=base, timeout=60) as client:
+            with httpx.Client(base_url=base, timeout=60, headers=BENCH_AUTH) as client:
                 for bundle in bundles:
                     client.post("/fhir", content=json.dumps(bundle), headers={"Content-Type": "application/fhir+json"})
             # Let the cohort's own assessments and write-backs settle before measuring.
@@ -124,7 +117,9 @@ def main() -> int:
             errors = 0
             lock = threading.Lock()
             total = int(args.rate * args.seconds)
-            shared = httpx.Client(base_url=base, timeout=30, limits=httpx.Limits(max_connections=16))
+            shared = httpx.Client(
+                base_url=base, timeout=30, limits=httpx.Limits(max_connections=16), headers=BENCH_AUTH
+            )
 
             def post(number: int, at: float) -> None:
                 nonlocal errors

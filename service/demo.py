@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -79,10 +81,19 @@ def run_demo(patients: int, port: int, keep_running: bool) -> int:
     services: LocalServices = ensure_services(settings.database_url, settings.redis_url)
     for started in services.started:
         print(f"started a private {started}")
+    # Fresh development tokens for this run (none is written anywhere): the loader posts as the EHR's interface,
+    # a person signs in to the worklist as a coordinator, an administrator reads the audit trail.
+    integration, coordinator, administrator = (secrets.token_urlsafe(18) for _ in range(3))
+    tokens = {
+        integration: {"sub": "demo-ehr-interface", "client_id": "demo-ehr", "scope": "system/*.read system/*.write"},
+        coordinator: {"sub": "demo.coordinator", "name": "Demo Coordinator", "roles": ["care-coordinator"]},
+        administrator: {"sub": "demo.admin", "roles": ["administrator"]},
+    }
     env = {
         **os.environ,
         "REFRACTURE_DATABASE_URL": services.database_url,
         "REFRACTURE_REDIS_URL": services.redis_url,
+        "REFRACTURE_AUTH_DEV_TOKENS": json.dumps(tokens),
     }
     create_database_if_missing(services.database_url)
     with psycopg.connect(services.database_url, autocommit=True) as conn:
@@ -102,7 +113,7 @@ def run_demo(patients: int, port: int, keep_running: bool) -> int:
     try:
         _wait_until_up(f"{base}/healthz")
         bundles = cohort(patients, seed=7)
-        with httpx.Client(base_url=base, timeout=60.0) as client:
+        with httpx.Client(base_url=base, timeout=60.0, headers={"Authorization": f"Bearer {integration}"}) as client:
             for bundle in bundles:
                 response = client.post(
                     "/fhir", content=dumps(bundle), headers={"Content-Type": "application/fhir+json"}
@@ -123,8 +134,12 @@ def run_demo(patients: int, port: int, keep_running: bool) -> int:
         print(f"  re-fracture risk (latest assessment per patient): {summary['risk_bands']}")
         print(f"  open alerts: {summary['open_alerts']}")
         print(f"  codes not recognised (counted, not errors): {summary['unrecognised_codes']}")
+        print("  development tokens for this run (REFRACTURE_AUTH_DEV_TOKENS; they end with it):")
+        print(f"    care coordinator (sign in to the worklist): {coordinator}")
+        print(f"    EHR interface (FHIR API, Authorization: Bearer ...): {integration}")
+        print(f"    administrator (/api/audit, /api/terminology/unrecognised): {administrator}")
         print("  look at:")
-        print(f"    {base}/worklist                      the care coordinators' worklist (web page)")
+        print(f"    {base}/worklist                      the care coordinators' worklist (sign in with the token)")
         print(f"    {base}/worklist/patients/{first}   one patient: risk chart, alerts, medications")
         print(f"    {base}/docs                          the API, with the OpenAPI document")
         print(f"    {base}/fhir/metadata                 the CapabilityStatement")
