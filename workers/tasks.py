@@ -45,8 +45,12 @@ def relay() -> int:
 
 @app.task(name=TASK_SWEEP)
 def sweep() -> int:
-    """Assess and evaluate every patient whose next threshold has passed (daily; safe to run twice)."""
-    return container().sweeper.sweep().patients
+    """Assess and evaluate every patient whose next threshold has passed (daily; safe to run twice), then drop
+    audit rows past their retention (daily housekeeping rides on the daily task)."""
+    built = container()
+    swept = built.sweeper.sweep().patients
+    built.audit.purge()
+    return swept
 
 
 @app.task(name=TASK_DELIVER)

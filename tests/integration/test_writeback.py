@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -415,6 +416,14 @@ def test_a_422_goes_to_the_dead_letter_and_can_be_replayed(
     clock.now = datetime.now(UTC) + timedelta(minutes=1)  # the command replays "now", on the real clock
     container.deliverer.deliver_due()
     exactly_once(ehr, database_url, "x1")
+    # Each attempt is in the audit trail: refused, then delivered; the EHR's words are not.
+    with psycopg.connect(database_url) as conn:
+        trail = conn.execute(
+            "SELECT actor, outcome, detail FROM audit_event WHERE action = 'write-back' AND patient_id = 'x1' "
+            "ORDER BY id"
+        ).fetchall()
+    assert [(actor, outcome) for actor, outcome, _ in trail] == [("refracture", 422), ("refracture", 200)]
+    assert all("profile X" not in detail for _, _, detail in trail)
 
 
 def test_a_care_plan_changed_at_the_ehr_is_merged_not_overwritten(

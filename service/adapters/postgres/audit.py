@@ -12,7 +12,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from service.adapters.postgres.store import translate_errors
+from service.adapters.postgres.errors import translate_errors
 from service.usecases.audit import AuditRecord, StoredAudit
 
 __all__ = ["PostgresAuditStore", "append_audit"]

@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from service.adapters.postgres.store import translate_errors
+from service.adapters.postgres.errors import translate_errors
 from service.security.sessions import PendingSignIn
 
 __all__ = ["PostgresSessionStore"]

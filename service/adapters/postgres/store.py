@@ -9,18 +9,17 @@ from datetime import date, datetime
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from service.adapters.postgres import alerts, assessments, worklist, writeback
 from service.adapters.postgres.alerts import PostgresAlertSession
 from service.adapters.postgres.assessments import PostgresAssessmentSession
+from service.adapters.postgres.errors import translate_errors
 from service.adapters.postgres.queries import query
 from service.adapters.postgres.summaries import upsert_demographics
 from service.domain.patient import Demographics
-from service.errors import ConcurrentWrite, Problem, refuse
 from service.fhir.jsonio import dumps
 from service.usecases.ports import (
     ClaimedWriteback,
@@ -47,20 +46,6 @@ def _dumps(value: Any) -> str:
 
 def _jsonb(value: Any) -> Jsonb:
     return Jsonb(value, dumps=_dumps)
-
-
-@contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
-    """Driver errors become refracture's: concurrency → ConcurrentWrite, an unreachable database → 503."""
-    try:
-        yield
-    except (pg_errors.UniqueViolation, pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as exc:
-        raise ConcurrentWrite(str(exc.sqlstate)) from exc
-    except (PoolTimeout, psycopg.OperationalError) as exc:
-        raise refuse(Problem.UNAVAILABLE, "transient", "the database is not reachable; try again shortly") from exc
-    except pg_errors.DataError as exc:
-        # Values PostgreSQL cannot hold (e.g. a number beyond numeric's range) are the sender's to fix.
-        raise refuse(Problem.INVALID, "value", f"a value cannot be stored: {exc.diag.message_primary}") from exc
 
 
 class PostgresSession:

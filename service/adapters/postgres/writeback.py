@@ -9,8 +9,10 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from service.adapters.postgres.audit import append_audit
 from service.adapters.postgres.queries import query
 from service.fhir.jsonio import dumps
+from service.usecases.audit import AuditRecord
 from service.usecases.ports import ClaimedWriteback, DeliveryRecord, WritebackState
 
 __all__ = [
@@ -75,6 +77,25 @@ def state(conn: Conn, patient_id: str) -> WritebackState:
     )
 
 
+def _audit(conn: Conn, patient_id: str, outcome: int, detail: str, now: datetime) -> None:
+    # Every write-back attempt's result joins the audit trail in the same transaction as the outbox's own change.
+    append_audit(
+        conn,
+        [
+            AuditRecord(
+                at=now,
+                actor="refracture",
+                auth_source="system",
+                action="write-back",
+                what="write-back to the EHR",
+                outcome=outcome,
+                patient_id=patient_id,
+                detail=detail[:500],
+            )
+        ],
+    )
+
+
 def complete(conn: Conn, job: ClaimedWriteback, record: DeliveryRecord, now: datetime) -> None:
     if record.assessment_id and record.ehr_assessment_id:
         conn.execute(
@@ -106,6 +127,11 @@ def complete(conn: Conn, job: ClaimedWriteback, record: DeliveryRecord, now: dat
             },
         )
     conn.execute(query("writeback_done"), {"patient_id": job.patient_id, "seq": job.seq, "now": now})
+    sent = [
+        f"RiskAssessment {record.ehr_assessment_id}" if record.ehr_assessment_id else None,
+        f"CarePlan version {record.plan_version}" if record.plan_version is not None else None,
+    ]
+    _audit(conn, job.patient_id, 200, f"{record.mode}: {', '.join(s for s in sent if s) or 'nothing new'}", now)
 
 
 def retry(
@@ -128,6 +154,8 @@ def retry(
             "now": now,
         },
     )
+    # The EHR's own words stay in the outbox row: they may quote the patient, the audit trail must not.
+    _audit(conn, patient_id, status or 0, f"failed; retry at {next_attempt_at.isoformat()}", now)
 
 
 def dead(conn: Conn, patient_id: str, error: str, status: int | None, answer: Any, now: datetime) -> None:
@@ -141,6 +169,7 @@ def dead(conn: Conn, patient_id: str, error: str, status: int | None, answer: An
             "now": now,
         },
     )
+    _audit(conn, patient_id, status or 0, "refused or given up: dead letter, kept for replay", now)
 
 
 def release(conn: Conn, patient_id: str, next_attempt_at: datetime, now: datetime) -> None:

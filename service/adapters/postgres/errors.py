@@ -1,0 +1,28 @@
+"""Driver errors in refracture's terms, for every adapter that talks to PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import PoolTimeout
+
+from service.errors import ConcurrentWrite, Problem, refuse
+
+__all__ = ["translate_errors"]
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Driver errors become refracture's: concurrency → ConcurrentWrite, an unreachable database → 503."""
+    try:
+        yield
+    except (pg_errors.UniqueViolation, pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as exc:
+        raise ConcurrentWrite(str(exc.sqlstate)) from exc
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        raise refuse(Problem.UNAVAILABLE, "transient", "the database is not reachable; try again shortly") from exc
+    except pg_errors.DataError as exc:
+        # Values PostgreSQL cannot hold (e.g. a number beyond numeric's range) are the sender's to fix.
+        raise refuse(Problem.INVALID, "value", f"a value cannot be stored: {exc.diag.message_primary}") from exc

@@ -1,0 +1,206 @@
+"""The audit trail: a row for every access to patient data, append-only, exported as valid AuditEvents."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from service.adapters.local_services import LocalServices
+from service.api.app import create_app
+from service.bootstrap import Container, bootstrap
+from service.fhir.validation import validate_resource
+from service.usecases.audit import AuditRecord
+from tests.conftest import RecordingQueue, make_settings
+from tests.worklist_data import FixedClock
+
+pytestmark = pytest.mark.integration
+
+FHIR = {"Content-Type": "application/fhir+json"}
+ALL = {"Authorization": "Bearer test-all"}
+ADMIN = {"Authorization": "Bearer test-admin"}
+COORDINATOR = {"Authorization": "Bearer test-coordinator"}
+OBSERVATION = {
+    "resourceType": "Observation",
+    "id": "o1",
+    "status": "final",
+    "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
+    "subject": {"reference": "Patient/p1"},
+    "valueQuantity": {"value": -2.5, "unit": "{T-score}"},
+}
+
+
+@pytest.fixture
+def app(services: LocalServices, worklist_url: str) -> Iterator[tuple[Container, TestClient]]:
+    container = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=FixedClock())
+    with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+        yield container, client
+
+
+def rows(url: str, where: str = "TRUE", *params: Any) -> list[dict[str, Any]]:
+    with psycopg.connect(url, row_factory=psycopg.rows.dict_row) as conn:
+        return conn.execute(f"SELECT * FROM audit_event WHERE {where} ORDER BY id", params).fetchall()
+
+
+def since(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        found = conn.execute("SELECT coalesce(max(id), 0) FROM audit_event").fetchone()
+    return int(found[0]) if found else 0
+
+
+def test_a_write_and_a_read_are_audited_with_who_what_whom_when_and_from_where(
+    app: tuple[Container, TestClient], worklist_url: str
+) -> None:
+    _, client = app
+    mark = since(worklist_url)
+    put = client.put(
+        "/fhir/Observation/o1", content=json.dumps(OBSERVATION), headers={**FHIR, **ALL, "X-Request-Id": "req-42"}
+    )
+    assert put.status_code == 201
+    read = client.get("/fhir/Observation/o1", headers=COORDINATOR)
+    assert read.status_code == 200
+    written, seen = rows(worklist_url, "id > %s", mark)
+    assert written["actor"] == "tester"
+    assert written["action"] == "update"
+    assert written["what"] == "PUT /fhir/{resource_type}/{resource_id}"
+    assert (written["resource_type"], written["resource_id"], written["patient_id"]) == ("Observation", "o1", "p1")
+    assert written["outcome"] == 201
+    assert written["request_id"] == "req-42"
+    assert written["source_ip"] == "testclient"
+    assert set(written["roles"]) == {"integration-client", "care-coordinator", "administrator"}
+    assert written["auth_source"] == "dev-token"
+    assert (seen["actor"], seen["action"], seen["patient_id"], seen["outcome"]) == (
+        "coordinator.one",
+        "read",
+        "p1",
+        200,
+    )
+
+
+def test_refused_requests_are_audited_too(app: tuple[Container, TestClient], worklist_url: str) -> None:
+    _, client = app
+    mark = since(worklist_url)
+    assert client.get("/fhir/Observation/o1").status_code == 401
+    assert (
+        client.put("/fhir/Observation/o1", content=json.dumps(OBSERVATION), headers={**FHIR, **COORDINATOR}).status_code
+        == 403
+    )
+    anonymous, denied = rows(worklist_url, "id > %s", mark)
+    assert (anonymous["actor"], anonymous["outcome"]) == ("anonymous", 401)
+    assert (denied["actor"], denied["outcome"], denied["action"]) == ("coordinator.one", 403, "update")
+
+
+def test_a_worklist_page_is_one_row_per_patient_shown(app: tuple[Container, TestClient], worklist_url: str) -> None:
+    _, client = app
+    mark = since(worklist_url)
+    page = client.get("/api/worklist", params={"limit": 10}, headers=COORDINATOR).json()
+    shown = {item["patient_id"] for item in page["items"]}
+    audited = rows(worklist_url, "id > %s", mark)
+    assert {r["patient_id"] for r in audited} == shown
+    assert {r["action"] for r in audited} == {"search"}
+
+
+def test_an_alert_action_is_audited_with_its_patient(app: tuple[Container, TestClient], worklist_url: str) -> None:
+    _, client = app
+    item = client.get("/api/worklist", params={"limit": 1}, headers=COORDINATOR).json()["items"][0]
+    mark = since(worklist_url)
+    acted = client.post(f"/api/alerts/{item['alert_id']}/actions", json={"action": "acknowledge"}, headers=COORDINATOR)
+    assert acted.status_code == 200
+    [row] = rows(worklist_url, "id > %s", mark)
+    assert (row["action"], row["patient_id"], row["actor"]) == ("alert-action", item["patient_id"], "coordinator.one")
+    assert row["detail"] == f"alert {item['alert_id']}: acknowledge"
+
+
+def test_the_csv_export_records_every_patient_it_held(app: tuple[Container, TestClient], worklist_url: str) -> None:
+    _, client = app
+    mark = since(worklist_url)
+    exported = client.get("/api/worklist.csv", params={"priority": "urgent"}, headers=COORDINATOR)
+    assert exported.status_code == 200
+    patients = {line.split(",")[8] for line in exported.text.strip().splitlines()[1:]}
+    audited = rows(worklist_url, "id > %s AND action = 'export'", mark)
+    assert audited[0]["patient_id"] is None  # the export's start, before the first byte
+    assert {r["patient_id"] for r in audited[1:]} == patients
+
+
+def test_health_checks_are_not_audited(app: tuple[Container, TestClient], worklist_url: str) -> None:
+    _, client = app
+    mark = since(worklist_url)
+    client.get("/healthz")
+    client.get("/fhir/metadata")
+    assert rows(worklist_url, "id > %s", mark) == []
+
+
+def test_no_audit_no_data(app: tuple[Container, TestClient]) -> None:
+    container, client = app
+    client.put("/fhir/Observation/o1", content=json.dumps(OBSERVATION), headers={**FHIR, **ALL})
+
+    def broken(records: Any) -> None:
+        raise RuntimeError("audit table unavailable")
+
+    container.audit.record = broken  # type: ignore[method-assign]
+    answer = client.get("/fhir/Observation/o1", headers=ALL)
+    assert answer.status_code == 503
+    assert answer.json()["resourceType"] == "OperationOutcome"
+    assert "38267-1" not in answer.text  # the resource did not leave
+
+
+def test_the_trail_is_append_only(app: tuple[Container, TestClient], worklist_url: str) -> None:
+    _, client = app
+    client.get("/fhir/Observation/o1", headers=ALL)
+    for statement in (
+        "UPDATE audit_event SET actor = 'someone else'",
+        "DELETE FROM audit_event",
+        "TRUNCATE audit_event",
+    ):
+        with psycopg.connect(worklist_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)  # type: ignore[arg-type]
+
+
+def test_retention_purges_only_what_is_older(app: tuple[Container, TestClient], worklist_url: str) -> None:
+    container, _ = app
+    now = datetime.now(UTC)
+    recent = AuditRecord(at=now, actor="x", action="read", what="GET /test", outcome=200, patient_id="p9")
+    old = replace(recent, at=now - timedelta(days=6 * 365 + 1), what="GET /old")
+    container.audit.record([recent, old])
+    before = len(rows(worklist_url))
+    assert container.audit.purge() >= 1
+    remaining = rows(worklist_url)
+    assert len(remaining) < before
+    assert all(r["at"] > now - timedelta(days=6 * 365) for r in remaining)
+    assert any(r["what"] == "GET /test" for r in remaining)
+
+
+def test_the_trail_exports_as_valid_audit_events_page_by_page(
+    app: tuple[Container, TestClient], worklist_url: str
+) -> None:
+    _, client = app
+    client.put("/fhir/Observation/o1", content=json.dumps(OBSERVATION), headers={**FHIR, **ALL})
+    client.get("/api/worklist", params={"limit": 5}, headers=COORDINATOR)
+    assert client.get("/api/audit", headers=COORDINATOR).status_code == 403
+    first = client.get("/api/audit", params={"_count": 3}, headers=ADMIN)
+    assert first.status_code == 200
+    bundle = first.json()
+    assert bundle["type"] == "searchset"
+    assert len(bundle["entry"]) == 3
+    events = [e["resource"] for e in bundle["entry"]]
+    for event in events:
+        assert event["resourceType"] == "AuditEvent"
+        assert validate_resource(event) == [], event
+    next_url = next(link["url"] for link in bundle["link"] if link["relation"] == "next")
+    second = client.get(next_url, headers=ADMIN).json()
+    assert int(second["entry"][0]["resource"]["id"]) > int(events[-1]["id"])
+    one_patient = client.get("/api/audit", params={"patient": "p1"}, headers=ADMIN).json()
+    assert one_patient["entry"]
+    for entry in one_patient["entry"]:
+        patients = [e["what"].get("reference") for e in entry["resource"].get("entity", [])]
+        assert "Patient/p1" in patients
+    write = next(e for e in one_patient["entry"] if e["resource"]["subtype"][0]["code"] == "update")["resource"]
+    assert write["action"] == "U"
+    assert write["outcome"] == "0"
+    assert write["agent"][0]["who"]["identifier"]["value"] == "tester"
