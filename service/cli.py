@@ -14,16 +14,16 @@ from pathlib import Path
 import psycopg
 
 from service.config import get_settings
+from service.logs import configure_logging, log_format, log_level, logging_config
 
 __all__ = ["main"]
 
 log = logging.getLogger("refracture")
 
 
-def _configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every URL at INFO, and FHIR URLs carry patient ids.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def _celery_options() -> list[str]:
+    # JSON lines only: Celery's start-up banner is printed, not logged (text mode keeps it for people).
+    return ["--quiet"] if log_format() == "json" else []
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -49,9 +49,11 @@ def cmd_api(args: argparse.Namespace) -> int:
         host=args.host or settings.api_host,
         port=args.port or settings.api_port,
         workers=args.workers,
-        # Access logs carry query strings, which can carry patient identifiers.
+        # Access logs carry query strings, which can carry patient identifiers: AccessLogMiddleware logs instead.
         access_log=False,
-        log_level="info",
+        # uvicorn's worker processes configure their logging from this too.
+        log_config=logging_config(),
+        log_level=log_level().lower(),
     )
     return 0
 
@@ -61,9 +63,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from workers.celery_app import app  # noqa: PLC0415
 
     argv = [
+        *_celery_options(),
         "worker",
         "--loglevel",
-        "INFO",
+        log_level(),
         "-Q",
         get_settings().celery_queue,
         "--concurrency",
@@ -81,9 +84,10 @@ def cmd_beat(_: argparse.Namespace) -> int:
 
     app.start(
         [
+            *_celery_options(),
             "beat",
             "--loglevel",
-            "INFO",
+            log_level(),
             "--schedule",
             str(Path(tempfile.gettempdir()) / "refracture-beat-schedule"),
         ]
@@ -236,5 +240,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--exit-after-load", action="store_true", help="stop once the cohort is processed")
     demo.set_defaults(run=cmd_demo)
     args = parser.parse_args(argv)
-    _configure_logging()
+    configure_logging()
     return int(args.run(args))

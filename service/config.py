@@ -80,8 +80,6 @@ class Settings(BaseSettings):
     # Static tokens for development and tests: {"<token>": {"sub": ..., "roles": [...], "scope": "..."}}.
     # Refused in production. Like every secret, it may come from a file in REFRACTURE_SECRETS_DIR.
     auth_dev_tokens: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    # /metrics without a token (it carries no patient data); false puts it behind the administrator role.
-    metrics_public: bool = True
     # Sign-in to the worklist page through the hospital's OpenID Connect provider (code flow with PKCE).
     oidc_client_id: str | None = None
     oidc_client_secret: SecretStr | None = None

@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from service.bootstrap import bootstrap
 from service.config import Settings
+from service.logs import configure_logging
 from service.usecases.assess import AssessOutcome
 
 __all__ = ["rescore_in_parallel"]
@@ -39,7 +40,8 @@ def rescore_in_parallel(
         return _sum([_one_part(settings, patient_ids, batch_size, 0, 1)])
     # spawn: a fresh interpreter per process, so no pool, socket or lock is inherited half-open.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    # A spawned process starts without our logging: it would print warnings as plain (possibly revealing) text.
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=configure_logging) as pool:
         futures = [pool.submit(_one_part, settings, patient_ids, batch_size, part, workers) for part in range(workers)]
         return _sum([future.result() for future in futures])
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from service.adapters.local_services import free_port
 
 CLIENT_ID = "refracture-worklist"
-CLIENT_SECRET = "test-secret-not-real"
+CLIENT_SECRET = secrets.token_urlsafe(16)  # made per run: no credential is ever committed
 
 
 class OidcStandIn:

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery.schedules import crontab
+from celery.signals import setup_logging
 
 from service.adapters.queue import make_celery
 from service.config import get_settings
+from service.logs import configure_logging
 from service.usecases.ports import TASK_DELIVER, TASK_EHR_CAPABILITIES, TASK_RELAY, TASK_SWEEP
+
+
+@setup_logging.connect
+def _logging(**_: Any) -> None:
+    # A receiver here makes Celery leave logging alone (no handlers, formats or stdout redirection of its own): the
+    # worker, its pool processes and beat log JSON lines through service.logs like the API, with the same withholding
+    # of exception texts (Celery's failure lines put the exception's repr in the message).
+    configure_logging()
+
 
 settings = get_settings()
 app = make_celery(settings)

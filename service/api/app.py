@@ -14,7 +14,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from service.api import admin_routes, auth_routes, fhir_routes, health, web, worklist_routes
-from service.api.middleware import AuditMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
+from service.api.limits import BodyLimitMiddleware
+from service.api.middleware import (
+    AccessLogMiddleware,
+    AuditMiddleware,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+)
 from service.api.responses import outcome_response, simple_outcome
 from service.bootstrap import Container, bootstrap
 from service.config import get_settings
@@ -63,9 +69,12 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     app.include_router(web.router)
     app.include_router(auth_routes.router)
     app.include_router(health.router)
-    # Added innermost first: the request id is set before anything else runs, and the audit sees final statuses.
+    # Added innermost first: the request id is set before anything else runs, the audit sees final statuses, and
+    # the access log (right inside the request id) sees the audit's 503 too.
+    app.add_middleware(BodyLimitMiddleware, fhir_limit=lambda: app.state.container.settings.max_body_bytes)
     app.add_middleware(AuditMiddleware, audit=lambda: app.state.container.audit)
     app.add_middleware(SecurityHeadersMiddleware, hsts=production)
+    app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(RefractureError)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field, replace
@@ -21,10 +22,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.errors import Issue
 from service.fhir.jsonio import dumps
 from service.fhir.outcome import operation_outcome
+from service.logs import REQUEST_ID
 from service.security.principal import Principal
 from service.usecases.audit import AuditLog, AuditRecord
 
 __all__ = [
+    "AccessLogMiddleware",
     "AuditMiddleware",
     "AuditNote",
     "RequestIdMiddleware",
@@ -244,3 +247,56 @@ def client_ip(scope: Scope) -> str | None:
     """The caller's address as the server saw it (behind a proxy: run uvicorn with --proxy-headers)."""
     client = scope.get("client")
     return str(client[0]) if client else None
+
+
+_access_log = logging.getLogger("refracture.access")
+
+
+class AccessLogMiddleware:
+    """One line per request: method, route template, status, duration and (through REQUEST_ID) the request id.
+
+    Never the raw path or the query string: ids in paths can be MRNs, and query strings carry names. Sits inside
+    RequestIdMiddleware (it reads the id) and outside the audit (it logs the audit's 503 too).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = REQUEST_ID.set(scope.get("state", {}).get("request_id"))
+        started = time.perf_counter()
+        status: int | None = None
+
+        async def noted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noted)
+        except Exception:
+            # The id stays set on purpose: the server's error handler and its log line come after this, in the
+            # same request's context (each request runs in its own task, so it goes no further).
+            _log_access(scope, status or 500, started)
+            raise
+        _log_access(scope, status or 500, started)
+        REQUEST_ID.reset(token)
+
+
+def _log_access(scope: Scope, status: int, started: float) -> None:
+    method = str(scope.get("method", "?"))
+    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    _access_log.log(
+        logging.WARNING if status >= 500 else logging.INFO,
+        "%s %s %d %.1f ms",
+        method,
+        route,
+        status,
+        duration_ms,
+        extra={"fields": {"method": method, "route": route, "status": status, "duration_ms": duration_ms}},
+    )

@@ -280,3 +280,23 @@ def test_production_serves_no_api_docs(monkeypatch: pytest.MonkeyPatch) -> None:
         assert app.openapi_url is None
     finally:
         get_settings.cache_clear()
+
+
+def test_a_huge_body_to_the_json_api_is_refused_before_it_is_read(app_client: tuple[Container, TestClient]) -> None:
+    _, client = app_client
+    url = f"/api/alerts/{uuid.uuid4()}/actions"
+    headers = {"Authorization": "Bearer test-coordinator", "Content-Type": "application/json"}
+    body = json.dumps({"action": "note", "note": "x" * (2 * 1024 * 1024)})
+    declared = client.post(url, content=body, headers=headers)
+    assert declared.status_code == 413
+    assert declared.json()["resourceType"] == "OperationOutcome"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+        yield b'{"action": "note", "note": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}'
+
+    streamed = client.post(url, content=chunks(), headers=headers)
+    assert streamed.status_code == 413
+    assert streamed.json()["resourceType"] == "OperationOutcome"

@@ -1,0 +1,47 @@
+"""Secrets come from the environment or from files, and none is in the repository."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from service.config import get_settings
+from tests.conftest import ROOT
+
+# Things that look like real credentials. Test keys are generated at run time, never committed.
+_SECRET_SHAPES = [
+    re.compile(r"-----BEGIN (RSA |EC |OPENSSH |ENCRYPTED )?PRIVATE KEY-----"),
+    re.compile(r"AKIA[0-9A-Z]{16}"),  # an AWS access key id
+    re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}"),  # a signed JWT
+    re.compile(r"(?i)(client_secret|password)\s*[:=]\s*['\"][^'\"\s]{12,}['\"]"),
+]
+
+
+def test_a_secret_can_come_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "refracture_oidc_client_secret").write_text("from-a-mounted-file")
+    (tmp_path / "refracture_auth_dev_tokens").write_text('{"t0ken": {"sub": "dev"}}')
+    monkeypatch.setenv("REFRACTURE_SECRETS_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        assert settings.oidc_client_secret is not None
+        assert settings.oidc_client_secret.get_secret_value() == "from-a-mounted-file"
+        assert settings.auth_dev_tokens == {"t0ken": {"sub": "dev"}}
+        assert "from-a-mounted-file" not in repr(settings)  # SecretStr: never printed
+    finally:
+        get_settings.cache_clear()
+
+
+def test_no_credentials_are_committed() -> None:
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    found = []
+    for name in tracked.splitlines():
+        path = ROOT / name
+        if not path.is_file() or path.suffix in (".png", ".gz", ".zip"):
+            continue
+        text = path.read_text(encoding="utf-8", errors="ignore")
+        found += [f"{name}: {shape.pattern[:30]}" for shape in _SECRET_SHAPES if shape.search(text)]
+    assert found == []
