@@ -109,10 +109,13 @@ class EhrStandIn:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.generation = 0
         self.reset()
 
     def reset(self) -> None:
         with self.lock:
+            # A request still in flight from before (a slow answer the client gave up on) must not land after it.
+            self.generation += 1
             self.capability: dict[str, Any] = copy.deepcopy(FULL_CAPABILITY)
             self.store: dict[tuple[str, str], dict[str, Any]] = {}
             self.by_identifier: dict[tuple[str, str, str], str] = {}  # (type, system, value) → id
@@ -179,6 +182,7 @@ class EhrStandIn:
                 )
             except ValueError:
                 body = raw.decode(errors="replace")
+        generation = self.generation
         self.requests.append(Recorded(method, path, query, headers, body))
         if method == "GET" and path == "/__arrivals":
             await self._answer(send, 200, self.basis_arrivals)
@@ -198,7 +202,7 @@ class EhrStandIn:
         if self.require_token and not self._authorised(headers.get("authorization", "")):
             await self._answer(send, 401, _outcome("invalid or expired token"))
             return
-        status, answer, extra = self._route(method, path, query, body, headers.get("if-match"))
+        status, answer, extra = self._route(method, path, query, body, headers.get("if-match"), generation)
         if fault is not None and fault.kind == "drop-after-commit":
             await self._drop(send, committed=True)
             return
@@ -282,11 +286,13 @@ class EhrStandIn:
 
     # --- FHIR ------------------------------------------------------------------------------------------------
     def _route(
-        self, method: str, path: str, query: str, body: Any, if_match: str | None
+        self, method: str, path: str, query: str, body: Any, if_match: str | None, generation: int
     ) -> tuple[int, Any, dict[str, str]]:
         parts = [p for p in path.split("/") if p]
         params = {k: v[0] for k, v in parse_qs(query).items()}
         with self.lock:
+            if generation != self.generation:
+                return 503, _outcome("the stand-in was reset while this request was in flight"), {}
             if method == "GET" and parts == ["metadata"]:
                 return 200, self.capability, {}
             if method == "POST" and not parts:
