@@ -272,7 +272,10 @@ def test_pull_mode_sends_nothing_and_keeps_the_results_served(
     # The jobs wait: an EHR configured later gets everything.
     assert query_one(database_url, "SELECT status FROM writeback WHERE patient_id = 'c5'") == "pending"
     later = build(services, database_url, ehr, clock)
-    assert later.deliverer.deliver_due().delivered == 1
+    try:
+        assert later.deliverer.deliver_due().delivered == 1
+    finally:
+        later.close()  # its pooled connection to the EHR would otherwise be found open by a later test's GC
     exactly_once(ehr, database_url, "c5")
 
 
