@@ -22,6 +22,7 @@ from service.api.middleware import (
     SecurityHeadersMiddleware,
 )
 from service.api.responses import outcome_response, simple_outcome
+from service.api.url_guard import UrlGuardMiddleware
 from service.bootstrap import Container, bootstrap
 from service.config import get_settings
 from service.errors import RefractureError
@@ -73,6 +74,7 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     # the access log (right inside the request id) sees the audit's 503 too.
     app.add_middleware(BodyLimitMiddleware, fhir_limit=lambda: app.state.container.settings.max_body_bytes)
     app.add_middleware(AuditMiddleware, audit=lambda: app.state.container.audit)
+    app.add_middleware(UrlGuardMiddleware)  # outside the audit: a URL it could not store is refused first
     app.add_middleware(SecurityHeadersMiddleware, hsts=production)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)

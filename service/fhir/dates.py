@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["FhirTime", "parse_time", "period_start", "time_of"]
+
+# FHIR allows years 0001-9999 with any offset, but 0001-01-01T00:00+14:00 is a year-0 instant that PostgreSQL
+# stores and Python cannot read back, and the day-counting rules add months to a date, which overflows near 9999.
+# A time outside these years is no clinical fact's: the resource is kept, the time is not used.
+MIN_YEAR: Final = 1800
+MAX_YEAR: Final = 2200
 
 
 class FhirTime:
@@ -22,7 +28,8 @@ def parse_time(value: Any) -> FhirTime | None:
     """Parse a FHIR date/dateTime/instant; None for anything else.
 
     A partial date (2024 or 2024-05) counts from its first day; a date without time is taken at 00:00 UTC for the
-    instant, while ``day`` keeps the date exactly as written (day-counting rules use it).
+    instant, while ``day`` keeps the date exactly as written (day-counting rules use it). Times outside the years
+    MIN_YEAR-MAX_YEAR are None too.
     """
     if not isinstance(value, str) or len(value) < 4:
         return None
@@ -37,8 +44,11 @@ def parse_time(value: Any) -> FhirTime | None:
             at = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if at.tzinfo is None:
                 at = at.replace(tzinfo=UTC)
-            return FhirTime(at.date(), at)
-    except ValueError:
+            utc_year = at.astimezone(UTC).year
+            return FhirTime(at.date(), at) if MIN_YEAR <= utc_year <= MAX_YEAR else None
+    except (ValueError, OverflowError):
+        return None
+    if not MIN_YEAR <= day.year <= MAX_YEAR:
         return None
     return FhirTime(day, datetime(day.year, day.month, day.day, tzinfo=UTC))
 

@@ -10,6 +10,9 @@ from service.fhir.dates import parse_time
 __all__ = ["demographics_of"]
 
 _MRN_TYPE: Final = ("http://terminology.hl7.org/CodeSystem/v2-0203", "MR")
+# The worklist sorts by name through a B-tree index, whose entries PostgreSQL caps at about 2.7 kB: a longer name
+# would make the whole ingest fail. No one's name is this long; the stored Patient keeps it whole.
+MAX_NAME_LENGTH: Final = 200
 
 
 def _name(patient: dict[str, Any]) -> str | None:
@@ -20,10 +23,14 @@ def _name(patient: dict[str, Any]) -> str | None:
         (n for n in names if n.get("use") not in ("old", "maiden")), names[0]
     )
     if isinstance(chosen.get("text"), str) and not chosen.get("family"):
-        return str(chosen["text"])
+        return _shortened(str(chosen["text"]))
     given = " ".join(g for g in chosen.get("given") or [] if isinstance(g, str))
     family = chosen.get("family") if isinstance(chosen.get("family"), str) else ""
-    return ", ".join(part for part in (family, given) if part) or None
+    return _shortened(", ".join(part for part in (family, given) if part)) or None
+
+
+def _shortened(name: str) -> str:
+    return name if len(name) <= MAX_NAME_LENGTH else name[: MAX_NAME_LENGTH - 1] + "…"
 
 
 def _mrn(patient: dict[str, Any], mrn_system: str | None) -> str | None:

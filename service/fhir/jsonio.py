@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from service.errors import Problem, refuse
 
 __all__ = ["content_hash", "dumps", "parse"]
+
+
+# orjson writes integers of at most 64 bits; larger ones are kept as Decimal, which it writes digit for digit.
+_INT64_MIN: Final = -(2**63)
+_UINT64_MAX: Final = 2**64 - 1
+# The escape \u0000 preceded by an even number of backslashes (an odd number would make it the text "\u0000").
+_NUL_ESCAPE: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _integer(token: str) -> int | Decimal:
+    value = int(token)  # ValueError past Python's 4,300-digit limit: not JSON refracture reads
+    return value if _INT64_MIN <= value <= _UINT64_MAX else Decimal(token)
 
 
 def _no_constants(token: str) -> Any:
@@ -40,13 +53,17 @@ def parse(raw: bytes) -> Any:
         The JSON value, with non-integer numbers as ``Decimal``.
 
     Raises:
-        RefractureError: MALFORMED for anything that is not strict JSON (NaN, duplicate keys, bad UTF-8).
+        RefractureError: MALFORMED for anything that is not strict JSON (NaN, duplicate keys, bad UTF-8), and for
+            U+0000, which no FHIR string holds and PostgreSQL's jsonb cannot store.
     """
+    if b"\\u0000" in raw and _NUL_ESCAPE.search(raw):
+        raise refuse(Problem.MALFORMED, "structure", "the JSON contains the character U+0000 (NUL)")
     try:
         text = raw.decode("utf-8")
         return json.loads(
             text,
             parse_float=Decimal,
+            parse_int=_integer,
             parse_constant=_no_constants,
             object_pairs_hook=_no_duplicate_keys,
         )

@@ -22,6 +22,9 @@ MedicationResolver = Callable[[str], dict[str, Any] | None]
 _FEMORAL_NECK: Final = "29627003"  # SNOMED "Structure of neck of femur": the neck has no DXA LOINC of its own
 _DROPPED_OBSERVATION: Final = frozenset({"entered-in-error", "cancelled"})
 _DROPPED_VERIFICATION: Final = frozenset({"refuted", "entered-in-error"})
+# Unrecognised codes are counted under a B-tree key (system, code), whose entries PostgreSQL caps at about 2.7 kB:
+# a longer pair would fail the whole ingest. No terminology's codes are this long, so such a coding is not counted.
+_MAX_COUNTED_CODE: Final = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,11 +257,14 @@ class Normaliser:
         codings = concept.get("coding") if isinstance(concept, dict) else None
         for coding in codings or []:
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                system = str(coding.get("system") or "")
+                if len(system) + len(coding["code"]) > _MAX_COUNTED_CODE:
+                    continue
                 display = coding.get("display")
                 out.unrecognised.append(
                     UnrecognisedCode(
                         resource_type,
-                        str(coding.get("system") or ""),
+                        system,
                         coding["code"],
                         display if isinstance(display, str) else None,
                     )

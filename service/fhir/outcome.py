@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 from service.errors import HTTP_STATUS, Issue, RefractureError
 
@@ -19,10 +19,22 @@ __all__ = [
 ]
 
 
+# A 1.5 MB body of 100,000 wrong values would otherwise be answered with 12 MB of issues; the first hundred tell
+# the sender what to fix.
+MAX_ISSUES: Final = 100
+
+
 def operation_outcome(issues: Sequence[Issue]) -> dict[str, Any]:
-    """An OperationOutcome listing the issues (an 'informational' one when there are none)."""
+    """An OperationOutcome listing the issues (an 'informational' one when there are none; at most MAX_ISSUES and
+    a note of how many more)."""
     if not issues:
         issues = [Issue("informational", "All OK", severity="information")]
+    elif len(issues) > MAX_ISSUES:
+        more = len(issues) - MAX_ISSUES
+        issues = [
+            *issues[:MAX_ISSUES],
+            Issue("too-costly", f"{more} more issues are not listed", severity="information"),
+        ]
     return {
         "resourceType": "OperationOutcome",
         "issue": [

@@ -24,7 +24,7 @@ FHIR_VERSION = "4.0.1"
 class FieldSpec:
     """What JSON a model's element takes: its primitive kind, or the nested model, and whether it repeats."""
 
-    kind: str  # bool | int | decimal | string | model | resource | extension | any
+    kind: str  # bool | int | decimal | string | binary | model | resource | extension | any
     is_list: bool
     model: str | None = None  # model name for kind == "model"
     enum: frozenset[str] | None = None  # complete code list of a required binding, when the model carries it
@@ -158,6 +158,8 @@ def _kind(annotation: Any) -> tuple[str, str | None]:
                 return "int", None
             if getattr(base, "__name__", "") == "Decimal":
                 return "decimal", None
+            if base is bytes:
+                return "binary", None  # base64Binary: a string in JSON, but not held to a string's 1 MB limit
             return "string", None
         if concrete in _PRIMITIVE_KINDS:
             return _PRIMITIVE_KINDS[concrete], None

@@ -2,16 +2,20 @@
 
 fhir.resources checks structure, but accepts "true" for a boolean, any token in a required binding, ids over 64
 characters, empty strings and arrays, and nulls (shared terminology §7, performance (a)). A walk over the JSON,
-driven by the same models' element types, adds those checks; both sets of issues carry a FHIRPath expression.
+driven by the same models' element types, adds those checks, and the limits hostile input tests: strings over 1 MB,
+numbers no double holds, narratives with script (narrative.py), ids and references that are path segments. Both sets
+of issues carry a FHIRPath expression.
 """
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any, Final
 
 from service.errors import Issue
 from service.fhir import r4
+from service.fhir.narrative import narrative_issues
 
 __all__ = ["validate_element", "validate_resource"]
 
@@ -19,6 +23,12 @@ MAX_DEPTH: Final = 64
 MAX_ID_LENGTH: Final = 64
 # FHIR decimals must fit an IEEE double; larger exponents are hostile, not clinical.
 MAX_DECIMAL_EXPONENT: Final = 308
+# No measurement has more significant digits; PostgreSQL's numeric, which stores them, refuses too many.
+MAX_DECIMAL_DIGITS: Final = 64
+# R4 datatypes: "strings SHALL NOT exceed 1MB (1024*1024 characters) in size" (base64Binary is not a string).
+MAX_STRING_LENGTH: Final = 1024 * 1024
+# "." and ".." match FHIR's id pattern, but in a URL they are path segments: never an id, always an attack.
+_DOT_SEGMENTS: Final = frozenset({".", ".."})
 
 # Required bindings whose code lists fhir.resources truncates (it ends them with '+').
 _REQUIRED_CODES: Final[dict[tuple[str, str], frozenset[str]]] = {
@@ -144,6 +154,8 @@ def _walk_resource(resource_type: str, resource: dict[str, Any], path: str, issu
     resource_id = resource.get("id")
     if isinstance(resource_id, str) and len(resource_id) > MAX_ID_LENGTH:
         issues.append(Issue("value", f"id is longer than {MAX_ID_LENGTH} characters", f"{path}.id"))
+    elif isinstance(resource_id, str) and resource_id in _DOT_SEGMENTS:
+        issues.append(Issue("value", "an id cannot be '.' or '..'", f"{path}.id"))
     for (owner, element), (system, codes) in _REQUIRED_CONCEPTS.items():
         if owner == resource_type and isinstance(resource.get(element), dict):
             _check_required_concept(resource[element], system, codes, f"{path}.{element}", issues)
@@ -220,11 +232,13 @@ def _check_value(
         if not isinstance(value, bool):
             issues.append(Issue("value", "must be a JSON boolean (true or false)", where))
     elif kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+            issues.append(Issue("value", "integer is out of range", where))  # jsonio reads huge integers as Decimal
+        elif isinstance(value, bool) or not isinstance(value, int):
             issues.append(Issue("value", "must be a JSON integer", where))
     elif kind == "decimal":
         _check_decimal(value, where, issues)
-    elif kind == "string":
+    elif kind in ("string", "binary"):
         _check_string(model, key, spec, value, where, issues)
     elif kind == "model":
         if not isinstance(value, dict):
@@ -245,10 +259,15 @@ def _check_decimal(value: Any, where: str, issues: list[Issue]) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         issues.append(Issue("value", "must be a JSON number", where))
         return
-    if isinstance(value, Decimal):
-        exponent = value.adjusted() if value.is_finite() else MAX_DECIMAL_EXPONENT + 1
-        if abs(exponent) > MAX_DECIMAL_EXPONENT:
+    if isinstance(value, float):  # not from jsonio (it reads decimals exactly): a double has no excess digits
+        if not math.isfinite(value):
             issues.append(Issue("value", "number is out of range", where))
+        return
+    number = value if isinstance(value, Decimal) else Decimal(value)
+    if not number.is_finite() or abs(number.adjusted()) > MAX_DECIMAL_EXPONENT:
+        issues.append(Issue("value", "number is out of range", where))
+    elif len(number.as_tuple().digits) > MAX_DECIMAL_DIGITS:
+        issues.append(Issue("value", f"number has more than {MAX_DECIMAL_DIGITS} digits", where))
 
 
 def _check_string(model: str, key: str, spec: r4.FieldSpec, value: Any, where: str, issues: list[Issue]) -> None:
@@ -257,6 +276,15 @@ def _check_string(model: str, key: str, spec: r4.FieldSpec, value: Any, where: s
         return
     if not value.strip():
         issues.append(Issue("value", "a string must not be empty", where))
+        return
+    if len(value) > MAX_STRING_LENGTH and spec.kind == "string":
+        issues.append(Issue("too-long", f"a string must not exceed {MAX_STRING_LENGTH} characters (1 MB)", where))
+        return
+    if model == "Narrative" and key == "div":
+        issues.extend(narrative_issues(value, where))
+        return
+    if model == "Reference" and key == "reference" and _DOT_SEGMENTS.intersection(value.split("/")):
+        issues.append(Issue("value", "a reference cannot contain '.' or '..' segments", where))
         return
     codes = None if (model, key) in _NOT_REQUIRED else spec.enum or _REQUIRED_CODES.get((model, key))
     if codes is not None and value not in codes:

@@ -15,6 +15,7 @@ from service.fhir.bundle import EntryPlan, PlannedBundle
 from service.fhir.demographics import demographics_of
 from service.fhir.jsonio import content_hash
 from service.fhir.normalise import Normalised, Normaliser
+from service.fhir.patient_rules import moved_patient_issues, other_patient_issues
 from service.fhir.references import patient_of
 from service.usecases.ports import (
     Clock,
@@ -24,6 +25,7 @@ from service.usecases.ports import (
     SourcedFact,
     Store,
     StoredText,
+    StoredVersion,
     UnrecognisedCount,
 )
 
@@ -47,6 +49,7 @@ class WriteRequest:
     resource_id: str
     resource: dict[str, Any]
     if_match: str | None = None  # a weak ETag W/"n" or a bare version
+    path: str | None = None  # the resource's FHIRPath in the request (Bundle.entry[n].resource); its type if None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,7 @@ class Ingestor:
         now = self._clock()
         keys = [(r.resource_type, r.resource_id) for r in requests]
         current = session.current_versions(keys)
+        _check_patients(requests, keys, current)
         inserts: list[ResourceWrite] = []
         updates: list[ResourceWrite] = []
         outcomes: list[EntryOutcome] = []
@@ -273,7 +277,25 @@ class Ingestor:
 def _write_request(plan: EntryPlan) -> WriteRequest:
     assert plan.resource is not None
     assert plan.resource_id is not None
-    return WriteRequest(plan.resource_type, plan.resource_id, plan.resource, plan.if_match)
+    return WriteRequest(
+        plan.resource_type, plan.resource_id, plan.resource, plan.if_match, f"Bundle.entry[{plan.index}].resource"
+    )
+
+
+def _check_patients(
+    requests: Sequence[WriteRequest], keys: Sequence[ResourceKey], current: dict[ResourceKey, StoredVersion]
+) -> None:
+    """One resource, one patient (patient_rules.py), checked for every request before anything is written, so a
+    transaction lists all its offending entries at once."""
+    issues: list[Issue] = []
+    for request, key in zip(requests, keys, strict=True):
+        resource = {**request.resource, "id": request.resource_id}  # an id-less POST's Patient is its new id
+        path = request.path or request.resource_type
+        stored = current.get(key)
+        issues += other_patient_issues(resource, path)
+        issues += moved_patient_issues(stored.patient_id if stored else None, resource, path)
+    if issues:
+        raise RefractureError(Problem.UNPROCESSABLE, issues)
 
 
 def _read(session: IngestSession, plan: EntryPlan) -> EntryOutcome | RefractureError:

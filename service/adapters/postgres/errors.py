@@ -25,4 +25,6 @@ def translate_errors() -> Iterator[None]:
         raise refuse(Problem.UNAVAILABLE, "transient", "the database is not reachable; try again shortly") from exc
     except pg_errors.DataError as exc:
         # Values PostgreSQL cannot hold (e.g. a number beyond numeric's range) are the sender's to fix.
-        raise refuse(Problem.INVALID, "value", f"a value cannot be stored: {exc.diag.message_primary}") from exc
+        # Some are the driver's own (NUL in text) and carry no server diagnostics, only their message.
+        reason = exc.diag.message_primary or str(exc).splitlines()[0]
+        raise refuse(Problem.INVALID, "value", f"a value cannot be stored: {reason}") from exc
