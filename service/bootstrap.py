@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from psycopg_pool import ConnectionPool
 
 from service.adapters.ehr.factory import make_ehr_client
+from service.adapters.metrics import PrometheusMetrics
 from service.adapters.oidc import OidcClient
 from service.adapters.postgres.audit import PostgresAuditStore
 from service.adapters.postgres.pool import make_pool
@@ -31,7 +32,7 @@ from service.usecases.assess import Assessor
 from service.usecases.audit import AuditLog
 from service.usecases.changes import ChangeProcessor
 from service.usecases.ingest import Ingestor
-from service.usecases.ports import Clock, EhrGateway, TaskQueue
+from service.usecases.ports import Clock, EhrGateway, Metrics, TaskQueue
 from service.usecases.relay import Relay
 from service.usecases.sweep import Sweeper
 from service.usecases.worklist import Worklist
@@ -73,6 +74,7 @@ class Container:
     audit: AuditLog
     rate_limiter: RateLimiter
     oidc: OidcClient | None  # sign-in to the worklist page, when configured
+    metrics: Metrics
 
     def today(self) -> date:
         """Today in the hospital's time zone (what "overdue" and ages are counted against)."""
@@ -129,7 +131,8 @@ def bootstrap(
     def today(moment: datetime) -> date:
         return moment.astimezone(zone).date()
 
-    evaluator = AlertEvaluator(store, clock, settings.alerts, today)
+    metrics = PrometheusMetrics()
+    evaluator = AlertEvaluator(store, clock, settings.alerts, today, metrics)
     ehr = ehr if ehr is not None else make_ehr_client(settings)
     deliverer = Deliverer(
         store,
@@ -144,6 +147,7 @@ def bootstrap(
         batch_size=settings.writeback_batch_size,
         capability_refresh_s=settings.ehr_capability_refresh_s,
         software=f"refracture {SOFTWARE_VERSION}",
+        metrics=metrics,
     )
     # Assessment first (the care plan points at the newest RiskAssessment), then alerts, then the write-back.
     changes = ChangeProcessor(store, clock, [assessor.work, evaluator.work, deliverer.work])
@@ -179,4 +183,5 @@ def bootstrap(
         )
         if settings.auth_issuer and settings.oidc_client_id
         else None,
+        metrics=metrics,
     )

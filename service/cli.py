@@ -1,4 +1,5 @@
-"""The `refracture` command: migrate, api, worker, beat, relay, rescore, sweep, writeback, demo, model-card, openapi."""
+"""The `refracture` command: migrate, api, worker, beat, relay, rescore, sweep, writeback, demo, synth, model-card,
+openapi."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -59,7 +61,13 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """Run a Celery worker."""
+    """Run a Celery worker (with --metrics-port: and serve its processes' metrics there)."""
+    stop_metrics = None
+    if args.metrics_port:
+        from service.adapters.metrics_server import serve_worker_metrics  # noqa: PLC0415
+
+        # Before anything imports prometheus_client: the pool's children must count into the shared folder.
+        stop_metrics = serve_worker_metrics(args.metrics_port)
     from workers.celery_app import app  # noqa: PLC0415
 
     argv = [
@@ -74,7 +82,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ]
     if args.pool:
         argv += ["--pool", args.pool]
-    app.worker_main(argv)
+    try:
+        app.worker_main(argv)
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
     return 0
 
 
@@ -199,6 +211,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(patients=args.patients, port=args.port, keep_running=not args.exit_after_load)
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Write a synthetic cohort's transaction Bundles: one file per patient, or NDJSON on stdout."""
+    from service.fhir.jsonio import dumps  # noqa: PLC0415
+    from service.synth import iter_cohort  # noqa: PLC0415
+
+    bundles = iter_cohort(args.patients, args.seed, args.today, args.prefix)
+    if args.ndjson:
+        for bundle in bundles:
+            sys.stdout.write(dumps(bundle).decode() + "\n")
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for bundle in bundles:
+        (out / f"{bundle['entry'][0]['resource']['id']}.json").write_bytes(dumps(bundle) + b"\n")
+    print(f"wrote {args.patients} transaction Bundles to {out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `refracture` console script."""
     parser = argparse.ArgumentParser(prog="refracture", description=__doc__)
@@ -212,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker = sub.add_parser("worker", help="run a Celery worker")
     worker.add_argument("--concurrency", type=int, default=2)
     worker.add_argument("--pool", choices=["prefork", "solo", "threads"])
+    worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics of this worker on this port")
     worker.set_defaults(run=cmd_worker)
     sub.add_parser("beat", help="run Celery beat (one per deployment)").set_defaults(run=cmd_beat)
     sub.add_parser("relay", help="publish pending changes once").set_defaults(run=cmd_relay)
@@ -239,6 +270,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--exit-after-load", action="store_true", help="stop once the cohort is processed")
     demo.set_defaults(run=cmd_demo)
+    synth = sub.add_parser(
+        "synth",
+        help="write synthetic patients' FHIR transaction Bundles (no real people)",
+        description="Synthetic patients after vertebroplasty or kyphoplasty as FHIR R4 transaction Bundles, one per "
+        "patient: demographics, the fracture and its operation, DXA, CT Hounsfield units, cement and alignment "
+        "measures, comorbidities and medication histories (denosumab on time, late or stopped, follow-on drugs, no "
+        "treatment). The same generator feeds `refracture demo` and bench/. The same --seed and --today give the "
+        "same bytes. Post a file with: curl -X POST $BASE/fhir -H 'Content-Type: application/fhir+json' "
+        "-H 'Authorization: Bearer TOKEN' --data-binary @FILE",
+    )
+    synth.add_argument("--patients", type=int, default=25, help="how many patients (default 25)")
+    synth.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    synth.add_argument(
+        "--today",
+        type=date.fromisoformat,
+        default=None,
+        help="the day the records are read, YYYY-MM-DD; nothing is dated after it (default: today)",
+    )
+    synth.add_argument("--prefix", default="synth", help="id prefix: Patient/{prefix}-000001, ... (default synth)")
+    where = synth.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="folder to write {patient id}.json into (created if missing)")
+    where.add_argument("--ndjson", action="store_true", help="write one Bundle per line to stdout instead")
+    synth.set_defaults(run=cmd_synth)
     args = parser.parse_args(argv)
     configure_logging()
     return int(args.run(args))

@@ -112,13 +112,21 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
+    # --- observability (docs/operations.md) ---
+    # /metrics without a token (it holds no patient data); unset: public except in production, where it needs the
+    # administrator role.
+    metrics_public: bool | None = None
+    # An OTLP/HTTP collector's base URL (e.g. http://otel-collector:4318): traces are sent there. Unset, and no
+    # OTEL_EXPORTER_OTLP_ENDPOINT: no tracing at all.
+    otel_endpoint: str | None = None
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         ZoneInfo(value)  # raises for an unknown zone: refuse to start rather than count days wrongly
         return value
 
-    @field_validator("ehr_base_url", "auth_issuer", "auth_audience", "auth_jwks_url", "oidc_client_id")
+    @field_validator("ehr_base_url", "auth_issuer", "auth_audience", "auth_jwks_url", "oidc_client_id", "otel_endpoint")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
@@ -131,6 +139,11 @@ class Settings(BaseSettings):
             if not (self.auth_issuer and self.auth_audience):
                 raise ValueError("production needs REFRACTURE_AUTH_ISSUER and REFRACTURE_AUTH_AUDIENCE")
         return self
+
+    @property
+    def metrics_open(self) -> bool:
+        """Whether /metrics answers without a token."""
+        return self.metrics_public if self.metrics_public is not None else self.environment != "production"
 
 
 @lru_cache(maxsize=1)

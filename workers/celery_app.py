@@ -11,6 +11,7 @@ from service.adapters.queue import make_celery
 from service.config import get_settings
 from service.logs import configure_logging
 from service.usecases.ports import TASK_DELIVER, TASK_EHR_CAPABILITIES, TASK_RELAY, TASK_SWEEP
+from workers import observability  # noqa: F401 - connects the task signals (metrics, spans, request ids)
 
 
 @setup_logging.connect

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from celery import Celery
 
+from service import tracing
 from service.config import Settings
+from service.logs import REQUEST_ID
 
-__all__ = ["CeleryTaskQueue", "make_celery"]
+__all__ = ["REQUEST_ID_HEADER", "CeleryTaskQueue", "headers_of", "make_celery", "task_headers"]
+
+# Message headers, not task arguments: tasks keep taking ids only, and a task sent from no request carries none.
+REQUEST_ID_HEADER: Final = "refracture_request_id"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -44,4 +49,26 @@ class CeleryTaskQueue:
 
     def send(self, task_name: str, args: Sequence[Any]) -> None:
         """Publish one task; raises when the broker cannot take it."""
-        self._app.send_task(task_name, args=list(args), queue=self._queue, retry=False)
+        self._app.send_task(task_name, args=list(args), queue=self._queue, retry=False, headers=task_headers())
+
+
+def task_headers() -> dict[str, str]:
+    """What a task carries of the work that sent it: the request id, and the trace context when tracing is on."""
+    headers: dict[str, str] = {}
+    request_id = REQUEST_ID.get()
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    tracing.inject(headers)
+    return headers
+
+
+def headers_of(request: Any) -> dict[str, str]:
+    """The carried headers of a running task (its ``task.request``): Celery puts a message's own headers on the
+    request itself, and ``apply()`` keeps them under ``headers``."""
+    nested = getattr(request, "headers", None) or {}
+    found: dict[str, str] = {}
+    for key in (REQUEST_ID_HEADER, "traceparent", "tracestate"):
+        value = getattr(request, key, None) or (nested.get(key) if isinstance(nested, dict) else None)
+        if isinstance(value, str) and value:
+            found[key] = value
+    return found

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from service import tracing
 from service.api import admin_routes, auth_routes, fhir_routes, health, web, worklist_routes
 from service.api.limits import BodyLimitMiddleware
 from service.api.middleware import (
@@ -22,6 +23,7 @@ from service.api.middleware import (
     SecurityHeadersMiddleware,
 )
 from service.api.responses import outcome_response, simple_outcome
+from service.api.telemetry import TelemetryMiddleware
 from service.api.url_guard import UrlGuardMiddleware
 from service.bootstrap import Container, bootstrap
 from service.config import get_settings
@@ -45,12 +47,15 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = (container_factory or bootstrap)()
         app.state.container = container
+        traced = tracing.configure_tracing(container.settings.otel_endpoint, "refracture-api")
         # Everything imported so far (fhir.resources' thousands of classes) lives for the whole process: moving it
         # out of the collector's reach keeps full collections cheap while large Bundles are parsed (performance.md).
         gc.freeze()
         try:
             yield
         finally:
+            if traced:
+                tracing.shutdown()
             container.close()
 
     # The interactive docs are a development aid: production serves no unauthenticated pages but health checks.
@@ -77,6 +82,7 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     app.add_middleware(UrlGuardMiddleware)  # outside the audit: a URL it could not store is refused first
     app.add_middleware(SecurityHeadersMiddleware, hsts=production)
     app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(TelemetryMiddleware)  # its span is current for the access log and the doorbell
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(RefractureError)

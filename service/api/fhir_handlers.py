@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from service.api.auth import forbidden
 from service.bootstrap import Container
-from service.errors import Problem, RefractureError, refuse
-from service.fhir.bundle import PlannedBundle, plan_bundle
+from service.errors import HTTP_STATUS, Problem, RefractureError, refuse
+from service.fhir.bundle import EntryPlan, PlannedBundle, plan_bundle
 from service.fhir.jsonio import parse
 from service.fhir.outcome import entry_response, error_entry, http_date, response_bundle
 from service.fhir.references import patient_of
@@ -17,6 +18,7 @@ from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import validate_resource
 from service.security.principal import Principal
 from service.usecases.ingest import EntryOutcome, WriteRequest
+from service.usecases.ports import Metrics
 
 __all__ = ["Answer", "check_input_type", "handle_bundle", "handle_write"]
 
@@ -38,11 +40,18 @@ class Answer:
 
 def handle_bundle(container: Container, raw: bytes, representation: bool, principal: Principal) -> Answer:
     """POST /fhir: a transaction or batch Bundle."""
-    bundle = parse(raw)
-    planned = plan_bundle(bundle, container.settings.max_bundle_entries)
-    _check_scopes(planned, principal)
-    ingestor = container.ingestor
-    result = ingestor.transaction(planned) if planned.bundle_type == "transaction" else ingestor.batch(planned)
+    planned: PlannedBundle | None = None
+    try:
+        planned = plan_bundle(parse(raw), container.settings.max_bundle_entries)
+        _check_scopes(planned, principal)
+        ingestor = container.ingestor
+        result = ingestor.transaction(planned) if planned.bundle_type == "transaction" else ingestor.batch(planned)
+    except RefractureError as exc:
+        # Every entry of a refused transaction (or of a Bundle refused whole) was refused; unread Bundles count once.
+        writes = [e.resource_type for e in planned.entries if e.method != "GET"] if planned else ["Bundle"]
+        _count_refused(container.metrics, exc, writes)
+        raise
+    _count_entries(container.metrics, planned.entries, result.outcomes)
     entries = [_entry(outcome, representation) for outcome in result.outcomes]
     patients = sorted({p for e in planned.entries if e.resource is not None and (p := patient_of(e.resource))})
     return Answer(
@@ -83,6 +92,21 @@ def handle_write(
     base_url: str,
 ) -> Answer:
     """POST /fhir/{type} (resource_id None) or PUT /fhir/{type}/{id}."""
+    try:
+        return _write(container, raw, resource_type, resource_id, if_match, base_url)
+    except RefractureError as exc:
+        _count_refused(container.metrics, exc, [resource_type])
+        raise
+
+
+def _write(
+    container: Container,
+    raw: bytes,
+    resource_type: str,
+    resource_id: str | None,
+    if_match: str | None,
+    base_url: str,
+) -> Answer:
     resource = parse(raw)
     issues = validate_resource(resource)
     if issues:
@@ -110,6 +134,7 @@ def handle_write(
     result = container.ingestor.write(WriteRequest(resource_type, target_id, resource, if_match))
     outcome = result.outcomes[0]
     assert isinstance(outcome, EntryOutcome)
+    container.metrics.count_ingested(resource_type, _outcome_label(outcome))
     headers = _version_headers(outcome, base_url)
     found = patient_of(resource)
     return Answer(
@@ -121,6 +146,27 @@ def handle_write(
         resource_id=target_id,
         patients=[found] if found else [],
     )
+
+
+def _outcome_label(outcome: EntryOutcome) -> str:
+    return "created" if outcome.created else "updated" if outcome.changed else "unchanged"
+
+
+def _count_entries(
+    metrics: Metrics, plans: Sequence[EntryPlan], outcomes: Sequence[EntryOutcome | RefractureError]
+) -> None:
+    for plan, outcome in zip(plans, outcomes, strict=False):
+        if plan.method == "GET":
+            continue  # a read inside a Bundle ingests nothing
+        label = "refused" if isinstance(outcome, RefractureError) else _outcome_label(outcome)
+        metrics.count_ingested(plan.resource_type, label)
+
+
+def _count_refused(metrics: Metrics, exc: RefractureError, resource_types: Sequence[str]) -> None:
+    # Refused means refracture said no to the data (4xx); a 503 decided nothing, and the sender retries.
+    if HTTP_STATUS[exc.problem] < 500:
+        for resource_type in resource_types:
+            metrics.count_ingested(resource_type, "refused")
 
 
 def check_input_type(resource_type: str) -> None:

@@ -1,14 +1,18 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and metrics."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from service.adapters.metrics import CONTENT_TYPE, render, state_collector
+from service.api.auth import BearerDep, caller, forbidden
 from service.api.deps import ContainerDep
+from service.bootstrap import Container
+from service.security.principal import Permission
 
 __all__ = ["router"]
 
@@ -24,11 +28,16 @@ def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     operation_id="readyz",
-    summary="The database and the broker answer",
-    responses={503: {"description": "A dependency does not answer"}},
+    summary="The database answers (and whether the broker does)",
+    responses={503: {"description": "The database does not answer"}},
 )
 async def readyz(container: ContainerDep) -> JSONResponse:
-    """Ready when PostgreSQL and the Redis broker both answer."""
+    """Ready when PostgreSQL answers; 'degraded' (still 200) when only the Redis broker does not.
+
+    The API stores everything it accepts in PostgreSQL and the relay rings the doorbell again once Redis is back, so
+    an API taken out of service for a broker outage would refuse data it can safely keep. The broker's state is in
+    the body and in the metrics (refracture_state_up) for the operator to alert on.
+    """
     checks: dict[str, Any] = {}
     try:
         await run_in_threadpool(container.store.ping)
@@ -40,8 +49,9 @@ async def readyz(container: ContainerDep) -> JSONResponse:
         checks["broker"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["broker"] = f"unavailable ({type(exc).__name__})"
-    ready = all(v == "ok" for v in checks.values())
-    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+    ready = checks["database"] == "ok"
+    status = "not ready" if not ready else "ready" if checks["broker"] == "ok" else "degraded"
+    body: dict[str, Any] = {"status": status, "checks": checks}
     if checks["database"] == "ok":
         state = await run_in_threadpool(container.store.read_ehr_state)
         # The write mode the EHR's CapabilityStatement allowed (contract.md, 'Delivery'); informative, not a check.
@@ -61,3 +71,24 @@ def _ping_broker(url: str) -> None:
         client.ping()
     finally:
         client.close()
+
+
+async def _metrics_reader(request: Request, container: ContainerDep, credentials: BearerDep) -> None:
+    """Anyone when REFRACTURE_METRICS_PUBLIC holds (the default outside production), else administrators."""
+    if container.settings.metrics_open:
+        return
+    principal = await caller(request, container, credentials)
+    if not principal.may(Permission.ADMINISTER):
+        raise forbidden("the metrics need the administer permission, which your role does not have")
+
+
+# Not in the OpenAPI document: Prometheus's text format is for scrapers, not API clients (docs/operations.md).
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(_metrics_reader)])
+async def metrics(container: ContainerDep) -> Response:
+    """Prometheus metrics: this pod's counters and the outbox, queue and model gauges read now."""
+    return Response(await run_in_threadpool(_scrape, container), media_type=CONTENT_TYPE)
+
+
+def _scrape(container: Container) -> bytes:
+    settings = container.settings
+    return render([state_collector(container.store, settings.redis_url, [settings.celery_queue], container.clock)])

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Final
 
@@ -27,6 +28,8 @@ from service.usecases.ports import (
     CareSummary,
     Clock,
     LatestAssessmentView,
+    Metrics,
+    NoMetrics,
     StoredAlert,
     StoredCarePlan,
 )
@@ -52,6 +55,8 @@ class EvaluationOutcome:
     resolved: int = 0
     updated: int = 0
     care_plans: int = 0
+    opened_codes: Counter[str] = field(default_factory=Counter)
+    resolved_codes: Counter[str] = field(default_factory=Counter)
 
 
 def plan_id_of(patient_id: str) -> str:
@@ -62,8 +67,16 @@ def plan_id_of(patient_id: str) -> str:
 class AlertEvaluator:
     """Applies the alert rules to patients and keeps the alert table and the CarePlan in step with them."""
 
-    def __init__(self, store: AlertStore, clock: Clock, config: AlertConfig, today: Callable[[datetime], date]) -> None:
+    def __init__(
+        self,
+        store: AlertStore,
+        clock: Clock,
+        config: AlertConfig,
+        today: Callable[[datetime], date],
+        metrics: Metrics | None = None,
+    ) -> None:
         """Args: ``today`` turns the clock's instant into the service's calendar date (its time zone)."""
+        self._metrics = metrics or NoMetrics()
         self._store = store
         self._clock = clock
         self._config = config
@@ -132,6 +145,9 @@ class AlertEvaluator:
             session.add_alert_events(events)
             session.set_schedules(schedules, now)
             session.update_care_summaries(summaries, now)
+        # Counted once the transaction committed: a rolled-back evaluation opened nothing.
+        self._metrics.count_alerts("opened", outcome.opened_codes)
+        self._metrics.count_alerts("resolved", outcome.resolved_codes)
         return outcome
 
     def work(self, patient_ids: Sequence[str]) -> None:
@@ -182,6 +198,7 @@ class AlertEvaluator:
                 )
                 current.append(replace(alert, status="resolved", closed_at=now))
                 outcome.resolved += 1
+                outcome.resolved_codes[alert.code] += 1
                 continue
             active_codes.add(alert.code)
             if alert.status == "snoozed" and alert.snoozed_until is not None and alert.snoozed_until <= today:
@@ -239,6 +256,7 @@ class AlertEvaluator:
             events.append(AlertEventRow(alert.id, now, SYSTEM_ACTOR, "opened", None, "open", finding.detail))
             current.append(alert)
             outcome.opened += 1
+            outcome.opened_codes[code] += 1
         return current
 
     def _save_plan(

@@ -41,6 +41,8 @@ from service.usecases.ports import (
     Clock,
     DeliveryRecord,
     EhrGateway,
+    Metrics,
+    NoMetrics,
     WritebackState,
     WritebackStore,
 )
@@ -129,8 +131,10 @@ class Deliverer:
         capability_refresh_s: float,
         software: str,
         random_source: Callable[[], float] = random.random,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or NoMetrics()
         self._ehr = ehr
         self._clock = clock
         self._policy = policy
@@ -216,6 +220,7 @@ class Deliverer:
         except EhrRejected as exc:
             self._breaker.success()  # the EHR is up; it said no
             self._store.dead_writeback(job.patient_id, str(exc), exc.status, exc.outcome, self._clock())
+            self._metrics.count_writeback(mode.value, "dead")
             outcome.dead += 1
             log.warning("write-back refused by the EHR (%s); kept for replay", exc.status)
             return
@@ -225,6 +230,7 @@ class Deliverer:
             failing_since = job.first_failure_at or now
             if self._policy.exhausted((now - failing_since).total_seconds()):
                 self._store.dead_writeback(job.patient_id, f"gave up retrying: {exc}", exc.status, exc.outcome, now)
+                self._metrics.count_writeback(mode.value, "dead")
                 outcome.dead += 1
                 return
             retry_after = exc.retry_after if isinstance(exc, EhrTemporaryError) else None
@@ -232,10 +238,12 @@ class Deliverer:
             self._store.retry_writeback(
                 job.patient_id, now + timedelta(seconds=delay), str(exc), exc.status, exc.outcome, now
             )
+            self._metrics.count_writeback(mode.value, "retried")
             outcome.retried += 1
             return
         self._breaker.success()
         self._store.complete_writeback(job, sent.record, self._clock())
+        self._metrics.count_writeback(mode.value, "delivered")
         outcome.delivered += 1
 
     @staticmethod

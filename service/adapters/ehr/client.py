@@ -8,11 +8,13 @@ gets one token refresh and one more try.
 from __future__ import annotations
 
 import email.utils
+import re
 import time
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
+from service import tracing
 from service.adapters.ehr.auth import Auth
 from service.errors import EhrConflict, EhrRejected, EhrTemporaryError
 from service.fhir.jsonio import dumps
@@ -21,6 +23,8 @@ from service.usecases.ports import EhrAnswer
 __all__ = ["EhrClient"]
 
 FHIR_JSON = "application/fhir+json"
+# What of a path may name a span: the resource type (or "metadata"), never ids or search values.
+_SPAN_TARGET: Final = re.compile(r"^/?([A-Z][A-Za-z]{1,63}|metadata)(?:[/?]|$)")
 
 
 class EhrClient:
@@ -46,9 +50,21 @@ class EhrClient:
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> EhrAnswer:
         """One request; raises EhrTemporaryError, EhrRejected or EhrConflict for failures."""
+        if not tracing.active():
+            return self._request(method, path, body, headers)
+        found = _SPAN_TARGET.match(path)
+        name = f"EHR {method} {found.group(1)}" if found else f"EHR {method}"
+        with tracing.span(name, "client", attributes={"http.request.method": method}) as span:
+            answer = self._request(method, path, body, headers)
+            if span is not None:
+                span.set("http.response.status_code", answer.status)
+            return answer
+
+    def _request(self, method: str, path: str, body: Any, headers: dict[str, str] | None) -> EhrAnswer:
         url = f"{self._base}{path}"
         content = dumps(body) if body is not None else None
         extra = {"Accept": FHIR_JSON, **({"Content-Type": FHIR_JSON} if content is not None else {}), **(headers or {})}
+        tracing.inject(extra)  # the EHR's own traces can join ours
         for attempt in (1, 2):
             try:
                 response = self._http.request(method, url, content=content, headers={**extra, **self._auth.header()})
