@@ -29,6 +29,12 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Every benchmark, then docs/performance.md regenerated from their results (about an hour on 2 CPUs);
+# `make bench BENCH_ARGS=--quick` for short runs, `BENCH_ARGS="--only load"` for one.
+.PHONY: bench
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m bench.report $(BENCH_ARGS)
+
 openapi: $(VENV)/.test-installed
 	$(BIN)/refracture openapi --out openapi/openapi.json
 
