@@ -3,7 +3,8 @@
 It keeps resources in memory with versions, honours conditional updates on identifiers, If-Match and transactions
 (all or nothing, urn:uuid references rewritten), validates every resource it is sent, records every request, and
 injects faults on demand: status codes (with Retry-After), slow answers, connections dropped before or after it
-committed, being down altogether. Used by the contract and fault tests and by bench/writeback.
+committed, being down altogether, or holding a request until the test releases it (to crash the sender while
+its request is in flight). Used by the contract and fault tests and by bench/writeback.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def capability(
 class Fault:
     """One injected failure: for requests matching ``method`` and ``path_prefix``, ``times`` times."""
 
-    kind: str  # status | slow | drop-before | drop-after-commit | down
+    kind: str  # status | slow | drop-before | drop-after-commit | down | hold
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
@@ -83,6 +84,10 @@ class Fault:
     times: int = 1
     method: str | None = None
     path_prefix: str = ""
+    # "hold": the request, read in full, waits until ``release`` is set and is then served (committed) as usual, even
+    # when its sender is gone by then; ``arrived`` is set as it starts waiting, so a test knows it is in flight.
+    arrived: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+    release: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and path.startswith(self.path_prefix)
@@ -193,6 +198,11 @@ class EhrStandIn:
             return
         if fault is not None and fault.kind == "slow":
             await asyncio.sleep(fault.seconds)
+        if fault is not None and fault.kind == "hold":
+            fault.arrived.set()
+            # Polled, not awaited in a thread: the event loop keeps serving other requests meanwhile.
+            while not fault.release.is_set():
+                await asyncio.sleep(0.02)
         if fault is not None and fault.kind == "status":
             await self._answer(send, fault.status, fault.body or _outcome("injected failure"), fault.headers)
             return
