@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from service.adapters.postgres.errors import translate_errors
+from service.adapters.postgres.errors import pooled_transaction
 from service.usecases.audit import AuditRecord, StoredAudit
 
 __all__ = ["PostgresAuditStore", "append_audit"]
@@ -50,11 +49,8 @@ class PostgresAuditStore:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        with translate_errors(), self._pool.connection() as conn, conn.transaction():
-            conn.row_factory = dict_row  # type: ignore[assignment]
-            yield conn  # type: ignore[misc]
+    def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
+        return pooled_transaction(self._pool)
 
     def append_audit(self, records: Sequence[AuditRecord]) -> None:
         """See AuditStore."""

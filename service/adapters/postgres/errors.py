@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg_pool import PoolTimeout
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from service.errors import ConcurrentWrite, Problem, refuse
 
-__all__ = ["translate_errors"]
+__all__ = ["pooled_transaction", "translate_errors"]
 
 
 @contextlib.contextmanager
@@ -28,3 +30,12 @@ def translate_errors() -> Iterator[None]:
         # Some are the driver's own (NUL in text) and carry no server diagnostics, only their message.
         reason = exc.diag.message_primary or str(exc).splitlines()[0]
         raise refuse(Problem.INVALID, "value", f"a value cannot be stored: {reason}") from exc
+
+
+@contextlib.contextmanager
+def pooled_transaction(pool: ConnectionPool) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """One transaction on a pooled connection with rows as dicts, driver errors translated: every store's unit."""
+    with translate_errors(), pool.connection() as conn:
+        conn.row_factory = dict_row  # type: ignore[assignment]
+        with conn.transaction():
+            yield conn  # type: ignore[misc]

@@ -1,4 +1,8 @@
-"""Named SQL from queries.sql, loaded once ("-- name: x" starts a query; the lines below it are its text)."""
+"""Named SQL files, loaded once ("-- name: x" starts a query; the lines below it are its text).
+
+queries.sql holds the core's statements; a feature with its own tables keeps its SQL in its own file beside its
+migration (bulk_import.sql, calibration.sql, cds.sql, subscriptions.sql), in the same format.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ _HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
 
 
 @cache
-def _all() -> dict[str, str]:
-    text = (resources.files("service.adapters.postgres") / "queries.sql").read_text(encoding="utf-8")
+def _all(file: str) -> dict[str, str]:
+    text = (resources.files("service.adapters.postgres") / file).read_text(encoding="utf-8")
     parts = _HEADER.split(text)
     named: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
@@ -23,7 +27,7 @@ def _all() -> dict[str, str]:
     return named
 
 
-def query(name: str) -> LiteralString:
-    """The SQL of a named query (a KeyError is a programming error)."""
+def query(name: str, file: str = "queries.sql") -> LiteralString:
+    """The SQL of a named query in one of the package's SQL files (a KeyError is a programming error)."""
     # The text comes from a file shipped with the package, never from input: it is a literal in all but syntax.
-    return _all()[name]
+    return _all(file)[name]

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from service.adapters.postgres.errors import translate_errors
+from service.adapters.postgres.errors import pooled_transaction
 from service.security.sessions import PendingSignIn
 
 __all__ = ["PostgresSessionStore"]
@@ -24,11 +23,8 @@ class PostgresSessionStore:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        with translate_errors(), self._pool.connection() as conn, conn.transaction():
-            conn.row_factory = dict_row  # type: ignore[assignment]
-            yield conn  # type: ignore[misc]
+    def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
+        return pooled_transaction(self._pool)
 
     def save_session(
         self, id_hash: bytes, claims: Mapping[str, Any], csrf_token: str, now: datetime, expires_at: datetime

@@ -9,14 +9,13 @@ from datetime import date, datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from service.adapters.postgres import alerts, assessments, worklist, writeback
 from service.adapters.postgres.alerts import PostgresAlertSession
 from service.adapters.postgres.assessments import PostgresAssessmentSession
-from service.adapters.postgres.errors import translate_errors
+from service.adapters.postgres.errors import pooled_transaction, translate_errors
 from service.adapters.postgres.queries import query
 from service.adapters.postgres.summaries import upsert_demographics
 from service.domain.patient import Demographics
@@ -210,12 +209,8 @@ class PostgresStore:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Conn]:
-        with translate_errors(), self._pool.connection() as conn:
-            conn.row_factory = dict_row  # type: ignore[assignment]
-            with conn.transaction():
-                yield conn  # type: ignore[misc]
+    def _transaction(self) -> contextlib.AbstractContextManager[Conn]:
+        return pooled_transaction(self._pool)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[PostgresSession]:
