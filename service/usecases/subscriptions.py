@@ -1,0 +1,475 @@
+"""Event feeds from the EHR: Subscription notifications received, resources fetched, missed changes caught up.
+
+Notifications are hints, not a ledger (hapi-fhir#6002: rest-hooks give up after about a minute). So:
+
+- a notification is acknowledged quickly: resources it carries are ingested at once (the Ingestor makes no new
+  version of identical content, so duplicates are harmless); what must be fetched becomes a ``subscription_fetch``
+  row and what must be re-read a catch-up request, both durable in PostgreSQL, with Redis only ringing the bell;
+- topic-based notifications are numbered: duplicates are skipped, and a gap (or silence past the heartbeat period)
+  asks for a catch-up poll (service/domain/event_feed.py);
+- a periodic ``_lastUpdated`` poll per resource type, from a high-water mark kept in PostgreSQL, catches whatever
+  no notification announced.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, Protocol
+from urllib.parse import quote
+
+from service.domain.backoff import RetryPolicy
+from service.domain.event_feed import FeedPosition, FeedStep, advance
+from service.errors import EhrError, EhrRejected, EhrTemporaryError, Problem, RefractureError, refuse
+from service.fhir.jsonio import parse
+from service.fhir.resource_types import INPUT_TYPES
+from service.fhir.subscriptions import Notification
+from service.fhir.validation import validate_resource
+from service.usecases.ingest import EntryOutcome, Ingestor, WriteRequest
+from service.usecases.ports import Clock, EhrAnswer, EhrGateway, Metrics, NoMetrics, ResourceKey
+
+__all__ = [
+    "TASK_SUBSCRIPTION_WORK",
+    "FeedStore",
+    "FeedWorker",
+    "FetchJob",
+    "NotificationReceiver",
+    "PollClaim",
+    "Receipt",
+]
+
+log = logging.getLogger(__name__)
+
+# Sent by name (conventions: the API never imports worker code).
+TASK_SUBSCRIPTION_WORK: Final = "refracture.subscription_work"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchJob:
+    """A resource to read from the EHR (an id-only notification), claimed by this worker."""
+
+    resource_type: str
+    resource_id: str
+    requested_at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class PollClaim:
+    """A catch-up poll this worker now runs (under a lease)."""
+
+    started_at: datetime
+    requested: bool  # asked for (ping, gap, silence), not only periodic
+
+
+@dataclass(frozen=True, slots=True)
+class FeedNote:
+    """What a notification said of its Subscription, kept on the feed for operators."""
+
+    kind: str
+    ehr_subscription: str | None = None
+    topic: str | None = None
+    status: str | None = None
+
+
+class FeedSession(Protocol):
+    """One transaction over a feed."""
+
+    def lock_feed(self, feed_id: str, now: datetime) -> tuple[FeedPosition, frozenset[int]]:
+        """The feed's position and the event numbers above it, locked (the feed is created when new)."""
+
+    def save_feed(self, feed_id: str, step: FeedStep | None, note: FeedNote, now: datetime) -> None:
+        """Store the new position (None: only count the notification) and what it said."""
+
+    def queue_fetches(self, keys: Sequence[ResourceKey], now: datetime) -> None:
+        """Ask for these resources to be read from the EHR."""
+
+    def request_catchup(self, reason: str, due_at: datetime) -> None:
+        """Ask for a catch-up poll at (or after) ``due_at``."""
+
+
+class FeedStore(Protocol):
+    """The feeds, the fetch jobs and the poll state (service/adapters/postgres/subscriptions.py)."""
+
+    def feed_session(self) -> AbstractContextManager[FeedSession]:
+        """A transaction."""
+
+    def feed_position(self, feed_id: str) -> tuple[FeedPosition, frozenset[int]]:
+        """The feed's position and the numbers above it, unlocked (a new feed is at 0)."""
+
+    def claim_fetches(self, now: datetime, lease_until: datetime, limit: int) -> list[FetchJob]:
+        """Due fetch jobs (and those whose lease ran out), leased to this worker."""
+
+    def finish_fetch(self, job: FetchJob) -> None:
+        """Done: drop the row unless the resource was announced again meanwhile."""
+
+    def retry_fetch(self, job: FetchJob, next_attempt_at: datetime, error: str) -> None:
+        """Try again later."""
+
+    def fail_fetch(self, job: FetchJob, error: str) -> None:
+        """Give up on it (kept for operators; a new notification revives it)."""
+
+    def note_silent_feeds(self, silent_since: datetime, now: datetime) -> list[str]:
+        """Topic feeds with no notification since ``silent_since`` not yet noted as silent; notes them."""
+
+    def claim_poll(self, now: datetime, periodic_before: datetime | None, lease_until: datetime) -> PollClaim | None:
+        """The poll, if asked for or (with ``periodic_before``) not run since then, and no other worker runs it."""
+
+    def high_water(self) -> dict[str, datetime]:
+        """The newest ``meta.lastUpdated`` read so far, per resource type."""
+
+    def save_high_water(self, resource_type: str, mark: datetime) -> None:
+        """Move a type's mark forward."""
+
+    def ensure_high_water(self, resource_types: Sequence[str], mark: datetime) -> None:
+        """Set the marks of types that have none yet."""
+
+    def finish_poll(self, claim: PollClaim, now: datetime, error: str | None) -> None:
+        """Release the poll; on success the requests made before it started are answered."""
+
+
+@dataclass(slots=True)
+class Receipt:
+    """What a notification led to."""
+
+    kind: str
+    ingested: int = 0
+    refused: int = 0
+    duplicates: int = 0
+    fetches: int = 0
+    catchup: bool = False
+    changed_patients: list[str] = field(default_factory=list)
+
+    @property
+    def work_queued(self) -> bool:
+        """Whether a worker has something to do for it."""
+        return self.fetches > 0 or self.catchup
+
+
+class _Ingest:
+    """Validates a resource read from the EHR and ingests it like POST /fhir would."""
+
+    def __init__(self, ingestor: Ingestor, metrics: Metrics) -> None:
+        self._ingestor = ingestor
+        self._metrics = metrics
+
+    def __call__(self, resource: dict[str, Any], receipt: Receipt) -> None:
+        resource_type, resource_id = resource.get("resourceType"), resource.get("id")
+        issues = validate_resource(resource)
+        if issues or resource_type not in INPUT_TYPES or not isinstance(resource_id, str):
+            receipt.refused += 1
+            self._metrics.count_ingested(str(resource_type if resource_type in INPUT_TYPES else "other"), "refused")
+            # The type and the first issue's path only: values could be patient data.
+            log.warning(
+                "event feed: a %s from the EHR was refused (%s)",
+                resource_type if resource_type in INPUT_TYPES else "resource of another type",
+                issues[0].expression if issues else "not an input type or no id",
+            )
+            return
+        try:
+            result = self._ingestor.write(WriteRequest(str(resource_type), resource_id, resource))
+        except RefractureError as exc:
+            if exc.problem is Problem.UNAVAILABLE:
+                raise
+            receipt.refused += 1
+            self._metrics.count_ingested(str(resource_type), "refused")
+            log.warning("event feed: a %s from the EHR was refused (%s)", resource_type, exc.problem.value)
+            return
+        outcome = result.outcomes[0]
+        assert isinstance(outcome, EntryOutcome)
+        label = "created" if outcome.created else "updated" if outcome.changed else "unchanged"
+        self._metrics.count_ingested(str(resource_type), label)
+        receipt.ingested += 1
+        receipt.changed_patients = sorted({*receipt.changed_patients, *result.changed_patients})
+
+
+class NotificationReceiver:
+    """The API side: take a notification, store what came, queue what must be fetched or re-read."""
+
+    def __init__(self, store: FeedStore, ingestor: Ingestor, clock: Clock, metrics: Metrics | None = None) -> None:
+        self._store = store
+        self._clock = clock
+        self._ingest = _Ingest(ingestor, metrics or NoMetrics())
+
+    def ping(self, feed_id: str) -> Receipt:
+        """An R4 rest-hook notification without payload: something changed; re-read what changed since the
+        last poll."""
+        now = self._clock()
+        with self._store.feed_session() as session:
+            session.lock_feed(feed_id, now)
+            session.save_feed(feed_id, None, FeedNote("ping"), now)
+            session.request_catchup("ping", now)
+        return Receipt("ping", catchup=True)
+
+    def resource(self, feed_id: str, resource_type: str, resource_id: str, resource: dict[str, Any] | None) -> Receipt:
+        """An R4 rest-hook update (``PUT {endpoint}/{type}/{id}``): the resource, or (no body) its id only.
+
+        Raises:
+            RefractureError: 404 for a type refracture does not take; 400 for invalid FHIR or a body that differs
+                from the URL (as for ``PUT /fhir/{type}/{id}``).
+        """
+        if resource_type not in INPUT_TYPES:
+            raise refuse(Problem.NOT_FOUND, "not-supported", f"refracture does not take {resource_type} resources")
+        receipt = Receipt("rest-hook")
+        now = self._clock()
+        if resource is None:
+            with self._store.feed_session() as session:
+                session.lock_feed(feed_id, now)
+                session.save_feed(feed_id, None, FeedNote("rest-hook"), now)
+                session.queue_fetches([(resource_type, resource_id)], now)
+            receipt.fetches = 1
+            return receipt
+        issues = validate_resource(resource)
+        if issues:
+            raise RefractureError(Problem.INVALID, issues)
+        if resource.get("resourceType") != resource_type or resource.get("id") != resource_id:
+            raise refuse(Problem.INVALID, "invalid", "the resource's type and id must be those in the URL")
+        self._ingest(resource, receipt)
+        with self._store.feed_session() as session:
+            session.lock_feed(feed_id, now)
+            session.save_feed(feed_id, None, FeedNote("rest-hook"), now)
+        return receipt
+
+    def notification(self, feed_id: str, notification: Notification) -> Receipt:
+        """A topic-based notification: handshake, heartbeat or events (full-resource, id-only or empty)."""
+        kind = notification.kind
+        receipt = Receipt(kind)
+        eventful = kind in ("event-notification", "query-event")
+        # Resources first, each its own transaction: if recording the events then fails, the EHR's retry finds them
+        # still new and ingests again, which changes nothing.
+        position, seen = self._store.feed_position(feed_id)
+        new = set(advance(position, seen, notification.numbers, notification.events_since_start).new_events)
+        fresh = [e for e in notification.events if e.number is None or e.number in new] if eventful else []
+        for event in fresh:
+            included = notification.resources.get(event.focus) if event.focus else None
+            if included is not None:
+                self._ingest(included, receipt)
+        now = self._clock()
+        with self._store.feed_session() as session:
+            position, seen = session.lock_feed(feed_id, now)
+            step = advance(position, seen, notification.numbers, notification.events_since_start, kind == "handshake")
+            session.save_feed(
+                feed_id,
+                step,
+                FeedNote(kind, notification.subscription, notification.topic, notification.status),
+                now,
+            )
+            recorded = set(step.new_events)
+            fresh = [e for e in notification.events if e.number is None or e.number in recorded] if eventful else []
+            receipt.duplicates = len(notification.events) - len(fresh) if eventful else 0
+            wanted = sorted(
+                {
+                    e.focus
+                    for e in fresh
+                    if e.focus is not None and e.focus[0] in INPUT_TYPES and e.focus not in notification.resources
+                }
+            )
+            if wanted:
+                session.queue_fetches(wanted, now)
+                receipt.fetches = len(wanted)
+            # Empty content names nothing: only a re-read finds what changed.
+            empty = any(e.focus is None for e in fresh)
+            if step.gap or empty:
+                session.request_catchup("gap" if step.gap else "empty", now)
+                receipt.catchup = True
+        if step.gap:
+            log.warning(
+                "event feed %s: events missing up to %d; catching up by polling", feed_id, step.position.highest
+            )
+        return receipt
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    """How the worker side runs."""
+
+    resource_types: tuple[str, ...]
+    poll_interval_s: float  # 0: no periodic poll (catch-up polls still run when asked for)
+    lookback_s: float  # how far back a type's first poll reads
+    silence_s: float | None  # heartbeat period + grace; None: no heartbeat watch
+    page_size: int = 100
+    lease_s: float = 300.0
+    fetch_batch: int = 100
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(2.0, 300.0, 86400.0))
+
+
+@dataclass(slots=True)
+class WorkDone:
+    """What one run of the worker did."""
+
+    fetched: int = 0
+    polled: bool = False
+    read: int = 0
+    receipt: Receipt = field(default_factory=lambda: Receipt("work"))
+
+
+class FeedWorker:
+    """The worker side: fetch announced resources, poll by ``_lastUpdated``, ring the doorbell for changes."""
+
+    def __init__(
+        self,
+        store: FeedStore,
+        ehr: EhrGateway | None,
+        ingestor: Ingestor,
+        ring: Callable[[Sequence[str]], object],
+        clock: Clock,
+        settings: FeedSettings,
+        metrics: Metrics | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._ehr = ehr
+        self._ingest = _Ingest(ingestor, metrics or NoMetrics())
+        self._ring = ring
+        self._clock = clock
+        self._settings = settings
+        self._jitter = jitter
+
+    def work(self) -> WorkDone:
+        """Fetch what is due, then poll if asked for or due; without an EHR there is nothing to read."""
+        done = WorkDone()
+        if self._ehr is None:
+            return done
+        self.fetch_due(done)
+        self.poll(done)
+        if done.receipt.changed_patients:
+            self._ring(done.receipt.changed_patients)
+        return done
+
+    def fetch_due(self, done: WorkDone) -> None:
+        """Read every due fetch job's resource from the EHR and ingest it."""
+        assert self._ehr is not None
+        while True:
+            now = self._clock()
+            jobs = self._store.claim_fetches(
+                now, now + timedelta(seconds=self._settings.lease_s), self._settings.fetch_batch
+            )
+            for job in jobs:
+                self._fetch(job, done)
+            if len(jobs) < self._settings.fetch_batch:
+                return
+
+    def _fetch(self, job: FetchJob, done: WorkDone) -> None:
+        assert self._ehr is not None
+        path = f"/{job.resource_type}/{quote(job.resource_id, safe='')}"
+        try:
+            answer = self._ehr.request("GET", path)
+        except EhrTemporaryError as exc:
+            delay = self._settings.retry.delay(job.attempts + 1, exc.retry_after, self._jitter)
+            self._store.retry_fetch(job, self._clock() + timedelta(seconds=delay), str(exc))
+            return
+        except EhrRejected as exc:
+            if exc.status in (404, 410):
+                # Deleted (or never visible to us) at the EHR since it was announced: nothing to read.
+                self._store.finish_fetch(job)
+                return
+            self._store.fail_fetch(job, str(exc))
+            return
+        except EhrError as exc:
+            self._store.fail_fetch(job, str(exc))
+            return
+        resource = _exact(answer)
+        if not isinstance(resource, dict):
+            self._store.fail_fetch(job, "the EHR's answer is not a resource")
+            return
+        self._ingest(resource, done.receipt)
+        self._store.finish_fetch(job)
+        done.fetched += 1
+
+    def poll(self, done: WorkDone, force: bool = False) -> None:
+        """Read, per type, what changed at the EHR since the high-water mark (if asked for, due, or forced)."""
+        assert self._ehr is not None
+        settings = self._settings
+        now = self._clock()
+        if settings.silence_s is not None:
+            for feed in self._store.note_silent_feeds(now - timedelta(seconds=settings.silence_s), now):
+                log.warning("event feed %s: no notification within its heartbeat period; catching up", feed)
+                with self._store.feed_session() as session:
+                    session.request_catchup("silence", now)
+        periodic = now - timedelta(seconds=settings.poll_interval_s) if settings.poll_interval_s > 0 else None
+        claim = self._store.claim_poll(now, now if force else periodic, now + timedelta(seconds=settings.lease_s))
+        if claim is None:
+            return
+        error: str | None = None
+        try:
+            marks = self._store.high_water()
+            for resource_type in settings.resource_types:
+                since = marks.get(resource_type) or now - timedelta(seconds=settings.lookback_s)
+                done.read += self._poll_type(resource_type, since, done.receipt)
+        except EhrError as exc:
+            error = str(exc)
+            log.warning("event feed: the catch-up poll failed (%s); it runs again", type(exc).__name__)
+        finally:
+            self._store.finish_poll(claim, self._clock(), error)
+        done.polled = error is None
+
+    def _poll_type(self, resource_type: str, since: datetime, receipt: Receipt) -> int:
+        assert self._ehr is not None
+        # ge, not gt: several changes can share the mark's instant; reading one again changes nothing.
+        stamp = quote(since.isoformat(), safe="")
+        path: str | None = (
+            f"/{resource_type}?_lastUpdated=ge{stamp}&_sort=_lastUpdated&_count={self._settings.page_size}"
+        )
+        read = 0
+        newest = since
+        while path is not None:
+            bundle = _exact(self._ehr.request("GET", path))
+            if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+                raise EhrRejected(f"the EHR's {resource_type} search answer is not a Bundle")
+            for resource in _matches(bundle, resource_type):
+                self._ingest(resource, receipt)
+                read += 1
+                newest = max(newest, _last_updated(resource) or newest)
+            if newest > since:
+                self._store.save_high_water(resource_type, newest)  # progress survives a failure on a later page
+            path = self._next_page(bundle)
+        return read
+
+    def _next_page(self, bundle: dict[str, Any]) -> str | None:
+        assert self._ehr is not None
+        for link in bundle.get("link") or []:
+            if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+                url: str = link["url"]
+                base = self._ehr.base_url.rstrip("/")
+                # Only pages of the EHR itself: the client's token must never go to another origin (SSRF).
+                if not url.startswith(base + "/") and not url.startswith(base + "?"):
+                    raise EhrRejected("the EHR's next page link points at another server; not followed")
+                return url[len(base) :]
+        return None
+
+
+def _exact(answer: EhrAnswer) -> Any:
+    """The answer's JSON with decimals as written (Decimal), as the API reads them: the same content read by
+    notification and by poll must hash the same, or it would make a new version."""
+    if answer.raw:
+        try:
+            return parse(answer.raw)
+        except RefractureError:
+            return answer.body
+    return answer.body
+
+
+def _matches(bundle: dict[str, Any], resource_type: str) -> Iterable[dict[str, Any]]:
+    for entry in bundle.get("entry") or []:
+        if not isinstance(entry, dict):
+            continue
+        mode = (entry.get("search") or {}).get("mode") if isinstance(entry.get("search"), dict) else None
+        resource = entry.get("resource")
+        if mode in (None, "match") and isinstance(resource, dict) and resource.get("resourceType") == resource_type:
+            yield resource
+
+
+def _last_updated(resource: dict[str, Any]) -> datetime | None:
+    meta = resource.get("meta")
+    value = meta.get("lastUpdated") if isinstance(meta, dict) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
