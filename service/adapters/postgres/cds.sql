@@ -1,0 +1,30 @@
+-- Named queries of the CDS Hooks services (service/adapters/postgres/cds.py), in queries.sql's format.
+
+-- name: cds_latest_assessment
+SELECT id::text AS id, probability, probability_low, probability_high, band, model_version, assessed_at,
+       result -> 'contributions' AS contributions, result -> 'missing' AS missing
+  FROM assessment WHERE patient_id = %(patient_id)s
+ ORDER BY sequence_no DESC LIMIT 1;
+
+-- name: cds_active_alerts
+SELECT id::text AS id, code, status, priority, due_date, detail
+  FROM alert WHERE patient_id = %(patient_id)s AND closed_at IS NULL
+   AND status IN ('open', 'acknowledged', 'assigned', 'snoozed');
+
+-- name: cds_medication_facts
+SELECT value_num, value_text, unit, effective_date, effective_at, end_date, status, attrs, source_type, source_id,
+       recorded_at
+  FROM fact WHERE patient_id = %(patient_id)s AND kind = 'medication';
+
+-- name: claim_jti
+-- Expired ids go as new ones arrive; a conflict means the id was seen while its token was still valid.
+WITH purged AS (DELETE FROM cds_jti WHERE expires_at < %(now)s)
+INSERT INTO cds_jti (issuer, jti, expires_at) VALUES (%(issuer)s, %(jti)s, %(expires_at)s)
+ON CONFLICT (issuer, jti) DO NOTHING
+RETURNING 1 AS claimed;
+
+-- name: insert_cds_feedback
+INSERT INTO cds_feedback (received_at, caller, service_id, card, outcome, accepted_suggestions, override_system,
+                          override_code, override_comment, outcome_at)
+VALUES (%(received_at)s, %(caller)s, %(service_id)s, %(card)s, %(outcome)s, %(accepted_suggestions)s,
+        %(override_system)s, %(override_code)s, %(override_comment)s, %(outcome_at)s);

@@ -1,0 +1,110 @@
+"""CDS Hooks: answer patient-view and the order hooks from stored state, record feedback, refuse replayed tokens.
+
+Nothing here calls the EHR: the answer is built from what refracture has stored (one read of the patient's state),
+and the EHR's prefetch is only an extra source for a follow-on drug ordered elsewhere (cds-hooks 2.0 asks for
+answers "on the order of 500 ms").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from service.domain.cds import PatientState, review_orders
+from service.fhir.cds_hooks import ORDER_SELECT, PATIENT_VIEW, SERVICES, draft_drugs, prefetched_drugs
+from service.fhir.cds_hooks_cards import CardContext, order_cards, patient_view_cards
+from service.fhir.medications import LocalTarget
+from service.usecases.ports import Clock
+
+__all__ = ["CdsFeedback", "CdsHooks", "CdsStore", "HookCall"]
+
+
+@dataclass(frozen=True, slots=True)
+class CdsFeedback:
+    """One feedback item (cds-hooks 2.0, 'Feedback'), as received."""
+
+    service_id: str
+    card: str
+    outcome: str  # accepted | overridden
+    accepted_suggestions: tuple[str, ...]
+    override_system: str | None
+    override_code: str | None
+    override_comment: str | None
+    outcome_at: datetime | None
+    caller: str  # the EHR (iss) or the development token's subject
+    received_at: datetime
+
+
+class CdsStore(Protocol):
+    """What the CDS services read and write."""
+
+    def cds_patient_state(self, patient_id: str) -> PatientState:
+        """The patient's latest assessment, active alerts and medication events (empty when unknown)."""
+
+    def record_cds_feedback(self, items: Sequence[CdsFeedback]) -> None:
+        """Keep feedback items."""
+
+    def claim_jti(self, issuer: str, jti: str, expires_at: datetime, now: datetime) -> bool:
+        """Remember a token id until it expires; False when it was seen before (a replay)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HookCall:
+    """A hook request, parsed."""
+
+    service_id: str
+    patient_id: str
+    draft_orders: Any = None
+    selections: tuple[str, ...] | None = None
+    prefetch: Any = None
+
+
+class CdsHooks:
+    """The CDS services."""
+
+    def __init__(
+        self,
+        store: CdsStore,
+        clock: Clock,
+        today: Callable[[datetime], date],
+        local_target: LocalTarget | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._today = today
+        self._local_target = local_target
+
+    def cards(self, call: HookCall, page_url: str | None) -> list[dict[str, Any]]:
+        """The cards for one hook call.
+
+        Args:
+            call: the parsed request (service, patient, draft orders, prefetch).
+            page_url: the absolute URL of refracture's page for the patient, for links.
+
+        Raises:
+            KeyError: the service is not one of refracture's (a programming error: the route checks it first).
+        """
+        service = SERVICES[call.service_id]
+        ctx = CardContext(service.id, call.patient_id, page_url)
+        if service.id == PATIENT_VIEW:
+            return patient_view_cards(self._store.cds_patient_state(call.patient_id), ctx)
+        selections = call.selections if service.id == ORDER_SELECT else None
+        drafts = draft_drugs(call.draft_orders, selections, self._local_target)
+        if not any(d.triggering for d in drafts):
+            return []  # no drug refracture knows: no read at all
+        state = self._store.cds_patient_state(call.patient_id)
+        prefetched = prefetched_drugs(call.prefetch, self._local_target)
+        finding = review_orders(drafts, state, self._today(self._clock()), prefetched)
+        return order_cards(finding, ctx)
+
+    def feedback(self, items: Sequence[CdsFeedback]) -> None:
+        """Record what the clinician did with the cards."""
+        if items:
+            self._store.record_cds_feedback(items)
+
+    def claim_jti(self, issuer: str, jti: str, expires_at: datetime, now: datetime) -> bool:
+        """Whether a token id is new (and remember it until it expires); ``now`` is the verifier's clock, the one
+        the token's expiry was checked against."""
+        return self._store.claim_jti(issuer, jti, expires_at, now)
