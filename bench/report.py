@@ -150,6 +150,22 @@ it) finds them.""",
 
 CSV export of every urgent alert: 51,336 rows in 2.8 s (18,000 rows/s, streamed).""",
     ),
+    "cds_hooks": Bench(
+        "bench/cds_hooks — CDS Hooks patient-view and order-sign over 100,000 open alerts",
+        ("--requests", "300"),
+        ("--alerts", "20000", "--requests", "100"),
+        """Seeds a private database as bench/worklist does (71,428 patients, 100,000 open alerts, by COPY) plus a stored
+assessment per patient and a denosumab history for half of them, starts `refracture api` in its own process and
+sends each request 300 times, one at a time, with httpx (after 20 warm-up requests): patient-view for random
+patients, order-sign with denosumab and no follow-on (one warning card), with a follow-on in the drafts (no card),
+for random patients, and for a patient refracture does not know; beside it, the use case alone (`CdsHooks.cards`
+in the bench process) and the check of an EHR's signed JWT (RS384 signature, claims, the `jti` stored in
+PostgreSQL), which the HTTP runs skip (they use a development token). Target: p99 under 500 ms (CDS Hooks 2.0:
+"respond quickly, on the order of 500 ms").
+
+Why it is fast: the answer is three indexed reads of stored state (the latest assessment, the active alerts, the
+medication facts) and no call to the EHR; order hooks without a drug refracture knows read nothing at all.""",
+    ),
     "load": Bench(
         "bench/load — load and soak: 200 ingested resources/s for 10 minutes, with worklist reads",
         (),
@@ -167,7 +183,23 @@ Target (issue 8): 200 ingested resources/s with zero errors and flat memory over
     ),
 }
 
-ORDER = ("ingest", "rescore", "sweep", "writeback", "worklist", "load")
+BENCHES["bulk_import"] = Bench(
+    "bench/bulk_import — onboarding a population: `refracture import` of NDJSON against the per-resource API",
+    (),
+    ("--rounds", "1", "--patients", "500", "--api-resources", "1000"),
+    """Each round: 3,000 synthetic resources (whole patients from `service/synth.py`) sent one `PUT /fhir/{type}/{id}`
+each over HTTP (one uvicorn worker, two clients), then 2,000 synthetic patients (about 30,000 resources) as NDJSON
+files, one per type as a Bulk Data export lays them out, imported as `refracture import` does it; fresh ids for each
+side and round, a private database. Both sides store the same way: validated (the R4B model plus refracture's own
+checks), versioned, facts drawn, the outbox row written. Target (issue 9): bulk ≥ 10× the per-resource API.
+
+Where the difference comes from: no HTTP, authentication or audit row per resource, and one transaction per
+2,000 resources (stored with `executemany` pipelined, facts by COPY, one `current_versions` query per batch)
+instead of one per resource; the checkpoint row rides in the same transaction. What is left is mostly validation,
+as for `POST /fhir` Bundles (bench/ingest).""",
+)
+
+ORDER = ("ingest", "bulk_import", "rescore", "sweep", "writeback", "worklist", "cds_hooks", "load")
 
 
 def run(name: str, quick: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -10,35 +11,48 @@ from zoneinfo import ZoneInfo
 
 from psycopg_pool import ConnectionPool
 
+from service.adapters.ehr.bulk import BulkDataClient, make_bulk_client
 from service.adapters.ehr.factory import make_ehr_client
 from service.adapters.metrics import PrometheusMetrics
 from service.adapters.oidc import OidcClient
 from service.adapters.postgres.audit import PostgresAuditStore
+from service.adapters.postgres.bulk_import import PostgresImportStore
+from service.adapters.postgres.calibrations import PostgresCalibrationStore
+from service.adapters.postgres.cds import PostgresCdsStore
 from service.adapters.postgres.pool import make_pool
 from service.adapters.postgres.sessions import PostgresSessionStore
 from service.adapters.postgres.store import PostgresStore
+from service.adapters.postgres.subscriptions import PostgresFeedStore
 from service.adapters.queue import CeleryTaskQueue, make_celery
 from service.adapters.rate_limit import RateLimiter
 from service.config import Settings, get_settings
 from service.domain.backoff import RetryPolicy
+from service.domain.risk_model import model_version
 from service.fhir.capability import SOFTWARE_VERSION
 from service.fhir.normalise import Normaliser
+from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.terminology import Terminology, load_code_map
 from service.security.authenticator import Authenticator, make_authenticator
+from service.security.cds_trust import CdsTokenVerifier, make_cds_verifier
 from service.security.sessions import Sessions
 from service.usecases.alert_actions import AlertActions
 from service.usecases.alerts import AlertEvaluator
 from service.usecases.assess import Assessor
 from service.usecases.audit import AuditLog
+from service.usecases.bulk_export import BulkExporter
+from service.usecases.bulk_import import BulkImporter
+from service.usecases.cds_hooks import CdsHooks
 from service.usecases.changes import ChangeProcessor
 from service.usecases.ingest import Ingestor
 from service.usecases.ports import Clock, EhrGateway, Metrics, TaskQueue
+from service.usecases.recalibrate import Recalibrator
 from service.usecases.relay import Relay
+from service.usecases.subscriptions import FeedSettings, FeedWorker, NotificationReceiver
 from service.usecases.sweep import Sweeper
 from service.usecases.worklist import Worklist
 from service.usecases.writeback import CircuitBreaker, Deliverer
 
-__all__ = ["Container", "bootstrap", "utc_now"]
+__all__ = ["BulkImport", "Container", "bootstrap", "make_bulk_import", "utc_now"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +89,15 @@ class Container:
     rate_limiter: RateLimiter
     oidc: OidcClient | None  # sign-in to the worklist page, when configured
     metrics: Metrics
+    calibrations: PostgresCalibrationStore  # the local recalibrations of the risk model (`refracture recalibrate`)
+    recalibrator: Recalibrator
+    # Event feeds from the EHR: Subscription notifications, fetches, the catch-up poll (usecases/subscriptions.py).
+    feeds: PostgresFeedStore
+    notifications: NotificationReceiver
+    feed_worker: FeedWorker
+    # CDS Hooks: cards from stored state, and the check of the EHR's JWT on every call (docs/cds-hooks.md).
+    cds_hooks: CdsHooks
+    cds_verifier: CdsTokenVerifier
 
     def today(self) -> date:
         """Today in the hospital's time zone (what "overdue" and ages are counted against)."""
@@ -87,6 +110,7 @@ class Container:
             self.ehr.close()
         self.authenticator.close()
         self.rate_limiter.close()
+        self.cds_verifier.close()
         if self.oidc is not None:
             self.oidc.close()
 
@@ -125,7 +149,8 @@ def bootstrap(
         batch_size=settings.relay_batch_size,
         chunk_size=settings.relay_chunk_size,
     )
-    assessor = Assessor(store, clock)
+    calibrations = PostgresCalibrationStore(pool)
+    assessor = Assessor(store, clock, lambda: calibrations.active_calibration(model_version()))
     zone = ZoneInfo(settings.timezone)
 
     def today(moment: datetime) -> date:
@@ -153,12 +178,29 @@ def bootstrap(
     changes = ChangeProcessor(store, clock, [assessor.work, evaluator.work, deliverer.work])
     sweeper = Sweeper(store, assessor, evaluator, clock, today, settings.sweep_batch_size)
     actions = AlertActions(store, evaluator, clock, today)
+    ingestor = Ingestor(store, Normaliser(terminology), clock, settings.mrn_system)
+    feeds = PostgresFeedStore(pool)
+    feed_worker = FeedWorker(
+        feeds,
+        ehr if settings.feeds_enabled else None,
+        ingestor,
+        relay.ring,
+        clock,
+        FeedSettings(
+            resource_types=tuple(sorted(INPUT_TYPES)),
+            poll_interval_s=settings.subscription_poll_interval_s,
+            lookback_s=settings.subscription_poll_lookback_s,
+            silence_s=settings.subscription_heartbeat_period_s + settings.subscription_heartbeat_grace_s,
+        ),
+        metrics,
+    )
+    cds_hooks = CdsHooks(PostgresCdsStore(pool), clock, today, terminology.local_target)
     return Container(
         settings=settings,
         pool=pool,
         store=store,
         terminology=terminology,
-        ingestor=Ingestor(store, Normaliser(terminology), clock, settings.mrn_system),
+        ingestor=ingestor,
         queue=queue,
         relay=relay,
         changes=changes,
@@ -184,4 +226,34 @@ def bootstrap(
         if settings.auth_issuer and settings.oidc_client_id
         else None,
         metrics=metrics,
+        calibrations=calibrations,
+        recalibrator=Recalibrator(calibrations, clock, today),
+        feeds=feeds,
+        notifications=NotificationReceiver(feeds, ingestor, clock, metrics),
+        feed_worker=feed_worker,
+        cds_hooks=cds_hooks,
+        cds_verifier=make_cds_verifier(settings, cds_hooks.claim_jti),
     )
+
+
+@dataclass(slots=True)
+class BulkImport:
+    """`refracture import`'s handlers: local NDJSON files, and the EHR's $export when one is configured."""
+
+    importer: BulkImporter
+    exporter: BulkExporter | None  # None without REFRACTURE_EHR_BASE_URL
+    gateway: BulkDataClient | None
+
+    def close(self) -> None:
+        """Close the Bulk Data client's connections."""
+        if self.gateway is not None:
+            self.gateway.close()
+
+
+def make_bulk_import(container: Container, batch_size: int, sleep: Callable[[float], None] = time.sleep) -> BulkImport:
+    """Bulk import over the container's pool and Ingestor (the same validation and write path as the API)."""
+    store = PostgresImportStore(container.pool)
+    importer = BulkImporter(store, container.ingestor, container.clock, batch_size=batch_size)
+    gateway = make_bulk_client(container.settings)
+    exporter = BulkExporter(store, gateway, importer, container.clock, sleep) if gateway is not None else None
+    return BulkImport(importer, exporter, gateway)

@@ -180,6 +180,65 @@ def cmd_writeback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recalibrate(args: argparse.Namespace) -> int:
+    """Recalibrate the risk model on the stored outcomes; register it when better on held-out patients."""
+    from service.bootstrap import bootstrap  # noqa: PLC0415
+    from service.usecases.recalibrate import report_lines  # noqa: PLC0415
+
+    container = bootstrap()
+    try:
+        if args.retire:
+            retired = container.calibrations.retire_all(container.clock())
+            print(f"retired {len(retired)} calibration(s); the literature model applies: run `refracture rescore`")
+            return 0
+        report = container.recalibrator.run(seed=args.seed, held_out_share=args.held_out, dry_run=args.dry_run)
+    finally:
+        container.close()
+    print("\n".join(report_lines(report)))
+    return 0
+
+
+def cmd_subscribe(_: argparse.Namespace) -> int:
+    """Register refracture's Subscriptions at the EHR (or update them); idempotent."""
+    from service.bootstrap import bootstrap  # noqa: PLC0415
+    from service.fhir.resource_types import INPUT_TYPES  # noqa: PLC0415
+    from service.usecases.subscribe import Subscriber, SubscriptionPlan  # noqa: PLC0415
+
+    container = bootstrap()
+    try:
+        settings = container.settings
+        if container.ehr is None or not settings.subscription_public_url:
+            print("refracture subscribe needs REFRACTURE_EHR_BASE_URL and REFRACTURE_SUBSCRIPTION_PUBLIC_URL")
+            return 2
+        header = None
+        if settings.subscription_secret is not None:
+            secret = settings.subscription_secret.get_secret_value()
+            bearer = settings.subscription_header.lower() == "authorization"
+            header = f"{settings.subscription_header}: {'Bearer ' if bearer else ''}{secret}"
+        plan = SubscriptionPlan(
+            feed_id=settings.subscription_feed,
+            endpoint=f"{settings.subscription_public_url.rstrip('/')}/fhir/$subscription-hook/{settings.subscription_feed}",
+            header=header,
+            resource_types=tuple(sorted(INPUT_TYPES)),
+            topic=settings.subscription_topic,
+            heartbeat_s=settings.subscription_heartbeat_period_s,
+            content=settings.subscription_content,
+        )
+        registered = Subscriber(container.ehr, container.feeds, container.clock).register(plan)
+    finally:
+        container.close()
+    for one in registered:
+        print(f"{one.action}: Subscription/{one.ehr_id} ({one.criteria})")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Onboard a population: NDJSON files or folders, or the EHR's Bulk Data $export; resumable."""
+    from service.bulk_cli import run_import  # noqa: PLC0415
+
+    return run_import(args)
+
+
 def cmd_model_card(args: argparse.Namespace) -> int:
     """Write the model card from the model's own parameter table."""
     from service.domain.model_card import render_model_card  # noqa: PLC0415
@@ -259,6 +318,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     writeback.add_argument("--patient", action="append", help="replay only this Patient id; repeat for several")
     writeback.add_argument("--limit", type=int, default=50, help="dead jobs to list")
     writeback.set_defaults(run=cmd_writeback)
+    recalibrate = sub.add_parser(
+        "recalibrate",
+        help="recalibrate the risk model on local outcomes; register it only when better on held-out patients",
+        description="Builds the development dataset from stored data (prediction at each patient's first augmentation, "
+        "new vertebral fracture within 2 years after it), fits a logistic recalibration on part of the patients and "
+        "registers it as a new model version only when its held-out log-loss is lower beyond chance. Then run "
+        "`refracture rescore`. See docs/model-card.md, 'Local recalibration'.",
+    )
+    recalibrate.add_argument("--dry-run", action="store_true", help="report only; register and store nothing")
+    recalibrate.add_argument("--seed", type=int, default=1, help="seed of the fit/held-out split (default 1)")
+    recalibrate.add_argument(
+        "--held-out", type=float, default=0.3, help="share of patients held out for the comparison (default 0.3)"
+    )
+    recalibrate.add_argument(
+        "--retire", action="store_true", help="take every registered calibration out of use (back to the literature)"
+    )
+    recalibrate.set_defaults(run=cmd_recalibrate)
+    sub.add_parser(
+        "subscribe", help="register (or update) refracture's Subscriptions at the EHR; idempotent"
+    ).set_defaults(run=cmd_subscribe)
+    from service.bulk_cli import add_import_parser  # noqa: PLC0415
+
+    add_import_parser(sub).set_defaults(run=cmd_import)
     card = sub.add_parser("model-card", help="print or write the model card (docs/model-card.md)")
     card.add_argument("--out")
     card.set_defaults(run=cmd_model_card)

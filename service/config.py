@@ -8,10 +8,17 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.domain.alert_rules import AlertConfig
+
+
+class CdsIssuerSetting(BaseModel):
+    """An EHR allowed to call refracture's CDS services (REFRACTURE_CDS_ISSUERS)."""
+
+    jwks_url: str | None = None
+    jku: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -120,13 +127,60 @@ class Settings(BaseSettings):
     # OTEL_EXPORTER_OTLP_ENDPOINT: no tracing at all.
     otel_endpoint: str | None = None
 
+    # --- event feeds: Subscriptions and the catch-up poll (docs/integration-guide.md, "Event feeds") ---
+    # refracture's public base URL as the EHR reaches it; setting it turns the feeds on (fetches and polls need
+    # REFRACTURE_EHR_BASE_URL too). Notifications go to {this}/fhir/$subscription-hook/{subscription_feed}.
+    subscription_public_url: str | None = None
+    subscription_feed: str = Field(default="ehr", pattern=r"^[A-Za-z0-9\-.]{1,64}$")
+    # The shared secret the EHR sends back with every notification (Subscription.channel.header), in the header
+    # named here: "Authorization: Bearer <secret>" by default, "<name>: <secret>" for another header.
+    subscription_secret: SecretStr | None = None
+    subscription_header: str = "Authorization"
+    # The periodic _lastUpdated poll (0: only when a ping, gap, empty notification or silence asks for one).
+    subscription_poll_interval_s: float = Field(default=300.0, ge=0)
+    # How far back a resource type's first poll reads when `refracture subscribe` set no mark.
+    subscription_poll_lookback_s: float = Field(default=86400.0, gt=0)
+    # Topic-based feeds: the heartbeat asked of the EHR, and how late it may be before refracture catches up.
+    subscription_heartbeat_period_s: int = Field(default=300, ge=1)
+    subscription_heartbeat_grace_s: float = Field(default=60.0, ge=0)
+    # A SubscriptionTopic canonical URL: `refracture subscribe` registers a topic-based Subscription when the EHR
+    # advertises the R4 backport, else R4 rest-hooks per resource type.
+    subscription_topic: str | None = None
+    subscription_content: Literal["id-only", "full-resource"] = "id-only"
+
+    # --- CDS Hooks (docs/cds-hooks.md) ---
+    # refracture's public base URL as the EHR calls it (https://refracture.hospital.example): a call's JWT must name
+    # {this}/cds-services/{id} (or {this}/cds-services) in aud; cards link to {this}/worklist/patients/{id}.
+    # Unset (development only): taken from the request.
+    cds_base_url: str | None = None
+    # The EHRs allowed to call: {"<iss>": {"jwks_url": "https://ehr/.well-known/jwks.json", "jku": ["<url>", ...]}};
+    # a token's jku header must be one of its issuer's jku URLs. None configured: only development tokens call.
+    cds_issuers: dict[str, CdsIssuerSetting] = Field(default_factory=dict)
+    # Asymmetric algorithms only (cds-hooks 2.0 recommends ES384 and RS384).
+    cds_algorithms: list[str] = Field(default_factory=lambda: ["ES384", "RS384", "ES256", "RS256"])
+    # A call's token may expire at most this far ahead (the spec's CDS clients sign short-lived tokens).
+    cds_token_max_lifetime_s: int = Field(default=300, ge=10, le=3600)
+
+    @property
+    def feeds_enabled(self) -> bool:
+        """Whether the event feeds' worker side (fetches, polls) runs."""
+        return self.subscription_public_url is not None and self.ehr_base_url is not None
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         ZoneInfo(value)  # raises for an unknown zone: refuse to start rather than count days wrongly
         return value
 
-    @field_validator("ehr_base_url", "auth_issuer", "auth_audience", "auth_jwks_url", "oidc_client_id", "otel_endpoint")
+    @field_validator(
+        "ehr_base_url",
+        "auth_issuer",
+        "auth_audience",
+        "auth_jwks_url",
+        "oidc_client_id",
+        "otel_endpoint",
+        "subscription_public_url",
+    )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
@@ -138,6 +192,19 @@ class Settings(BaseSettings):
                 raise ValueError("REFRACTURE_AUTH_DEV_TOKENS is for development only: refusing to start in production")
             if not (self.auth_issuer and self.auth_audience):
                 raise ValueError("production needs REFRACTURE_AUTH_ISSUER and REFRACTURE_AUTH_AUDIENCE")
+        return self
+
+    @model_validator(mode="after")
+    def _cds_safe_in_production(self) -> Settings:
+        # Behind a proxy the request's own URL is not what the EHR signed: production states the audience.
+        if (
+            self.environment == "production"
+            and self.cds_issuers
+            and not (self.cds_base_url or "").startswith("https://")
+        ):
+            raise ValueError(
+                "production CDS Hooks need REFRACTURE_CDS_BASE_URL (https) when REFRACTURE_CDS_ISSUERS is set"
+            )
         return self
 
     @property

@@ -4,7 +4,8 @@ It keeps resources in memory with versions, honours conditional updates on ident
 (all or nothing, urn:uuid references rewritten), validates every resource it is sent, records every request, and
 injects faults on demand: status codes (with Retry-After), slow answers, connections dropped before or after it
 committed, being down altogether, or holding a request until the test releases it (to crash the sender while
-its request is in flight). Used by the contract and fault tests and by bench/writeback.
+its request is in flight). It also creates resources by POST (Subscriptions) and searches by _lastUpdated and _tag
+with paged next links (the event feed tests). Used by the contract and fault tests and by bench/writeback.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlencode
 
 import uvicorn
 from joserfc import jwt
@@ -115,6 +117,7 @@ class EhrStandIn:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.generation = 0
+        self.base_url = ""  # absolute next links of searches (RunningStandIn sets it)
         self.reset()
 
     def reset(self) -> None:
@@ -313,6 +316,15 @@ class EhrStandIn:
                 found = self._find(parts[0], params["identifier"])
                 entries = [{"resource": copy.deepcopy(found)}] if found else []
                 return 200, {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}, {}
+            if method == "GET" and len(parts) == 1 and {"_lastUpdated", "_count", "_tag"} & set(params):
+                return 200, self._search(parts[0], params), {}
+            if method == "POST" and len(parts) == 1:  # create (Subscriptions): the server picks the id
+                try:
+                    status, resource = self._put(parts[0], None, None, body, None)
+                except ValueError as exc:
+                    return exc.args[1], exc.args[0], {}
+                version = resource["meta"]["versionId"]
+                return status, resource, {"Location": f"{parts[0]}/{resource['id']}/_history/{version}"}
             if method == "GET" and len(parts) == 1:
                 every = [
                     {"resource": copy.deepcopy(r)} for (kind, _), r in sorted(self.store.items()) if kind == parts[0]
@@ -339,6 +351,50 @@ class EhrStandIn:
                     },
                 )
         return 404, _outcome(f"{method} {path} is not supported here"), {}
+
+    def put(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """Someone at the EHR creates or updates a resource (a new version, meta.lastUpdated now)."""
+        with self.lock:
+            return self._put(resource["resourceType"], resource.get("id"), None, resource, None)[1]
+
+    def _search(self, resource_type: str, params: dict[str, str]) -> dict[str, Any]:
+        """Search by _lastUpdated (ge/gt/le/lt), _tag (system|code), sorted by _lastUpdated, paged by _count with
+        absolute next links (_offset)."""
+        found = [r for (kind, _), r in self.store.items() if kind == resource_type]
+        if "_lastUpdated" in params:
+            value = params["_lastUpdated"]
+            prefix, moment = (value[:2], value[2:]) if value[:2] in ("ge", "gt", "le", "lt", "eq") else ("eq", value)
+            bound = datetime.fromisoformat(moment)
+            tests = {
+                "ge": lambda t: t >= bound,
+                "gt": lambda t: t > bound,
+                "le": lambda t: t <= bound,
+                "lt": lambda t: t < bound,
+                "eq": lambda t: t == bound,
+            }
+            found = [r for r in found if tests[prefix](datetime.fromisoformat(r["meta"]["lastUpdated"]))]
+        if "_tag" in params:
+            system, _, code = params["_tag"].partition("|")
+            found = [
+                r
+                for r in found
+                if any(t.get("system") == system and t.get("code") == code for t in r.get("meta", {}).get("tag", []))
+            ]
+        found.sort(key=lambda r: (r["meta"]["lastUpdated"], r["id"]))
+        count = int(params.get("_count", "100"))
+        offset = int(params.get("_offset", "0"))
+        page = found[offset : offset + count]
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(found),
+            "link": [],
+            "entry": [{"resource": copy.deepcopy(r), "search": {"mode": "match"}} for r in page],
+        }
+        if offset + count < len(found):
+            following = urlencode({**params, "_offset": str(offset + count)})
+            bundle["link"].append({"relation": "next", "url": f"{self.base_url}/{resource_type}?{following}"})
+        return bundle
 
     def _find(self, resource_type: str, token: str) -> dict[str, Any] | None:
         system, _, value = unquote(token).partition("|")
@@ -475,6 +531,7 @@ class RunningStandIn:
         self.app = EhrStandIn()
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/fhir"
+        self.app.base_url = self.base_url
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="error", lifespan="on", access_log=False
         )

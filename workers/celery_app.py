@@ -11,6 +11,7 @@ from service.adapters.queue import make_celery
 from service.config import get_settings
 from service.logs import configure_logging
 from service.usecases.ports import TASK_DELIVER, TASK_EHR_CAPABILITIES, TASK_RELAY, TASK_SWEEP
+from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK
 from workers import observability  # noqa: F401 - connects the task signals (metrics, spans, request ids)
 
 
@@ -37,3 +38,10 @@ app.conf.beat_schedule = {
     "deliver-due": {"task": TASK_DELIVER, "schedule": settings.writeback_interval_s},
     "ehr-capabilities": {"task": TASK_EHR_CAPABILITIES, "schedule": settings.ehr_capability_refresh_s},
 }
+if settings.feeds_enabled:
+    # Event feeds: fetch jobs whose doorbell was lost, catch-up polls asked for, the periodic _lastUpdated poll
+    # (the task decides which are due; this only makes sure it runs).
+    app.conf.beat_schedule["subscription-work"] = {
+        "task": TASK_SUBSCRIPTION_WORK,
+        "schedule": settings.relay_interval_s,
+    }

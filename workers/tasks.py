@@ -7,6 +7,7 @@ from functools import cache
 from service.bootstrap import Container, bootstrap
 from service.errors import Problem, RefractureError
 from service.usecases.ports import TASK_DELIVER, TASK_EHR_CAPABILITIES, TASK_PATIENTS_CHANGED, TASK_RELAY, TASK_SWEEP
+from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK
 from workers.celery_app import app
 
 
@@ -64,3 +65,11 @@ def ehr_capabilities() -> str:
     """Read the EHR's CapabilityStatement again and choose the write mode."""
     mode, _ = container().deliverer.refresh_mode()
     return mode
+
+
+@app.task(name=TASK_SUBSCRIPTION_WORK)
+def subscription_work() -> int:
+    """Event feeds: fetch announced resources, run a catch-up or periodic poll when due (safe to run twice: the
+    rows say what is due, and ingesting the same content again changes nothing)."""
+    done = container().feed_worker.work()
+    return done.fetched + done.read

@@ -14,7 +14,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from service import tracing
-from service.api import admin_routes, auth_routes, fhir_routes, health, web, worklist_routes
+from service.api import (
+    admin_routes,
+    auth_routes,
+    cds_routes,
+    fhir_routes,
+    health,
+    model_routes,
+    subscription_routes,
+    web,
+    worklist_routes,
+)
 from service.api.limits import BodyLimitMiddleware
 from service.api.middleware import (
     AccessLogMiddleware,
@@ -70,10 +80,14 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
         openapi_url=None if production else "/openapi.json",
     )
     app.include_router(fhir_routes.router)
+    app.include_router(subscription_routes.router)
     app.include_router(admin_routes.router)
     app.include_router(worklist_routes.router)
     app.include_router(web.router)
+    app.include_router(model_routes.api_router)
+    app.include_router(model_routes.page_router)
     app.include_router(auth_routes.router)
+    app.include_router(cds_routes.router)
     app.include_router(health.router)
     # Added innermost first: the request id is set before anything else runs, the audit sees final statuses, and
     # the access log (right inside the request id) sees the audit's 503 too.

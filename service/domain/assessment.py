@@ -8,9 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from service.domain.calibration import Calibration
 from service.domain.facts import Fact
 from service.domain.features import PatientFeatures, build_features
-from service.domain.risk_model import RiskEstimate, estimate, model_id
+from service.domain.risk_model import RiskEstimate, estimate
 
 __all__ = ["Assessment", "assess", "inputs_hash"]
 
@@ -41,7 +42,13 @@ def inputs_hash(features: PatientFeatures) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def assess(patient_id: str, facts: Iterable[Fact], coverage: Iterable[str], as_of: datetime) -> Assessment | None:
+def assess(
+    patient_id: str,
+    facts: Iterable[Fact],
+    coverage: Iterable[str],
+    as_of: datetime,
+    calibration: Calibration | None = None,
+) -> Assessment | None:
     """Assess one patient as of a moment.
 
     Args:
@@ -49,6 +56,8 @@ def assess(patient_id: str, facts: Iterable[Fact], coverage: Iterable[str], as_o
         facts: the patient's stored facts.
         coverage: the resource types the patient's record holds.
         as_of: the assessment moment (facts recorded or dated later are ignored).
+        calibration: the active local recalibration, if any; its version becomes the model version, so a new
+            calibration makes every patient's assessment "changed" and a rescore re-assesses them.
 
     Returns:
         The assessment, or None when no completed augmentation is known (the model does not apply).
@@ -56,4 +65,5 @@ def assess(patient_id: str, facts: Iterable[Fact], coverage: Iterable[str], as_o
     features = build_features(facts, coverage, as_of)
     if features.index is None:
         return None
-    return Assessment(patient_id, as_of, features, estimate(features.inputs), inputs_hash(features), model_id())
+    result = estimate(features.inputs, calibration)
+    return Assessment(patient_id, as_of, features, result, inputs_hash(features), f"{result.model}/{result.version}")

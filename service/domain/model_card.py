@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from service.domain import risk_parameters as P
+from service.domain.calibration import MIN_EVENTS, MIN_EVENTS_FOR_SLOPE
+from service.domain.outcomes import LANDMARK_DAYS
 from service.domain.risk_model import model_id
 from service.domain.risk_parameters import Factor, Kind
 
@@ -120,6 +122,39 @@ surgery). References in brackets are the seed review's.
 - **Thoracolumbar junction**: Liu 2025's adjusted OR 3.50 is used; an Asian pool (Zheng 2025) found no effect.
 - **Per-HU effect**: the article's 5.8 % per HU (ref [11]) is used; Liu 2025 pools 4 % (OR 0.96 per HU).
 
+## Local recalibration
+
+Published re-fracture models calibrate poorly outside the cohorts they came from, so this model is a
+literature-anchored prior to be recalibrated on the hospital's own outcomes: `refracture recalibrate`.
+
+- **Outcome**: from the patient's first completed augmentation on record (the index), a vertebral fracture
+  diagnosis dated after the index day (any level: new or recurrent), or a new augmentation of a level the index
+  did not treat, within {P.HORIZON_YEARS} years. A repeat augmentation of the same levels alone does not count.
+- **Prediction** at the index: the model on the facts dated up to {LANDMARK_DAYS} days after the operation (its own
+  cement and CT measures), and no later augmentation. Facts are selected by the date they describe, not by when
+  they were stored, because data loaded in bulk were all stored at load time.
+- **Censoring**: a patient whose {P.HORIZON_YEARS}-year window has not closed by today is left out whether or not
+  a fracture was seen (keeping early events but dropping event-free follow-up would inflate the risk), and so is a
+  patient who died within the window without one. Patients who moved elsewhere look event-free: the record
+  cannot tell.
+- **Fit and held-out split**: patients are split, stratified by outcome, with a seeded hash of their id (30 % held
+  out by default). On the fitting part, closed testing (Vergouwe et al. 2017) chooses between keeping the model,
+  updating its intercept (new log-odds = a + log-odds) and refitting intercept and slope (a + b x log-odds), by
+  likelihood-ratio tests at 5 %. With fewer than {MIN_EVENTS} events (or non-events) nothing is refitted; with
+  fewer than {MIN_EVENTS_FOR_SLOPE}, at most the intercept.
+- **Registered only when better**: on the held-out patients both models are scored (C-statistic with a DeLong
+  95 % interval, calibration slope and intercept, calibration-in-the-large, observed/expected by tenth of risk,
+  Brier score, log-loss). The recalibration becomes a new model version only when its held-out log-loss is lower
+  beyond chance: the one-sided 95 % lower bound of the paired per-patient gain is above zero. `--dry-run`
+  reports without storing.
+- **In use**: the newest registered calibration for this parameter table applies to every new assessment. Its
+  version (`{model_id()}.cal.` and a digest of a and b) is the model version of the assessment and of the
+  RiskAssessment's `method`, whose text names the calibration; each factor's contribution is scaled by b so the
+  explanation still adds up. A new version makes `refracture rescore` re-assess every patient. A change to the
+  parameter table retires every calibration (they were fitted to the old one); `refracture recalibrate --retire`
+  does so on purpose. The page `/worklist/model` (care coordinators and administrators) and
+  `GET /api/model/calibration` show the calibrations and the latest evaluation's calibration plot.
+
 ## Limits
 
 - **Assumed sizes.** The article gives a direction but no size for {assumptions}; their ORs are moderate values
@@ -129,7 +164,7 @@ surgery). References in brackets are the seed review's.
   measure bone quality; sarcopenia and age), so a patient with several correlated factors may be over-estimated.
 - **Pooled ORs from retrospective, mostly single-country cohorts.** Published re-fracture models reach AUC 0.8-0.97
   internally but 0.52-0.74 on external validation; this model has not been validated on outcomes yet. Calibrate
-  it on local data before relying on absolute probabilities.
+  it on local data (above) before relying on absolute probabilities.
 - **The U-shaped cement dose-response** is scored on the high side only: no low threshold is published.
 - **Inputs come from coded data.** Missing or mis-coded data changes the estimate; the missing inputs are listed so
   the care team can fill them (the care plan asks for DXA and CT measures when absent).

@@ -3,6 +3,9 @@
 log-odds = logit(baseline) + sum over factors of beta * (input - population value). An unknown input is imputed
 to its population value (contribution 0) and listed as missing; the range then spans every unknown input from its
 most protective to its most harmful plausible value, so each missing input widens the estimate.
+
+A local recalibration (calibration.Calibration, fitted by `refracture recalibrate`) maps the log-odds to
+a + b x log-odds; each contribution is then scaled by b, so the contributions still add up to the estimate.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from service.domain import risk_parameters as P
+from service.domain.calibration import Calibration
 from service.domain.risk_parameters import FACTORS, Factor, Kind
 
 __all__ = ["Contribution", "InputValue", "RiskEstimate", "band_of", "estimate", "model_id", "model_version"]
@@ -51,6 +55,7 @@ class RiskEstimate:
     missing: tuple[str, ...]  # factor codes whose input the record does not hold
     model: str
     version: str
+    calibration: Calibration | None = None  # the local recalibration applied, if any
 
 
 def _model_version() -> str:
@@ -134,12 +139,14 @@ def _unknown_span(factor: Factor) -> tuple[float, float]:
 _SPANS: Final = {factor.code: _unknown_span(factor) for factor in FACTORS}
 
 
-def estimate(inputs: Mapping[str, InputValue]) -> RiskEstimate:
+def estimate(inputs: Mapping[str, InputValue], calibration: Calibration | None = None) -> RiskEstimate:
     """The probability of a new or recurrent vertebral fracture within 2 years after the index augmentation.
 
     Args:
         inputs: factor code → value (bool for binary factors, a number for per-unit ones, a category name for
             categorical ones); a missing key or None means unknown.
+        calibration: the hospital's recalibration of the literature model; None applies the model as published.
+            One fitted for another version of the parameter table is ignored.
 
     Returns:
         The estimate, its range over the unknown inputs, the band, each factor's contribution and the missing
@@ -163,6 +170,22 @@ def estimate(inputs: Mapping[str, InputValue]) -> RiskEstimate:
             continue
         total += log_odds
         contributions.append(Contribution(factor.code, factor.label, value, log_odds, True))
+    if calibration is not None and calibration.base_version == _MODEL_VERSION:
+        # a + b x (total + spread) keeps the order of low, estimate and high because b > 0 (choose_update).
+        slope = calibration.slope
+        return RiskEstimate(
+            probability=(probability := _sigmoid(calibration.apply(total))),
+            low=_sigmoid(calibration.apply(total + spread_low)),
+            high=_sigmoid(calibration.apply(total + spread_high)),
+            band=band_of(probability),
+            contributions=tuple(
+                Contribution(c.code, c.label, c.value, c.log_odds * slope, c.known) for c in contributions
+            ),
+            missing=tuple(missing),
+            model=P.MODEL_NAME,
+            version=calibration.version,
+            calibration=calibration,
+        )
     probability = _sigmoid(total)
     return RiskEstimate(
         probability=probability,

@@ -7,6 +7,7 @@ from typing import Any, Final
 from service.domain import risk_parameters as RP
 from service.domain.alert_types import ALERT_TYPES
 from service.fhir import systems as S
+from service.fhir.cds_hooks_cards import OVERRIDE_REASONS, OVERRIDE_SYSTEM
 from service.fhir.levels import ALL_LEVELS
 from service.fhir.terminology import MEASURES
 
@@ -90,6 +91,13 @@ CODE_SYSTEMS: Final[dict[str, dict[str, Any]]] = {
             {"code": code.value, "display": info.title, "definition": info.definition}
             for code, info in ALERT_TYPES.items()
         ],
+    ),
+    "cds-override-reason": _code_system(
+        "cds-override-reason",
+        OVERRIDE_SYSTEM,
+        "refracture CDS Hooks override reasons",
+        "Why a clinician overrode a refracture CDS Hooks card (Card.overrideReasons, sent back in feedback).",
+        [{"code": code, "display": text, "definition": f"{text}."} for code, text in OVERRIDE_REASONS.items()],
     ),
 }
 

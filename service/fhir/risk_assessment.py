@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from service.domain import risk_parameters as P
 from service.domain.assessment import Assessment
-from service.domain.risk_model import Contribution
+from service.domain.risk_model import Contribution, RiskEstimate
 from service.fhir import systems as S
 
 __all__ = ["CONTRIBUTION_EXTENSION", "MISSING_EXTENSION", "RANGE_EXTENSION", "build_risk_assessment"]
@@ -93,10 +93,22 @@ def explanation(assessment: Assessment) -> str:
     if result.missing:
         labels = [P.FACTOR_BY_CODE[code].label for code in result.missing]
         lines.append("Not in the record (counted at population values): " + "; ".join(labels) + ".")
+    if result.calibration is not None:
+        lines.append(_calibration_text(result) + ".")
     lines.append(
         "Multipliers (×) are odds ratios against a patient at population values. Decision support, not a diagnosis."
     )
     return " ".join(lines)
+
+
+def _calibration_text(result: RiskEstimate) -> str:
+    """Which local recalibration made the figure (the literature model alone says nothing here)."""
+    cal = result.calibration
+    assert cal is not None
+    return (
+        f"Recalibrated to this hospital's outcomes ({cal.version}: log-odds {cal.intercept:+.3f} + "
+        f"{cal.slope:.3f} × the literature model's, fitted on {cal.n} patients with {cal.events} events)"
+    )
 
 
 def build_risk_assessment(assessment_id: str, assessment: Assessment) -> dict[str, Any]:
@@ -160,7 +172,8 @@ def build_risk_assessment(assessment_id: str, assessment: Assessment) -> dict[st
                     "display": "refracture re-fracture risk after vertebral augmentation",
                 }
             ],
-            "text": f"{result.model} version {result.version}",
+            "text": f"{result.model} version {result.version}"
+            + (f"; {_calibration_text(result)}" if result.calibration is not None else ""),
         },
         "code": {"text": "Re-fracture risk after vertebral augmentation"},
         "basis": [{"reference": ref} for ref in basis] or [{"reference": f"Patient/{assessment.patient_id}"}],

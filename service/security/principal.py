@@ -44,17 +44,31 @@ class Permission(StrEnum):
     READ_WORKLIST = "read-worklist"
     ACT_ON_ALERTS = "act-on-alerts"
     ADMINISTER = "administer"
+    READ_MODEL = "read-model"  # the risk model's version, local calibrations and their evaluation (no patient data)
+    # CDS Hooks calls with a development token (an EHR's own signed JWT is checked by security/cds_trust.py instead)
+    CALL_CDS_SERVICES = "call-cds-services"
 
 
 ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = {
     Role.INTEGRATION_CLIENT: frozenset(
-        {Permission.WRITE_CLINICAL_DATA, Permission.READ_CLINICAL_DATA, Permission.READ_RESULTS}
+        {
+            Permission.WRITE_CLINICAL_DATA,
+            Permission.READ_CLINICAL_DATA,
+            Permission.READ_RESULTS,
+            Permission.CALL_CDS_SERVICES,
+        }
     ),
     # Coordinators read the records behind an alert (its evidence) but never write clinical data.
     Role.CARE_COORDINATOR: frozenset(
-        {Permission.READ_WORKLIST, Permission.ACT_ON_ALERTS, Permission.READ_CLINICAL_DATA, Permission.READ_RESULTS}
+        {
+            Permission.READ_WORKLIST,
+            Permission.ACT_ON_ALERTS,
+            Permission.READ_CLINICAL_DATA,
+            Permission.READ_RESULTS,
+            Permission.READ_MODEL,
+        }
     ),
-    Role.ADMINISTRATOR: frozenset({Permission.ADMINISTER}),
+    Role.ADMINISTRATOR: frozenset({Permission.ADMINISTER, Permission.READ_MODEL}),
 }
 
 # Open to anyone: liveness, readiness and (when configured public) metrics carry no patient data.

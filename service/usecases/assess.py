@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from service.domain.assessment import Assessment, assess
+from service.domain.calibration import Calibration
 from service.fhir.risk_assessment import build_risk_assessment
 from service.usecases.ports import AssessmentRow, AssessmentStore, Clock
 
@@ -32,9 +33,14 @@ class AssessOutcome:
 class Assessor:
     """Assesses patients in one transaction per call; safe to run twice and concurrently."""
 
-    def __init__(self, store: AssessmentStore, clock: Clock) -> None:
+    def __init__(
+        self, store: AssessmentStore, clock: Clock, calibration: Callable[[], Calibration | None] | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
+        # The active local recalibration, read per call (one small query): a worker picks up a new registration
+        # without a restart. None: the literature model as published.
+        self._calibration = calibration
 
     def assess_patients(self, patient_ids: Sequence[str]) -> AssessOutcome:
         """Assess these patients now; an assessment is stored only when the inputs or the model changed.
@@ -49,6 +55,8 @@ class Assessor:
         outcome = AssessOutcome()
         if not ids:
             return outcome
+        # Before the session: never two pooled connections held at once by one call.
+        calibration = self._calibration() if self._calibration is not None else None
         with self._store.assessment_session() as session:
             session.lock_patients(ids)
             now = self._clock()
@@ -57,7 +65,9 @@ class Assessor:
             latest = session.latest_assessments(ids)
             rows: list[AssessmentRow] = []
             for patient_id in ids:
-                result = assess(patient_id, facts.get(patient_id, []), coverage.get(patient_id, set()), now)
+                result = assess(
+                    patient_id, facts.get(patient_id, []), coverage.get(patient_id, set()), now, calibration
+                )
                 if result is None:
                     outcome.not_applicable += 1
                     continue

@@ -149,13 +149,42 @@ class Ingestor:
                     outcomes.append(exc)
         return IngestResult(outcomes, sorted(changed))
 
+    def write_many(
+        self, session: IngestSession, requests: Sequence[WriteRequest]
+    ) -> tuple[list[EntryOutcome | RefractureError], set[str]]:
+        """Write resources inside the caller's transaction (bulk import, which commits its checkpoint with them).
+
+        Unlike a transaction Bundle, a resource that breaks a patient rule is refused on its own and the others are
+        written. The requests must name distinct resources and carry no If-Match.
+
+        Returns:
+            Each request's outcome (or its refusal), and the patients whose records changed.
+        """
+        keys = [(r.resource_type, r.resource_id) for r in requests]
+        current = session.current_versions(keys)
+        outcomes: list[EntryOutcome | RefractureError | None] = []
+        accepted: list[WriteRequest] = []
+        for request, key in zip(requests, keys, strict=True):
+            issues = _patient_issues(request, current.get(key))
+            outcomes.append(RefractureError(Problem.UNPROCESSABLE, issues) if issues else None)
+            if not issues:
+                accepted.append(request)
+        changed: set[str] = set()
+        written = iter(self._write_all(session, accepted, changed, current))
+        return [outcome if outcome is not None else next(written) for outcome in outcomes], changed
+
     # ------------------------------------------------------------------------------------------------
     def _write_all(
-        self, session: IngestSession, requests: Sequence[WriteRequest], changed: set[str]
+        self,
+        session: IngestSession,
+        requests: Sequence[WriteRequest],
+        changed: set[str],
+        current: dict[ResourceKey, StoredVersion] | None = None,
     ) -> list[EntryOutcome]:
         now = self._clock()
         keys = [(r.resource_type, r.resource_id) for r in requests]
-        current = session.current_versions(keys)
+        if current is None:
+            current = session.current_versions(keys)
         _check_patients(requests, keys, current)
         inserts: list[ResourceWrite] = []
         updates: list[ResourceWrite] = []
@@ -289,13 +318,17 @@ def _check_patients(
     transaction lists all its offending entries at once."""
     issues: list[Issue] = []
     for request, key in zip(requests, keys, strict=True):
-        resource = {**request.resource, "id": request.resource_id}  # an id-less POST's Patient is its new id
-        path = request.path or request.resource_type
-        stored = current.get(key)
-        issues += other_patient_issues(resource, path)
-        issues += moved_patient_issues(stored.patient_id if stored else None, resource, path)
+        issues += _patient_issues(request, current.get(key))
     if issues:
         raise RefractureError(Problem.UNPROCESSABLE, issues)
+
+
+def _patient_issues(request: WriteRequest, stored: StoredVersion | None) -> list[Issue]:
+    resource = {**request.resource, "id": request.resource_id}  # an id-less POST's Patient is its new id
+    path = request.path or request.resource_type
+    return other_patient_issues(resource, path) + moved_patient_issues(
+        stored.patient_id if stored else None, resource, path
+    )
 
 
 def _read(session: IngestSession, plan: EntryPlan) -> EntryOutcome | RefractureError:

@@ -457,6 +457,8 @@ class EhrAnswer:
     status: int
     headers: dict[str, str]
     body: Any
+    # The body's bytes, for readers that must keep decimals exact (resources ingested from the EHR: "2.50" is not 2.5).
+    raw: bytes | None = None
 
 
 class EhrGateway(Protocol):

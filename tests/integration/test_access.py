@@ -31,6 +31,9 @@ AUDIENCE = "refracture-test"
 
 # The policy, stated independently of the code: who may call each route of the OpenAPI document.
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/fhir/metadata")}
+# CDS Hooks discovery is public by the specification's convention (no patient data); the calls take the EHR's JWT
+# (tests/integration/test_cds_hooks.py) or, outside production, an integration-client development token.
+PUBLIC |= {("GET", "/cds-services")}
 POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/fhir"): {INTEGRATION},
     ("POST", "/fhir/{resource_type}"): {INTEGRATION},
@@ -46,6 +49,12 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/alerts/{alert_id}/actions"): {COORDINATOR},
     ("GET", "/api/terminology/unrecognised"): {ADMIN},
     ("GET", "/api/audit"): {ADMIN},
+    # Subscription notifications: the EHR's header secret, or an integration client's token.
+    ("POST", "/fhir/$subscription-hook/{subscription_id}"): {INTEGRATION},
+    ("PUT", "/fhir/$subscription-hook/{subscription_id}/{resource_type}/{resource_id}"): {INTEGRATION},
+    ("GET", "/api/model/calibration"): {COORDINATOR, ADMIN},
+    ("POST", "/cds-services/{service_id}"): {INTEGRATION},
+    ("POST", "/cds-services/{service_id}/feedback"): {INTEGRATION},
 }
 OBSERVATION = {
     "resourceType": "Observation",
@@ -98,6 +107,7 @@ def _request(client: TestClient, method: str, path: str, token: str | None) -> h
         .replace("{resource_id}", "o1")
         .replace("{patient_id}", "p1")
         .replace("{alert_id}", str(uuid.uuid4()))
+        .replace("{subscription_id}", "ehr")
     )
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     params = {"subject": "Patient/p1"} if filled in ("/fhir/RiskAssessment", "/fhir/CarePlan") else {}
@@ -144,6 +154,10 @@ def test_every_route_with_every_role(app_client: tuple[Container, TestClient]) -
         ("/worklist", "test-coordinator", 200),
         ("/worklist/patients/p1", None, 303),
         ("/worklist/patients/p1", "test-integration", 403),
+        ("/worklist/model", None, 303),
+        ("/worklist/model", "test-integration", 403),
+        ("/worklist/model", "test-admin", 200),
+        ("/worklist/model", "test-coordinator", 200),
         ("/auth/sign-in", None, 200),
     ],
 )

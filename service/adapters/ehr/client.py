@@ -102,7 +102,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 def _classify(response: httpx.Response) -> EhrAnswer:
     status = response.status_code
     if status < 300:
-        return EhrAnswer(status, dict(response.headers), _json(response))
+        return EhrAnswer(status, dict(response.headers), _json(response), response.content)
     body = _json(response)
     if status in (408, 429) or status >= 500:
         raise EhrTemporaryError(f"the EHR answered {status}", status, body, _retry_after(response))

@@ -8,7 +8,7 @@ from service.adapters.ehr.auth import Auth, BearerAuth, NoAuth, SmartBackendAuth
 from service.adapters.ehr.client import EhrClient
 from service.config import Settings
 
-__all__ = ["make_ehr_client"]
+__all__ = ["make_auth", "make_ehr_client"]
 
 
 def make_ehr_client(settings: Settings) -> EhrClient | None:
@@ -23,6 +23,15 @@ def make_ehr_client(settings: Settings) -> EhrClient | None:
     http = httpx.Client(
         timeout=timeout, limits=httpx.Limits(max_connections=10, max_keepalive_connections=5), follow_redirects=False
     )
+    return EhrClient(settings.ehr_base_url, make_auth(settings, http, smart_scopes(settings.ehr_scope_style)), http)
+
+
+def make_auth(settings: Settings, http: httpx.Client, scopes: str) -> Auth:
+    """The configured authentication to the EHR, asking SMART for ``scopes``.
+
+    Raises:
+        ValueError: the authentication settings are incomplete.
+    """
     auth: Auth = NoAuth()
     if settings.ehr_auth == "bearer":
         if settings.ehr_token is None:
@@ -48,7 +57,7 @@ def make_ehr_client(settings: Settings) -> EhrClient | None:
             private_key_pem=settings.ehr_private_key_file.read_bytes(),
             key_id=str(settings.ehr_key_id),
             algorithm=settings.ehr_jwt_algorithm,
-            scopes=smart_scopes(settings.ehr_scope_style),
+            scopes=scopes,
             http=http,
         )
-    return EhrClient(settings.ehr_base_url, auth, http)
+    return auth
