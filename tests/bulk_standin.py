@@ -10,18 +10,13 @@ kick-off's parameters are recorded (`kick_offs`), so `_since` can be checked.
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-import uvicorn
-
-from service.adapters.local_services import free_port
 from service.fhir.jsonio import dumps
-from tests.ehr_standin import EhrStandIn, Send
+from tests.ehr_standin import EhrStandIn, RunningStandIn, Send
 
 
 @dataclass
@@ -131,27 +126,14 @@ class BulkStandIn(EhrStandIn):
         return [r.headers for r in self.requests if r.path.startswith("/bulk-files/")]
 
 
-class RunningBulkStandIn:
+class RunningBulkStandIn(RunningStandIn):
     """The Bulk Data stand-in served by uvicorn on a loopback port, in a background thread."""
 
+    app: BulkStandIn
+
     def __init__(self) -> None:
-        self.app = BulkStandIn()
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/fhir"
-        self.app.base_url = self.base_url
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="error", lifespan="on", access_log=False
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        super().__init__(BulkStandIn())
 
     def start(self) -> RunningBulkStandIn:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+        super().start()
         return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)

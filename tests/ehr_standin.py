@@ -527,8 +527,8 @@ def _outcome(text: str) -> dict[str, Any]:
 class RunningStandIn:
     """The stand-in served by uvicorn on a loopback port, in a background thread."""
 
-    def __init__(self) -> None:
-        self.app = EhrStandIn()
+    def __init__(self, app: EhrStandIn | None = None) -> None:
+        self.app = app if app is not None else EhrStandIn()
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/fhir"
         self.app.base_url = self.base_url
