@@ -7,15 +7,14 @@ and asks again once.
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Iterator, Mapping
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlsplit
 
 import httpx
 
 from service.adapters.ehr.auth import Auth
+from service.adapters.ehr.client import answer_body, retry_after
 from service.adapters.ehr.factory import make_auth
 from service.config import Settings
 from service.errors import EhrRejected, EhrTemporaryError
@@ -81,7 +80,7 @@ class BulkDataClient:
         """See ExportGateway."""
         response = self._send("GET", status_url, {"Accept": "application/json"})
         if response.status_code == 202:
-            return ExportStatus(progress=response.headers.get("x-progress"), retry_after=_retry_after(response))
+            return ExportStatus(progress=response.headers.get("x-progress"), retry_after=retry_after(response))
         if response.status_code == 200:
             try:
                 manifest = response.json()
@@ -171,29 +170,9 @@ def _raise_for(response: httpx.Response, what: str) -> None:
     status = response.status_code
     if status < 300:
         return
-    body = _body(response)
+    body = answer_body(response)
     if status in (404, 410):
         raise ExportGone(f"{what} is gone at the EHR ({status})")
     if status in (408, 429) or status >= 500:
-        raise EhrTemporaryError(f"{what} answered {status}", status, body, _retry_after(response))
+        raise EhrTemporaryError(f"{what} answered {status}", status, body, retry_after(response))
     raise EhrRejected(f"{what} was refused ({status})", status, body)
-
-
-def _body(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:2000]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())

@@ -20,7 +20,7 @@ from service.errors import EhrConflict, EhrRejected, EhrTemporaryError
 from service.fhir.jsonio import dumps
 from service.usecases.ports import EhrAnswer
 
-__all__ = ["EhrClient"]
+__all__ = ["EhrClient", "answer_body", "retry_after"]
 
 FHIR_JSON = "application/fhir+json"
 # What of a path may name a span: the resource type (or "metadata"), never ids or search values.
@@ -80,7 +80,8 @@ class EhrClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _json(response: httpx.Response) -> Any:
+def answer_body(response: httpx.Response) -> Any:
+    """The answer as JSON, or the start of its text when it is not JSON (for the dead letter); None when empty."""
     if not response.content:
         return None
     try:
@@ -89,23 +90,27 @@ def _json(response: httpx.Response) -> Any:
         return response.text[:4000]
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
+def retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (delta-seconds or an HTTP date); None when absent or not understood."""
+    value = response.headers.get("retry-after", "").strip()
     if not value:
         return None
-    if value.strip().isdigit():
+    if value.isdigit():
         return float(value)
-    moment = email.utils.parsedate_to_datetime(value) if value else None
-    return max(0.0, moment.timestamp() - time.time()) if moment else None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # a malformed header is the EHR's slip: fall back to our own back-off, never crash on it
+    return max(0.0, moment.timestamp() - time.time())
 
 
 def _classify(response: httpx.Response) -> EhrAnswer:
     status = response.status_code
     if status < 300:
-        return EhrAnswer(status, dict(response.headers), _json(response), response.content)
-    body = _json(response)
+        return EhrAnswer(status, dict(response.headers), answer_body(response), response.content)
+    body = answer_body(response)
     if status in (408, 429) or status >= 500:
-        raise EhrTemporaryError(f"the EHR answered {status}", status, body, _retry_after(response))
+        raise EhrTemporaryError(f"the EHR answered {status}", status, body, retry_after(response))
     if status in (409, 412):
         raise EhrConflict(f"the EHR answered {status}: the resource changed there", status, body)
     raise EhrRejected(f"the EHR refused the write ({status})", status, body)
