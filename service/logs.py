@@ -7,10 +7,12 @@ read (and reports why it cannot):
 - ``REFRACTURE_LOG_FORMAT``: ``json`` (default) or ``text``;
 - ``REFRACTURE_LOG_LEVEL``: ``DEBUG``, ``INFO`` (default), ``WARNING``, ``ERROR`` or ``CRITICAL``.
 
-Our own lines name resources by type and id only. What third parties might put in a line is withheld here, in the
-formatter, so it holds whichever library logs: exception messages and reprs (a pydantic ValidationError quotes the
-input, a PostgreSQL error its DETAIL with key values) become the exception's type, tracebacks keep their frames but
-never a message or a local variable, and warnings keep their category and location but not their text.
+Our own lines name resources by type and id only. What third parties might put in a line is decided here, in the
+formatter, so it holds whichever library logs. An exception (in a message's arguments or a traceback) keeps its type
+and, by the rule in ``service.log_redaction`` (docs/security.md), its message only when that cannot carry patient
+data — a missing module, a refused connection, a bad setting are named, with the fix when it is known; a pydantic
+ValidationError (which quotes the input) or a PostgreSQL error's DETAIL (key values) never. Tracebacks keep their
+frames but never a local variable, and warnings keep their category and location but not their text.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, Literal, TextIO
+
+from service.log_redaction import chain, describe, exception_text, hint, qualified
 
 __all__ = [
     "REQUEST_ID",
@@ -120,7 +124,7 @@ def _log_uncaught(kind: type[BaseException], value: BaseException, tb: Traceback
     if issubclass(kind, KeyboardInterrupt):
         sys.__excepthook__(kind, value, tb)
         return
-    logging.getLogger("refracture").critical("uncaught %s", kind.__name__, exc_info=(kind, value, tb))
+    logging.getLogger("refracture").critical("uncaught %s", value, exc_info=(kind, value, tb))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -147,8 +151,8 @@ def message(record: logging.LogRecord) -> str:
     return text
 
 
-class _TypeName(str):
-    """An exception's type in place of the exception: the same under %s and %r."""
+class _Described(str):
+    """What a line may say of an exception, in place of the exception: the same under %s and %r."""
 
     __slots__ = ()
 
@@ -157,31 +161,25 @@ class _TypeName(str):
 
 
 def _withheld(value: object) -> object:
-    return _TypeName(_qualified(type(value))) if isinstance(value, BaseException) else value
+    return _Described(describe(value)) if isinstance(value, BaseException) else value
 
 
 def _type_of_repr(value: object) -> str:
+    # Celery's failure lines: the exception's repr, already a string; the record's exc_info says the rest.
     if isinstance(value, BaseException):
-        return _qualified(type(value))
+        return qualified(type(value))
     found = _LEADING_NAME.match(str(value))
     return found.group(0) if found else "an exception"
 
 
-def _qualified(kind: type[BaseException]) -> str:
-    module = kind.__module__
-    return kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
-
-
 def exception_types(exc: BaseException) -> list[str]:
     """The exception's type, then the types of its causes and contexts (most recent first)."""
-    types: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        types.append(_qualified(type(current)))
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    return types
+    return [qualified(type(one)) for one in chain(exc)]
+
+
+def exception_messages(exc: BaseException) -> list[str | None]:
+    """The messages of ``exception_types``' exceptions, None where withheld (docs/security.md)."""
+    return [exception_text(one) for one in chain(exc)]
 
 
 def frames(tb: TracebackType | None) -> list[str]:
@@ -227,6 +225,10 @@ class JsonFormatter(logging.Formatter):
         exc = _exc_info(record)
         if exc:
             line["exc_type"] = exception_types(exc[1])
+            line["exc_message"] = exception_messages(exc[1])
+            found = hint(exc[1])
+            if found:
+                line["hint"] = found
             line["exc_frames"] = frames(exc[2])
         if record.stack_info:
             line["stack"] = record.stack_info
@@ -245,7 +247,13 @@ class TextFormatter(logging.Formatter):
             text += " " + " ".join(f"{key}={value}" for key, value in extra.items())
         exc = _exc_info(record)
         if exc:
-            text += "\n  " + " <- ".join(exception_types(exc[1])) + " (message withheld)"
+            pairs = zip(exception_types(exc[1]), exception_messages(exc[1]), strict=True)
+            text += "\n  " + " <- ".join(
+                f"{kind}: {said}" if said else f"{kind} (message withheld)" for kind, said in pairs
+            )
+            found = hint(exc[1])
+            if found:
+                text += f"\n  hint: {found}"
             text += "".join(f"\n    {where}" for where in frames(exc[2]))
         if record.stack_info:
             text += "\n" + record.stack_info

@@ -175,7 +175,7 @@ class StateCollector:
             pending, oldest = self._change_backlog()
             writebacks = self._writeback_counts()
         except Exception as exc:  # noqa: BLE001 - a scrape reports the database as down; it never fails
-            log.warning("metrics: the database did not answer (%s)", type(exc).__name__)
+            log.warning("metrics: the database did not answer (%s)", exc)
             up.add_metric(["database"], 0)
         else:
             up.add_metric(["database"], 1)
@@ -183,7 +183,7 @@ class StateCollector:
         try:
             depths = self._queue_depths()
         except Exception as exc:  # noqa: BLE001
-            log.warning("metrics: the broker did not answer (%s)", type(exc).__name__)
+            log.warning("metrics: the broker did not answer (%s)", exc)
             up.add_metric(["broker"], 0)
         else:
             up.add_metric(["broker"], 1)

@@ -47,7 +47,7 @@ class RateLimiter:
             pipe.get(f"{name}:{window - 1}")
             current, _, previous = pipe.execute()
         except redis.RedisError as exc:
-            log.warning("rate limit not counted: Redis unavailable (%s)", type(exc).__name__)
+            log.warning("rate limit not counted: Redis unavailable (%s)", exc)
             return None
         estimate = int(previous or 0) * (1 - elapsed) + int(current)
         if estimate <= self.per_minute:

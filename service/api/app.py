@@ -114,10 +114,10 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
-        # The type and where it happened only: the message could carry patient data.
+        # The type and where it happened; the message only when it cannot carry patient data (service.logs).
         frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f"{frame.filename}:{frame.lineno}" if frame else "?"
-        log.error("unexpected %s at %s while handling a request", type(exc).__name__, where)
+        log.error("unexpected %s at %s while handling a request", exc, where)
         return simple_outcome(500, "exception", "internal error; the request was not applied")
 
     return app

@@ -190,7 +190,7 @@ class AuditMiddleware:
         try:
             await run_in_threadpool(self.audit().record, records)
         except Exception as exc:  # noqa: BLE001 - any failure to audit withholds the response
-            log.error("audit write failed (%s): answering 503", type(exc).__name__)
+            log.error("audit write failed (%s): answering 503", exc)
             return False
         return True
 

@@ -53,7 +53,7 @@ class Relay:
                     for chunk in chunks(claimed, self._chunk_size):
                         self._queue.send(TASK_PATIENTS_CHANGED, [list(chunk)])
             except Exception as exc:  # noqa: BLE001 - any broker failure: leave the rows for the next run
-                log.warning("relay could not publish (%s); the outbox keeps the changes", type(exc).__name__)
+                log.warning("relay could not publish (%s); the outbox keeps the changes", exc)
                 return total
             total += len(claimed)
             if patient_ids is not None or len(claimed) < self._batch_size:

@@ -402,7 +402,7 @@ class FeedWorker:
                 done.read += self._poll_type(resource_type, since, done.receipt)
         except EhrError as exc:
             error = str(exc)
-            log.warning("event feed: the catch-up poll failed (%s); it runs again", type(exc).__name__)
+            log.warning("event feed: the catch-up poll failed (%s); it runs again", exc)
         finally:
             self._store.finish_poll(claim, self._clock(), error)
         done.polled = error is None

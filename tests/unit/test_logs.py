@@ -10,12 +10,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import BaseModel, ValidationError
 
+from service.adapters.local_services import free_port
 from service.api.middleware import AccessLogMiddleware, RequestIdMiddleware
+from service.config import Settings
+from service.log_redaction import handling_patient_data
 from service.logs import REQUEST_ID, JsonFormatter, TextFormatter, configure_logging, log_format, log_level
+from tests.unit.test_handlers import Clock, FakeStore, Row, relay
 
 NAME = "Zyxquorthian"
 
@@ -106,7 +113,6 @@ def test_exception_messages_and_locals_never_reach_a_line(lines: Lines) -> None:
 
 
 def test_a_pydantic_validation_error_logged_by_anyone_keeps_only_its_type(lines: Lines) -> None:
-    from pydantic import BaseModel, ValidationError
 
     class Person(BaseModel):
         birth_year: int
@@ -265,3 +271,158 @@ def test_the_access_log_covers_unmatched_routes_and_failures(lines: Lines) -> No
     assert (access["/broken"]["status"], access["/broken"]["level"]) == (500, "WARNING")
     (error,) = [line for line in lines.parsed() if line["logger"] == "refracture.errors"]
     assert error["request_id"] == "req-500"  # the server's error handler runs outside, in the same request
+
+
+# --- what an exception may say (docs/security.md, "What an error may say in a log") -------------------------------
+
+
+def test_a_missing_module_is_named_with_the_fix(lines: Lines) -> None:
+    try:
+        import refracture_no_such_module  # type: ignore[import-not-found]  # noqa: F401
+    except ModuleNotFoundError as exc:
+        logging.getLogger("refracture.test").error("could not start (%s)", exc, exc_info=True)
+    (line,) = lines.parsed()
+    fix = "install refracture with its dependencies: pip install ."
+    assert (
+        line["message"] == f"could not start (ModuleNotFoundError: No module named 'refracture_no_such_module' ({fix}))"
+    )
+    assert line["exc_type"] == ["ModuleNotFoundError"]
+    assert line["exc_message"] == ["No module named 'refracture_no_such_module'"]
+    assert line["hint"] == fix
+
+
+def test_a_missing_private_server_package_points_at_the_local_extra(lines: Lines) -> None:
+    logging.getLogger("refracture.test").error("%s", ModuleNotFoundError("No module named 'pgserver'", name="pgserver"))
+    assert "pip install 'refracture[local]'" in lines.parsed()[0]["message"]
+
+
+def test_the_relay_names_the_missing_module_of_the_broker_transport(lines: Lines) -> None:
+
+    class BrokenTransport:
+        def send(self, task_name: str, args: Any) -> None:
+            raise ModuleNotFoundError("No module named 'packaging'", name="packaging")
+
+    store = FakeStore()
+    store.box.rows = {"p": Row(changed=1)}
+    assert relay(store, BrokenTransport(), Clock()).ring() == 0  # type: ignore[arg-type]
+    (line,) = [line for line in lines.parsed() if line["logger"] == "service.usecases.relay"]
+    assert line["message"] == (
+        "relay could not publish (ModuleNotFoundError: No module named 'packaging' (install refracture with its "
+        "dependencies: pip install .)); the outbox keeps the changes"
+    )
+
+
+def test_a_refused_database_connection_shows_the_address_and_the_setting_but_not_the_password(lines: Lines) -> None:
+
+    port = free_port()
+    url = f"postgresql://refracture:{NAME}@127.0.0.1:{port}/refracture"
+    with pytest.raises(psycopg.OperationalError) as raised:
+        psycopg.connect(url, connect_timeout=2)
+    # A message that quotes the URL (as a driver might) is masked too.
+    wrapped = ConnectionError(f"could not reach {url}")
+    logging.getLogger("refracture.test").error("no database: %s; %s", raised.value, wrapped, exc_info=raised.value)
+    (line,) = lines.lines
+    assert NAME not in line
+    parsed = json.loads(line)
+    assert f"port {port} failed: Connection refused" in parsed["message"]
+    assert f"postgresql://refracture:***@127.0.0.1:{port}/refracture" in parsed["message"]
+    assert "REFRACTURE_DATABASE_URL" in parsed["hint"]
+    assert f"port {port}" in parsed["exc_message"][0]
+
+
+def test_a_refused_broker_connection_names_its_setting(lines: Lines) -> None:
+
+    port = free_port()
+    client = redis.Redis.from_url(f"redis://:{NAME}@127.0.0.1:{port}/0", socket_connect_timeout=1)
+    try:
+        with pytest.raises(redis.ConnectionError) as raised:
+            client.ping()
+    finally:
+        client.close()
+    logging.getLogger("refracture.test").warning("broker: %s", raised.value)
+    (line,) = lines.lines
+    assert NAME not in line
+    message = json.loads(line)["message"]
+    assert f"127.0.0.1:{port}" in message
+    assert "REFRACTURE_REDIS_URL" in message
+
+
+def test_a_patients_name_in_a_validation_error_is_withheld_even_outside_patient_data_handling(lines: Lines) -> None:
+
+    class HumanName(BaseModel):
+        family: int
+
+    with handling_patient_data(False), pytest.raises(ValidationError) as raised:
+        HumanName.model_validate({"family": NAME})
+    with handling_patient_data(False):
+        logging.getLogger("refracture.test").error("invalid: %s", raised.value, exc_info=raised.value)
+    (line,) = lines.lines
+    assert NAME not in line
+    parsed = json.loads(line)
+    assert parsed["message"] == "invalid: pydantic_core._pydantic_core.ValidationError"
+    assert parsed["exc_message"] == [None]
+
+
+def test_a_postgresql_error_detail_is_withheld_even_outside_patient_data_handling(lines: Lines) -> None:
+
+    duplicate = psycopg.errors.UniqueViolation(
+        f'duplicate key value violates unique constraint "x"\nDETAIL:  Key (name)=({NAME}) already exists.'
+    )
+    cancelled = psycopg.errors.QueryCanceled(f"canceling statement due to statement timeout {NAME}")
+    with handling_patient_data(False):
+        logging.getLogger("refracture.test").error("failed: %s, %s", duplicate, cancelled)
+    (line,) = lines.parsed()
+    assert NAME not in json.dumps(line)
+    assert line["message"] == "failed: psycopg.errors.UniqueViolation, psycopg.errors.QueryCanceled"
+
+
+def test_other_messages_are_shown_only_outside_patient_data_handling(lines: Lines) -> None:
+
+    logging.getLogger("refracture.test").error("%s", RuntimeError(f"no such patient {NAME}"))  # the default: withheld
+    with handling_patient_data(False):
+        logging.getLogger("refracture.test").error("%s", RuntimeError("the schedule file is empty"))
+        with handling_patient_data():
+            logging.getLogger("refracture.test").error("%s", RuntimeError(f"no such patient {NAME}"))
+    assert [line["message"] for line in lines.parsed()] == [
+        "RuntimeError",
+        "RuntimeError: the schedule file is empty",
+        "RuntimeError",
+    ]
+
+
+def test_a_bad_setting_is_named_without_its_value(lines: Lines, monkeypatch: pytest.MonkeyPatch) -> None:
+
+    monkeypatch.setenv("REFRACTURE_DATABASE_POOL_MAX", f"postgresql://u:{NAME}@db/x")
+    monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "production")
+    monkeypatch.setenv("REFRACTURE_AUTH_DEV_TOKENS", json.dumps({NAME: {"sub": "x"}}))
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    sys.excepthook(type(raised.value), raised.value, raised.value.__traceback__)
+    (line,) = lines.parsed()
+    assert NAME not in json.dumps(line)
+    assert line["message"].startswith(
+        "uncaught invalid settings: REFRACTURE_DATABASE_POOL_MAX: Input should be a valid"
+    )
+    assert line["hint"].startswith("fix the settings named")
+
+
+def test_text_format_shows_what_may_be_shown_and_the_hint(restored: None) -> None:
+    handler = Lines(TextFormatter())
+    logger = logging.getLogger("refracture.text")
+    logger.addHandler(handler)
+    try:
+        try:
+            try:
+                raise LookupError(NAME)
+            except LookupError as inner:
+                raise ModuleNotFoundError("No module named 'packaging'", name="packaging") from inner
+        except ModuleNotFoundError:
+            logger.critical("uncaught", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    (text,) = handler.lines
+    assert NAME not in text
+    assert (
+        "uncaught\n  ModuleNotFoundError: No module named 'packaging' <- LookupError (message withheld)\n"
+        "  hint: install refracture with its dependencies: pip install .\n"
+    ) in text
