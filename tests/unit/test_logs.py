@@ -113,7 +113,6 @@ def test_exception_messages_and_locals_never_reach_a_line(lines: Lines) -> None:
 
 
 def test_a_pydantic_validation_error_logged_by_anyone_keeps_only_its_type(lines: Lines) -> None:
-
     class Person(BaseModel):
         birth_year: int
 
