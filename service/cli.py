@@ -12,11 +12,16 @@ import tempfile
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 
 from service.config import get_settings
+from service.log_redaction import HANDLING_PATIENT_DATA
 from service.logs import configure_logging, log_format, log_level, logging_config
+
+if TYPE_CHECKING:
+    from service.adapters.startup_check import Role
 
 __all__ = ["main"]
 
@@ -40,8 +45,19 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _ready_to_start(role: Role, args: argparse.Namespace) -> bool:
+    """The start-up self-check (service/adapters/startup_check.py), unless --skip-check."""
+    if getattr(args, "skip_check", False):
+        return True
+    from service.adapters.startup_check import startup_check  # noqa: PLC0415
+
+    return startup_check(get_settings(), role)
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     """Serve the HTTP API."""
+    if not _ready_to_start("api", args):
+        return 1
     import uvicorn  # noqa: PLC0415
 
     settings = get_settings()
@@ -62,6 +78,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run a Celery worker (with --metrics-port: and serve its processes' metrics there)."""
+    if not _ready_to_start("worker", args):
+        return 1
     stop_metrics = None
     if args.metrics_port:
         from service.adapters.metrics_server import serve_worker_metrics  # noqa: PLC0415
@@ -90,8 +108,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_beat(_: argparse.Namespace) -> int:
+def cmd_beat(args: argparse.Namespace) -> int:
     """Run Celery beat (exactly one per deployment: two would duplicate every schedule)."""
+    if not _ready_to_start("beat", args):
+        return 1
     from workers.celery_app import app  # noqa: PLC0415
 
     app.start(
@@ -288,6 +308,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# Commands that read no patient data: schema changes, documents from code, synthetic patients.
+_NO_PATIENT_DATA = frozenset({"migrate", "model-card", "openapi", "synth"})
+_SKIP_CHECK = "start without the start-up check of the broker, the database and the EHR client"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `refracture` console script."""
     parser = argparse.ArgumentParser(prog="refracture", description=__doc__)
@@ -297,13 +322,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     api.add_argument("--host")
     api.add_argument("--port", type=int)
     api.add_argument("--workers", type=int, default=1)
+    api.add_argument("--skip-check", action="store_true", help=_SKIP_CHECK)
     api.set_defaults(run=cmd_api)
     worker = sub.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("--skip-check", action="store_true", help=_SKIP_CHECK)
     worker.add_argument("--concurrency", type=int, default=2)
     worker.add_argument("--pool", choices=["prefork", "solo", "threads"])
     worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics of this worker on this port")
     worker.set_defaults(run=cmd_worker)
-    sub.add_parser("beat", help="run Celery beat (one per deployment)").set_defaults(run=cmd_beat)
+    beat = sub.add_parser("beat", help="run Celery beat (one per deployment)")
+    beat.add_argument("--skip-check", action="store_true", help=_SKIP_CHECK)
+    beat.set_defaults(run=cmd_beat)
     sub.add_parser("relay", help="publish pending changes once").set_defaults(run=cmd_relay)
     rescore = sub.add_parser("rescore", help="re-assess all patients (or --patient ...) with the current model")
     rescore.add_argument("--patient", action="append", help="a Patient id; repeat for several")
@@ -377,4 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     synth.set_defaults(run=cmd_synth)
     args = parser.parse_args(argv)
     configure_logging()
+    if args.command in _NO_PATIENT_DATA:
+        # Their failures are logged with their messages (docs/security.md, "What an error may say in a log").
+        HANDLING_PATIENT_DATA.set(False)
     return int(args.run(args))
