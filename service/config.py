@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # Patients per worker task: per-task overhead (~1 ms) dwarfs per-patient work otherwise.
     relay_chunk_size: int = Field(default=200, ge=1)
     relay_interval_s: float = Field(default=15.0, gt=0)
+    # /readyz reports "no worker" when no worker wrote its heartbeat for this long; workers write it every quarter of
+    # this (at most every 30 s). docs/operations.md, "Is a worker there?".
+    worker_stale_after_s: float = Field(default=120.0, ge=4)
 
     # The calendar the alert rules count days in, and when beat runs the daily sweep (local time of that zone).
     timezone: str = "UTC"
@@ -160,6 +163,11 @@ class Settings(BaseSettings):
     cds_algorithms: list[str] = Field(default_factory=lambda: ["ES384", "RS384", "ES256", "RS256"])
     # A call's token may expire at most this far ahead (the spec's CDS clients sign short-lived tokens).
     cds_token_max_lifetime_s: int = Field(default=300, ge=10, le=3600)
+
+    @property
+    def worker_heartbeat_s(self) -> float:
+        """How often a worker writes its heartbeat."""
+        return min(30.0, self.worker_stale_after_s / 4)
 
     @property
     def feeds_enabled(self) -> bool:

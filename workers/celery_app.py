@@ -12,7 +12,7 @@ from service.config import get_settings
 from service.logs import configure_logging
 from service.usecases.ports import TASK_DELIVER, TASK_EHR_CAPABILITIES, TASK_RELAY, TASK_SWEEP
 from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK
-from workers import observability  # noqa: F401 - connects the task signals (metrics, spans, request ids)
+from workers import heartbeat, observability  # noqa: F401 - connect the worker's and tasks' signals
 
 
 @setup_logging.connect

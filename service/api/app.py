@@ -66,6 +66,7 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
         finally:
             if traced:
                 tracing.shutdown()
+            health.close_readiness(app)
             container.close()
 
     # The interactive docs are a development aid: production serves no unauthenticated pages but health checks.
