@@ -5,8 +5,8 @@ The rule (docs/security.md, "What an error may say in a log"):
 - shown everywhere: import, configuration, connection and operating-system errors — ``ImportError`` (a missing
   module is named), ``OSError`` (refused connections, unknown hosts, missing files), PostgreSQL connection failures
   (``psycopg.OperationalError`` without an SQLSTATE or of class 08, and the pool's timeout; never a query's DETAIL),
-  Redis and broker connection errors, httpx transport errors, and refracture's own Settings errors (field names and
-  what is wrong, never the value). Credentials in a URL or ``password=`` are masked first;
+  Redis and broker connection errors, httpx network errors and time-outs, and refracture's own Settings errors
+  (field names and what is wrong, never the value). Credentials in a URL or ``password=`` are masked first;
 - withheld everywhere: pydantic validation errors (they quote their input: FHIR resources), PostgreSQL errors other
   than connection failures (a DETAIL quotes key values), and the FHIR models' errors;
 - anything else: shown only where the process has said it handles no patient data here
@@ -48,7 +48,11 @@ _SAFE: Final = frozenset(
         "redis.exceptions.ConnectionError",  # and AuthenticationError, BusyLoadingError
         "redis.exceptions.TimeoutError",
         "kombu.exceptions.OperationalError",  # the broker transport's connection errors
-        "httpx.TransportError",  # connect, read and write errors, timeouts: no URL, no body
+        # httpx's connect, read and write errors and time-outs: no URL, no body. Not its protocol errors, which can
+        # quote a header's value (an Authorization header is a secret).
+        "httpx.NetworkError",
+        "httpx.TimeoutException",
+        "httpx.UnsupportedProtocol",
         "pydantic_settings.exceptions.SettingsError",  # names the field and the source, not the value
     }
 )

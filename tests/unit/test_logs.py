@@ -425,3 +425,15 @@ def test_text_format_shows_what_may_be_shown_and_the_hint(restored: None) -> Non
         "uncaught\n  ModuleNotFoundError: No module named 'packaging' <- LookupError (message withheld)\n"
         "  hint: install refracture with its dependencies: pip install .\n"
     ) in text
+
+
+def test_an_http_protocol_error_which_can_quote_a_header_is_withheld_but_a_refused_connection_is_not(
+    lines: Lines,
+) -> None:
+    logging.getLogger("refracture.test").error(
+        "%s / %s",
+        httpx.LocalProtocolError(f"Illegal header value b'Bearer {NAME}\\n'"),
+        httpx.ConnectError("[Errno 111] Connection refused"),
+    )
+    (line,) = lines.parsed()
+    assert line["message"] == "httpx.LocalProtocolError / httpx.ConnectError: [Errno 111] Connection refused"
