@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from service.config import get_settings
-from service.log_redaction import HANDLING_PATIENT_DATA
+from service.log_redaction import handling_patient_data
 from service.logs import configure_logging, log_format, log_level, logging_config
 
 if TYPE_CHECKING:
@@ -406,7 +406,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     synth.set_defaults(run=cmd_synth)
     args = parser.parse_args(argv)
     configure_logging()
-    if args.command in _NO_PATIENT_DATA:
-        # Their failures are logged with their messages (docs/security.md, "What an error may say in a log").
-        HANDLING_PATIENT_DATA.set(False)
-    return int(args.run(args))
+    if args.command not in _NO_PATIENT_DATA:
+        return int(args.run(args))
+    # No patient data at hand: a failure is logged with its message (docs/security.md, "What an error may say in a
+    # log"), here, while that holds; the excepthook would log it after.
+    with handling_patient_data(False):
+        try:
+            return int(args.run(args))
+        except Exception as exc:  # noqa: BLE001 - logged as an uncaught exception is, with its message
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+            return 1

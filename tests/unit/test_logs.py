@@ -437,3 +437,19 @@ def test_an_http_protocol_error_which_can_quote_a_header_is_withheld_but_a_refus
     )
     (line,) = lines.parsed()
     assert line["message"] == "httpx.LocalProtocolError / httpx.ConnectError: [Errno 111] Connection refused"
+
+
+def test_a_command_on_no_patient_data_logs_its_failure_with_the_message(
+    restored: None, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import service.cli
+
+    def broken(_: Any) -> int:
+        raise RuntimeError("the OpenAPI template is missing")
+
+    monkeypatch.setattr(service.cli, "cmd_openapi", broken)
+    assert service.cli.main(["openapi"]) == 1
+    (line,) = [json.loads(text) for text in capsys.readouterr().err.splitlines()]
+    assert line["message"] == "uncaught RuntimeError: the OpenAPI template is missing"
+    logging.getLogger("refracture.test").error("%s", RuntimeError(NAME))  # the default holds again after it
+    assert json.loads(capsys.readouterr().err)["message"] == "RuntimeError"
