@@ -18,7 +18,7 @@ from tests.ehr_standin import RunningStandIn
 
 pytestmark = pytest.mark.integration
 
-PASSWORD = "Zyxquorthian-s3cret"
+SECRET = "Zyxquorthian"  # a made-up password that must never reach a line
 # Blocks one import as if the package were not installed (what a user without celery[redis] had: kombu's Redis
 # transport imports `packaging`, which only that extra declares).
 BLOCK_PACKAGING = """
@@ -57,11 +57,11 @@ def test_no_broker_stops_the_worker_and_beat_with_one_line_naming_the_setting(
 ) -> None:
     port = free_port()
     env = worker_env(make_settings(services, database_url))
-    env["REFRACTURE_REDIS_URL"] = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+    env["REFRACTURE_REDIS_URL"] = f"redis://:{SECRET}@127.0.0.1:{port}/0"
     status, lines, seconds = start(command, env)
     assert status != 0
     assert seconds < 20
-    assert not [line for line in lines if PASSWORD in line]
+    assert not [line for line in lines if SECRET in line]
     (failed,) = [line for line in lines if "start-up check failed: " in line]
     assert f"REFRACTURE_REDIS_URL=redis://:***@127.0.0.1:{port}/0 does not answer" in failed
     assert "Connection refused" in failed
@@ -70,12 +70,12 @@ def test_no_broker_stops_the_worker_and_beat_with_one_line_naming_the_setting(
 
 def test_no_database_stops_the_worker_with_one_line_naming_the_setting(services: LocalServices) -> None:
     port = free_port()
-    url = f"postgresql://refracture:{PASSWORD}@127.0.0.1:{port}/refracture"
+    url = f"postgresql://refracture:{SECRET}@127.0.0.1:{port}/refracture"
     env = worker_env(make_settings(services, url))
     status, lines, seconds = start("worker", env)
     assert status != 0
     assert seconds < 20
-    assert not [line for line in lines if PASSWORD in line]
+    assert not [line for line in lines if SECRET in line]
     (failed,) = [line for line in lines if "start-up check failed: " in line]
     assert f"REFRACTURE_DATABASE_URL=postgresql://refracture:***@127.0.0.1:{port}/refracture does not answer" in failed
     assert f"port {port} failed: Connection refused" in failed
