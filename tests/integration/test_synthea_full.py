@@ -20,7 +20,18 @@ from service.config import Settings
 from service.fhir.jsonio import dumps
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import validate_resource
-from tests.conftest import AUTH, FIXTURES, RecordingQueue, make_settings, query_one, table_counts
+from tests.conftest import (
+    ARTIFACTS,
+    AUTH,
+    FIXTURES,
+    RecordingQueue,
+    WorkerProcess,
+    make_settings,
+    query_one,
+    table_counts,
+    wait_for,
+    worker_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -138,16 +149,38 @@ def test_an_untrimmed_synthea_transaction_is_accepted_and_its_patient_assessed(
     assert container.changes.process([pid]) == 1
     assert query_one(database_url, "SELECT done_seq >= changed_seq FROM patient_change WHERE patient_id = %s", pid)
     assert query_one(database_url, "SELECT count(*) FROM assessment") == 0
+    assert query_one(database_url, "SELECT count(*) FROM alert") == 0
 
 
-def test_resending_an_untrimmed_bundle_changes_nothing(client: TestClient, database_url: str) -> None:
-    raw = FULL["Stanford"].read_bytes()
-    assert client.post("/fhir", content=raw, headers=FHIR).status_code == 200
-    again = client.post("/fhir", content=raw, headers=FHIR).json()
-    bundle = load(FULL["Stanford"])
-    statuses = Counter(e["response"]["status"] for e in again["entry"])
-    assert statuses == Counter({"200 OK": len(bundle["entry"])})
-    assert query_one(database_url, "SELECT count(*) FROM resource_history") == 0
+@pytest.mark.worker
+def test_a_real_worker_processes_the_patient_of_the_largest_synthea_bundle(
+    settings: Settings, database_url: str
+) -> None:
+    # 700 entries (Hallie Hoeger: osteoporosis, T-scores, alendronate, fractures) through the real doorbell and a
+    # real Celery worker, as a newcomer's first POST goes.
+    worker = WorkerProcess(worker_env(settings), ARTIFACTS / "logs" / "worker-synthea-full.log")
+    worker.wait_ready()
+    container = bootstrap(settings)
+    try:
+        with TestClient(headers=AUTH, app=create_app(lambda: container)) as real:
+            response = real.post("/fhir", content=FULL["Hallie"].read_bytes(), headers=FHIR)
+            assert response.status_code == 200
+        pid = patient_id(load(FULL["Hallie"]))
+        assert wait_for(
+            lambda: query_one(
+                database_url, "SELECT done_seq >= changed_seq FROM patient_change WHERE patient_id = %s", pid
+            ),
+            timeout_s=60,
+        )
+        # No vertebral augmentation on record: outside the model, so no RiskAssessment and no alert.
+        assert query_one(database_url, "SELECT count(*) FROM assessment") == 0
+        assert (
+            query_one(database_url, "SELECT count(*) FROM fact WHERE patient_id = %s AND kind = 'dxa-t-score'", pid)
+            == 2
+        )
+    finally:
+        container.close()
+        worker.stop()
 
 
 def as_batch_of_updates(bundle: dict[str, Any]) -> dict[str, Any]:
