@@ -22,6 +22,8 @@ _URL_TYPE: Final = re.compile(r"^([A-Z][A-Za-z]+)(?:[/?]|$)")
 _ID: Final = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _PLACEHOLDER: Final = ("urn:uuid:", "urn:oid:")
 _TAKES: Final = ", ".join(sorted(INPUT_TYPES))
+# A Bundle inside a Bundle is an envelope, not data refracture could skip unread: refused as before (422).
+_NOT_SKIPPED: Final = INPUT_TYPES | {"Bundle"}
 
 
 @dataclass(slots=True)
@@ -186,7 +188,7 @@ def _plan_unused(plan: EntryPlan, url: str, skip_unused: bool) -> bool:
     about another type, which the ordinary checks then report)."""
     resource = plan.resource
     resource_type = resource.get("resourceType") if resource is not None else None
-    if not isinstance(resource_type, str) or resource_type in INPUT_TYPES or not r4.is_resource_type(resource_type):
+    if not isinstance(resource_type, str) or resource_type in _NOT_SKIPPED or not r4.is_resource_type(resource_type):
         return False
     url_type = _URL_TYPE.match(url)
     if url_type is None or url_type.group(1) != resource_type:

@@ -172,6 +172,14 @@ def test_a_skipped_entry_is_not_validated_nor_refused_as_conditional() -> None:
             Problem.INVALID,
         ),
         ({"request": {"method": "DELETE", "url": "Encounter/enc-1"}}, Problem.NOT_ALLOWED),
+        # A Bundle inside a Bundle is an envelope: refused, never skipped unread.
+        (
+            {
+                "resource": {"resourceType": "Bundle", "id": "b", "type": "collection"},
+                "request": {"method": "PUT", "url": "Bundle/b"},
+            },
+            Problem.UNPROCESSABLE,
+        ),
     ],
 )
 def test_what_is_wrong_with_an_entry_beside_its_type_is_still_refused(entry: dict[str, Any], problem: Problem) -> None:
