@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from service.adapters.metrics import REGISTRY
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.config import Settings
@@ -356,10 +357,14 @@ def test_hl7_examples_of_other_types_in_a_batch_are_skipped(client: TestClient, 
             for r in others + ours
         ],
     }
+    skipped = {"resource_type": "other", "outcome": "skipped"}
+    before = REGISTRY.get_sample_value("refracture_ingested_resources_total", skipped) or 0
     answer = client.post("/fhir", content=dumps(bundle), headers=FHIR).json()
     assert [e["response"]["status"] for e in answer["entry"]] == ["200 OK"] * len(others) + ["201 Created"] * 2
     check_skipped_entries(bundle, answer)
     assert query_one(database_url, "SELECT count(*) FROM resource") == 2
+    after = REGISTRY.get_sample_value("refracture_ingested_resources_total", skipped)
+    assert after == before + len(others)
 
 
 def test_hl7_transaction_example_as_a_batch_answers_every_entry_in_words(client: TestClient, database_url: str) -> None:
