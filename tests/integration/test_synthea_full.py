@@ -413,3 +413,29 @@ def test_the_setting_is_read_from_the_environment(services: Any, database_url: s
         patch.setenv("REFRACTURE_UNKNOWN_RESOURCE_TYPES", "ignore")
         with pytest.raises(ValueError, match="unknown_resource_types"):
             Settings()
+
+
+def test_skipped_entries_need_no_scope(services: Any, database_url: str) -> None:
+    # An interface engine allowed to write only Patients and Observations sends Bob965 as Synthea wrote it.
+    narrow = {"sub": "engine", "client_id": "engine", "scope": "system/Patient.write system/Observation.write"}
+    settings = make_settings(services, database_url, auth_dev_tokens={"narrow": narrow})
+    built = bootstrap(settings, queue=RecordingQueue())
+    try:
+        with TestClient(app=create_app(lambda: built), raise_server_exceptions=False) as engine:
+            headers = {**FHIR, "Authorization": "Bearer narrow"}
+            response = engine.post("/fhir", content=FULL["Bob965"].read_bytes(), headers=headers)
+            assert response.status_code == 200, response.text[:1000]
+            # A type it may not write that refracture does use is still refused, whole.
+            condition = {
+                "resourceType": "Condition",
+                "id": "c1",
+                "subject": {"reference": "Patient/3f6fd0bb-6cd3-eb3f-4401-cd38ace25f2b"},
+            }
+            entry = {"resource": condition, "request": {"method": "PUT", "url": "Condition/c1"}}
+            refused = engine.post(
+                "/fhir", content=dumps({"resourceType": "Bundle", "type": "batch", "entry": [entry]}), headers=headers
+            )
+            assert refused.status_code == 403
+            issues_of(refused.json())
+    finally:
+        built.close()
