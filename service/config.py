@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # Entries per Bundle; a bigger Bundle gets 413 (Google's executeBundle stops at 4,500).
     max_bundle_entries: int = Field(default=5000, ge=1)
+    # Bundle entries of FHIR types refracture does not use (Encounter, Claim, Practitioner …, which every EHR feed,
+    # $everything answer and Synthea sample carries): skip acknowledges them unstored (200, an information issue);
+    # error refuses them (422) for sites that want the sender to filter (docs/integration-guide.md, "Bundles").
+    unknown_resource_types: Literal["skip", "error"] = "skip"
 
     # The identifier system of the hospital's MRN (else the identifier typed MR, else the first one).
     mrn_system: str | None = None

@@ -56,7 +56,7 @@ _TASK_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 6
 
 INGESTED: Final = Counter(
     f"{PREFIX}_ingested_resources",
-    "FHIR resources received, by type and outcome (created, updated, unchanged, refused)",
+    "FHIR resources received, by type and outcome (created, updated, unchanged, refused, skipped)",
     ["resource_type", "outcome"],
     registry=REGISTRY,
 )
@@ -99,7 +99,7 @@ ALERTS: Final = Counter(
     registry=REGISTRY,
 )
 
-INGEST_OUTCOMES: Final = frozenset({"created", "updated", "unchanged", "refused"})
+INGEST_OUTCOMES: Final = frozenset({"created", "updated", "unchanged", "refused", "skipped"})
 TASK_OUTCOMES: Final = {"SUCCESS": "success", "FAILURE": "failure", "RETRY": "retry"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,17 +11,19 @@ from typing import Any
 from service.api.auth import forbidden
 from service.bootstrap import Container
 from service.errors import HTTP_STATUS, Problem, RefractureError, refuse
-from service.fhir.bundle import EntryPlan, PlannedBundle, plan_bundle
+from service.fhir.bundle import EntryPlan, PlannedBundle, plan_bundle, skip_notice, skip_summary
 from service.fhir.jsonio import parse
-from service.fhir.outcome import entry_response, error_entry, http_date, response_bundle
+from service.fhir.outcome import entry_response, error_entry, http_date, response_bundle, skipped_entry
 from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import validate_resource
 from service.security.principal import Principal
-from service.usecases.ingest import EntryOutcome, WriteRequest
+from service.usecases.ingest import EntryOutcome, Skipped, WriteRequest
 from service.usecases.ports import Metrics
 
 __all__ = ["Answer", "check_input_type", "handle_bundle", "handle_write"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -42,17 +45,39 @@ def handle_bundle(container: Container, raw: bytes, representation: bool, princi
     """POST /fhir: a transaction or batch Bundle."""
     planned: PlannedBundle | None = None
     try:
-        planned = plan_bundle(parse(raw), container.settings.max_bundle_entries)
+        skip_unused = container.settings.unknown_resource_types == "skip"
+        planned = plan_bundle(parse(raw), container.settings.max_bundle_entries, skip_unused)
         _check_scopes(planned, principal)
         ingestor = container.ingestor
         result = ingestor.transaction(planned) if planned.bundle_type == "transaction" else ingestor.batch(planned)
     except RefractureError as exc:
         # Every entry of a refused transaction (or of a Bundle refused whole) was refused; unread Bundles count once.
-        writes = [e.resource_type for e in planned.entries if e.method != "GET"] if planned else ["Bundle"]
+        # Skipped entries were never going to be stored: not refused.
+        writes = (
+            [e.resource_type for e in planned.entries if e.method != "GET" and not e.skipped] if planned else ["Bundle"]
+        )
         _count_refused(container.metrics, exc, writes)
         raise
     _count_entries(container.metrics, planned.entries, result.outcomes)
-    entries = [_entry(outcome, representation) for outcome in result.outcomes]
+    skipped = planned.skipped_types()
+    if skipped:
+        # Types and counts only: no patient data.
+        log.info(
+            "%s: %d entries of types refracture does not use skipped (%s)",
+            planned.bundle_type,
+            sum(skipped.values()),
+            ", ".join(f"{t} {n}" for t, n in sorted(skipped.items())),
+        )
+    summary = [skip_summary(skipped)] if skipped else []
+    entries = []
+    for outcome in result.outcomes:
+        if isinstance(outcome, Skipped):
+            # The count by type goes with the first skipped entry: an R4 transaction-response has one entry per
+            # request entry and no Bundle-level outcome (docs/integration-guide.md, "Bundles").
+            entries.append(skipped_entry([skip_notice(outcome.plan), *summary]))
+            summary = []
+        else:
+            entries.append(_entry(outcome, representation))
     patients = sorted({p for e in planned.entries if e.resource is not None and (p := patient_of(e.resource))})
     return Answer(
         200,
@@ -72,6 +97,7 @@ def _check_scopes(planned: PlannedBundle, principal: Principal) -> None:
             entry.resource_type
             for entry in planned.entries
             if entry.error is None
+            and not entry.skipped  # nothing of it is written or read
             and not (
                 principal.may_read(entry.resource_type)
                 if entry.method == "GET"
@@ -153,12 +179,17 @@ def _outcome_label(outcome: EntryOutcome) -> str:
 
 
 def _count_entries(
-    metrics: Metrics, plans: Sequence[EntryPlan], outcomes: Sequence[EntryOutcome | RefractureError]
+    metrics: Metrics, plans: Sequence[EntryPlan], outcomes: Sequence[EntryOutcome | Skipped | RefractureError]
 ) -> None:
     for plan, outcome in zip(plans, outcomes, strict=False):
         if plan.method == "GET":
             continue  # a read inside a Bundle ingests nothing
-        label = "refused" if isinstance(outcome, RefractureError) else _outcome_label(outcome)
+        if isinstance(outcome, Skipped):
+            label = "skipped"
+        elif isinstance(outcome, RefractureError):
+            label = "refused"
+        else:
+            label = _outcome_label(outcome)
         metrics.count_ingested(plan.resource_type, label)
 
 

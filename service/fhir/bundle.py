@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Final
 
 from service.errors import Issue, Problem, RefractureError
+from service.fhir import r4
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import validate_element, validate_resource
 
-__all__ = ["EntryPlan", "PlannedBundle", "plan_bundle"]
+__all__ = ["EntryPlan", "PlannedBundle", "plan_bundle", "skip_notice", "skip_summary"]
 
 _TYPE_URL: Final = re.compile(r"^([A-Z][A-Za-z]+)/?$")
 _INSTANCE_URL: Final = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
+# The type a request.url is about: "Encounter", "Encounter/1", "Practitioner?identifier=…".
+_URL_TYPE: Final = re.compile(r"^([A-Z][A-Za-z]+)(?:[/?]|$)")
+_ID: Final = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _PLACEHOLDER: Final = ("urn:uuid:", "urn:oid:")
+_TAKES: Final = ", ".join(sorted(INPUT_TYPES))
+# A Bundle inside a Bundle is an envelope, not data refracture could skip unread: refused as before (422).
+_NOT_SKIPPED: Final = INPUT_TYPES | {"Bundle"}
 
 
 @dataclass(slots=True)
@@ -30,6 +38,13 @@ class EntryPlan:
     full_url: str | None = None
     if_match: str | None = None
     error: RefractureError | None = None
+    # A write of a FHIR type refracture does not use (Encounter, Claim …): skipped unless the site refuses them.
+    unused: bool = False
+
+    @property
+    def skipped(self) -> bool:
+        """Acknowledged and not stored: an unused type, and nothing else wrong with the entry."""
+        return self.unused and self.error is None
 
 
 @dataclass(slots=True)
@@ -39,16 +54,25 @@ class PlannedBundle:
     bundle_type: str
     entries: list[EntryPlan]
 
+    def skipped_types(self) -> Counter[str]:
+        """How many entries of each type were skipped."""
+        return Counter(e.resource_type for e in self.entries if e.skipped)
 
-def plan_bundle(bundle: Any, max_entries: int) -> PlannedBundle:
+
+def plan_bundle(bundle: Any, max_entries: int, skip_unused: bool = True) -> PlannedBundle:
     """Check a transaction or batch Bundle and plan its entries.
 
     A transaction fails as a whole on the first problem of any entry (all issues are reported together);
     a batch keeps going and records each entry's problem on that entry.
 
+    Entries that write a FHIR type refracture does not use are skipped (not validated, not stored; references to
+    them never break an entry that is kept), or refused with ``skip_unused=False``
+    (REFRACTURE_UNKNOWN_RESOURCE_TYPES=error).
+
     Args:
         bundle: the parsed request body.
         max_entries: the most entries accepted.
+        skip_unused: skip entries of types refracture does not use, rather than refuse them.
 
     Returns:
         The planned Bundle; in a transaction, urn:uuid references are rewritten to the ids assigned.
@@ -85,7 +109,7 @@ def plan_bundle(bundle: Any, max_entries: int) -> PlannedBundle:
                 )
             ],
         )
-    plans = [_plan_entry(i, e) for i, e in enumerate(entries or [])]
+    plans = [_plan_entry(i, e, skip_unused) for i, e in enumerate(entries or [])]
     if bundle_type == "transaction":
         _check_transaction(plans)
     else:
@@ -115,7 +139,7 @@ def _fail(index: int, problem: Problem, code: str, text: str, element: str = "")
     return RefractureError(problem, [Issue(code, text, f"Bundle.entry[{index}]{element}")])
 
 
-def _plan_entry(index: int, entry: dict[str, Any]) -> EntryPlan:
+def _plan_entry(index: int, entry: dict[str, Any], skip_unused: bool) -> EntryPlan:
     request = entry.get("request") or {}
     method = str(request.get("method") or "")
     url = str(request.get("url") or "").strip()
@@ -146,7 +170,8 @@ def _plan_entry(index: int, entry: dict[str, Any]) -> EntryPlan:
         else:
             plan.resource_type, plan.resource_id = match.group(1), match.group(2)
     elif method in ("POST", "PUT"):
-        _plan_write(plan, url, request)
+        if not _plan_unused(plan, url, skip_unused):
+            _plan_write(plan, url, request)
     else:
         plan.error = _fail(
             index,
@@ -156,6 +181,68 @@ def _plan_entry(index: int, entry: dict[str, Any]) -> EntryPlan:
             ".request.method",
         )
     return plan
+
+
+def _plan_unused(plan: EntryPlan, url: str, skip_unused: bool) -> bool:
+    """Plan a write of a type refracture does not use; False when the entry is not one (or its request.url is
+    about another type, which the ordinary checks then report)."""
+    resource = plan.resource
+    resource_type = resource.get("resourceType") if resource is not None else None
+    if not isinstance(resource_type, str) or resource_type in _NOT_SKIPPED or not r4.is_resource_type(resource_type):
+        return False
+    url_type = _URL_TYPE.match(url)
+    if url_type is None or url_type.group(1) != resource_type:
+        return False
+    plan.unused = True
+    plan.resource_type = resource_type
+    if not skip_unused:
+        plan.error = _fail(
+            plan.index,
+            Problem.UNPROCESSABLE,
+            "not-supported",
+            f"refracture does not take {resource_type} resources (it takes {_TAKES}), and this server is set to "
+            "refuse them (REFRACTURE_UNKNOWN_RESOURCE_TYPES=error): leave such entries out of the Bundle",
+            ".resource.resourceType",
+        )
+        return True
+    # Not validated: nothing of it is stored. Its id (the EHR's) only serves references to it from kept entries,
+    # so one that could not make a reference ("..", "a/b") is as good as none.
+    assert resource is not None
+    instance = _INSTANCE_URL.match(url) if plan.method == "PUT" else None
+    resource_id = instance.group(2) if instance else resource.get("id")
+    usable = isinstance(resource_id, str) and _ID.match(resource_id) and resource_id not in (".", "..")
+    plan.resource_id = resource_id if usable else None
+    return True
+
+
+def skip_notice(plan: EntryPlan) -> Issue:
+    """The information issue of one skipped entry's response."""
+    return Issue(
+        "informational",
+        f"not stored: refracture does not use {plan.resource_type} resources; the entry was acknowledged and skipped",
+        f"Bundle.entry[{plan.index}].resource.resourceType",
+        severity="information",
+    )
+
+
+def skip_summary(counts: Counter[str]) -> Issue:
+    """The one information issue that counts a Bundle's skipped entries by type."""
+    total = sum(counts.values())
+    return Issue(
+        "informational",
+        f"{_entries(total, 'has', 'have')} a type refracture does not use and {'was' if total == 1 else 'were'} "
+        f"skipped, not stored: {_by_type(counts)} (refracture takes {_TAKES})",
+        "Bundle.entry",
+        severity="information",
+    )
+
+
+def _entries(n: int, one: str, many: str) -> str:
+    return f"1 entry {one}" if n == 1 else f"{n} entries {many}"
+
+
+def _by_type(counts: Counter[str]) -> str:
+    return ", ".join(f"{n} {t}" for t, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _plan_write(plan: EntryPlan, url: str, request: dict[str, Any]) -> None:
@@ -231,9 +318,22 @@ def _check_transaction(plans: list[EntryPlan]) -> None:
         if plan.error is not None:
             issues.extend(plan.error.issues)
             problems.add(plan.error.problem)
+    refused = Counter(plan.resource_type for plan in plans if plan.unused and plan.error is not None)
+    if refused:
+        # Before the entries' own issues, which the OperationOutcome cuts off after the first hundred.
+        issues.insert(
+            0,
+            Issue(
+                "not-supported",
+                f"{_entries(sum(refused.values()), 'has', 'have')} a type refracture does not take: "
+                f"{_by_type(refused)}; "
+                "this server refuses them (REFRACTURE_UNKNOWN_RESOURCE_TYPES=error): leave them out of the Bundle",
+                "Bundle.entry",
+            ),
+        )
     seen: dict[tuple[str, str | None], int] = {}
     for plan in plans:
-        if plan.error is None and plan.method in ("POST", "PUT"):
+        if plan.error is None and not plan.unused and plan.method in ("POST", "PUT"):
             key = (plan.resource_type, plan.resource_id)
             if key in seen:
                 issues.append(
@@ -257,33 +357,43 @@ def _check_transaction(plans: list[EntryPlan]) -> None:
 
 
 def _check_batch_references(plans: list[EntryPlan]) -> None:
-    # Batch entries stand alone (FHIR R4 http.html): a placeholder can only point into a transaction.
+    # Batch entries stand alone (FHIR R4 http.html): a placeholder can only point into a transaction. A reference
+    # to an entry of a type refracture does not use is data refracture does not use either: left as received.
+    unused: dict[str, str | None] = {
+        plan.full_url: None for plan in plans if plan.unused and isinstance(plan.full_url, str)
+    }
     for plan in plans:
-        if plan.error is None and plan.resource is not None and plan.method in ("POST", "PUT"):
+        if plan.error is None and not plan.unused and plan.resource is not None and plan.method in ("POST", "PUT"):
             issues: list[Issue] = []
-            _rewrite(plan.resource, {}, f"Bundle.entry[{plan.index}].resource", issues)
+            _rewrite(plan.resource, unused, f"Bundle.entry[{plan.index}].resource", issues)
             if issues:
                 plan.error = RefractureError(Problem.UNPROCESSABLE, issues)
 
 
 def _rewrite_placeholders(plans: list[EntryPlan]) -> list[Issue]:
-    targets: dict[str, str] = {}
+    # One dict of every placeholder, then one walk of each kept resource: linear in the Bundle's size.
+    targets: dict[str, str | None] = {}
     for plan in plans:
         if plan.method in ("POST", "PUT") and isinstance(plan.full_url, str) and plan.full_url.startswith(_PLACEHOLDER):
-            targets[plan.full_url] = f"{plan.resource_type}/{plan.resource_id}"
+            # A skipped entry is named like a kept one, by the EHR's type and id, so the reference still says which
+            # of the EHR's resources it meant; without an id it stays the placeholder it was.
+            known = plan.resource_id is not None
+            targets[plan.full_url] = f"{plan.resource_type}/{plan.resource_id}" if known else None
     issues: list[Issue] = []
     for plan in plans:
-        if plan.resource is not None and plan.method in ("POST", "PUT"):
+        if plan.resource is not None and not plan.unused and plan.method in ("POST", "PUT"):
             _rewrite(plan.resource, targets, f"Bundle.entry[{plan.index}].resource", issues)
     return issues
 
 
-def _rewrite(node: Any, targets: dict[str, str], path: str, issues: list[Issue]) -> None:
+def _rewrite(node: Any, targets: dict[str, str | None], path: str, issues: list[Issue]) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str) and value.startswith(_PLACEHOLDER):
                 if value in targets:
-                    node[key] = targets[value]
+                    target = targets[value]
+                    if target is not None:
+                        node[key] = target
                 else:
                     issues.append(
                         Issue(

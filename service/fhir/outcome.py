@@ -15,6 +15,7 @@ __all__ = [
     "http_date",
     "operation_outcome",
     "response_bundle",
+    "skipped_entry",
     "status_line",
 ]
 
@@ -35,17 +36,21 @@ def operation_outcome(issues: Sequence[Issue]) -> dict[str, Any]:
             *issues[:MAX_ISSUES],
             Issue("too-costly", f"{more} more issues are not listed", severity="information"),
         ]
+    return {"resourceType": "OperationOutcome", "issue": [_issue(issue) for issue in issues]}
+
+
+def _issue(issue: Issue) -> dict[str, Any]:
+    # The same plain words in details.text and diagnostics: some clients show one, some the other (issue 13: a
+    # newcomer's tool showed ~100 issues and no text). An issue never goes out without words.
+    text = issue.text.strip() or f"{issue.severity}: {issue.code}" + (
+        f" at {issue.expression}" if issue.expression else ""
+    )
     return {
-        "resourceType": "OperationOutcome",
-        "issue": [
-            {
-                "severity": issue.severity,
-                "code": issue.code,
-                "details": {"text": issue.text},
-                **({"expression": [issue.expression]} if issue.expression else {}),
-            }
-            for issue in issues
-        ],
+        "severity": issue.severity,
+        "code": issue.code,
+        "details": {"text": text},
+        "diagnostics": text,
+        **({"expression": [issue.expression]} if issue.expression else {}),
     }
 
 
@@ -89,6 +94,12 @@ def error_entry(error: RefractureError) -> dict[str, Any]:
             "outcome": operation_outcome(error.issues),
         }
     }
+
+
+def skipped_entry(issues: Sequence[Issue]) -> dict[str, Any]:
+    """A response entry for an entry acknowledged and not stored (a type refracture does not use): 200 OK, no
+    location (nothing was created), and an outcome whose information issues say so."""
+    return {"response": {"status": status_line(200), "outcome": operation_outcome(issues)}}
 
 
 def response_bundle(bundle_type: str, entries: list[dict[str, Any]]) -> dict[str, Any]:

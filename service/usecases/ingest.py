@@ -29,7 +29,7 @@ from service.usecases.ports import (
     UnrecognisedCount,
 )
 
-__all__ = ["EntryOutcome", "IngestResult", "Ingestor", "WriteRequest"]
+__all__ = ["EntryOutcome", "IngestResult", "Ingestor", "Skipped", "WriteRequest"]
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,18 @@ class EntryOutcome:
     text: StoredText | None = None  # the stored resource as text, for reads
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A Bundle entry of a type refracture does not use: acknowledged, not stored."""
+
+    plan: EntryPlan
+
+
 @dataclass(slots=True)
 class IngestResult:
     """The outcome of each entry (or its error, in a batch) and the patients whose records changed."""
 
-    outcomes: list[EntryOutcome | RefractureError]
+    outcomes: list[EntryOutcome | Skipped | RefractureError]
     changed_patients: list[str] = field(default_factory=list)
 
 
@@ -115,13 +122,19 @@ class Ingestor:
     @_retrying
     def transaction(self, planned: PlannedBundle) -> IngestResult:
         """Apply a checked transaction Bundle: every entry or none."""
-        writes = [_write_request(p) for p in planned.entries if p.method in ("POST", "PUT")]
+        writes = [_write_request(p) for p in planned.entries if p.method in ("POST", "PUT") and not p.skipped]
         with self._store.session() as session:
             changed: set[str] = set()
             written = iter(self._write_all(session, writes, changed))
-            outcomes: list[EntryOutcome | RefractureError] = []
+            outcomes: list[EntryOutcome | Skipped | RefractureError] = []
             for plan in planned.entries:
-                outcome = _read(session, plan) if plan.method == "GET" else next(written)
+                outcome: EntryOutcome | Skipped | RefractureError
+                if plan.skipped:
+                    outcome = Skipped(plan)
+                elif plan.method == "GET":
+                    outcome = _read(session, plan)
+                else:
+                    outcome = next(written)
                 if isinstance(outcome, RefractureError):
                     raise outcome  # one failed entry fails the whole transaction
                 outcomes.append(outcome)
@@ -130,12 +143,15 @@ class Ingestor:
     @_retrying
     def batch(self, planned: PlannedBundle) -> IngestResult:
         """Apply a checked batch Bundle: each entry on its own, in one transaction with a savepoint each."""
-        outcomes: list[EntryOutcome | RefractureError] = []
+        outcomes: list[EntryOutcome | Skipped | RefractureError] = []
         changed: set[str] = set()
         with self._store.session() as session:
             for plan in planned.entries:
                 if plan.error is not None:
                     outcomes.append(plan.error)
+                    continue
+                if plan.skipped:
+                    outcomes.append(Skipped(plan))
                     continue
                 if plan.method == "GET":
                     outcomes.append(_read(session, plan))

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 
 FHIR = {"Content-Type": "application/fhir+json"}
 HL7 = sorted((FIXTURES / "hl7-r4").glob("*.json"))
-SYNTHEA = {path.name.split("_")[0]: path for path in sorted((FIXTURES / "synthea").glob("*.json"))}
+# As Synthea writes them, Encounters, Claims and all (issue 13); their round trip is in test_synthea_full.py.
+SYNTHEA = {path.name.split("_")[0]: path for path in sorted((FIXTURES / "synthea-full").glob("*.json"))}
 
 
 def load(path: Path) -> Any:
@@ -80,36 +81,13 @@ def post_synthea(client: TestClient, name: str) -> tuple[dict[str, Any], dict[st
     return load(path), response.json()
 
 
-@pytest.mark.parametrize("name", sorted(SYNTHEA))
-def test_synthea_transactions_round_trip_with_references_resolved(client: TestClient, name: str) -> None:
-    bundle, answer = post_synthea(client, name)
-    assert answer["type"] == "transaction-response"
-    assert [e["response"]["status"] for e in answer["entry"]] == ["201 Created"] * len(bundle["entry"])
-    targets = {e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle["entry"]}
-    for entry in bundle["entry"]:
-        resource = entry["resource"]
-        expected = _resolve(resource, targets)
-        stored = read(client, resource["resourceType"], resource["id"])
-        assert without_server_meta(stored) == without_server_meta(expected)
-
-
-def _resolve(node: Any, targets: dict[str, str]) -> Any:
-    if isinstance(node, dict):
-        return {
-            k: (targets.get(v, v) if k == "reference" and isinstance(v, str) else _resolve(v, targets))
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_resolve(v, targets) for v in node]
-    return node
-
-
 def test_resending_a_synthea_bundle_changes_nothing(client: TestClient, database_url: str) -> None:
     post_synthea(client, "Stanford")
     facts = query_one(database_url, "SELECT count(*) FROM fact")
     _, again = post_synthea(client, "Stanford")
     assert {e["response"]["status"] for e in again["entry"]} == {"200 OK"}
-    assert {e["response"]["etag"] for e in again["entry"]} == {'W/"1"'}
+    # Stored entries answer their unchanged version; skipped ones (no etag) were stored neither time.
+    assert {e["response"].get("etag") for e in again["entry"]} == {'W/"1"', None}
     assert query_one(database_url, "SELECT count(*) FROM resource_history") == 0
     assert query_one(database_url, "SELECT count(*) FROM fact") == facts
 

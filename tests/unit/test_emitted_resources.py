@@ -9,7 +9,7 @@ import pytest
 from service.errors import Issue, Problem, RefractureError
 from service.fhir.capability import capability_statement
 from service.fhir.codesystems import CODE_SYSTEMS
-from service.fhir.outcome import entry_response, error_entry, operation_outcome, response_bundle
+from service.fhir.outcome import entry_response, error_entry, operation_outcome, response_bundle, skipped_entry
 from service.fhir.validation import validate_resource
 
 
@@ -38,6 +38,7 @@ def test_response_bundles() -> None:
         entry_response(201, "Patient", "p", 1, now),
         entry_response(200, "Patient", "p", 2, now, {"resourceType": "Patient", "id": "p"}),
         error_entry(RefractureError(Problem.INVALID, [Issue("value", "bad", "Bundle.entry[2].resource.active")])),
+        skipped_entry([Issue("informational", "not stored", "Bundle.entry[3].resource.resourceType", "information")]),
     ]
     for kind in ("transaction", "batch"):
         assert validate_resource(response_bundle(kind, entries)) == []

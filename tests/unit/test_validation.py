@@ -11,7 +11,7 @@ import pytest
 from service.fhir.validation import validate_resource
 from tests.conftest import FIXTURES
 
-EXAMPLES = sorted((FIXTURES / "hl7-r4").glob("*.json")) + sorted((FIXTURES / "synthea").glob("*.json"))
+EXAMPLES = sorted((FIXTURES / "hl7-r4").glob("*.json")) + sorted((FIXTURES / "synthea-full").glob("*.json"))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name[:40] for p in EXAMPLES])
