@@ -75,8 +75,10 @@ def test_a_comorbidity_is_absent_only_when_the_record_has_conditions() -> None:
         ([], ["Procedure", "MedicationRequest"], "none"),
         ([dose("alendronate", date(2025, 4, 1), event="request", status="active")], ["MedicationRequest"], "treated"),
         ([dose("denosumab-60mg", date(2025, 4, 1))], ["MedicationAdministration"], "treated"),
-        # the last denosumab dose 7+ months ago and nothing after it: stopped
-        ([dose("denosumab-60mg", date(2025, 1, 20))], ["MedicationAdministration"], "denosumab-stopped"),
+        # the last denosumab dose more than 16 weeks late (295 days, the alerts' threshold) and nothing after it
+        ([dose("denosumab-60mg", date(2024, 10, 20))], ["MedicationAdministration"], "denosumab-stopped"),
+        # 7 months ago is overdue, not yet stopped: it covered the operation, so the patient was treated
+        ([dose("denosumab-60mg", date(2025, 1, 20))], ["MedicationAdministration"], "treated"),
         (
             [dose("denosumab-60mg", date(2025, 1, 20)), dose("zoledronic-acid-5mg", date(2025, 8, 1), n=1)],
             ["MedicationAdministration"],
@@ -90,8 +92,8 @@ def test_a_comorbidity_is_absent_only_when_the_record_has_conditions() -> None:
             ["MedicationAdministration"],
             "denosumab-stopped",
         ),
-        # oncology denosumab is not osteoporosis treatment
-        ([dose("denosumab-120mg", date(2025, 8, 1))], ["MedicationAdministration"], "none"),
+        # oncology denosumab raises no osteoporosis alert but is antiresorptive exposure (alerts.md)
+        ([dose("denosumab-120mg", date(2025, 8, 1))], ["MedicationAdministration"], "treated"),
         ([dose("alendronate", date(2025, 4, 1), event="request", status="cancelled")], ["MedicationRequest"], "none"),
     ],
 )
