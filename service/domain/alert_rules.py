@@ -192,7 +192,8 @@ def _denosumab(
         return AlertFinding(
             code,
             "routine",
-            due if not state.undated or state.next_change is not None else reference,
+            # Ongoing with no date asserted, the reference is today: the statement's start keeps the due date stable.
+            due if state.next_change is not None else state.evidence[-1].day,
             _sources(state.evidence),
             f"{EPISODE_VERIFY}:{state.evidence[-1].day.isoformat()}",
             f"Denosumab 60 mg taken by the record (statement from {state.evidence[-1].day}), but no injection date "

@@ -129,7 +129,8 @@ def treated_at(
         if event.drug not in drugs or event.day > today:
             continue
         if event.day >= index_day:
-            if event.starts_course or (event.event == "statement" and event.status in _COVERING_STATEMENT):
+            # A course started since: a dose, an order, or a statement of use (its period lies after the index).
+            if event.starts_course or (event.event == "statement" and event.status in _STATEMENT_STATUSES):
                 out.append(event)
             continue
         until = covered_until(event, today, rules)

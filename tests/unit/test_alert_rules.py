@@ -278,3 +278,102 @@ def test_alert_texts_do_not_change_from_day_to_day() -> None:
     day_one = evaluate([med("denosumab-60mg", 250)], TODAY).findings
     day_two = evaluate([med("denosumab-60mg", 250)], TODAY + timedelta(days=3)).findings
     assert day_one == day_two
+
+
+# --- who starts the fracture-liaison clock (alerts.md, 'Index event') ----------------------------------------
+def born(years_before_today: int) -> Fact:
+    return Fact(FactKind.BIRTH_DATE, effective_date=date(TODAY.year - years_before_today, 1, 1))
+
+
+def condition(kind: FactKind, days_ago: int | None = None, **attrs: Any) -> Fact:
+    return Fact(
+        kind,
+        effective_date=ago(days_ago) if days_ago is not None else None,
+        status="active",
+        attrs=attrs,
+        source=f"Condition/{kind.value}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("facts", "gap"),
+    [
+        ([procedure(150)], True),
+        ([procedure(150), born(72)], True),
+        ([procedure(150), born(49)], False),  # under 50 at the fracture
+        ([procedure(150), born(51)], True),  # 50 at the fracture
+        ([procedure(150), condition(FactKind.MALIGNANCY, type="myeloma")], False),
+        ([fracture(150), condition(FactKind.MALIGNANCY, type="bone-metastasis")], False),
+        ([procedure(150), condition(FactKind.MALIGNANCY, type="neoplastic-fracture")], False),
+        # a traumatic fracture code (S22.0 / S32.0) alone starts nothing, nor the augmentation done for it ...
+        ([condition(FactKind.VERTEBRAL_FRACTURE, 150, traumatic=True)], False),
+        ([procedure(150), condition(FactKind.VERTEBRAL_FRACTURE, 160, traumatic=True)], False),
+        # ... unless the record has an osteoporosis code
+        ([condition(FactKind.VERTEBRAL_FRACTURE, 150, traumatic=True), condition(FactKind.OSTEOPOROSIS)], True),
+        # a fracture without onset has no date: it starts no clock (never recordedDate)
+        ([condition(FactKind.VERTEBRAL_FRACTURE, None, osteoporotic=True)], False),
+    ],
+)
+def test_who_starts_the_clock(facts: list[Fact], gap: bool) -> None:
+    assert (A.TREATMENT_GAP in codes(*facts, dxa(150))) is gap
+
+
+# --- the done-when cases -----------------------------------------------------------------------------
+def test_on_alendronate_since_before_the_fracture_no_treatment_gap() -> None:
+    since = med("alendronate", 900, event="statement", status="active")  # taken for years, no end
+    assert codes(procedure(130), dxa(130), since) == set()
+
+
+def test_untreated_the_gap_opens_at_16_weeks() -> None:
+    assert codes(procedure(111), dxa(111)) == set()
+    assert codes(procedure(112), dxa(112)) == {A.TREATMENT_GAP}
+
+
+def test_kyphoplasty_with_myeloma_on_zoledronic_acid_4_mg_raises_no_osteoporosis_alert() -> None:
+    normaliser = Normaliser(Terminology())
+    subject = {"reference": "Patient/p"}
+    resources: list[dict[str, Any]] = [
+        {"resourceType": "Patient", "id": "p", "birthDate": "1950-02-01", "gender": "female"},
+        {
+            "resourceType": "Procedure",
+            "id": "pkp",
+            "status": "completed",
+            "subject": subject,
+            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22514"}]},
+            "performedDateTime": ago(200).isoformat(),
+        },
+        {
+            "resourceType": "Condition",
+            "id": "myeloma",
+            "subject": subject,
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C90.00"}]},
+            "onsetDateTime": ago(400).isoformat(),
+        },
+    ]
+    resources += [
+        {
+            "resourceType": "MedicationAdministration",
+            "id": f"zol-{n}",
+            "status": "completed",
+            "subject": subject,
+            "medicationCodeableConcept": {"text": "zoledronic acid 4 mg/5 mL concentrate"},
+            "effectiveDateTime": ago(days).isoformat(),
+        }
+        for n, days in [(1, 90), (2, 60), (3, 30)]
+    ]
+    resources.append(
+        {
+            "resourceType": "MedicationAdministration",
+            "id": "xgeva",
+            "status": "completed",
+            "subject": subject,
+            "medicationCodeableConcept": {"text": "Xgeva 120 mg/1.7 mL"},
+            "effectiveDateTime": ago(300).isoformat(),
+        }
+    )
+    facts = [fact for r in resources for fact in normaliser.normalise(r, lambda _: None).facts]
+    assert {f.attrs.get("drug") for f in facts if f.kind is FactKind.MEDICATION} == {
+        "zoledronic-acid-4mg",
+        "denosumab-120mg",
+    }
+    assert codes(*facts) == set()
