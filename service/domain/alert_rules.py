@@ -34,6 +34,7 @@ __all__ = [
     "IndexEpisode",
     "evaluate",
     "index_episode",
+    "resolution_of",
 ]
 
 
@@ -330,3 +331,39 @@ def evaluate(facts: Iterable[Fact], today: date, config: AlertConfig | None = No
         collect(_treatment_gap(events, episode, today, config))
         collect(_adherence(events, episode, today, config))
     return Evaluation(tuple(findings), min(next_dates) if next_dates else None)
+
+
+_DENOSUMAB_CODES: Final = frozenset(
+    {AlertType.DENOSUMAB_DOSE_DUE, AlertType.DENOSUMAB_OVERDUE, AlertType.DENOSUMAB_STOPPED_WITHOUT_FOLLOW_ON}
+)
+
+
+def resolution_of(
+    code: AlertType, facts: Iterable[Fact], today: date, config: AlertConfig | None = None
+) -> tuple[str, str | None]:
+    """What resolved an alert that no longer fires: ("evidence", None) when the record now holds what it asked for
+    (a dose, a follow-on drug, a DXA, a refill), else ("not-applicable", why). Superseding is the caller's to tell
+    (it sees the alert that replaced it)."""
+    config = config or AlertConfig()
+    known = [f for f in facts if f.effective_date is None or f.effective_date <= today]
+    events = [e for e in events_of(known) if e.day <= today]
+    if code in _DENOSUMAB_CODES:
+        state = denosumab_state(events, today, config.rules())
+        if state.status in ("on-time", "switched"):
+            return "evidence", None
+        if state.status == "none":
+            return "not-applicable", "no longer applicable: no osteoporosis denosumab in the record"
+        return "not-applicable", "no longer indicated by the record"
+    episode = index_episode(known, today, config.episode_days, config.minimum_age)
+    if episode is None:
+        return "not-applicable", (
+            "no longer applicable: no fracture in the record starts the fracture-liaison clock (malignancy, a "
+            "traumatic fracture, age under 50, or a corrected record)"
+        )
+    if code is AlertType.TREATMENT_GAP and treated_at(events, episode.day, today, config.rules()):
+        return "evidence", None
+    if code is AlertType.BMD_ASSESSMENT_GAP and _bmd_gap(known, episode, today, config)[0] is None:
+        return "evidence", None
+    if code is AlertType.ADHERENCE_CHECK_DUE and _adherence(events, episode, today, config)[0] is None:
+        return "evidence", None
+    return "not-applicable", "no longer indicated by the record"
