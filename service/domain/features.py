@@ -259,7 +259,8 @@ def _hounsfield(features: PatientFeatures, facts: Sequence[Fact], index: IndexEv
         for day, f in hu
         if neighbours & set(_levels(f)) and day >= index.day - _PREOP_LOOKBACK and (f.value_num or 0.0) <= CEMENT_HU
     ]
-    augmented = [f for day, f in hu if treated & set(_levels(f)) and day > index.day]
+    # The cemented vertebra after the operation: a later day, or the same day with both times showing it after.
+    augmented = [f for _, f in hu if treated & set(_levels(f)) and _before_operation(f, index) is False]
     if adjacent and augmented:
         adjacent_hu = min(adjacent, key=lambda f: f.value_num or 0.0)
         augmented_hu = max(augmented, key=lambda f: f.value_num or 0.0)

@@ -153,6 +153,7 @@ def stops(events: Sequence[MedicationEvent], drugs: Iterable[Drug]) -> list[Medi
 
 
 def last_dose(events: Sequence[MedicationEvent], drugs: Iterable[Drug]) -> MedicationEvent | None:
-    """The latest proven dose of one of these drugs."""
-    found = doses(events, drugs)
+    """The latest dated dose of one of these drugs (an active statement says the drug is taken, not when a dose
+    was given: it is no "last dose")."""
+    found = [e for e in doses(events, drugs) if e.dose_dated]
     return found[-1] if found else None

@@ -352,3 +352,12 @@ def test_a_fracture_without_onset_has_no_timing_but_recorded_before_the_episode_
         source="Condition/old",
     )
     assert build_features([operation(), old], ["Condition"], AS_OF).inputs["prior-vertebral-fracture"] is True
+
+
+@pytest.mark.parametrize(("at", "expected"), [(SURGERY + timedelta(hours=2), True), (None, None)])
+def test_the_post_operative_ct_of_the_cement_feeds_the_gradient(at: datetime | None, expected: bool | None) -> None:
+    adjacent = hu(60.0, OP - timedelta(days=2), level="L2")
+    cement = hu(1000.0, OP, at)
+    inputs = build_features([timed_operation(SURGERY), adjacent, cement], ["Observation"], AS_OF).inputs
+    assert inputs["hu-gradient"] is expected
+    assert inputs["vertebral-hu"] is None  # the cement is never the pre-operative bone
