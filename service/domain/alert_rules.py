@@ -15,6 +15,7 @@ from typing import Final
 from service.domain.alert_types import ALERT_TYPES, AlertType
 from service.domain.drugs import Drug
 from service.domain.exposure import (
+    ONCOLOGY_ANTIRESORPTIVES,
     ExposureRules,
     covered_until,
     denosumab_state,
@@ -270,8 +271,9 @@ def _treatment_gap(
 def _adherence(
     events: Sequence[MedicationEvent], episode: IndexEpisode, today: date, config: AlertConfig
 ) -> tuple[AlertFinding | None, date | None]:
-    # Denosumab has its own, stricter timing rules; adherence here is about the other drugs.
-    drugs = treatment_drugs(config.rules()) - {Drug.DENOSUMAB_60, Drug.DENOSUMAB}
+    # Denosumab has its own, stricter timing rules; adherence here is about the other drugs. Oncology doses raise
+    # no osteoporosis alert (alerts.md): their schedule is the oncologist's.
+    drugs = treatment_drugs(config.rules()) - {Drug.DENOSUMAB_60, Drug.DENOSUMAB} - ONCOLOGY_ANTIRESORPTIVES
     started = [e for e in events if e.drug in drugs and e.starts_course and e.day >= episode.day]
     if not started:
         return None, None

@@ -252,6 +252,11 @@ def test_adherence_check_when_a_dose_was_due_and_none_came() -> None:
     assert finding.priority == "routine"
 
 
+@pytest.mark.parametrize("oncology", ["zoledronic-acid-4mg", "denosumab-120mg"])
+def test_an_oncology_dose_closes_the_gap_and_raises_no_adherence_alert(oncology: str) -> None:
+    assert codes(procedure(500), dxa(500), med(oncology, 480)) == set()
+
+
 def test_adherence_is_fine_when_the_next_dose_came() -> None:
     facts = [procedure(450), dxa(450), med("zoledronic-acid-5mg", 400), med("zoledronic-acid-5mg", 40, n=1)]
     assert A.ADHERENCE_CHECK_DUE not in codes(*facts)
