@@ -212,7 +212,7 @@ def _recommendations(
         if inputs.get("sglt2-inhibitor") is True:
             add(Action.REVIEW_SGLT2, "SGLT-2 inhibitor around the fracture.")
         if inputs.get("glucocorticoids") is True:
-            add(Action.REVIEW_GLUCOCORTICOIDS, "Systemic glucocorticoids in the last year.")
+            add(Action.REVIEW_GLUCOCORTICOIDS, "Systemic glucocorticoids: 3 months or more at 5 mg/day or more.")
         add(Action.FOLLOW_UP_IMAGING, "High re-fracture risk: image the treated and adjacent levels.")
     # Missing key inputs are asked for whatever the risk; the DXA gap alert already asks for DXA when it is open.
     if "dxa-t-score" in assessment.missing and AlertType.BMD_ASSESSMENT_GAP not in open_codes:
