@@ -7,18 +7,36 @@ the last denosumab dose, the index fracture), so a dismissed alert stays dismiss
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
 
 from service.domain.alert_types import ALERT_TYPES, AlertType
-from service.domain.drugs import ANTI_OSTEOPOROSIS, TREATMENT_GAP_DRUGS, Drug
+from service.domain.drugs import Drug
+from service.domain.exposure import (
+    ONCOLOGY_ANTIRESORPTIVES,
+    ExposureRules,
+    covered_until,
+    denosumab_state,
+    supply_days,
+    treated_at,
+    treatment_drugs,
+)
 from service.domain.facts import Fact, FactKind
 from service.domain.medication_timeline import MedicationEvent, events_of
 
-__all__ = ["AlertConfig", "AlertFinding", "Evaluation", "IndexEpisode", "evaluate", "index_episode"]
+__all__ = [
+    "EPISODE_FOLLOW_ON",
+    "EPISODE_VERIFY",
+    "AlertConfig",
+    "AlertFinding",
+    "Evaluation",
+    "IndexEpisode",
+    "evaluate",
+    "index_episode",
+    "resolution_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +51,30 @@ class AlertConfig:
     bmd_lookback_days: int = 730  # a DXA in the 2 years before the fracture counts
     treatment_gap_days: int = 112  # treatment within 16 weeks (IOF KPI)
     adherence_days: int = 365  # adherence checked at 52 weeks (IOF KPI)
+    # A refill or dose counts as missed only this long after it was due: persistence studies of osteoporosis drugs
+    # allow a 30-90 day refill gap (60 days is the common middle), and a yearly infusion a few weeks late is no
+    # lapse (no adherence alert on day 366 after zoledronic acid).
+    adherence_grace_days: int = 60
     episode_days: int = 365  # index events this close together are one fracture episode
     calcitonin_counts: bool = False  # whether calcitonin closes the treatment gap: a site setting (alerts.md)
     # Denosumab of unknown strength counts as the 60 mg osteoporosis product unless given monthly (oncology).
     denosumab_unknown_strength_counts: bool = True
+    # An active order unrenewed for this long no longer counts as a course (exposure.ExposureRules).
+    request_live_days: int = 365
+    # Fracture-liaison services take patients from 50 (alerts.md, 'Index event': not patients under 50).
+    minimum_age: int = 50
+
+    def rules(self) -> ExposureRules:
+        """The exposure rules with these thresholds."""
+        return ExposureRules(
+            denosumab_due_days=self.denosumab_due_days,
+            denosumab_interval_days=self.denosumab_interval_days,
+            denosumab_overdue_days=self.denosumab_overdue_days,
+            denosumab_stopped_days=self.denosumab_stopped_days,
+            request_live_days=self.request_live_days,
+            calcitonin_counts=self.calcitonin_counts,
+            denosumab_unknown_strength_counts=self.denosumab_unknown_strength_counts,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +105,9 @@ class IndexEpisode:
     evidence: tuple[str, ...]
 
 
-# How long one dose or supply covers, when the record does not say (label dosing, shared terminology §4.1).
-_COVERAGE_DAYS: Final[dict[Drug, int]] = {
-    Drug.DENOSUMAB_60: 183,
-    Drug.DENOSUMAB: 183,
-    Drug.ZOLEDRONIC_ACID_5: 365,
-    Drug.ZOLEDRONIC_ACID: 365,
-    Drug.IBANDRONATE: 90,
-    Drug.ALENDRONATE: 90,
-    Drug.RISEDRONATE: 90,
-    Drug.TERIPARATIDE: 30,
-    Drug.ABALOPARATIDE: 30,
-    Drug.ROMOSOZUMAB: 30,
-    Drug.RALOXIFENE: 90,
-    Drug.CALCITONIN: 30,
-}
-_MONTHLY_DAYS: Final = 60  # unknown-strength denosumab given closer than this is the monthly oncology regimen
+# Episode keys of the denosumab alerts that ask something other than the dose (care_plan reads them).
+EPISODE_VERIFY: Final = "denosumab-verify"  # taken by a statement, no injection date: verify it
+EPISODE_FOLLOW_ON: Final = "denosumab-follow-on-ordered"  # a bisphosphonate is ordered: confirm it was given
 
 
 def _priority(code: AlertType) -> str:
@@ -93,82 +118,109 @@ def _sources(events: Iterable[MedicationEvent | Fact]) -> tuple[str, ...]:
     return tuple(sorted({e.source for e in events if e.source}))
 
 
-def index_episode(facts: Iterable[Fact], today: date, episode_days: int = 365) -> IndexEpisode | None:
+def index_episode(
+    facts: Iterable[Fact], today: date, episode_days: int = 365, minimum_age: int = 50
+) -> IndexEpisode | None:
     """The latest fracture episode: a completed vertebral augmentation or a vertebral fracture Condition.
 
     Events within ``episode_days`` of the latest one belong to it; the episode starts at the earliest of them (the
-    fracture's onset rather than its later operation, as the fracture-liaison standards count).
+    fracture's onset rather than its later operation, as the fracture-liaison standards count). Not an index event
+    (alerts.md): anything in a record with a malignancy (myeloma, bone metastasis, a neoplastic pathological
+    fracture), a traumatic fracture code without an osteoporosis code in the record (nor an augmentation whose
+    only fracture codes are traumatic), and a patient under ``minimum_age`` at the episode's start. A fracture
+    Condition without onset has no date and starts nothing.
     """
-    events: list[tuple[date, Fact]] = []
-    for fact in facts:
-        if fact.effective_date is None or fact.effective_date > today:
-            continue
-        operation = fact.kind is FactKind.VERTEBRAL_AUGMENTATION and fact.status == "completed"
-        if operation or fact.kind is FactKind.VERTEBRAL_FRACTURE:
-            events.append((fact.effective_date, fact))
+    facts = list(facts)
+    if any(f.kind is FactKind.MALIGNANCY for f in facts):
+        return None
+    osteoporosis = any(
+        f.kind is FactKind.OSTEOPOROSIS or (f.attrs.get("osteoporotic") is True and f.kind is not FactKind.MEDICATION)
+        for f in facts
+    )
+    fractures = [f for f in facts if f.kind is FactKind.VERTEBRAL_FRACTURE]
+    fragility = [f for f in fractures if osteoporosis or f.attrs.get("traumatic") is not True]
+    traumatic_only = bool(fractures) and not fragility
+    operations = [
+        f for f in facts if f.kind is FactKind.VERTEBRAL_AUGMENTATION and f.status == "completed" and not traumatic_only
+    ]
+    events = [
+        (fact.effective_date, fact)
+        for fact in [*operations, *fragility]
+        if fact.effective_date is not None and fact.effective_date <= today
+    ]
     if not events:
         return None
     latest = max(day for day, _ in events)
     episode = [(day, fact) for day, fact in events if latest - day <= timedelta(days=episode_days)]
-    return IndexEpisode(min(day for day, _ in episode), _sources(fact for _, fact in episode))
+    first = min(day for day, _ in episode)
+    born = max((f.effective_date for f in facts if f.kind is FactKind.BIRTH_DATE and f.effective_date), default=None)
+    if born is not None and _years(born, first) < minimum_age:
+        return None
+    return IndexEpisode(first, _sources(fact for _, fact in episode))
 
 
-def _osteoporosis_denosumab(events: Sequence[MedicationEvent], config: AlertConfig) -> set[Drug]:
-    drugs = {Drug.DENOSUMAB_60}
-    if config.denosumab_unknown_strength_counts:
-        unknown = [e.day for e in events if e.drug is Drug.DENOSUMAB and e.proves_dose]
-        monthly = any((later - earlier).days < _MONTHLY_DAYS for earlier, later in itertools.pairwise(unknown))
-        if not monthly:
-            drugs.add(Drug.DENOSUMAB)
-    return drugs
+def _years(born: date, day: date) -> int:
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
 def _denosumab(
     events: Sequence[MedicationEvent], today: date, config: AlertConfig
 ) -> tuple[AlertFinding | None, date | None]:
-    denosumab = _osteoporosis_denosumab(events, config)
-    doses = [e for e in events if e.drug in denosumab and e.proves_dose]
-    if not doses:
-        return None, None
-    last = doses[-1]
-    follow_on_drugs = ANTI_OSTEOPOROSIS - denosumab - {Drug.DENOSUMAB}
-    follow_on = [e for e in events if e.drug in follow_on_drugs and e.proves_dose and e.day > last.day]
-    if follow_on:
-        return None, None  # switched: the follow-on drug is what the rules ask for
-    days = (today - last.day).days
-    due = last.day + timedelta(days=config.denosumab_interval_days)
-    stops = [e for e in events if e.drug in denosumab and e.says_stopped and (e.end_day or e.day) >= last.day]
-    episode = f"denosumab-last-dose:{last.day.isoformat()}"
-    if stops or days > config.denosumab_stopped_days:
+    state = denosumab_state(events, today, config.rules())
+    if state.status in ("none", "switched", "on-time") or state.reference is None:
+        return None, state.next_change
+    code = {
+        "due": AlertType.DENOSUMAB_DOSE_DUE,
+        "verify": AlertType.DENOSUMAB_DOSE_DUE,
+        "overdue": AlertType.DENOSUMAB_OVERDUE,
+        "stopped": AlertType.DENOSUMAB_STOPPED_WITHOUT_FOLLOW_ON,
+    }[state.status]
+    reference = state.reference
+    due = reference + timedelta(days=config.denosumab_interval_days)
+    known = f"last dose {reference}" if not state.undated else f"last known exposure {reference}, no injection date"
+    ordered = state.follow_on_ordered
+    if ordered is not None:
+        # alerts.md: an active bisphosphonate order turns the alert into a routine "confirm it was given".
+        stale = (covered_until(ordered, today, config.rules()) or ordered.day) + timedelta(days=1)
+        return AlertFinding(
+            code,
+            "routine",
+            max(due, ordered.day),
+            _sources([*state.evidence, ordered]),
+            f"{EPISODE_FOLLOW_ON}:{reference.isoformat()}",
+            f"Denosumab 60 mg ({known}); {ordered.drug.value} ordered {ordered.day}: confirm the follow-on was given.",
+        ), stale
+    if state.status == "verify":
+        return AlertFinding(
+            code,
+            "routine",
+            # Ongoing with no date asserted, the reference is today: the statement's start keeps the due date stable.
+            due if state.next_change is not None else state.evidence[-1].day,
+            _sources(state.evidence),
+            f"{EPISODE_VERIFY}:{state.evidence[-1].day.isoformat()}",
+            f"Denosumab 60 mg taken by the record (statement from {state.evidence[-1].day}), but no injection date "
+            "is known: verify the date of the last injection.",
+        ), state.next_change
+    if state.status == "stopped":
         # No day counts in the text: an unchanged record must give an unchanged alert, day after day.
-        why = "the record says it was stopped" if stops else "more than 16 weeks late"
+        why = "the record says it was stopped" if state.stops else "more than 16 weeks late"
         return AlertFinding(
-            AlertType.DENOSUMAB_STOPPED_WITHOUT_FOLLOW_ON,
-            _priority(AlertType.DENOSUMAB_STOPPED_WITHOUT_FOLLOW_ON),
+            code,
+            _priority(code),
             due,
-            _sources([last, *stops]),
-            episode,
-            f"Denosumab 60 mg: {why} (last dose {last.day}); no follow-on drug since.",
+            _sources([*state.evidence, *state.stops]),
+            f"denosumab-last-dose:{reference.isoformat()}",
+            f"Denosumab 60 mg: {why} ({known}); no bisphosphonate follow-on since.",
         ), None
-    if days > config.denosumab_overdue_days:
-        return AlertFinding(
-            AlertType.DENOSUMAB_OVERDUE,
-            _priority(AlertType.DENOSUMAB_OVERDUE),
-            due,
-            _sources([last]),
-            episode,
-            f"Denosumab 60 mg: last dose {last.day}; the next was due {due}.",
-        ), last.day + timedelta(days=config.denosumab_stopped_days + 1)
-    if days >= config.denosumab_due_days:
-        return AlertFinding(
-            AlertType.DENOSUMAB_DOSE_DUE,
-            _priority(AlertType.DENOSUMAB_DOSE_DUE),
-            due,
-            _sources([last]),
-            episode,
-            f"Denosumab 60 mg: last dose {last.day}; schedule the next by {due}.",
-        ), last.day + timedelta(days=config.denosumab_overdue_days + 1)
-    return None, last.day + timedelta(days=config.denosumab_due_days)
+    words = "the next was due" if state.status == "overdue" else "schedule the next by"
+    return AlertFinding(
+        code,
+        _priority(code),
+        due,
+        _sources(state.evidence),
+        f"denosumab-last-dose:{reference.isoformat()}",
+        f"Denosumab 60 mg: {known}; {words} {due}.",
+    ), state.next_change
 
 
 def _bmd_gap(
@@ -198,25 +250,10 @@ def _bmd_gap(
     ), None
 
 
-def _covers(event: MedicationEvent, day: date) -> bool:
-    """Whether a course or dose that began before ``day`` was still active on it."""
-    if event.day > day:
-        return False
-    if event.end_day is not None:
-        return event.end_day >= day
-    if event.event == "request":
-        return event.status in ("active", "on-hold")
-    span = event.days_supply or _COVERAGE_DAYS.get(event.drug, 30)
-    return (day - event.day).days <= span
-
-
 def _treatment_gap(
     events: Sequence[MedicationEvent], episode: IndexEpisode, today: date, config: AlertConfig
 ) -> tuple[AlertFinding | None, date | None]:
-    drugs = set(TREATMENT_GAP_DRUGS) | ({Drug.CALCITONIN} if config.calcitonin_counts else set())
-    courses = [e for e in events if e.drug in drugs and e.starts_course]
-    treated = [e for e in courses if e.day >= episode.day or _covers(e, episode.day)]
-    if treated:
+    if treated_at(events, episode.day, today, config.rules()):
         return None, None
     due = episode.day + timedelta(days=config.treatment_gap_days)
     if today < due:
@@ -234,17 +271,25 @@ def _treatment_gap(
 def _adherence(
     events: Sequence[MedicationEvent], episode: IndexEpisode, today: date, config: AlertConfig
 ) -> tuple[AlertFinding | None, date | None]:
-    # Denosumab has its own, stricter timing rules; adherence here is about the other drugs.
-    drugs = set(TREATMENT_GAP_DRUGS) - {Drug.DENOSUMAB_60, Drug.DENOSUMAB}
+    # Denosumab has its own, stricter timing rules; adherence here is about the other drugs. Oncology doses raise
+    # no osteoporosis alert (alerts.md): their schedule is the oncologist's.
+    drugs = treatment_drugs(config.rules()) - {Drug.DENOSUMAB_60, Drug.DENOSUMAB} - ONCOLOGY_ANTIRESORPTIVES
     started = [e for e in events if e.drug in drugs and e.starts_course and e.day >= episode.day]
     if not started:
         return None, None
     first = started[0]
-    supplied = [e for e in events if e.drug in drugs and e.proves_dose and e.day >= first.day] or [first]
-    last = supplied[-1]
-    span = int(last.days_supply or last.interval_days or _COVERAGE_DAYS.get(last.drug, 30))
-    next_due = last.day + timedelta(days=span)
-    check_from = max(first.day + timedelta(days=config.adherence_days), next_due + timedelta(days=1))
+    rules = config.rules()
+    supplied = [e for e in events if e.drug in drugs and e.proves_dose and e.day >= first.day]
+    if supplied:
+        last, covered = max(
+            ((e, covered_until(e, today, rules) or e.day) for e in supplied), key=lambda pair: (pair[1], pair[0].day)
+        )
+    else:
+        last, covered = first, first.day + timedelta(days=supply_days(first))
+    check_from = max(
+        first.day + timedelta(days=config.adherence_days),
+        covered + timedelta(days=config.adherence_grace_days + 1),
+    )
     if today < check_from:
         return None, check_from
     return AlertFinding(
@@ -253,7 +298,7 @@ def _adherence(
         check_from,
         _sources([first, last]),
         f"course:{first.drug.value}:{first.day.isoformat()}",
-        f"{first.drug.value} started {first.day}; the last dose or refill ({last.day}) covered until {next_due}.",
+        f"{first.drug.value} started {first.day}; the last dose or refill ({last.day}) covered until {covered}.",
     ), None
 
 
@@ -282,9 +327,45 @@ def evaluate(facts: Iterable[Fact], today: date, config: AlertConfig | None = No
             next_dates.append(next_date)
 
     collect(_denosumab(events, today, config))
-    episode = index_episode(known, today, config.episode_days)
+    episode = index_episode(known, today, config.episode_days, config.minimum_age)
     if episode is not None:
         collect(_bmd_gap(known, episode, today, config))
         collect(_treatment_gap(events, episode, today, config))
         collect(_adherence(events, episode, today, config))
     return Evaluation(tuple(findings), min(next_dates) if next_dates else None)
+
+
+_DENOSUMAB_CODES: Final = frozenset(
+    {AlertType.DENOSUMAB_DOSE_DUE, AlertType.DENOSUMAB_OVERDUE, AlertType.DENOSUMAB_STOPPED_WITHOUT_FOLLOW_ON}
+)
+
+
+def resolution_of(
+    code: AlertType, facts: Iterable[Fact], today: date, config: AlertConfig | None = None
+) -> tuple[str, str | None]:
+    """What resolved an alert that no longer fires: ("evidence", None) when the record now holds what it asked for
+    (a dose, a follow-on drug, a DXA, a refill), else ("not-applicable", why). Superseding is the caller's to tell
+    (it sees the alert that replaced it)."""
+    config = config or AlertConfig()
+    known = [f for f in facts if f.effective_date is None or f.effective_date <= today]
+    events = [e for e in events_of(known) if e.day <= today]
+    if code in _DENOSUMAB_CODES:
+        state = denosumab_state(events, today, config.rules())
+        if state.status in ("on-time", "switched"):
+            return "evidence", None
+        if state.status == "none":
+            return "not-applicable", "no longer applicable: no osteoporosis denosumab in the record"
+        return "not-applicable", "no longer indicated by the record"
+    episode = index_episode(known, today, config.episode_days, config.minimum_age)
+    if episode is None:
+        return "not-applicable", (
+            "no longer applicable: no fracture in the record starts the fracture-liaison clock (malignancy, a "
+            "traumatic fracture, age under 50, or a corrected record)"
+        )
+    if code is AlertType.TREATMENT_GAP and treated_at(events, episode.day, today, config.rules()):
+        return "evidence", None
+    if code is AlertType.BMD_ASSESSMENT_GAP and _bmd_gap(known, episode, today, config)[0] is None:
+        return "evidence", None
+    if code is AlertType.ADHERENCE_CHECK_DUE and _adherence(events, episode, today, config)[0] is None:
+        return "evidence", None
+    return "not-applicable", "no longer indicated by the record"

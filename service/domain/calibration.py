@@ -33,18 +33,23 @@ __all__ = [
     "log_loss",
     "logit",
     "paired_log_loss_gain",
+    "refit",
 ]
 
 # Probabilities are kept inside (EPS, 1 - EPS) before taking logs: a model is never certain.
 _EPS: Final = 1e-9
 _Z95: Final = 1.959963984540054
 _Z95_ONE_SIDED: Final = 1.6448536269514722
-# Fewer events than this and nothing is refitted: even an intercept is mostly noise (Riley et al. BMJ 2020:
-# validation needs far more; 20 is a floor, not a target).
-MIN_EVENTS: Final = 20
-# The slope needs many more events than the intercept (Steyerberg, Clinical Prediction Models, 2nd ed., ch. 20:
-# at least 100 events and 100 non-events for a validation study; Collins et al. Stat Med 2016).
-MIN_EVENTS_FOR_SLOPE: Final = 100
+# The minimum events (and non-events) for an update, stated (Riley et al. Stat Med 2021;40:4230, criteria for
+# external validation; Steyerberg, Clinical Prediction Models, 2nd ed., ch. 20):
+# - intercept (calibration-in-the-large): the observed/expected ratio has SE(ln O/E) = sqrt((1 - p) / events);
+#   50 events at the expected 10-18 % risk give SE about 0.13, a 95 % interval of O/E within about x/÷ 1.3.
+#   Fewer, and even an intercept is mostly noise: the model is kept.
+# - slope: its precision depends on the spread of the linear predictor; for a slope known to +/- 0.1 (SE 0.051)
+#   at the model's spread the criterion needs about 145 events (about 1,100 patients with closed 2-year windows at
+#   13 %). Fewer, and only the intercept may be updated.
+MIN_EVENTS: Final = 50
+MIN_EVENTS_FOR_SLOPE: Final = 145
 
 
 def expit(x: float) -> float:
@@ -386,11 +391,13 @@ class UpdateChoice:
 def choose_update(y: Sequence[int], lp: Sequence[float], alpha: float = 0.05) -> UpdateChoice:
     """Choose between keeping the model, updating its intercept, or refitting intercept and slope.
 
-    Closed testing (Vergouwe et al. 2017): first the original against full recalibration (likelihood ratio, 2 df);
-    if that difference is not significant the model is kept. Otherwise intercept-only against full recalibration
-    (1 df): significant, refit both; not significant, test the intercept update against the original (1 df) and
-    update the intercept if it differs. Fewer than MIN_EVENTS events keep the model; fewer than
-    MIN_EVENTS_FOR_SLOPE allow at most an intercept update, because a slope from few events is mostly noise.
+    Closed testing as published (Vergouwe et al. Stat Med 2017;36:4529), with recalibration as the most extensive
+    update: first the original model against recalibration (intercept and slope; likelihood ratio, 2 df); not
+    significant, the model is kept. Significant, recalibration-in-the-large is tested against recalibration (1 df):
+    significant, both are refitted; not significant, the intercept alone is updated. A negative slope would reverse
+    every ranking and is never chosen (the intercept is updated instead). With fewer than MIN_EVENTS events (or
+    non-events) the model is kept; with fewer than MIN_EVENTS_FOR_SLOPE the slope cannot be estimated with useful
+    precision, so the closed test runs over the original and recalibration-in-the-large only (1 df).
 
     Args:
         y: outcomes.
@@ -407,14 +414,26 @@ def choose_update(y: Sequence[int], lp: Sequence[float], alpha: float = 0.05) ->
     p_overall = _chi2_sf(2.0 * (full.log_likelihood - original), 2)
     p_slope = _chi2_sf(2.0 * (full.log_likelihood - intercept_only.log_likelihood), 1)
     p_intercept = _chi2_sf(2.0 * (intercept_only.log_likelihood - original), 1)
-    few = min(events, non_events) < MIN_EVENTS_FOR_SLOPE
-    if not few and p_overall >= alpha:
+    if min(events, non_events) < MIN_EVENTS_FOR_SLOPE:
+        if p_intercept < alpha:
+            reason = f"fewer than {MIN_EVENTS_FOR_SLOPE} events: the intercept only"
+            return UpdateChoice("intercept", intercept_only.intercept, 1.0, reason, p_overall, p_slope, p_intercept)
+        return UpdateChoice("none", 0.0, 1.0, "the intercept does not differ", p_overall, p_slope, p_intercept)
+    if p_overall >= alpha:
         return UpdateChoice("none", 0.0, 1.0, "the model fits as it is", p_overall, p_slope, p_intercept)
-    if not few and p_slope < alpha and full.slope > 0:
+    if p_slope < alpha and full.slope > 0:
         return UpdateChoice(
             "logistic", full.intercept, full.slope, "intercept and slope differ", p_overall, p_slope, p_intercept
         )
-    if p_intercept < alpha:
-        reason = "only the intercept differs" if not few else "few events: the intercept only"
-        return UpdateChoice("intercept", intercept_only.intercept, 1.0, reason, p_overall, p_slope, p_intercept)
-    return UpdateChoice("none", 0.0, 1.0, "no update differs from the model", p_overall, p_slope, p_intercept)
+    reason = "only the intercept differs" if full.slope > 0 else "a negative slope is never used: the intercept only"
+    return UpdateChoice("intercept", intercept_only.intercept, 1.0, reason, p_overall, p_slope, p_intercept)
+
+
+def refit(method: str, y: Sequence[int], lp: Sequence[float]) -> tuple[float, float]:
+    """The chosen update refitted on these patients: (intercept, slope) relative to ``lp``."""
+    if method == "logistic":
+        full = fit_logistic(lp, y)
+        return full.intercept, full.slope
+    if method == "intercept":
+        return fit_logistic([0.0] * len(y), y, offset=lp, slope=0.0).intercept, 1.0
+    return 0.0, 1.0

@@ -14,13 +14,15 @@ from enum import StrEnum
 from typing import Final
 
 from service.domain.alert_types import AlertType
-from service.domain.drugs import BISPHOSPHONATES, Drug
+from service.domain.drugs import Drug
+from service.domain.exposure import FOLLOW_ON_DRUGS
+from service.domain.facts import Fact
 from service.domain.medication_timeline import MedicationEvent
 from service.domain.risk_parameters import FACTORS
+from service.domain.safety import RenalCheck, renal_check
 
 __all__ = [
     "DENOSUMAB_OSTEOPOROSIS",
-    "FOLLOW_ON_DRUGS",
     "CdsAlert",
     "DraftDrug",
     "Factor",
@@ -37,8 +39,8 @@ __all__ = [
 # Denosumab for osteoporosis: 60 mg, or of unknown strength (counted as 60 mg, as the alert rules do by default);
 # 120 mg is the oncology product, out of scope (alerts.md).
 DENOSUMAB_OSTEOPOROSIS: Final = frozenset({Drug.DENOSUMAB_60, Drug.DENOSUMAB})
-# What can follow denosumab (alerts.md, 'Follow-on / anti-osteoporosis drugs'), denosumab itself excepted.
-FOLLOW_ON_DRUGS: Final = BISPHOSPHONATES | frozenset({Drug.TERIPARATIDE, Drug.ABALOPARATIDE, Drug.ROMOSOZUMAB})
+# What can follow denosumab (alerts.md, 'Follow-on after denosumab'): a bisphosphonate only; teriparatide or
+# abaloparatide after denosumab does not prevent the rebound.
 # Denosumab 60 mg is given every 6 months (alerts.md): the follow-on drug is due then if denosumab stops.
 DENOSUMAB_INTERVAL: Final = timedelta(days=183)
 _LABELS: Final = {f.code: f.label for f in FACTORS}
@@ -78,6 +80,7 @@ class CdsAlert:
     priority: str  # routine | urgent
     due: date
     detail: str
+    episode: str = ""  # what it is about; a verify or confirm episode asks for something other than a dose
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,11 @@ class PatientState:
     risk: RiskSummary | None
     alerts: tuple[CdsAlert, ...]
     medications: tuple[MedicationEvent, ...]
+    kidney: tuple[Fact, ...] = ()  # eGFR and CKD facts: a bisphosphonate is suggested only when they allow it
+
+    def renal(self, today: date | None) -> RenalCheck:
+        """Whether the kidneys allow suggesting a bisphosphonate today (alerts.md, 'Safe recommendations')."""
+        return renal_check(self.kidney, today)
 
     @property
     def known(self) -> bool:
@@ -119,6 +127,7 @@ class OrderFinding:
     orders: tuple[str, ...]  # the denosumab orders concerned (references, where they have ids)
     last_denosumab: date | None  # the last recorded denosumab event (dose or order)
     follow_on_from: date  # when a follow-on drug would be due if denosumab stopped after this order
+    renal: RenalCheck | None = None  # whether a bisphosphonate follow-on may be suggested
 
 
 def factor_of(code: str, log_odds: float = 0.0) -> Factor:
@@ -174,4 +183,5 @@ def review_orders(
         return None
     orders = tuple(sorted({d.reference for d in denosumab if d.reference}))
     verdict = Verdict.FOLLOW_ON_MISSING if state is not None and state.known else Verdict.UNKNOWN_PATIENT
-    return OrderFinding(verdict, orders, _last_denosumab(events), today + DENOSUMAB_INTERVAL)
+    renal = state.renal(today) if state is not None else None
+    return OrderFinding(verdict, orders, _last_denosumab(events), today + DENOSUMAB_INTERVAL, renal)

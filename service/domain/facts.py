@@ -57,6 +57,9 @@ class FactKind(StrEnum):
     FALLS = "falls"
     SCOLIOSIS = "scoliosis"
     GLUCOCORTICOID_LONG_TERM = "glucocorticoid-long-term-use"
+    # Myeloma, bone metastasis or a neoplastic pathological fracture: the fracture is not osteoporotic (alerts.md,
+    # 'Index event'); attrs["type"] says which.
+    MALIGNANCY = "malignancy"
     # Medicines (the drug is in attrs["drug"])
     MEDICATION = "medication"
 

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Final
 
-from service.domain.drugs import ANTI_OSTEOPOROSIS, Drug
+from service.domain.drugs import Drug
+from service.domain.exposure import treatment_status
 from service.domain.facts import Fact, FactKind
-from service.domain.medication_timeline import MedicationEvent, events_of, starts, stops
+from service.domain.glucocorticoids import systemic_exposure
+from service.domain.medication_timeline import events_of, starts
 from service.domain.risk_model import InputValue
 from service.domain.spine import POSITION, adjacent_levels
 
@@ -28,14 +30,16 @@ COMPRESSION_THRESHOLD_PCT: Final = 38.5  # [33]
 CEMENT_RATIO_THRESHOLD_PCT: Final = 13.82  # [29]
 EARLY_SURGERY_DAYS: Final = 28  # [40] "early"; taken as within 4 weeks
 THORACOLUMBAR: Final = frozenset({"T11", "T12", "L1", "L2"})  # [37]
-DENOSUMAB_LATE_DAYS: Final = 213  # 6 months + 4 weeks: alerts.md, Lyu 2020's on-time window
+# A trabecular HU above this is cement (PMMA reads about 1,000-2,000 HU), not bone: osteoporotic and even normal
+# trabecular bone lies far below it (normal lumbar trabecular bone about 150-250 HU; Pickhardt 2013, L1 HU
+# thresholds). Such a value is no bone measure: the input is left unknown, never clamped into the model.
+CEMENT_HU: Final = 300.0
 
 # How far from the operation a measure still describes it.
 _DXA_LOOKBACK: Final = timedelta(days=730)
 _PREOP_LOOKBACK: Final = timedelta(days=365)
 _INDEX_FRACTURE_WINDOW: Final = timedelta(days=365)
 _PRIOR_FRACTURE_GAP: Final = timedelta(days=90)
-_TREATMENT_LOOKBACK: Final = timedelta(days=365)
 _STEROID_LOOKBACK: Final = timedelta(days=365)
 _SGLT2_WINDOW: Final = timedelta(days=183)
 _OPERATION_WINDOW: Final = timedelta(days=7)  # post-operative imaging of the cement
@@ -49,6 +53,7 @@ class IndexEvent:
     levels: tuple[str, ...]
     method: str | None
     sources: tuple[str, ...]
+    at: datetime | None = None  # the operation's time, when the record gives a time of day
 
 
 @dataclass(slots=True)
@@ -59,6 +64,8 @@ class PatientFeatures:
     inputs: dict[str, InputValue] = field(default_factory=dict)
     sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
     details: dict[str, str] = field(default_factory=dict)
+    # Why the model does not apply although an augmentation is known ("malignancy": out of the model's scope).
+    excluded: str | None = None
 
     def set(self, code: str, value: InputValue, facts: Iterable[Fact] = (), detail: str | None = None) -> None:
         """Record one input with the facts it came from."""
@@ -117,12 +124,30 @@ def _index_event(facts: Sequence[Fact]) -> IndexEvent | None:
     same_day = [f for f in done if f.effective_date == day]
     levels = sorted({lvl for f in same_day for lvl in _levels(f)}, key=lambda lvl: POSITION.get(lvl, 99))
     methods = {str(f.attrs["method"]) for f in same_day if f.attrs.get("method")}
+    times = [f.effective_at for f in same_day if f.attrs.get("timed") and f.effective_at is not None]
     return IndexEvent(
         day,
         tuple(levels),
         methods.pop() if len(methods) == 1 else None,
         tuple(sorted({f.source for f in same_day if f.source})),
+        min(times) if times else None,
     )
+
+
+def _before_operation(fact: Fact, index: IndexEvent) -> bool | None:
+    """Whether a measure was taken before the operation: True, False, or None on its day without both times.
+
+    A CT or DXA dated the day of surgery may be the pre-operative scan or the post-operative check of the cement;
+    only the times of day tell them apart.
+    """
+    day = fact.effective_date
+    if day is None:
+        return None
+    if day != index.day:
+        return day < index.day
+    if index.at is not None and fact.attrs.get("timed") and fact.effective_at is not None:
+        return fact.effective_at < index.at
+    return None
 
 
 def build_features(facts: Iterable[Fact], coverage: Iterable[str], as_of: datetime) -> PatientFeatures:
@@ -138,6 +163,9 @@ def build_features(facts: Iterable[Fact], coverage: Iterable[str], as_of: dateti
     """
     known = _Facts(_known(facts, as_of))
     index = _index_event(known)
+    if index is not None and _of(known, FactKind.MALIGNANCY):
+        # Augmentation for myeloma or metastasis: outside the model's scope (model card; alerts.md 'Index event').
+        return PatientFeatures(None, excluded="malignancy")
     features = PatientFeatures(index)
     if index is None:
         return features
@@ -174,22 +202,22 @@ def _demographics(features: PatientFeatures, facts: Sequence[Fact], index: Index
 
 
 def _bone_density(features: PatientFeatures, facts: Sequence[Fact], index: IndexEvent) -> None:
+    # The baseline is a DXA from the 2 years before the operation: a later one measures the cemented spine (and
+    # any treatment since), not the bone the operation was done on. A DXA on the day itself counts unless its time
+    # says it came after.
     window_start = index.day - _DXA_LOOKBACK
-    scores = [
+    baseline = [
         f
         for f in _of(facts, FactKind.DXA_T_SCORE)
         if f.value_num is not None
         and f.effective_date is not None
-        and f.effective_date >= window_start
-        and f.attrs.get("site") != "radius-ulna"
+        and window_start <= f.effective_date <= index.day
+        and _before_operation(f, index) is not False
     ]
+    scores = [f for f in baseline if f.attrs.get("site") != "radius-ulna"]
     if not scores:
         # The forearm counts only when no central site was measured.
-        scores = [
-            f
-            for f in _of(facts, FactKind.DXA_T_SCORE)
-            if f.value_num is not None and f.effective_date is not None and f.effective_date >= window_start
-        ]
+        scores = baseline
     if scores:
         lowest = min(scores, key=lambda f: f.value_num or 0.0)
         detail = f"{lowest.value_num:.1f} ({lowest.attrs.get('site', 'site not stated')}, {lowest.effective_date})"
@@ -205,10 +233,17 @@ def _dated(facts: Iterable[Fact]) -> list[tuple[date, Fact]]:
 
 def _hounsfield(features: PatientFeatures, facts: Sequence[Fact], index: IndexEvent) -> None:
     hu = [(day, f) for day, f in _dated(_of(facts, FactKind.VERTEBRAL_HU)) if f.value_num is not None]
-    preop = [f for day, f in hu if index.day - _PREOP_LOOKBACK <= day <= index.day]
+    # Before the operation only: a CT on its day counts when both times show it came first; without times it is
+    # ambiguous (often the post-operative CT of the cement) and left out.
+    preop = [f for day, f in hu if index.day - _PREOP_LOOKBACK <= day and _before_operation(f, index) is True]
     treated = set(index.levels)
-    at_treated = [f for f in preop if treated & set(_levels(f))] if treated else preop
-    if at_treated:
+    at_level = [f for f in preop if treated & set(_levels(f))] if treated else preop
+    at_treated = [f for f in at_level if (f.value_num or 0.0) <= CEMENT_HU]
+    cement = [f for f in at_level if (f.value_num or 0.0) > CEMENT_HU]
+    if cement and not at_treated:
+        highest = max(cement, key=lambda f: f.value_num or 0.0)
+        features.set("vertebral-hu", None, [highest], f"{highest.value_num:.0f} HU read as cement, not bone")
+    elif at_treated:
         lowest = min(at_treated, key=lambda f: f.value_num or 0.0)
         features.set(
             "vertebral-hu",
@@ -219,8 +254,13 @@ def _hounsfield(features: PatientFeatures, facts: Sequence[Fact], index: IndexEv
     else:
         features.set("vertebral-hu", None)
     neighbours = adjacent_levels(index.levels)
-    adjacent = [f for day, f in hu if neighbours & set(_levels(f)) and day >= index.day - _PREOP_LOOKBACK]
-    augmented = [f for day, f in hu if treated & set(_levels(f)) and day > index.day]
+    adjacent = [
+        f
+        for day, f in hu
+        if neighbours & set(_levels(f)) and day >= index.day - _PREOP_LOOKBACK and (f.value_num or 0.0) <= CEMENT_HU
+    ]
+    # The cemented vertebra after the operation: a later day, or the same day with both times showing it after.
+    augmented = [f for _, f in hu if treated & set(_levels(f)) and _before_operation(f, index) is False]
     if adjacent and augmented:
         adjacent_hu = min(adjacent, key=lambda f: f.value_num or 0.0)
         augmented_hu = max(augmented, key=lambda f: f.value_num or 0.0)
@@ -250,7 +290,11 @@ def _operation_facts(facts: Sequence[Fact], kind: FactKind, index: IndexEvent) -
 
 def _alignment_and_cement(features: PatientFeatures, facts: Sequence[Fact], index: IndexEvent) -> None:
     scoliosis = [f for f in _of(facts, FactKind.SCOLIOSIS) if f.status not in ("inactive", "resolved")]
-    cobb = _latest(f for f in _of(facts, FactKind.COBB_ANGLE) if f.value_num is not None)
+    # Only a coronal Cobb angle measures scoliosis; a sagittal one (kyphosis) or one of unknown plane does not
+    # (SNOMED 285285000 names no plane: normalise reads it from the words around it).
+    cobb = _latest(
+        f for f in _of(facts, FactKind.COBB_ANGLE) if f.value_num is not None and f.attrs.get("plane") == "coronal"
+    )
     if cobb is not None:
         features.set(
             "cobb-over-10", (cobb.value_num or 0.0) > COBB_THRESHOLD_DEG, [cobb], f"{cobb.value_num:.0f} degrees"
@@ -336,7 +380,12 @@ def _fracture_history(
     else:
         features.set("multiple-fractures", None)
     episode_start = (onset or index.day) - _PRIOR_FRACTURE_GAP
-    prior_vertebral = [f for day, f in vertebral if day < episode_start]
+    # A fracture without onset has no date; recorded before this episode began, it must be an earlier one.
+    prior_vertebral = [f for day, f in vertebral if day < episode_start] + [
+        f
+        for f in _of(facts, FactKind.VERTEBRAL_FRACTURE)
+        if f.effective_date is None and (_recorded(f) or episode_start) < episode_start
+    ]
     if prior_vertebral:
         features.set("prior-vertebral-fracture", True, prior_vertebral, f"{prior_vertebral[0].effective_date}")
     else:
@@ -344,12 +393,20 @@ def _fracture_history(
     other = [
         f
         for f in _of(facts, FactKind.NON_VERTEBRAL_FRACTURE, FactKind.OSTEOPOROTIC_FRACTURE, FactKind.FRACTURE_HISTORY)
-        if f.effective_date is None or f.effective_date < episode_start
+        if (f.effective_date or _recorded(f) or date.min) < episode_start or f.kind is FactKind.FRACTURE_HISTORY
     ]
     if other:
         features.set("prior-nonvertebral-fracture", True, other)
     else:
         features.set("prior-nonvertebral-fracture", False if has_conditions else None)
+
+
+def _recorded(fact: Fact) -> date | None:
+    value = fact.attrs.get("recorded_date")
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _active(condition: Fact) -> bool:
@@ -389,15 +446,15 @@ def _comorbidities(
     else:
         features.set("sglt2-inhibitor", False if has_medications else None)
     _kidney(features, facts)
-    steroid_events = [e for e in starts(events, [Drug.GLUCOCORTICOID]) if e.day >= as_of.date() - _STEROID_LOOKBACK]
-    steroid_conditions = _of(facts, FactKind.GLUCOCORTICOID_LONG_TERM)
-    if steroid_events or steroid_conditions:
-        features.set("glucocorticoids", True, steroid_conditions, "in the last year")
-        features.sources["glucocorticoids"] = tuple(
-            sorted({e.source for e in steroid_events if e.source} | {f.source for f in steroid_conditions if f.source})
-        )
+    coded = [f for f in _of(facts, FactKind.GLUCOCORTICOID_LONG_TERM) if _active(f)]
+    exposure = systemic_exposure(events, bool(coded), index.day - _STEROID_LOOKBACK, as_of.date())
+    if exposure.value is False and not has_medications:
+        features.set("glucocorticoids", None)
     else:
-        features.set("glucocorticoids", False if has_medications else None)
+        features.set("glucocorticoids", exposure.value, coded, exposure.detail)
+        features.sources["glucocorticoids"] = tuple(
+            sorted({e.source for e in exposure.events if e.source} | {f.source for f in coded if f.source})
+        )
 
 
 def _kidney(features: PatientFeatures, facts: Sequence[Fact]) -> None:
@@ -419,32 +476,20 @@ def _kidney(features: PatientFeatures, facts: Sequence[Fact]) -> None:
 def _treatment(
     features: PatientFeatures, facts: Sequence[Fact], index: IndexEvent, has_medications: bool, as_of: datetime
 ) -> None:
-    events = events_of(facts)
-    since = index.day - _TREATMENT_LOOKBACK
-    denosumab = [e for e in events if e.drug is Drug.DENOSUMAB_60 or e.drug is Drug.DENOSUMAB]
-    last = max((e for e in denosumab if e.proves_dose), key=lambda e: e.day, default=None)
-    follow_on = [
-        e
-        for e in starts(events, ANTI_OSTEOPOROSIS - {Drug.DENOSUMAB_60, Drug.DENOSUMAB})
-        if last is not None and e.day > last.day
-    ]
-    if last is not None and last.day >= since and not follow_on:
-        later_stop = [e for e in stops(events, [Drug.DENOSUMAB_60, Drug.DENOSUMAB]) if e.day >= last.day]
-        late = (as_of.date() - last.day).days > DENOSUMAB_LATE_DAYS
-        if late or later_stop:
-            features.set(
-                "osteoporosis-treatment", "denosumab-stopped", [], f"last denosumab dose {last.day}, no follow-on drug"
-            )
-            features.sources["osteoporosis-treatment"] = tuple(e for e in [last.source] if e)
-            return
-    treating = [e for e in starts(events, ANTI_OSTEOPOROSIS) if e.day >= since]
-    if treating:
-        newest: MedicationEvent = treating[-1]
-        features.set("osteoporosis-treatment", "treated", [], f"{newest.drug.value} {newest.day}")
-        features.sources["osteoporosis-treatment"] = tuple(sorted({e.source for e in treating if e.source}))
-    else:
-        # The risk model credits live orders as treatment; the alert rules ask for proven doses.
-        features.set("osteoporosis-treatment", "none" if has_medications else None)
+    # The same test of "treated" as the alert rules (exposure.py): a drug active at the index operation or started
+    # since, and denosumab stopped by the alerts' own threshold.
+    status, events = treatment_status(events_of(facts), index.day, as_of.date())
+    if status == "none" and not has_medications:
+        features.set("osteoporosis-treatment", None)
+        return
+    newest = events[-1] if events else None
+    detail = {
+        "denosumab-stopped": f"denosumab stopped or more than 16 weeks late (last {newest.day if newest else '?'})",
+        "treated": f"{newest.drug.value} {newest.day}" if newest else "treated",
+        "none": "no anti-osteoporosis drug at or since the operation",
+    }[status]
+    features.set("osteoporosis-treatment", status, [], detail)
+    features.sources["osteoporosis-treatment"] = tuple(sorted({e.source for e in events if e.source}))
 
 
 def _shown_only(features: PatientFeatures, facts: Sequence[Fact]) -> None:

@@ -8,10 +8,14 @@ used, and no augmentation after the index day: in data loaded in bulk every fact
 the recorded time cannot tell what was known then. The coverage of the record (which resource types it holds)
 is taken as it is now.
 
-Outcome (within HORIZON_DAYS after the index day): a vertebral fracture diagnosis dated after the index day (at any
-level: the model predicts new *or recurrent* fractures), or a new augmentation that treats a level the index did
-not (a new fracture treated without a coded diagnosis). A repeat augmentation of the same levels alone does not
-count: it may be staged or complementary treatment of the index fracture.
+Outcome (within HORIZON_DAYS after the index day): an incident vertebral fracture, by its onset after the index day
+(at any level: the model predicts new *or recurrent* fractures), or a new augmentation that treats a level the index
+did not (a new fracture treated without a coded diagnosis). A fracture's date is its onset only: a diagnosis without
+onset is dated by the visit that recorded it, not by the fracture, and is not counted (the normaliser leaves it
+undated). Subsequent-encounter and sequela codes (ICD-10-CM 7th character D/G/K/P/S, e.g. M80.08XD) describe a
+known fracture's follow-up, not a new one, and are not counted either. A repeat augmentation of the same levels alone
+does not count: it may be staged or complementary treatment of the index fracture. An augmentation for malignancy
+is outside the model's scope: such patients are left out ("malignancy").
 
 Censoring: a patient whose 2-year window has not closed by the data cut-off is left out *whether or not* an event
 was seen — keeping their early events while dropping their event-free follow-up would inflate the observed risk.
@@ -37,6 +41,7 @@ __all__ = ["HORIZON_DAYS", "LANDMARK_DAYS", "DevelopmentCase", "development_case
 
 HORIZON_DAYS: Final = 730  # 2 years (risk_parameters.HORIZON_YEARS)
 LANDMARK_DAYS: Final = 7  # the operation's measures are dated up to a week after it (features._OPERATION_WINDOW)
+_NOT_INCIDENT: Final = frozenset({"subsequent", "sequela"})  # ICD-10-CM 7th character (normalise._encounter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +82,8 @@ def development_case(
 
     Returns:
         The case, or the reason it is left out: "no augmentation", "window open" (follow-up under 2 years),
-        "died" (death within the window, no event before it) or "no index" (the model does not apply).
+        "died" (death within the window, no event before it), "malignancy" (out of the model's scope) or "no index"
+        (the model does not apply).
     """
     operations = _completed_augmentations(facts)
     if not operations:
@@ -93,6 +99,8 @@ def development_case(
         if day is None or not index_day < day <= end:
             continue
         if fact.kind is FactKind.VERTEBRAL_FRACTURE:
+            if fact.attrs.get("encounter") in _NOT_INCIDENT:
+                continue  # the follow-up of a known fracture, not a new one
             events.append((day, "fracture"))
         elif (
             fact.kind is FactKind.VERTEBRAL_AUGMENTATION
@@ -114,7 +122,7 @@ def development_case(
     ]
     features = build_features(then, coverage, datetime.combine(landmark, time(23, 59), tzinfo=UTC))
     if features.index is None:
-        return "no index"
+        return features.excluded or "no index"
     probability = estimate(features.inputs).probability
     return DevelopmentCase(
         patient_id,

@@ -8,7 +8,8 @@ from datetime import date
 from typing import Any, Final
 
 from service.domain.alert_types import ALERT_TYPES
-from service.domain.care_plan import Action, PlannedActivity
+from service.domain.care_plan import DRUG_ACTIONS, FINAL_STATUSES, Action, PlannedActivity
+from service.domain.safety import CALCIUM_VITAMIN_D
 from service.fhir import systems as S
 
 __all__ = ["ACTION_TEXT", "build_care_plan", "previous_activities"]
@@ -26,10 +27,26 @@ ACTION_TEXT: Final[dict[Action, tuple[str, dict[str, str] | None, str]]] = {
         _DENOSUMAB_60,
         "Give the denosumab 60 mg dose now, or start zoledronic acid; check CTX",
     ),
+    Action.GIVE_DENOSUMAB_NOW_RENAL: (
+        "MedicationRequest",
+        _DENOSUMAB_60,
+        "Give the denosumab 60 mg dose now; check CTX; specialist review (renal function) before any bisphosphonate",
+    ),
     Action.START_FOLLOW_ON: (
         "MedicationRequest",
         _ZOLEDRONIC_5,
         "Start zoledronic acid 5 mg IV (or alendronate) now; CTX at 3 and 6 months",
+    ),
+    Action.CONFIRM_FOLLOW_ON: (
+        "Task",
+        None,
+        "Confirm the bisphosphonate ordered to follow denosumab was given",
+    ),
+    Action.VERIFY_DENOSUMAB_DATE: ("Task", None, "Verify the date of the last denosumab injection"),
+    Action.RENAL_REVIEW: (
+        "ServiceRequest",
+        None,
+        "Specialist review (renal function): a bisphosphonate needs an eGFR of 35 or more in the last year",
     ),
     Action.ORDER_DXA: ("ServiceRequest", _DXA, "Order a DXA bone density scan"),
     Action.START_TREATMENT: (
@@ -83,13 +100,18 @@ def _detail(activity: PlannedActivity) -> dict[str, Any]:
     if reasons:
         detail["reasonReference"] = [{"reference": ref} for ref in reasons]
     detail["status"] = activity.status
+    if activity.status_reason and activity.status in ("stopped", "cancelled"):
+        detail["statusReason"] = {"text": activity.status_reason}
     period = _period(activity)
     if period:
         detail["scheduledPeriod"] = period
-    description = words + (
-        f" by {activity.due.isoformat()}" if activity.due and activity.status not in ("completed", "cancelled") else ""
-    )
-    detail["description"] = description + (f". {activity.detail}" if activity.detail else "")
+    final = activity.status in FINAL_STATUSES
+    description = words + (f" by {activity.due.isoformat()}" if activity.due and not final else "")
+    description += f". {activity.detail}" if activity.detail else ""
+    if activity.action in DRUG_ACTIONS and not final:
+        # alerts.md: every drug action adds "check calcium and 25-OH vitamin D".
+        description = description.rstrip(".") + f". {CALCIUM_VITAMIN_D}."
+    detail["description"] = description
     return detail
 
 
@@ -111,7 +133,7 @@ def build_care_plan(
         conditions: references to the fracture Conditions the plan addresses.
         period_start: the fracture episode's first day.
     """
-    open_items = [a for a in activities if a.status not in ("completed", "cancelled")]
+    open_items = [a for a in activities if a.status not in FINAL_STATUSES]
     summary = (
         f"Re-fracture prevention after vertebral augmentation: {len(open_items)} open item(s)"
         + (": " + "; ".join(ACTION_TEXT[a.action][2] for a in open_items) if open_items else "")

@@ -16,8 +16,9 @@ from datetime import date
 from typing import Any, Final
 
 from service.domain.alert_types import ALERT_TYPES, AlertType
-from service.domain.care_plan import ALERT_ACTIONS, Action
+from service.domain.care_plan import Action, action_for
 from service.domain.cds import CdsAlert, OrderFinding, PatientState, RiskSummary, Verdict, top_factors
+from service.domain.safety import CALCIUM_VITAMIN_D, RenalCheck
 from service.fhir import systems as S
 from service.fhir.care_plan import ACTION_TEXT
 
@@ -36,7 +37,8 @@ _ALERT_OVERRIDES: Final = ("already-addressed", "patient-declined", "contraindic
 _ORDER_OVERRIDES: Final = ("follow-on-planned", "oncology-indication", "patient-declined", "not-applicable")
 _NAMESPACE: Final = uuid.UUID("6f1c1d2e-8a53-4f4b-9a43-2f1e0c7d5b11")
 _MAX_SUMMARY: Final = 139  # "<140 characters" (cds-hooks 2.0, Card.summary)
-_ALENDRONATE: Final = {"system": S.ATC, "code": "M05BA04", "display": "alendronic acid"}
+# RxNorm ingredient alendronate (46041, V1 in shared terminology §4.1; no 70 mg product code is verified there).
+_ALENDRONATE: Final = {"system": S.RXNORM, "code": "46041", "display": "alendronate"}
 _DECISION_SUPPORT: Final = "Decision support, not a diagnosis."
 
 
@@ -47,6 +49,7 @@ class CardContext:
     service_id: str
     patient_id: str
     page_url: str | None  # absolute URL of the worklist's patient page, when known
+    today: date | None = None  # the day in the hospital's time zone (eGFR counts for a year)
 
 
 def _summary(text: str) -> str:
@@ -146,7 +149,8 @@ def medication_proposal(
         "subject": {"reference": f"Patient/{patient_id}"},
         **_reason(alert),
         "dosageInstruction": [instruction],
-        "note": [{"text": f"Suggested by refracture. {_DECISION_SUPPORT}"}],
+        # alerts.md: every drug action adds "check calcium and 25-OH vitamin D".
+        "note": [{"text": f"Suggested by refracture. {CALCIUM_VITAMIN_D}. {_DECISION_SUPPORT}"}],
     }
 
 
@@ -206,17 +210,19 @@ def _dxa(pid: str, alert: AlertType | None, recommended: bool) -> dict[str, Any]
     return _suggest("Order a DXA bone density scan", resource, recommended)
 
 
-def _alert_suggestions(pid: str, alert: AlertType) -> list[dict[str, Any]]:
-    action = ALERT_ACTIONS[alert]
+def _alert_suggestions(pid: str, alert: AlertType, action: Action) -> list[dict[str, Any]]:
     if action is Action.GIVE_DENOSUMAB:
         return [_denosumab(pid, alert, "Order the next denosumab 60 mg dose")]
     if action is Action.GIVE_DENOSUMAB_NOW:
         return [_denosumab(pid, alert, "Give denosumab 60 mg now"), _zoledronic(pid, alert, False)]
+    if action is Action.GIVE_DENOSUMAB_NOW_RENAL:
+        return [_denosumab(pid, alert, "Give denosumab 60 mg now")]
     if action in (Action.START_FOLLOW_ON, Action.START_TREATMENT):
         return [_zoledronic(pid, alert, True), _alendronate(pid, alert)]
     if action is Action.ORDER_DXA:
         return [_dxa(pid, alert, True)]
-    return []  # an adherence review is a conversation, not an order
+    # An adherence review, verifying a date, confirming a follow-on, a renal review: conversations, not orders.
+    return []
 
 
 # --- patient-view ----------------------------------------------------------------------------------------------
@@ -265,18 +271,22 @@ def _risk_card(state: PatientState, risk: RiskSummary, ctx: CardContext) -> dict
     )
 
 
-def _alert_card(state: PatientState, alert: CdsAlert, ctx: CardContext, model: str | None) -> dict[str, Any]:
+def _alert_card(
+    state: PatientState, alert: CdsAlert, ctx: CardContext, model: str | None, renal: RenalCheck
+) -> dict[str, Any]:
     info = ALERT_TYPES[alert.code]
-    words = ACTION_TEXT[ALERT_ACTIONS[alert.code]][2]
-    detail = "\n\n".join(
-        [
-            f"**{info.title}** — due {alert.due.isoformat()} ({alert.priority}; in refracture's worklist: "
-            f"{alert.status}).",
-            alert.detail,
-            info.definition,
-            _DECISION_SUPPORT,
-        ]
-    )
+    action = action_for(alert.code, alert.episode, renal)
+    words = ACTION_TEXT[action][2]
+    parts = [
+        f"**{info.title}** — due {alert.due.isoformat()} ({alert.priority}; in refracture's worklist: {alert.status}).",
+        alert.detail,
+        info.definition,
+    ]
+    if action in (Action.RENAL_REVIEW, Action.GIVE_DENOSUMAB_NOW_RENAL):
+        parts.append(
+            f"No bisphosphonate is suggested: {renal.reason}. A specialist review of renal function comes first."
+        )
+    detail = "\n\n".join([*parts, _DECISION_SUPPORT])
     topic = {"system": S.ALERT_TYPE, "code": alert.code.value, "display": info.title}
     return _card(
         ctx,
@@ -285,7 +295,7 @@ def _alert_card(state: PatientState, alert: CdsAlert, ctx: CardContext, model: s
         detail,
         "critical" if alert.priority == "urgent" else "warning",
         _source(ctx, model, topic),
-        _alert_suggestions(state.patient_id, alert.code),
+        _alert_suggestions(state.patient_id, alert.code, action),
         overrides=_ALERT_OVERRIDES,
     )
 
@@ -300,7 +310,8 @@ def patient_view_cards(state: PatientState | None, ctx: CardContext) -> list[dic
     model = state.risk.model_version if state.risk else None
     shown = [a for a in state.alerts if a.status != "snoozed"]
     shown.sort(key=lambda a: (a.priority != "urgent", a.due, a.code.value))
-    cards = [_alert_card(state, alert, ctx, model) for alert in shown]
+    renal = state.renal(ctx.today)
+    cards = [_alert_card(state, alert, ctx, model, renal) for alert in shown]
     if state.risk is not None:
         cards.append(_risk_card(state, state.risk, ctx))
     return cards
@@ -344,6 +355,11 @@ def order_cards(finding: OrderFinding | None, ctx: CardContext) -> list[dict[str
         "causes multiple spontaneous vertebral fractures. A bisphosphonate about 6 months after the last injection "
         "(zoledronic acid 5 mg IV, or a course of alendronate) prevents much of that."
     )
+    if finding.renal is None or not finding.renal.bisphosphonate_ok:
+        # alerts.md: a bisphosphonate only with an eGFR of 35 or more in the last year and no CKD stage 4-5.
+        reason = finding.renal.reason if finding.renal is not None else "kidney function not known"
+        suggestions = []
+        why += f" No bisphosphonate is suggested here ({reason}): plan a specialist review of renal function."
     key = "order|" + ",".join(finding.orders)
     if finding.verdict is Verdict.UNKNOWN_PATIENT:
         return [

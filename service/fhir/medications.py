@@ -28,6 +28,7 @@ class DrugMatch:
 
     drug: Drug
     dose_mg: float | None = None
+    ingredient: str | None = None  # which glucocorticoid (prednisolone-equivalent doses need it)
 
 
 # Ingredients by ATC code: exact codes, then class prefixes.
@@ -87,7 +88,9 @@ _RXNORM_PRODUCTS: Final[dict[str, DrugMatch]] = {
     **dict.fromkeys(
         ["1373463", "1373471", "1488569", "1488574", "1545658", "1545666"], DrugMatch(Drug.SGLT2_INHIBITOR)
     ),
-    **dict.fromkeys(["312617", "198145", "197582"], DrugMatch(Drug.GLUCOCORTICOID)),
+    "312617": DrugMatch(Drug.GLUCOCORTICOID, 5.0, "prednisone"),  # prednisone 5 MG Oral Tablet
+    "198145": DrugMatch(Drug.GLUCOCORTICOID, 10.0, "prednisone"),  # prednisone 10 MG Oral Tablet
+    "197582": DrugMatch(Drug.GLUCOCORTICOID, 4.0, "dexamethasone"),  # dexamethasone 4 MG Oral Tablet
     "904419": DrugMatch(Drug.ALENDRONATE, 10.0),  # Alendronic acid 10 MG Oral Tablet (Synthea)
 }
 
@@ -112,6 +115,28 @@ _NAME_PATTERNS: Final[list[tuple[re.Pattern[str], str]]] = [
         ),
     ]
 ]
+
+# Which glucocorticoid (codes.md §4.3: RxNorm ingredients, ATC H02AB members; names in text).
+_STEROID_RXNORM: Final = {
+    "8640": "prednisone",
+    "8638": "prednisolone",
+    "6902": "methylprednisolone",
+    "3264": "dexamethasone",
+    "5492": "hydrocortisone",
+    "2878": "cortisone",
+}
+_STEROID_ATC: Final = {
+    "H02AB02": "dexamethasone",
+    "H02AB04": "methylprednisolone",
+    "H02AB06": "prednisolone",
+    "H02AB07": "prednisone",
+    "H02AB09": "hydrocortisone",
+    "H02AB10": "cortisone",
+    "H02AB13": "deflazacort",
+}
+_STEROID_NAMES: Final = re.compile(
+    r"methylprednisolone|prednisolone|prednisone|dexamethasone|hydrocortisone|cortisone|deflazacort", re.IGNORECASE
+)
 
 # Topical, inhaled and local glucocorticoids are not the systemic exposure that raises fracture risk.
 _NOT_SYSTEMIC: Final = re.compile(r"inhal|topical|cream|ointment|nasal|ophthalmic|otic|rectal|enema|lotion", re.I)
@@ -195,11 +220,30 @@ def classify(
     if ingredient == "glucocorticoid" and _NOT_SYSTEMIC.search(text):
         return None
     amounts = _amounts_mg(text, list(ingredients), dose)
+    if ingredient == "glucocorticoid" or (product is not None and product.drug is Drug.GLUCOCORTICOID):
+        given = _quantity_mg(dose) if dose else None  # the dose given or ordered first, then the strength
+        return _glucocorticoid(concept_list, text, [_Amount(given, None)] if given is not None else amounts, product)
     return (
         _by_strength(ingredient, amounts)
         if ingredient in ("denosumab", "zoledronic acid")
         else DrugMatch(_SIMPLE[ingredient], _single(amounts))
     )
+
+
+def _glucocorticoid(
+    concepts: list[dict[str, Any]], text: str, amounts: list[_Amount], product: DrugMatch | None
+) -> DrugMatch:
+    name = product.ingredient if product is not None else None
+    for concept in concepts:
+        for coding in concept.get("coding") or []:
+            if name is None and isinstance(coding, dict):
+                code = str(coding.get("code") or "")
+                name = _STEROID_RXNORM.get(code) if coding.get("system") == S.RXNORM else None
+                name = name or (_STEROID_ATC.get(code) if coding.get("system") == S.ATC else None)
+    found = _STEROID_NAMES.search(text)
+    name = name or (found.group(0).lower() if found else None)
+    dose = _single(amounts)
+    return DrugMatch(Drug.GLUCOCORTICOID, dose if dose is not None else (product.dose_mg if product else None), name)
 
 
 def _product(system: str, code: str) -> DrugMatch | None:

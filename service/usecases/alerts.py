@@ -14,11 +14,14 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Final
 
-from service.domain.alert_rules import AlertConfig, AlertFinding, evaluate, index_episode
-from service.domain.alert_types import AlertType
-from service.domain.care_plan import AlertView, AssessmentView, plan_activities
+from service.domain.alert_rules import AlertConfig, AlertFinding, evaluate, index_episode, resolution_of
+from service.domain.alert_types import ALERT_TYPES, AlertType
+from service.domain.care_plan import AlertView, AssessmentView, PlanContext, plan_activities
 from service.domain.drugs import ANTI_OSTEOPOROSIS
+from service.domain.exposure import denosumab_state
+from service.domain.facts import Fact
 from service.domain.medication_timeline import events_of, last_dose
+from service.domain.safety import renal_check
 from service.fhir.care_plan import build_care_plan, previous_activities
 from service.fhir.jsonio import content_hash
 from service.usecases.ports import (
@@ -121,7 +124,7 @@ class AlertEvaluator:
                 snoozes = [a.snoozed_until for a in current if a.status == "snoozed" and a.snoozed_until]
                 next_dates = [d for d in [evaluation.next_check, *snoozes] if d is not None and d > today]
                 schedules.append((patient_id, min(next_dates) if next_dates else None))
-                episode = index_episode(patient_facts, today, self._config.episode_days)
+                episode = index_episode(patient_facts, today, self._config.episode_days, self._config.minimum_age)
                 dose = last_dose(events_of(patient_facts), ANTI_OSTEOPOROSIS)
                 summaries.append(
                     CareSummary(
@@ -140,6 +143,8 @@ class AlertEvaluator:
                     episode.day if episode else None,
                     [r for r in (episode.evidence if episode else ()) if r.startswith("Condition/")],
                     now,
+                    patient_facts,
+                    today,
                 ):
                     outcome.care_plans += 1
             session.add_alert_events(events)
@@ -269,19 +274,24 @@ class AlertEvaluator:
         period_start: date | None,
         conditions: list[str],
         now: datetime,
+        facts: Sequence[Fact],
+        today: date,
     ) -> bool:
         if not alerts and assessment is None and stored is None:
             return False  # nothing to plan for: no care plan
-        views = [
-            AlertView(a.id, AlertType(a.code), a.status, a.due, self._today(a.opened_at), a.evidence, a.detail)
-            for a in alerts
-        ]
+        views = [self._view(a, alerts, facts, today) for a in alerts]
+        context = PlanContext(
+            renal_check(facts, today),
+            denosumab_state(events_of(facts), today, self._config.rules()).on_time,
+        )
         assessment_view = (
             AssessmentView(assessment.resource_id, assessment.band, assessment.inputs, assessment.missing)
             if assessment
             else None
         )
-        activities = plan_activities(views, assessment_view, previous_activities(stored.resource if stored else None))
+        activities = plan_activities(
+            views, assessment_view, previous_activities(stored.resource if stored else None), context
+        )
         plan_id = stored.id if stored else plan_id_of(patient_id)
         resource = build_care_plan(
             plan_id, patient_id, activities, assessment.resource_id if assessment else None, conditions, period_start
@@ -294,6 +304,43 @@ class AlertEvaluator:
         session.save_care_plan(patient_id, StoredCarePlan(plan_id, version, digest, resource), now)
         session.queue_writeback([patient_id], now)  # same transaction: the new version cannot be lost
         return True
+
+    def _view(self, alert: StoredAlert, alerts: Sequence[StoredAlert], facts: Sequence[Fact], today: date) -> AlertView:
+        """The alert as the care plan sees it; for a resolved one, what resolved it (alerts.md, 'Activity status')."""
+        resolution: str | None = None
+        reason: str | None = None
+        if alert.status == "resolved":
+            code = AlertType(alert.code)
+            # Escalation keeps the episode (the same last dose): an active successor for it superseded this one.
+            successor = next(
+                (
+                    a
+                    for a in alerts
+                    if a.active
+                    and a.code != alert.code
+                    and a.episode == alert.episode
+                    and AlertType(a.code) in _DENOSUMAB
+                ),
+                None,
+            )
+            if code in _DENOSUMAB and successor is not None:
+                resolution, reason = "superseded", f"superseded by '{ALERT_TYPES[AlertType(successor.code)].title}'"
+            else:
+                resolution, reason = resolution_of(code, facts, today, self._config)
+        elif alert.status == "dismissed":
+            reason = "dismissed by the care team"
+        return AlertView(
+            alert.id,
+            AlertType(alert.code),
+            alert.status,
+            alert.due,
+            self._today(alert.opened_at),
+            alert.evidence,
+            alert.detail,
+            alert.episode,
+            resolution,
+            reason,
+        )
 
 
 def _resolution_note(code: str, findings: Sequence[AlertFinding]) -> str:

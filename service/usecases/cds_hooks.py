@@ -87,7 +87,7 @@ class CdsHooks:
             KeyError: the service is not one of refracture's (a programming error: the route checks it first).
         """
         service = SERVICES[call.service_id]
-        ctx = CardContext(service.id, call.patient_id, page_url)
+        ctx = CardContext(service.id, call.patient_id, page_url, self._today(self._clock()))
         if service.id == PATIENT_VIEW:
             return patient_view_cards(self._store.cds_patient_state(call.patient_id), ctx)
         selections = call.selections if service.id == ORDER_SELECT else None

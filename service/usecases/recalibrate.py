@@ -5,7 +5,8 @@ The development dataset is every patient whose 2-year window after the first aug
 out. On the fit part, closed testing chooses between keeping the current model, updating its intercept, and
 refitting intercept and slope (domain/calibration.py). On the held-out part the current model and the candidate
 are compared; the candidate is registered as a new model version only when its held-out log-loss is lower beyond
-chance: the one-sided 95 % lower bound of the paired per-patient log-loss gain is above zero. A new registration
+chance: the one-sided 95 % lower bound of the paired per-patient log-loss gain is above zero. Once validated so,
+the chosen update is refitted on all patients and that fit is registered. A new registration
 changes the model version of new assessments, so `refracture rescore` then re-assesses everyone.
 """
 
@@ -28,6 +29,7 @@ from service.domain.calibration import (
     evaluate,
     expit,
     paired_log_loss_gain,
+    refit,
 )
 from service.domain.facts import Fact
 from service.domain.outcomes import DevelopmentCase, development_case, split_held_out
@@ -232,9 +234,26 @@ class Recalibrator:
             report.reason = "the fit is the current calibration"
         elif report.gain_low > 0:
             report.registered = not dry_run
+            # Validated on the held-out patients: the update method is kept and refitted on every patient, so the
+            # registered calibration uses all the data (Steyerberg, Clinical Prediction Models, ch. 20).
+            y_all = [int(c.event) for c in cases]
+            a_all, b_all = refit(choice.method, y_all, [current_lp(c) for c in cases])
+            intercept = a_all + b_all * (current.intercept if current else 0.0)
+            slope = b_all * (current.slope if current else 1.0)
+            candidate = Calibration(
+                calibration_version(base, intercept, slope),
+                base,
+                choice.method,
+                intercept,
+                slope,
+                len(cases),
+                sum(y_all),
+            )
+            report.candidate_calibration = candidate
             report.reason = (
                 f"held-out log-loss {report.current.log_loss:.4f} → {report.candidate.log_loss:.4f} "
-                f"(gain {report.gain:.4f}, lower bound {report.gain_low:.4f} > 0)"
+                f"(gain {report.gain:.4f}, lower bound {report.gain_low:.4f} > 0); {choice.method} refitted on all "
+                f"{len(cases)} patients"
             )
         else:
             report.reason = (

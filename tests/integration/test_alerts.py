@@ -156,8 +156,11 @@ def test_time_alone_turns_a_due_dose_overdue(
     assert plan is not None
     assert plan["meta"]["versionId"] == "2"
     assert activity_for(plan, "denosumab-overdue")["detail"]["status"] == "not-started"
-    # The superseded activity is completed in the next version, not dropped.
-    assert activity_for(plan, "denosumab-dose-due")["detail"]["status"] == "completed"
+    # The superseded activity is stopped in the next version with why (not "completed": no dose was given), not
+    # dropped.
+    superseded = activity_for(plan, "denosumab-dose-due")["detail"]
+    assert superseded["status"] == "stopped"
+    assert superseded["statusReason"] == {"text": "superseded by 'Denosumab dose overdue'"}
     events = query_one(database_url, "SELECT count(*) FROM alert_event")
     assert container.sweeper.sweep().patients == 0  # safe to run twice
     assert container.evaluator.evaluate_patients(["t1"]).opened == 0  # re-evaluation changes nothing
@@ -323,3 +326,89 @@ def test_sweep_all_brings_every_known_patient_up_to_date(
     outcome = container.sweeper.sweep(everyone=True)
     assert outcome.patients == 1
     assert alerts(client, database_url, "t6") == {"denosumab-overdue": "open"}
+
+
+def resource_bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
+        ],
+    }
+
+
+def gap_patient(pid: str, egfr: float | None, statement_since: date | None = None) -> list[dict[str, Any]]:
+    """A PKP 20 weeks ago with a DXA; optionally an eGFR, and alendronate taken since a day (a statement)."""
+    operation_day = (T0 - timedelta(weeks=20)).date()
+    subject = {"reference": f"Patient/{pid}"}
+    resources: list[dict[str, Any]] = patient_bundle(pid, operation_day)["entry"][:3]
+    out = [e["resource"] for e in resources]
+    if egfr is not None:
+        out.append(
+            {
+                "resourceType": "Observation",
+                "id": f"{pid}-egfr",
+                "status": "final",
+                "subject": subject,
+                "code": {"coding": [{"system": "http://loinc.org", "code": "98979-8"}]},
+                "effectiveDateTime": (T0 - timedelta(days=30)).date().isoformat(),
+                "valueQuantity": {"value": egfr, "unit": "mL/min/{1.73_m2}"},
+            }
+        )
+    if statement_since is not None:
+        out.append(
+            {
+                "resourceType": "MedicationStatement",
+                "id": f"{pid}-aln",
+                "status": "active",
+                "subject": subject,
+                "medicationCodeableConcept": {"text": "alendronate 70 mg tablet"},
+                "effectivePeriod": {"start": statement_since.isoformat()},
+            }
+        )
+    return out
+
+
+def test_the_kidneys_decide_whether_a_bisphosphonate_is_recommended(
+    timed: tuple[Container, TestClient], database_url: str
+) -> None:
+    container, client = timed
+    ingest(container, client, resource_bundle(gap_patient("k1", 25.0)))
+    ingest(container, client, resource_bundle(gap_patient("k2", 62.0)))
+    assert alerts(client, database_url, "k1") == {"treatment-gap": "open"}
+    low, ok = care_plan(client, "k1"), care_plan(client, "k2")
+    assert low is not None
+    assert ok is not None
+    assert validate_resource(low) == []
+    low_gap = activity_for(low, "treatment-gap")["detail"]
+    assert "Specialist review (renal function)" in low_gap["description"]
+    assert "eGFR 25" in low_gap["description"]
+    assert "zoledronic" not in json.dumps(low).lower()
+    assert "Start anti-osteoporosis treatment" in activity_for(ok, "treatment-gap")["detail"]["description"]
+    assert "25-OH vitamin D" in activity_for(ok, "treatment-gap")["detail"]["description"]
+
+
+def test_alendronate_since_before_the_fracture_closes_the_gap_and_myeloma_opens_none(
+    timed: tuple[Container, TestClient], database_url: str
+) -> None:
+    container, client = timed
+    since = (T0 - timedelta(days=900)).date()
+    ingest(container, client, resource_bundle(gap_patient("g1", 62.0, statement_since=since)))
+    assert alerts(client, database_url, "g1") == {}
+    # the same patient with myeloma in the record on zoledronic acid 4 mg: no osteoporosis alert at all
+    resources = gap_patient("g2", 62.0)
+    resources += [
+        {
+            "resourceType": "Condition",
+            "id": "g2-myeloma",
+            "subject": {"reference": "Patient/g2"},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C90.00"}]},
+            "onsetDateTime": "2024-06-01",
+        },
+        administration("g2", "zol4", (T0 - timedelta(days=20)).date(), "zoledronic acid 4 mg/5 mL concentrate"),
+    ]
+    ingest(container, client, resource_bundle(resources))
+    assert alerts(client, database_url, "g2") == {}
+    ingest(container, client, resource_bundle(gap_patient("g3", 62.0)))
+    assert alerts(client, database_url, "g3") == {"treatment-gap": "open"}

@@ -102,9 +102,15 @@ def test_denosumab_of_unknown_strength_counts_unless_given_monthly() -> None:
     assert codes(med("denosumab", 250), config=AlertConfig(denosumab_unknown_strength_counts=False)) == set()
 
 
-@pytest.mark.parametrize("follow_on", ["zoledronic-acid-5mg", "alendronate", "teriparatide", "romosozumab"])
+@pytest.mark.parametrize("follow_on", ["zoledronic-acid-5mg", "alendronate", "risedronate", "ibandronate"])
 def test_a_follow_on_drug_after_the_last_dose_resolves(follow_on: str) -> None:
     assert codes(med("denosumab-60mg", 250), med(follow_on, 20, n=1)) & set(DENOSUMAB) == set()
+
+
+@pytest.mark.parametrize("anabolic", ["teriparatide", "abaloparatide", "romosozumab"])
+def test_an_anabolic_drug_after_denosumab_is_no_follow_on(anabolic: str) -> None:
+    # alerts.md: bone is lost in the switch; only a bisphosphonate prevents the rebound.
+    assert codes(med("denosumab-60mg", 250), med(anabolic, 20, n=1)) == {A.DENOSUMAB_OVERDUE}
 
 
 def test_a_follow_on_drug_before_the_last_dose_does_not() -> None:
@@ -202,7 +208,6 @@ def test_treatment_closes_the_gap(treatment: Fact) -> None:
     [
         med("alendronate", 400, event="request", status="completed"),  # an old course, over before the fracture
         med("zoledronic-acid-5mg", 600),  # the yearly infusion no longer covers the fracture
-        med("denosumab-120mg", 30),
         med("calcitonin", 30, event="dispense"),
         med("alendronate", 50, event="request", status="cancelled"),
     ],
@@ -239,11 +244,17 @@ def test_a_bmd_value_counts_as_well_as_a_t_score() -> None:
 
 # --- adherence --------------------------------------------------------------------------------------------
 def test_adherence_check_when_a_dose_was_due_and_none_came() -> None:
-    started = med("zoledronic-acid-5mg", 400)  # started after the fracture, yearly: the next was due 35 days ago
+    started = med("zoledronic-acid-5mg", 430)  # after the fracture, yearly: the next was due 65 days ago
     findings = evaluate([procedure(450), dxa(450), started], TODAY).findings
     (finding,) = [f for f in findings if f.code is A.ADHERENCE_CHECK_DUE]
-    assert finding.due == ago(400) + timedelta(days=366)
+    # due after a year plus the 60-day grace: a yearly infusion a few weeks late is no lapse
+    assert finding.due == ago(430) + timedelta(days=365 + 60 + 1)
     assert finding.priority == "routine"
+
+
+@pytest.mark.parametrize("oncology", ["zoledronic-acid-4mg", "denosumab-120mg"])
+def test_an_oncology_dose_closes_the_gap_and_raises_no_adherence_alert(oncology: str) -> None:
+    assert codes(procedure(500), dxa(500), med(oncology, 480)) == set()
 
 
 def test_adherence_is_fine_when_the_next_dose_came() -> None:
@@ -272,3 +283,102 @@ def test_alert_texts_do_not_change_from_day_to_day() -> None:
     day_one = evaluate([med("denosumab-60mg", 250)], TODAY).findings
     day_two = evaluate([med("denosumab-60mg", 250)], TODAY + timedelta(days=3)).findings
     assert day_one == day_two
+
+
+# --- who starts the fracture-liaison clock (alerts.md, 'Index event') ----------------------------------------
+def born(years_before_today: int) -> Fact:
+    return Fact(FactKind.BIRTH_DATE, effective_date=date(TODAY.year - years_before_today, 1, 1))
+
+
+def condition(kind: FactKind, days_ago: int | None = None, **attrs: Any) -> Fact:
+    return Fact(
+        kind,
+        effective_date=ago(days_ago) if days_ago is not None else None,
+        status="active",
+        attrs=attrs,
+        source=f"Condition/{kind.value}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("facts", "gap"),
+    [
+        ([procedure(150)], True),
+        ([procedure(150), born(72)], True),
+        ([procedure(150), born(49)], False),  # under 50 at the fracture
+        ([procedure(150), born(51)], True),  # 50 at the fracture
+        ([procedure(150), condition(FactKind.MALIGNANCY, type="myeloma")], False),
+        ([fracture(150), condition(FactKind.MALIGNANCY, type="bone-metastasis")], False),
+        ([procedure(150), condition(FactKind.MALIGNANCY, type="neoplastic-fracture")], False),
+        # a traumatic fracture code (S22.0 / S32.0) alone starts nothing, nor the augmentation done for it ...
+        ([condition(FactKind.VERTEBRAL_FRACTURE, 150, traumatic=True)], False),
+        ([procedure(150), condition(FactKind.VERTEBRAL_FRACTURE, 160, traumatic=True)], False),
+        # ... unless the record has an osteoporosis code
+        ([condition(FactKind.VERTEBRAL_FRACTURE, 150, traumatic=True), condition(FactKind.OSTEOPOROSIS)], True),
+        # a fracture without onset has no date: it starts no clock (never recordedDate)
+        ([condition(FactKind.VERTEBRAL_FRACTURE, None, osteoporotic=True)], False),
+    ],
+)
+def test_who_starts_the_clock(facts: list[Fact], gap: bool) -> None:
+    assert (A.TREATMENT_GAP in codes(*facts, dxa(150))) is gap
+
+
+# --- the done-when cases -----------------------------------------------------------------------------
+def test_on_alendronate_since_before_the_fracture_no_treatment_gap() -> None:
+    since = med("alendronate", 900, event="statement", status="active")  # taken for years, no end
+    assert codes(procedure(130), dxa(130), since) == set()
+
+
+def test_untreated_the_gap_opens_at_16_weeks() -> None:
+    assert codes(procedure(111), dxa(111)) == set()
+    assert codes(procedure(112), dxa(112)) == {A.TREATMENT_GAP}
+
+
+def test_kyphoplasty_with_myeloma_on_zoledronic_acid_4_mg_raises_no_osteoporosis_alert() -> None:
+    normaliser = Normaliser(Terminology())
+    subject = {"reference": "Patient/p"}
+    resources: list[dict[str, Any]] = [
+        {"resourceType": "Patient", "id": "p", "birthDate": "1950-02-01", "gender": "female"},
+        {
+            "resourceType": "Procedure",
+            "id": "pkp",
+            "status": "completed",
+            "subject": subject,
+            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22514"}]},
+            "performedDateTime": ago(200).isoformat(),
+        },
+        {
+            "resourceType": "Condition",
+            "id": "myeloma",
+            "subject": subject,
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "C90.00"}]},
+            "onsetDateTime": ago(400).isoformat(),
+        },
+    ]
+    resources += [
+        {
+            "resourceType": "MedicationAdministration",
+            "id": f"zol-{n}",
+            "status": "completed",
+            "subject": subject,
+            "medicationCodeableConcept": {"text": "zoledronic acid 4 mg/5 mL concentrate"},
+            "effectiveDateTime": ago(days).isoformat(),
+        }
+        for n, days in [(1, 90), (2, 60), (3, 30)]
+    ]
+    resources.append(
+        {
+            "resourceType": "MedicationAdministration",
+            "id": "xgeva",
+            "status": "completed",
+            "subject": subject,
+            "medicationCodeableConcept": {"text": "Xgeva 120 mg/1.7 mL"},
+            "effectiveDateTime": ago(300).isoformat(),
+        }
+    )
+    facts = [fact for r in resources for fact in normaliser.normalise(r, lambda _: None).facts]
+    assert {f.attrs.get("drug") for f in facts if f.kind is FactKind.MEDICATION} == {
+        "zoledronic-acid-4mg",
+        "denosumab-120mg",
+    }
+    assert codes(*facts) == set()

@@ -11,6 +11,8 @@ from datetime import date, timedelta
 import pytest
 
 from service.domain.calibration import (
+    MIN_EVENTS,
+    MIN_EVENTS_FOR_SLOPE,
     Calibration,
     brier_score,
     c_statistic,
@@ -23,6 +25,7 @@ from service.domain.calibration import (
     log_loss,
     logit,
     paired_log_loss_gain,
+    refit,
 )
 from service.domain.facts import Fact, FactKind
 from service.domain.outcomes import DevelopmentCase, development_case, split_held_out
@@ -125,9 +128,34 @@ def test_an_intercept_shift_alone_updates_the_intercept_only() -> None:
 def test_few_events_allow_no_slope() -> None:
     y, lp = simulate(600, -1.5, 0.5, seed=5)
     events = sum(y)
-    assert 20 <= events < 100 or 20 <= len(y) - events < 100
+    assert MIN_EVENTS <= events < MIN_EVENTS_FOR_SLOPE, events
     assert choose_update(y, lp).method in ("none", "intercept")
-    assert choose_update(y[:30], lp[:30]).method == "none"  # under 20 events
+    few = 300
+    assert sum(y[:few]) < MIN_EVENTS
+    assert choose_update(y[:few], lp[:few]).method == "none"  # under 50 events
+
+
+def test_the_minimum_events_are_stated() -> None:
+    assert (MIN_EVENTS, MIN_EVENTS_FOR_SLOPE) == (50, 145)
+
+
+def test_the_closed_test_as_published() -> None:
+    # Step 1 rejects the original; step 2 finds no slope beyond the intercept: the intercept alone is updated,
+    # without a further test of the intercept against the original (Vergouwe 2017).
+    y, lp = simulate(20_000, 0.4, 1.0, seed=9)
+    choice = choose_update(y, lp)
+    assert (choice.method, choice.reason) == ("intercept", "only the intercept differs")
+    assert choice.p_overall < 0.05
+    assert choice.p_slope >= 0.05
+
+
+def test_refit_on_all_patients() -> None:
+    y, lp = simulate(20_000, 0.5, 0.6, seed=8)
+    a, b = refit("logistic", y, lp)
+    assert (a, b) == pytest.approx((0.5, 0.6), abs=0.08)
+    _, b_only = refit("intercept", y, lp)
+    assert b_only == 1.0
+    assert refit("none", y, lp) == (0.0, 1.0)
 
 
 def test_accuracy_scores_and_the_paired_gain() -> None:
@@ -196,6 +224,31 @@ def test_a_new_augmentation_counts_at_another_level_only() -> None:
     assert same.event is False
     # The prediction is the one at the first operation: the later one changes nothing in it.
     assert other.log_odds == same.log_odds == case_of().log_odds  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("attrs", "day", "event"),
+    [
+        ({"levels": ["T12"], "encounter": "initial"}, OP + timedelta(days=300), True),
+        # the follow-up visit of a known fracture (M80.08XD, ...XG, ...XK, ...XS) is no new fracture
+        ({"levels": ["T12"], "encounter": "subsequent"}, OP + timedelta(days=300), False),
+        ({"levels": ["L1"], "encounter": "sequela"}, OP + timedelta(days=300), False),
+        # without onset a diagnosis is dated by its visit, not the fracture: not counted
+        ({"levels": ["T12"], "recorded_date": (OP + timedelta(days=300)).isoformat()}, None, False),
+        # on the index day: the index fracture, not an incident one
+        ({"levels": ["T12"]}, OP, False),
+    ],
+)
+def test_incident_fractures_by_onset_only(attrs: dict[str, object], day: date | None, event: bool) -> None:
+    later = Fact(FactKind.VERTEBRAL_FRACTURE, effective_date=day, attrs=attrs)
+    case = case_of(later)
+    assert isinstance(case, DevelopmentCase)
+    assert case.event is event
+
+
+def test_augmentation_for_malignancy_is_left_out() -> None:
+    myeloma = Fact(FactKind.MALIGNANCY, status="active", attrs={"type": "myeloma"})
+    assert case_of(myeloma) == "malignancy"
 
 
 def test_open_windows_and_deaths_are_left_out() -> None:

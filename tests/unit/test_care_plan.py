@@ -6,8 +6,11 @@ import json
 from datetime import date
 from typing import Any
 
+import pytest
+
 from service.domain.alert_types import AlertType
-from service.domain.care_plan import Action, AlertView, AssessmentView, plan_activities
+from service.domain.care_plan import Action, AlertView, AssessmentView, PlanContext, plan_activities
+from service.domain.safety import RenalCheck
 from service.fhir.care_plan import build_care_plan, previous_activities
 from service.fhir.validation import validate_resource
 from tests.conftest import FIXTURES
@@ -29,6 +32,8 @@ GAP_RESOLVED = AlertView(
     date(2025, 9, 2),
     ("Condition/ovcf", "Procedure/pkp"),
     "gap",
+    "index:2025-05-01",
+    "evidence",
 )
 DXA_DISMISSED = AlertView(
     "a3", AlertType.BMD_ASSESSMENT_GAP, "dismissed", date(2025, 8, 1), date(2025, 8, 2), ("Condition/ovcf",), "dxa"
@@ -113,3 +118,102 @@ def test_it_uses_what_hl7s_care_plan_examples_use() -> None:
     assert set(resource) <= used | {"identifier", "supportingInfo", "title"}
     for detail in by_id(resource).values():
         assert set(detail) <= detail_used | {"reasonCode", "reasonReference", "productCodeableConcept"}
+
+
+OK_KIDNEYS = PlanContext(RenalCheck(True, "eGFR 62 on 2026-01-05"))
+LOW_EGFR = PlanContext(RenalCheck(False, "eGFR 25 on 2026-01-05 (below 35)", ("Observation/egfr",)))
+
+
+def stopped_alert(**extra: Any) -> AlertView:
+    values: dict[str, Any] = {
+        "id": "s1",
+        "code": AlertType.DENOSUMAB_STOPPED_WITHOUT_FOLLOW_ON,
+        "status": "open",
+        "due": date(2026, 1, 1),
+        "opened": date(2026, 2, 1),
+        "evidence": ("MedicationAdministration/m1",),
+        "detail": "Denosumab 60 mg: more than 16 weeks late.",
+        "episode": "denosumab-last-dose:2025-03-01",
+        **extra,
+    }
+    return AlertView(**values)
+
+
+def test_a_patient_with_egfr_25_gets_no_bisphosphonate_recommendation() -> None:
+    gap = AlertView("g1", AlertType.TREATMENT_GAP, "open", date(2026, 1, 1), date(2026, 1, 2), (), "gap", "index:x")
+    for alert in (stopped_alert(), gap):
+        (ok,) = plan_activities([alert], None, (), OK_KIDNEYS)
+        (low,) = plan_activities([alert], None, (), LOW_EGFR)
+        assert low.action is Action.RENAL_REVIEW
+        resource = plan([low])
+        assert validate_resource(resource) == []
+        detail = by_id(resource)[f"alert-{alert.id}"]
+        assert "productCodeableConcept" not in detail  # no zoledronic acid named
+        assert "zoledronic" not in json.dumps(detail).lower()
+        assert "Specialist review (renal function)" in detail["description"]
+        assert "eGFR 25" in detail["description"]
+        assert ok.action in (Action.START_FOLLOW_ON, Action.START_TREATMENT)
+    overdue = plan_activities([OVERDUE], None, (), LOW_EGFR)[0]
+    assert overdue.action is Action.GIVE_DENOSUMAB_NOW_RENAL
+    assert "zoledronic" not in json.dumps(by_id(plan([overdue]))).lower()
+    # unknown kidney function recommends no bisphosphonate either
+    assert plan_activities([stopped_alert()], None)[0].action is Action.RENAL_REVIEW
+
+
+def test_every_drug_action_adds_a_calcium_and_vitamin_d_check() -> None:
+    activities = plan_activities([OVERDUE, stopped_alert()], HIGH, (), OK_KIDNEYS)
+    for activity, detail in zip(activities, by_id(plan(activities)).values(), strict=True):
+        if detail["kind"] == "MedicationRequest":
+            assert "Check serum calcium and 25-OH vitamin D" in detail["description"], activity.action
+
+
+def test_no_anabolic_switch_for_a_patient_on_denosumab_on_time() -> None:
+    assert Action.ANABOLIC_THERAPY in {a.action for a in plan_activities([], HIGH, (), OK_KIDNEYS)}
+    on_time = PlanContext(OK_KIDNEYS.renal, denosumab_on_time=True)
+    assert Action.ANABOLIC_THERAPY not in {a.action for a in plan_activities([], HIGH, (), on_time)}
+
+
+@pytest.mark.parametrize(
+    ("status", "resolution", "reason", "activity_status", "status_reason"),
+    [
+        ("resolved", "evidence", None, "completed", None),
+        (
+            "resolved",
+            "superseded",
+            "superseded by Denosumab stopped without follow-on",
+            "stopped",
+            "superseded by Denosumab stopped without follow-on",
+        ),
+        (
+            "resolved",
+            "not-applicable",
+            "no longer applicable: malignancy in the record",
+            "cancelled",
+            "no longer applicable: malignancy in the record",
+        ),
+        ("resolved", None, None, "cancelled", "no longer indicated by the record"),
+        ("dismissed", None, "patient declined", "cancelled", "patient declined"),
+    ],
+)
+def test_activity_status_says_how_an_alert_ended(
+    status: str, resolution: str | None, reason: str | None, activity_status: str, status_reason: str | None
+) -> None:
+    alert = stopped_alert(status=status, resolution=resolution, reason=reason)
+    resource = plan(plan_activities([alert], None, (), OK_KIDNEYS))
+    assert validate_resource(resource) == []
+    detail = by_id(resource)["alert-s1"]
+    assert detail["status"] == activity_status
+    assert detail.get("statusReason") == ({"text": status_reason} if status_reason else None)
+
+
+@pytest.mark.parametrize(
+    ("episode", "action"),
+    [
+        ("denosumab-follow-on-ordered:2025-03-01", Action.CONFIRM_FOLLOW_ON),
+        ("denosumab-verify:2019-01-01", Action.VERIFY_DENOSUMAB_DATE),
+    ],
+)
+def test_confirm_and_verify_alerts_ask_to_confirm_and_verify(episode: str, action: Action) -> None:
+    (activity,) = plan_activities([stopped_alert(episode=episode)], None, (), OK_KIDNEYS)
+    assert activity.action is action
+    assert validate_resource(plan([activity])) == []

@@ -18,13 +18,14 @@ from service.domain.cds import (
     review_orders,
 )
 from service.domain.drugs import Drug
+from service.domain.facts import Fact, FactKind
 from service.domain.medication_timeline import MedicationEvent
 from service.fhir.cds_hooks import discovery, draft_drugs, prefetched_drugs
 from service.fhir.cds_hooks_cards import OVERRIDE_SYSTEM, CardContext, order_cards, patient_view_cards
 from service.fhir.validation import validate_resource
 
 TODAY = date(2026, 5, 4)
-CTX = CardContext("refracture-patient-view", "p1", "https://refracture.test/worklist/patients/p1")
+CTX = CardContext("refracture-patient-view", "p1", "https://refracture.test/worklist/patients/p1", TODAY)
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 
@@ -68,11 +69,16 @@ def dose(drug: Drug, day: date, event: str = "administration", status: str = "co
     return MedicationEvent(drug, event, day, status)
 
 
+def egfr(value: float, day: date = date(2026, 1, 5)) -> Fact:
+    return Fact(FactKind.EGFR, value_num=value, effective_date=day, source="Observation/egfr")
+
+
 def state(
     alerts: tuple[CdsAlert, ...] = (),
     medications: tuple[MedicationEvent, ...] = (),
     band: str = "high",
     missing: tuple[str, ...] = ("dxa-t-score", "vertebral-hu"),
+    kidney: tuple[Fact, ...] = (egfr(62.0),),
 ) -> PatientState:
     risk = RiskSummary(
         "a1",
@@ -85,7 +91,7 @@ def state(
         (factor_of("sarcopenia", 0.6), factor_of("glucocorticoids", -0.2), factor_of("diabetes", 0.001)),
         tuple(factor_of(code) for code in missing),
     )
-    return PatientState("p1", risk, alerts, medications)
+    return PatientState("p1", risk, alerts, medications, kidney)
 
 
 OVERDUE = CdsAlert("al-1", AlertType.DENOSUMAB_OVERDUE, "open", "urgent", date(2026, 3, 1), "Last dose 2025-09-01.")
@@ -207,6 +213,9 @@ def test_an_unknown_patient_gets_an_info_card_and_a_known_one_a_warning() -> Non
     [info] = order_cards(unknown, ctx)
     check_card(info)
     assert info["indicator"] == "info"
+    # refracture knows nothing of the kidneys: no bisphosphonate is suggested, a renal review is
+    assert "suggestions" not in info
+    assert "specialist review of renal function" in info["detail"]
     assert "links" not in info
     assert "url" not in info["source"]
     known = review_orders([DMAB], state(medications=(dose(Drug.DENOSUMAB_60, date(2025, 11, 1)),)), TODAY)
@@ -297,3 +306,77 @@ def test_prefetched_orders_count_only_when_live() -> None:
     found = prefetched_drugs({"medications": bundle})
     assert [(d.reference, d.triggering) for d in found] == [("MedicationRequest/z1", False)]
     assert prefetched_drugs(None) == []
+
+
+def drafts_of(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        a["resource"]
+        for c in cards
+        for s in c.get("suggestions", [])
+        for a in s["actions"]
+        if a["resource"]["resourceType"] == "MedicationRequest"
+    ]
+
+
+STOPPED = CdsAlert("al-5", AlertType.DENOSUMAB_STOPPED_WITHOUT_FOLLOW_ON, "open", "urgent", TODAY, "stopped")
+GAP = CdsAlert("al-6", AlertType.TREATMENT_GAP, "open", "urgent", TODAY, "gap")
+
+
+def test_every_drug_draft_carries_an_rxnorm_code_and_the_calcium_check() -> None:
+    cards = patient_view_cards(state((OVERDUE, STOPPED, GAP)), CTX)
+    drafts = drafts_of(cards)
+    assert {d["medicationCodeableConcept"]["coding"][0]["code"] for d in drafts} == {"993452", "705824", "46041"}
+    for draft in drafts:
+        assert draft["medicationCodeableConcept"]["coding"][0]["system"] == RXNORM
+        assert "25-OH vitamin D" in draft["note"][0]["text"]
+    known = review_orders([DMAB], state(medications=(dose(Drug.DENOSUMAB_60, date(2025, 11, 1)),)), TODAY)
+    for draft in drafts_of(order_cards(known, CTX)):
+        assert draft["medicationCodeableConcept"]["coding"][0]["system"] == RXNORM
+
+
+@pytest.mark.parametrize(
+    "kidney",
+    [(egfr(25.0),), (egfr(62.0, date(2024, 12, 1)),), ()],  # low, more than a year old, none
+)
+def test_no_zoledronic_acid_when_the_kidneys_do_not_allow_it(kidney: tuple[Fact, ...]) -> None:
+    cards = patient_view_cards(state((OVERDUE, STOPPED, GAP), kidney=kidney), CTX)
+    for card in cards:
+        check_card(card)
+    products = {d["medicationCodeableConcept"]["coding"][0]["code"] for d in drafts_of(cards)}
+    assert products == {"993452"}  # denosumab only: no zoledronic acid, no alendronate
+    labels = " ".join(s["label"] for c in cards for s in c.get("suggestions", [])).lower()
+    assert "zoledronic" not in labels
+    assert "alendronate" not in labels
+    stopped = next(c for c in cards if c["source"].get("topic", {}).get("code") == STOPPED.code.value)
+    assert "Specialist review (renal function)" in stopped["summary"]
+    known = review_orders(
+        [DMAB], state(medications=(dose(Drug.DENOSUMAB_60, date(2025, 11, 1)),), kidney=kidney), TODAY
+    )
+    [warning] = order_cards(known, CTX)
+    check_card(warning)
+    assert "suggestions" not in warning
+    assert "specialist review of renal function" in warning["detail"]
+
+
+def test_ckd_stage_4_rules_out_a_bisphosphonate_whatever_the_egfr() -> None:
+    ckd = Fact(FactKind.CHRONIC_KIDNEY_DISEASE, status="active", attrs={"stage": 4}, source="Condition/ckd")
+    cards = patient_view_cards(state((GAP,), kidney=(egfr(40.0), ckd)), CTX)
+    assert not drafts_of(cards)
+
+
+@pytest.mark.parametrize("anabolic", [Drug.TERIPARATIDE, Drug.ABALOPARATIDE, Drug.ROMOSOZUMAB])
+def test_an_anabolic_drug_is_no_follow_on_to_denosumab(anabolic: Drug) -> None:
+    found = review_orders([DMAB, DraftDrug(anabolic, "MedicationRequest/t")], state(), TODAY)
+    assert found is not None
+    assert found.verdict is Verdict.FOLLOW_ON_MISSING
+
+
+def test_a_verify_or_confirm_alert_suggests_no_order() -> None:
+    verify = CdsAlert("v", AlertType.DENOSUMAB_DOSE_DUE, "open", "routine", TODAY, "x", "denosumab-verify:2019-01-01")
+    confirm = CdsAlert("c", AlertType.DENOSUMAB_OVERDUE, "open", "routine", TODAY, "x", "denosumab-follow-on-ordered:x")
+    cards = patient_view_cards(state((verify, confirm)), CTX)
+    assert not drafts_of(cards)
+    assert {c["summary"].split(": ", 1)[1] for c in cards[:2]} == {
+        "Verify the date of the last denosumab injection",
+        "Confirm the bisphosphonate ordered to follow denosumab was given",
+    }

@@ -42,3 +42,28 @@ def test_response_bundles() -> None:
     ]
     for kind in ("transaction", "batch"):
         assert validate_resource(response_bundle(kind, entries)) == []
+
+
+def test_care_plans_with_every_action_and_activity_status() -> None:
+    from datetime import date
+
+    from service.domain.care_plan import Action, PlannedActivity
+    from service.fhir.care_plan import build_care_plan
+
+    statuses = ["not-started", "scheduled", "in-progress", "on-hold", "completed", "stopped", "cancelled"]
+    activities = [
+        PlannedActivity(
+            key=f"{action.value}-{status}",
+            action=action,
+            status=status,
+            due=date(2026, 1, 1),
+            detail="x",
+            status_reason="superseded by 'Denosumab stopped without follow-on'" if status != "completed" else None,
+        )
+        for action in Action
+        for status in statuses
+    ]
+    plan = build_care_plan("6b0b1f42-0c1e-5bbd-8a69-0d7c5f6b1a11", "p1", activities, "ra-1", [], date(2025, 5, 1))
+    assert validate_resource(plan) == []
+    reasons = [a["detail"].get("statusReason") for a in plan["activity"]]
+    assert {"text": "superseded by 'Denosumab stopped without follow-on'"} in reasons

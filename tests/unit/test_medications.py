@@ -84,3 +84,25 @@ def test_a_local_code_maps_through_the_code_map() -> None:
     )
     assert match is not None
     assert match.drug is Drug.DENOSUMAB_60
+
+
+@pytest.mark.parametrize(
+    ("concepts", "dose", "ingredient", "mg"),
+    [
+        ([concept("prednisone 5 MG Oral Tablet")], None, "prednisone", 5.0),
+        ([concept(system=S.RXNORM, code="198145")], None, "prednisone", 10.0),
+        ([concept(system=S.RXNORM, code="197582")], None, "dexamethasone", 4.0),
+        ([concept(system=S.RXNORM, code="8638")], {"value": 7.5, "unit": "mg"}, "prednisolone", 7.5),
+        ([concept(system=S.ATC, code="H02AB04")], {"value": 4, "unit": "mg"}, "methylprednisolone", 4.0),
+        ([concept(system=S.ATC, code="H02AB13")], None, "deflazacort", None),
+        # the dose given wins over the tablet's strength (2 x 5 mg tablets)
+        ([concept("prednisolone 5 MG Oral Tablet")], {"value": 10, "unit": "mg"}, "prednisolone", 10.0),
+        ([concept("methylprednisolone acetate 40 mg/mL injection")], None, "methylprednisolone", None),
+    ],
+)
+def test_which_glucocorticoid_and_its_dose(
+    concepts: list[dict[str, Any]], dose: dict[str, Any] | None, ingredient: str, mg: float | None
+) -> None:
+    match = classify(concepts, dose=dose)
+    assert match is not None
+    assert (match.drug, match.ingredient, match.dose_mg) == (Drug.GLUCOCORTICOID, ingredient, mg)

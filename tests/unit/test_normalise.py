@@ -266,3 +266,161 @@ def test_a_bad_code_map_is_refused_at_start(tmp_path: Path, content: str, messag
     mapping.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=message):
         load_code_map(mapping)
+
+
+# --- read as a clinician would (issue 14) ---------------------------------------------------------------------
+def condition(code: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": "c",
+        "subject": {"reference": "Patient/p"},
+        "code": {"coding": [{"system": S.ICD10CM, "code": code}]},
+        **extra,
+    }
+
+
+def test_a_fracture_is_dated_by_its_onset_only() -> None:
+    (fact,) = normalise(condition("M80.08XA", recordedDate="2025-02-01")).facts
+    assert fact.effective_date is None  # unknown onset is unknown timing, never the recorded date
+    assert fact.attrs["recorded_date"] == "2025-02-01"
+    # a comorbidity recorded on a day was known by then
+    (diabetes,) = normalise(condition("E11.9", recordedDate="2025-02-01")).facts
+    assert str(diabetes.effective_date) == "2025-02-01"
+
+
+@pytest.mark.parametrize(
+    ("code", "encounter"),
+    [
+        ("M80.08XA", "initial"),
+        ("M80.08XD", "subsequent"),
+        ("M80.08XG", "subsequent"),
+        ("M80.08XK", "subsequent"),
+        ("M80.08XP", "subsequent"),
+        ("M80.08XS", "sequela"),
+        ("S32.000A", "initial"),
+        ("M81.0", None),
+    ],
+)
+def test_the_encounter_of_a_fracture_code(code: str, encounter: str | None) -> None:
+    (fact,) = normalise(condition(code, onsetDateTime="2025-01-01")).facts
+    assert fact.attrs.get("encounter") == encounter
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "attrs"),
+    [
+        ("S22.000A", FactKind.VERTEBRAL_FRACTURE, {"traumatic": True}),
+        ("S32.010A", FactKind.VERTEBRAL_FRACTURE, {"traumatic": True}),
+        ("M84.58XA", FactKind.MALIGNANCY, {"type": "neoplastic-fracture"}),
+        ("C90.00", FactKind.MALIGNANCY, {"type": "myeloma"}),
+        ("C79.51", FactKind.MALIGNANCY, {"type": "bone-metastasis"}),
+    ],
+)
+def test_traumatic_and_malignant_fracture_codes(code: str, kind: FactKind, attrs: dict[str, Any]) -> None:
+    (fact,) = normalise(condition(code, onsetDateTime="2025-01-01")).facts
+    assert fact.kind is kind
+    assert attrs.items() <= dict(fact.attrs).items()
+
+
+@pytest.mark.parametrize(
+    ("extra", "plane"),
+    [
+        ({}, None),  # SNOMED 285285000 names no plane
+        ({"method": {"text": "Coronal Cobb angle on standing AP radiograph"}}, "coronal"),
+        ({"note": [{"text": "degenerative scoliosis, L1-L4"}]}, "coronal"),
+        ({"bodySite": {"text": "thoracolumbar kyphosis"}}, "sagittal"),
+        ({"code": {"coding": [{"system": S.SNOMED, "code": "285285000"}], "text": "Sagittal Cobb angle"}}, "sagittal"),
+    ],
+)
+def test_the_cobb_angle_plane(extra: dict[str, Any], plane: str | None) -> None:
+    resource = observation({"system": S.SNOMED, "code": "285285000"}, valueQuantity={"value": 25, "code": "deg"})
+    (fact,) = normalise({**resource, **extra}).facts
+    assert fact.attrs.get("plane") == plane
+    ours = observation({"system": S.MEASURE, "code": "cobb-angle"}, valueQuantity={"value": 25, "code": "deg"})
+    assert normalise(ours).facts[0].attrs["plane"] == "coronal"
+
+
+@pytest.mark.parametrize("unit", ["SD", "{SD}", "{T-score}", "1", None])
+def test_a_t_score_in_standard_deviations_is_accepted(unit: str | None) -> None:
+    quantity: dict[str, Any] = {"value": -2.7}
+    if unit is not None:
+        quantity["unit"] = unit
+    (fact,) = normalise(observation({"system": S.LOINC, "code": "38267-1"}, valueQuantity=quantity)).facts
+    assert (fact.value_num, fact.attrs.get("unit_problem")) == (-2.7, None)
+
+
+def test_times_of_day_are_kept_when_given() -> None:
+    timed = normalise(
+        observation(
+            {"system": S.MEASURE, "code": "vertebral-hu"},
+            valueQuantity={"value": 80},
+            effectiveDateTime="2025-03-04T08:10:00+01:00",
+        )
+    ).facts[0]
+    assert timed.attrs.get("timed") is True
+    assert (
+        normalise(observation({"system": S.MEASURE, "code": "vertebral-hu"}, valueQuantity={"value": 80}))
+        .facts[0]
+        .attrs.get("timed")
+        is None
+    )
+
+
+def test_glucocorticoid_ingredient_dose_route_and_statement_details() -> None:
+    statement = {
+        "resourceType": "MedicationStatement",
+        "id": "s",
+        "status": "active",
+        "medicationCodeableConcept": {"coding": [{"system": S.RXNORM, "code": "312617"}]},
+        "subject": {"reference": "Patient/p"},
+        "effectivePeriod": {"start": "2024-01-01"},
+        "dateAsserted": "2025-02-01",
+        "dosage": [{"route": {"text": "oral"}, "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}}],
+    }
+    (fact,) = normalise(statement).facts
+    assert fact.attrs["ingredient"] == "prednisone"
+    assert fact.attrs["dose_mg"] == 5.0
+    assert fact.attrs["route"] == "oral"
+    assert fact.attrs["date_asserted"] == "2025-02-01"
+    assert fact.attrs["period"] is True
+    epidural = {
+        "resourceType": "MedicationAdministration",
+        "id": "a",
+        "status": "completed",
+        "medicationCodeableConcept": {"text": "methylprednisolone acetate 80 mg/mL"},
+        "subject": {"reference": "Patient/p"},
+        "effectiveDateTime": "2025-01-01",
+        "dosage": {"route": {"coding": [{"display": "Epidural route"}]}, "dose": {"value": 80, "unit": "mg"}},
+    }
+    (given,) = normalise(epidural).facts
+    assert (given.attrs["ingredient"], given.attrs["dose_mg"], given.attrs["route"]) == (
+        "methylprednisolone",
+        80.0,
+        "epidural route",
+    )
+
+
+def test_a_dispense_quantity_and_an_expected_supply_duration_are_kept() -> None:
+    dispense = {
+        "resourceType": "MedicationDispense",
+        "id": "d",
+        "status": "completed",
+        "medicationCodeableConcept": {"coding": [{"system": S.RXNORM, "code": "46041"}]},
+        "subject": {"reference": "Patient/p"},
+        "whenHandedOver": "2025-01-01",
+        "quantity": {"value": 4},
+        "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}}}],
+    }
+    (fact,) = normalise(dispense).facts
+    assert (fact.attrs["quantity"], fact.attrs["interval_days"]) == (4.0, 7.0)
+    request = {
+        "resourceType": "MedicationRequest",
+        "id": "r",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": S.RXNORM, "code": "46041"}]},
+        "subject": {"reference": "Patient/p"},
+        "authoredOn": "2025-01-01",
+        "dispenseRequest": {"expectedSupplyDuration": {"value": 84, "code": "d"}},
+    }
+    assert normalise(request).facts[0].attrs["days_supply"] == 84.0

@@ -216,7 +216,7 @@ def test_the_hu_ratio_rule(augmented: float, adjacent: float, expected: bool) ->
 
 @pytest.mark.parametrize(("angle", "expected"), [(10.0, False), (10.5, True), (4.0, False)])
 def test_the_10_degree_cobb_rule(angle: float, expected: bool) -> None:
-    assert inputs(operation(["L1"]), fact(FactKind.COBB_ANGLE, angle))["cobb-over-10"] is expected
+    assert inputs(operation(["L1"]), fact(FactKind.COBB_ANGLE, angle, plane="coronal"))["cobb-over-10"] is expected
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ def _risk(row: dict[str, Any]) -> RiskSummary:
 
 def _fact(row: dict[str, Any]) -> Fact:
     return Fact(
-        FactKind.MEDICATION,
+        FactKind(row["kind"]),
         row["value_num"],
         row["value_text"],
         row["unit"],
@@ -81,11 +81,20 @@ class PostgresCdsStore:
             patient_id,
             _risk(latest) if latest else None,
             tuple(
-                CdsAlert(a["id"], _ALERT_CODES[a["code"]], a["status"], a["priority"], a["due_date"], a["detail"])
+                CdsAlert(
+                    a["id"],
+                    _ALERT_CODES[a["code"]],
+                    a["status"],
+                    a["priority"],
+                    a["due_date"],
+                    a["detail"],
+                    a["episode"],
+                )
                 for a in alerts
                 if a["code"] in _ALERT_CODES
             ),
-            tuple(events_of(facts)),
+            tuple(events_of(f for f in facts if f.kind is FactKind.MEDICATION)),
+            tuple(f for f in facts if f.kind is not FactKind.MEDICATION),
         )
 
     def claim_jti(self, issuer: str, jti: str, expires_at: datetime, now: datetime) -> bool:

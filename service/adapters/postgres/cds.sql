@@ -7,14 +7,15 @@ SELECT id::text AS id, probability, probability_low, probability_high, band, mod
  ORDER BY sequence_no DESC LIMIT 1;
 
 -- name: cds_active_alerts
-SELECT id::text AS id, code, status, priority, due_date, detail
+SELECT id::text AS id, code, status, priority, due_date, detail, episode
   FROM alert WHERE patient_id = %(patient_id)s AND closed_at IS NULL
    AND status IN ('open', 'acknowledged', 'assigned', 'snoozed');
 
 -- name: cds_medication_facts
-SELECT value_num, value_text, unit, effective_date, effective_at, end_date, status, attrs, source_type, source_id,
-       recorded_at
-  FROM fact WHERE patient_id = %(patient_id)s AND kind = 'medication';
+-- Medicines for the order check, and the kidneys (eGFR, CKD) for whether a bisphosphonate may be suggested.
+SELECT kind, value_num, value_text, unit, effective_date, effective_at, end_date, status, attrs, source_type,
+       source_id, recorded_at
+  FROM fact WHERE patient_id = %(patient_id)s AND kind IN ('medication', 'egfr', 'chronic-kidney-disease');
 
 -- name: claim_jti
 -- Expired ids go as new ones arrive; a conflict means the id was seen while its token was still valid.
