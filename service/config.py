@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     ehr_scope_style: Literal["v2", "v1"] = "v2"
     ehr_connect_timeout_s: float = Field(default=5.0, gt=0)
     ehr_read_timeout_s: float = Field(default=30.0, gt=0)
+    # Bulk Data: origins (https://files.example.org) besides the EHR base's own that may receive the SMART token for
+    # export files; status and file URLs elsewhere get no token, and none at a private or link-local address.
+    ehr_bulk_file_hosts: list[str] = []
 
     # Write-back retries: exponential backoff with full jitter up to writeback_backoff_max_s, for this long at most.
     writeback_retry_for_s: float = Field(default=86400.0, gt=0)
