@@ -8,6 +8,7 @@ data for other tools.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hmac
 import re
@@ -27,6 +28,7 @@ from service.api.body import read_body
 from service.api.charts import Bar, contribution_chart
 from service.api.deps import ContainerDep
 from service.api.middleware import AuditNote, note_audit
+from service.api.scoping import check_patient, population_scope
 from service.api.worklist_routes import patient_document, row_to_item
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import ALERT_TYPES, title_of
@@ -99,11 +101,16 @@ async def worklist_page(
         form["risk_band"] or None,
         form["q"] or None,
     )
+    try:
+        scope = await population_scope(request, container, signed)
+    except RefractureError as exc:
+        return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/auth/sign-in", "Not available")
+    filters = dataclasses.replace(filters, scope=scope)
     sort = Sort(form["sort"])
     # Two connections at once: the counts scan every open alert, the page reads fifty.
     page, counts = await asyncio.gather(
         run_in_threadpool(container.worklist.page, filters, sort, cursor, PAGE_SIZE),
-        run_in_threadpool(container.worklist.counts),
+        run_in_threadpool(container.worklist.counts, scope),
     )
     note_audit(request.state, AuditNote("search", patients=[r.patient_id for r in page.rows], detail="worklist page"))
     today = container.today()
@@ -140,6 +147,10 @@ async def patient_page(
     if isinstance(signed, Response):
         return signed
     note_audit(request.state, AuditNote("read", "Patient", patient_id[:64], [patient_id[:64]], "patient page"))
+    try:
+        await check_patient(request, container, signed, patient_id[:64])
+    except RefractureError as exc:
+        return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/worklist", "Outside your sites")
     try:
         view = await run_in_threadpool(container.worklist.patient, patient_id)
     except RefractureError as exc:
@@ -196,6 +207,12 @@ async def act_on_alert(request: Request, alert_id: str, container: ContainerDep)
     if not _csrf_ok(request, fields.get("csrf", "")):
         return _refused(request, 403, "The form has expired; reload the page and try again.", "/worklist")
     back = _safe_back(fields.get("back", ""))
+    alert_patient = await run_in_threadpool(container.access.patient_of_alert, alert_id)
+    if alert_patient is not None:
+        try:
+            await check_patient(request, container, signed, alert_patient)
+        except RefractureError as exc:
+            return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/worklist")
     try:
         action = AlertAction(fields.get("action", ""))
     except ValueError:

@@ -99,6 +99,7 @@ def test_a_callback_works_once_and_only_for_its_state(client: TestClient, idp: R
     forged = client.get("/auth/callback", params={"code": "whatever", "state": "not-ours"})
     assert forged.status_code == 400
     assert client.get(f"{back.path}?{back.query}").status_code == 303
+    client.cookies.set("refracture_signin", state)  # even from the browser that started it
     replayed = client.get(f"{back.path}?{back.query}")
     assert replayed.status_code == 400  # the state was used
     assert "expired or was already used" in replayed.text

@@ -16,7 +16,8 @@ from service.security.principal import Permission, Role, parse_scopes, principal
         ("system/Patient.cruds", [("system", "Patient", True, True)]),
         ("system/Patient.rs", [("system", "Patient", True, False)]),
         ("system/Patient.cu", [("system", "Patient", False, True)]),
-        ("user/Observation.rs?category=laboratory", [("user", "Observation", True, False)]),
+        # A v2 constraint is not evaluated, so the scope grants nothing (refused rather than widened).
+        ("user/Observation.rs?category=laboratory", [("user", "Observation", False, False)]),
         ("openid profile fhirUser launch/patient", []),
         ("system/observation.read system/Observation.xyz", []),  # not a type; not an access mode
     ],
