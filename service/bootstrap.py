@@ -15,7 +15,7 @@ from service.adapters.ehr.bulk import BulkDataClient, make_bulk_client
 from service.adapters.ehr.factory import make_ehr_client
 from service.adapters.metrics import PrometheusMetrics
 from service.adapters.oidc import OidcClient
-from service.adapters.postgres.access import PostgresAccess
+from service.adapters.postgres.access import PostgresAccess, PostgresSubscriptionSecrets
 from service.adapters.postgres.audit import PostgresAuditStore
 from service.adapters.postgres.bulk_import import PostgresImportStore
 from service.adapters.postgres.calibrations import PostgresCalibrationStore
@@ -101,6 +101,7 @@ class Container:
     cds_verifier: CdsTokenVerifier
     # Patient scoping: patients' Organizations, alerts' patients, break-the-glass grants (security/scoping.py).
     access: PostgresAccess
+    subscription_secrets: PostgresSubscriptionSecrets  # the feed's shared secret, rotated by `refracture subscribe`
 
     def today(self) -> date:
         """Today in the hospital's time zone (what "overdue" and ages are counted against)."""
@@ -244,6 +245,7 @@ def bootstrap(
         cds_hooks=cds_hooks,
         cds_verifier=make_cds_verifier(settings, cds_hooks.claim_jti),
         access=PostgresAccess(pool),
+        subscription_secrets=PostgresSubscriptionSecrets(pool),
     )
 
 

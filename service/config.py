@@ -150,6 +150,8 @@ class Settings(BaseSettings):
     # named here: "Authorization: Bearer <secret>" by default, "<name>: <secret>" for another header.
     subscription_secret: SecretStr | None = None
     subscription_header: str = "Authorization"
+    # `refracture subscribe` makes a fresh secret each run; the one it replaces is accepted this much longer.
+    subscription_secret_grace_s: int = Field(default=3600, ge=0, le=7 * 86400)
     # The periodic _lastUpdated poll (0: only when a ping, gap, empty notification or silence asks for one).
     subscription_poll_interval_s: float = Field(default=300.0, ge=0)
     # How far back a resource type's first poll reads when `refracture subscribe` set no mark.

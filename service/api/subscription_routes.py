@@ -26,6 +26,7 @@ from service.fhir.outcome import operation_outcome
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.subscriptions import NotificationError, is_notification_bundle, parse_notification
 from service.security.principal import Permission, Principal
+from service.usecases.subscribe import secret_hash
 from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK, Receipt
 
 __all__ = ["router"]
@@ -66,33 +67,51 @@ async def notifier(request: Request, container: ContainerDep, credentials: Beare
         RefractureError: 401 without either; 403 for a token whose role may not write clinical data.
     """
     settings = container.settings
-    secret = settings.subscription_secret
     presented = request.headers.get(settings.subscription_header)
-    if secret is not None and presented is not None:
-        value = secret.get_secret_value()
-        expected = f"Bearer {value}" if settings.subscription_header.lower() == "authorization" else value
-        if hmac.compare_digest(presented.strip().encode(), expected.encode()):
-            # The secret grants notification handling only: no role (no other route accepts it), resources it
-            # carries are not stored but read back from the EHR (_notification_only), and it is rate limited.
-            principal = Principal(
-                subject=f"ehr-subscription:{settings.subscription_feed}",
-                roles=frozenset(),
-                kind="system",
-                source=_SECRET_SOURCE,
+    if presented is not None and await _secret_matches(container, presented):
+        # The secret grants notification handling only: no role (no other route accepts it), resources it
+        # carries are not stored but read back from the EHR (_notification_only), and it is rate limited.
+        principal = Principal(
+            subject=f"ehr-subscription:{settings.subscription_feed}",
+            roles=frozenset(),
+            kind="system",
+            source=_SECRET_SOURCE,
+        )
+        request.state.principal = principal
+        wait = await run_in_threadpool(container.rate_limiter.allow, f"client:{principal.subject}")
+        if wait is not None:
+            raise RefractureError(
+                Problem.TOO_MANY_REQUESTS,
+                [Issue("throttled", f"more than {container.rate_limiter.per_minute} requests a minute; slow down")],
+                {"Retry-After": str(int(wait))},
             )
-            request.state.principal = principal
-            wait = await run_in_threadpool(container.rate_limiter.allow, f"client:{principal.subject}")
-            if wait is not None:
-                raise RefractureError(
-                    Problem.TOO_MANY_REQUESTS,
-                    [Issue("throttled", f"more than {container.rate_limiter.per_minute} requests a minute; slow down")],
-                    {"Retry-After": str(int(wait))},
-                )
-            return principal
+        return principal
     principal = await caller(request, container, credentials)
     if not principal.may(Permission.WRITE_CLINICAL_DATA):
         raise forbidden("notifications need the write-clinical-data permission, which your role does not have")
     return principal
+
+
+async def _secret_matches(container: Container, presented: str) -> bool:
+    """The feed's secret as `refracture subscribe` last made it (or the one it replaced, for a grace period); the
+    configured REFRACTURE_SUBSCRIPTION_SECRET only while subscribe has never run (Subscriptions made by hand)."""
+    settings = container.settings
+    value = presented.strip()
+    if settings.subscription_header.lower() == "authorization":
+        scheme, _, value = value.partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        value = value.strip()
+    if not value or len(value) > 512:
+        return False
+    feed = settings.subscription_feed
+    stored = await run_in_threadpool(container.subscription_secrets.accepted, feed, container.clock())
+    if stored is not None:
+        digest = secret_hash(value)
+        return any(hmac.compare_digest(digest, known) for known in stored)
+    if settings.subscription_secret is None:
+        return False
+    return hmac.compare_digest(value.encode(), settings.subscription_secret.get_secret_value().encode())
 
 
 Notifier = Annotated[Principal, Depends(notifier)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from service.config import get_settings
 from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK, WorkDone
 from tests.conftest import RecordingQueue, make_settings, query_one, table_counts
 from tests.ehr_standin import RunningStandIn
+from tests.worklist_data import FixedClock
 
 pytestmark = pytest.mark.integration
 
@@ -326,7 +328,11 @@ def test_subscribe_twice_makes_one_subscription_per_criteria(
         assert {s["criteria"] for s in rest_hooks} >= {"Observation?", "Procedure?", "MedicationAdministration?"}
         channel = rest_hooks[0]["channel"]
         assert channel["endpoint"] == "https://refracture.example.org/fhir/$subscription-hook/ehr"
-        assert channel["header"] == [f"Authorization: Bearer {SECRET}"]
+        # Each run made a fresh secret (never the configured one), the same for every Subscription of the run.
+        [header] = channel["header"]
+        assert header.startswith("Authorization: Bearer ")
+        assert SECRET not in header
+        assert {s["channel"]["header"][0] for s in rest_hooks} == {header}
         assert len([r for r in ehr.app.requests if r.method == "POST" and r.path == "/Subscription"]) == 9
         # An EHR that advertises the backport gets one topic-based Subscription instead.
         ehr.app.reset()
@@ -338,4 +344,45 @@ def test_subscribe_twice_makes_one_subscription_per_criteria(
         assert topics[0]["criteria"] == TOPIC
         assert query_one(database_url, "SELECT count(*) FROM subscription_high_water") == 9
     finally:
+        get_settings.cache_clear()
+
+
+def test_subscribe_rotates_the_secret(
+    services: LocalServices, database_url: str, ehr: RunningStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ehr.app.reset()
+    values = {**feed_settings(ehr), "database_url": database_url, "redis_url": services.redis_url}
+    for key, value in {**values, "environment": "test"}.items():
+        monkeypatch.setenv(f"REFRACTURE_{key.upper()}", str(value))
+    get_settings.cache_clear()
+    clock = FixedClock(datetime.now(UTC))  # `refracture subscribe` runs on the real clock
+    settings = make_settings(services, database_url, **feed_settings(ehr))
+    container = bootstrap(settings, queue=RecordingQueue(), clock=clock)
+    try:
+        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+
+            def answer(secret: str) -> int:
+                headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/fhir+json"}
+                return int(post(client, None, headers).status_code)
+
+            assert answer(SECRET) == 200  # before any `refracture subscribe`: the configured secret
+            assert main(["subscribe"]) == 0
+            first = ehr.app.resources("Subscription")[0]["channel"]["header"][0].removeprefix("Authorization: Bearer ")
+            assert answer(first) == 200
+            assert answer(SECRET) == 401  # rotated away
+            ehr.app.capability = {**ehr.app.capability, "status": "active"}  # any change: the channel is re-sent
+            assert main(["subscribe"]) == 0
+            second = ehr.app.resources("Subscription")[0]["channel"]["header"][0].removeprefix("Authorization: Bearer ")
+            assert second != first
+            assert answer(second) == 200
+            assert answer(first) == 200  # notifications already on their way, for the grace period
+            clock.now += timedelta(seconds=container.settings.subscription_secret_grace_s + 120)
+            assert answer(first) == 401
+            assert answer(second) == 200
+        assert (
+            query_one(database_url, "SELECT count(*) FROM subscription_secret WHERE secret_hash = %s", second.encode())
+            == 0
+        )
+    finally:
+        container.close()
         get_settings.cache_clear()

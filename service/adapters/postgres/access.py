@@ -50,3 +50,35 @@ class PostgresAccess:
                 "VALUES (%s, %s, %s, %s, %s)",
                 (actor, patient_id, reason, now, expires_at),
             )
+
+
+class PostgresSubscriptionSecrets:
+    """See service.usecases.subscribe.SecretStore."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def rotate(self, feed_id: str, secret_hash: bytes, now: datetime, previous_until: datetime) -> None:
+        """Make ``secret_hash`` the feed's secret; the one it replaces stays valid until ``previous_until``."""
+        with pooled_transaction(self._pool) as conn:
+            conn.execute(
+                "INSERT INTO subscription_secret (feed_id, secret_hash, rotated_at) "
+                "VALUES (%(feed)s, %(hash)s, %(now)s) "
+                "ON CONFLICT (feed_id) DO UPDATE SET previous_hash = subscription_secret.secret_hash, "
+                "previous_until = %(until)s, secret_hash = EXCLUDED.secret_hash, rotated_at = EXCLUDED.rotated_at",
+                {"feed": feed_id, "hash": secret_hash, "now": now, "until": previous_until},
+            )
+
+    def accepted(self, feed_id: str, now: datetime) -> list[bytes] | None:
+        """The hashes a notification's secret may have now; None when `refracture subscribe` never made one."""
+        with pooled_transaction(self._pool) as conn:
+            row: Any = conn.execute(
+                "SELECT secret_hash, previous_hash, previous_until FROM subscription_secret WHERE feed_id = %s",
+                (feed_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        hashes = [bytes(row["secret_hash"])]
+        if row["previous_hash"] is not None and row["previous_until"] is not None and row["previous_until"] > now:
+            hashes.append(bytes(row["previous_hash"]))
+        return hashes

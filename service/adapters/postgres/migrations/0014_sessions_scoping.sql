@@ -20,3 +20,13 @@ CREATE TABLE IF NOT EXISTS break_glass (
     expires_at  timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS break_glass_actor_idx ON break_glass (actor, expires_at);
+
+-- The Subscription's shared secret, made fresh by every `refracture subscribe` (only its SHA-256 is kept). The one
+-- it replaced stays valid until previous_until, for notifications already on their way.
+CREATE TABLE IF NOT EXISTS subscription_secret (
+    feed_id         text        PRIMARY KEY,
+    secret_hash     bytea       NOT NULL,
+    previous_hash   bytea,
+    previous_until  timestamptz,
+    rotated_at      timestamptz NOT NULL
+);
