@@ -14,7 +14,7 @@ import hmac
 import re
 from pathlib import Path
 from typing import Annotated, Any, Final
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
@@ -150,7 +150,9 @@ async def patient_page(
     try:
         await check_patient(request, container, signed, patient_id[:64])
     except RefractureError as exc:
-        return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/worklist", "Outside your sites")
+        # A coordinator may break the glass (a reason, a time limit, audited); a patient-bound token may not.
+        glass = patient_id[:64] if signed.may(Permission.BREAK_GLASS) and not signed.patient_bound else None
+        return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/worklist", "Outside your sites", glass)
     try:
         view = await run_in_threadpool(container.worklist.patient, patient_id)
     except RefractureError as exc:
@@ -243,6 +245,40 @@ async def act_on_alert(request: Request, alert_id: str, container: ContainerDep)
     return RedirectResponse(f"{back}{separator}done={action.value}", status_code=303)
 
 
+@router.post("/worklist/patients/{patient_id}/break-glass", response_class=HTMLResponse)
+async def break_glass(request: Request, patient_id: str, container: ContainerDep) -> Response:
+    """See a patient outside one's sites: a stated reason, for REFRACTURE_BREAK_GLASS_TTL_S, audited."""
+    signed = await _signed_in(request, container, Permission.BREAK_GLASS)
+    if isinstance(signed, Response):
+        return signed
+    patient_id = patient_id[:64]
+    note = AuditNote("break-glass", "Patient", patient_id, [patient_id])
+    note_audit(request.state, note)
+    if not _same_origin(request):
+        return _refused(request, 403, "This form was sent from another site; nothing was changed.", "/worklist")
+    try:
+        raw = await read_body(request, _MAX_FORM_BYTES)
+    except RefractureError:
+        return _refused(request, 413, "The form is too large; nothing was changed.", "/worklist")
+    fields = {k: v[-1].strip() for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+    if not _csrf_ok(request, fields.get("csrf", "")):
+        return _refused(request, 403, "The form has expired; reload the page and try again.", "/worklist")
+    reason = fields.get("reason", "")
+    if signed.patient_bound or not 10 <= len(reason) <= 500:
+        return _refused(
+            request,
+            400,
+            "Say why you need to see this patient (10 to 500 characters).",
+            "/worklist",
+            glass_patient=patient_id,
+        )
+    note.detail = reason
+    now = container.clock()
+    expires_at = now + dt.timedelta(seconds=container.settings.break_glass_ttl_s)
+    await run_in_threadpool(container.access.grant, signed.subject, patient_id, reason, now, expires_at)
+    return RedirectResponse(f"/worklist/patients/{quote(patient_id, safe='')}", status_code=303)
+
+
 async def _signed_in(request: Request, container: ContainerDep, permission: Permission) -> Principal | Response:
     """The signed-in person allowed ``permission``; else the sign-in page (not signed in) or a refusal (no role)."""
     try:
@@ -328,10 +364,14 @@ def _same_origin(request: Request) -> bool:
 
 
 def _refused(
-    request: Request, status: int, message: str, back: str, heading: str = "The action was not applied"
+    request: Request,
+    status: int,
+    message: str,
+    back: str,
+    heading: str = "The action was not applied",
+    glass_patient: str | None = None,
 ) -> Response:
     principal: Principal | None = getattr(request.state, "principal", None)
     who = _who(request, principal) if principal else {}
-    return templates.TemplateResponse(
-        request, "refused.html", {**who, "message": message, "back": back, "heading": heading}, status_code=status
-    )
+    context = {**who, "message": message, "back": back, "heading": heading, "glass_patient": glass_patient}
+    return templates.TemplateResponse(request, "refused.html", context, status_code=status)

@@ -270,3 +270,26 @@ def test_a_v2_scope_constraint_is_refused_with_a_clear_403(services: LocalServic
             assert "?category=" in refused.json()["issue"][0]["details"]["text"]
     finally:
         container.close()
+
+
+def test_the_patient_page_offers_to_break_the_glass(sites: Sites) -> None:
+    client = sites.client
+    theirs = sites.south[0]
+    refused = client.get(f"/worklist/patients/{theirs}", headers=NORTH)
+    assert refused.status_code == 403
+    assert f'action="/worklist/patients/{theirs}/break-glass"' in refused.text
+    url = f"/worklist/patients/{theirs}/break-glass"
+    assert client.post(url, data={"reason": "short"}, headers=NORTH).status_code == 400
+    cross = client.post(
+        url, data={"reason": "a transfer from the south ward"}, headers={**NORTH, "Origin": "https://evil.example"}
+    )
+    assert cross.status_code == 403
+    assert client.get(f"/worklist/patients/{theirs}", headers=NORTH).status_code == 403
+    done = client.post(url, data={"reason": "a transfer from the south ward"}, headers=NORTH)
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/worklist/patients/{theirs}"
+    assert client.get(f"/worklist/patients/{theirs}", headers=NORTH).status_code == 200
+    integration = client.post(
+        url, data={"reason": "a transfer from the south ward"}, headers={"Authorization": "Bearer test-integration"}
+    )
+    assert integration.status_code == 403
