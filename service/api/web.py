@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.auth import bearer, caller
 from service.api.body import read_body
 from service.api.charts import Bar, contribution_chart
+from service.api.csrf import same_origin
 from service.api.deps import ContainerDep
 from service.api.middleware import AuditNote, note_audit
 from service.api.scoping import check_patient, population_scope
@@ -356,11 +357,8 @@ def _safe_back(back: str) -> str:
 
 
 def _same_origin(request: Request) -> bool:
-    """Until sign-in exists (the security issue), refuse cross-site form posts: a page elsewhere must not act here."""
-    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
-        return False
-    origin = request.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == request.url.netloc
+    """Refuse cross-site form posts (with the session's CSRF token): a page elsewhere must not act here."""
+    return same_origin(request)
 
 
 def _refused(
