@@ -15,6 +15,7 @@ from service.adapters.ehr.bulk import BulkDataClient, make_bulk_client
 from service.adapters.ehr.factory import make_ehr_client
 from service.adapters.metrics import PrometheusMetrics
 from service.adapters.oidc import OidcClient
+from service.adapters.postgres.access import PostgresAccess, PostgresSubscriptionSecrets
 from service.adapters.postgres.audit import PostgresAuditStore
 from service.adapters.postgres.bulk_import import PostgresImportStore
 from service.adapters.postgres.calibrations import PostgresCalibrationStore
@@ -98,6 +99,9 @@ class Container:
     # CDS Hooks: cards from stored state, and the check of the EHR's JWT on every call (docs/cds-hooks.md).
     cds_hooks: CdsHooks
     cds_verifier: CdsTokenVerifier
+    # Patient scoping: patients' Organizations, alerts' patients, break-the-glass grants (security/scoping.py).
+    access: PostgresAccess
+    subscription_secrets: PostgresSubscriptionSecrets  # the feed's shared secret, rotated by `refracture subscribe`
 
     def today(self) -> date:
         """Today in the hospital's time zone (what "overdue" and ages are counted against)."""
@@ -214,7 +218,14 @@ def bootstrap(
         clock=clock,
         local_day=today,
         authenticator=make_authenticator(settings),
-        sessions=Sessions(PostgresSessionStore(pool), clock, settings.session_ttl_s, settings.auth_roles_claim),
+        sessions=Sessions(
+            PostgresSessionStore(pool),
+            clock,
+            settings.session_ttl_s,
+            settings.auth_roles_claim,
+            settings.session_idle_s,
+            settings.auth_sites_claim,
+        ),
         audit=AuditLog(PostgresAuditStore(pool), settings.audit_retention_days),
         rate_limiter=RateLimiter(settings.redis_url, settings.rate_limit_per_minute),
         oidc=OidcClient(
@@ -233,6 +244,8 @@ def bootstrap(
         feed_worker=feed_worker,
         cds_hooks=cds_hooks,
         cds_verifier=make_cds_verifier(settings, cds_hooks.claim_jti),
+        access=PostgresAccess(pool),
+        subscription_secrets=PostgresSubscriptionSecrets(pool),
     )
 
 

@@ -10,7 +10,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -222,7 +222,7 @@ def cmd_subscribe(_: argparse.Namespace) -> int:
     """Register refracture's Subscriptions at the EHR (or update them); idempotent."""
     from service.bootstrap import bootstrap  # noqa: PLC0415
     from service.fhir.resource_types import INPUT_TYPES  # noqa: PLC0415
-    from service.usecases.subscribe import Subscriber, SubscriptionPlan  # noqa: PLC0415
+    from service.usecases.subscribe import Subscriber, SubscriptionPlan, rotate_secret  # noqa: PLC0415
 
     container = bootstrap()
     try:
@@ -230,11 +230,15 @@ def cmd_subscribe(_: argparse.Namespace) -> int:
         if container.ehr is None or not settings.subscription_public_url:
             print("refracture subscribe needs REFRACTURE_EHR_BASE_URL and REFRACTURE_SUBSCRIPTION_PUBLIC_URL")
             return 2
-        header = None
-        if settings.subscription_secret is not None:
-            secret = settings.subscription_secret.get_secret_value()
-            bearer = settings.subscription_header.lower() == "authorization"
-            header = f"{settings.subscription_header}: {'Bearer ' if bearer else ''}{secret}"
+        # A fresh shared secret on every run (rotation); the EHR gets it in the Subscriptions' channel header.
+        secret = rotate_secret(
+            container.subscription_secrets,
+            settings.subscription_feed,
+            container.clock,
+            timedelta(seconds=settings.subscription_secret_grace_s),
+        )
+        bearer = settings.subscription_header.lower() == "authorization"
+        header = f"{settings.subscription_header}: {'Bearer ' if bearer else ''}{secret}"
         plan = SubscriptionPlan(
             feed_id=settings.subscription_feed,
             endpoint=f"{settings.subscription_public_url.rstrip('/')}/fhir/$subscription-hook/{settings.subscription_feed}",

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     ehr_scope_style: Literal["v2", "v1"] = "v2"
     ehr_connect_timeout_s: float = Field(default=5.0, gt=0)
     ehr_read_timeout_s: float = Field(default=30.0, gt=0)
+    # Bulk Data: origins (https://files.example.org) besides the EHR base's own that may receive the SMART token for
+    # export files; status and file URLs elsewhere get no token, and none at a private or link-local address.
+    ehr_bulk_file_hosts: list[str] = []
 
     # Write-back retries: exponential backoff with full jitter up to writeback_backoff_max_s, for this long at most.
     writeback_retry_for_s: float = Field(default=86400.0, gt=0)
@@ -98,6 +101,17 @@ class Settings(BaseSettings):
     oidc_redirect_url: str | None = None
     oidc_scope: str = "openid profile"
     session_ttl_s: int = Field(default=8 * 3600, ge=60)
+    # A session unused this long ends (and it never outlives the signed-in token's exp).
+    session_idle_s: int = Field(default=30 * 60, ge=60)
+    # --- who sees which patient (docs/security.md, "Patient and organisation scoping") ---
+    # The token claim listing the sites a person works for (a list or a space-separated string).
+    auth_sites_claim: str = Field(default="sites", pattern=r"^[A-Za-z0-9_\-.:/]{1,100}$")
+    # A person whose token has no sites claim sees no patient (instead of every patient).
+    auth_sites_required: bool = False
+    # Each site's Organization references ({"north": ["Organization/org-north"]}); unmapped: Organization/{site}.
+    sites: dict[str, list[str]] = {}
+    # How long a break-the-glass grant lasts (the person asks again after it).
+    break_glass_ttl_s: int = Field(default=4 * 3600, ge=60, le=24 * 3600)
     # Requests per minute per client (0: no limit); a flood gets 429 with Retry-After.
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     # Audit rows older than this are purged by the daily sweep's housekeeping (HIPAA keeps documentation 6 years).
@@ -127,8 +141,8 @@ class Settings(BaseSettings):
     api_port: int = 8000
 
     # --- observability (docs/operations.md) ---
-    # /metrics without a token (it holds no patient data); unset: public except in production, where it needs the
-    # administrator role.
+    # /metrics without a token (it holds no patient data) only when set to true; otherwise it needs the
+    # metrics-reader role or the system/metrics.read scope (administrators too).
     metrics_public: bool | None = None
     # An OTLP/HTTP collector's base URL (e.g. http://otel-collector:4318): traces are sent there. Unset, and no
     # OTEL_EXPORTER_OTLP_ENDPOINT: no tracing at all.
@@ -143,6 +157,8 @@ class Settings(BaseSettings):
     # named here: "Authorization: Bearer <secret>" by default, "<name>: <secret>" for another header.
     subscription_secret: SecretStr | None = None
     subscription_header: str = "Authorization"
+    # `refracture subscribe` makes a fresh secret each run; the one it replaces is accepted this much longer.
+    subscription_secret_grace_s: int = Field(default=3600, ge=0, le=7 * 86400)
     # The periodic _lastUpdated poll (0: only when a ping, gap, empty notification or silence asks for one).
     subscription_poll_interval_s: float = Field(default=300.0, ge=0)
     # How far back a resource type's first poll reads when `refracture subscribe` set no mark.
@@ -221,8 +237,9 @@ class Settings(BaseSettings):
 
     @property
     def metrics_open(self) -> bool:
-        """Whether /metrics answers without a token."""
-        return self.metrics_public if self.metrics_public is not None else self.environment != "production"
+        """Whether /metrics answers without a token: only when REFRACTURE_METRICS_PUBLIC=true is set explicitly
+        (least privilege: Prometheus gets the metrics-reader role or the system/metrics.read scope)."""
+        return self.metrics_public is True
 
 
 @lru_cache(maxsize=1)

@@ -35,6 +35,7 @@ class OidcStandIn:
         self.codes: dict[str, dict[str, Any]] = {}
         self.token_requests: list[dict[str, str]] = []
         self.authorize_requests: list[dict[str, str]] = []
+        self.end_session = False  # whether discovery offers an end_session_endpoint
         self.app = Starlette(
             routes=[
                 Route("/.well-known/openid-configuration", self.discovery),
@@ -52,6 +53,7 @@ class OidcStandIn:
                 "token_endpoint": f"{self.issuer}/token",
                 "jwks_uri": f"{self.issuer}/jwks",
                 "code_challenge_methods_supported": ["S256"],
+                **({"end_session_endpoint": f"{self.issuer}/logout"} if self.end_session else {}),
             }
         )
 

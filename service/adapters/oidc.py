@@ -106,6 +106,19 @@ class OidcClient:
             raise AuthError("the sign-in provider sent no ID token")
         return id_token
 
+    def end_session_url(self, post_logout_redirect_uri: str) -> str | None:
+        """Where to send the person to end the session at the provider (OpenID Connect RP-Initiated Logout 1.0:
+        client_id and post_logout_redirect_uri), or None when the provider offers no end_session_endpoint.
+
+        Raises:
+            AuthError: the provider's discovery document cannot be read.
+        """
+        endpoint = self._discovery().get("end_session_endpoint")
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+            return None
+        query = {"client_id": self.client_id, "post_logout_redirect_uri": post_logout_redirect_uri}
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{urlencode(query)}"
+
     def close(self) -> None:
         """Close the connections this client opened."""
         if self._owns_http:

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.api.auth import require
+from service.api.auth import CallerDep, forbidden, require
 from service.api.deps import ContainerDep, fhir_base
 from service.api.middleware import AuditNote, note_audit
 from service.api.responses import FhirJSONResponse, fhir_response
+from service.api.scoping import check_patient, patient_scope
 from service.fhir.audit_event import audit_event
 from service.fhir.outcome import searchset
 from service.security.principal import Permission
@@ -64,6 +65,7 @@ async def unrecognised_codes(
 async def audit_events(
     request: Request,
     container: ContainerDep,
+    principal: CallerDep,
     since: Annotated[datetime | None, Query(description="from this moment (inclusive)")] = None,
     until: Annotated[datetime | None, Query(description="before this moment")] = None,
     patient: Annotated[str | None, Query(max_length=64, description="only this Patient id")] = None,
@@ -72,6 +74,11 @@ async def audit_events(
 ) -> FhirJSONResponse:
     """A searchset Bundle of AuditEvent; the ``next`` link carries on after the last one."""
     note_audit(request.state, AuditNote("export", "AuditEvent", patients=[patient] if patient else [], detail="audit"))
+    # An administrator limited to some sites exports one patient of theirs at a time; the whole trail is not theirs.
+    if patient is not None:
+        await check_patient(request, container, principal, patient)
+    elif not (await patient_scope(request, container, principal)).everyone:
+        raise forbidden("your token is limited to some sites or patients: export the trail of one patient (patient=)")
     rows = await run_in_threadpool(container.audit.read, since, until, patient, after, count)
     bundle = searchset(fhir_base(request), [audit_event(r) for r in rows])
     del bundle["total"]  # a page, not the number of matches

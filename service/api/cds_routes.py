@@ -19,6 +19,7 @@ from starlette.responses import Response
 from service.api.auth import bearer, forbidden, unauthenticated
 from service.api.deps import ContainerDep
 from service.api.middleware import AuditNote, note_audit
+from service.api.scoping import check_patient
 from service.errors import Issue, Problem, RefractureError, refuse
 from service.fhir.cds_hooks import ORDER_HOOKS, SERVICES, discovery
 from service.fhir.jsonio import dumps, parse
@@ -100,7 +101,7 @@ async def cds_caller(
         raise unauthenticated("send the EHR's signed JWT as a bearer token", "missing")
     token = credentials.credentials
     settings = container.settings
-    dev = DevTokens(settings.auth_dev_tokens, settings.auth_roles_claim).verify(token)
+    dev = DevTokens(settings.auth_dev_tokens, settings.auth_roles_claim, settings.auth_sites_claim).verify(token)
     if dev is not None:
         if not dev.may(Permission.CALL_CDS_SERVICES):
             raise forbidden("CDS Hooks calls need the integration-client role")
@@ -192,13 +193,15 @@ async def call_service(
     request: Request,
     service_id: str,
     container: ContainerDep,
-    _: CdsCaller,
+    principal: CdsCaller,
 ) -> Response:
     """The hook request as CDS Hooks 2.0 defines it; prefetch is optional (refracture answers from stored state)."""
     _known(service_id)
     call = _hook_call(service_id, await _body(request))
     note = AuditNote("cds-hook", "Patient", call.patient_id, [call.patient_id], service_id)
     note_audit(request.state, note)
+    # A caller limited to some patients (sites, SMART patient context) gets cards for those only.
+    await check_patient(request, container, principal, call.patient_id)
     page = f"{_base(request)}/worklist/patients/{quote(call.patient_id, safe='')}"
     cards = await run_in_threadpool(container.cds_hooks.cards, call, page)
     note.detail = f"{service_id}: {len(cards)} card(s)"

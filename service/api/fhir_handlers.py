@@ -101,10 +101,13 @@ def _check_scopes(planned: PlannedBundle, principal: Principal) -> None:
             and not (
                 principal.may_read(entry.resource_type)
                 if entry.method == "GET"
-                else principal.may_write(entry.resource_type)
+                else principal.may_write(entry.resource_type, "c" if entry.method == "POST" else "u")
             )
         }
     )
+    # Reads inside a Bundle are not filtered by patient: a caller limited to some patients may not make them.
+    if (principal.patient_bound or principal.sites is not None) and any(e.method == "GET" for e in planned.entries):
+        raise forbidden("reads inside a Bundle are not available to a token limited to some patients or sites")
     if refused:
         raise forbidden(f"your scopes do not allow this Bundle's {', '.join(refused)} entries")
 

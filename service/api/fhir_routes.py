@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -14,6 +14,7 @@ from service.api.deps import ContainerDep, fhir_base
 from service.api.fhir_handlers import Answer, check_input_type, handle_bundle, handle_write
 from service.api.middleware import AuditNote, note_audit
 from service.api.responses import FhirJSONResponse, fhir_response
+from service.api.scoping import check_patient
 from service.errors import Problem, refuse
 from service.fhir.capability import READ_ONLY_TYPES, capability_statement
 from service.fhir.codesystems import CODE_SYSTEMS, code_system
@@ -112,7 +113,7 @@ async def create(
 ) -> FhirJSONResponse:
     """Store one resource; a resource carrying the EHR's id keeps it, and re-sending it is a no-op."""
     check_input_type(resource_type)
-    _may_write(principal, resource_type)
+    _may_write(principal, resource_type, "c")
     raw = await read_fhir_body(request, container.settings.max_body_bytes)
     answer = await run_in_threadpool(handle_write, container, raw, resource_type, None, None, fhir_base(request))
     note_audit(request.state, AuditNote("create", resource_type, answer.resource_id, answer.patients))
@@ -140,7 +141,7 @@ async def update(
 ) -> FhirJSONResponse:
     """Store a new version; identical content makes no new version."""
     check_input_type(resource_type)
-    _may_write(principal, resource_type)
+    _may_write(principal, resource_type, "u")
     raw = await read_fhir_body(request, container.settings.max_body_bytes)
     answer = await run_in_threadpool(
         handle_write, container, raw, resource_type, resource_id, if_match, fhir_base(request)
@@ -167,9 +168,10 @@ async def search_risk_assessment(
 ) -> FhirJSONResponse:
     """RiskAssessments of one patient as a searchset Bundle, newest first."""
     _only_parameters(request, {"subject", "patient", "_count"}, "RiskAssessment is searched by subject (or patient)")
-    _may_read(principal, "RiskAssessment", Permission.READ_RESULTS)
+    _may_read(principal, "RiskAssessment", Permission.READ_RESULTS, "s")
     patient_id = _patient_parameter(subject or patient)
     note_audit(request.state, AuditNote("search", "RiskAssessment", patients=[patient_id]))
+    await check_patient(request, container, principal, patient_id)
     bodies = await run_in_threadpool(container.store.risk_assessments_of, patient_id, count)
     return fhir_response(searchset(fhir_base(request), [parse(b.encode()) for b in bodies]))
 
@@ -190,9 +192,10 @@ async def search_care_plan(
 ) -> FhirJSONResponse:
     """The patient's one active CarePlan as a searchset Bundle (empty when the patient has none)."""
     _only_parameters(request, {"subject", "patient"}, "CarePlan is searched by subject (or patient)")
-    _may_read(principal, "CarePlan", Permission.READ_RESULTS)
+    _may_read(principal, "CarePlan", Permission.READ_RESULTS, "s")
     patient_id = _patient_parameter(subject or patient)
     note_audit(request.state, AuditNote("search", "CarePlan", patients=[patient_id]))
+    await check_patient(request, container, principal, patient_id)
     body = await run_in_threadpool(container.store.care_plan_of, patient_id)
     return fhir_response(searchset(fhir_base(request), [parse(body.encode())] if body else []))
 
@@ -243,6 +246,8 @@ async def read(
         if produced is None:
             raise refuse(Problem.NOT_FOUND, "not-found", f"{resource_type}/{resource_id} is not known")
         note.patients = _patients_of(produced.body)
+        for patient_id in note.patients:
+            await check_patient(request, container, principal, patient_id)
         return fhir_response(produced.body, 200, {"ETag": f'W/"{produced.version_id}"'})
     if resource_type not in READ_ONLY_TYPES:
         check_input_type(resource_type)
@@ -251,17 +256,32 @@ async def read(
     if stored is None:
         raise refuse(Problem.NOT_FOUND, "not-found", f"{resource_type}/{resource_id} is not known")
     note.patients = _patients_of(stored.body)
+    for patient_id in note.patients:
+        await check_patient(request, container, principal, patient_id)
     return fhir_response(stored.body, 200, {"ETag": f'W/"{stored.version_id}"'})
 
 
-def _may_write(principal: Principal, resource_type: str) -> None:
-    if not principal.may_write(resource_type):
-        raise forbidden(f"your scopes do not allow writing {resource_type}")
+_INTERACTIONS: Final = {"c": "creating", "u": "updating", "r": "reading", "s": "searching"}
 
 
-def _may_read(principal: Principal, resource_type: str, permission: Permission) -> None:
-    if not principal.may_read(resource_type, permission):
-        raise forbidden(f"your role or scopes do not allow reading {resource_type}")
+def _may_write(principal: Principal, resource_type: str, interaction: str) -> None:
+    if not principal.may_write(resource_type, interaction):
+        what = _INTERACTIONS[interaction]
+        raise forbidden(f"your scopes do not allow {what} {resource_type}{_constrained(principal)}")
+
+
+def _may_read(principal: Principal, resource_type: str, permission: Permission, interaction: str = "r") -> None:
+    if not principal.may_read(resource_type, permission, interaction):
+        raise forbidden(
+            f"your role or scopes do not allow {_INTERACTIONS[interaction]} {resource_type}{_constrained(principal)}"
+        )
+
+
+def _constrained(principal: Principal) -> str:
+    # SMART v2 scope constraints are refused, not evaluated: say so rather than leave the caller guessing.
+    if principal.constrained_scopes:
+        return " (scopes with constraints, such as ?category=, are not supported: ask for the scope without one)"
+    return ""
 
 
 def _patients_of(body: str) -> list[str]:

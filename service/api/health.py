@@ -135,12 +135,13 @@ def close_readiness(app: Any) -> None:
 
 
 async def _metrics_reader(request: Request, container: ContainerDep, credentials: BearerDep) -> None:
-    """Anyone when REFRACTURE_METRICS_PUBLIC holds (the default outside production), else administrators."""
+    """Anyone only when REFRACTURE_METRICS_PUBLIC=true is set; else the metrics-reader role (or the
+    system/metrics.read scope) and administrators."""
     if container.settings.metrics_open:
         return
     principal = await caller(request, container, credentials)
-    if not principal.may(Permission.ADMINISTER):
-        raise forbidden("the metrics need the administer permission, which your role does not have")
+    if not principal.may(Permission.READ_METRICS):
+        raise forbidden("the metrics need the metrics-reader role (or system/metrics.read), which you do not have")
 
 
 # Not in the OpenAPI document: Prometheus's text format is for scrapers, not API clients (docs/operations.md).

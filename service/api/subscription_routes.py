@@ -7,6 +7,7 @@ apart from every resource type (types start with a capital letter).
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from typing import Annotated, Any
 
@@ -19,12 +20,13 @@ from service.api.deps import ContainerDep
 from service.api.middleware import AuditNote, note_audit
 from service.api.responses import FhirJSONResponse, fhir_response
 from service.bootstrap import Container
-from service.errors import Issue, Problem, refuse
+from service.errors import Issue, Problem, RefractureError, refuse
 from service.fhir.jsonio import parse
 from service.fhir.outcome import operation_outcome
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.subscriptions import NotificationError, is_notification_bundle, parse_notification
-from service.security.principal import Permission, Principal, Role
+from service.security.principal import Permission, Principal
+from service.usecases.subscribe import secret_hash
 from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK, Receipt
 
 __all__ = ["router"]
@@ -65,27 +67,66 @@ async def notifier(request: Request, container: ContainerDep, credentials: Beare
         RefractureError: 401 without either; 403 for a token whose role may not write clinical data.
     """
     settings = container.settings
-    secret = settings.subscription_secret
     presented = request.headers.get(settings.subscription_header)
-    if secret is not None and presented is not None:
-        value = secret.get_secret_value()
-        expected = f"Bearer {value}" if settings.subscription_header.lower() == "authorization" else value
-        if hmac.compare_digest(presented.strip().encode(), expected.encode()):
-            principal = Principal(
-                subject=f"ehr-subscription:{settings.subscription_feed}",
-                roles=frozenset({Role.INTEGRATION_CLIENT}),
-                kind="system",
-                source="subscription-secret",
+    if presented is not None and await _secret_matches(container, presented):
+        # The secret grants notification handling only: no role (no other route accepts it), resources it
+        # carries are not stored but read back from the EHR (_notification_only), and it is rate limited.
+        principal = Principal(
+            subject=f"ehr-subscription:{settings.subscription_feed}",
+            roles=frozenset(),
+            kind="system",
+            source=_SECRET_SOURCE,
+        )
+        request.state.principal = principal
+        wait = await run_in_threadpool(container.rate_limiter.allow, f"client:{principal.subject}")
+        if wait is not None:
+            raise RefractureError(
+                Problem.TOO_MANY_REQUESTS,
+                [Issue("throttled", f"more than {container.rate_limiter.per_minute} requests a minute; slow down")],
+                {"Retry-After": str(int(wait))},
             )
-            request.state.principal = principal
-            return principal
+        return principal
     principal = await caller(request, container, credentials)
     if not principal.may(Permission.WRITE_CLINICAL_DATA):
         raise forbidden("notifications need the write-clinical-data permission, which your role does not have")
     return principal
 
 
+async def _secret_matches(container: Container, presented: str) -> bool:
+    """The feed's secret as `refracture subscribe` last made it (or the one it replaced, for a grace period); the
+    configured REFRACTURE_SUBSCRIPTION_SECRET only while subscribe has never run (Subscriptions made by hand)."""
+    settings = container.settings
+    value = presented.strip()
+    if settings.subscription_header.lower() == "authorization":
+        scheme, _, value = value.partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        value = value.strip()
+    if not value or len(value) > 512:
+        return False
+    feed = settings.subscription_feed
+    stored = await run_in_threadpool(container.subscription_secrets.accepted, feed, container.clock())
+    if stored is not None:
+        digest = secret_hash(value)
+        return any(hmac.compare_digest(digest, known) for known in stored)
+    if settings.subscription_secret is None:
+        return False
+    return hmac.compare_digest(value.encode(), settings.subscription_secret.get_secret_value().encode())
+
+
 Notifier = Annotated[Principal, Depends(notifier)]
+_SECRET_SOURCE = "subscription-secret"  # noqa: S105 - how the caller authenticated, not a secret
+
+
+def _notification_only(principal: Principal) -> bool:
+    """A caller with the Subscription's shared secret: it may say what changed, not what the data is."""
+    return principal.source == _SECRET_SOURCE
+
+
+def _known_feed(container: Container, feed_id: str) -> None:
+    # Only the configured feed: an unknown id gets 404 and leaves no row behind.
+    if feed_id != container.settings.subscription_feed:
+        raise refuse(Problem.NOT_FOUND, "not-found", "no such feed")
 
 
 def _acknowledge(request: Request, background: BackgroundTasks, receipt: Receipt) -> FhirJSONResponse:
@@ -127,6 +168,7 @@ async def notification(
     """An R4 rest-hook notification without payload (something changed: refracture re-reads by ``_lastUpdated``),
     a topic-based notification Bundle (handshake, heartbeat, event-notification; R4B/R5 SubscriptionStatus or the
     R4 backport's Parameters), or a single resource (servers that POST the payload)."""
+    _known_feed(container, subscription_id)
     raw = await read_body(request, container.settings.max_body_bytes)
     if not raw.strip():
         note_audit(request.state, AuditNote("notification", detail="ping"))
@@ -142,6 +184,8 @@ async def notification(
         except NotificationError as exc:
             raise refuse(Problem.INVALID, "structure", str(exc)) from None
         types = {e.focus[0] for e in parsed.events if e.focus} | {key[0] for key in parsed.resources}
+        if _notification_only(principal):
+            parsed = dataclasses.replace(parsed, resources={})  # announced: read from the EHR, not taken from here
         for resource_type in sorted(types & INPUT_TYPES):
             _may_write(principal, resource_type)
         note_audit(request.state, AuditNote("notification", detail=parsed.kind))
@@ -177,6 +221,7 @@ async def update(
 ) -> FhirJSONResponse:
     """R4 rest-hook with payload: the EHR PUTs the resource to ``{endpoint}/{type}/{id}``; without a body (id only),
     refracture reads the resource from the EHR in a worker."""
+    _known_feed(container, subscription_id)
     raw = await read_body(request, container.settings.max_body_bytes)
     body: dict[str, Any] | None = None
     if raw.strip():
@@ -200,6 +245,8 @@ async def _resource(
 ) -> FhirJSONResponse:
     if resource_type in INPUT_TYPES:
         _may_write(principal, resource_type)
+    if _notification_only(principal):
+        body = None  # the resource is read from the EHR by a worker, not taken from the notification
     note_audit(request.state, AuditNote("notification", resource_type, resource_id))
     receipt = await run_in_threadpool(container.notifications.resource, feed_id, resource_type, resource_id, body)
     note = request.state.audit
@@ -218,5 +265,7 @@ def _check_media_type(request: Request) -> None:
 
 
 def _may_write(principal: Principal, resource_type: str) -> None:
+    if _notification_only(principal):
+        return  # nothing is written from its body: announced resources are fetched
     if not principal.may_write(resource_type):
         raise forbidden(f"your scopes do not allow writing {resource_type}")

@@ -8,12 +8,13 @@ data for other tools.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hmac
 import re
 from pathlib import Path
 from typing import Annotated, Any, Final
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
@@ -25,8 +26,10 @@ from starlette.concurrency import run_in_threadpool
 from service.api.auth import bearer, caller
 from service.api.body import read_body
 from service.api.charts import Bar, contribution_chart
+from service.api.csrf import same_origin
 from service.api.deps import ContainerDep
 from service.api.middleware import AuditNote, note_audit
+from service.api.scoping import check_patient, population_scope
 from service.api.worklist_routes import patient_document, row_to_item
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import ALERT_TYPES, title_of
@@ -99,11 +102,16 @@ async def worklist_page(
         form["risk_band"] or None,
         form["q"] or None,
     )
+    try:
+        scope = await population_scope(request, container, signed)
+    except RefractureError as exc:
+        return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/auth/sign-in", "Not available")
+    filters = dataclasses.replace(filters, scope=scope)
     sort = Sort(form["sort"])
     # Two connections at once: the counts scan every open alert, the page reads fifty.
     page, counts = await asyncio.gather(
         run_in_threadpool(container.worklist.page, filters, sort, cursor, PAGE_SIZE),
-        run_in_threadpool(container.worklist.counts),
+        run_in_threadpool(container.worklist.counts, scope),
     )
     note_audit(request.state, AuditNote("search", patients=[r.patient_id for r in page.rows], detail="worklist page"))
     today = container.today()
@@ -140,6 +148,12 @@ async def patient_page(
     if isinstance(signed, Response):
         return signed
     note_audit(request.state, AuditNote("read", "Patient", patient_id[:64], [patient_id[:64]], "patient page"))
+    try:
+        await check_patient(request, container, signed, patient_id[:64])
+    except RefractureError as exc:
+        # A coordinator may break the glass (a reason, a time limit, audited); a patient-bound token may not.
+        glass = patient_id[:64] if signed.may(Permission.BREAK_GLASS) and not signed.patient_bound else None
+        return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/worklist", "Outside your sites", glass)
     try:
         view = await run_in_threadpool(container.worklist.patient, patient_id)
     except RefractureError as exc:
@@ -196,6 +210,12 @@ async def act_on_alert(request: Request, alert_id: str, container: ContainerDep)
     if not _csrf_ok(request, fields.get("csrf", "")):
         return _refused(request, 403, "The form has expired; reload the page and try again.", "/worklist")
     back = _safe_back(fields.get("back", ""))
+    alert_patient = await run_in_threadpool(container.access.patient_of_alert, alert_id)
+    if alert_patient is not None:
+        try:
+            await check_patient(request, container, signed, alert_patient)
+        except RefractureError as exc:
+            return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/worklist")
     try:
         action = AlertAction(fields.get("action", ""))
     except ValueError:
@@ -224,6 +244,40 @@ async def act_on_alert(request: Request, alert_id: str, container: ContainerDep)
     note.patients = [result.alert.patient_id]
     separator = "&" if "?" in back else "?"
     return RedirectResponse(f"{back}{separator}done={action.value}", status_code=303)
+
+
+@router.post("/worklist/patients/{patient_id}/break-glass", response_class=HTMLResponse)
+async def break_glass(request: Request, patient_id: str, container: ContainerDep) -> Response:
+    """See a patient outside one's sites: a stated reason, for REFRACTURE_BREAK_GLASS_TTL_S, audited."""
+    signed = await _signed_in(request, container, Permission.BREAK_GLASS)
+    if isinstance(signed, Response):
+        return signed
+    patient_id = patient_id[:64]
+    note = AuditNote("break-glass", "Patient", patient_id, [patient_id])
+    note_audit(request.state, note)
+    if not _same_origin(request):
+        return _refused(request, 403, "This form was sent from another site; nothing was changed.", "/worklist")
+    try:
+        raw = await read_body(request, _MAX_FORM_BYTES)
+    except RefractureError:
+        return _refused(request, 413, "The form is too large; nothing was changed.", "/worklist")
+    fields = {k: v[-1].strip() for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+    if not _csrf_ok(request, fields.get("csrf", "")):
+        return _refused(request, 403, "The form has expired; reload the page and try again.", "/worklist")
+    reason = fields.get("reason", "")
+    if signed.patient_bound or not 10 <= len(reason) <= 500:
+        return _refused(
+            request,
+            400,
+            "Say why you need to see this patient (10 to 500 characters).",
+            "/worklist",
+            glass_patient=patient_id,
+        )
+    note.detail = reason
+    now = container.clock()
+    expires_at = now + dt.timedelta(seconds=container.settings.break_glass_ttl_s)
+    await run_in_threadpool(container.access.grant, signed.subject, patient_id, reason, now, expires_at)
+    return RedirectResponse(f"/worklist/patients/{quote(patient_id, safe='')}", status_code=303)
 
 
 async def _signed_in(request: Request, container: ContainerDep, permission: Permission) -> Principal | Response:
@@ -303,18 +357,19 @@ def _safe_back(back: str) -> str:
 
 
 def _same_origin(request: Request) -> bool:
-    """Until sign-in exists (the security issue), refuse cross-site form posts: a page elsewhere must not act here."""
-    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
-        return False
-    origin = request.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == request.url.netloc
+    """Refuse cross-site form posts (with the session's CSRF token): a page elsewhere must not act here."""
+    return same_origin(request)
 
 
 def _refused(
-    request: Request, status: int, message: str, back: str, heading: str = "The action was not applied"
+    request: Request,
+    status: int,
+    message: str,
+    back: str,
+    heading: str = "The action was not applied",
+    glass_patient: str | None = None,
 ) -> Response:
     principal: Principal | None = getattr(request.state, "principal", None)
     who = _who(request, principal) if principal else {}
-    return templates.TemplateResponse(
-        request, "refused.html", {**who, "message": message, "back": back, "heading": heading}, status_code=status
-    )
+    context = {**who, "message": message, "back": back, "heading": heading, "glass_patient": glass_patient}
+    return templates.TemplateResponse(request, "refused.html", context, status_code=status)

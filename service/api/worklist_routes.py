@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from service.api.auth import require
+from service.api.auth import forbidden, require
 from service.api.deps import ContainerDep
 from service.api.middleware import AuditNote, audit_records, client_ip, note_audit
+from service.api.scoping import PopulationScope, check_patient
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import title_of
 from service.domain.patient import age_on
@@ -28,6 +30,7 @@ router = APIRouter(prefix="/api", tags=["Worklist"])
 
 WorklistReader = Annotated[Principal, Depends(require(Permission.READ_WORKLIST))]
 AlertActor = Annotated[Principal, Depends(require(Permission.ACT_ON_ALERTS))]
+GlassBreaker = Annotated[Principal, Depends(require(Permission.BREAK_GLASS))]
 
 AlertCode = Literal[
     "denosumab-dose-due",
@@ -167,11 +170,13 @@ async def worklist(
     container: ContainerDep,
     _: WorklistReader,
     filters: FiltersDep,
+    scope: PopulationScope,
     sort: Sort = Sort.DUE,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> WorklistResponse:
     """Open alerts (open, acknowledged, assigned, snoozed) with the patient's details and risk; keyset pages."""
+    filters = dataclasses.replace(filters, scope=scope)
     page = await run_in_threadpool(container.worklist.page, filters, sort, cursor, limit)
     note_audit(request.state, AuditNote("search", patients=[r.patient_id for r in page.rows], detail="worklist"))
     today = container.today()
@@ -179,9 +184,9 @@ async def worklist(
 
 
 @router.get("/worklist/counts", operation_id="worklistCounts", summary="Open alerts per code and priority")
-async def counts(container: ContainerDep, _: WorklistReader) -> list[CountItem]:
-    """For a dashboard."""
-    rows = await run_in_threadpool(container.worklist.counts)
+async def counts(container: ContainerDep, _: WorklistReader, scope: PopulationScope) -> list[CountItem]:
+    """For a dashboard (the patients of the caller's sites)."""
+    rows = await run_in_threadpool(container.worklist.counts, scope)
     return [CountItem(code=code, title=title_of(code), priority=priority, open=n) for code, priority, n in rows]
 
 
@@ -216,9 +221,15 @@ _CSV_COLUMNS = [
     responses={200: {"content": {"text/csv": {}}, "description": "All rows of the filter"}},
 )
 def export_csv(
-    request: Request, container: ContainerDep, principal: WorklistReader, filters: FiltersDep, sort: Sort = Sort.DUE
+    request: Request,
+    container: ContainerDep,
+    principal: WorklistReader,
+    filters: FiltersDep,
+    scope: PopulationScope,
+    sort: Sort = Sort.DUE,
 ) -> StreamingResponse:
     """Every open alert of the filter, streamed."""
+    filters = dataclasses.replace(filters, scope=scope)
     today = container.today()
     note_audit(request.state, AuditNote("export", detail="worklist.csv"))
     request_id = getattr(request.state, "request_id", None)
@@ -265,6 +276,7 @@ async def act(
     """Each action is kept in the alert's history with who and when; the patient's CarePlan follows."""
     note = AuditNote("alert-action", detail=f"alert {alert_id}: {body.action.value}")
     note_audit(request.state, note)
+    await _check_alert(request, container, principal, alert_id)
     action = ActionRequest(body.action, body.assignee, body.until, body.reason, body.note)
     result = await run_in_threadpool(container.actions.act, alert_id, action, principal.subject, body.revision)
     alert = result.alert
@@ -294,12 +306,58 @@ async def act(
 
 
 @router.get("/patients/{patient_id}", operation_id="patient", summary="Everything the patient page shows")
-async def patient(request: Request, patient_id: str, container: ContainerDep, _: WorklistReader) -> dict[str, Any]:
+async def patient(
+    request: Request, patient_id: str, container: ContainerDep, principal: WorklistReader
+) -> dict[str, Any]:
     """The risk with each factor's contribution, the missing inputs, the alerts with evidence and history, the
     medication timeline and the CarePlan's activities."""
     note_audit(request.state, AuditNote("read", "Patient", patient_id, [patient_id], "patient page"))
+    await check_patient(request, container, principal, patient_id)
     view = await run_in_threadpool(container.worklist.patient, patient_id)
     return patient_document(view, container.today())
+
+
+async def _check_alert(request: Request, container: ContainerDep, principal: Principal, alert_id: str) -> None:
+    """An action on an alert of a patient outside the caller's scope is refused (an unknown alert: the action's 404)."""
+    patient_id = await run_in_threadpool(container.access.patient_of_alert, alert_id)
+    if patient_id is not None:
+        await check_patient(request, container, principal, patient_id)
+
+
+class BreakGlassBody(BaseModel):
+    """Why the coordinator must see a patient outside their sites (kept in the audit trail)."""
+
+    reason: str = Field(min_length=10, max_length=500)
+
+
+class BreakGlassOut(BaseModel):
+    """A break-the-glass grant: the patient is visible to the caller until expires_at."""
+
+    patient_id: str
+    expires_at: datetime
+
+
+@router.post(
+    "/patients/{patient_id}/break-glass",
+    operation_id="breakGlass",
+    summary="See a patient outside your sites, for a stated reason, for a limited time (audited)",
+    status_code=201,
+)
+async def break_glass(
+    request: Request,
+    patient_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9\-.]{1,64}$")],
+    body: BreakGlassBody,
+    container: ContainerDep,
+    principal: GlassBreaker,
+) -> BreakGlassOut:
+    """Grants the caller this patient for REFRACTURE_BREAK_GLASS_TTL_S; the reason is in the audit trail."""
+    note_audit(request.state, AuditNote("break-glass", "Patient", patient_id, [patient_id], body.reason.strip()))
+    if principal.patient_bound:
+        raise forbidden("a token bound to one patient cannot break the glass")
+    now = container.clock()
+    expires_at = now + timedelta(seconds=container.settings.break_glass_ttl_s)
+    await run_in_threadpool(container.access.grant, principal.subject, patient_id, body.reason.strip(), now, expires_at)
+    return BreakGlassOut(patient_id=patient_id, expires_at=expires_at)
 
 
 def patient_document(view: PatientView, today: date) -> dict[str, Any]:

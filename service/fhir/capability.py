@@ -31,6 +31,18 @@ READ_ONLY_TYPES: Final[dict[str, list[dict[str, str]]]] = {
 }
 
 
+# The scopes refracture checks, per type and interaction (service/security/principal.py); docs/security.md.
+SECURITY_DESCRIPTION = (
+    "OAuth 2.0 bearer tokens (JWT) from the hospital's issuer. SMART scopes are checked per resource type and "
+    "interaction: v2 system/{type}.c (POST), .u (PUT), .r (read), .s (search), e.g. system/Observation.cu, "
+    "system/RiskAssessment.rs; v1 .read (= rs), .write (= cud) and .* are accepted. patient/ scopes bind the token "
+    "to its launch patient (the patient claim): reads of other patients and population-wide lists are refused. "
+    "Scopes with constraints (?category=...) are refused, not evaluated. system/metrics.read reads /metrics only. "
+    "Roles (integration-client, care-coordinator, administrator, metrics-reader) come from the roles claim; a sites "
+    "claim limits a person to the patients of those sites (Patient.managingOrganization)."
+)
+
+
 def capability_statement(base_url: str) -> dict[str, Any]:
     """The server's CapabilityStatement for this FHIR base URL."""
     resources: list[dict[str, Any]] = [
@@ -72,6 +84,20 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                     "Takes the EHR's Patients, Observations, Procedures, Conditions and medication resources, "
                     "singly or in transaction/batch Bundles, and serves refracture's own CodeSystems."
                 ),
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": SECURITY_DESCRIPTION,
+                },
                 "resource": resources,
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
             }

@@ -98,6 +98,7 @@ class TokenVerifier:
         algorithms: Sequence[str],
         leeway_s: int = 60,
         roles_claim: str = "roles",
+        sites_claim: str = "sites",
         now: Callable[[], float] = time.time,
     ) -> None:
         unsafe = set(algorithms) - ASYMMETRIC_ALGORITHMS
@@ -109,6 +110,8 @@ class TokenVerifier:
         self._algorithms = list(algorithms)
         self._leeway_s = leeway_s
         self._roles_claim = roles_claim
+        self._sites_claim = sites_claim
+        self._sites_claim = sites_claim
         self._now = now
 
     def claims(self, token: str, audience: str | None = None, nonce: str | None = None) -> dict[str, Any]:
@@ -148,7 +151,7 @@ class TokenVerifier:
         Raises:
             AuthError: the token is not valid (see ``claims``).
         """
-        return principal_from_claims(self.claims(token), self._roles_claim)
+        return principal_from_claims(self.claims(token), self._roles_claim, sites_claim=self._sites_claim)
 
 
 def _kid(token: str) -> str | None:
@@ -169,15 +172,20 @@ def _reason(exc: JoseError) -> str:
 class DevTokens:
     """Static tokens from configuration, for development and tests only (refused in production by Settings)."""
 
-    def __init__(self, tokens: Mapping[str, Mapping[str, Any]], roles_claim: str = "roles") -> None:
+    def __init__(
+        self, tokens: Mapping[str, Mapping[str, Any]], roles_claim: str = "roles", sites_claim: str = "sites"
+    ) -> None:
         self._tokens = dict(tokens)
         self._roles_claim = roles_claim
+        self._sites_claim = sites_claim
 
     def verify(self, token: str) -> Principal | None:
         """The principal of a configured token, or None (compared in constant time)."""
         for known, claims in self._tokens.items():
             if hmac.compare_digest(known.encode(), token.encode()):
-                return principal_from_claims(claims, self._roles_claim, source="dev-token")
+                return principal_from_claims(
+                    claims, self._roles_claim, source="dev-token", sites_claim=self._sites_claim
+                )
         return None
 
     def __bool__(self) -> bool:

@@ -3,11 +3,13 @@ duplicated."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from service.fhir.subscription_builders import (
@@ -19,12 +21,33 @@ from service.fhir.subscription_builders import (
 from service.usecases.ports import Clock, EhrGateway
 from service.usecases.subscriptions import FeedStore
 
-__all__ = ["Registered", "Subscriber", "SubscriptionPlan"]
+__all__ = ["Registered", "SecretStore", "Subscriber", "SubscriptionPlan", "rotate_secret", "secret_hash"]
 
 log = logging.getLogger(__name__)
 
 # Our clock and the EHR's differ a little: the first poll after registering starts this much earlier.
 _CLOCK_MARGIN = timedelta(minutes=5)
+
+
+class SecretStore(Protocol):
+    """Where the feed's shared secret is kept (as a hash)."""
+
+    def rotate(self, feed_id: str, secret_hash: bytes, now: datetime, previous_until: datetime) -> None:
+        """Make this the feed's secret; the previous one stays valid until ``previous_until``."""
+
+
+def secret_hash(secret: str) -> bytes:
+    """What is stored of a secret: its SHA-256 (a copy of the table cannot be replayed as notifications)."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def rotate_secret(store: SecretStore, feed_id: str, clock: Clock, grace: timedelta) -> str:
+    """A fresh secret for the feed's Subscriptions (every `refracture subscribe` rotates it); the one it replaces
+    is accepted for ``grace`` longer, for notifications already on their way and Subscriptions not yet updated."""
+    secret = secrets.token_urlsafe(32)
+    now = clock()
+    store.rotate(feed_id, secret_hash(secret), now, now + grace)
+    return secret
 
 
 @dataclass(frozen=True, slots=True)

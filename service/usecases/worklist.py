@@ -16,6 +16,7 @@ from service.domain.alert_types import title_of
 from service.domain.facts import Fact
 from service.domain.medication_timeline import MedicationEvent, events_of
 from service.errors import Problem, refuse
+from service.security.scoping import PatientScope
 
 __all__ = [
     "ACTIVE_STATES",
@@ -55,6 +56,7 @@ class WorklistFilters:
     due_before: date | None = None
     risk_band: str | None = None
     text: str | None = None  # in name or MRN
+    scope: PatientScope | None = None  # the caller's patients (sites, break-the-glass grants); None: everyone
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +133,8 @@ class WorklistStore(Protocol):
     ) -> Iterator[WorklistRow]:
         """Open alerts in the sort's order, after a keyset position, at most ``limit`` (None: all)."""
 
-    def worklist_counts(self) -> list[tuple[str, str, int]]:
-        """(code, priority, open alerts)."""
+    def worklist_counts(self, scope: PatientScope | None = None) -> list[tuple[str, str, int]]:
+        """(code, priority, open alerts) of the patients in scope."""
 
     def patient_page(self, patient_id: str) -> PatientRecords:
         """What the patient page is made of."""
@@ -199,9 +201,9 @@ class Worklist:
         """Every row of the filter, for CSV export."""
         return self._store.worklist_rows(filters, sort, None, None)
 
-    def counts(self) -> list[tuple[str, str, int]]:
-        """Open alerts per code and priority."""
-        return self._store.worklist_counts()
+    def counts(self, scope: PatientScope | None = None) -> list[tuple[str, str, int]]:
+        """Open alerts per code and priority (of the patients in scope)."""
+        return self._store.worklist_counts(scope)
 
     def patient(self, patient_id: str) -> PatientView:
         """The patient page's content.

@@ -46,6 +46,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/worklist/counts"): {COORDINATOR},
     ("GET", "/api/worklist.csv"): {COORDINATOR},
     ("GET", "/api/patients/{patient_id}"): {COORDINATOR},
+    ("POST", "/api/patients/{patient_id}/break-glass"): {COORDINATOR},
     ("POST", "/api/alerts/{alert_id}/actions"): {COORDINATOR},
     ("GET", "/api/terminology/unrecognised"): {ADMIN},
     ("GET", "/api/audit"): {ADMIN},

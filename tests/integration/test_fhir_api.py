@@ -143,6 +143,10 @@ def test_metadata_is_a_capability_statement(client: TestClient) -> None:
     assert body["fhirVersion"] == "4.0.1"
     types = {r["type"] for r in body["rest"][0]["resource"]}
     assert {"Patient", "Observation", "MedicationDispense", "CodeSystem"} <= types
+    security = body["rest"][0]["security"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    for listed in (".cu", ".rs", ".read", ".write", "patient/", "?category=", "system/metrics.read"):
+        assert listed in security["description"], listed
 
 
 def test_code_systems_are_served(client: TestClient) -> None:

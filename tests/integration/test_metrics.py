@@ -22,7 +22,7 @@ from service.adapters.local_services import LocalServices, free_port
 from service.api.app import create_app
 from service.bootstrap import Container
 from service.domain.risk_model import model_version
-from tests.conftest import AUTH, ROOT, make_settings
+from tests.conftest import AUTH, ROOT, TOKENS, make_settings
 from tests.ehr_standin import Fault, RunningStandIn
 from tests.integration.test_writeback import T0, Clock, build, dose, patient
 from tests.unit.test_metric_helpers import sample
@@ -45,7 +45,9 @@ def app(
 ) -> Iterator[tuple[Container, TestClient, Clock]]:
     clock = Clock()
     # A queue of its own: its depth is this test's alone.
-    container = build(services, database_url, ehr, clock, celery_queue=f"metrics-{uuid.uuid4().hex[:8]}")
+    container = build(
+        services, database_url, ehr, clock, celery_queue=f"metrics-{uuid.uuid4().hex[:8]}", metrics_public=True
+    )
     with TestClient(app=create_app(lambda: container), raise_server_exceptions=False) as client:
         yield container, client, clock
     container.close()
@@ -151,8 +153,15 @@ def test_metrics_move_with_exact_values(
         assert f'"{pid}"' not in final
 
 
-def test_metrics_need_an_administrator_when_not_public(services: LocalServices, database_url: str) -> None:
-    container = build(services, database_url, None, Clock(), metrics_public=False)
+def test_metrics_need_the_metrics_reader_or_an_administrator_when_not_public(
+    services: LocalServices, database_url: str
+) -> None:
+    tokens = {
+        **TOKENS,
+        "test-metrics": {"sub": "prometheus", "roles": ["metrics-reader"]},
+        "test-metrics-scope": {"sub": "prometheus", "client_id": "prometheus", "scope": "system/metrics.read"},
+    }
+    container = build(services, database_url, None, Clock(), auth_dev_tokens=tokens)
     try:
         with TestClient(app=create_app(lambda: container), raise_server_exceptions=False) as client:
             anonymous = client.get("/metrics")
@@ -163,6 +172,13 @@ def test_metrics_need_an_administrator_when_not_public(services: LocalServices, 
             assert coordinator.status_code == 403
             admin = client.get("/metrics", headers={"Authorization": "Bearer test-admin"})
             assert admin.status_code == 200
+            # Least privilege: Prometheus reads the metrics with a role or scope that opens nothing else.
+            for token in ("test-metrics", "test-metrics-scope"):
+                reader = {"Authorization": f"Bearer {token}"}
+                assert client.get("/metrics", headers=reader).status_code == 200
+                assert client.get("/api/worklist", headers=reader).status_code == 403
+                assert client.get("/fhir/Observation/x", headers=reader).status_code == 403
+                assert client.get("/api/audit", headers=reader).status_code == 403
             assert admin.headers["content-type"].startswith("text/plain")
             assert "refracture_model_info" in admin.text
             assert "/metrics" not in client.app.openapi()["paths"]  # type: ignore[attr-defined]
@@ -170,8 +186,10 @@ def test_metrics_need_an_administrator_when_not_public(services: LocalServices, 
         container.close()
 
 
-def test_production_protects_metrics_by_default(services: LocalServices, database_url: str) -> None:
-    assert make_settings(services, database_url).metrics_open
+def test_metrics_are_public_only_when_set_explicitly(services: LocalServices, database_url: str) -> None:
+    assert not make_settings(services, database_url).metrics_open  # not even outside production
+    assert not make_settings(services, database_url, environment="development").metrics_open
+    assert make_settings(services, database_url, metrics_public=True).metrics_open
     production = make_settings(
         services,
         database_url,

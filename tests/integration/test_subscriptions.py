@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,13 +21,62 @@ from service.config import get_settings
 from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK, WorkDone
 from tests.conftest import RecordingQueue, make_settings, query_one, table_counts
 from tests.ehr_standin import RunningStandIn
+from tests.worklist_data import FixedClock
 
 pytestmark = pytest.mark.integration
 
 SECRET = "synthetic-shared-secret"
 FROM_EHR = {"Authorization": f"Bearer {SECRET}", "Content-Type": "application/fhir+json"}
+# Payloads are stored on receipt only from an integration client's token; the shared secret only announces changes.
+WITH_TOKEN = {"Authorization": "Bearer test-integration", "Content-Type": "application/fhir+json"}
 HOOK = "/fhir/$subscription-hook/ehr"
 TOPIC = "http://example.org/fhir/SubscriptionTopic/vertebral-care"
+
+
+def test_the_secret_announces_changes_but_writes_nothing_itself(
+    app: tuple[Container, TestClient], ehr: RunningStandIn
+) -> None:
+    container, client = app
+    url = container.settings.database_url
+    ehr.app.put(observation("o1", value="-2.5"))
+    forged = observation("o1", value="-4.9")  # what the holder of the secret claims the record says
+    assert client.put(f"{HOOK}/Observation/o1", content=json.dumps(forged), headers=FROM_EHR).status_code == 200
+    notice = notification("event-notification", 1, [(1, "Observation/o1")], (forged,))
+    assert post(client, notice).status_code == 200
+    assert stored(container, "Observation", "o1") is None  # nothing taken from the notification's body
+    work(container)
+    assert stored(container, "Observation", "o1")["valueQuantity"]["value"] == -2.5  # type: ignore[index]
+    # The secret opens no other route.
+    for path in ("/fhir/Observation/o1", "/api/worklist"):
+        assert client.get(path, headers=FROM_EHR).status_code == 401
+    written = client.put("/fhir/Observation/o9", content=json.dumps(observation("o9")), headers=FROM_EHR)
+    assert written.status_code == 401
+    assert query_one(url, "SELECT count(*) FROM resource WHERE id = 'o9'") == 0
+
+
+def test_an_unknown_feed_id_is_refused_and_leaves_no_row(app: tuple[Container, TestClient]) -> None:
+    container, client = app
+    url = container.settings.database_url
+    for feed in ("other", "ehr-2"):
+        answer = client.post(f"/fhir/$subscription-hook/{feed}", content=b"", headers=FROM_EHR)
+        assert answer.status_code == 404
+        put = client.put(f"/fhir/$subscription-hook/{feed}/Observation/o1", headers=WITH_TOKEN)
+        assert put.status_code == 404
+    assert query_one(url, "SELECT count(*) FROM subscription_feed") == 0
+    assert query_one(url, "SELECT count(*) FROM subscription_fetch") == 0
+
+
+def test_the_secret_is_rate_limited(services: LocalServices, database_url: str, ehr: RunningStandIn) -> None:
+    settings = make_settings(services, database_url, **feed_settings(ehr), rate_limit_per_minute=3)
+    container = bootstrap(settings, queue=RecordingQueue())
+    try:
+        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+            answers = [post(client).status_code for _ in range(6)]
+        assert 429 in answers
+    finally:
+        container.close()
+
+
 BACKPORT_SERVER = "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4"
 
 
@@ -139,10 +189,10 @@ def test_a_rest_hook_update_with_the_resource_and_one_with_its_id_only(
     app: tuple[Container, TestClient], ehr: RunningStandIn
 ) -> None:
     container, client = app
-    answer = client.put(f"{HOOK}/Observation/o1", content=json.dumps(observation("o1")), headers=FROM_EHR)
+    answer = client.put(f"{HOOK}/Observation/o1", content=json.dumps(observation("o1")), headers=WITH_TOKEN)
     assert answer.status_code == 200, answer.text
     assert stored(container, "Observation", "o1")["meta"]["versionId"] == "1"  # type: ignore[index]
-    again = client.put(f"{HOOK}/Observation/o1", content=json.dumps(observation("o1")), headers=FROM_EHR)
+    again = client.put(f"{HOOK}/Observation/o1", content=json.dumps(observation("o1")), headers=WITH_TOKEN)
     assert again.status_code == 200
     assert stored(container, "Observation", "o1")["meta"]["versionId"] == "1"  # type: ignore[index]
     # Id only: the EHR sends no body; the worker reads the resource.
@@ -155,7 +205,7 @@ def test_a_rest_hook_update_with_the_resource_and_one_with_its_id_only(
     assert query_one(container.settings.database_url, "SELECT count(*) FROM subscription_fetch") == 0
     # Invalid FHIR in a payload is refused like any PUT.
     bad = {**observation("o3"), "status": "nonsense"}
-    assert client.put(f"{HOOK}/Observation/o3", content=json.dumps(bad), headers=FROM_EHR).status_code == 400
+    assert client.put(f"{HOOK}/Observation/o3", content=json.dumps(bad), headers=WITH_TOKEN).status_code == 400
 
 
 def test_an_id_only_topic_notification_is_fetched_by_a_worker(
@@ -180,11 +230,13 @@ def test_a_lost_notification_is_caught_up_by_polling(app: tuple[Container, TestC
     assert work(container).polled  # the first periodic poll: nothing at the EHR yet
     assert post(client, notification("handshake", 0, [])).status_code == 200
     first = ehr.app.put(observation("o1"))
-    assert post(client, notification("event-notification", 1, [(1, "Observation/o1")], (first,))).status_code == 200
+    first_notice = notification("event-notification", 1, [(1, "Observation/o1")], (first,))
+    assert post(client, first_notice, WITH_TOKEN).status_code == 200
     assert not work(container).polled  # in step, and the periodic poll is not due
     ehr.app.put(observation("o2", value="-2.9"))  # event 2: its notification is lost
     third = ehr.app.put(observation("o3", value="-1.0"))
-    assert post(client, notification("event-notification", 3, [(3, "Observation/o3")], (third,))).status_code == 200
+    third_notice = notification("event-notification", 3, [(3, "Observation/o3")], (third,))
+    assert post(client, third_notice, WITH_TOKEN).status_code == 200
     assert stored(container, "Observation", "o3") is not None  # full resource: stored on receipt
     assert stored(container, "Observation", "o2") is None
     assert work(container).polled  # the gap asked for a catch-up poll
@@ -201,7 +253,7 @@ def test_duplicated_and_reordered_notifications_store_each_version_once(
     new = ehr.app.put({**observation("o1", value="-2.7"), "meta": old["meta"]})
     # Event 2 (the newer version) arrives first, then event 2 again, then the late event 1 with the older version.
     for event, body in [(2, new), (2, new), (1, old)]:
-        answer = post(client, notification("event-notification", 2, [(event, "Observation/o1")], (body,)))
+        answer = post(client, notification("event-notification", 2, [(event, "Observation/o1")], (body,)), WITH_TOKEN)
         assert answer.status_code == 200, answer.text
     assert stored(container, "Observation", "o1")["valueQuantity"]["value"] == -2.7  # type: ignore[index]
     assert query_one(url, "SELECT count(*) FROM resource_history") == 0
@@ -276,7 +328,11 @@ def test_subscribe_twice_makes_one_subscription_per_criteria(
         assert {s["criteria"] for s in rest_hooks} >= {"Observation?", "Procedure?", "MedicationAdministration?"}
         channel = rest_hooks[0]["channel"]
         assert channel["endpoint"] == "https://refracture.example.org/fhir/$subscription-hook/ehr"
-        assert channel["header"] == [f"Authorization: Bearer {SECRET}"]
+        # Each run made a fresh secret (never the configured one), the same for every Subscription of the run.
+        [header] = channel["header"]
+        assert header.startswith("Authorization: Bearer ")
+        assert SECRET not in header
+        assert {s["channel"]["header"][0] for s in rest_hooks} == {header}
         assert len([r for r in ehr.app.requests if r.method == "POST" and r.path == "/Subscription"]) == 9
         # An EHR that advertises the backport gets one topic-based Subscription instead.
         ehr.app.reset()
@@ -288,4 +344,45 @@ def test_subscribe_twice_makes_one_subscription_per_criteria(
         assert topics[0]["criteria"] == TOPIC
         assert query_one(database_url, "SELECT count(*) FROM subscription_high_water") == 9
     finally:
+        get_settings.cache_clear()
+
+
+def test_subscribe_rotates_the_secret(
+    services: LocalServices, database_url: str, ehr: RunningStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ehr.app.reset()
+    values = {**feed_settings(ehr), "database_url": database_url, "redis_url": services.redis_url}
+    for key, value in {**values, "environment": "test"}.items():
+        monkeypatch.setenv(f"REFRACTURE_{key.upper()}", str(value))
+    get_settings.cache_clear()
+    clock = FixedClock(datetime.now(UTC))  # `refracture subscribe` runs on the real clock
+    settings = make_settings(services, database_url, **feed_settings(ehr))
+    container = bootstrap(settings, queue=RecordingQueue(), clock=clock)
+    try:
+        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+
+            def answer(secret: str) -> int:
+                headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/fhir+json"}
+                return int(post(client, None, headers).status_code)
+
+            assert answer(SECRET) == 200  # before any `refracture subscribe`: the configured secret
+            assert main(["subscribe"]) == 0
+            first = ehr.app.resources("Subscription")[0]["channel"]["header"][0].removeprefix("Authorization: Bearer ")
+            assert answer(first) == 200
+            assert answer(SECRET) == 401  # rotated away
+            ehr.app.capability = {**ehr.app.capability, "status": "active"}  # any change: the channel is re-sent
+            assert main(["subscribe"]) == 0
+            second = ehr.app.resources("Subscription")[0]["channel"]["header"][0].removeprefix("Authorization: Bearer ")
+            assert second != first
+            assert answer(second) == 200
+            assert answer(first) == 200  # notifications already on their way, for the grace period
+            clock.now += timedelta(seconds=container.settings.subscription_secret_grace_s + 120)
+            assert answer(first) == 401
+            assert answer(second) == 200
+        assert (
+            query_one(database_url, "SELECT count(*) FROM subscription_secret WHERE secret_hash = %s", second.encode())
+            == 0
+        )
+    finally:
+        container.close()
         get_settings.cache_clear()

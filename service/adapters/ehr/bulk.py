@@ -3,11 +3,19 @@
 Failures are classified as the write-back client does (client.py): transport errors, 429 and 5xx are temporary with
 Retry-After kept; 404/410 mean the job or file is gone (ExportGone); other 4xx are refusals. A 401 drops the token
 and asks again once.
+
+The EHR names the status and file URLs, so they are not trusted blindly (a compromised or misconfigured EHR must not
+collect refracture's population-wide token, nor point it at the cloud metadata service): the token goes only to the
+EHR base's origin and the origins listed in REFRACTURE_EHR_BULK_FILE_HOSTS; a status URL elsewhere is refused; a
+file elsewhere is fetched without the token, and only when it does not need one and its host is not at a private,
+loopback or link-local address. Redirects are checked the same way, hop by hop (an httpx request hook).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -21,7 +29,7 @@ from service.errors import EhrRejected, EhrTemporaryError
 from service.fhir.resource_types import INPUT_TYPES
 from service.usecases.bulk_export import ExportGone, ExportStatus
 
-__all__ = ["BulkDataClient", "RemoteNdjsonFile", "bulk_scopes", "make_bulk_client"]
+__all__ = ["BulkDataClient", "RemoteNdjsonFile", "UrlPolicy", "bulk_scopes", "make_bulk_client"]
 
 FHIR_JSON: Final = "application/fhir+json"
 NDJSON: Final = "application/fhir+ndjson"
@@ -31,6 +39,89 @@ def bulk_scopes(style: str) -> str:
     """The SMART scopes an export of refracture's input types needs (v2 `.rs`, v1 `.read`)."""
     suffix = ".rs" if style == "v2" else ".read"
     return " ".join(f"system/{kind}{suffix}" for kind in sorted(INPUT_TYPES))
+
+
+Resolver = Callable[[str], Iterable[str]]
+
+
+def _resolve(host: str) -> list[str]:
+    try:
+        return [str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)]
+    except OSError:
+        return []
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(scheme)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class UrlPolicy:
+    """Which URLs the EHR returns may be called, and which may carry the token."""
+
+    def __init__(self, base_url: str, file_hosts: Iterable[str] = (), resolve: Resolver = _resolve) -> None:
+        self._trusted = {_origin(base_url), *(_origin(h) for h in file_hosts)}
+        self._resolve = resolve
+
+    def trusted(self, url: str) -> bool:
+        """The EHR base's origin or a listed file host: the token may go there."""
+        return _origin(url) in self._trusted
+
+    def check(self, url: str) -> None:
+        """Refuse an untrusted URL that is not plain HTTP(S) or whose host is at an internal address.
+
+        Raises:
+            EhrRejected: the URL may not be called.
+        """
+        if self.trusted(url):
+            return
+        scheme, host, port = _origin(url)
+        if scheme not in ("http", "https") or not host or port == -1:
+            raise EhrRejected("the EHR named an export URL that is not HTTP(S)", 0)
+        addresses = [host] if _is_ip(host) else list(self._resolve(host))
+        if not addresses or any(_internal(a) for a in addresses):
+            raise EhrRejected("the EHR named an export URL at an internal or unresolvable address; refused", 0)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _internal(address: str) -> bool:
+    ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
+
+
+def _guard(policy: UrlPolicy) -> Callable[[httpx.Request], None]:
+    """An httpx request hook: every request, redirects included, is checked; the token never leaves the trusted
+    origins (httpx drops it on a cross-origin redirect; this also covers a first request)."""
+
+    def hook(request: httpx.Request) -> None:
+        url = str(request.url)
+        policy.check(url)
+        if not policy.trusted(url) and "authorization" in request.headers:
+            del request.headers["authorization"]
+
+    return hook
 
 
 def make_bulk_client(settings: Settings) -> BulkDataClient | None:
@@ -43,17 +134,24 @@ def make_bulk_client(settings: Settings) -> BulkDataClient | None:
         return None
     # Files can be large and slow to start: the read timeout is per chunk, not per file.
     timeout = httpx.Timeout(settings.ehr_read_timeout_s, connect=settings.ehr_connect_timeout_s)
+    # The token endpoint is configured, not named by the EHR: trusted like the base.
+    trusted = [*settings.ehr_bulk_file_hosts, *([settings.ehr_token_url] if settings.ehr_token_url else [])]
+    policy = UrlPolicy(settings.ehr_base_url, trusted)
     http = httpx.Client(timeout=timeout, follow_redirects=True)
-    return BulkDataClient(settings.ehr_base_url, make_auth(settings, http, bulk_scopes(settings.ehr_scope_style)), http)
+    auth = make_auth(settings, http, bulk_scopes(settings.ehr_scope_style))
+    return BulkDataClient(settings.ehr_base_url, auth, http, policy)
 
 
 class BulkDataClient:
     """Implements the ExportGateway port."""
 
-    def __init__(self, base_url: str, auth: Auth, http: httpx.Client) -> None:
+    def __init__(self, base_url: str, auth: Auth, http: httpx.Client, policy: UrlPolicy | None = None) -> None:
         self._base = base_url.rstrip("/")
         self._auth = auth
         self._http = http
+        self._policy = policy or UrlPolicy(base_url)
+        hooks = http.event_hooks
+        http.event_hooks = {**hooks, "request": [*hooks.get("request", []), _guard(self._policy)]}
 
     @property
     def base_url(self) -> str:
@@ -76,8 +174,15 @@ class BulkDataClient:
             raise EhrRejected("the export kick-off answered 202 without Content-Location", 202)
         return str(location)
 
+    def _status_url(self, url: str) -> str:
+        # The status URL gets the token on every poll: only the EHR's own origin (or a listed host).
+        if not self._policy.trusted(url):
+            raise EhrRejected("the EHR named a status URL outside its own origin and the listed file hosts", 0)
+        return url
+
     def poll(self, status_url: str) -> ExportStatus:
         """See ExportGateway."""
+        self._status_url(status_url)
         response = self._send("GET", status_url, {"Accept": "application/json"})
         if response.status_code == 202:
             return ExportStatus(progress=response.headers.get("x-progress"), retry_after=retry_after(response))
@@ -93,11 +198,19 @@ class BulkDataClient:
         raise EhrRejected(f"the export status answered {response.status_code}", response.status_code)
 
     def file(self, url: str, with_token: bool) -> RemoteNdjsonFile:
-        """See ExportGateway."""
+        """See ExportGateway.
+
+        Raises:
+            EhrRejected: the file needs the token but is not at a trusted origin, or is at an internal address.
+        """
+        if with_token and not self._policy.trusted(url):
+            raise EhrRejected("an export file that needs the token is outside the EHR's origin and the listed hosts", 0)
+        self._policy.check(url)
         return RemoteNdjsonFile(self._http, self._auth if with_token else None, url)
 
     def cancel(self, status_url: str) -> None:
         """See ExportGateway."""
+        self._status_url(status_url)
         response = self._send("DELETE", status_url, {"Accept": FHIR_JSON})
         if response.status_code >= 300:
             _raise_for(response, "the export's DELETE")

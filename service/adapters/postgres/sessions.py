@@ -34,21 +34,30 @@ class PostgresSessionStore:
             # Expired sessions go when new ones come: no separate clean-up job to forget.
             conn.execute("DELETE FROM web_session WHERE expires_at < %s", (now,))
             conn.execute(
-                "INSERT INTO web_session (id_hash, claims, csrf_token, created_at, expires_at) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                (id_hash, Jsonb(dict(claims)), csrf_token, now, expires_at),
+                "INSERT INTO web_session (id_hash, claims, csrf_token, created_at, expires_at, last_seen_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (id_hash, Jsonb(dict(claims)), csrf_token, now, expires_at, now),
             )
 
-    def find_session(self, id_hash: bytes, now: datetime) -> tuple[dict[str, Any], str, datetime] | None:
+    def find_session(self, id_hash: bytes, now: datetime) -> tuple[dict[str, Any], str, datetime, datetime] | None:
         """See SessionStore."""
         with self._connection() as conn:
             row = conn.execute(
-                "SELECT claims, csrf_token, expires_at FROM web_session WHERE id_hash = %s AND expires_at > %s",
+                "SELECT claims, csrf_token, expires_at, coalesce(last_seen_at, created_at) AS last_seen "
+                "FROM web_session WHERE id_hash = %s AND expires_at > %s",
                 (id_hash, now),
             ).fetchone()
         if row is None:
             return None
-        return dict(row["claims"]), str(row["csrf_token"]), row["expires_at"]
+        return dict(row["claims"]), str(row["csrf_token"]), row["expires_at"], row["last_seen"]
+
+    def touch_session(self, id_hash: bytes, now: datetime) -> None:
+        """See SessionStore."""
+        with self._connection() as conn:
+            conn.execute(
+                "UPDATE web_session SET last_seen_at = %s WHERE id_hash = %s AND last_seen_at < %s",
+                (now, id_hash, now),
+            )
 
     def delete_session(self, id_hash: bytes) -> None:
         """See SessionStore."""

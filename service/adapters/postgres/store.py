@@ -20,6 +20,7 @@ from service.adapters.postgres.queries import query
 from service.adapters.postgres.summaries import upsert_demographics
 from service.domain.patient import Demographics
 from service.fhir.jsonio import dumps
+from service.security.scoping import PatientScope
 from service.usecases.ports import (
     ClaimedWriteback,
     DeliveryRecord,
@@ -374,10 +375,10 @@ class PostgresStore:
         with self._transaction() as conn:
             yield from worklist.worklist_rows(conn, filters, sort, after, limit)
 
-    def worklist_counts(self) -> list[tuple[str, str, int]]:
+    def worklist_counts(self, scope: PatientScope | None = None) -> list[tuple[str, str, int]]:
         """See WorklistStore."""
         with self._transaction() as conn:
-            return worklist.worklist_counts(conn)
+            return worklist.worklist_counts(conn, scope)
 
     def patient_page(self, patient_id: str) -> PatientRecords:
         """See WorklistStore."""

@@ -15,6 +15,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from service.domain.facts import Fact
+from service.security.scoping import PatientScope
 from service.usecases.worklist import UNASSIGNED, PatientRecords, Sort, WorklistFilters, WorklistRow
 
 __all__ = ["patient_page", "worklist_counts", "worklist_rows"]
@@ -70,11 +71,25 @@ def _where(filters: WorklistFilters) -> tuple[list[sql.Composable], dict[str, An
         add("a.due_date <= %(due_before)s", "due_before", filters.due_before)
     if filters.risk_band:
         add("s.risk_band = %(risk_band)s", "risk_band", filters.risk_band)
+    if filters.scope is not None and not filters.scope.everyone:
+        parts.append(sql.SQL(_IN_SCOPE))
+        params.update(_scope_params(filters.scope))
     if filters.text:
         # LIKE metacharacters in the text are taken literally.
         escaped = filters.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         add("s.search LIKE %(text)s", "text", f"%{escaped}%")
     return parts, params
+
+
+# A patient is in scope when named (launch context, break-the-glass) or managed by one of the scope's Organizations.
+_IN_SCOPE: Final = (
+    "(a.patient_id = ANY(%(scope_patients)s) OR EXISTS (SELECT 1 FROM resource p WHERE p.resource_type = 'Patient' "
+    "AND p.id = a.patient_id AND p.body -> 'managingOrganization' ->> 'reference' = ANY(%(scope_organizations)s)))"
+)
+
+
+def _scope_params(scope: PatientScope) -> dict[str, Any]:
+    return {"scope_patients": sorted(scope.patients), "scope_organizations": sorted(scope.organizations)}
 
 
 def _after(sort: Sort, keys: list[sql.Composable], after: Sequence[Any], params: dict[str, Any]) -> sql.Composable:
@@ -113,12 +128,19 @@ def worklist_rows(
             yield WorklistRow(**row)
 
 
-def worklist_counts(conn: Conn) -> list[tuple[str, str, int]]:
-    """Open alerts per code and priority."""
-    rows = conn.execute(
-        "SELECT code, priority, count(*) AS n FROM alert WHERE status IN ('open', 'acknowledged', 'assigned', "
-        "'snoozed') GROUP BY code, priority ORDER BY code, priority"
-    ).fetchall()
+def worklist_counts(conn: Conn, scope: PatientScope | None = None) -> list[tuple[str, str, int]]:
+    """Open alerts per code and priority (of the patients in scope)."""
+    if scope is not None and not scope.everyone:
+        statement = sql.SQL(
+            "SELECT code, priority, count(*) AS n FROM alert a WHERE status IN ('open', 'acknowledged', 'assigned', "
+            "'snoozed') AND {} GROUP BY code, priority ORDER BY code, priority"
+        ).format(sql.SQL(_IN_SCOPE))
+        rows = conn.execute(statement, _scope_params(scope)).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT code, priority, count(*) AS n FROM alert WHERE status IN ('open', 'acknowledged', 'assigned', "
+            "'snoozed') GROUP BY code, priority ORDER BY code, priority"
+        ).fetchall()
     return [(r["code"], r["priority"], int(r["n"])) for r in rows]
 
 
