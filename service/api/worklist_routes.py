@@ -19,6 +19,7 @@ from service.api.middleware import AuditNote, audit_records, client_ip, note_aud
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import title_of
 from service.domain.patient import age_on
+from service.fhir.risk_assessment import RANGE_EXTENSION
 from service.security.principal import Permission, Principal
 from service.usecases.worklist import PatientView, Sort, WorklistFilters, WorklistRow
 
@@ -302,6 +303,17 @@ async def patient(request: Request, patient_id: str, container: ContainerDep, _:
     return patient_document(view, container.today())
 
 
+def _risk_range(prediction: dict[str, Any]) -> dict[str, Any]:
+    """The range over the unknown inputs (10th-90th percentile) and the inputs that would narrow it most, as the
+    RiskAssessment carries them (empty when it carries none, e.g. from an older model)."""
+    parts: list[dict[str, Any]] = next(
+        (e.get("extension", []) for e in prediction.get("extension", []) if e.get("url") == RANGE_EXTENSION), []
+    )
+    values = {p["url"]: p.get("valueDecimal") for p in parts if p.get("url") in ("low", "high")}
+    narrowing = [p["valueCoding"]["code"] for p in parts if p.get("url") == "narrowedBy" and "valueCoding" in p]
+    return {"low": values.get("low"), "high": values.get("high"), "narrowing": narrowing}
+
+
 def patient_document(view: PatientView, today: date) -> dict[str, Any]:
     """The patient page's content as plain data (the API returns it; the web page renders it)."""
     summary = view.summary or {}
@@ -325,6 +337,7 @@ def patient_document(view: PatientView, today: date) -> dict[str, Any]:
             "details": result.get("details", {}),
             "index": result.get("index"),
             "explanation": ((view.risk_assessment.get("note") or [{}])[0]).get("text"),
+            **_risk_range(prediction),
         },
         "alerts": [{**a, "title": title_of(a["code"])} for a in view.alerts],
         "medications": [
