@@ -32,7 +32,7 @@ from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import ALERT_TYPES, title_of
 from service.domain.risk_parameters import FACTOR_BY_CODE
 from service.errors import HTTP_STATUS, Problem, RefractureError
-from service.fhir.risk_assessment import percent
+from service.fhir.risk_assessment import in_sentence, percent
 from service.security.principal import Permission, Principal
 from service.usecases.worklist import ACTIVE_STATES, Sort, WorklistFilters
 
@@ -160,7 +160,7 @@ async def patient_page(
             shown["probability"] = percent(float(risk["probability"]))
         if risk.get("low") is not None and risk.get("high") is not None:
             shown["low"], shown["high"] = percent(float(risk["low"])), percent(float(risk["high"]))
-        shown["narrowing"] = [_label(code).lower() for code in risk.get("narrowing", [])]
+        shown["narrowing"] = [in_sentence(_label(code)) for code in risk.get("narrowing", [])]
     # History in the hospital's time zone: the people reading it think in local time.
     zone = ZoneInfo(container.settings.timezone)
     for alert in document["alerts"]:

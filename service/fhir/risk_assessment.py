@@ -17,6 +17,7 @@ __all__ = [
     "MISSING_EXTENSION",
     "RANGE_EXTENSION",
     "build_risk_assessment",
+    "in_sentence",
     "percent",
     "range_text",
     "significant",
@@ -126,6 +127,11 @@ def explanation(assessment: Assessment) -> str:
     return " ".join(lines)
 
 
+def in_sentence(label: str) -> str:
+    """A factor's label inside a sentence: "Sarcopenia" -> "sarcopenia", but "CT Hounsfield units" stays."""
+    return label if label[:2].isupper() else label[:1].lower() + label[1:]
+
+
 def range_text(result: RiskEstimate) -> str:
     """The range over the unknown inputs and what would narrow it, in plain words (note, page and CDS card)."""
     text = (
@@ -133,7 +139,7 @@ def range_text(result: RiskEstimate) -> str:
         f"this one lie between {percent(result.low)} and {percent(result.high)}"
     )
     if result.narrowing:
-        labels = [P.FACTOR_BY_CODE[code].label.lower() for code in result.narrowing]
+        labels = [in_sentence(P.FACTOR_BY_CODE[code].label) for code in result.narrowing]
         text += "; knowing " + " or ".join(labels) + " would narrow it most"
     return text
 
