@@ -393,6 +393,9 @@ The model's mean prediction over the reference-cohort subgroup that matches each
 |---|---|---|---|---|
 {calibration}
 
+The model sits below cohorts with long follow-up or routine imaging: Qi 2024 follows elderly patients for up to
+10 years, and East Asian cohorts with routine imaging or many comorbidities report 22-33 % (clinical.md §a3).
+
 ### The example patients
 
 | patient | estimate | range (10th-90th percentile) | would narrow it most | published comparison |

@@ -7,6 +7,8 @@ import math
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.domain import risk_parameters as P
 from service.domain.assessment import assess
@@ -197,3 +199,16 @@ def test_a_calibration_replaces_the_floor_and_ceiling() -> None:
     assert calibrated.probability < P.FLOOR  # the hospital's own outcomes say so: no floor
     assert calibrated.bounded is None
     assert calibrated.low <= calibrated.probability <= calibrated.high
+
+
+@settings(max_examples=150, deadline=None)
+@given(member=st.integers(0, len(reference_cohort()) - 1), mask=st.integers(0, 2**23 - 1))
+def test_any_record_gets_a_bounded_estimate_inside_its_range(member: int, mask: int) -> None:
+    """A reference-cohort member with any subset of its inputs unknown."""
+    values = reference_cohort()[member]
+    inputs = {code: value for i, (code, value) in enumerate(sorted(values.items())) if mask >> i & 1}
+    result = estimate(inputs)
+    assert P.FLOOR <= result.low <= result.probability <= result.high <= P.CEILING
+    assert math.isfinite(result.log_odds)
+    assert set(result.narrowing) <= set(result.missing)
+    assert len(result.missing) == len(P.SCORED) - len(inputs)
