@@ -87,6 +87,18 @@ EXAMPLES: Final[tuple[Example, ...]] = (
         "2-year incidence 10.6-12.2 %, pooled 13-18 % (clinical.md §a3)",
     ),
     Example(
+        "the same woman, a typical record: the OVCF Condition (40 days before), no other condition coded, PVP, DXA",
+        {
+            **SPARSE_TYPICAL,
+            "early-surgery": False,
+            "prior-vertebral-fracture": False,
+            "prior-nonvertebral-fracture": False,
+            "type2-diabetes": False,
+            "sglt2-inhibitor": False,
+        },
+        "2-year incidence 10.6-12.2 %, pooled 13-18 %",
+    ),
+    Example(
         "the same woman, every input known (typical values)",
         COMPLETE_TYPICAL,
         "2-year incidence 10.6-12.2 %, pooled 13-18 %",
@@ -320,16 +332,17 @@ high-energy trauma or malignancy, and any use as the sole basis of a treatment d
   `RiskAssessment.prediction.probabilityDecimal`, a **fraction between 0 and 1** (0.13 means 13 %), as in HL7's own
   R4 examples — not a percentage, whatever the R4 element comment says. Written to **two significant figures**
   (0.15, 0.047), never rounded to 0. Until the hospital's outcomes recalibrate the model, it is kept between a
-  **floor of {P.FLOOR:.0%}** ({P.FLOOR_SOURCE}) and a **ceiling of {P.CEILING:.0%}** ({P.CEILING_SOURCE}); the note
-  says when a bound set the figure.
+  **floor of {P.FLOOR:.0%}** and a **ceiling of {P.CEILING:.0%}**; the note says when a bound set the figure.
+  Floor: {P.FLOOR_SOURCE}: nobody after a vertebral augmentation is at lower risk than a treated osteoporosis
+  cohort. Ceiling: {P.CEILING_SOURCE}: a 2-year risk above it is beyond any published cohort.
 - **Band**: low below {P.LOW_BELOW:.0%}, moderate from {P.LOW_BELOW:.0%} to below {P.HIGH_FROM:.0%}, high from
   {P.HIGH_FROM:.0%}. High starts where the "imminent risk" after an incident vertebral fracture lies (19.2 % new
   vertebral fractures within a year, Lindsay 2001).
-- **Range**: the {low_share:.0%}-{high_share:.0%} percentiles of the predicted risk with the inputs the record lacks
-  drawn jointly from the reference cohort ("8 in 10 patients like this one lie between ..."), and the **one or two
-  unknown inputs that would narrow it most** (the largest expected reduction of that width on the odds scale when the
-  input is known). In FHIR: the extension `probability-range-unknown-inputs` (`low`, `high`, `narrowedBy`) and the
-  note; on the worklist's patient page.
+- **Range**: the {100 * low_share:.0f}th-{100 * high_share:.0f}th percentiles of the predicted risk with the inputs
+  the record lacks drawn jointly from the reference cohort ("8 in 10 patients like this one lie between ..."), and
+  the **one or two unknown inputs that would narrow it most** (the largest expected reduction of that width on the
+  odds scale when the input is known). In FHIR: the extension `probability-range-unknown-inputs` (`low`, `high`,
+  `narrowedBy`) and the note; on the worklist's patient page.
 - **Each factor's contribution** in log-odds against a patient at population values (the reference cohort's mean),
   and as an odds ratio; a bounded group's effect is shared among its known factors in proportion.
 - **Missing inputs**, listed, and averaged over (never imputed).
@@ -341,10 +354,10 @@ A logistic model: log-odds = intercept + the ungrouped factors' terms + a bounde
 
 - the article's own numbers (sarcopenia x2.78, prior vertebral fracture x2.55, 5.8 % per HU, early surgery about
   x0.5) are kept as stated: evidence.md's rule 3 asks the model to reproduce them;
-- pooled adjusted ORs from meta-analyses are shrunk to {P.SHRINKAGE:g} of their log-odds, single studies, conflicting
-  evidence and assumed sizes to {P.SHRINKAGE_WEAK:g}. Published re-fracture models are over-optimistic
-  ({P.SHRINKAGE_SOURCE}); effects from different studies multiplied as if independent over-disperse a model (this
-  model's first version had an SD of the log-odds of 2.2 and an implied C-statistic of 0.88).
+- pooled adjusted ORs from meta-analyses are shrunk to {P.SHRINKAGE:g} of their log-odds; single studies,
+  conflicting evidence and assumed sizes to {P.SHRINKAGE_WEAK:g}. Published re-fracture models are
+  over-optimistic: {P.SHRINKAGE_SOURCE}. Effects from different studies multiplied as if independent over-disperse a
+  model (this model's first version had an SD of the log-odds of 2.2 and an implied C-statistic of 0.88).
 - **Bone quality** is one group: the vertebral HU of the treated vertebra (5.8 % per HU near the typical 75 HU) with
   the DXA T-score at {P.T_SCORE_WEIGHT_WITH_HU:g} weight when both are known, or whichever is known; the group's
   log-odds are held within x{math.exp(-P.BONE_BOUND):g} to x{math.exp(P.BONE_BOUND):g} of the typical patient's, so
@@ -358,7 +371,7 @@ A logistic model: log-odds = intercept + the ungrouped factors' terms + a bounde
   group counts it); the group's odds ratio is held within {math.exp(P.CEMENT_BOUNDS[0]):g} to
   {math.exp(P.CEMENT_BOUNDS[1]):g}.
 - **The intercept** is set so that the **mean** prediction over the reference cohort (below), with the floor and
-  ceiling, is the baseline of {P.BASELINE_RISK:.0%} ({P.BASELINE_SOURCE}).
+  ceiling, is the baseline of {P.BASELINE_RISK:.0%}: {P.BASELINE_SOURCE}.
 
 **Unknown is not absent, and not imputed.** An input the record does not hold is listed as missing, and the estimate
 is the mean predicted risk over the {COHORT_SIZE} members of the reference cohort, each lending the patient its own
