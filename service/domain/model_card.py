@@ -312,7 +312,8 @@ def render_model_card() -> str:
      service/domain/reference_cohort.py and service/domain/risk_model.py.
      Do not edit by hand: a test fails when this file and the model differ. -->
 
-**Model id** `{model_id()}` (name / version + digest of the parameter table: any change to a number changes it).
+**Model id** `{model_id()}` (name / version + digest of the parameter table and the reference cohort: any change
+to a number changes it).
 Design: [ADR 0005](adr/0005-calibrated-absolute-model.md).
 
 ## What it is for

@@ -101,23 +101,22 @@ def _model_version() -> str:
             COHORT_SEED,
             COHORT_SIZE,
             P.FACTORS,
+            # The cohort itself: a change to how it is drawn changes the intercept and every average.
+            reference_cohort(),
         )
     ).encode()
     return f"{P.MODEL_VERSION}+{hashlib.sha256(table).hexdigest()[:8]}"
 
 
-_MODEL_VERSION: Final = _model_version()
-_MODEL_ID: Final = f"{P.MODEL_NAME}/{_MODEL_VERSION}"
-
-
+@cache
 def model_version() -> str:
-    """The version and a digest of the parameter table: any change to a number changes it."""
-    return _MODEL_VERSION
+    """The version and a digest of the parameter table and the reference cohort: any change to a number changes it."""
+    return _model_version()
 
 
 def model_id() -> str:
     """Name and version, e.g. refracture-ovcf-2y/2.0.0+1a2b3c4d."""
-    return _MODEL_ID
+    return f"{P.MODEL_NAME}/{model_version()}"
 
 
 def band_of(probability: float) -> str:
@@ -482,7 +481,7 @@ def estimate(inputs: Mapping[str, InputValue], calibration: Calibration | None =
     log_odds = _logit(mean)
     contributions = _contributions(terms, hu_low)
     slope = 1.0
-    calibrated = calibration is not None and calibration.base_version == _MODEL_VERSION
+    calibrated = calibration is not None and calibration.base_version == model_version()
     if calibrated:
         assert calibration is not None
         slope = calibration.slope
@@ -497,7 +496,7 @@ def estimate(inputs: Mapping[str, InputValue], calibration: Calibration | None =
         bounded = "floor" if mean < P.FLOOR else "ceiling" if mean > P.CEILING else None
         low = _bounded(_sigmoid(linear + spread.low))
         high = _bounded(_sigmoid(linear + spread.high))
-        version = _MODEL_VERSION
+        version = model_version()
     return RiskEstimate(
         probability=probability,
         low=min(low, probability),
