@@ -303,17 +303,6 @@ async def patient(request: Request, patient_id: str, container: ContainerDep, _:
     return patient_document(view, container.today())
 
 
-def _risk_range(prediction: dict[str, Any]) -> dict[str, Any]:
-    """The range over the unknown inputs (10th-90th percentile) and the inputs that would narrow it most, as the
-    RiskAssessment carries them (empty when it carries none, e.g. from an older model)."""
-    parts: list[dict[str, Any]] = next(
-        (e.get("extension", []) for e in prediction.get("extension", []) if e.get("url") == RANGE_EXTENSION), []
-    )
-    values = {p["url"]: p.get("valueDecimal") for p in parts if p.get("url") in ("low", "high")}
-    narrowing = [p["valueCoding"]["code"] for p in parts if p.get("url") == "narrowedBy" and "valueCoding" in p]
-    return {"low": values.get("low"), "high": values.get("high"), "narrowing": narrowing}
-
-
 def patient_document(view: PatientView, today: date) -> dict[str, Any]:
     """The patient page's content as plain data (the API returns it; the web page renders it)."""
     summary = view.summary or {}
@@ -364,3 +353,14 @@ def patient_document(view: PatientView, today: date) -> dict[str, Any]:
             for a in (view.care_plan or {}).get("activity", [])
         ],
     }
+
+
+def _risk_range(prediction: dict[str, Any]) -> dict[str, Any]:
+    """The range over the unknown inputs (10th-90th percentile) and the inputs that would narrow it most, as the
+    RiskAssessment carries them (empty when it carries none, e.g. from an older model)."""
+    parts: list[dict[str, Any]] = next(
+        (e.get("extension", []) for e in prediction.get("extension", []) if e.get("url") == RANGE_EXTENSION), []
+    )
+    values = {p["url"]: p.get("valueDecimal") for p in parts if p.get("url") in ("low", "high")}
+    narrowing = [p["valueCoding"]["code"] for p in parts if p.get("url") == "narrowedBy" and "valueCoding" in p]
+    return {"low": values.get("low"), "high": values.get("high"), "narrowing": narrowing}
