@@ -35,6 +35,7 @@ from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import ALERT_TYPES, title_of
 from service.domain.risk_parameters import FACTOR_BY_CODE
 from service.errors import HTTP_STATUS, Problem, RefractureError
+from service.fhir.risk_assessment import in_sentence, percent
 from service.security.principal import Permission, Principal
 from service.usecases.worklist import ACTIVE_STATES, Sort, WorklistFilters
 
@@ -163,11 +164,17 @@ async def patient_page(
     risk = document["risk"]
     chart = None
     missing: list[str] = []
+    shown: dict[str, Any] = {}  # the risk as a clinician reads it: percentages, the range, what would narrow it
     if risk is not None:
         bars = [Bar(_label(code), float(value)) for code, value in risk["contributions"].items() if value]
         # contribution_chart escapes every text it puts in the SVG.
         chart = Markup(contribution_chart(bars))  # noqa: S704
         missing = [_label(code) for code in risk["missing"]]
+        if risk.get("probability") is not None:
+            shown["probability"] = percent(float(risk["probability"]))
+        if risk.get("low") is not None and risk.get("high") is not None:
+            shown["low"], shown["high"] = percent(float(risk["low"])), percent(float(risk["high"]))
+        shown["narrowing"] = [in_sentence(_label(code)) for code in risk.get("narrowing", [])]
     # History in the hospital's time zone: the people reading it think in local time.
     zone = ZoneInfo(container.settings.timezone)
     for alert in document["alerts"]:
@@ -184,6 +191,7 @@ async def patient_page(
             "risk": risk,
             "chart": chart,
             "missing": missing,
+            "shown": shown,
             "open_alerts": open_alerts,
             "closed_alerts": closed_alerts,
             "here": str(request.url.path),

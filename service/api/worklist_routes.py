@@ -21,6 +21,7 @@ from service.api.scoping import PopulationScope, check_patient
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import title_of
 from service.domain.patient import age_on
+from service.fhir.risk_assessment import RANGE_EXTENSION
 from service.security.principal import Permission, Principal
 from service.usecases.worklist import PatientView, Sort, WorklistFilters, WorklistRow
 
@@ -383,6 +384,7 @@ def patient_document(view: PatientView, today: date) -> dict[str, Any]:
             "details": result.get("details", {}),
             "index": result.get("index"),
             "explanation": ((view.risk_assessment.get("note") or [{}])[0]).get("text"),
+            **_risk_range(prediction),
         },
         "alerts": [{**a, "title": title_of(a["code"])} for a in view.alerts],
         "medications": [
@@ -409,3 +411,14 @@ def patient_document(view: PatientView, today: date) -> dict[str, Any]:
             for a in (view.care_plan or {}).get("activity", [])
         ],
     }
+
+
+def _risk_range(prediction: dict[str, Any]) -> dict[str, Any]:
+    """The range over the unknown inputs (10th-90th percentile) and the inputs that would narrow it most, as the
+    RiskAssessment carries them (empty when it carries none, e.g. from an older model)."""
+    parts: list[dict[str, Any]] = next(
+        (e.get("extension", []) for e in prediction.get("extension", []) if e.get("url") == RANGE_EXTENSION), []
+    )
+    values = {p["url"]: p.get("valueDecimal") for p in parts if p.get("url") in ("low", "high")}
+    narrowing = [p["valueCoding"]["code"] for p in parts if p.get("url") == "narrowedBy" and "valueCoding" in p]
+    return {"low": values.get("low"), "high": values.get("high"), "narrowing": narrowing}

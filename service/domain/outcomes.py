@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
-from service.domain.calibration import logit
 from service.domain.facts import Fact, FactKind
 from service.domain.features import build_features
 from service.domain.risk_model import estimate
@@ -123,11 +122,12 @@ def development_case(
     features = build_features(then, coverage, datetime.combine(landmark, time(23, 59), tzinfo=UTC))
     if features.index is None:
         return features.excluded or "no index"
-    probability = estimate(features.inputs).probability
+    # The model's log-odds before its floor and ceiling: the linear predictor a recalibration maps.
+    log_odds = estimate(features.inputs).log_odds
     return DevelopmentCase(
         patient_id,
         index_day,
-        logit(probability),
+        log_odds,
         first is not None,
         first[0] if first else None,
         first[1] if first else None,

@@ -12,7 +12,16 @@ from service.domain.assessment import Assessment
 from service.domain.risk_model import Contribution, RiskEstimate
 from service.fhir import systems as S
 
-__all__ = ["CONTRIBUTION_EXTENSION", "MISSING_EXTENSION", "RANGE_EXTENSION", "build_risk_assessment"]
+__all__ = [
+    "CONTRIBUTION_EXTENSION",
+    "MISSING_EXTENSION",
+    "RANGE_EXTENSION",
+    "build_risk_assessment",
+    "in_sentence",
+    "percent",
+    "range_text",
+    "significant",
+]
 
 CONTRIBUTION_EXTENSION: Final = f"{S.CANONICAL_BASE}/StructureDefinition/risk-factor-contribution"
 RANGE_EXTENSION: Final = f"{S.CANONICAL_BASE}/StructureDefinition/probability-range-unknown-inputs"
@@ -24,6 +33,16 @@ OUTCOME_TEXT: Final = "New or recurrent vertebral fracture within 2 years after 
 
 def _decimal(value: float, places: int = 4) -> float:
     return round(value, places) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def significant(value: float, figures: int = 2) -> float:
+    """A probability to ``figures`` significant figures, never rounded to 0 (nor to 1): 0.000123 -> 0.00012.
+
+    Two figures: the model is not more precise than that, and a clinician reads 0.15, not 0.1487."""
+    if not value > 0:
+        return 0.0
+    rounded = float(f"{min(value, 1.0):.{figures}g}")
+    return min(rounded, 1.0 - 10.0 ** -(figures + 1)) if value < 1.0 else 1.0
 
 
 def _years_later(day: date, years: int) -> date:
@@ -46,12 +65,17 @@ def _contribution_extension(item: Contribution) -> dict[str, Any]:
     }
 
 
-def _percent(value: float) -> str:
-    if value < 0.005:
-        return "under 1 %"
+def percent(value: float) -> str:
+    """A probability as a clinician reads it: whole percent, two significant figures below 10 %, never 0 %."""
+    if value <= 0.0:
+        return "0 %"
+    if value < 0.001:
+        return "under 0.1 %"
+    if value < 0.095:
+        return f"{significant(value) * 100:.2g} %"
     if value > 0.995:
         return "over 99 %"
-    return f"{value:.0%}".replace("%", " %")
+    return f"{value * 100:.0f} %"
 
 
 def _describe(item: Contribution, details: Mapping[str, str]) -> str:
@@ -78,13 +102,15 @@ def explanation(assessment: Assessment) -> str:
     lowering = sorted((c for c in scored if c.log_odds < 0), key=lambda c: c.log_odds)
     details = assessment.features.details
     lines = [
-        f"Estimated risk of a {OUTCOME_TEXT[0].lower()}{OUTCOME_TEXT[1:]}: {_percent(result.probability)} "
-        f"({result.band}); the population baseline is {_percent(P.BASELINE_RISK)}.",
+        f"Estimated risk of a {OUTCOME_TEXT[0].lower()}{OUTCOME_TEXT[1:]}: {percent(result.probability)} "
+        f"({result.band}); the population baseline is {percent(P.BASELINE_RISK)}.",
     ]
     if result.missing:
+        lines.append(range_text(result) + ".")
+    if result.bounded is not None:
         lines.append(
-            f"With {len(result.missing)} inputs unknown it could lie between {_percent(result.low)} and "
-            f"{_percent(result.high)}."
+            f"The model gives {'less' if result.bounded == 'floor' else 'more'}; shown at its clinical "
+            f"{result.bounded} until the hospital's own outcomes recalibrate it."
         )
     if raising:
         lines.append("Raising it: " + "; ".join(_describe(c, details) for c in raising) + ".")
@@ -92,13 +118,30 @@ def explanation(assessment: Assessment) -> str:
         lines.append("Lowering it: " + "; ".join(_describe(c, details) for c in lowering) + ".")
     if result.missing:
         labels = [P.FACTOR_BY_CODE[code].label for code in result.missing]
-        lines.append("Not in the record (counted at population values): " + "; ".join(labels) + ".")
+        lines.append("Not in the record (averaged over a reference cohort): " + "; ".join(labels) + ".")
     if result.calibration is not None:
         lines.append(_calibration_text(result) + ".")
     lines.append(
         "Multipliers (×) are odds ratios against a patient at population values. Decision support, not a diagnosis."
     )
     return " ".join(lines)
+
+
+def in_sentence(label: str) -> str:
+    """A factor's label inside a sentence: "Sarcopenia" -> "sarcopenia", but "CT Hounsfield units" stays."""
+    return label if label[:2].isupper() else label[:1].lower() + label[1:]
+
+
+def range_text(result: RiskEstimate) -> str:
+    """The range over the unknown inputs and what would narrow it, in plain words (note, page and CDS card)."""
+    text = (
+        f"With {len(result.missing)} input{'s' if len(result.missing) != 1 else ''} unknown, 8 in 10 patients like "
+        f"this one lie between {percent(result.low)} and {percent(result.high)}"
+    )
+    if result.narrowing:
+        labels = [in_sentence(P.FACTOR_BY_CODE[code].label) for code in result.narrowing]
+        text += "; knowing " + " or ".join(labels) + " would narrow it most"
+    return text
 
 
 def _calibration_text(result: RiskEstimate) -> str:
@@ -130,7 +173,8 @@ def build_risk_assessment(assessment_id: str, assessment: Assessment) -> dict[st
             "coding": [{"system": S.SNOMED, "code": "240198002", "display": "Osteoporotic vertebral collapse"}],
             "text": OUTCOME_TEXT,
         },
-        "probabilityDecimal": _decimal(result.probability),
+        # Two significant figures, never 0: ras-2 holds (a decimal <= 1, filled).
+        "probabilityDecimal": significant(result.probability),
         "qualitativeRisk": {
             "coding": [{"system": S.RISK_PROBABILITY, "code": result.band, "display": _QUALITATIVE[result.band]}],
         },
@@ -138,9 +182,15 @@ def build_risk_assessment(assessment_id: str, assessment: Assessment) -> dict[st
         "extension": [
             {
                 "url": RANGE_EXTENSION,
+                # low and high: the 10th and 90th percentiles of the risk with the unknown inputs drawn from the
+                # reference cohort; narrowedBy: the unknown inputs that would narrow the range most.
                 "extension": [
-                    {"url": "low", "valueDecimal": _decimal(result.low)},
-                    {"url": "high", "valueDecimal": _decimal(result.high)},
+                    {"url": "low", "valueDecimal": significant(result.low)},
+                    {"url": "high", "valueDecimal": significant(result.high)},
+                ]
+                + [
+                    {"url": "narrowedBy", "valueCoding": {"system": S.RISK_FACTOR, "code": code}}
+                    for code in result.narrowing
                 ],
             }
         ],
@@ -148,7 +198,7 @@ def build_risk_assessment(assessment_id: str, assessment: Assessment) -> dict[st
     words = explanation(assessment)
     summary = (
         f"Re-fracture risk within {P.HORIZON_YEARS} years after the vertebral augmentation of "
-        f"{index.day.isoformat()}: {_percent(result.probability)} ({result.band}). {_top_factors(assessment)}"
+        f"{index.day.isoformat()}: {percent(result.probability)} ({result.band}). {_top_factors(assessment)}"
         "The note explains every factor. Decision support, not a diagnosis."
     )
     resource: dict[str, Any] = {

@@ -166,6 +166,16 @@ def test_the_patient_page_shows_risk_chart_alerts_medications_and_plan(client: T
     assert len(chart.findall("{http://www.w3.org/2000/svg}rect")) >= 3
     assert "Missing inputs" in page
     assert '<ul class="missing">' in page
+    # The range over the unknown inputs (10th-90th percentile) and what would narrow it most (issue 14, item 5).
+    found = re.search(r'<p class="risk-range" data-low="([0-9.e-]+)" data-high="([0-9.e-]+)">', page)
+    assert found is not None
+    low, high = float(found.group(1)), float(found.group(2))
+    assert 0.02 <= low < high <= 0.6
+    assert "8 in 10 patients like this one" in page
+    assert "would narrow it most" in page
+    document = client.get(f"/api/patients/{item['patient_id']}").json()
+    assert document["risk"]["low"] == low
+    assert document["risk"]["narrowing"]
     assert "Denosumab dose overdue" in page
     assert f'href="/fhir/MedicationAdministration/{item["patient_id"]}-dmab"' in page
     assert "denosumab 60 mg" in page  # the medication timeline

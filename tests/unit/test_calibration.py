@@ -287,8 +287,10 @@ def test_a_calibration_maps_the_log_odds_and_scales_the_contributions() -> None:
     assert calibrated.calibration == cal
     assert logit(calibrated.probability) == pytest.approx(0.5 + 0.6 * logit(plain.probability))
     assert calibrated.low <= calibrated.probability <= calibrated.high
+    # The calibration maps the model's log-odds; each contribution is scaled by b, so the explanation adds up.
     base = logit(calibrated.probability) - sum(c.log_odds for c in calibrated.contributions)
-    assert base == pytest.approx(0.5 + 0.6 * logit(0.13))
+    plain_base = plain.log_odds - sum(c.log_odds for c in plain.contributions)
+    assert base == pytest.approx(0.5 + 0.6 * plain_base)
     # One fitted for another parameter table does not apply.
     stale = Calibration("0.9.0+old.cal.x", "0.9.0+old", "logistic", 0.5, 0.6)
     assert estimate(inputs, stale) == plain

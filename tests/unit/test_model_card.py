@@ -27,5 +27,29 @@ def test_the_card_states_what_a_model_card_must() -> None:
         "Limits",
         "Unknown is not absent",
         "low below 10%",
+        "two significant figures",
+        "floor of 2%",
+        "ceiling of 60%",
+        "implied C-statistic",
+        "Calibration against published rates",
+        "at the floor",
+        "8 in 10 patients like this one",
+        "would narrow it most",
+        "where the bound",
     ):
         assert words.lower() in card.lower(), words
+
+
+def test_the_cards_figures_come_from_the_model() -> None:
+    from service.domain.model_card import EXAMPLES, calibration_rows
+    from service.domain.risk_model import cohort_probabilities, estimate
+
+    card = render_model_card()
+    risks = cohort_probabilities()
+    assert f"Mean predicted risk **{100 * sum(risks) / len(risks):.1f} %**" in card
+    for row in calibration_rows():
+        assert f"| {row.subgroup} | {row.members} | {100 * row.mean:.1f} % |" in card
+    for example in EXAMPLES:
+        assert f"| {example.label} | {100 * estimate(example.inputs).probability:.1f} %" in card
+    assert "```text" in card  # the histogram
+    assert "# = 1 %" in card

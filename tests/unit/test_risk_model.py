@@ -1,4 +1,5 @@
-"""The risk model reproduces the article's numbers, is monotone where the evidence is, and treats unknown as unknown."""
+"""The risk model reproduces the article's numbers, shrinks and bounds the rest, is monotone where the evidence is,
+and averages over unknown inputs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from service.domain import risk_parameters as P
 from service.domain.facts import Fact, FactKind
 from service.domain.features import build_features
-from service.domain.risk_model import InputValue, band_of, estimate
+from service.domain.reference_cohort import DISTRIBUTIONS, reference_cohort
+from service.domain.risk_model import InputValue, band_of, estimate, model_version, reference_log_odds
 
 
 def odds(p: float) -> float:
@@ -19,7 +21,8 @@ def odds(p: float) -> float:
 
 
 def odds_ratio(a: dict[str, InputValue], b: dict[str, InputValue]) -> float:
-    return odds(estimate(a).probability) / odds(estimate(b).probability)
+    # On the model's log-odds: the floor and ceiling would hide an effect at their edge.
+    return math.exp(estimate(a).log_odds - estimate(b).log_odds)
 
 
 # A patient with most inputs known, so "holding everything else equal" means something.
@@ -39,7 +42,7 @@ EVERYTHING: dict[str, InputValue] = {
     "multiple-fractures": False,
     "kyphoplasty": True,
     "early-surgery": False,
-    "sarcopenia": False,
+    "sarcopenia": True,  # as in 72.5 % of OVCF patients: a patient of typical risk, clear of the floor
     "prior-vertebral-fracture": False,
     "prior-nonvertebral-fracture": False,
     "type2-diabetes": False,
@@ -54,17 +57,70 @@ def with_(**changes: Any) -> dict[str, InputValue]:
     return {**EVERYTHING, **{k.replace("_", "-"): v for k, v in changes.items()}}
 
 
-@pytest.mark.parametrize(
-    ("factor", "ratio"),
-    [("sarcopenia", 2.78), ("prior_vertebral_fracture", 2.55), ("thoracolumbar_junction", 3.50)],
-)
-def test_binary_factors_reproduce_the_article(factor: str, ratio: float) -> None:
-    assert odds_ratio(with_(**{factor: True}), with_(**{factor: False})) == pytest.approx(ratio)
+def test_the_articles_binary_effects_are_reproduced_exactly() -> None:
+    assert odds_ratio(with_(sarcopenia=True), with_(sarcopenia=False)) == pytest.approx(2.78)
+    prior = odds_ratio(with_(prior_vertebral_fracture=True), with_(prior_vertebral_fracture=False))
+    assert prior == pytest.approx(2.55)
 
 
-def test_each_hu_lower_is_about_5_8_percent_more() -> None:
-    for hu in (40.0, 70.0, 120.0):
-        assert odds_ratio(with_(vertebral_hu=hu - 1), with_(vertebral_hu=hu)) == pytest.approx(1.058)
+def test_literature_effects_are_shrunk_by_the_documented_slope() -> None:
+    junction = P.FACTOR_BY_CODE["thoracolumbar-junction"]
+    expected = 3.50**P.SHRINKAGE_WEAK  # conflicting evidence (Zheng 2025): shrunk like a single study
+    assert junction.model_odds_ratio == pytest.approx(expected)
+    got = odds_ratio(with_(thoracolumbar_junction=True), with_(thoracolumbar_junction=False))
+    assert got == pytest.approx(expected)
+    steroids = odds_ratio(with_(glucocorticoids=True), with_(glucocorticoids=False))
+    assert steroids == pytest.approx(3.94**P.SHRINKAGE)  # Liu 2025 pooled adjusted OR, shrunk
+
+
+def test_each_hu_lower_is_about_5_8_percent_more_near_the_typical_value() -> None:
+    at_typical = odds_ratio(with_(vertebral_hu=74.0, dxa_t_score=-2.8), with_(vertebral_hu=75.0, dxa_t_score=-2.8))
+    assert at_typical == pytest.approx(1.058, rel=0.001)
+    for hu in (65.0, 70.0, 80.0, 86.0):  # the article's 5.8 % from about 63 to 87 HU
+        step = odds_ratio(with_(vertebral_hu=hu - 1, dxa_t_score=-2.8), with_(vertebral_hu=hu, dxa_t_score=-2.8))
+        assert 0.85 * 0.058 <= step - 1 <= 1.15 * 0.058, hu
+
+
+def test_the_bone_quality_effect_is_bounded() -> None:
+    worst = estimate(with_(vertebral_hu=20.0, dxa_t_score=-5.0))
+    best = estimate(with_(vertebral_hu=150.0, dxa_t_score=1.0))
+    # The old model: x1,500 between 20 and 150 HU. Now at most x4 between the worst and the best bone.
+    ratio = odds(worst.probability) / odds(best.probability)
+    assert 2.0 < ratio <= math.exp(2 * P.BONE_BOUND) + 1e-9
+    # Both measures known: the T-score counts at half weight beside the HU.
+    t_alone = odds_ratio({"dxa-t-score": -3.8}, {"dxa-t-score": -2.8})
+    t_with_hu = odds_ratio(with_(dxa_t_score=-3.8, vertebral_hu=75.0), with_(dxa_t_score=-2.8, vertebral_hu=75.0))
+    assert 1.0 < t_with_hu < t_alone
+
+
+def test_cement_mechanics_are_one_bounded_group() -> None:
+    worst = with_(cement_leakage="disc", cement_volume_high=True, hu_gradient=True, cement_both_endplates=False)
+    best = with_(cement_leakage="none", cement_volume_high=False, hu_gradient=False, cement_both_endplates=True)
+    low, high = P.CEMENT_BOUNDS
+    assert odds_ratio(worst, best) <= math.exp(high - low) + 1e-9
+    assert odds_ratio(worst, best) < (
+        math.exp(P.FACTOR_BY_CODE["cement-leakage"].category_beta("disc") or 0.0)
+        * P.FACTOR_BY_CODE["cement-volume-high"].model_odds_ratio
+        * P.FACTOR_BY_CODE["hu-gradient"].model_odds_ratio
+        / P.FACTOR_BY_CODE["cement-both-endplates"].model_odds_ratio
+    )
+
+
+def test_leakage_is_counted_once_and_endplates_only_for_their_outcome() -> None:
+    leakage = P.FACTOR_BY_CODE["cement-leakage"]
+    other = next(c for c in leakage.categories if c.value == "other")
+    # Non-disc leakage is what remains of Dai 2022's any-leakage OR once disc leakage is taken out of it.
+    disc = next(c for c in leakage.categories if c.value == "disc")
+    assert 1.0 < other.odds_ratio < 2.05 < disc.odds_ratio
+    endplates = P.FACTOR_BY_CODE["cement-both-endplates"]
+    assert 0.7 < endplates.odds_ratio < 1.0  # not the crude 0.28 for re-collapse of the treated level
+
+
+def test_no_gradient_effect_when_the_treated_vertebra_is_already_low() -> None:
+    low_hu = odds_ratio(with_(hu_gradient=True, vertebral_hu=50.0), with_(hu_gradient=False, vertebral_hu=50.0))
+    assert low_hu == pytest.approx(1.0)
+    high_hu = odds_ratio(with_(hu_gradient=True, vertebral_hu=90.0), with_(hu_gradient=False, vertebral_hu=90.0))
+    assert high_hu > 1.2
 
 
 def test_early_surgery_roughly_halves_the_risk() -> None:
@@ -78,7 +134,9 @@ def test_risk_moves_in_the_direction_of_the_evidence() -> None:
         return estimate(with_(**changes)).probability
 
     assert p(age=60) < p(age=70) < p(age=80) < p(age=90)
-    assert p(vertebral_hu=120.0) < p(vertebral_hu=90.0) < p(vertebral_hu=60.0) < p(vertebral_hu=30.0)
+    # Linear within the bone-quality bound (about 63-87 HU here), flat beyond it.
+    assert p(vertebral_hu=120.0) == p(vertebral_hu=90.0) < p(vertebral_hu=80.0) < p(vertebral_hu=70.0)
+    assert p(vertebral_hu=70.0) < p(vertebral_hu=65.0) <= p(vertebral_hu=30.0)
     assert p(dxa_t_score=-1.0) < p(dxa_t_score=-2.5) < p(dxa_t_score=-3.5)
     assert p(kyphosis_correction=0.0) < p(kyphosis_correction=10.0) < p(kyphosis_correction=20.0)
     assert (
@@ -112,43 +170,61 @@ def test_hu_is_linear_only_within_its_range() -> None:
     )
 
 
-def test_an_all_unknown_patient_gets_the_baseline_and_the_widest_range() -> None:
+def test_an_all_unknown_patient_gets_the_cohort_mean_and_a_usable_range() -> None:
     result = estimate({})
-    assert result.probability == pytest.approx(P.BASELINE_RISK)
-    assert result.low < 0.02
-    assert result.high > 0.9
+    assert result.probability == pytest.approx(P.BASELINE_RISK, abs=0.01)
+    assert P.FLOOR <= result.low < result.probability < result.high <= P.CEILING
+    assert result.high < 0.4  # not "between under 1 % and over 99 %"
     scored = [f.code for f in P.FACTORS if f.kind is not P.Kind.SHOWN]
     assert list(result.missing) == scored
+    assert 1 <= len(result.narrowing) <= 2
 
 
-def test_an_unknown_input_is_imputed_not_absent_and_widens_the_range() -> None:
+def test_an_unknown_input_is_averaged_over_the_cohort_not_imputed() -> None:
     known_yes, known_no = estimate(with_(sarcopenia=True)), estimate(with_(sarcopenia=False))
     unknown = estimate(with_(sarcopenia=None))
     assert known_no.probability < unknown.probability < known_yes.probability
-    # Imputed at the article's prevalence (72.5 %), on the log-odds scale.
-    expected = math.log(odds(known_no.probability)) + 0.725 * math.log(2.78)
-    assert math.log(odds(unknown.probability)) == pytest.approx(expected)
+    share = sum(bool(m["sarcopenia"]) for m in reference_cohort()) / len(reference_cohort())
+    assert share == pytest.approx(0.725, abs=0.04)  # [19] 72.5 % of OVCF patients
+    # The mean risk over the cohort's members, not the risk at the mean log-odds.
+    expected = share * known_yes.probability + (1 - share) * known_no.probability
+    assert unknown.probability == pytest.approx(expected)
+    assert unknown.probability != pytest.approx(1 / (1 + math.exp(-unknown_at_mean_log_odds())))
     assert unknown.low == pytest.approx(known_no.probability)
     assert unknown.high == pytest.approx(known_yes.probability)
     assert "sarcopenia" in unknown.missing
+    assert unknown.narrowing == ("sarcopenia",)
     full = estimate(EVERYTHING)
     assert full.low == pytest.approx(full.probability) == pytest.approx(full.high)
     assert not full.missing
-    fewer = estimate(with_(sarcopenia=None, vertebral_hu=None, dxa_t_score=None))
+    assert not full.narrowing
+    fewer = estimate(with_(sarcopenia=None, vertebral_hu=None, dxa_t_score=None, cement_leakage=None))
     assert (fewer.high - fewer.low) > (unknown.high - unknown.low)
+
+
+def unknown_at_mean_log_odds() -> float:
+    # What the first model did: the mean log-odds (prevalence x beta) in place of the unknown input.
+    no = estimate(with_(sarcopenia=False))
+    return no.log_odds + 0.725 * math.log(2.78)
 
 
 def test_contributions_add_up_to_the_estimate() -> None:
     result = estimate(with_(sarcopenia=True, age=85))
-    total = math.log(odds(P.BASELINE_RISK)) + sum(c.log_odds for c in result.contributions)
+    total = reference_log_odds() + sum(c.log_odds for c in result.contributions)
+    assert result.log_odds == pytest.approx(total)
     assert math.log(odds(result.probability)) == pytest.approx(total)
+    share = sum(bool(m["sarcopenia"]) for m in reference_cohort()) / len(reference_cohort())
     sarcopenia = next(c for c in result.contributions if c.code == "sarcopenia")
-    assert sarcopenia.odds_ratio == pytest.approx(2.78 ** (1 - 0.725))
+    assert sarcopenia.odds_ratio == pytest.approx(2.78 ** (1 - share))
+    # A bounded group shares its effect among its known factors: still adds up.
+    bounded = estimate(with_(vertebral_hu=20.0, dxa_t_score=-4.5, cement_leakage="disc", cement_volume_high=True))
+    assert bounded.log_odds == pytest.approx(reference_log_odds() + sum(c.log_odds for c in bounded.contributions))
 
 
 def test_a_wrong_type_counts_as_unknown() -> None:
     assert "age" in estimate(with_(age="old")).missing
     assert "sarcopenia" in estimate(with_(sarcopenia=1)).missing
+    assert "vertebral-hu" in estimate(with_(vertebral_hu=math.nan)).missing
 
 
 @pytest.mark.parametrize(
@@ -166,10 +242,16 @@ def test_every_factor_has_a_source_and_a_sensible_value() -> None:
         assert factor.source
         assert factor.label
         assert factor.odds_ratio > 0
-        if factor.kind is P.Kind.BINARY:
-            assert 0 < factor.population < 1
+        assert 0.0 <= factor.slope <= 1.0
         if factor.kind is P.Kind.CATEGORY:
-            assert sum(c.prevalence for c in factor.categories) == pytest.approx(1.0)
+            assert factor.categories[0].odds_ratio == 1.0  # the reference
+        if factor.evidence is P.Evidence.ARTICLE:
+            assert factor.slope == 1.0  # the article's numbers, as stated
+    assert {d.code for d in DISTRIBUTIONS} == {f.code for f in P.SCORED}
+
+
+def test_the_model_version_is_new() -> None:
+    assert model_version().startswith("2.")
 
 
 # --- the thresholds live in the features: test them through the facts -------------------------------------
