@@ -232,6 +232,13 @@ def cmd_subscribe(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Verify the audit trail's hash chain, or export it as NDJSON AuditEvents for a SIEM."""
+    from service.audit_cli import run_audit  # noqa: PLC0415
+
+    return run_audit(args)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     """Onboard a population: NDJSON files or folders, or the EHR's Bulk Data $export; resumable."""
     from service.bulk_cli import run_import  # noqa: PLC0415
@@ -338,7 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser(
         "subscribe", help="register (or update) refracture's Subscriptions at the EHR; idempotent"
     ).set_defaults(run=cmd_subscribe)
+    from service.audit_cli import add_audit_parser  # noqa: PLC0415
     from service.bulk_cli import add_import_parser  # noqa: PLC0415
+
+    add_audit_parser(sub).set_defaults(run=cmd_audit)
 
     add_import_parser(sub).set_defaults(run=cmd_import)
     card = sub.add_parser("model-card", help="print or write the model card (docs/model-card.md)")

@@ -2,16 +2,43 @@
 
 One row per patient touched (a worklist page of fifty patients is fifty rows), so "who saw this patient" is one
 indexed query. Rows are append-only in the database; the retention purge is the only delete.
+
+The rows form a hash chain (migration 0013): each row has a gap-free ``seq``, the previous row's hash and its own,
+``sha256(canonical_bytes(...))``. The database computes it on insert; :func:`verify_chain` recomputes it here, so an
+edited row (its hash no longer matches), a deleted row (a gap in ``seq``, or a broken ``prev_hash``) and deleted
+newest rows (the chain head is ahead of the last row) are found and reported by position.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+import hashlib
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, Protocol
 
-__all__ = ["AuditLog", "AuditRecord", "AuditStore", "StoredAudit"]
+__all__ = [
+    "GENESIS",
+    "SYSTEM_ACTOR",
+    "AuditLog",
+    "AuditRecord",
+    "AuditStore",
+    "ChainAnchor",
+    "ChainLink",
+    "ChainProblem",
+    "ChainReport",
+    "StoredAudit",
+    "canonical_bytes",
+    "system_record",
+    "verify_chain",
+]
+
+# The previous hash of the first row ever appended.
+GENESIS: Final = bytes(32)
+# The actor of what refracture does on its own behalf: bulk import, event-feed fetches, CLI dumps.
+SYSTEM_ACTOR: Final = "system:refracture"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +61,143 @@ class AuditRecord:
     detail: str | None = None  # never patient data: counts, filters' names, the EHR's status line
 
 
+def system_record(
+    at: datetime,
+    action: str,
+    what: str,
+    *,
+    patient_id: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    detail: str | None = None,
+    outcome: int = 200,
+) -> AuditRecord:
+    """A row for what refracture did under its own name (no person asked): ``what`` names the job or command."""
+    return AuditRecord(
+        at=at,
+        actor=SYSTEM_ACTOR,
+        action=action,
+        what=what,
+        outcome=outcome,
+        auth_source="system",
+        resource_type=resource_type,
+        resource_id=resource_id,
+        patient_id=patient_id,
+        detail=detail,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StoredAudit:
-    """An audit row."""
+    """An audit row (with its place in the hash chain)."""
 
     id: int
     record: AuditRecord
+    seq: int | None = None
+    hash: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    """A row as the chain sees it."""
+
+    id: int
+    seq: int
+    prev_hash: bytes
+    hash: bytes
+    record: AuditRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ChainAnchor:
+    """A point of the chain: the head (newest row) or the checkpoint the purge left (last purged row)."""
+
+    seq: int
+    hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChainProblem:
+    """Where the chain breaks and how."""
+
+    seq: int
+    row_id: int | None
+    what: str
+
+    def __str__(self) -> str:
+        where = f"seq {self.seq}" + (f" (row id {self.row_id})" if self.row_id is not None else "")
+        return f"{where}: {self.what}"
+
+
+@dataclass(slots=True)
+class ChainReport:
+    """What `refracture audit verify` found."""
+
+    anchor: ChainAnchor
+    head: ChainAnchor
+    rows: int = 0
+    problems: list[ChainProblem] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        """No edited, missing or reordered row."""
+        return not self.problems
+
+
+def _field(value: str | None) -> bytes:
+    if value is None:
+        return struct.pack(">i", -1)
+    encoded = value.encode("utf-8")
+    return struct.pack(">i", len(encoded)) + encoded
+
+
+def canonical_bytes(seq: int, prev_hash: bytes, record: AuditRecord) -> bytes:
+    """The bytes a row's hash covers (the SQL function audit_event_bytes of migration 0013, byte for byte).
+
+    prev_hash (32 bytes), then seq, at (UTC, microseconds, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``), actor, client_id,
+    auth_source, roles (a 4-byte big-endian count, then each role), action, what, resource_type, resource_id,
+    patient_id, outcome, source_ip, request_id, detail; each text as its UTF-8 length (4 bytes, big-endian, signed)
+    and its bytes, NULL as the length -1. Length prefixes make the encoding unambiguous without escaping.
+    """
+    at = record.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    parts = [prev_hash, _field(str(seq)), _field(at), _field(record.actor), _field(record.client_id)]
+    parts += [_field(record.auth_source), struct.pack(">i", len(record.roles)), *(_field(r) for r in record.roles)]
+    parts += [_field(record.action), _field(record.what), _field(record.resource_type), _field(record.resource_id)]
+    parts += [_field(record.patient_id), _field(str(record.outcome)), _field(record.source_ip)]
+    parts += [_field(record.request_id), _field(record.detail)]
+    return b"".join(parts)
+
+
+def verify_chain(links: Iterable[ChainLink], anchor: ChainAnchor, head: ChainAnchor) -> ChainReport:
+    """Recompute the chain from the anchor (the purge's checkpoint, or the start) to the head.
+
+    Args:
+        links: the rows in seq order, up to the head.
+        anchor: what the first row must follow.
+        head: the newest row's seq and hash as the database's chain head holds them.
+    """
+    report = ChainReport(anchor, head)
+    expected_seq, expected_prev = anchor.seq + 1, anchor.hash
+    for link in links:
+        report.rows += 1
+        if link.seq != expected_seq:
+            missing = f"{expected_seq}" if link.seq == expected_seq + 1 else f"{expected_seq}..{link.seq - 1}"
+            report.problems.append(ChainProblem(link.seq, link.id, f"rows seq {missing} are missing (deleted)"))
+        elif link.prev_hash != expected_prev:
+            report.problems.append(
+                ChainProblem(link.seq, link.id, "does not follow the row before it (that row was edited or replaced)")
+            )
+        if hashlib.sha256(canonical_bytes(link.seq, link.prev_hash, link.record)).digest() != link.hash:
+            report.problems.append(ChainProblem(link.seq, link.id, "edited: its content does not match its hash"))
+        expected_seq, expected_prev = link.seq + 1, link.hash
+    if head.seq >= expected_seq:
+        missing = f"{expected_seq}" if head.seq == expected_seq else f"{expected_seq}..{head.seq}"
+        report.problems.append(ChainProblem(head.seq, None, f"rows seq {missing} are missing (the newest deleted)"))
+    elif head.seq == expected_seq - 1 and head.hash != expected_prev:
+        report.problems.append(ChainProblem(head.seq, None, "the newest row differs from the chain head"))
+    elif head.seq < expected_seq - 1:
+        report.problems.append(ChainProblem(head.seq, None, "rows after the chain head (head edited)"))
+    return report
 
 
 class AuditStore(Protocol):
@@ -55,6 +213,9 @@ class AuditStore(Protocol):
 
     def purge_audit(self, retention_days: int) -> int:
         """Delete rows older than the retention; how many."""
+
+    def audit_chain(self) -> AbstractContextManager[tuple[ChainAnchor, ChainAnchor, Iterator[ChainLink]]]:
+        """One consistent snapshot: the purge's last checkpoint (or the start), the head, the rows up to it."""
 
 
 class AuditLog:
@@ -84,3 +245,18 @@ class AuditLog:
     def purge(self) -> int:
         """Drop what is older than the retention."""
         return self._store.purge_audit(self._retention_days)
+
+    def verify(self) -> ChainReport:
+        """Recompute the hash chain (`refracture audit verify`)."""
+        with self._store.audit_chain() as (anchor, head, links):
+            return verify_chain(links, anchor, head)
+
+    def export(self, since: datetime | None, until: datetime | None = None, page: int = 1000) -> Iterator[StoredAudit]:
+        """Every row from ``since`` on, oldest first, read page by page (the SIEM export)."""
+        after = 0
+        while True:
+            rows = self._store.audit_rows(since, until, None, after, page)
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1].id
