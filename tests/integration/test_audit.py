@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -16,7 +14,6 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.fhir.validation import validate_resource
-from service.usecases.audit import AuditRecord
 from tests.conftest import RecordingQueue, make_settings
 from tests.worklist_data import FixedClock
 
@@ -160,20 +157,6 @@ def test_the_trail_is_append_only(app: tuple[Container, TestClient], worklist_ur
     ):
         with psycopg.connect(worklist_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)  # type: ignore[arg-type]
-
-
-def test_retention_purges_only_what_is_older(app: tuple[Container, TestClient], worklist_url: str) -> None:
-    container, _ = app
-    now = datetime.now(UTC)
-    recent = AuditRecord(at=now, actor="x", action="read", what="GET /test", outcome=200, patient_id="p9")
-    old = replace(recent, at=now - timedelta(days=6 * 365 + 1), what="GET /old")
-    container.audit.record([recent, old])
-    before = len(rows(worklist_url))
-    assert container.audit.purge() >= 1
-    remaining = rows(worklist_url)
-    assert len(remaining) < before
-    assert all(r["at"] > now - timedelta(days=6 * 365) for r in remaining)
-    assert any(r["what"] == "GET /test" for r in remaining)
 
 
 def test_the_trail_exports_as_valid_audit_events_page_by_page(
