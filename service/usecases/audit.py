@@ -38,7 +38,7 @@ __all__ = [
 # The previous hash of the first row ever appended.
 GENESIS: Final = bytes(32)
 # The actor of what refracture does on its own behalf: bulk import, event-feed fetches, CLI dumps.
-SYSTEM_ACTOR: Final = "system:refracture"
+SYSTEM_ACTOR: Final = "refracture"  # as write-backs have always been recorded
 
 
 @dataclass(frozen=True, slots=True)

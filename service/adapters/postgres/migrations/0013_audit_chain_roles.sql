@@ -62,17 +62,24 @@ $$;
 -- prev_hash (32 bytes), then seq, at (UTC, microseconds, 'YYYY-MM-DDTHH:MM:SS.ffffffZ'), actor, client_id,
 -- auth_source, roles (a 4-byte count, then each role), action, what, resource_type, resource_id, patient_id, outcome,
 -- source_ip, request_id, detail — each as audit_field. The row id is not covered: seq orders the chain.
-CREATE FUNCTION audit_event_bytes(e audit_event) RETURNS bytea LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT e.prev_hash
+-- (plpgsql, not sql: its plan is cached per session, which keeps the append cheap.)
+CREATE FUNCTION audit_event_bytes(e audit_event) RETURNS bytea LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+DECLARE
+    roles bytea := int4send(coalesce(cardinality(e.roles), 0));
+    role  text;
+BEGIN
+    FOREACH role IN ARRAY coalesce(e.roles, '{}') LOOP
+        roles := roles || audit_field(role);
+    END LOOP;
+    RETURN e.prev_hash
         || audit_field(e.seq::text)
         || audit_field(to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
         || audit_field(e.actor) || audit_field(e.client_id) || audit_field(e.auth_source)
-        || int4send(coalesce(cardinality(e.roles), 0))
-        || coalesce((SELECT string_agg(audit_field(r), ''::bytea ORDER BY o)
-                     FROM unnest(e.roles) WITH ORDINALITY AS u (r, o)), ''::bytea)
+        || roles
         || audit_field(e.action) || audit_field(e.what) || audit_field(e.resource_type)
         || audit_field(e.resource_id) || audit_field(e.patient_id) || audit_field(e.outcome::text)
-        || audit_field(e.source_ip) || audit_field(e.request_id) || audit_field(e.detail)
+        || audit_field(e.source_ip) || audit_field(e.request_id) || audit_field(e.detail);
+END
 $$;
 
 -- Chain the rows already there, in id order (the append-only trigger refuses this UPDATE, so it is off meanwhile).
