@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import psycopg
+from pydantic import ValidationError
 
 from service.config import get_settings
 from service.logs import configure_logging, log_format, log_level, logging_config
@@ -33,8 +34,9 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     from service.adapters.postgres.migrate import create_database_if_missing, migrate  # noqa: PLC0415
 
     settings = get_settings()
-    create_database_if_missing(settings.database_url)
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+    # The schema owner migrates (REFRACTURE_MIGRATE_DATABASE_URL); the runtime role could not.
+    create_database_if_missing(settings.migration_url)
+    with psycopg.connect(settings.migration_url, autocommit=True) as conn:
         applied = migrate(conn)
     print(f"migrations applied: {applied or 'none (up to date)'}")
     return 0
@@ -387,4 +389,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     synth.set_defaults(run=cmd_synth)
     args = parser.parse_args(argv)
     configure_logging()
+    if args.command not in _NO_SETTINGS:
+        try:
+            _log_start(args.command)
+        except ValidationError as exc:
+            # Where and why only: a setting's value can be a secret (the input is never printed).
+            for error in exc.errors():
+                where = ".".join(str(part) for part in error["loc"]) or "settings"
+                log.critical("refusing to start: %s: %s", where, error["msg"])
+            return 2
     return int(args.run(args))
+
+
+# Commands that read no settings and serve nothing (the demo sets its children's mode itself).
+_NO_SETTINGS = frozenset({"model-card", "openapi", "synth", "demo"})
+
+
+def _log_start(command: str) -> None:
+    """The start line: which mode, and why (a mode nobody chose is production: docs/security.md)."""
+    settings = get_settings()
+    extra = ""
+    if settings.environment == "production" and not (settings.auth_issuer and settings.auth_audience):
+        extra = "; no REFRACTURE_AUTH_ISSUER/REFRACTURE_AUTH_AUDIENCE: every bearer token is refused"
+    log.info("refracture %s starting: %s%s", command, settings.environment_reason, extra)
