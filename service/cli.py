@@ -395,8 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValidationError as exc:
             # Where and why only: a setting's value can be a secret (the input is never printed).
             for error in exc.errors():
-                where = ".".join(str(part) for part in error["loc"]) or "settings"
-                log.critical("refusing to start: %s: %s", where, error["msg"])
+                setting = ".".join(str(part) for part in error["loc"]) or "settings"
+                log.critical("refusing to start: %s: %s", setting, error["msg"])
             return 2
     return int(args.run(args))
 
