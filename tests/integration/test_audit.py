@@ -187,3 +187,39 @@ def test_the_trail_exports_as_valid_audit_events_page_by_page(
     assert write["action"] == "U"
     assert write["outcome"] == "0"
     assert write["agent"][0]["who"]["identifier"]["value"] == "tester"
+
+
+def _bundle(kind: str, *entries: dict[str, Any]) -> str:
+    return json.dumps({"resourceType": "Bundle", "type": kind, "entry": list(entries)})
+
+
+def test_bundle_reads_are_attributed_to_the_patient_of_the_stored_resource(
+    app: tuple[Container, TestClient], worklist_url: str
+) -> None:
+    _, client = app
+    client.put("/fhir/Observation/o1", content=json.dumps(OBSERVATION), headers={**FHIR, **ALL})
+    mark = since(worklist_url)
+    for kind in ("batch", "transaction"):
+        read = {"request": {"method": "GET", "url": "Observation/o1"}}
+        answer = client.post("/fhir", content=_bundle(kind, read), headers={**FHIR, **ALL})
+        assert answer.status_code == 200, answer.text
+    audited = rows(worklist_url, "id > %s", mark)
+    assert [(r["action"], r["patient_id"]) for r in audited] == [("batch", "p1"), ("transaction", "p1")]
+
+
+def test_a_bundle_read_carrying_a_decoy_resource_is_refused_and_not_audited_as_the_decoy(
+    app: tuple[Container, TestClient], worklist_url: str
+) -> None:
+    _, client = app
+    client.put("/fhir/Observation/o1", content=json.dumps(OBSERVATION), headers={**FHIR, **ALL})
+    decoy = {**OBSERVATION, "subject": {"reference": "Patient/someone-else"}}
+    read = {"resource": decoy, "request": {"method": "GET", "url": "Observation/o1"}}
+    mark = since(worklist_url)
+    batch = client.post("/fhir", content=_bundle("batch", read), headers={**FHIR, **ALL})
+    assert batch.status_code == 200
+    [entry] = batch.json()["entry"]
+    assert entry["response"]["status"].startswith("400")
+    assert "GET entries carry no resource" in json.dumps(entry["response"]["outcome"])
+    transaction = client.post("/fhir", content=_bundle("transaction", read), headers={**FHIR, **ALL})
+    assert transaction.status_code == 400
+    assert "someone-else" not in {r["patient_id"] for r in rows(worklist_url, "id > %s", mark)}
