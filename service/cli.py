@@ -171,12 +171,20 @@ def cmd_writeback(args: argparse.Namespace) -> int:
         if state:
             print(f"write mode: {state['mode']} ({state['detail']}; checked {state['checked_at']:%Y-%m-%d %H:%M})")
         print(f"jobs: {counts['jobs'] or 'none'}; oldest pending since {counts['oldest_pending_at'] or '-'}")
-        for job in store.dead_writebacks(args.limit):
+        dead = store.dead_writebacks(args.limit)
+        for job in dead:
             # Patient ids are the EHR's own, shown to the operator who must act on them; no clinical data.
             print(
                 f"  dead: Patient/{job['patient_id']} after {job['attempts']} attempt(s), "
                 f"{job['last_status'] or '-'}: {job['last_error']}"
             )
+        # Whose ids were shown on a terminal joins the audit trail, under refracture's own name.
+        from service.usecases.audit import system_record  # noqa: PLC0415
+
+        now = container.clock()
+        container.audit.record(
+            [system_record(now, "export", "refracture writeback status", patient_id=j["patient_id"]) for j in dead]
+        )
     finally:
         container.close()
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -223,3 +224,30 @@ def test_a_bundle_read_carrying_a_decoy_resource_is_refused_and_not_audited_as_t
     transaction = client.post("/fhir", content=_bundle("transaction", read), headers={**FHIR, **ALL})
     assert transaction.status_code == 400
     assert "someone-else" not in {r["patient_id"] for r in rows(worklist_url, "id > %s", mark)}
+
+
+def test_an_interrupted_csv_export_has_recorded_the_patients_of_every_chunk_it_sent(
+    app: tuple[Container, TestClient], worklist_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.api import worklist_routes
+
+    container, client = app
+    monkeypatch.setattr(worklist_routes, "CSV_CHUNK_BYTES", 0)  # a chunk per row
+    export = container.worklist.export
+    sent: list[str] = []
+
+    def failing_after_three(*args: Any, **kwargs: Any) -> Any:
+        for number, row in enumerate(export(*args, **kwargs)):
+            if number == 3:
+                raise ConnectionError("the database went away mid-export")
+            sent.append(row.patient_id)
+            yield row
+
+    monkeypatch.setattr(container.worklist, "export", failing_after_three)
+    mark = since(worklist_url)
+    with contextlib.suppress(ConnectionError):  # the stream broke off after its first chunks
+        client.get("/api/worklist.csv", headers=COORDINATOR)
+    audited = rows(worklist_url, "id > %s AND action = 'export'", mark)
+    assert audited[0]["patient_id"] is None  # the start, before the first byte
+    assert len(sent) == 3
+    assert {r["patient_id"] for r in audited[1:]} == set(sent)
