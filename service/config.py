@@ -102,7 +102,8 @@ class Settings(BaseSettings):
     # Requests per minute per client (0: no limit); a flood gets 429 with Retry-After.
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     # Audit rows older than this are purged by the daily sweep's housekeeping (HIPAA keeps documentation 6 years).
-    audit_retention_days: int = Field(default=6 * 365, ge=1)
+    # Never under 365 days: the database's purge function refuses less (migration 0013), so refuse it at start.
+    audit_retention_days: int = Field(default=6 * 365, ge=365)
 
     # Local codes that map to the standard codes refracture knows (docs/terminology-mapping.md).
     code_map_file: Path | None = None

@@ -32,6 +32,8 @@ from tests.conftest import AUTH, SESSION, RecordingQueue, make_settings
 pytestmark = pytest.mark.integration
 
 FHIR = {"Content-Type": "application/fhir+json"}
+ADMIN = {"Authorization": "Bearer test-admin"}
+COORDINATOR = {"Authorization": "Bearer test-coordinator"}
 NOW = datetime.now(UTC)
 RECORD = AuditRecord(at=NOW, actor="tester", action="read", what="GET /test", outcome=200, roles=("a", "b"))
 
@@ -304,3 +306,41 @@ def test_the_export_is_ndjson_audit_events_with_their_chain_place_and_is_audited
     )
     assert (actor, action, what, detail) == (SYSTEM_ACTOR, "export", "refracture audit export", "10 AuditEvent(s)")
     assert "exported 10 AuditEvent(s)" in capsys.readouterr().err
+
+
+def test_the_siem_export_endpoint_streams_ndjson_from_since_for_administrators(filled: Settings) -> None:
+    container = bootstrap(filled, queue=RecordingQueue())
+    try:
+        container.audit.record([replace(RECORD, at=NOW - timedelta(days=2), what="GET /before")])
+        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+            since = (NOW - timedelta(days=1)).isoformat()
+            refused = client.get("/api/audit/$export", params={"_since": since}, headers=COORDINATOR)
+            answer = client.get("/api/audit/$export", params={"_since": since}, headers=ADMIN)
+    finally:
+        container.close()
+    assert refused.status_code == 403
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/fhir+ndjson")
+    events = [json.loads(line) for line in answer.text.splitlines()]
+    # Not the row of two days ago (seq 11); the refused call (12) and the export itself (13, written before its first
+    # byte) are in.
+    assert all(validate_resource(e) == [] for e in events)
+    seqs = [int(e["extension"][0]["extension"][0]["valueString"]) for e in events]
+    assert seqs == [*range(1, 11), 12, 13]
+    exported = execute(filled.database_url, "SELECT actor, detail FROM audit_event WHERE action = 'export'")
+    assert ("admin.one", "audit $export") in exported
+
+
+def test_migrate_uses_the_owners_url_when_there_is_one(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The runtime URL points nowhere: only the owner's URL can have migrated.
+    monkeypatch.setenv("REFRACTURE_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nothing")
+    monkeypatch.setenv("REFRACTURE_MIGRATE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
+    get_settings.cache_clear()
+    try:
+        assert main(["migrate"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert "up to date" in capsys.readouterr().out
