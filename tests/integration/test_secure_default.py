@@ -12,7 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from service.api.app import create_app
+from service.bootstrap import Container
 from service.config import Settings
 from tests.conftest import ARTIFACTS, ROOT, TOKENS
 from tests.integration.test_no_patient_data_in_logs import ApiProcess
@@ -64,7 +67,12 @@ def test_a_fresh_start_refuses_dev_tokens_and_hides_metrics_and_docs(fresh_api: 
     assert httpx.get(f"{base}/metrics", timeout=10).status_code == 401
     assert httpx.get(f"{base}/docs", timeout=10).status_code == 404
     assert httpx.get(f"{base}/openapi.json", timeout=10).status_code == 404
-    assert "strict-transport-security" in httpx.get(f"{base}/healthz", timeout=10).headers
+    health = httpx.get(f"{base}/healthz", headers={"Origin": "https://elsewhere.example"}, timeout=10)
+    assert "strict-transport-security" in health.headers
+    assert health.headers["referrer-policy"] == "same-origin"
+    assert not [h for h in health.headers if h.startswith("access-control-")], "no CORS for any origin"
+    metadata = httpx.get(f"{base}/fhir/metadata", timeout=10)
+    assert metadata.headers["content-type"] in ("application/fhir+json; charset=utf-8", "application/fhir+json")
     start = [json.loads(line) for line in Path(fresh_api.log_path).read_text().splitlines() if line.startswith("{")]
     assert any(
         line["message"].startswith("refracture api starting: environment=production (default: REFRACTURE_ENVIRONMENT")
@@ -86,3 +94,17 @@ def test_a_fresh_start_with_dev_tokens_refuses_to_start(settings: Settings) -> N
     )
     assert done.returncode != 0
     assert "REFRACTURE_AUTH_DEV_TOKENS is for development only" in done.stdout + done.stderr
+
+
+def test_an_unexpected_error_answers_a_generic_500(container: Container) -> None:
+    app = create_app(lambda: container)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("Patient Jane Example, MRN 123456")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/boom")
+    assert answer.status_code == 500
+    assert "internal error; the request was not applied" in answer.text
+    assert "Jane" not in answer.text
