@@ -662,6 +662,7 @@ def test_every_refracture_command_used_exists_and_its_options_parse(
         if name.startswith("cmd_"):
             monkeypatch.setattr(cli, name, lambda args, name=name: called.append(name) or 0)
     monkeypatch.setattr(cli, "configure_logging", lambda: None)
+    monkeypatch.setattr(cli, "_log_start", lambda command: None)  # about parsing: no settings read
     commands = _commands(compose, rendered)
     assert len(commands) >= 9
     for argv in commands:
