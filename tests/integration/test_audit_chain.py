@@ -234,6 +234,8 @@ def test_the_runtime_role_cannot_edit_delete_truncate_or_untrigger_the_trail(
         "CREATE OR REPLACE FUNCTION purge_audit_events(retention_days integer) RETURNS bigint "
         "LANGUAGE sql AS 'SELECT 0::bigint'",
         "SELECT refracture_apply_grants()",
+        "CREATE TABLE audit_event_copy (id int)",
+        "CREATE FUNCTION audit_min_retention_days() RETURNS integer LANGUAGE sql AS 'SELECT 0'",
     ):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             execute(runtime_url, statement)
