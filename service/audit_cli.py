@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from service.fhir.audit_event import audit_ndjson_line
-from service.usecases.audit import system_record
+from service.usecases.audit import ChainAnchor, system_record
 
 __all__ = ["add_audit_parser", "run_audit"]
 
@@ -19,6 +19,14 @@ def _moment(text: str) -> datetime:
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError("give a time zone, e.g. 2026-01-01T00:00:00Z")
     return moment
+
+
+def _anchor(text: str) -> ChainAnchor:
+    seq, _, digest = text.partition(":")
+    try:
+        return ChainAnchor(int(seq), bytes.fromhex(digest))
+    except ValueError:
+        raise argparse.ArgumentTypeError("SEQ:HASH, e.g. 1234:9f86d0…, as an earlier verify printed it") from None
 
 
 def add_audit_parser(sub: Any) -> argparse.ArgumentParser:
@@ -35,6 +43,14 @@ def add_audit_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--since", type=_moment, help="export: rows recorded at or after this moment (ISO 8601)")
     parser.add_argument("--until", type=_moment, help="export: rows recorded before this moment")
     parser.add_argument("--out", type=Path, help="export: write to this file instead of stdout")
+    parser.add_argument(
+        "--expect",
+        type=_anchor,
+        action="append",
+        default=[],
+        metavar="SEQ:HASH",
+        help="verify: a row's hash kept outside the database (an earlier verify's head, the SIEM's copy); repeatable",
+    )
     return parser
 
 
@@ -45,10 +61,10 @@ def run_audit(args: argparse.Namespace) -> int:
     container = bootstrap()
     try:
         if args.action == "verify":
-            report = container.audit.verify()
+            report = container.audit.verify(args.expect)
             for problem in report.problems:
                 print(f"BROKEN at {problem}")
-            head = f"head seq {report.head.seq} hash {report.head.hash.hex()}"
+            head = f"head {report.head.seq}:{report.head.hash.hex()} (keep it: --expect SEQ:HASH checks it later)"
             start = f"from checkpoint seq {report.anchor.seq}" if report.anchor.seq else "from the first row"
             verdict = "intact" if report.intact else f"NOT intact: {len(report.problems)} problem(s)"
             print(f"audit trail {verdict}: {report.rows} rows checked {start}; {head}")

@@ -168,17 +168,28 @@ def canonical_bytes(seq: int, prev_hash: bytes, record: AuditRecord) -> bytes:
     return b"".join(parts)
 
 
-def verify_chain(links: Iterable[ChainLink], anchor: ChainAnchor, head: ChainAnchor) -> ChainReport:
+def verify_chain(
+    links: Iterable[ChainLink], anchor: ChainAnchor, head: ChainAnchor, recorded: Sequence[ChainAnchor] = ()
+) -> ChainReport:
     """Recompute the chain from the anchor (the purge's checkpoint, or the start) to the head.
 
     Args:
         links: the rows in seq order, up to the head.
         anchor: what the first row must follow.
         head: the newest row's seq and hash as the database's chain head holds them.
+        recorded: seq and hash pairs kept outside the database (an earlier verify's head line, a SIEM's copy): a
+            chain rewritten consistently from some row on still differs from these.
     """
     report = ChainReport(anchor, head)
+    outside = {r.seq: r.hash for r in recorded}
+    if anchor.seq in outside and outside.pop(anchor.seq) != anchor.hash:
+        report.problems.append(ChainProblem(anchor.seq, None, "the purge checkpoint differs from the recorded hash"))
     expected_seq, expected_prev = anchor.seq + 1, anchor.hash
     for link in links:
+        if link.seq in outside and outside.pop(link.seq) != link.hash:
+            report.problems.append(
+                ChainProblem(link.seq, link.id, "differs from the hash recorded outside: the chain was rewritten")
+            )
         report.rows += 1
         if link.seq != expected_seq:
             missing = f"{expected_seq}" if link.seq == expected_seq + 1 else f"{expected_seq}..{link.seq - 1}"
@@ -197,6 +208,9 @@ def verify_chain(links: Iterable[ChainLink], anchor: ChainAnchor, head: ChainAnc
         report.problems.append(ChainProblem(head.seq, None, "the newest row differs from the chain head"))
     elif head.seq < expected_seq - 1:
         report.problems.append(ChainProblem(head.seq, None, "rows after the chain head (head edited)"))
+    for seq in sorted(outside):
+        where = "purged before the checkpoint" if seq < anchor.seq else "not in the trail"
+        report.problems.append(ChainProblem(seq, None, f"a recorded hash cannot be checked: the row is {where}"))
     return report
 
 
@@ -246,10 +260,10 @@ class AuditLog:
         """Drop what is older than the retention."""
         return self._store.purge_audit(self._retention_days)
 
-    def verify(self) -> ChainReport:
-        """Recompute the hash chain (`refracture audit verify`)."""
+    def verify(self, recorded: Sequence[ChainAnchor] = ()) -> ChainReport:
+        """Recompute the hash chain (`refracture audit verify`), and compare it with hashes kept elsewhere."""
         with self._store.audit_chain() as (anchor, head, links):
-            return verify_chain(links, anchor, head)
+            return verify_chain(links, anchor, head, recorded)
 
     def export(self, since: datetime | None, until: datetime | None = None, page: int = 1000) -> Iterator[StoredAudit]:
         """Every row from ``since`` on, oldest first, read page by page (the SIEM export)."""

@@ -346,3 +346,44 @@ def test_migrate_uses_the_owners_url_when_there_is_one(
     finally:
         get_settings.cache_clear()
     assert "up to date" in capsys.readouterr().out
+
+
+_REWRITE_FROM_4 = """
+DO $$
+DECLARE
+    r    audit_event;
+    prev bytea;
+BEGIN
+    SELECT hash INTO prev FROM audit_event WHERE seq = 3;
+    FOR r IN SELECT * FROM audit_event WHERE seq >= 4 ORDER BY seq LOOP
+        IF r.seq = 4 THEN
+            r.actor := 'someone else';
+        END IF;
+        r.prev_hash := prev;
+        r.hash := sha256(audit_event_bytes(r));
+        UPDATE audit_event SET actor = r.actor, prev_hash = r.prev_hash, hash = r.hash WHERE seq = r.seq;
+        prev := r.hash;
+    END LOOP;
+    UPDATE audit_chain_head SET hash = prev;
+END
+$$
+"""
+
+
+def test_a_consistently_rewritten_chain_differs_from_a_hash_kept_outside(
+    filled: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REFRACTURE_DATABASE_URL", filled.database_url)
+    monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
+    get_settings.cache_clear()
+    try:
+        assert main(["audit", "verify"]) == 0
+        head = capsys.readouterr().out.split("head ")[1].split()[0]  # SEQ:HASH, as an operator would keep it
+        assert main(["audit", "verify", "--expect", head]) == 0
+        tamper(filled.database_url, _REWRITE_FROM_4)
+        assert main(["audit", "verify"]) == 0  # whoever owns the schema can rewrite the chain consistently…
+        capsys.readouterr()
+        assert main(["audit", "verify", "--expect", head]) == 1  # …but not match a hash kept elsewhere
+    finally:
+        get_settings.cache_clear()
+    assert "BROKEN at seq 10 (row id" in capsys.readouterr().out
