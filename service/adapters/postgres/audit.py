@@ -23,7 +23,11 @@ _COLUMNS = (
 
 
 def append_audit(conn: psycopg.Connection[Any], records: Sequence[AuditRecord]) -> None:
-    """Insert audit rows on a connection (inside the caller's transaction when it has one)."""
+    """Insert audit rows on a connection (inside the caller's transaction when it has one).
+
+    The chain trigger locks the chain head until that transaction ends, and every other append waits for it: append
+    last, and never keep the transaction open across a network call afterwards.
+    """
     statement = sql.SQL("INSERT INTO audit_event ({}) VALUES ({})").format(
         sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS),
         sql.SQL(", ").join(sql.Placeholder() for _ in _COLUMNS),
