@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/refracture"
     # The schema owner's URL for `refracture migrate` (and the migration Job); the API, workers and beat use
     # database_url with the least-privileged runtime role (refracture_runtime). Unset: database_url migrates too.
-    migrate_database_url: str | None = None
+    migrate_database_url: SecretStr | None = None
     database_pool_min: int = Field(default=1, ge=1)
     database_pool_max: int = Field(default=8, ge=1)
     # How long a request waits for a pooled connection before answering 503.
@@ -180,7 +180,6 @@ class Settings(BaseSettings):
 
     @field_validator(
         "ehr_base_url",
-        "migrate_database_url",
         "auth_issuer",
         "auth_audience",
         "auth_jwks_url",
@@ -208,7 +207,8 @@ class Settings(BaseSettings):
     @property
     def migration_url(self) -> str:
         """Where `refracture migrate` connects: the owner's URL when there is one."""
-        return self.migrate_database_url or self.database_url
+        owner = self.migrate_database_url.get_secret_value() if self.migrate_database_url else ""
+        return owner or self.database_url
 
     @model_validator(mode="after")
     def _cds_safe_in_production(self) -> Settings:
