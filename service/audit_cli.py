@@ -44,6 +44,9 @@ def add_audit_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--until", type=_moment, help="export: rows recorded before this moment")
     parser.add_argument("--out", type=Path, help="export: write to this file instead of stdout")
     parser.add_argument(
+        "--after-seq", type=int, default=0, help="export: only rows after this chain position (the last seq you have)"
+    )
+    parser.add_argument(
         "--expect",
         type=_anchor,
         action="append",
@@ -72,7 +75,7 @@ def run_audit(args: argparse.Namespace) -> int:
         count = 0
         out = args.out.open("wb") if args.out else sys.stdout.buffer
         try:
-            for row in container.audit.export(args.since, args.until):
+            for row in container.audit.export(args.since, args.until, args.after_seq):
                 out.write(audit_ndjson_line(row))
                 count += 1
         finally:

@@ -96,9 +96,12 @@ def audit_export(
     container: ContainerDep,
     since: Annotated[datetime | None, Query(alias="_since", description="from this moment (inclusive)")] = None,
     until: Annotated[datetime | None, Query(alias="_until", description="rows recorded before this moment")] = None,
+    after_seq: Annotated[
+        int, Query(ge=0, description="only rows after this chain position (the last seq you have)")
+    ] = 0,
 ) -> StreamingResponse:
     """Every audit row from ``_since`` as a FHIR AuditEvent, one per line, each with its hash-chain seq and hash
     (docs/security.md, "Audit trail"); read page by page while it streams."""
     note_audit(request.state, AuditNote("export", "AuditEvent", detail="audit $export"))
-    lines = (audit_ndjson_line(row) for row in container.audit.export(since, until))
+    lines = (audit_ndjson_line(row) for row in container.audit.export(since, until, after_seq))
     return StreamingResponse(lines, media_type="application/fhir+ndjson")

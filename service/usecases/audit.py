@@ -225,6 +225,11 @@ class AuditStore(Protocol):
     ) -> list[StoredAudit]:
         """Rows in id order, filtered."""
 
+    def chain_rows(
+        self, since: datetime | None, until: datetime | None, after_seq: int, limit: int
+    ) -> list[StoredAudit]:
+        """Rows in chain order (seq, which is commit order: the chain head's lock is held until commit), filtered."""
+
     def purge_audit(self, retention_days: int) -> int:
         """Delete rows older than the retention; how many."""
 
@@ -265,12 +270,16 @@ class AuditLog:
         with self._store.audit_chain() as (anchor, head, links):
             return verify_chain(links, anchor, head, recorded)
 
-    def export(self, since: datetime | None, until: datetime | None = None, page: int = 1000) -> Iterator[StoredAudit]:
-        """Every row from ``since`` on, oldest first, read page by page (the SIEM export)."""
-        after = 0
+    def export(
+        self, since: datetime | None, until: datetime | None = None, after_seq: int = 0, page: int = 1000
+    ) -> Iterator[StoredAudit]:
+        """Every row from ``since`` (or after the chain position ``after_seq``) on, in chain order, read page by page
+        (the SIEM export). Chain order is commit order, so a reader that carries on after the last seq it has gets
+        every row exactly once, even one whose ``at`` is older than rows already read."""
+        after = after_seq
         while True:
-            rows = self._store.audit_rows(since, until, None, after, page)
+            rows = self._store.chain_rows(since, until, after, page)
             yield from rows
             if len(rows) < page:
                 return
-            after = rows[-1].id
+            after = rows[-1].seq or after

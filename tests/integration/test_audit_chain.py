@@ -387,3 +387,19 @@ def test_a_consistently_rewritten_chain_differs_from_a_hash_kept_outside(
     finally:
         get_settings.cache_clear()
     assert "BROKEN at seq 10 (row id" in capsys.readouterr().out
+
+
+def test_a_siem_carrying_on_after_its_last_seq_gets_every_row_once_even_one_dated_earlier(filled: Settings) -> None:
+    container = bootstrap(filled, queue=RecordingQueue())
+    try:
+        first = list(container.audit.export(None))
+        # Committed after the first pull but dated before its newest row: a `_since` pull would miss it.
+        container.audit.record([replace(RECORD, at=NOW - timedelta(hours=1), what="GET /late")])
+        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+            answer = client.get("/api/audit/$export", params={"after_seq": first[-1].seq}, headers=ADMIN)
+    finally:
+        container.close()
+    assert [r.seq for r in first] == list(range(1, 11))
+    events = [json.loads(line) for line in answer.text.splitlines()]
+    assert [e["outcomeDesc"] for e in events][:1] == ["200 GET /late"]
+    assert int(events[0]["extension"][0]["extension"][0]["valueString"]) == 11

@@ -75,6 +75,19 @@ class PostgresAuditStore:
             ).fetchall()
         return [StoredAudit(int(r["id"]), _record(r), int(r["seq"]), bytes(r["hash"])) for r in rows]
 
+    def chain_rows(
+        self, since: datetime | None, until: datetime | None, after_seq: int, limit: int
+    ) -> list[StoredAudit]:
+        """See AuditStore."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT * FROM audit_event WHERE seq > %(after)s "
+                "AND (%(since)s::timestamptz IS NULL OR at >= %(since)s) "
+                "AND (%(until)s::timestamptz IS NULL OR at < %(until)s) ORDER BY seq LIMIT %(limit)s",
+                {"after": after_seq, "since": since, "until": until, "limit": limit},
+            ).fetchall()
+        return [StoredAudit(int(r["id"]), _record(r), int(r["seq"]), bytes(r["hash"])) for r in rows]
+
     def purge_audit(self, retention_days: int) -> int:
         """See AuditStore."""
         with self._connection() as conn:
