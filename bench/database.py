@@ -81,5 +81,7 @@ def api_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
             {_BENCH_TOKEN: {"sub": "bench", "roles": ["integration-client", "care-coordinator", "administrator"]}}
         ),
         "REFRACTURE_RATE_LIMIT_PER_MINUTE": "0",
+        # Development tokens need a mode that takes them, by name: production is the default.
+        "REFRACTURE_ENVIRONMENT": "test",
         **extra,
     }

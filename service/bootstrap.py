@@ -184,6 +184,7 @@ def bootstrap(
     actions = AlertActions(store, evaluator, clock, today)
     ingestor = Ingestor(store, Normaliser(terminology), clock, settings.mrn_system)
     feeds = PostgresFeedStore(pool)
+    audit = AuditLog(PostgresAuditStore(pool), settings.audit_retention_days)
     feed_worker = FeedWorker(
         feeds,
         ehr if settings.feeds_enabled else None,
@@ -197,6 +198,7 @@ def bootstrap(
             silence_s=settings.subscription_heartbeat_period_s + settings.subscription_heartbeat_grace_s,
         ),
         metrics,
+        audit=audit.record,
     )
     cds_hooks = CdsHooks(PostgresCdsStore(pool), clock, today, terminology.local_target)
     return Container(
@@ -226,7 +228,7 @@ def bootstrap(
             settings.session_idle_s,
             settings.auth_sites_claim,
         ),
-        audit=AuditLog(PostgresAuditStore(pool), settings.audit_retention_days),
+        audit=audit,
         rate_limiter=RateLimiter(settings.redis_url, settings.rate_limit_per_minute),
         oidc=OidcClient(
             settings.auth_issuer,
@@ -266,7 +268,9 @@ class BulkImport:
 def make_bulk_import(container: Container, batch_size: int, sleep: Callable[[float], None] = time.sleep) -> BulkImport:
     """Bulk import over the container's pool and Ingestor (the same validation and write path as the API)."""
     store = PostgresImportStore(container.pool)
-    importer = BulkImporter(store, container.ingestor, container.clock, batch_size=batch_size)
+    importer = BulkImporter(
+        store, container.ingestor, container.clock, batch_size=batch_size, audit=container.audit.record
+    )
     gateway = make_bulk_client(container.settings)
     exporter = BulkExporter(store, gateway, importer, container.clock, sleep) if gateway is not None else None
     return BulkImport(importer, exporter, gateway)

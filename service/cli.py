@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
+from pydantic import ValidationError
 
 from service.config import get_settings
 from service.log_redaction import handling_patient_data
@@ -38,8 +39,9 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     from service.adapters.postgres.migrate import create_database_if_missing, migrate  # noqa: PLC0415
 
     settings = get_settings()
-    create_database_if_missing(settings.database_url)
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+    # The schema owner migrates (REFRACTURE_MIGRATE_DATABASE_URL); the runtime role could not.
+    create_database_if_missing(settings.migration_url)
+    with psycopg.connect(settings.migration_url, autocommit=True) as conn:
         applied = migrate(conn)
     print(f"migrations applied: {applied or 'none (up to date)'}")
     return 0
@@ -189,12 +191,20 @@ def cmd_writeback(args: argparse.Namespace) -> int:
         if state:
             print(f"write mode: {state['mode']} ({state['detail']}; checked {state['checked_at']:%Y-%m-%d %H:%M})")
         print(f"jobs: {counts['jobs'] or 'none'}; oldest pending since {counts['oldest_pending_at'] or '-'}")
-        for job in store.dead_writebacks(args.limit):
+        dead = store.dead_writebacks(args.limit)
+        for job in dead:
             # Patient ids are the EHR's own, shown to the operator who must act on them; no clinical data.
             print(
                 f"  dead: Patient/{job['patient_id']} after {job['attempts']} attempt(s), "
                 f"{job['last_status'] or '-'}: {job['last_error']}"
             )
+        # Whose ids were shown on a terminal joins the audit trail, under refracture's own name.
+        from service.usecases.audit import system_record  # noqa: PLC0415
+
+        now = container.clock()
+        container.audit.record(
+            [system_record(now, "export", "refracture writeback status", patient_id=j["patient_id"]) for j in dead]
+        )
     finally:
         container.close()
     return 0
@@ -254,6 +264,13 @@ def cmd_subscribe(_: argparse.Namespace) -> int:
     for one in registered:
         print(f"{one.action}: Subscription/{one.ehr_id} ({one.criteria})")
     return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Verify the audit trail's hash chain, or export it as NDJSON AuditEvents for a SIEM."""
+    from service.audit_cli import run_audit  # noqa: PLC0415
+
+    return run_audit(args)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -371,7 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser(
         "subscribe", help="register (or update) refracture's Subscriptions at the EHR; idempotent"
     ).set_defaults(run=cmd_subscribe)
+    from service.audit_cli import add_audit_parser  # noqa: PLC0415
     from service.bulk_cli import add_import_parser  # noqa: PLC0415
+
+    add_audit_parser(sub).set_defaults(run=cmd_audit)
 
     add_import_parser(sub).set_defaults(run=cmd_import)
     card = sub.add_parser("model-card", help="print or write the model card (docs/model-card.md)")
@@ -410,6 +430,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     synth.set_defaults(run=cmd_synth)
     args = parser.parse_args(argv)
     configure_logging()
+    if args.command not in _NO_SETTINGS:
+        try:
+            _log_start(args.command)
+        except ValidationError as exc:
+            # Where and why only: a setting's value can be a secret (the input is never printed).
+            for error in exc.errors():
+                setting = ".".join(str(part) for part in error["loc"]) or "settings"
+                log.critical("refusing to start: %s: %s", setting, error["msg"])
+            return 2
     if args.command not in _NO_PATIENT_DATA:
         return int(args.run(args))
     # No patient data at hand: a failure is logged with its message (docs/security.md, "What an error may say in a
@@ -420,3 +449,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - logged as an uncaught exception is, with its message
             sys.excepthook(type(exc), exc, exc.__traceback__)
             return 1
+
+
+# Commands that read no settings and serve nothing (the demo sets its children's mode itself).
+_NO_SETTINGS = frozenset({"model-card", "openapi", "synth", "demo"})
+
+
+def _log_start(command: str) -> None:
+    """The start line: which mode, and why (a mode nobody chose is production: docs/security.md)."""
+    settings = get_settings()
+    extra = ""
+    if settings.environment == "production" and not (settings.auth_issuer and settings.auth_audience):
+        extra = "; no REFRACTURE_AUTH_ISSUER/REFRACTURE_AUTH_AUDIENCE: every bearer token is refused"
+    log.info("refracture %s starting: %s%s", command, settings.environment_reason, extra)

@@ -26,9 +26,14 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="REFRACTURE_", extra="ignore", env_nested_delimiter="__")
 
-    environment: Literal["development", "test", "production"] = "development"
+    # Secure by default: production's checks (no development tokens, no public /docs or /metrics, HSTS, Secure
+    # cookies) unless development or test is asked for by name (docs/security.md, "Secure by default").
+    environment: Literal["development", "test", "production"] = "production"
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/refracture"
+    # The schema owner's URL for `refracture migrate` (and the migration Job); the API, workers and beat use
+    # database_url with the least-privileged runtime role (refracture_runtime). Unset: database_url migrates too.
+    migrate_database_url: SecretStr | None = None
     database_pool_min: int = Field(default=1, ge=1)
     database_pool_max: int = Field(default=8, ge=1)
     # How long a request waits for a pooled connection before answering 503.
@@ -115,7 +120,8 @@ class Settings(BaseSettings):
     # Requests per minute per client (0: no limit); a flood gets 429 with Retry-After.
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     # Audit rows older than this are purged by the daily sweep's housekeeping (HIPAA keeps documentation 6 years).
-    audit_retention_days: int = Field(default=6 * 365, ge=1)
+    # Never under 365 days: the database's purge function refuses less (migration 0013), so refuse it at start.
+    audit_retention_days: int = Field(default=6 * 365, ge=365)
 
     # Local codes that map to the standard codes refracture knows (docs/terminology-mapping.md).
     code_map_file: Path | None = None
@@ -215,12 +221,22 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _safe_in_production(self) -> Settings:
-        if self.environment == "production":
-            if self.auth_dev_tokens:
-                raise ValueError("REFRACTURE_AUTH_DEV_TOKENS is for development only: refusing to start in production")
-            if not (self.auth_issuer and self.auth_audience):
-                raise ValueError("production needs REFRACTURE_AUTH_ISSUER and REFRACTURE_AUTH_AUDIENCE")
+        if self.environment == "production" and self.auth_dev_tokens:
+            raise ValueError("REFRACTURE_AUTH_DEV_TOKENS is for development only: refusing to start in production")
         return self
+
+    @property
+    def environment_reason(self) -> str:
+        """Which mode and why, for each process's start line."""
+        if "environment" in self.model_fields_set:
+            return f"environment={self.environment} (REFRACTURE_ENVIRONMENT)"
+        return f"environment={self.environment} (default: REFRACTURE_ENVIRONMENT not set)"
+
+    @property
+    def migration_url(self) -> str:
+        """Where `refracture migrate` connects: the owner's URL when there is one."""
+        owner = self.migrate_database_url.get_secret_value() if self.migrate_database_url else ""
+        return owner or self.database_url
 
     @model_validator(mode="after")
     def _cds_safe_in_production(self) -> Settings:

@@ -94,6 +94,8 @@ def run_demo(patients: int, port: int, keep_running: bool) -> int:
         "REFRACTURE_DATABASE_URL": services.database_url,
         "REFRACTURE_REDIS_URL": services.redis_url,
         "REFRACTURE_AUTH_DEV_TOKENS": json.dumps(tokens),
+        # Development tokens work only where development is asked for by name (production is the default).
+        "REFRACTURE_ENVIRONMENT": "development",
         # A person watches this terminal: readable lines, unless they asked for JSON.
         "REFRACTURE_LOG_FORMAT": os.environ.get("REFRACTURE_LOG_FORMAT", "text"),
     }

@@ -7,6 +7,7 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -15,7 +16,7 @@ from service.api.deps import ContainerDep, fhir_base
 from service.api.middleware import AuditNote, note_audit
 from service.api.responses import FhirJSONResponse, fhir_response
 from service.api.scoping import check_patient, patient_scope
-from service.fhir.audit_event import audit_event
+from service.fhir.audit_event import audit_event, audit_ndjson_line
 from service.fhir.outcome import searchset
 from service.security.principal import Permission
 
@@ -88,3 +89,26 @@ async def audit_events(
             {"relation": "next", "url": f"{request.url.path}?{urlencode({**query, 'after': rows[-1].id})}"}
         ]
     return fhir_response(bundle)
+
+
+@router.get(
+    "/audit/$export",
+    operation_id="auditExportNdjson",
+    summary="The audit trail as NDJSON AuditEvents from _since on, oldest first (for the hospital's SIEM)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/fhir+ndjson": {}}, "description": "One AuditEvent per line"}},
+)
+def audit_export(
+    request: Request,
+    container: ContainerDep,
+    since: Annotated[datetime | None, Query(alias="_since", description="from this moment (inclusive)")] = None,
+    until: Annotated[datetime | None, Query(alias="_until", description="rows recorded before this moment")] = None,
+    after_seq: Annotated[
+        int, Query(ge=0, description="only rows after this chain position (the last seq you have)")
+    ] = 0,
+) -> StreamingResponse:
+    """Every audit row from ``_since`` as a FHIR AuditEvent, one per line, each with its hash-chain seq and hash
+    (docs/security.md, "Audit trail"); read page by page while it streams."""
+    note_audit(request.state, AuditNote("export", "AuditEvent", detail="audit $export"))
+    lines = (audit_ndjson_line(row) for row in container.audit.export(since, until, after_seq))
+    return StreamingResponse(lines, media_type="application/fhir+ndjson")

@@ -78,7 +78,17 @@ def handle_bundle(container: Container, raw: bytes, representation: bool, princi
             summary = []
         else:
             entries.append(_entry(outcome, representation))
-    patients = sorted({p for e in planned.entries if e.resource is not None and (p := patient_of(e.resource))})
+    # Writes: the patient each written resource names. Reads (GET entries): the patient of the stored resource sent,
+    # never a resource the entry carried (GET entries with a body are refused: service/fhir/bundle.py).
+    written = {
+        p for e in planned.entries if e.method != "GET" and e.resource is not None and (p := patient_of(e.resource))
+    }
+    read = {
+        p
+        for o in result.outcomes
+        if isinstance(o, EntryOutcome) and o.text is not None and (p := patient_of(parse(o.text.body.encode())))
+    }
+    patients = sorted(written | read)
     return Answer(
         200,
         response_bundle(planned.bundle_type, entries),

@@ -23,6 +23,7 @@ from service.bootstrap import Container
 from service.errors import Issue, Problem, RefractureError, refuse
 from service.fhir.jsonio import parse
 from service.fhir.outcome import operation_outcome
+from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.subscriptions import NotificationError, is_notification_bundle, parse_notification
 from service.security.principal import Permission, Principal
@@ -188,8 +189,12 @@ async def notification(
             parsed = dataclasses.replace(parsed, resources={})  # announced: read from the EHR, not taken from here
         for resource_type in sorted(types & INPUT_TYPES):
             _may_write(principal, resource_type)
-        note_audit(request.state, AuditNote("notification", detail=parsed.kind))
+        # The patients the notification names: those of the resources it carried, and whose records changed.
+        named = {p for resource in parsed.resources.values() if (p := patient_of(resource))}
+        note = AuditNote("notification", detail=parsed.kind, patients=sorted(named))
+        note_audit(request.state, note)
         receipt = await run_in_threadpool(container.notifications.notification, subscription_id, parsed)
+        note.patients = sorted(named | set(receipt.changed_patients))
         return _acknowledge(request, background, receipt)
     kind, given_id = body.get("resourceType"), body.get("id")
     if not isinstance(kind, str) or kind == "Bundle" or not isinstance(given_id, str):

@@ -215,6 +215,10 @@ _CSV_COLUMNS = [
 ]
 
 
+# The CSV export's chunk size: each chunk's patients are audited before it is sent.
+CSV_CHUNK_BYTES = 64_000
+
+
 @router.get(
     "/worklist.csv",
     operation_id="worklistCsv",
@@ -236,6 +240,19 @@ def export_csv(
     note_audit(request.state, AuditNote("export", detail="worklist.csv"))
     request_id = getattr(request.state, "request_id", None)
 
+    sent: set[str] = set()
+
+    def audited(chunk: str, patients: set[str]) -> str:
+        # The export's start is audited before the first byte; each chunk's new patients before the chunk leaves, so
+        # an export cut short (the client gone, the database failing) has recorded exactly whom it sent.
+        if patients - sent:
+            note = AuditNote("export", patients=sorted(patients - sent), detail="worklist.csv rows")
+            container.audit.record(
+                audit_records(note, principal, "GET /api/worklist.csv", 200, client_ip(request.scope), request_id)
+            )
+            sent.update(patients)
+        return chunk
+
     def lines() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -245,16 +262,12 @@ def export_csv(
             patients.add(row.patient_id)
             item = row_to_item(row, today).model_dump()
             writer.writerow(["" if item[c] is None else item[c] for c in _CSV_COLUMNS])
-            if buffer.tell() > 64_000:
-                yield buffer.getvalue()
+            if buffer.tell() > CSV_CHUNK_BYTES:
+                yield audited(buffer.getvalue(), patients)
+                patients = set()
                 buffer.seek(0)
                 buffer.truncate()
-        yield buffer.getvalue()
-        # The export's start is audited before the first byte; which patients it held, once they have been read.
-        note = AuditNote("export", patients=sorted(patients), detail="worklist.csv rows")
-        container.audit.record(
-            audit_records(note, principal, "GET /api/worklist.csv", 200, client_ip(request.scope), request_id)
-        )
+        yield audited(buffer.getvalue(), patients)
 
     return StreamingResponse(
         lines(),

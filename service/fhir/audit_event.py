@@ -7,12 +7,17 @@ entities, and the request id (``X-Request-Id``) as an entity of its own.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
 from service.fhir.systems import CANONICAL_BASE
 from service.usecases.audit import StoredAudit
 
-__all__ = ["audit_event"]
+__all__ = ["AUDIT_CHAIN_EXTENSION", "audit_event", "audit_ndjson_line"]
+
+# The row's place in the hash chain (docs/security.md, "Audit trail"): a SIEM that keeps these can tell later
+# whether the trail it was sent is still the trail in the database.
+AUDIT_CHAIN_EXTENSION: Final = f"{CANONICAL_BASE}/StructureDefinition/audit-chain"
 
 _EVENT_TYPE: Final = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 _DICOM: Final = "http://dicom.nema.org/resources/ontology/DCM"
@@ -106,4 +111,19 @@ def audit_event(row: StoredAudit) -> dict[str, Any]:
     }
     if entities:
         event["entity"] = entities
+    if row.seq is not None and row.hash is not None:
+        event["extension"] = [
+            {
+                "url": AUDIT_CHAIN_EXTENSION,
+                "extension": [
+                    {"url": "seq", "valueString": str(row.seq)},
+                    {"url": "hash", "valueString": row.hash.hex()},
+                ],
+            }
+        ]
     return event
+
+
+def audit_ndjson_line(row: StoredAudit) -> bytes:
+    """One line of the NDJSON export (FHIR Bulk Data's format: one resource per line, UTF-8, ``\\n``)."""
+    return json.dumps(audit_event(row), ensure_ascii=False, separators=(",", ":")).encode() + b"\n"

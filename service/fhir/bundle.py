@@ -159,7 +159,10 @@ def _plan_entry(index: int, entry: dict[str, Any], skip_unused: bool) -> EntryPl
         )
     elif method == "GET":
         match = _INSTANCE_URL.match(url)
-        if match is None:
+        if "resource" in entry:
+            # A read sends nothing: a body here could only mislead (e.g. name another patient for the audit trail).
+            plan.error = _fail(index, Problem.INVALID, "invalid", "GET entries carry no resource", ".resource")
+        elif match is None:
             plan.error = _fail(
                 index,
                 Problem.UNPROCESSABLE,

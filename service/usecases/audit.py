@@ -2,16 +2,43 @@
 
 One row per patient touched (a worklist page of fifty patients is fifty rows), so "who saw this patient" is one
 indexed query. Rows are append-only in the database; the retention purge is the only delete.
+
+The rows form a hash chain (migration 0013): each row has a gap-free ``seq``, the previous row's hash and its own,
+``sha256(canonical_bytes(...))``. The database computes it on insert; :func:`verify_chain` recomputes it here, so an
+edited row (its hash no longer matches), a deleted row (a gap in ``seq``, or a broken ``prev_hash``) and deleted
+newest rows (the chain head is ahead of the last row) are found and reported by position.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+import hashlib
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, Protocol
 
-__all__ = ["AuditLog", "AuditRecord", "AuditStore", "StoredAudit"]
+__all__ = [
+    "GENESIS",
+    "SYSTEM_ACTOR",
+    "AuditLog",
+    "AuditRecord",
+    "AuditStore",
+    "ChainAnchor",
+    "ChainLink",
+    "ChainProblem",
+    "ChainReport",
+    "StoredAudit",
+    "canonical_bytes",
+    "system_record",
+    "verify_chain",
+]
+
+# The previous hash of the first row ever appended.
+GENESIS: Final = bytes(32)
+# The actor of what refracture does on its own behalf: bulk import, event-feed fetches, CLI dumps.
+SYSTEM_ACTOR: Final = "refracture"  # as write-backs have always been recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +61,157 @@ class AuditRecord:
     detail: str | None = None  # never patient data: counts, filters' names, the EHR's status line
 
 
+def system_record(
+    at: datetime,
+    action: str,
+    what: str,
+    *,
+    patient_id: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    detail: str | None = None,
+    outcome: int = 200,
+) -> AuditRecord:
+    """A row for what refracture did under its own name (no person asked): ``what`` names the job or command."""
+    return AuditRecord(
+        at=at,
+        actor=SYSTEM_ACTOR,
+        action=action,
+        what=what,
+        outcome=outcome,
+        auth_source="system",
+        resource_type=resource_type,
+        resource_id=resource_id,
+        patient_id=patient_id,
+        detail=detail,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StoredAudit:
-    """An audit row."""
+    """An audit row (with its place in the hash chain)."""
 
     id: int
     record: AuditRecord
+    seq: int | None = None
+    hash: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    """A row as the chain sees it."""
+
+    id: int
+    seq: int
+    prev_hash: bytes
+    hash: bytes
+    record: AuditRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ChainAnchor:
+    """A point of the chain: the head (newest row) or the checkpoint the purge left (last purged row)."""
+
+    seq: int
+    hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChainProblem:
+    """Where the chain breaks and how."""
+
+    seq: int
+    row_id: int | None
+    what: str
+
+    def __str__(self) -> str:
+        where = f"seq {self.seq}" + (f" (row id {self.row_id})" if self.row_id is not None else "")
+        return f"{where}: {self.what}"
+
+
+@dataclass(slots=True)
+class ChainReport:
+    """What `refracture audit verify` found."""
+
+    anchor: ChainAnchor
+    head: ChainAnchor
+    rows: int = 0
+    problems: list[ChainProblem] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        """No edited, missing or reordered row."""
+        return not self.problems
+
+
+def _field(value: str | None) -> bytes:
+    if value is None:
+        return struct.pack(">i", -1)
+    encoded = value.encode("utf-8")
+    return struct.pack(">i", len(encoded)) + encoded
+
+
+def canonical_bytes(seq: int, prev_hash: bytes, record: AuditRecord) -> bytes:
+    """The bytes a row's hash covers (the SQL function audit_event_bytes of migration 0013, byte for byte).
+
+    prev_hash (32 bytes), then seq, at (UTC, microseconds, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``), actor, client_id,
+    auth_source, roles (a 4-byte big-endian count, then each role), action, what, resource_type, resource_id,
+    patient_id, outcome, source_ip, request_id, detail; each text as its UTF-8 length (4 bytes, big-endian, signed)
+    and its bytes, NULL as the length -1. Length prefixes make the encoding unambiguous without escaping.
+    """
+    at = record.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    parts = [prev_hash, _field(str(seq)), _field(at), _field(record.actor), _field(record.client_id)]
+    parts += [_field(record.auth_source), struct.pack(">i", len(record.roles)), *(_field(r) for r in record.roles)]
+    parts += [_field(record.action), _field(record.what), _field(record.resource_type), _field(record.resource_id)]
+    parts += [_field(record.patient_id), _field(str(record.outcome)), _field(record.source_ip)]
+    parts += [_field(record.request_id), _field(record.detail)]
+    return b"".join(parts)
+
+
+def verify_chain(
+    links: Iterable[ChainLink], anchor: ChainAnchor, head: ChainAnchor, recorded: Sequence[ChainAnchor] = ()
+) -> ChainReport:
+    """Recompute the chain from the anchor (the purge's checkpoint, or the start) to the head.
+
+    Args:
+        links: the rows in seq order, up to the head.
+        anchor: what the first row must follow.
+        head: the newest row's seq and hash as the database's chain head holds them.
+        recorded: seq and hash pairs kept outside the database (an earlier verify's head line, a SIEM's copy): a
+            chain rewritten consistently from some row on still differs from these.
+    """
+    report = ChainReport(anchor, head)
+    outside = {r.seq: r.hash for r in recorded}
+    if anchor.seq in outside and outside.pop(anchor.seq) != anchor.hash:
+        report.problems.append(ChainProblem(anchor.seq, None, "the purge checkpoint differs from the recorded hash"))
+    expected_seq, expected_prev = anchor.seq + 1, anchor.hash
+    for link in links:
+        if link.seq in outside and outside.pop(link.seq) != link.hash:
+            report.problems.append(
+                ChainProblem(link.seq, link.id, "differs from the hash recorded outside: the chain was rewritten")
+            )
+        report.rows += 1
+        if link.seq != expected_seq:
+            missing = f"{expected_seq}" if link.seq == expected_seq + 1 else f"{expected_seq}..{link.seq - 1}"
+            report.problems.append(ChainProblem(link.seq, link.id, f"rows seq {missing} are missing (deleted)"))
+        elif link.prev_hash != expected_prev:
+            report.problems.append(
+                ChainProblem(link.seq, link.id, "does not follow the row before it (that row was edited or replaced)")
+            )
+        if hashlib.sha256(canonical_bytes(link.seq, link.prev_hash, link.record)).digest() != link.hash:
+            report.problems.append(ChainProblem(link.seq, link.id, "edited: its content does not match its hash"))
+        expected_seq, expected_prev = link.seq + 1, link.hash
+    if head.seq >= expected_seq:
+        missing = f"{expected_seq}" if head.seq == expected_seq else f"{expected_seq}..{head.seq}"
+        report.problems.append(ChainProblem(head.seq, None, f"rows seq {missing} are missing (the newest deleted)"))
+    elif head.seq == expected_seq - 1 and head.hash != expected_prev:
+        report.problems.append(ChainProblem(head.seq, None, "the newest row differs from the chain head"))
+    elif head.seq < expected_seq - 1:
+        report.problems.append(ChainProblem(head.seq, None, "rows after the chain head (head edited)"))
+    for seq in sorted(outside):
+        where = "purged before the checkpoint" if seq < anchor.seq else "not in the trail"
+        report.problems.append(ChainProblem(seq, None, f"a recorded hash cannot be checked: the row is {where}"))
+    return report
 
 
 class AuditStore(Protocol):
@@ -53,8 +225,16 @@ class AuditStore(Protocol):
     ) -> list[StoredAudit]:
         """Rows in id order, filtered."""
 
+    def chain_rows(
+        self, since: datetime | None, until: datetime | None, after_seq: int, limit: int
+    ) -> list[StoredAudit]:
+        """Rows in chain order (seq, which is commit order: the chain head's lock is held until commit), filtered."""
+
     def purge_audit(self, retention_days: int) -> int:
         """Delete rows older than the retention; how many."""
+
+    def audit_chain(self) -> AbstractContextManager[tuple[ChainAnchor, ChainAnchor, Iterator[ChainLink]]]:
+        """One consistent snapshot: the purge's last checkpoint (or the start), the head, the rows up to it."""
 
 
 class AuditLog:
@@ -84,3 +264,22 @@ class AuditLog:
     def purge(self) -> int:
         """Drop what is older than the retention."""
         return self._store.purge_audit(self._retention_days)
+
+    def verify(self, recorded: Sequence[ChainAnchor] = ()) -> ChainReport:
+        """Recompute the hash chain (`refracture audit verify`), and compare it with hashes kept elsewhere."""
+        with self._store.audit_chain() as (anchor, head, links):
+            return verify_chain(links, anchor, head, recorded)
+
+    def export(
+        self, since: datetime | None, until: datetime | None = None, after_seq: int = 0, page: int = 1000
+    ) -> Iterator[StoredAudit]:
+        """Every row from ``since`` (or after the chain position ``after_seq``) on, in chain order, read page by page
+        (the SIEM export). Chain order is commit order, so a reader that carries on after the last seq it has gets
+        every row exactly once, even one whose ``at`` is older than rows already read."""
+        after = after_seq
+        while True:
+            rows = self._store.chain_rows(since, until, after, page)
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1].seq or after

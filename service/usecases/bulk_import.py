@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,8 +21,10 @@ from typing import Final, Protocol
 from service.errors import ConcurrentWrite, EhrTemporaryError, Problem, RefractureError
 from service.fhir.jsonio import parse
 from service.fhir.r4 import is_resource_type as r4_type
+from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import validate_resource
+from service.usecases.audit import AuditRecord, system_record
 from service.usecases.ingest import EntryOutcome, Ingestor, WriteRequest
 from service.usecases.ports import Clock, IngestSession, ResourceKey
 
@@ -219,8 +221,10 @@ class BulkImporter:
         batch_size: int = DEFAULT_BATCH,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         issues_shown: int = 20,
+        audit: Callable[[Sequence[AuditRecord]], None] | None = None,
     ) -> None:
         self._store = store
+        self._audit = audit
         self._ingestor = ingestor
         self._clock = clock
         self._batch = max(1, batch_size)
@@ -325,7 +329,7 @@ class BulkImporter:
     ) -> None:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                counts, changed = self._write(source, file.key, pending, checkpoint)
+                counts, changed, patients = self._write(source, file.key, pending, checkpoint)
                 break
             except ConcurrentWrite:
                 if attempt == _ATTEMPTS:
@@ -333,18 +337,34 @@ class BulkImporter:
                 log.info("concurrent write during a bulk batch; writing it again (attempt %d)", attempt + 1)
         result.run_counts.add(counts)
         result.changed_patients |= changed
+        if self._audit is not None and patients:
+            # Imported under refracture's own name (no person asked): one row per patient of the batch.
+            now = self._clock()
+            what = f"refracture import ({source})"[:200]
+            self._audit(
+                [
+                    system_record(now, "import", what, patient_id=p, detail=f"to line {checkpoint.line_no}")
+                    for p in sorted(patients)
+                ]
+            )
 
-    def _write(self, source: str, file: str, pending: _Pending, checkpoint: Checkpoint) -> tuple[FileCounts, set[str]]:
+    def _write(
+        self, source: str, file: str, pending: _Pending, checkpoint: Checkpoint
+    ) -> tuple[FileCounts, set[str], set[str]]:
         counts = FileCounts(skipped=pending.counts.skipped, invalid=pending.counts.invalid)
         issues = list(pending.issues)
         changed: set[str] = set()
+        patients: set[str] = set()
         with self._store.import_session() as session:
             outcomes = self._write_requests(session, [r for _, r in pending.requests], changed)
-            for (line_no, _), outcome in zip(pending.requests, outcomes, strict=True):
+            for (line_no, request), outcome in zip(pending.requests, outcomes, strict=True):
                 if isinstance(outcome, RefractureError):
                     counts.invalid += 1
                     issues += _issues(line_no, outcome)
-                elif outcome.created:
+                    continue
+                if patient := patient_of(request.resource):
+                    patients.add(patient[:64])
+                if outcome.created:
                     counts.created += 1
                 elif outcome.changed:
                     counts.updated += 1
@@ -352,7 +372,7 @@ class BulkImporter:
                     counts.unchanged += 1
             issues.sort(key=lambda issue: issue.line_no)
             session.save_progress(source, file, pending.from_offset, checkpoint, counts, issues, self._clock())
-        return counts, changed
+        return counts, changed, patients
 
     def _write_requests(
         self, session: ImportSession, requests: Sequence[WriteRequest], changed: set[str]

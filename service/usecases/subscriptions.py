@@ -26,9 +26,11 @@ from service.domain.backoff import RetryPolicy
 from service.domain.event_feed import FeedPosition, FeedStep, advance
 from service.errors import EhrError, EhrRejected, EhrTemporaryError, Problem, RefractureError, refuse
 from service.fhir.jsonio import parse
+from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.subscriptions import Notification
 from service.fhir.validation import validate_resource
+from service.usecases.audit import AuditRecord, system_record
 from service.usecases.ingest import EntryOutcome, Ingestor, WriteRequest
 from service.usecases.ports import Clock, EhrAnswer, EhrGateway, Metrics, NoMetrics, ResourceKey
 
@@ -320,9 +322,11 @@ class FeedWorker:
         settings: FeedSettings,
         metrics: Metrics | None = None,
         jitter: Callable[[], float] = random.random,
+        audit: Callable[[Sequence[AuditRecord]], None] | None = None,
     ) -> None:
         self._store = store
         self._ehr = ehr
+        self._audit = audit
         self._ingest = _Ingest(ingestor, metrics or NoMetrics())
         self._ring = ring
         self._clock = clock
@@ -377,8 +381,28 @@ class FeedWorker:
             self._store.fail_fetch(job, "the EHR's answer is not a resource")
             return
         self._ingest(resource, done.receipt)
+        self._audited("feed-fetch", "event feed: fetch from the EHR", [resource])
         self._store.finish_fetch(job)
         done.fetched += 1
+
+    def _audited(self, action: str, what: str, resources: Sequence[dict[str, Any]]) -> None:
+        """What the worker read from the EHR joins the audit trail under refracture's own name, per resource."""
+        if self._audit is None or not resources:
+            return
+        now = self._clock()
+        self._audit(
+            [
+                system_record(
+                    now,
+                    action,
+                    what,
+                    resource_type=str(r.get("resourceType"))[:64],
+                    resource_id=str(r.get("id"))[:64],
+                    patient_id=(patient_of(r) or "")[:64] or None,
+                )
+                for r in resources
+            ]
+        )
 
     def poll(self, done: WorkDone, force: bool = False) -> None:
         """Read, per type, what changed at the EHR since the high-water mark (if asked for, due, or forced)."""
@@ -420,10 +444,12 @@ class FeedWorker:
             bundle = _exact(self._ehr.request("GET", path))
             if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
                 raise EhrRejected(f"the EHR's {resource_type} search answer is not a Bundle")
-            for resource in _matches(bundle, resource_type):
+            page = list(_matches(bundle, resource_type))
+            for resource in page:
                 self._ingest(resource, receipt)
                 read += 1
                 newest = max(newest, _last_updated(resource) or newest)
+            self._audited("feed-poll", "event feed: poll of the EHR", page)
             if newest > since:
                 self._store.save_high_water(resource_type, newest)  # progress survives a failure on a later page
             path = self._next_page(bundle)

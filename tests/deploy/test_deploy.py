@@ -41,6 +41,7 @@ COMPOSE = DEPLOY / "compose.yaml"
 K8S = DEPLOY / "k8s"
 OVERLAY = K8S / "overlays" / "production"
 README = DEPLOY / "README.md"
+GENERATE = DEPLOY / "dev-secrets" / "generate.sh"
 BIN = Path(sys.executable).parent
 
 # The oldest minor the manifests aim at (clusters lag behind upstream releases), and the newest the schemas know.
@@ -51,7 +52,7 @@ SECRET_FIELDS = {
     name
     for name, field in Settings.model_fields.items()
     if field.annotation is SecretStr or SecretStr in typing.get_args(field.annotation)
-} | {"database_url", "redis_url", "auth_dev_tokens"}
+} | {"database_url", "migrate_database_url", "redis_url", "auth_dev_tokens"}
 _VARIABLE = re.compile(r"\bREFRACTURE_[A-Z0-9_]+\b")
 
 
@@ -327,44 +328,75 @@ def test_compose_points_refracture_at_the_hapi_server(compose: dict[str, Any]) -
 
 
 def test_compose_publishes_ports_on_localhost_only(compose: dict[str, Any]) -> None:
-    # The development placeholders are public: nothing else may reach the stack.
+    # A developer's stack with development tokens: nothing else may reach it.
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port}"
 
 
-def test_compose_settings_and_secret_files_make_valid_settings(
+def _generate(folder: Path) -> str:
+    """Run the compose stack's dev-secrets step (deploy/dev-secrets/generate.sh) into a folder; what it printed."""
+    folder.mkdir(exist_ok=True)
+    done = subprocess.run(["sh", str(GENERATE), str(folder)], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _mount(service: dict[str, Any], volume: str) -> str:
+    """Where a service mounts a named volume."""
+    for entry in service.get("volumes", []):
+        source, target = str(entry).split(":")[:2]
+        if source == volume:
+            return target
+    raise AssertionError(f"{volume} is not mounted")
+
+
+def test_compose_settings_and_generated_secrets_make_valid_settings(
     compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What each refracture container would read: its variables, and the secret files mounted where it looks."""
-    declared = compose["secrets"]
-    password = (DEPLOY / declared["postgres_password"]["file"]).read_text(encoding="utf-8").strip()
+    """What each refracture container would read: its variables, and the generated files mounted where it looks."""
+    generated = tmp_path / "dev-secrets"
+    printed = _generate(generated)
+    password = (generated / "postgres_password").read_text(encoding="utf-8").strip()
+    tokens = json.loads((generated / "refracture_auth_dev_tokens").read_text(encoding="utf-8"))
+    assert all(token in printed for token in tokens), "the dev-secrets service prints the tokens, as the demo does"
     for name, service in _refracture_services(compose).items():
         env = _environment(service)
-        assert env["REFRACTURE_SECRETS_DIR"] == "/run/secrets", "compose mounts secrets at /run/secrets/<target>"
-        folder = tmp_path / name
-        folder.mkdir()
-        for secret in service["secrets"]:
-            source = DEPLOY / declared[secret["source"]]["file"]
-            shutil.copy(source, folder / secret["target"])
+        assert env["REFRACTURE_SECRETS_DIR"] == _mount(service, "dev-secrets"), name
+        assert str(service["volumes"][0]).endswith(":ro"), f"{name}: read-only"
         for variable in [v for v in os.environ if v.startswith("REFRACTURE_")]:
             monkeypatch.delenv(variable)
         for variable, value in env.items():
             monkeypatch.setenv(variable, value)
         monkeypatch.delenv("REFRACTURE_SECRETS_DIR")
-        settings = Settings(_secrets_dir=folder)
+        settings = Settings(_secrets_dir=generated)
         assert settings.database_url.startswith(f"postgresql://refracture:{password}@postgres:5432/"), name
-        assert settings.auth_dev_tokens, "development tokens, from the placeholder file"
-        assert settings.environment == "development"
+        assert set(settings.auth_dev_tokens) == set(tokens), name
+        assert settings.environment == "development", "named: production is the default"
+    postgres = compose["services"]["postgres"]
+    folder = _mount(postgres, "dev-secrets")
+    assert _environment(postgres)["POSTGRES_PASSWORD_FILE"] == f"{folder}/postgres_password"
+    assert postgres["depends_on"]["dev-secrets"]["condition"] == "service_completed_successfully"
+    assert compose["services"]["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
-def test_the_dev_secret_placeholders_say_what_they_are(compose: dict[str, Any]) -> None:
-    for secret in compose["secrets"].values():
-        path = DEPLOY / secret["file"]
-        assert path.parent.name == "dev-secrets"
-        assert path.is_file()
-    assert "dev-only" in (DEPLOY / "dev-secrets" / "postgres_password").read_text(encoding="utf-8")
-    assert "not secrets" in (DEPLOY / "dev-secrets" / "README.md").read_text(encoding="utf-8").lower()
+def test_no_bearer_token_or_password_is_committed_and_each_stack_makes_its_own(tmp_path: Path) -> None:
+    committed = sorted(p.name for p in (DEPLOY / "dev-secrets").iterdir())
+    assert committed == ["README.md", "generate.sh"]
+    assert "secrets" not in yaml.safe_load(COMPOSE.read_text(encoding="utf-8")), "no secret files from git"
+    _generate(tmp_path / "one")
+    first = {p.name: p.read_text(encoding="utf-8") for p in (tmp_path / "one").iterdir()}
+    _generate(tmp_path / "one")  # a restart keeps them: the database was initialised with that password
+    assert {p.name: p.read_text(encoding="utf-8") for p in (tmp_path / "one").iterdir()} == first
+    _generate(tmp_path / "two")
+    second = {p.name: p.read_text(encoding="utf-8") for p in (tmp_path / "two").iterdir()}
+    assert set(first) == set(second) == {"postgres_password", "refracture_database_url", "refracture_auth_dev_tokens"}
+    assert not set(json.loads(first["refracture_auth_dev_tokens"])) & set(
+        json.loads(second["refracture_auth_dev_tokens"])
+    )
+    assert first["postgres_password"] != second["postgres_password"]
+    for token in json.loads(first["refracture_auth_dev_tokens"]):
+        assert len(token) == 32, "24 random bytes"
 
 
 def test_compose_containers_are_locked_down(compose: dict[str, Any]) -> None:
@@ -402,8 +434,9 @@ def test_every_rendered_object_fits_the_kubernetes_api(rendered: list[dict[str, 
     assert problems == []
 
 
-def test_the_base_renders_on_its_own(kubectl: str) -> None:
+def test_the_base_renders_on_its_own_and_is_production(kubectl: str) -> None:
     objects = _render(kubectl, K8S / "base")
+    assert _config(objects)["REFRACTURE_ENVIRONMENT"] == "production"
     assert {o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"} == {
         "refracture-api",
         "refracture-worker",
@@ -524,7 +557,9 @@ def test_secrets_come_from_the_cluster_at_the_secrets_dir(rendered: list[dict[st
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         assert mounts[secrets_dir]["readOnly"] is True, name
         volumes = {v["name"]: v for v in _pod(workload)["volumes"]}
-        assert volumes[mounts[secrets_dir]["name"]]["secret"]["secretName"] == "refracture-secrets", name
+        # Only the migration Job holds the schema owner's URL; everything else runs as the runtime role.
+        expected = "refracture-migrate-secrets" if name == "refracture-migrate" else "refracture-secrets"
+        assert volumes[mounts[secrets_dir]["name"]]["secret"]["secretName"] == expected, name
         config_maps = [source["configMapRef"]["name"] for source in container["envFrom"]]
         assert config_maps == [next(o for o in rendered if o["kind"] == "ConfigMap")["metadata"]["name"]], name
     key_file = Path(config["REFRACTURE_EHR_PRIVATE_KEY_FILE"])
@@ -590,8 +625,9 @@ def test_every_refracture_variable_named_is_a_setting(compose: dict[str, Any]) -
     )
     assert unknown == []
     # Secret files are named like the variable, in lower case (refracture_database_url).
-    targets = [s["target"] for service in _refracture_services(compose).values() for s in service["secrets"]]
-    assert [t for t in targets if not _is_setting(t.upper(), allowed)] == []
+    generated = re.findall(r'"\$dir/(refracture_\w+)"', GENERATE.read_text(encoding="utf-8"))
+    assert generated
+    assert [t for t in generated if not _is_setting(t.upper(), allowed)] == []
 
 
 def test_the_documented_secret_keys_are_settings(rendered: list[dict[str, Any]]) -> None:
@@ -626,6 +662,7 @@ def test_every_refracture_command_used_exists_and_its_options_parse(
         if name.startswith("cmd_"):
             monkeypatch.setattr(cli, name, lambda args, name=name: called.append(name) or 0)
     monkeypatch.setattr(cli, "configure_logging", lambda: None)
+    monkeypatch.setattr(cli, "_log_start", lambda command: None)  # about parsing: no settings read
     commands = _commands(compose, rendered)
     assert len(commands) >= 9
     for argv in commands:

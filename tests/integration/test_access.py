@@ -50,6 +50,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/alerts/{alert_id}/actions"): {COORDINATOR},
     ("GET", "/api/terminology/unrecognised"): {ADMIN},
     ("GET", "/api/audit"): {ADMIN},
+    ("GET", "/api/audit/$export"): {ADMIN},
     # Subscription notifications: the EHR's header secret, or an integration client's token.
     ("POST", "/fhir/$subscription-hook/{subscription_id}"): {INTEGRATION},
     ("PUT", "/fhir/$subscription-hook/{subscription_id}/{resource_type}/{resource_id}"): {INTEGRATION},

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -16,7 +15,6 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.fhir.validation import validate_resource
-from service.usecases.audit import AuditRecord
 from tests.conftest import RecordingQueue, make_settings
 from tests.worklist_data import FixedClock
 
@@ -162,20 +160,6 @@ def test_the_trail_is_append_only(app: tuple[Container, TestClient], worklist_ur
             conn.execute(statement)  # type: ignore[arg-type]
 
 
-def test_retention_purges_only_what_is_older(app: tuple[Container, TestClient], worklist_url: str) -> None:
-    container, _ = app
-    now = datetime.now(UTC)
-    recent = AuditRecord(at=now, actor="x", action="read", what="GET /test", outcome=200, patient_id="p9")
-    old = replace(recent, at=now - timedelta(days=6 * 365 + 1), what="GET /old")
-    container.audit.record([recent, old])
-    before = len(rows(worklist_url))
-    assert container.audit.purge() >= 1
-    remaining = rows(worklist_url)
-    assert len(remaining) < before
-    assert all(r["at"] > now - timedelta(days=6 * 365) for r in remaining)
-    assert any(r["what"] == "GET /test" for r in remaining)
-
-
 def test_the_trail_exports_as_valid_audit_events_page_by_page(
     app: tuple[Container, TestClient], worklist_url: str
 ) -> None:
@@ -204,3 +188,66 @@ def test_the_trail_exports_as_valid_audit_events_page_by_page(
     assert write["action"] == "U"
     assert write["outcome"] == "0"
     assert write["agent"][0]["who"]["identifier"]["value"] == "tester"
+
+
+def _bundle(kind: str, *entries: dict[str, Any]) -> str:
+    return json.dumps({"resourceType": "Bundle", "type": kind, "entry": list(entries)})
+
+
+def test_bundle_reads_are_attributed_to_the_patient_of_the_stored_resource(
+    app: tuple[Container, TestClient], worklist_url: str
+) -> None:
+    _, client = app
+    client.put("/fhir/Observation/o1", content=json.dumps(OBSERVATION), headers={**FHIR, **ALL})
+    mark = since(worklist_url)
+    for kind in ("batch", "transaction"):
+        read = {"request": {"method": "GET", "url": "Observation/o1"}}
+        answer = client.post("/fhir", content=_bundle(kind, read), headers={**FHIR, **ALL})
+        assert answer.status_code == 200, answer.text
+    audited = rows(worklist_url, "id > %s", mark)
+    assert [(r["action"], r["patient_id"]) for r in audited] == [("batch", "p1"), ("transaction", "p1")]
+
+
+def test_a_bundle_read_carrying_a_decoy_resource_is_refused_and_not_audited_as_the_decoy(
+    app: tuple[Container, TestClient], worklist_url: str
+) -> None:
+    _, client = app
+    client.put("/fhir/Observation/o1", content=json.dumps(OBSERVATION), headers={**FHIR, **ALL})
+    decoy = {**OBSERVATION, "subject": {"reference": "Patient/someone-else"}}
+    read = {"resource": decoy, "request": {"method": "GET", "url": "Observation/o1"}}
+    mark = since(worklist_url)
+    batch = client.post("/fhir", content=_bundle("batch", read), headers={**FHIR, **ALL})
+    assert batch.status_code == 200
+    [entry] = batch.json()["entry"]
+    assert entry["response"]["status"].startswith("400")
+    assert "GET entries carry no resource" in json.dumps(entry["response"]["outcome"])
+    transaction = client.post("/fhir", content=_bundle("transaction", read), headers={**FHIR, **ALL})
+    assert transaction.status_code == 400
+    assert "someone-else" not in {r["patient_id"] for r in rows(worklist_url, "id > %s", mark)}
+
+
+def test_an_interrupted_csv_export_has_recorded_the_patients_of_every_chunk_it_sent(
+    app: tuple[Container, TestClient], worklist_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.api import worklist_routes
+
+    container, client = app
+    monkeypatch.setattr(worklist_routes, "CSV_CHUNK_BYTES", 0)  # a chunk per row
+    export = container.worklist.export
+    sent: list[str] = []
+
+    def failing_after_three(*args: Any, **kwargs: Any) -> Any:
+        for number, row in enumerate(export(*args, **kwargs)):
+            if number == 3:
+                raise ConnectionError("the database went away mid-export")
+            sent.append(row.patient_id)
+            yield row
+
+    monkeypatch.setattr(container.worklist, "export", failing_after_three)
+    mark = since(worklist_url)
+    with contextlib.suppress(ConnectionError):  # the stream broke off after its first chunks
+        client.get("/api/worklist.csv", headers=COORDINATOR)
+    audited = rows(worklist_url, "id > %s AND action = 'export'", mark)
+    assert audited[0]["patient_id"] is None  # the start, before the first byte
+    assert len(sent) == 3
+    assert {r["patient_id"] for r in audited[1:]} == set(sent)

@@ -24,6 +24,7 @@ def test_a_secret_can_come_from_a_file(tmp_path: Path, monkeypatch: pytest.Monke
     (tmp_path / "refracture_oidc_client_secret").write_text("from-a-mounted-file")
     (tmp_path / "refracture_auth_dev_tokens").write_text('{"t0ken": {"sub": "dev"}}')
     monkeypatch.setenv("REFRACTURE_SECRETS_DIR", str(tmp_path))
+    monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "development")  # development tokens: only where named
     get_settings.cache_clear()
     try:
         settings = get_settings()

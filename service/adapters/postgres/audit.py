@@ -1,9 +1,9 @@
-"""The audit trail in PostgreSQL (append-only by trigger: see migration 0006)."""
+"""The audit trail in PostgreSQL (append-only by trigger, hash-chained on insert: migrations 0006 and 0013)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from service.adapters.postgres.errors import pooled_transaction
-from service.usecases.audit import AuditRecord, StoredAudit
+from service.usecases.audit import GENESIS, AuditRecord, ChainAnchor, ChainLink, StoredAudit
 
 __all__ = ["PostgresAuditStore", "append_audit"]
 
@@ -23,7 +23,11 @@ _COLUMNS = (
 
 
 def append_audit(conn: psycopg.Connection[Any], records: Sequence[AuditRecord]) -> None:
-    """Insert audit rows on a connection (inside the caller's transaction when it has one)."""
+    """Insert audit rows on a connection (inside the caller's transaction when it has one).
+
+    The chain trigger locks the chain head until that transaction ends, and every other append waits for it: append
+    last, and never keep the transaction open across a network call afterwards.
+    """
     statement = sql.SQL("INSERT INTO audit_event ({}) VALUES ({})").format(
         sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS),
         sql.SQL(", ").join(sql.Placeholder() for _ in _COLUMNS),
@@ -69,10 +73,45 @@ class PostgresAuditStore:
                 "AND (%(patient)s::text IS NULL OR patient_id = %(patient)s) ORDER BY id LIMIT %(limit)s",
                 {"after": after_id, "since": since, "until": until, "patient": patient_id, "limit": limit},
             ).fetchall()
-        return [StoredAudit(int(r["id"]), _record(r)) for r in rows]
+        return [StoredAudit(int(r["id"]), _record(r), int(r["seq"]), bytes(r["hash"])) for r in rows]
+
+    def chain_rows(
+        self, since: datetime | None, until: datetime | None, after_seq: int, limit: int
+    ) -> list[StoredAudit]:
+        """See AuditStore."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT * FROM audit_event WHERE seq > %(after)s "
+                "AND (%(since)s::timestamptz IS NULL OR at >= %(since)s) "
+                "AND (%(until)s::timestamptz IS NULL OR at < %(until)s) ORDER BY seq LIMIT %(limit)s",
+                {"after": after_seq, "since": since, "until": until, "limit": limit},
+            ).fetchall()
+        return [StoredAudit(int(r["id"]), _record(r), int(r["seq"]), bytes(r["hash"])) for r in rows]
 
     def purge_audit(self, retention_days: int) -> int:
         """See AuditStore."""
         with self._connection() as conn:
             row = conn.execute("SELECT purge_audit_events(%s) AS n", (retention_days,)).fetchone()
         return int(row["n"]) if row else 0
+
+    @contextlib.contextmanager
+    def audit_chain(self) -> Iterator[tuple[ChainAnchor, ChainAnchor, Iterator[ChainLink]]]:
+        """See AuditStore: one repeatable-read snapshot, the rows through a server-side cursor."""
+        with self._connection() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            checkpoint = conn.execute("SELECT seq, hash FROM audit_checkpoint ORDER BY seq DESC LIMIT 1").fetchone()
+            head = conn.execute("SELECT seq, hash FROM audit_chain_head").fetchone()
+            anchor = (
+                ChainAnchor(int(checkpoint["seq"]), bytes(checkpoint["hash"]))
+                if checkpoint
+                else ChainAnchor(0, GENESIS)
+            )
+            top = ChainAnchor(int(head["seq"]), bytes(head["hash"])) if head else ChainAnchor(0, GENESIS)
+            with conn.cursor(name="audit_chain") as cursor:
+                cursor.itersize = 5000
+                cursor.execute("SELECT * FROM audit_event WHERE seq > %s ORDER BY seq", (anchor.seq,))
+                links = (
+                    ChainLink(int(r["id"]), int(r["seq"]), bytes(r["prev_hash"]), bytes(r["hash"]), _record(r))
+                    for r in cursor
+                )
+                yield anchor, top, links

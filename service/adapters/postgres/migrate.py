@@ -133,4 +133,8 @@ def migrate(conn: psycopg.Connection[Any]) -> list[int]:
             )
             applied_now.append(migration.version)
             log.info("applied migration %04d_%s", migration.version, migration.name)
+        # Grants for the runtime and audit roles (migration 0013), again after every run: tables that later
+        # migrations add are the runtime role's too, and the audit trail stays append-only for it.
+        if conn.execute("SELECT to_regprocedure('refracture_apply_grants()') IS NOT NULL").fetchone() == (True,):
+            conn.execute("SELECT refracture_apply_grants()")
     return applied_now
