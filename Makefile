@@ -49,9 +49,22 @@ bench: $(VENV)/.test-installed
 openapi: $(VENV)/.test-installed
 	$(BIN)/refracture openapi --out openapi/openapi.json
 
+# The lower bounds in pyproject.toml, tested: a fresh venv with every runtime dependency (and the local and otel
+# extras) at the lowest version pyproject.toml allows (.ci/lowest_constraints.py), the test tools at their newest,
+# then the unit tests. Opt-in (it downloads old releases); run it after changing a lower bound.
+LOWEST_VENV := $(VENV)/lowest
+test-lowest:
+	rm -rf $(LOWEST_VENV)
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(PYTHON) .ci/lowest_constraints.py pyproject.toml > $(LOWEST_VENV)/lowest.txt
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c $(LOWEST_VENV)/lowest.txt -e '.[test]'
+	$(LOWEST_VENV)/bin/python -m pip check
+	$(LOWEST_VENV)/bin/pytest tests/unit -q -p no:cacheprovider
+
 # Regenerates requirements.lock from pyproject.toml (every extra) with pip-tools at a pinned version, on Python 3.11
 # (the image's). Pins already in the lock are kept while pyproject.toml allows them; `make lock LOCK_ARGS=--upgrade`
 # moves everything to the newest allowed versions. `pip==` is locked too: deploy/install-wheel.sh installs it first.
+# pip-compile's warning that `refracture` is not pinned is expected: the project is never in its own lock.
 LOCK_VENV := $(VENV)/lock-tools
 lock:
 	test -x $(LOCK_VENV)/bin/python || $(PYTHON) -m venv $(LOCK_VENV)
