@@ -333,6 +333,7 @@ def run_demo(patients: int, port: int, check: bool = False, timeout_s: float = 3
         "REFRACTURE_AUTH_DEV_TOKENS": json.dumps(tokens),
     }
     supervisor = _Supervisor(env)
+    closing: list[str] = []
     try:
         create_database_if_missing(services.database_url)
         with psycopg.connect(services.database_url, autocommit=True) as conn:
@@ -364,7 +365,7 @@ def run_demo(patients: int, port: int, check: bool = False, timeout_s: float = 3
         supervisor.check()
         _print_summary(supervisor, services, base, bundles, patient_ids, (integration, coordinator, administrator))
         if check:
-            supervisor.say(f"refracture demo --check passed: the worker processed all {len(patient_ids)} patients")
+            closing.append(f"refracture demo --check passed: the worker processed all {len(patient_ids)} patients")
             return 0
         supervisor.say("\nrefracture demo is running: every process is up and the cohort is processed")
         supervisor.say("  press Ctrl-C to stop")
@@ -374,9 +375,11 @@ def run_demo(patients: int, port: int, check: bool = False, timeout_s: float = 3
                 time.sleep(1.0)
         except KeyboardInterrupt:
             supervisor.say("stopping")
+            closing.append("refracture demo stopped")
             return 0
     except DemoFailure as failure:
-        _report(supervisor, failure)
+        supervisor.say(f"\nrefracture demo FAILED: {failure}; stopping the other processes")
+        closing.extend(_report(supervisor, failure))
         return 1
     except KeyboardInterrupt:
         supervisor.say("interrupted: stopping")
@@ -384,19 +387,23 @@ def run_demo(patients: int, port: int, check: bool = False, timeout_s: float = 3
     finally:
         supervisor.stop_all()
         services.close()
+        # The verdict comes last, after the processes' own shutdown lines.
+        for line in closing:
+            print(line, flush=True)
 
 
-def _report(supervisor: _Supervisor, failure: DemoFailure) -> None:
-    supervisor.say(f"\nrefracture demo FAILED: {failure}")
+def _report(supervisor: _Supervisor, failure: DemoFailure) -> list[str]:
+    """What a failure shows: what happened, and the last lines of the process concerned."""
+    lines = [f"\nrefracture demo FAILED: {failure}"]
     if failure.process:
-        lines = supervisor.last_lines(failure.process)
-        if lines:
-            supervisor.say(f"the last {len(lines)} lines of the {failure.process} process:")
-            for line in lines:
-                supervisor.say(f"  {line}")
+        tail = supervisor.last_lines(failure.process)
+        if tail:
+            lines.append(f"the last {len(tail)} lines of the {failure.process} process:")
+            lines.extend(f"  {line}" for line in tail)
         else:
-            supervisor.say(f"the {failure.process} process wrote nothing")
-    supervisor.say("stopping the other processes; exit status 1")
+            lines.append(f"the {failure.process} process wrote nothing")
+    lines.append("the other processes were stopped; exit status 1")
+    return lines
 
 
 def _print_summary(
