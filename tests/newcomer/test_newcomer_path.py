@@ -20,6 +20,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -68,7 +69,16 @@ def local_venv(wheel: Wheel) -> Iterator[Path]:
         yield venv
 
 
-def venv_env(venv: Path, **settings: str) -> dict[str, str]:
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """The processes' working and temporary folder: outside the repository, private to this test (beat keeps its
+    schedule file in the temporary folder), and short (pgserver's socket path must fit in 107 bytes)."""
+    folder = Path(tempfile.mkdtemp(prefix="rfn-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def venv_env(venv: Path, workdir: Path, **settings: str) -> dict[str, str]:
     """This machine's environment less anything of refracture's or of the test run's Python, plus ``settings``."""
     env = {
         k: v
@@ -77,6 +87,7 @@ def venv_env(venv: Path, **settings: str) -> dict[str, str]:
     }
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(venv)
+    env["TMPDIR"] = str(workdir)
     # Another default may come (production refuses development tokens): these runs say what they are.
     env["REFRACTURE_ENVIRONMENT"] = "development"
     env.update(settings)
@@ -314,13 +325,14 @@ def _alert_codes(plan: dict[str, Any]) -> set[str]:
 
 
 def test_the_wheel_without_extras_runs_migrate_api_worker_and_beat(
-    bare_venv: Path, services: LocalServices, tmp_path: Path
+    bare_venv: Path, services: LocalServices, workdir: Path
 ) -> None:
     python = str(bare_venv / "bin" / "python")
     # The installed package answers, not the repository's source: the working directory is elsewhere.
     where = subprocess.run(
         [python, "-c", "import service; print(service.__file__)"],
-        cwd=tmp_path,
+        cwd=workdir,
+        env=venv_env(bare_venv, workdir),
         capture_output=True,
         text=True,
         check=False,
@@ -341,12 +353,12 @@ def test_the_wheel_without_extras_runs_migrate_api_worker_and_beat(
                 "            importlib.import_module(m.name)\n"
             ),
         ],
-        cwd=tmp_path,
+        cwd=workdir,
         capture_output=True,
         text=True,
         check=False,
         timeout=300,
-        env=venv_env(bare_venv),
+        env=venv_env(bare_venv, workdir),
     )
     assert imports.returncode == 0, f"a module of the installed wheel does not import:\n{imports.stderr[-4000:]}"
 
@@ -354,6 +366,7 @@ def test_the_wheel_without_extras_runs_migrate_api_worker_and_beat(
     port = free_port()
     env = venv_env(
         bare_venv,
+        workdir,
         REFRACTURE_DATABASE_URL=make_conninfo(services.database_url, dbname=name),
         REFRACTURE_REDIS_URL=services.redis_url,
         REFRACTURE_CELERY_QUEUE=f"refracture-newcomer-{SESSION}",
@@ -363,7 +376,7 @@ def test_the_wheel_without_extras_runs_migrate_api_worker_and_beat(
         REFRACTURE_RELAY_INTERVAL_S="2",
         REFRACTURE_RELAY_REDELIVER_AFTER_S="5",
     )
-    run = Processes(bare_venv, env, tmp_path, LOGS / "no-extras")
+    run = Processes(bare_venv, env, workdir, LOGS / "no-extras")
     try:
         assert "migrations applied" in run.once("migrate", ["migrate"])
         run.start("api", ["api", "--port", str(port)])
@@ -404,11 +417,12 @@ def test_the_wheel_without_extras_runs_migrate_api_worker_and_beat(
 # --- the local extra: the demo ------------------------------------------------------------------------------------
 
 
-def _unreachable(venv: Path) -> dict[str, str]:
+def _unreachable(venv: Path, workdir: Path) -> dict[str, str]:
     """Settings pointing at closed ports: the demo must start private PostgreSQL and Redis."""
     closed = free_port()
     return venv_env(
         venv,
+        workdir,
         REFRACTURE_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{closed}/refracture",
         REFRACTURE_REDIS_URL=f"redis://127.0.0.1:{closed}/0",
         REFRACTURE_CELERY_QUEUE=f"refracture-newcomer-demo-{uuid.uuid4().hex[:8]}",
@@ -426,7 +440,7 @@ def _leftovers(port: int) -> list[str]:
 
 
 def test_the_demo_check_with_the_local_extra_processes_every_patient_without_postgres_or_redis(
-    local_venv: Path, tmp_path: Path
+    local_venv: Path, workdir: Path
 ) -> None:
     port = free_port()
     log = LOGS / "demo-check.log"
@@ -444,8 +458,8 @@ def test_the_demo_check_with_the_local_extra_processes_every_patient_without_pos
                 "--timeout",
                 "300",
             ],
-            env=_unreachable(local_venv),
-            cwd=tmp_path,
+            env=_unreachable(local_venv, workdir),
+            cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -464,7 +478,7 @@ def test_the_demo_check_with_the_local_extra_processes_every_patient_without_pos
 
 
 def test_the_demo_names_a_process_that_died_shows_its_last_lines_and_exits_non_zero(
-    local_venv: Path, tmp_path: Path
+    local_venv: Path, workdir: Path
 ) -> None:
     port = free_port()
     log = LOGS / "demo-worker-killed.log"
@@ -472,8 +486,8 @@ def test_the_demo_names_a_process_that_died_shows_its_last_lines_and_exits_non_z
     with log.open("wb") as out:
         demo = subprocess.Popen(
             [str(local_venv / "bin" / "refracture"), "demo", "--patients", "2", "--port", str(port)],
-            env=_unreachable(local_venv),
-            cwd=tmp_path,
+            env=_unreachable(local_venv, workdir),
+            cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
