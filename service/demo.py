@@ -113,12 +113,13 @@ class _Supervisor:
         stream = child.process.stdout
         if stream is None:
             return
-        for raw in stream:
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            child.tail.append(line)
-            with self._lock:
-                sys.stdout.write(f"{child.name:>6} | {line}\n")
-                sys.stdout.flush()
+        with stream:
+            for raw in stream:
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                child.tail.append(line)
+                with self._lock:
+                    sys.stdout.write(f"{child.name:>6} | {line}\n")
+                    sys.stdout.flush()
 
     def check(self) -> None:
         """Raise ProcessExited for the first supervised child that is no longer running."""
