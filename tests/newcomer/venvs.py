@@ -34,7 +34,8 @@ BUILD = "python -m pip wheel --no-deps --wheel-dir dist ."
 INSTALL = 'sh deploy/install-wheel.sh requirements.lock dist "$EXTRAS"'
 
 _CACHE_FORMAT = "1"  # bump to make every cached environment anew
-_KEEP_UNUSED_S = 14 * 24 * 3600
+_KEEP_UNUSED_S = 7 * 24 * 3600
+_KEEP_PER_EXTRAS = 3  # the one in use and two before it
 _LOCK_WAIT_S = 900.0
 
 
@@ -168,10 +169,17 @@ def _lock(handle: IO[str], what: str) -> None:
 
 
 def _prune(root: Path, keep: Path) -> None:
-    """Remove environments no run has used for two weeks (and that no run holds now)."""
+    """Remove environments of the same extras that no run has used for a week, or beyond the three last used (each
+    dependency change makes a new one), unless a run holds them now."""
+    prefix = keep.name.rsplit("-", 1)[0] + "-"
+    others = sorted(
+        (p for p in root.iterdir() if p.is_dir() and p != keep and p.name.startswith(prefix)),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     now = time.time()
-    for old in root.iterdir():
-        if old == keep or not old.is_dir() or now - old.stat().st_mtime < _KEEP_UNUSED_S:
+    for rank, old in enumerate(others, start=1):
+        if rank < _KEEP_PER_EXTRAS and now - old.stat().st_mtime < _KEEP_UNUSED_S:
             continue
         lock_path = root / f"{old.name}.lock"
         with lock_path.open("a") as handle:
