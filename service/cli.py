@@ -308,7 +308,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Everything on one machine: services, migrations, API, worker, beat, and a synthetic cohort."""
     from service.demo import run_demo  # noqa: PLC0415
 
-    return run_demo(patients=args.patients, port=args.port, keep_running=not args.exit_after_load)
+    return run_demo(patients=args.patients, port=args.port, check=args.check, timeout_s=args.timeout)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -403,7 +403,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run everything locally with a synthetic cohort")
     demo.add_argument("--patients", type=int, default=25)
     demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--exit-after-load", action="store_true", help="stop once the cohort is processed")
+    demo.add_argument(
+        "--check",
+        "--exit-after-load",
+        dest="check",
+        action="store_true",
+        help="load, verify that the worker processed every patient, print the summary and stop (exit 0 or 1)",
+    )
+    demo.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds the worker may take for the cohort (default 300)"
+    )
     demo.set_defaults(run=cmd_demo)
     synth = sub.add_parser(
         "synth",

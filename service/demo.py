@@ -1,50 +1,256 @@
-"""`refracture demo`: PostgreSQL, Redis, migrations, API, worker and beat on this machine, then a cohort."""
+"""`refracture demo`: PostgreSQL, Redis, migrations, API, worker and beat on this machine, then a cohort.
+
+It tells the truth. "running" is printed only once the worker has processed every patient of the cohort; the wait
+has a deadline and ends in a failure that says how far the worker got. When one of its processes exits, the demo
+says which, shows that process's last lines, stops the others and exits non-zero. Each process's output is shown as
+it comes, prefixed with its name, and its last lines are kept for that report. ``--check`` loads, verifies, prints
+the summary and stops: exit 0 when every patient was processed, 1 otherwise (for CI and smoke tests).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections import Counter
-from typing import Any
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
 
 import httpx
 import psycopg
 
 from service.adapters.local_services import LocalServices, ensure_services, free_port
 from service.adapters.postgres.migrate import create_database_if_missing, migrate
-from service.config import get_settings
+from service.config import Settings
 from service.fhir.jsonio import dumps
+from service.logs import configure_logging
 from service.synth import cohort
 
-__all__ = ["run_demo"]
+__all__ = ["DemoFailure", "ProcessExited", "run_demo"]
+
+TAIL_LINES: Final = 40  # what a failure report shows of the process concerned
+_STOP_GRACE_S: Final = 15.0
 
 
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # Our own interpreter and module: no untrusted input reaches the command line.
-    return subprocess.Popen([sys.executable, "-m", "service", *args], env=env)  # noqa: S603
+class DemoFailure(Exception):
+    """The demo cannot go on: the message says why; ``process`` names the process whose last lines explain it."""
+
+    def __init__(self, message: str, process: str | None = None) -> None:
+        super().__init__(message)
+        self.process = process
 
 
-def _wait_until_up(url: str, timeout_s: float = 60.0) -> None:
+class ProcessExited(DemoFailure):
+    """One of the demo's processes exited."""
+
+
+@dataclass(slots=True)
+class _Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    reader: threading.Thread | None = None
+
+
+def refracture_command(args: list[str]) -> list[str]:
+    """The `refracture` console script beside this interpreter (what a user runs), else this interpreter's module.
+
+    ``-P``: the working directory is not put on sys.path, so a source checkout that happens to be the working
+    directory cannot stand in for the installed package.
+    """
+    script = Path(sys.executable).with_name("refracture")
+    if script.is_file():
+        return [str(script), *args]
+    return [sys.executable, "-P", "-m", "service", *args]
+
+
+class _Supervisor:
+    """The demo's child processes: started in their own process groups, their output shown and its tail kept."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self._env = env
+        self._lock = threading.Lock()
+        self.children: list[_Child] = []
+
+    def say(self, text: str = "") -> None:
+        """Print a line of the demo's own, never in the middle of a child's line."""
+        with self._lock:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+
+    def start(self, name: str, args: list[str], *, supervised: bool = True) -> _Child:
+        """Start ``refracture ARGS``; supervised children must keep running (a one-shot is waited for instead)."""
+        # Our own command and arguments: no untrusted input reaches the command line.
+        process = subprocess.Popen(  # noqa: S603
+            refracture_command(args),
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Its own process group: Ctrl-C reaches the demo alone, which then stops each child and its own children
+            # (the worker's pool) in order.
+            start_new_session=True,
+        )
+        child = _Child(name, process)
+        child.reader = threading.Thread(target=self._pump, args=(child,), name=f"demo-{name}", daemon=True)
+        child.reader.start()
+        if supervised:
+            self.children.append(child)
+        self.say(f"started {name} (pid {process.pid}): refracture {' '.join(args)}")
+        return child
+
+    def _pump(self, child: _Child) -> None:
+        stream = child.process.stdout
+        if stream is None:
+            return
+        with stream:
+            for raw in stream:
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                child.tail.append(line)
+                with self._lock:
+                    sys.stdout.write(f"{child.name:>6} | {line}\n")
+                    sys.stdout.flush()
+
+    def check(self) -> None:
+        """Raise ProcessExited for the first supervised child that is no longer running."""
+        for child in self.children:
+            code = child.process.poll()
+            if code is not None:
+                raise ProcessExited(f"the {child.name} process (pid {child.process.pid}) {_how(code)}", child.name)
+
+    def run_once(self, name: str, args: list[str], timeout_s: float) -> None:
+        """A one-shot command; raises DemoFailure when it fails, times out, or a supervised child exits meanwhile."""
+        child = self.start(name, args, supervised=False)
+        self.children.append(child)  # shown in a failure report; removed again once it has succeeded
+        deadline = time.monotonic() + timeout_s
+        try:
+            while (code := child.process.poll()) is None:
+                if time.monotonic() > deadline:
+                    raise DemoFailure(f"refracture {' '.join(args)} did not finish within {timeout_s:.0f} s", name)
+                self.check_others(child)
+                time.sleep(0.2)
+            if code != 0:
+                raise ProcessExited(f"refracture {' '.join(args)} (pid {child.process.pid}) {_how(code)}", name)
+            self.children.remove(child)
+        finally:
+            if child.process.poll() is None:
+                self._stop(child)
+
+    def check_others(self, one_shot: _Child) -> None:
+        """Like check, for every supervised child but the one-shot being waited for."""
+        for child in self.children:
+            if child is not one_shot and (code := child.process.poll()) is not None:
+                raise ProcessExited(f"the {child.name} process (pid {child.process.pid}) {_how(code)}", child.name)
+
+    def last_lines(self, name: str) -> list[str]:
+        """The kept tail of a child's output, once its reader has read what the pipe still holds."""
+        for child in self.children:
+            if child.name == name:
+                if child.reader is not None and child.process.poll() is not None:
+                    # The pipe ends when the process does, unless its own children still hold it: wait a little.
+                    child.reader.join(timeout=3.0)
+                return list(child.tail)
+        return []
+
+    def stop_all(self) -> None:
+        """Stop every child (API first, beat last); kill what will not stop, and whatever it leaves behind."""
+        for child in self.children:
+            if child.process.poll() is None:
+                child.process.terminate()
+        deadline = time.monotonic() + _STOP_GRACE_S
+        for child in self.children:
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _kill_group(child.process)
+                child.process.wait(timeout=5.0)
+            # A process that dies abruptly can leave its own children (the worker's pool) in its process group.
+            _kill_group(child.process)
+        for child in self.children:
+            if child.reader is not None:
+                child.reader.join(timeout=3.0)
+
+    def _stop(self, child: _Child) -> None:
+        child.process.terminate()
+        try:
+            child.process.wait(timeout=_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            _kill_group(child.process)
+            child.process.wait(timeout=5.0)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group the child leads (start_new_session): the child and anything it started."""
+    if not hasattr(os, "killpg"):
+        process.kill()
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _how(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_until_up(url: str, check: Callable[[], None], timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        check()
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer within {timeout_s:.0f} s")
+    raise DemoFailure(f"the API did not answer {url} within {timeout_s:.0f} s", "api")
 
 
-def _backlog(database_url: str) -> int:
+def _request_processing(database_url: str, patient_ids: list[str]) -> None:
+    """Make the worker handle every loaded patient in this run, also those whose data an earlier run already loaded.
+
+    Identical data is no change, so a second run would otherwise have nothing for the worker to do and could not
+    tell a working worker from a dead one. This is what the ingest does for a change (queries.sql,
+    mark_patient_changed), for the patients that have nothing pending.
+    """
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE patient_change SET changed_seq = nextval('patient_change_seq'), changed_at = now(), "
+            "published_at = NULL WHERE patient_id = ANY(%(ids)s::text[]) AND changed_seq <= done_seq",
+            {"ids": patient_ids},
+        )
+
+
+def _processed(database_url: str, patient_ids: list[str]) -> int:
+    """How many of these patients the worker has processed: no change of theirs is left undone."""
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM patient_change WHERE changed_seq > done_seq").fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM patient_change WHERE patient_id = ANY(%(ids)s::text[]) AND done_seq >= changed_seq",
+            {"ids": patient_ids},
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -53,7 +259,6 @@ def _summary(database_url: str) -> dict[str, Any]:
         resources = conn.execute("SELECT resource_type, count(*) FROM resource GROUP BY 1 ORDER BY 1").fetchall()
         facts = conn.execute("SELECT kind, count(*) FROM fact GROUP BY 1 ORDER BY 2 DESC").fetchall()
         unrecognised = conn.execute("SELECT coalesce(sum(occurrences), 0) FROM unrecognised_code").fetchone()
-        done = conn.execute("SELECT count(*) FROM patient_change WHERE done_seq >= changed_seq").fetchone()
         open_alerts = conn.execute(
             "SELECT code, count(*) FROM alert WHERE closed_at IS NULL GROUP BY 1 ORDER BY 2 DESC"
         ).fetchall()
@@ -65,19 +270,51 @@ def _summary(database_url: str) -> dict[str, Any]:
         "resources": dict(Counter({str(k): int(v) for k, v in resources})),
         "facts": {str(k): int(v) for k, v in facts},
         "unrecognised_codes": int(unrecognised[0]) if unrecognised else 0,
-        "patients_processed_by_worker": int(done[0]) if done else 0,
         "risk_bands": {str(k): int(v) for k, v in bands},
         "open_alerts": {str(k): int(v) for k, v in open_alerts},
     }
 
 
-def run_demo(patients: int, port: int, keep_running: bool) -> int:
-    """Run the whole service locally and load a synthetic cohort through its API.
+def _wait_for_worker(supervisor: _Supervisor, database_url: str, patient_ids: list[str], timeout_s: float) -> None:
+    total = len(patient_ids)
+    deadline = time.monotonic() + timeout_s
+    next_note = time.monotonic() + 10.0
+    while (done := _processed(database_url, patient_ids)) < total:
+        supervisor.check()
+        now = time.monotonic()
+        if now > deadline:
+            raise DemoFailure(
+                f"the worker processed {done} of {total} patients within {timeout_s:.0f} s "
+                "(refracture demo --timeout SECONDS waits longer)",
+                "worker",
+            )
+        if now > next_note:
+            supervisor.say(f"waiting for the worker: {done} of {total} patients processed")
+            next_note = now + 10.0
+        time.sleep(0.5)
+
+
+def run_demo(patients: int, port: int, check: bool = False, timeout_s: float = 300.0) -> int:
+    """Run the whole service locally, load a synthetic cohort through its API and wait until the worker has it.
+
+    Args:
+        patients: how many synthetic patients to load.
+        port: the API's port (a free one when it is taken).
+        check: stop after the verification and summary instead of running until Ctrl-C.
+        timeout_s: how long the worker may take for the whole cohort.
 
     Returns:
-        The process exit code.
+        The process exit code: 0 when every patient was processed (and, without ``check``, after Ctrl-C), 1 when
+        a process exited or the worker did not finish in time.
     """
-    settings = get_settings()
+    # SIGTERM stops the demo the way Ctrl-C does: the children are stopped, the private servers removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # A person watches this terminal: readable lines (unless they asked for JSON), and not pgserver's every step.
+    os.environ.setdefault("REFRACTURE_LOG_FORMAT", "text")
+    configure_logging()
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # A development tool: its fresh development tokens need the development environment, whatever the shell says.
+    settings = Settings(environment="development")
     services: LocalServices = ensure_services(settings.database_url, settings.redis_url)
     for started in services.started:
         print(f"started a private {started}")
@@ -91,91 +328,122 @@ def run_demo(patients: int, port: int, keep_running: bool) -> int:
     }
     env = {
         **os.environ,
+        # Development tokens work only where development is asked for by name (production is the default).
+        "REFRACTURE_ENVIRONMENT": "development",
         "REFRACTURE_DATABASE_URL": services.database_url,
         "REFRACTURE_REDIS_URL": services.redis_url,
         "REFRACTURE_AUTH_DEV_TOKENS": json.dumps(tokens),
-        # Development tokens work only where development is asked for by name (production is the default).
-        "REFRACTURE_ENVIRONMENT": "development",
-        # A person watches this terminal: readable lines, unless they asked for JSON.
-        "REFRACTURE_LOG_FORMAT": os.environ.get("REFRACTURE_LOG_FORMAT", "text"),
     }
-    create_database_if_missing(services.database_url)
-    with psycopg.connect(services.database_url, autocommit=True) as conn:
-        migrate(conn)
+    supervisor = _Supervisor(env)
+    closing: list[str] = []
     try:
+        create_database_if_missing(services.database_url)
+        with psycopg.connect(services.database_url, autocommit=True) as conn:
+            migrate(conn)
         port = port if _port_free(port) else free_port()
-        processes = [
-            _start(["api", "--port", str(port)], env),
-            _start(["worker", "--concurrency", "1"], env),
-            _start(["beat"], env),
-        ]
-    except OSError as exc:
-        print(f"could not start the processes: {exc}")
-        services.close()
-        return 1
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(f"{base}/healthz")
+        supervisor.start("api", ["api", "--port", str(port)])
+        supervisor.start("worker", ["worker", "--concurrency", "1"])
+        supervisor.start("beat", ["beat"])
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_up(f"{base}/healthz", supervisor.check)
         bundles = cohort(patients, seed=7)
+        patient_ids = [
+            e["resource"]["id"] for b in bundles for e in b["entry"] if e["resource"]["resourceType"] == "Patient"
+        ]
         with httpx.Client(base_url=base, timeout=60.0, headers={"Authorization": f"Bearer {integration}"}) as client:
             for bundle in bundles:
+                supervisor.check()
                 response = client.post(
                     "/fhir", content=dumps(bundle), headers={"Content-Type": "application/fhir+json"}
                 )
-                response.raise_for_status()
-        deadline = time.monotonic() + 120
-        while _backlog(services.database_url) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        # Data identical to an earlier demo run is no change, so nothing was assessed: bring everyone up to date
-        # (a no-op for patients the worker just handled).
-        _start(["sweep", "--all"], env).wait(timeout=300)
-        summary = _summary(services.database_url)
-        first = bundles[0]["entry"][0]["resource"]["id"] if bundles else "synth-000001"
-        print("\nrefracture demo is running")
-        print(f"  loaded {patients} synthetic patients: {summary['resources']}")
-        print(f"  facts drawn: {summary['facts']}")
-        print(f"  patients processed by the worker: {summary['patients_processed_by_worker']}")
-        print(f"  re-fracture risk (latest assessment per patient): {summary['risk_bands']}")
-        print(f"  open alerts: {summary['open_alerts']}")
-        print(f"  codes not recognised (counted, not errors): {summary['unrecognised_codes']}")
-        print("  development tokens for this run (REFRACTURE_AUTH_DEV_TOKENS; they end with it):")
-        print(f"    care coordinator (sign in to the worklist): {coordinator}")
-        print(f"    EHR interface (FHIR API, Authorization: Bearer ...): {integration}")
-        print(f"    administrator (/api/audit, /api/terminology/unrecognised): {administrator}")
-        print("  look at:")
-        print(f"    {base}/worklist                      the care coordinators' worklist (sign in with the token)")
-        print(f"    {base}/worklist/patients/{first}   one patient: risk chart, alerts, medications")
-        print(f"    {base}/docs                          the API, with the OpenAPI document")
-        print(f"    {base}/fhir/metadata                 the CapabilityStatement")
-        print(f"    {base}/fhir/Patient/{first}   one synthetic patient as stored")
-        print(f"    {base}/fhir/RiskAssessment?subject=Patient/{first}   their risk, explained")
-        print(f"    {base}/fhir/CarePlan?subject=Patient/{first}   their care plan")
-        print(f"    {base}/api/terminology/unrecognised  codes to map for this EHR")
-        print(f"    {base}/readyz                        database and broker")
-        if keep_running:
-            print("  press Ctrl-C to stop")
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
-            try:
-                while all(p.poll() is None for p in processes):
-                    time.sleep(1.0)
-            except KeyboardInterrupt:
-                pass
-        return 0
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        services.close()
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
+                if response.status_code != 200:
+                    raise DemoFailure(f"POST /fhir answered {response.status_code}: {response.text[:600]}", "api")
+        _request_processing(services.database_url, patient_ids)
+        supervisor.run_once("relay", ["relay"], timeout_s=120)
+        supervisor.say(f"loaded {len(patient_ids)} synthetic patients; waiting for the worker to process them")
+        _wait_for_worker(supervisor, services.database_url, patient_ids, timeout_s)
+        # The daily sweep, once: alerts that time alone makes due are raised now rather than at REFRACTURE_SWEEP_TIME.
+        supervisor.run_once("sweep", ["sweep", "--all"], timeout_s=300)
+        supervisor.check()
+        _print_summary(supervisor, services, base, bundles, patient_ids, (integration, coordinator, administrator))
+        if check:
+            closing.append(f"refracture demo --check passed: the worker processed all {len(patient_ids)} patients")
+            return 0
+        supervisor.say("\nrefracture demo is running: every process is up and the cohort is processed")
+        supervisor.say("  press Ctrl-C to stop")
         try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+            while True:
+                supervisor.check()
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            supervisor.say("stopping")
+            closing.append("refracture demo stopped")
+            return 0
+    except DemoFailure as failure:
+        supervisor.say(f"\nrefracture demo FAILED: {failure}; stopping the other processes")
+        closing.extend(_report(supervisor, failure))
+        return 1
+    except KeyboardInterrupt:
+        supervisor.say("interrupted: stopping")
+        return 130
+    finally:
+        supervisor.stop_all()
+        services.close()
+        # The verdict comes last, after the processes' own shutdown lines.
+        for line in closing:
+            print(line, flush=True)
+
+
+def _report(supervisor: _Supervisor, failure: DemoFailure) -> list[str]:
+    """What a failure shows: what happened, and the last lines of the process concerned."""
+    lines = [f"\nrefracture demo FAILED: {failure}"]
+    if failure.process:
+        tail = supervisor.last_lines(failure.process)
+        if tail:
+            lines.append(f"the last {len(tail)} lines of the {failure.process} process:")
+            lines.extend(f"  {line}" for line in tail)
+        else:
+            lines.append(f"the {failure.process} process wrote nothing")
+    lines.append("the other processes were stopped; exit status 1")
+    return lines
+
+
+def _print_summary(
+    supervisor: _Supervisor,
+    services: LocalServices,
+    base: str,
+    bundles: list[dict[str, Any]],
+    patient_ids: list[str],
+    tokens: tuple[str, str, str],
+) -> None:
+    integration, coordinator, administrator = tokens
+    summary = _summary(services.database_url)
+    processed = _processed(services.database_url, patient_ids)
+    first = patient_ids[0] if patient_ids else "synth-000001"
+    lines = [
+        "",
+        "refracture demo: the cohort is loaded and processed",
+        f"  loaded {len(bundles)} synthetic patients: {summary['resources']}",
+        f"  facts drawn: {summary['facts']}",
+        f"  patients processed by the worker: {processed} of {len(patient_ids)}",
+        f"  re-fracture risk (latest assessment per patient): {summary['risk_bands']}",
+        f"  open alerts: {summary['open_alerts']}",
+        f"  codes not recognised (counted, not errors): {summary['unrecognised_codes']}",
+        "  development tokens for this run (REFRACTURE_AUTH_DEV_TOKENS; they end with it):",
+        f"    care coordinator (sign in to the worklist): {coordinator}",
+        f"    EHR interface (FHIR API, Authorization: Bearer ...): {integration}",
+        f"    administrator (/api/audit, /api/terminology/unrecognised): {administrator}",
+        "  look at:",
+        f"    {base}/worklist                      the care coordinators' worklist (sign in with the token)",
+        f"    {base}/worklist/patients/{first}   one patient: risk chart, alerts, medications",
+        f"    {base}/docs                          the API, with the OpenAPI document",
+        f"    {base}/fhir/metadata                 the CapabilityStatement",
+        f"    {base}/fhir/Patient/{first}   one synthetic patient as stored",
+        f"    {base}/fhir/RiskAssessment?subject=Patient/{first}   their risk, explained",
+        f"    {base}/fhir/CarePlan?subject=Patient/{first}   their care plan",
+        f"    {base}/api/terminology/unrecognised  codes to map for this EHR",
+        f"    {base}/readyz                        database and broker",
+    ]
+    supervisor.say("\n".join(lines))
+    if processed < len(patient_ids):
+        raise DemoFailure(f"the worker processed {processed} of {len(patient_ids)} patients", "worker")

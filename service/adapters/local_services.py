@@ -10,6 +10,7 @@ import logging
 import shutil
 import socket
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,12 @@ def ensure_services(database_url: str, redis_url: str, workdir: Path | None = No
 
     if not _database_answers(database_url):
         base = folder()
-        import pgserver  # noqa: PLC0415 - only needed when no PostgreSQL answers
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): nothing a user can act on.
+            warnings.simplefilter("ignore", UserWarning)
+            import pgserver  # noqa: PLC0415 - only needed when no PostgreSQL answers
 
-        pg_server = pgserver.get_server(base / "postgres", cleanup_mode="delete")  # type: ignore[attr-defined]
+            pg_server = pgserver.get_server(base / "postgres", cleanup_mode="delete")  # type: ignore[attr-defined]
         dbname = str(conninfo_to_dict(database_url).get("dbname") or "refracture")
         services.database_url = make_conninfo(pg_server.get_uri(), dbname=dbname)
         services.started.append(f"PostgreSQL (pgserver) in {base / 'postgres'}")
