@@ -43,7 +43,7 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 def _drug_name(value: str | None) -> str:
     """'zoledronic-acid-5mg' as a person writes it: 'zoledronic acid 5 mg'."""
-    return re.sub(r"(\d+)mg$", r"\1 mg", value or "").replace("-", " ")
+    return re.sub(r"(?<!\d)(\d{1,6})mg$", r"\1 mg", value or "").replace("-", " ")
 
 
 templates.env.filters["drug"] = _drug_name
