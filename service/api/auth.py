@@ -26,11 +26,19 @@ bearer = HTTPBearer(auto_error=False, description="An OAuth 2.0 access token (JW
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
+# The challenge's texts are fixed (RFC 6750 §3): nothing of the request reaches a header. A token's `alg` once came
+# back in error_description unescaped, and a non-Latin-1 one made the header unencodable (a 500).
+_CHALLENGES: Final[dict[str, str]] = {
+    "invalid_token": 'Bearer realm="refracture", error="invalid_token", error_description="the token is not valid"',
+    "invalid_request": 'Bearer realm="refracture", error="invalid_request", error_description="malformed request"',
+    "missing": 'Bearer realm="refracture"',
+}
+
+
 def unauthenticated(reason: str, error: str = "invalid_token") -> RefractureError:
-    """401 with the RFC 6750 challenge; the reason names the failed check, never the token."""
-    challenge = f'Bearer realm="refracture", error="{error}", error_description="{reason}"'
-    if error == "missing":
-        challenge = 'Bearer realm="refracture"'
+    """401 with the RFC 6750 challenge (a fixed text per error code); the OperationOutcome names the failed check in
+    one of our own fixed texts, never the token."""
+    challenge = _CHALLENGES.get(error, _CHALLENGES["invalid_token"])
     return RefractureError(Problem.UNAUTHENTICATED, [Issue("login", reason)], {"WWW-Authenticate": challenge})
 
 

@@ -242,6 +242,35 @@ def test_bad_tokens_get_401_with_an_operation_outcome(
     assert token not in answer.text
 
 
+def _crafted(header: dict[str, Any]) -> str:
+    import base64
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part(header)}.{part({'iss': ISSUER, 'aud': AUDIENCE, 'sub': 'x', 'exp': 9e9})}.AAAA"
+
+
+@pytest.mark.parametrize(
+    "alg",
+    ['RS256", error_description="forged', "☃-not-latin-1", "x" * 5000, "RS256\r\nSet-Cookie: a=b"],
+    ids=["quote", "non-latin-1", "long", "crlf"],
+)
+def test_the_challenge_never_quotes_the_token(app_client: tuple[Container, TestClient], alg: str) -> None:
+    # The header's alg came back in error_description unescaped, and a non-Latin-1 one was a 500.
+    _, client = app_client
+    answer = client.get("/fhir/CodeSystem", headers={"Authorization": f"Bearer {_crafted({'alg': alg, 'kid': 'k1'})}"})
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == (
+        'Bearer realm="refracture", error="invalid_token", error_description="the token is not valid"'
+    )
+    assert answer.json()["issue"][0]["details"]["text"] in (
+        "the token is not valid (its algorithm is not allowed)",
+        "the token is not valid",
+    )
+    assert alg not in answer.text
+
+
 def test_a_flood_gets_429_with_retry_after(services: LocalServices, database_url: str) -> None:
     flooder = f"flood-{uuid.uuid4().hex[:8]}"  # a client of its own: the counter lives in the shared Redis
     settings = make_settings(
