@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -22,7 +22,15 @@ from service.domain.patient import age_on
 from service.security.principal import Permission, Principal
 from service.usecases.worklist import PatientView, Sort, WorklistFilters, WorklistRow
 
-__all__ = ["ActionBody", "AlertCode", "filters_dependency", "patient_document", "router", "row_to_item"]
+__all__ = [
+    "ActionBody",
+    "AlertCode",
+    "csv_cell",
+    "filters_dependency",
+    "patient_document",
+    "router",
+    "row_to_item",
+]
 
 router = APIRouter(prefix="/api", tags=["Worklist"])
 
@@ -208,6 +216,22 @@ _CSV_COLUMNS = [
 ]
 
 
+# OWASP CSV Injection: a cell a spreadsheet would read as a formula starts with one of these (or their full-width
+# forms, which some spreadsheets fold to ASCII). Names, MRNs, assignees and details come from the EHR and from
+# users: "=HYPERLINK(...)" was exported as a live formula.
+_FORMULA_STARTS: Final = tuple("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+
+
+def csv_cell(value: Any) -> str:
+    """A value as a CSV cell a spreadsheet shows as text (OWASP: prefix a single quote; every cell is quoted too)."""
+    if value is None:
+        return ""
+    text = str(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
 @router.get(
     "/worklist.csv",
     operation_id="worklistCsv",
@@ -225,13 +249,13 @@ def export_csv(
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
         writer.writerow(_CSV_COLUMNS)
         patients: set[str] = set()
         for row in container.worklist.export(filters, sort):
             patients.add(row.patient_id)
             item = row_to_item(row, today).model_dump()
-            writer.writerow(["" if item[c] is None else item[c] for c in _CSV_COLUMNS])
+            writer.writerow([csv_cell(item[c]) for c in _CSV_COLUMNS])
             if buffer.tell() > 64_000:
                 yield buffer.getvalue()
                 buffer.seek(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from tests.conftest import AUTH, COORDINATOR, RecordingQueue, make_settings, query_one
-from tests.worklist_data import TODAY, FixedClock
+from tests.worklist_data import TODAY, FixedClock, edge_patient
 
 pytestmark = pytest.mark.integration
 
@@ -282,6 +283,38 @@ def test_csv_exports_exactly_the_current_filter(wl: Worklist) -> None:
     assert wl.client.get("/api/worklist.csv", params={"code": "nope"}).status_code == 400
     empty = wl.client.get("/api/worklist.csv", params={"q": "nobody-is-called-this"})
     assert empty.text.strip().count("\n") == 0  # the header alone
+
+
+HOSTILE_CELLS = ['=HYPERLINK("https://evil.example/","x")', "+1+1", "-2+3", "@SUM(1)", "\tx", "\rx", "＝1+1", "＠x"]
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(wl: Worklist) -> None:
+    # OWASP CSV Injection: names, MRNs and assignees starting with = + - @ TAB CR (or full-width = + - @) were
+    # exported as they came, so a spreadsheet ran "=HYPERLINK(...)" as a formula.
+    fhir = {"Authorization": AUTH["Authorization"], "Content-Type": "application/fhir+json"}
+    names = {}
+    for n, hostile in enumerate(HOSTILE_CELLS):
+        pid = f"csv-{n}"
+        bundle = edge_patient(pid, {"family": hostile}, hostile, 240)
+        assert wl.client.post("/fhir", content=json.dumps(bundle), headers=fhir).status_code == 200
+        names[pid] = hostile
+    wl.container.changes.process(list(names))
+    item = everything(wl.client, q="Z-0001")[0]
+    act(wl.client, item, "assign", assignee="=cmd|' /C calc'!A0")
+
+    response = wl.client.get("/api/worklist.csv")
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    by_patient = {r["patient_id"]: r for r in rows}
+    for pid, hostile in names.items():
+        assert by_patient[pid]["name"] == "'" + hostile, pid
+        assert by_patient[pid]["mrn"] == "'" + hostile, pid
+    assert next(r for r in rows if r["alert_id"] == item["alert_id"])["assignee"] == "'=cmd|' /C calc'!A0"
+    for row in rows:
+        for column, cell in row.items():
+            assert not cell.startswith(tuple("=+-@\t\r＝＋－＠")), (column, cell)
+    # Every cell is quoted too, so a separator inside a cell cannot start a new one.
+    assert all(record.startswith('"') for record in response.text.split("\r\n") if record)
 
 
 # --- actions -------------------------------------------------------------------------------------------------------
