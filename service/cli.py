@@ -33,8 +33,8 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     from service.adapters.postgres.migrate import create_database_if_missing, migrate  # noqa: PLC0415
 
     settings = get_settings()
-    create_database_if_missing(settings.database_url)
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+    create_database_if_missing(settings.database_url.get_secret_value())
+    with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         applied = migrate(conn)
     print(f"migrations applied: {applied or 'none (up to date)'}")
     return 0

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, Secret, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.domain.alert_rules import AlertConfig
@@ -28,13 +29,16 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
 
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/refracture"
+    # A secret (it may hold the password): repr and str of Settings never show it (tests/unit/test_secrets.py).
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/refracture")
     database_pool_min: int = Field(default=1, ge=1)
     database_pool_max: int = Field(default=8, ge=1)
     # How long a request waits for a pooled connection before answering 503.
     database_pool_timeout_s: float = Field(default=5.0, gt=0)
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # May hold a password (redis://:secret@host): kept out of repr and str of Settings. A plain string for the many
+    # Redis clients that take it.
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
     # A per-deployment queue name keeps two installations on one Redis apart.
     celery_queue: str = "refracture"
 
@@ -86,7 +90,8 @@ class Settings(BaseSettings):
     auth_roles_claim: str = "roles"
     # Static tokens for development and tests: {"<token>": {"sub": ..., "roles": [...], "scope": "..."}}.
     # Refused in production. Like every secret, it may come from a file in REFRACTURE_SECRETS_DIR.
-    auth_dev_tokens: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # A Secret: the tokens are the keys, and repr, str and model_dump of Settings never show them.
+    auth_dev_tokens: Secret[dict[str, dict[str, Any]]] = Field(default_factory=lambda: Secret({}))
     # Sign-in to the worklist page through the hospital's OpenID Connect provider (code flow with PKCE).
     oidc_client_id: str | None = None
     oidc_client_secret: SecretStr | None = None
@@ -185,10 +190,22 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
 
+    @field_validator("auth_dev_tokens", mode="before")
+    @classmethod
+    def _tokens_from_json(cls, value: Any) -> Any:
+        # A Secret hides the type from pydantic-settings, which would otherwise decode the variable's (or the
+        # mounted file's) JSON itself.
+        return json.loads(value) if isinstance(value, str) else value
+
+    @property
+    def dev_tokens(self) -> dict[str, dict[str, Any]]:
+        """The development tokens (REFRACTURE_AUTH_DEV_TOKENS), to verify callers with."""
+        return self.auth_dev_tokens.get_secret_value()
+
     @model_validator(mode="after")
     def _safe_in_production(self) -> Settings:
         if self.environment == "production":
-            if self.auth_dev_tokens:
+            if self.dev_tokens:
                 raise ValueError("REFRACTURE_AUTH_DEV_TOKENS is for development only: refusing to start in production")
             if not (self.auth_issuer and self.auth_audience):
                 raise ValueError("production needs REFRACTURE_AUTH_ISSUER and REFRACTURE_AUTH_AUDIENCE")

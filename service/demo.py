@@ -78,7 +78,7 @@ def run_demo(patients: int, port: int, keep_running: bool) -> int:
         The process exit code.
     """
     settings = get_settings()
-    services: LocalServices = ensure_services(settings.database_url, settings.redis_url)
+    services: LocalServices = ensure_services(settings.database_url.get_secret_value(), settings.redis_url)
     for started in services.started:
         print(f"started a private {started}")
     # Fresh development tokens for this run (none is written anywhere): the loader posts as the EHR's interface,

@@ -204,7 +204,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
     """The environment a worker process needs to serve these settings."""
     return {
         **os.environ,
-        "REFRACTURE_DATABASE_URL": settings.database_url,
+        "REFRACTURE_DATABASE_URL": settings.database_url.get_secret_value(),
         "REFRACTURE_REDIS_URL": settings.redis_url,
         "REFRACTURE_CELERY_QUEUE": settings.celery_queue,
         "REFRACTURE_ENVIRONMENT": "test",

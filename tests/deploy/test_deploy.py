@@ -353,8 +353,9 @@ def test_compose_settings_and_secret_files_make_valid_settings(
             monkeypatch.setenv(variable, value)
         monkeypatch.delenv("REFRACTURE_SECRETS_DIR")
         settings = Settings(_secrets_dir=folder)
-        assert settings.database_url.startswith(f"postgresql://refracture:{password}@postgres:5432/"), name
-        assert settings.auth_dev_tokens, "development tokens, from the placeholder file"
+        url = settings.database_url.get_secret_value()
+        assert url.startswith(f"postgresql://refracture:{password}@postgres:5432/"), name
+        assert settings.dev_tokens, "development tokens, from the placeholder file"
         assert settings.environment == "development"
 
 
@@ -551,7 +552,7 @@ def test_the_production_config_makes_valid_production_settings(
     settings = Settings(_secrets_dir=tmp_path)
     assert settings.environment == "production"
     assert settings.ehr_base_url
-    assert not settings.auth_dev_tokens
+    assert not settings.dev_tokens
 
 
 def _tag(image: str) -> str:
