@@ -28,8 +28,11 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 # The challenge's texts are fixed (RFC 6750 §3): nothing of the request reaches a header. A token's `alg` once came
 # back in error_description unescaped, and a non-Latin-1 one made the header unencodable (a 500).
+_CHALLENGE_INVALID: Final = (
+    'Bearer realm="refracture", error="invalid_token", error_description="the token is not valid"'
+)
 _CHALLENGES: Final[dict[str, str]] = {
-    "invalid_token": 'Bearer realm="refracture", error="invalid_token", error_description="the token is not valid"',
+    "invalid_token": _CHALLENGE_INVALID,
     "invalid_request": 'Bearer realm="refracture", error="invalid_request", error_description="malformed request"',
     "missing": 'Bearer realm="refracture"',
 }

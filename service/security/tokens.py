@@ -176,7 +176,6 @@ _REASONS: Final[dict[str, str]] = {
     "missing_algorithm": "the token is not valid (it names no algorithm)",
     "bad_signature": "the token is not valid (its signature does not verify)",
     "missing_key": "the token is not valid (no key of the issuer matches)",
-    "expired_token": "the token has expired",
 }
 # Claims a refusal may name: the ones we check (the name comes from our own checks, but is listed all the same).
 _CLAIMS: Final = frozenset({"iss", "aud", "exp", "nbf", "iat", "jti", "nonce", "sub"})
