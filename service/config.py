@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     session_ttl_s: int = Field(default=8 * 3600, ge=60)
     # Requests per minute per client (0: no limit); a flood gets 429 with Retry-After.
     rate_limit_per_minute: int = Field(default=1200, ge=0)
+    # Requests per minute per address that authenticate as nobody (no credentials, a junk cookie or token, an
+    # unknown path), counted before any credential is looked at; past it, the address gets 429 until it slows down
+    # (0: no limit). Set it above what one address's users need to sign in (about two such requests per sign-in).
+    rate_limit_anonymous_per_minute: int = Field(default=120, ge=0)
+    # OIDC sign-in starts per minute for the whole deployment: each stores a pending sign-in for 10 minutes, so this
+    # bounds that table (0: no limit).
+    rate_limit_sign_in_per_minute: int = Field(default=600, ge=0)
     # Audit rows older than this are purged by the daily sweep's housekeeping (HIPAA keeps documentation 6 years).
     audit_retention_days: int = Field(default=6 * 365, ge=1)
 

@@ -115,8 +115,10 @@ def make_settings(services: LocalServices, database_url: str, **overrides: Any) 
         "database_pool_max": 4,
         "relay_redeliver_after_s": 1.0,
         "auth_dev_tokens": TOKENS,
-        # Tests send many requests from one client in a burst; the limit itself has its own test.
+        # Tests send many requests from one client in a burst; the limits themselves have their own tests.
         "rate_limit_per_minute": 0,
+        "rate_limit_anonymous_per_minute": 0,
+        "rate_limit_sign_in_per_minute": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -68,8 +68,7 @@ async def caller(request: Request, container: ContainerDep, credentials: BearerD
                 raise RefractureError(
                     Problem.UNAVAILABLE, [Issue("transient", "the token cannot be checked now; try again")]
                 ) from None
-            # Failed attempts count against the caller's address: guessing tokens is throttled.
-            await _throttle(container, f"ip:{request.client.host if request.client else '?'}")
+            # Failed attempts count against the caller's address (ThrottleMiddleware): guessing tokens is throttled.
             raise unauthenticated(str(exc), exc.error) from None
     else:
         cookie = request.cookies.get(SESSION_COOKIE)
@@ -78,8 +77,9 @@ async def caller(request: Request, container: ContainerDep, credentials: BearerD
             raise unauthenticated("sign in, or send an access token", "missing")
         principal = session.principal
         request.state.session = session
-    await _throttle(container, f"client:{principal.client_id or principal.subject}")
+    # Known before the throttle: a throttled client is still a known one (audited as such, never counted anonymous).
     request.state.principal = principal
+    await _throttle(container, f"client:{principal.client_id or principal.subject}")
     return principal
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -227,6 +229,28 @@ def test_a_page_reflects_changes_made_since_the_previous_one(wl: Worklist) -> No
 
 @pytest.mark.parametrize("cursor", ["garbage", "WyJkdWUiXQ", "W10", "eyJhIjoxfQ"])
 def test_a_cursor_that_is_not_ours_gets_a_400(wl: Worklist, cursor: str) -> None:
+    response = wl.client.get("/api/worklist", params={"cursor": cursor})
+    assert response.status_code == 400
+    assert "cursor" in response.json()["issue"][0]["details"]["text"]
+
+
+@pytest.mark.parametrize("sort", ["due", "priority", "risk", "name"])
+def test_cursors_carry_nothing_of_the_patient(wl: Worklist, sort: str) -> None:
+    # The name order's cursor was base64 JSON holding the last patient's name (and the risk and name orders' held
+    # the patient id): cursors travel in URLs, which proxies and browsers keep.
+    page = wl.client.get("/api/worklist", params={"limit": 3, "sort": sort}).json()
+    cursor = page["next_cursor"]
+    decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    for item in page["items"]:
+        for value in (item["name"], item["mrn"], item["patient_id"]):
+            if value:
+                assert value.lower() not in decoded.lower()
+                assert value.lower() not in cursor.lower()
+    assert json.loads(decoded) == [sort, page["items"][-1]["alert_id"]]
+
+
+def test_a_cursor_naming_no_alert_gets_a_400(wl: Worklist) -> None:
+    cursor = base64.urlsafe_b64encode(json.dumps(["due", str(uuid.uuid4())]).encode()).decode().rstrip("=")
     response = wl.client.get("/api/worklist", params={"cursor": cursor})
     assert response.status_code == 400
     assert "cursor" in response.json()["issue"][0]["details"]["text"]
