@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import date
+from dataclasses import replace
+from datetime import date, datetime
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -19,6 +20,7 @@ from service.api.middleware import AuditNote, audit_records, client_ip, note_aud
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import title_of
 from service.domain.patient import age_on
+from service.errors import Problem, refuse
 from service.security.principal import Permission, Principal
 from service.usecases.worklist import PatientView, Sort, WorklistFilters, WorklistRow
 
@@ -133,13 +135,67 @@ def filters_dependency(
     assignee: Annotated[str | None, Query(max_length=200, description='a person, or "-" for unassigned')] = None,
     due_before: Annotated[date | None, Query()] = None,
     risk_band: Annotated[Literal["low", "moderate", "high"] | None, Query()] = None,
-    q: Annotated[str | None, Query(max_length=200, description="text in the name or MRN")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="text in the name or MRN. It puts patient data into the URL, which proxies and servers log: "
+            "prefer `search`",
+        ),
+    ] = None,
 ) -> WorklistFilters:
     """The worklist's filters from the query string."""
     return WorklistFilters(code, priority, state, assignee or None, due_before, risk_band, (q or "").strip() or None)
 
 
-FiltersDep = Annotated[WorklistFilters, Depends(filters_dependency)]
+async def _resolved_filters(
+    container: ContainerDep,
+    principal: WorklistReader,
+    filters: Annotated[WorklistFilters, Depends(filters_dependency)],
+    search: Annotated[
+        str | None,
+        Query(max_length=64, description="a search id from POST /api/worklist/searches (yours, unexpired)"),
+    ] = None,
+) -> WorklistFilters:
+    if not search:
+        return filters
+    text = await run_in_threadpool(container.worklist.recall_search, search, principal.subject, container.clock())
+    if text is None:
+        raise refuse(Problem.INVALID, "value", "the search has expired or is not yours: post it again")
+    return replace(filters, text=text)
+
+
+FiltersDep = Annotated[WorklistFilters, Depends(_resolved_filters)]
+
+
+class SearchBody(BaseModel):
+    """A name or MRN to search the worklist for, sent in a body rather than a URL."""
+
+    q: str = Field(min_length=1, max_length=200, description="text in the name or MRN")
+
+
+class SearchOut(BaseModel):
+    """A search kept server-side: pass its id as `search` to GET /api/worklist or /api/worklist.csv."""
+
+    search: str
+    expires_at: datetime
+
+
+@router.post(
+    "/worklist/searches",
+    operation_id="worklistSearch",
+    summary="Keep a name or MRN search server-side; its id goes into the worklist's URLs instead of the text",
+    status_code=201,
+)
+async def save_search(
+    request: Request, body: SearchBody, container: ContainerDep, principal: WorklistReader
+) -> SearchOut:
+    """The text stays in the database for an hour, usable only by the caller (GET /api/worklist?search=<id>)."""
+    note_audit(request.state, AuditNote("search", detail="worklist search kept"))
+    search_id, expires_at = await run_in_threadpool(
+        container.worklist.remember_search, principal.subject, body.q.strip(), container.clock()
+    )
+    return SearchOut(search=search_id, expires_at=expires_at)
 
 
 def row_to_item(row: WorklistRow, today: date) -> WorklistItem:

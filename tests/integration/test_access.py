@@ -45,6 +45,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/worklist"): {COORDINATOR},
     ("GET", "/api/worklist/counts"): {COORDINATOR},
     ("GET", "/api/worklist.csv"): {COORDINATOR},
+    ("POST", "/api/worklist/searches"): {COORDINATOR},
     ("GET", "/api/patients/{patient_id}"): {COORDINATOR},
     ("POST", "/api/alerts/{alert_id}/actions"): {COORDINATOR},
     ("GET", "/api/terminology/unrecognised"): {ADMIN},
