@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Final
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -77,10 +78,30 @@ async def caller(request: Request, container: ContainerDep, credentials: BearerD
             raise unauthenticated("sign in, or send an access token", "missing")
         principal = session.principal
         request.state.session = session
+        if not _api_change_from_our_pages(request):
+            # The JSON API has no CSRF token: a cookie-authenticated change must show it comes from our own pages.
+            raise forbidden("a change made with a sign-in cookie must come from this site (Origin or Referer)")
     # Known before the throttle: a throttled client is still a known one (audited as such, never counted anonymous).
     request.state.principal = principal
     await _throttle(container, f"client:{principal.client_id or principal.subject}")
     return principal
+
+
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _api_change_from_our_pages(request: Request) -> bool:
+    """Whether a cookie-authenticated call may go ahead: reads always; JSON API changes only with an Origin (or,
+    without one, a Referer) of this site and no cross-site Sec-Fetch-Site. A browser sends them on every such call;
+    a page elsewhere cannot forge them. The pages' own forms carry CSRF tokens and check the origin themselves."""
+    if request.method in _SAFE_METHODS or not request.url.path.startswith("/api/"):
+        return True
+    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        return False
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source or source == "null":
+        return False
+    return urlsplit(source).netloc == request.url.netloc
 
 
 async def _throttle(container: ContainerDep, key: str) -> None:

@@ -301,6 +301,44 @@ def test_a_flood_gets_429_with_retry_after(services: LocalServices, database_url
     container.close()
 
 
+@pytest.mark.parametrize(
+    ("headers", "allowed"),
+    [
+        ({}, False),
+        ({"Origin": "https://evil.example"}, False),
+        ({"Origin": "null"}, False),
+        ({"Referer": "https://evil.example/page"}, False),
+        ({"Origin": "http://testserver", "Sec-Fetch-Site": "cross-site"}, False),
+        ({"Origin": "http://testserver"}, True),
+        ({"Referer": "http://testserver/worklist"}, True),
+    ],
+    ids=["none", "other site", "opaque origin", "other referer", "cross-site fetch", "same origin", "same referer"],
+)
+def test_cookie_authenticated_api_changes_need_our_origin(
+    app_client: tuple[Container, TestClient], headers: dict[str, str], allowed: bool
+) -> None:
+    # A page elsewhere could post to the JSON API with the coordinator's cookie: it has no CSRF token to check.
+    container, client = app_client
+    cookie, _ = container.sessions.start({"sub": "coordinator.one", "roles": [COORDINATOR]})
+    client.cookies.set("refracture_session", cookie)
+    try:
+        changes = [
+            client.post(f"/api/alerts/{uuid.uuid4()}/actions", json={"action": "acknowledge"}, headers=headers),
+            client.post("/api/worklist/searches", json={"q": "zeta"}, headers=headers),
+        ]
+        for answer in changes:
+            assert (answer.status_code != 403) is allowed, answer.text
+            if not allowed:
+                assert "Origin" in answer.json()["issue"][0]["details"]["text"]
+        # Reads need no origin; a bearer token is no cookie a page could ride on.
+        assert client.get("/api/worklist", headers=headers).status_code == 200
+    finally:
+        client.cookies.clear()
+    token = {"Authorization": "Bearer test-coordinator"}
+    bearer = client.post("/api/worklist/searches", json={"q": "zeta"}, headers=token)
+    assert bearer.status_code == 201
+
+
 def test_security_headers_and_request_ids(app_client: tuple[Container, TestClient]) -> None:
     _, client = app_client
     page = client.get("/auth/sign-in")
