@@ -241,7 +241,8 @@ async def read(
         )
         produced = await run_in_threadpool(reader, resource_id)
         if produced is None:
-            raise refuse(Problem.NOT_FOUND, "not-found", f"{resource_type}/{resource_id} is not known")
+            # The id is not echoed (a patient's id can be an MRN): error bodies get copied into other systems' logs.
+            raise refuse(Problem.NOT_FOUND, "not-found", f"no {resource_type} of this id is known")
         note.patients = _patients_of(produced.body)
         return fhir_response(produced.body, 200, {"ETag": f'W/"{produced.version_id}"'})
     if resource_type not in READ_ONLY_TYPES:
@@ -249,7 +250,7 @@ async def read(
     _may_read(principal, resource_type, Permission.READ_CLINICAL_DATA)
     stored = await run_in_threadpool(container.store.read_text, (resource_type, resource_id))
     if stored is None:
-        raise refuse(Problem.NOT_FOUND, "not-found", f"{resource_type}/{resource_id} is not known")
+        raise refuse(Problem.NOT_FOUND, "not-found", f"no {resource_type} of this id is known")
     note.patients = _patients_of(stored.body)
     return fhir_response(stored.body, 200, {"ETag": f'W/"{stored.version_id}"'})
 

@@ -241,7 +241,8 @@ class Worklist:
         """
         found = self._store.patient_page(patient_id)
         if found.summary is None and found.risk_assessment is None and not found.alerts and not found.facts:
-            raise refuse(Problem.NOT_FOUND, "not-found", f"nothing is known about Patient/{patient_id}")
+            # The id is not echoed (it can be an MRN): error bodies get copied into other systems' logs.
+            raise refuse(Problem.NOT_FOUND, "not-found", "nothing is known about a patient of this id")
         return PatientView(
             patient_id,
             found.summary,
