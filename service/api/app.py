@@ -96,7 +96,11 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     app.add_middleware(
         AuditMiddleware, audit=lambda: app.state.container.audit, refusals=lambda: app.state.container.refusals
     )
-    app.add_middleware(ThrottleMiddleware, limiter=lambda: app.state.container.rate_limiter)  # before any credential
+    app.add_middleware(  # before any credential is looked at
+        ThrottleMiddleware,
+        limiter=lambda: app.state.container.rate_limiter,
+        secret_header=lambda: app.state.container.settings.subscription_header,
+    )
     app.add_middleware(UrlGuardMiddleware)  # outside the audit: a URL it could not store is refused first
     app.add_middleware(SecurityHeadersMiddleware, hsts=production)
     app.add_middleware(AccessLogMiddleware)

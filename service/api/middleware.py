@@ -161,9 +161,12 @@ class ThrottleMiddleware:
     stores a pending sign-in row). Sits outside the audit.
     """
 
-    def __init__(self, app: ASGIApp, limiter: Callable[[], RateLimiter]) -> None:
+    def __init__(
+        self, app: ASGIApp, limiter: Callable[[], RateLimiter], secret_header: Callable[[], str] = lambda: ""
+    ) -> None:
         self.app = app
         self.limiter = limiter
+        self.secret_header = secret_header  # the subscription notifications' secret header, when not Authorization
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path", "") in _NOT_THROTTLED:
@@ -171,8 +174,11 @@ class ThrottleMiddleware:
             return
         limiter = self.limiter()
         address = client_ip(scope) or "?"
-        credentials = _header(scope, b"authorization") is not None or b"refracture_session=" in (
-            _raw_header(scope, b"cookie") or b""
+        secret_header = self.secret_header().lower().encode("latin-1")
+        credentials = (
+            _header(scope, b"authorization") is not None
+            or b"refracture_session=" in (_raw_header(scope, b"cookie") or b"")
+            or (bool(secret_header) and _raw_header(scope, secret_header) is not None)
         )
         # Without credentials the request is anonymous whatever happens: count it now. With them, only ask.
         wait = await run_in_threadpool(limiter.anonymous, address, not credentials)

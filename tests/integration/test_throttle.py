@@ -168,3 +168,33 @@ def test_sign_in_starts_are_bounded_for_the_whole_deployment(services: LocalServ
         container.close()
     assert statuses[:4] == [200] * 4  # (no provider configured: the development form)
     assert set(statuses[4:]) == {429}
+
+
+def test_subscription_notifications_with_their_own_secret_header_are_not_anonymous(
+    services: LocalServices, database_url: str
+) -> None:
+    from tests.ehr_standin import RunningStandIn
+
+    ehr = RunningStandIn().start()
+    settings = make_settings(
+        services,
+        database_url,
+        ehr_base_url=ehr.base_url,
+        ehr_write_mode="pull",
+        subscription_public_url="https://refracture.example.org",
+        subscription_secret="feed-secret-for-tests",
+        subscription_header="X-Feed-Secret",
+        rate_limit_anonymous_per_minute=2,
+    )
+    container = bootstrap(settings, queue=RecordingQueue())
+    try:
+        with client_from(container, address()) as client:
+            hook = "/fhir/$subscription-hook/ehr"
+            good = [client.post(hook, headers={"X-Feed-Secret": "feed-secret-for-tests"}).status_code for _ in range(5)]
+            bad = [client.post(hook, headers={"X-Feed-Secret": "guess"}).status_code for _ in range(5)]
+    finally:
+        container.close()
+        ehr.stop()
+    assert good == [200] * 5  # an EHR's busy feed is a known caller, never throttled as anonymous
+    assert bad[:2] == [401, 401]
+    assert set(bad[2:]) == {429}
