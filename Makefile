@@ -39,6 +39,7 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/bandit -q -c pyproject.toml -r service workers
 
 # Every benchmark, then docs/performance.md regenerated from their results (about an hour on 2 CPUs);
 # `make bench BENCH_ARGS=--quick` for short runs, `BENCH_ARGS="--only load"` for one.

@@ -21,6 +21,7 @@ from service.adapters.postgres.bulk_import import PostgresImportStore
 from service.adapters.postgres.calibrations import PostgresCalibrationStore
 from service.adapters.postgres.cds import PostgresCdsStore
 from service.adapters.postgres.pool import make_pool
+from service.adapters.postgres.refusals import PostgresRefusalStore, PostgresSearchStore
 from service.adapters.postgres.sessions import PostgresSessionStore
 from service.adapters.postgres.store import PostgresStore
 from service.adapters.postgres.subscriptions import PostgresFeedStore
@@ -47,6 +48,7 @@ from service.usecases.changes import ChangeProcessor
 from service.usecases.ingest import Ingestor
 from service.usecases.ports import Clock, EhrGateway, Metrics, TaskQueue
 from service.usecases.recalibrate import Recalibrator
+from service.usecases.refusals import RefusalCounter
 from service.usecases.relay import Relay
 from service.usecases.subscriptions import FeedSettings, FeedWorker, NotificationReceiver
 from service.usecases.sweep import Sweeper
@@ -88,6 +90,7 @@ class Container:
     sessions: Sessions
     audit: AuditLog
     rate_limiter: RateLimiter
+    refusals: RefusalCounter  # unauthenticated requests, counted instead of audited one by one
     oidc: OidcClient | None  # sign-in to the worklist page, when configured
     metrics: Metrics
     calibrations: PostgresCalibrationStore  # the local recalibrations of the risk model (`refracture recalibrate`)
@@ -216,7 +219,7 @@ def bootstrap(
         actions=actions,
         deliverer=deliverer,
         ehr=ehr,
-        worklist=Worklist(store),
+        worklist=Worklist(store, PostgresSearchStore(pool)),
         clock=clock,
         local_day=today,
         authenticator=make_authenticator(settings),
@@ -229,7 +232,14 @@ def bootstrap(
             settings.auth_sites_claim,
         ),
         audit=audit,
-        rate_limiter=RateLimiter(settings.redis_url, settings.rate_limit_per_minute),
+        rate_limiter=RateLimiter(
+            settings.redis_url,
+            settings.rate_limit_per_minute,
+            anonymous_per_minute=settings.rate_limit_anonymous_per_minute,
+            sign_in_per_minute=settings.rate_limit_sign_in_per_minute,
+            namespace=settings.celery_queue,
+        ),
+        refusals=RefusalCounter(PostgresRefusalStore(pool), clock, settings.audit_retention_days),
         oidc=OidcClient(
             settings.auth_issuer,
             settings.oidc_client_id,

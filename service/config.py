@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, Secret, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.domain.alert_rules import AlertConfig
@@ -30,7 +31,8 @@ class Settings(BaseSettings):
     # cookies) unless development or test is asked for by name (docs/security.md, "Secure by default").
     environment: Literal["development", "test", "production"] = "production"
 
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/refracture"
+    # A secret (it may hold the password): repr and str of Settings never show it (tests/unit/test_secrets.py).
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/refracture")
     # The schema owner's URL for `refracture migrate` (and the migration Job); the API, workers and beat use
     # database_url with the least-privileged runtime role (refracture_runtime). Unset: database_url migrates too.
     migrate_database_url: SecretStr | None = None
@@ -39,7 +41,9 @@ class Settings(BaseSettings):
     # How long a request waits for a pooled connection before answering 503.
     database_pool_timeout_s: float = Field(default=5.0, gt=0)
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # May hold a password (redis://:secret@host): kept out of repr and str of Settings. A plain string for the many
+    # Redis clients that take it.
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
     # A per-deployment queue name keeps two installations on one Redis apart.
     celery_queue: str = "refracture"
 
@@ -98,7 +102,8 @@ class Settings(BaseSettings):
     auth_roles_claim: str = "roles"
     # Static tokens for development and tests: {"<token>": {"sub": ..., "roles": [...], "scope": "..."}}.
     # Refused in production. Like every secret, it may come from a file in REFRACTURE_SECRETS_DIR.
-    auth_dev_tokens: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # A Secret: the tokens are the keys, and repr, str and model_dump of Settings never show them.
+    auth_dev_tokens: Secret[dict[str, dict[str, Any]]] = Field(default_factory=lambda: Secret({}))
     # Sign-in to the worklist page through the hospital's OpenID Connect provider (code flow with PKCE).
     oidc_client_id: str | None = None
     oidc_client_secret: SecretStr | None = None
@@ -119,6 +124,13 @@ class Settings(BaseSettings):
     break_glass_ttl_s: int = Field(default=4 * 3600, ge=60, le=24 * 3600)
     # Requests per minute per client (0: no limit); a flood gets 429 with Retry-After.
     rate_limit_per_minute: int = Field(default=1200, ge=0)
+    # Requests per minute per address that authenticate as nobody (no credentials, a junk cookie or token, an
+    # unknown path), counted before any credential is looked at; past it, the address gets 429 until it slows down
+    # (0: no limit). Set it above what one address's users need to sign in (about two such requests per sign-in).
+    rate_limit_anonymous_per_minute: int = Field(default=120, ge=0)
+    # OIDC sign-in starts per minute for the whole deployment: each stores a pending sign-in for 10 minutes, so this
+    # bounds that table (0: no limit).
+    rate_limit_sign_in_per_minute: int = Field(default=600, ge=0)
     # Audit rows older than this are purged by the daily sweep's housekeeping (HIPAA keeps documentation 6 years).
     # Never under 365 days: the database's purge function refuses less (migration 0013), so refuse it at start.
     audit_retention_days: int = Field(default=6 * 365, ge=365)
@@ -219,9 +231,21 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
 
+    @field_validator("auth_dev_tokens", mode="before")
+    @classmethod
+    def _tokens_from_json(cls, value: Any) -> Any:
+        # A Secret hides the type from pydantic-settings, which would otherwise decode the variable's (or the
+        # mounted file's) JSON itself.
+        return json.loads(value) if isinstance(value, str) else value
+
+    @property
+    def dev_tokens(self) -> dict[str, dict[str, Any]]:
+        """The development tokens (REFRACTURE_AUTH_DEV_TOKENS), to verify callers with."""
+        return self.auth_dev_tokens.get_secret_value()
+
     @model_validator(mode="after")
     def _safe_in_production(self) -> Settings:
-        if self.environment == "production" and self.auth_dev_tokens:
+        if self.environment == "production" and self.dev_tokens:
             raise ValueError("REFRACTURE_AUTH_DEV_TOKENS is for development only: refusing to start in production")
         return self
 
@@ -236,7 +260,7 @@ class Settings(BaseSettings):
     def migration_url(self) -> str:
         """Where `refracture migrate` connects: the owner's URL when there is one."""
         owner = self.migrate_database_url.get_secret_value() if self.migrate_database_url else ""
-        return owner or self.database_url
+        return owner or self.database_url.get_secret_value()
 
     @model_validator(mode="after")
     def _cds_safe_in_production(self) -> Settings:

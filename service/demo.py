@@ -91,7 +91,7 @@ class _Supervisor:
     def start(self, name: str, args: list[str], *, supervised: bool = True) -> _Child:
         """Start ``refracture ARGS``; supervised children must keep running (a one-shot is waited for instead)."""
         # Our own command and arguments: no untrusted input reaches the command line.
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(  # noqa: S603  # nosec B603
             refracture_command(args),
             env=self._env,
             stdin=subprocess.DEVNULL,
@@ -315,7 +315,7 @@ def run_demo(patients: int, port: int, check: bool = False, timeout_s: float = 3
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     # A development tool: its fresh development tokens need the development environment, whatever the shell says.
     settings = Settings(environment="development")
-    services: LocalServices = ensure_services(settings.database_url, settings.redis_url)
+    services: LocalServices = ensure_services(settings.database_url.get_secret_value(), settings.redis_url)
     for started in services.started:
         print(f"started a private {started}")
     # Fresh development tokens for this run (none is written anywhere): the loader posts as the EHR's interface,

@@ -614,7 +614,7 @@ def patient_bundle(rng: random.Random, number: int, today: date, prefix: str = "
 
 def iter_cohort(size: int, seed: int = 1, today: date | None = None, prefix: str = "synth") -> Iterator[dict[str, Any]]:
     """``size`` synthetic patients' Bundles one at a time (for cohorts too large to hold), as ``cohort`` gives them."""
-    rng = random.Random(seed)  # noqa: S311 - synthetic data, not secrets
+    rng = random.Random(seed)  # noqa: S311 - synthetic data, not secrets  # nosec B311
     anchor = today or date.today()
     for number in range(1, size + 1):
         yield patient_bundle(rng, number, anchor, prefix)

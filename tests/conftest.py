@@ -115,8 +115,10 @@ def make_settings(services: LocalServices, database_url: str, **overrides: Any) 
         "database_pool_max": 4,
         "relay_redeliver_after_s": 1.0,
         "auth_dev_tokens": TOKENS,
-        # Tests send many requests from one client in a burst; the limit itself has its own test.
+        # Tests send many requests from one client in a burst; the limits themselves have their own tests.
         "rate_limit_per_minute": 0,
+        "rate_limit_anonymous_per_minute": 0,
+        "rate_limit_sign_in_per_minute": 0,
     }
     values.update(overrides)
     return Settings(**values)
@@ -204,7 +206,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
     """The environment a worker process needs to serve these settings."""
     return {
         **os.environ,
-        "REFRACTURE_DATABASE_URL": settings.database_url,
+        "REFRACTURE_DATABASE_URL": settings.database_url.get_secret_value(),
         "REFRACTURE_REDIS_URL": settings.redis_url,
         "REFRACTURE_CELERY_QUEUE": settings.celery_queue,
         "REFRACTURE_ENVIRONMENT": "test",

@@ -62,7 +62,9 @@ _running: list[_Heartbeat] = []
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     settings = get_settings()
     hostname = str(getattr(sender, "hostname", None) or "worker")
-    heartbeat = _Heartbeat(HeartbeatWriter(settings.database_url, hostname, utc_now()), settings.worker_heartbeat_s)
+    heartbeat = _Heartbeat(
+        HeartbeatWriter(settings.database_url.get_secret_value(), hostname, utc_now()), settings.worker_heartbeat_s
+    )
     heartbeat.start()
     _running.append(heartbeat)
 

@@ -18,7 +18,7 @@ __all__ = ["serve_worker_metrics"]
 log = logging.getLogger(__name__)
 
 
-def serve_worker_metrics(port: int, host: str = "0.0.0.0") -> Callable[[], None]:  # noqa: S104 - a pod's port
+def serve_worker_metrics(port: int, host: str = "0.0.0.0") -> Callable[[], None]:  # noqa: S104 - a pod's port  # nosec B104
     """Serve /metrics for this process and every process it forks; returns the function that stops serving.
 
     Uses PROMETHEUS_MULTIPROC_DIR when set (an emptyDir in Kubernetes), else a fresh temporary folder removed again

@@ -89,7 +89,7 @@ def _broker(settings: Settings, role: Role, timeout_s: float) -> Check:
 
 
 def _database(settings: Settings, timeout_s: float) -> Check:
-    where = f"REFRACTURE_DATABASE_URL={mask_credentials(settings.database_url)}"
+    where = f"REFRACTURE_DATABASE_URL={mask_credentials(settings.database_url.get_secret_value())}"
     try:
         import psycopg  # noqa: PLC0415 - the check is of the import itself
 
@@ -97,7 +97,9 @@ def _database(settings: Settings, timeout_s: float) -> Check:
     except Exception as exc:  # noqa: BLE001
         return Check("database", False, True, f"the database driver cannot be loaded: {_said(exc)}")
     try:
-        with psycopg.connect(settings.database_url, connect_timeout=max(1, math.ceil(timeout_s))) as conn:
+        with psycopg.connect(
+            settings.database_url.get_secret_value(), connect_timeout=max(1, math.ceil(timeout_s))
+        ) as conn:
             found = conn.execute("SELECT to_regclass('schema_migration') IS NOT NULL").fetchone()
             exists = bool(found and found[0])
             applied = {int(row[0]) for row in conn.execute("SELECT version FROM schema_migration")} if exists else set()

@@ -31,6 +31,7 @@ from service.api.middleware import (
     AuditMiddleware,
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
+    ThrottleMiddleware,
 )
 from service.api.responses import outcome_response, simple_outcome
 from service.api.telemetry import TelemetryMiddleware
@@ -93,7 +94,14 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     # Added innermost first: the request id is set before anything else runs, the audit sees final statuses, and
     # the access log (right inside the request id) sees the audit's 503 too.
     app.add_middleware(BodyLimitMiddleware, fhir_limit=lambda: app.state.container.settings.max_body_bytes)
-    app.add_middleware(AuditMiddleware, audit=lambda: app.state.container.audit)
+    app.add_middleware(
+        AuditMiddleware, audit=lambda: app.state.container.audit, refusals=lambda: app.state.container.refusals
+    )
+    app.add_middleware(  # before any credential is looked at
+        ThrottleMiddleware,
+        limiter=lambda: app.state.container.rate_limiter,
+        secret_header=lambda: app.state.container.settings.subscription_header,
+    )
     app.add_middleware(UrlGuardMiddleware)  # outside the audit: a URL it could not store is refused first
     app.add_middleware(SecurityHeadersMiddleware, hsts=production)
     app.add_middleware(AccessLogMiddleware)

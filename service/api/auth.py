@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Final
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -26,11 +27,22 @@ bearer = HTTPBearer(auto_error=False, description="An OAuth 2.0 access token (JW
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
+# The challenge's texts are fixed (RFC 6750 §3): nothing of the request reaches a header. A token's `alg` once came
+# back in error_description unescaped, and a non-Latin-1 one made the header unencodable (a 500).
+_CHALLENGE_INVALID: Final = (
+    'Bearer realm="refracture", error="invalid_token", error_description="the token is not valid"'
+)
+_CHALLENGES: Final[dict[str, str]] = {
+    "invalid_token": _CHALLENGE_INVALID,
+    "invalid_request": 'Bearer realm="refracture", error="invalid_request", error_description="malformed request"',
+    "missing": 'Bearer realm="refracture"',
+}
+
+
 def unauthenticated(reason: str, error: str = "invalid_token") -> RefractureError:
-    """401 with the RFC 6750 challenge; the reason names the failed check, never the token."""
-    challenge = f'Bearer realm="refracture", error="{error}", error_description="{reason}"'
-    if error == "missing":
-        challenge = 'Bearer realm="refracture"'
+    """401 with the RFC 6750 challenge (a fixed text per error code); the OperationOutcome names the failed check in
+    one of our own fixed texts, never the token."""
+    challenge = _CHALLENGES.get(error, _CHALLENGES["invalid_token"])
     return RefractureError(Problem.UNAUTHENTICATED, [Issue("login", reason)], {"WWW-Authenticate": challenge})
 
 
@@ -57,8 +69,7 @@ async def caller(request: Request, container: ContainerDep, credentials: BearerD
                 raise RefractureError(
                     Problem.UNAVAILABLE, [Issue("transient", "the token cannot be checked now; try again")]
                 ) from None
-            # Failed attempts count against the caller's address: guessing tokens is throttled.
-            await _throttle(container, f"ip:{request.client.host if request.client else '?'}")
+            # Failed attempts count against the caller's address (ThrottleMiddleware): guessing tokens is throttled.
             raise unauthenticated(str(exc), exc.error) from None
     else:
         cookie = request.cookies.get(SESSION_COOKIE)
@@ -67,9 +78,30 @@ async def caller(request: Request, container: ContainerDep, credentials: BearerD
             raise unauthenticated("sign in, or send an access token", "missing")
         principal = session.principal
         request.state.session = session
-    await _throttle(container, f"client:{principal.client_id or principal.subject}")
+        if not _api_change_from_our_pages(request):
+            # The JSON API has no CSRF token: a cookie-authenticated change must show it comes from our own pages.
+            raise forbidden("a change made with a sign-in cookie must come from this site (Origin or Referer)")
+    # Known before the throttle: a throttled client is still a known one (audited as such, never counted anonymous).
     request.state.principal = principal
+    await _throttle(container, f"client:{principal.client_id or principal.subject}")
     return principal
+
+
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _api_change_from_our_pages(request: Request) -> bool:
+    """Whether a cookie-authenticated call may go ahead: reads always; JSON API changes only with an Origin (or,
+    without one, a Referer) of this site and no cross-site Sec-Fetch-Site. A browser sends them on every such call;
+    a page elsewhere cannot forge them. The pages' own forms carry CSRF tokens and check the origin themselves."""
+    if request.method in _SAFE_METHODS or not request.url.path.startswith("/api/"):
+        return True
+    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        return False
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source or source == "null":
+        return False
+    return urlsplit(source).netloc == request.url.netloc
 
 
 async def _throttle(container: ContainerDep, key: str) -> None:

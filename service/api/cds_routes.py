@@ -101,7 +101,7 @@ async def cds_caller(
         raise unauthenticated("send the EHR's signed JWT as a bearer token", "missing")
     token = credentials.credentials
     settings = container.settings
-    dev = DevTokens(settings.auth_dev_tokens, settings.auth_roles_claim, settings.auth_sites_claim).verify(token)
+    dev = DevTokens(settings.dev_tokens, settings.auth_roles_claim, settings.auth_sites_claim).verify(token)
     if dev is not None:
         if not dev.may(Permission.CALL_CDS_SERVICES):
             raise forbidden("CDS Hooks calls need the integration-client role")

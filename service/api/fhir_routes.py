@@ -244,7 +244,8 @@ async def read(
         )
         produced = await run_in_threadpool(reader, resource_id)
         if produced is None:
-            raise refuse(Problem.NOT_FOUND, "not-found", f"{resource_type}/{resource_id} is not known")
+            # The id is not echoed (a patient's id can be an MRN): error bodies get copied into other systems' logs.
+            raise refuse(Problem.NOT_FOUND, "not-found", f"no {resource_type} of this id is known")
         note.patients = _patients_of(produced.body)
         for patient_id in note.patients:
             await check_patient(request, container, principal, patient_id)
@@ -254,7 +255,7 @@ async def read(
     _may_read(principal, resource_type, Permission.READ_CLINICAL_DATA)
     stored = await run_in_threadpool(container.store.read_text, (resource_type, resource_id))
     if stored is None:
-        raise refuse(Problem.NOT_FOUND, "not-found", f"{resource_type}/{resource_id} is not known")
+        raise refuse(Problem.NOT_FOUND, "not-found", f"no {resource_type} of this id is known")
     note.patients = _patients_of(stored.body)
     for patient_id in note.patients:
         await check_patient(request, container, principal, patient_id)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,6 +25,10 @@ from service.fhir.outcome import operation_outcome
 from service.logs import REQUEST_ID
 from service.security.principal import Principal
 from service.usecases.audit import AuditLog, AuditRecord
+from service.usecases.refusals import RefusalCounter
+
+if TYPE_CHECKING:
+    from service.adapters.rate_limit import RateLimiter
 
 __all__ = [
     "AccessLogMiddleware",
@@ -32,6 +36,7 @@ __all__ = [
     "AuditNote",
     "RequestIdMiddleware",
     "SecurityHeadersMiddleware",
+    "ThrottleMiddleware",
     "audit_records",
     "client_ip",
     "note_audit",
@@ -138,14 +143,81 @@ def note_audit(state: Any, note: AuditNote) -> None:
 
 
 _DEFAULT_ACTION: Final = {"GET": "read", "POST": "create", "PUT": "update"}
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Probes and scrapes: never throttled (a kubelet or Prometheus polls from one address, without a token).
+_NOT_THROTTLED: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ThrottleMiddleware:
+    """Throttles each address's unauthenticated requests before any credential is looked at.
+
+    A request that ends without an authenticated caller (no credentials, a junk session cookie, a bad token, an
+    unknown path) counts against its address. Once an address is past ``REFRACTURE_RATE_LIMIT_ANONYMOUS_PER_MINUTE``
+    every request from it gets 429 with Retry-After and an OperationOutcome, before a session lookup, a token check,
+    a route or an audit row: a flood costs a Redis round trip per request and nothing else. Requests without
+    credentials are counted on arrival; ones with credentials only when they turn out not to authenticate, so an
+    integration engine's heavy traffic never counts. OIDC sign-in starts are also bounded deployment-wide (each one
+    stores a pending sign-in row). Sits outside the audit.
+    """
+
+    def __init__(
+        self, app: ASGIApp, limiter: Callable[[], RateLimiter], secret_header: Callable[[], str] = lambda: ""
+    ) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.secret_header = secret_header  # the subscription notifications' secret header, when not Authorization
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path", "") in _NOT_THROTTLED:
+            await self.app(scope, receive, send)
+            return
+        limiter = self.limiter()
+        address = client_ip(scope) or "?"
+        secret_header = self.secret_header().lower().encode("latin-1")
+        credentials = (
+            _header(scope, b"authorization") is not None
+            or b"refracture_session=" in (_raw_header(scope, b"cookie") or b"")
+            or (bool(secret_header) and _raw_header(scope, secret_header) is not None)
+        )
+        # Without credentials the request is anonymous whatever happens: count it now. With them, only ask.
+        wait = await run_in_threadpool(limiter.anonymous, address, not credentials)
+        if wait is None and scope.get("method") == "GET" and scope.get("path") == "/auth/sign-in":
+            wait = await run_in_threadpool(limiter.sign_in)
+        if wait is not None:
+            await _throttled(send, wait)
+            return
+        await self.app(scope, receive, send)
+        if credentials and scope.get("state", {}).get("principal") is None:
+            await run_in_threadpool(limiter.anonymous, address)
+
+
+async def _throttled(send: Send, wait: float) -> None:
+    body = dumps(operation_outcome([Issue("throttled", "too many requests without valid credentials; slow down")]))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [(b"content-type", b"application/fhir+json"), (b"retry-after", str(int(wait)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class AuditMiddleware:
-    """One audit row per patient a request touched (or one without a patient), written before the response."""
+    """One audit row per patient a request touched (or one without a patient), written before the response.
 
-    def __init__(self, app: ASGIApp, audit: Callable[[], AuditLog]) -> None:
+    A request no one authenticated for, that no route noted (an anonymous 401, an unknown path, an anonymous sign-in
+    page), touched no patient data: it adds to a per-address, per-minute count (usecases/refusals.py) instead of a
+    row of its own, so that nobody can grow the six-year trail at will.
+    """
+
+    def __init__(
+        self, app: ASGIApp, audit: Callable[[], AuditLog], refusals: Callable[[], RefusalCounter | None] | None = None
+    ) -> None:
         self.app = app
         self.audit = audit
+        self.refusals = refusals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path", "") in _NOT_AUDITED or scope.get("method") == "OPTIONS":
@@ -177,8 +249,16 @@ class AuditMiddleware:
         if note is not None and note.recorded:
             return True
         route = scope.get("route")
-        what = f"{scope.get('method')} {getattr(route, 'path', None) or 'unmatched'}"
+        method = str(scope.get("method"))
+        what = f"{method if method in _METHODS else 'OTHER'} {getattr(route, 'path', None) or 'unmatched'}"
         principal: Principal | None = state.get("principal")
+        refusals = self.refusals() if self.refusals is not None else None
+        if principal is None and note is None and refusals is not None:
+            try:
+                await run_in_threadpool(refusals.count, client_ip(scope), what, status)
+            except Exception as exc:  # noqa: BLE001 - a count lost is no patient data unaudited: answer anyway
+                log.warning("refused request not counted (%s)", type(exc).__name__)
+            return True
         records = audit_records(
             note or AuditNote(_DEFAULT_ACTION.get(str(scope.get("method")), "other")),
             principal,
@@ -204,24 +284,37 @@ def audit_records(
     request_id: str | None,
     at: datetime | None = None,
 ) -> list[AuditRecord]:
-    """The rows of one request: one per patient touched, or one without a patient."""
+    """The rows of one request: one per patient touched, or one without a patient.
+
+    Every text is cut to a bound (ids from paths and bodies could be anything up to the body limit): a FHIR id is at
+    most 64 characters, so a longer one was refused anyway and its first 64 say enough.
+    """
     template = AuditRecord(
         at=at or datetime.now(UTC),
-        actor=principal.subject if principal else "anonymous",
-        client_id=principal.client_id if principal else None,
+        actor=_cut(principal.subject if principal else "anonymous", _MAX_NAME) or "anonymous",
+        client_id=_cut(principal.client_id if principal else None, _MAX_NAME),
         auth_source=principal.source if principal else None,
         roles=tuple(sorted(r.value for r in principal.roles)) if principal else (),
-        action=note.action,
-        what=what,
+        action=_cut(note.action, _MAX_NAME) or "other",
+        what=_cut(what, _MAX_NAME) or "",
         outcome=status,
-        resource_type=note.resource_type,
-        resource_id=note.resource_id,
-        source_ip=source_ip,
-        request_id=request_id,
-        detail=note.detail,
+        resource_type=_cut(note.resource_type, _MAX_ID),
+        resource_id=_cut(note.resource_id, _MAX_ID),
+        source_ip=_cut(source_ip, _MAX_ID),
+        request_id=_cut(request_id, _MAX_ID),
+        detail=_cut(note.detail, _MAX_DETAIL),
     )
-    patients: list[str | None] = [*sorted(set(note.patients))] or [None]
+    patients: list[str | None] = [*sorted({_cut(p, _MAX_ID) or "" for p in note.patients})] or [None]
     return [replace(template, patient_id=p) for p in patients]
+
+
+_MAX_ID: Final = 64  # FHIR ids (and request ids, addresses)
+_MAX_NAME: Final = 256  # subjects, client ids, route templates
+_MAX_DETAIL: Final = 512
+
+
+def _cut(value: str | None, bound: int) -> str | None:
+    return value[:bound] if value is not None else None
 
 
 async def _unavailable(send: Send) -> None:
@@ -237,9 +330,14 @@ async def _unavailable(send: Send) -> None:
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
+    raw = _raw_header(scope, name)
+    return raw.decode("latin-1") if raw is not None else None
+
+
+def _raw_header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers", []):
         if key == name:
-            return bytes(value).decode("latin-1")
+            return bytes(value)
     return None
 
 

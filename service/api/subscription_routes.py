@@ -116,7 +116,7 @@ async def _secret_matches(container: Container, presented: str) -> bool:
 
 
 Notifier = Annotated[Principal, Depends(notifier)]
-_SECRET_SOURCE = "subscription-secret"  # noqa: S105 - how the caller authenticated, not a secret
+_SECRET_SOURCE = "subscription-secret"  # noqa: S105 - how the caller authenticated, not a secret  # nosec B105
 
 
 def _notification_only(principal: Principal) -> bool:

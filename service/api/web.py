@@ -1,7 +1,8 @@
 """The care coordinators' web pages: the worklist with its filters and actions, and the patient page.
 
-Server-rendered HTML with plain forms (GET for filters, POST for actions, then a redirect), so the pages work with a
-keyboard, without JavaScript and without a separate front-end build. The JSON API (worklist_routes) serves the same
+Server-rendered HTML with plain forms (POST, then a redirect, for filters and actions), so the pages work with a
+keyboard, without JavaScript and without a separate front-end build. A search's name or MRN is kept server-side
+under a random id (the page's URLs carry the id, never the text). The JSON API (worklist_routes) serves the same
 data for other tools.
 """
 
@@ -47,7 +48,7 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 def _drug_name(value: str | None) -> str:
     """'zoledronic-acid-5mg' as a person writes it: 'zoledronic acid 5 mg'."""
-    return re.sub(r"(\d+)mg$", r"\1 mg", value or "").replace("-", " ")
+    return re.sub(r"(?<!\d)(\d{1,6})mg$", r"\1 mg", value or "").replace("-", " ")
 
 
 templates.env.filters["drug"] = _drug_name
@@ -82,18 +83,61 @@ async def home() -> RedirectResponse:
     return RedirectResponse("/worklist", status_code=303)
 
 
+_FILTERS: Final = ("code", "priority", "state", "assignee", "due_before", "risk_band", "q", "sort")
+
+
+@router.post("/worklist/search", response_class=HTMLResponse)
+async def search(request: Request, container: ContainerDep) -> Response:
+    """The filter form, posted: back to the list with the filters in the URL, and the name or MRN as a search id."""
+    signed = await _signed_in(request, container, Permission.READ_WORKLIST)
+    if isinstance(signed, Response):
+        return signed
+    note_audit(request.state, AuditNote("search", detail="worklist search kept"))
+    refused = "Not searched"
+    if not _same_origin(request):
+        return _refused(request, 403, "This form was sent from another site.", "/worklist", refused)
+    try:
+        raw = await read_body(request, _MAX_FORM_BYTES)
+    except RefractureError:
+        return _refused(request, 413, "The form is larger than any search needs.", "/worklist", refused)
+    fields = {k: v[-1].strip() for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+    if not _csrf_ok(request, fields.get("csrf", "")):
+        return _refused(request, 403, "The form has expired; reload the page and try again.", "/worklist", refused)
+    return await _list_url(container, signed, {k: fields.get(k, "")[:200] for k in _FILTERS})
+
+
+async def _list_url(container: ContainerDep, principal: Principal, values: dict[str, str]) -> RedirectResponse:
+    """The worklist's URL for these filters: a name or MRN becomes a search id kept server-side."""
+    query = {k: v for k, v in values.items() if v and k != "q" and not (k == "sort" and v == Sort.DUE.value)}
+    if values.get("q"):
+        search_id, _ = await run_in_threadpool(
+            container.worklist.remember_search, principal.subject, values["q"], container.clock()
+        )
+        query["search"] = search_id
+    return RedirectResponse(f"/worklist?{urlencode(query)}" if query else "/worklist", status_code=303)
+
+
 @router.get("/worklist", response_class=HTMLResponse)
 async def worklist_page(
     request: Request,
     container: ContainerDep,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     done: Annotated[str | None, Query(max_length=20)] = None,
+    search: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """The list: filters, counts, one page of open alerts with an action form on each."""
     signed = await _signed_in(request, container, Permission.READ_WORKLIST)
     if isinstance(signed, Response):
         return signed
+    if request.query_params.get("q"):
+        # An old link or bookmark with the text in it: the same list under a search id, out of the address bar.
+        return await _list_url(container, signed, {k: request.query_params.get(k, "").strip() for k in _FILTERS})
     form, problems = _filter_form(request)
+    if search:
+        text = await run_in_threadpool(container.worklist.recall_search, search, signed.subject, container.clock())
+        if text is None:
+            problems.append("That search has expired; search again.")
+        form["q"] = text or ""
     filters = WorklistFilters(
         form["code"] or None,
         form["priority"] or None,
@@ -116,7 +160,9 @@ async def worklist_page(
     )
     note_audit(request.state, AuditNote("search", patients=[r.patient_id for r in page.rows], detail="worklist page"))
     today = container.today()
-    query = {k: v for k, v in form.items() if v and not (k == "sort" and v == Sort.DUE.value)}
+    query = {k: v for k, v in form.items() if v and k != "q" and not (k == "sort" and v == Sort.DUE.value)}
+    if search and form["q"]:
+        query["search"] = search
     return templates.TemplateResponse(
         request,
         "worklist.html",
@@ -168,7 +214,7 @@ async def patient_page(
     if risk is not None:
         bars = [Bar(_label(code), float(value)) for code, value in risk["contributions"].items() if value]
         # contribution_chart escapes every text it puts in the SVG.
-        chart = Markup(contribution_chart(bars))  # noqa: S704
+        chart = Markup(contribution_chart(bars))  # noqa: S704  # nosec B704
         missing = [_label(code) for code in risk["missing"]]
         if risk.get("probability") is not None:
             shown["probability"] = percent(float(risk["probability"]))
@@ -323,10 +369,7 @@ def _csrf_ok(request: Request, token: str) -> bool:
 def _filter_form(request: Request) -> tuple[dict[str, str], list[str]]:
     """The filter form's values as typed (empty fields are no filter); values outside the choices are dropped."""
     params = request.query_params
-    form = {
-        key: params.get(key, "").strip()[:200]
-        for key in ("code", "priority", "state", "assignee", "due_before", "risk_band", "q", "sort")
-    }
+    form = {key: "" if key == "q" else params.get(key, "").strip()[:200] for key in _FILTERS}
     problems: list[str] = []
     for key in ("code", "priority", "state", "risk_band", "sort"):
         if form[key] and form[key] not in {value for value, _ in _CHOICES[key]}:

@@ -6,8 +6,9 @@ import csv
 import dataclasses
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -21,11 +22,20 @@ from service.api.scoping import PopulationScope, check_patient
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import title_of
 from service.domain.patient import age_on
+from service.errors import Problem, refuse
 from service.fhir.risk_assessment import RANGE_EXTENSION, significant
 from service.security.principal import Permission, Principal
 from service.usecases.worklist import PatientView, Sort, WorklistFilters, WorklistRow
 
-__all__ = ["ActionBody", "AlertCode", "filters_dependency", "patient_document", "router", "row_to_item"]
+__all__ = [
+    "ActionBody",
+    "AlertCode",
+    "csv_cell",
+    "filters_dependency",
+    "patient_document",
+    "router",
+    "row_to_item",
+]
 
 router = APIRouter(prefix="/api", tags=["Worklist"])
 
@@ -129,13 +139,67 @@ def filters_dependency(
     assignee: Annotated[str | None, Query(max_length=200, description='a person, or "-" for unassigned')] = None,
     due_before: Annotated[date | None, Query()] = None,
     risk_band: Annotated[Literal["low", "moderate", "high"] | None, Query()] = None,
-    q: Annotated[str | None, Query(max_length=200, description="text in the name or MRN")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="text in the name or MRN. It puts patient data into the URL, which proxies and servers log: "
+            "prefer `search`",
+        ),
+    ] = None,
 ) -> WorklistFilters:
     """The worklist's filters from the query string."""
     return WorklistFilters(code, priority, state, assignee or None, due_before, risk_band, (q or "").strip() or None)
 
 
-FiltersDep = Annotated[WorklistFilters, Depends(filters_dependency)]
+async def _resolved_filters(
+    container: ContainerDep,
+    principal: WorklistReader,
+    filters: Annotated[WorklistFilters, Depends(filters_dependency)],
+    search: Annotated[
+        str | None,
+        Query(max_length=64, description="a search id from POST /api/worklist/searches (yours, unexpired)"),
+    ] = None,
+) -> WorklistFilters:
+    if not search:
+        return filters
+    text = await run_in_threadpool(container.worklist.recall_search, search, principal.subject, container.clock())
+    if text is None:
+        raise refuse(Problem.INVALID, "value", "the search has expired or is not yours: post it again")
+    return replace(filters, text=text)
+
+
+FiltersDep = Annotated[WorklistFilters, Depends(_resolved_filters)]
+
+
+class SearchBody(BaseModel):
+    """A name or MRN to search the worklist for, sent in a body rather than a URL."""
+
+    q: str = Field(min_length=1, max_length=200, description="text in the name or MRN")
+
+
+class SearchOut(BaseModel):
+    """A search kept server-side: pass its id as `search` to GET /api/worklist or /api/worklist.csv."""
+
+    search: str
+    expires_at: datetime
+
+
+@router.post(
+    "/worklist/searches",
+    operation_id="worklistSearch",
+    summary="Keep a name or MRN search server-side; its id goes into the worklist's URLs instead of the text",
+    status_code=201,
+)
+async def save_search(
+    request: Request, body: SearchBody, container: ContainerDep, principal: WorklistReader
+) -> SearchOut:
+    """The text stays in the database for an hour, usable only by the caller (GET /api/worklist?search=<id>)."""
+    note_audit(request.state, AuditNote("search", detail="worklist search kept"))
+    search_id, expires_at = await run_in_threadpool(
+        container.worklist.remember_search, principal.subject, body.q.strip(), container.clock()
+    )
+    return SearchOut(search=search_id, expires_at=expires_at)
 
 
 def row_to_item(row: WorklistRow, today: date) -> WorklistItem:
@@ -218,6 +282,21 @@ _CSV_COLUMNS = [
 # The CSV export's chunk size: each chunk's patients are audited before it is sent.
 CSV_CHUNK_BYTES = 64_000
 
+# OWASP CSV Injection: a cell a spreadsheet would read as a formula starts with one of these (or their full-width
+# forms, which some spreadsheets fold to ASCII). Names, MRNs, assignees and details come from the EHR and from
+# users: "=HYPERLINK(...)" was exported as a live formula.
+_FORMULA_STARTS: Final = tuple("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+
+
+def csv_cell(value: Any) -> str:
+    """A value as a CSV cell a spreadsheet shows as text (OWASP: prefix a single quote; every cell is quoted too)."""
+    if value is None:
+        return ""
+    text = str(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_STARTS):
+        return "'" + text
+    return text
+
 
 @router.get(
     "/worklist.csv",
@@ -255,13 +334,13 @@ def export_csv(
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
         writer.writerow(_CSV_COLUMNS)
         patients: set[str] = set()
         for row in container.worklist.export(filters, sort):
             patients.add(row.patient_id)
             item = row_to_item(row, today).model_dump()
-            writer.writerow(["" if item[c] is None else item[c] for c in _CSV_COLUMNS])
+            writer.writerow([csv_cell(item[c]) for c in _CSV_COLUMNS])
             if buffer.tell() > CSV_CHUNK_BYTES:
                 yield audited(buffer.getvalue(), patients)
                 patients = set()

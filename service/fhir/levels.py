@@ -30,7 +30,8 @@ _SNOMED_LEVELS: Final[dict[str, str]] = {
 }
 
 _LEVEL_TEXT: Final = re.compile(r"\b([CTLS])\s?(\d{1,2})\b", re.IGNORECASE)
-_RANGE_TEXT: Final = re.compile(r"\b([CTLS])\s?(\d{1,2})\s*(?:-|–|to)\s*([CTLS])?\s?(\d{1,2})\b", re.IGNORECASE)
+# Bounded quantifiers only: bodySite text is the EHR's (linear time on any text; tests/unit/test_hostile_input.py).
+_RANGE_TEXT: Final = re.compile(r"\b([CTLS])\s?(\d{1,2})\s{0,8}(?:-|–|to)\s{0,8}([CTLS])?\s?(\d{1,2})\b", re.IGNORECASE)
 
 
 def _level(letter: str, number: str) -> str | None:

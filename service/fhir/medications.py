@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import islice
 from typing import Any, Final
 
 from service.domain.drugs import Drug
@@ -154,8 +155,18 @@ _SIMPLE: Final[dict[str, Drug]] = {
     "glucocorticoid": Drug.GLUCOCORTICOID,
 }
 
-_AMOUNT: Final = re.compile(r"(\d+(?:\.\d+)?)\s*(MG|MCG|UG|µG)\b(?:\s*/\s*(\d+(?:\.\d+)?)?\s*ML\b)?", re.IGNORECASE)
-_VOLUME: Final = re.compile(r"(\d+(?:\.\d+)?)\s*ML\b", re.IGNORECASE)
+# Linear time on any text (medication text arrives from the EHR, feeds, bulk files and CDS Hooks, up to the 1 MB
+# string limit): a number starts only where no digit or point precedes it, and every quantifier is bounded, so
+# each position is tried in constant time. The unbounded "\d+" took hours on "denosumab" and a megabyte of digits
+# (each of the n starting points scanned the rest of the digits: quadratic). No dose has more than 9 digits.
+_NUMBER: Final = r"(?<![\d.])(\d{1,9}(?:\.\d{1,9})?)(?![\d.]\d)"
+_AMOUNT: Final = re.compile(
+    _NUMBER + r"\s{0,8}(MG|MCG|UG|µG)\b(?:\s{0,8}/\s{0,8}(\d{1,9}(?:\.\d{1,9})?)?\s{0,8}ML\b)?", re.IGNORECASE
+)
+_VOLUME: Final = re.compile(_NUMBER + r"\s{0,8}ML\b", re.IGNORECASE)
+# Amounts and volumes are multiplied pairwise below: a product text names a handful, never thousands ("1 MG/1 ML"
+# repeated took seconds per thousand repetitions, quadratic).
+_MAX_AMOUNTS: Final = 16
 
 
 def is_medication_code(system: str, code: str) -> bool:
@@ -281,12 +292,12 @@ def _amounts_mg(text: str, ingredients: list[dict[str, Any]], dose: dict[str, An
             unit = str(denominator.get("code") or denominator.get("unit") or "").lower()
             if numerator is not None:
                 found.append(_Amount(numerator, volume if unit == "ml" else None))
-    for match in _AMOUNT.finditer(text):
+    for match in islice(_AMOUNT.finditer(text), _MAX_AMOUNTS):
         mg = float(match.group(1)) * (0.001 if match.group(2).lower() in ("mcg", "ug", "µg") else 1.0)
         per = match.group(3)
         slash_ml = "/" in match.group(0)
         found.append(_Amount(mg, float(per) if per else (1.0 if slash_ml else None)))
-    volumes = [float(v) for v in _VOLUME.findall(text)]
+    volumes = [float(m.group(1)) for m in islice(_VOLUME.finditer(text), _MAX_AMOUNTS)]
     # "1.7 ML denosumab 70 MG/ML": a concentration times the stated volume is the whole dose.
     for amount in list(found):
         if amount.per_ml == 1.0:

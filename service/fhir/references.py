@@ -10,7 +10,8 @@ from service.fhir.resource_types import PATIENT_ELEMENT
 __all__ = ["patient_of", "split_reference"]
 
 # Relative "Type/id", optionally with /_history/v, or the same at the end of an absolute URL.
-_LITERAL: Final = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+# Bounded quantifiers (no resource type name is longer than 64 characters): linear time on any reference.
+_LITERAL: Final = re.compile(r"(?:^|/)([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 
 
 def split_reference(reference: Any) -> tuple[str, str] | None:

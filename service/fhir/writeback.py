@@ -31,7 +31,10 @@ __all__ = [
 RA_SYSTEM: Final = f"{S.SID_BASE}/risk-assessment"
 PLAN_SYSTEM: Final = f"{S.SID_BASE}/care-plan"
 SOURCE: Final = S.CANONICAL_BASE  # meta.source of everything refracture writes
-_LOCATION: Final = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([A-Za-z0-9\-.]{1,64}))?")
+# Bounded quantifiers: the Location header is the EHR's text (linear time on any header).
+_LOCATION: Final = re.compile(
+    r"(?:^|/)([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/([A-Za-z0-9\-.]{1,64}))?"
+)
 
 
 class WriteMode(StrEnum):

@@ -46,7 +46,7 @@ class Authenticator:
 
 def make_authenticator(settings: Settings, http: httpx.Client | None = None) -> Authenticator:
     """The authenticator the settings describe (a JWT verifier only when an issuer and audience are set)."""
-    dev = DevTokens(settings.auth_dev_tokens, settings.auth_roles_claim, settings.auth_sites_claim)
+    dev = DevTokens(settings.dev_tokens, settings.auth_roles_claim, settings.auth_sites_claim)
     if not (settings.auth_issuer and settings.auth_audience):
         return Authenticator(dev, None)
     client = http or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False)

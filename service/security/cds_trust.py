@@ -23,7 +23,7 @@ from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
 
 from service.config import Settings
-from service.security.tokens import ASYMMETRIC_ALGORITHMS, AuthError, JwksCache
+from service.security.tokens import ASYMMETRIC_ALGORITHMS, AuthError, JwksCache, fixed_reason
 
 __all__ = ["CdsIssuer", "CdsTokenVerifier", "make_cds_verifier"]
 
@@ -126,7 +126,7 @@ class CdsTokenVerifier:
         try:
             decoded = jwt.decode(token, keys, self._algorithms)
         except JoseError as exc:
-            raise AuthError(f"the token is not valid ({exc.error})") from None
+            raise AuthError(fixed_reason(exc)) from None
         except (ValueError, TypeError):
             raise AuthError("the token is not a JWT") from None
         now = int(self._now())
@@ -145,7 +145,7 @@ class CdsTokenVerifier:
         except ExpiredTokenError:
             raise AuthError("the token has expired") from None
         except JoseError as exc:
-            raise AuthError(f"the token is not valid ({exc.error}: {exc.description})") from None
+            raise AuthError(fixed_reason(exc)) from None
         expires = int(claims["exp"])
         if expires > now + self._max_lifetime_s + self._leeway_s:
             raise AuthError(f"the token lives too long (exp at most {self._max_lifetime_s} s ahead)")

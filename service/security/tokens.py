@@ -18,12 +18,20 @@ from typing import Any, Final
 
 import httpx
 from joserfc import jwt
-from joserfc.errors import ExpiredTokenError, JoseError
+from joserfc.errors import ClaimError, ExpiredTokenError, JoseError
 from joserfc.jwk import KeySet
 
 from service.security.principal import Principal, principal_from_claims
 
-__all__ = ["ASYMMETRIC_ALGORITHMS", "AuthError", "DevTokens", "JwksCache", "TokenVerifier", "discover_jwks_url"]
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "AuthError",
+    "DevTokens",
+    "JwksCache",
+    "TokenVerifier",
+    "discover_jwks_url",
+    "fixed_reason",
+]
 
 ASYMMETRIC_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"})
 
@@ -126,7 +134,7 @@ class TokenVerifier:
         except AuthError:
             raise
         except JoseError as exc:
-            raise AuthError(_reason(exc)) from None
+            raise AuthError(fixed_reason(exc)) from None
         except (ValueError, TypeError):
             raise AuthError("the token is not a JWT") from None
         options: dict[str, Any] = {
@@ -142,7 +150,7 @@ class TokenVerifier:
         except ExpiredTokenError:
             raise AuthError("the token has expired") from None
         except JoseError as exc:
-            raise AuthError(_reason(exc)) from None
+            raise AuthError(fixed_reason(exc)) from None
         return dict(decoded.claims)
 
     def verify(self, token: str) -> Principal:
@@ -164,9 +172,26 @@ def _kid(token: str) -> str | None:
         return None
 
 
-def _reason(exc: JoseError) -> str:
-    # joserfc's messages name the failed check (e.g. "invalid_claim: Invalid claim: 'aud'"), never token content.
-    return f"the token is not valid ({exc.error}: {exc.description})" if exc.description else "the token is not valid"
+# Fixed texts only: joserfc's descriptions quote the token (``Algorithm of '<alg>' is not supported``, a crit header's
+# names), and whatever we answer goes into a WWW-Authenticate header and an OperationOutcome.
+_REASONS: Final[dict[str, str]] = {
+    "unsupported_algorithm": "the token is not valid (its algorithm is not allowed)",
+    "missing_algorithm": "the token is not valid (it names no algorithm)",
+    "bad_signature": "the token is not valid (its signature does not verify)",
+    "missing_key": "the token is not valid (no key of the issuer matches)",
+}
+# Claims a refusal may name: the ones we check (the name comes from our own checks, but is listed all the same).
+_CLAIMS: Final = frozenset({"iss", "aud", "exp", "nbf", "iat", "jti", "nonce", "sub"})
+
+
+def fixed_reason(exc: JoseError) -> str:
+    """Why a token was refused, in a fixed text that quotes nothing of the token."""
+    if isinstance(exc, ClaimError):
+        if exc.claim == "nbf":
+            return "the token is not yet valid (nbf)"
+        claim = exc.claim if exc.claim in _CLAIMS else "a"
+        return f"the token's {claim} claim is missing or not valid"
+    return _REASONS.get(exc.error, "the token is not valid")
 
 
 class DevTokens:

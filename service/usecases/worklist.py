@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import secrets
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, NamedTuple, Protocol
 
@@ -22,6 +24,7 @@ __all__ = [
     "ACTIVE_STATES",
     "PatientRecords",
     "PatientView",
+    "SearchStore",
     "Sort",
     "Worklist",
     "WorklistFilters",
@@ -133,6 +136,9 @@ class WorklistStore(Protocol):
     ) -> Iterator[WorklistRow]:
         """Open alerts in the sort's order, after a keyset position, at most ``limit`` (None: all)."""
 
+    def worklist_position(self, sort: Sort, alert_id: str) -> list[Any] | None:
+        """The keyset position of an alert's row in the sort's order (None: no such alert)."""
+
     def worklist_counts(self, scope: PatientScope | None = None) -> list[tuple[str, str, int]]:
         """(code, priority, open alerts) of the patients in scope."""
 
@@ -140,62 +146,86 @@ class WorklistStore(Protocol):
         """What the patient page is made of."""
 
 
-def _sort_key(row: WorklistRow, sort: Sort) -> list[Any]:
-    if sort is Sort.PRIORITY:
-        return [row.priority_rank, row.due_date.isoformat(), row.alert_id]
-    if sort is Sort.RISK:
-        return [row.risk_key, row.patient_id, row.alert_id]
-    if sort is Sort.NAME:
-        return [row.name_key, row.patient_id, row.alert_id]
-    return [row.due_date.isoformat(), row.alert_id]
+def encode_cursor(sort: Sort, alert_id: str) -> str:
+    """An opaque cursor: the sort and the id of the last row's alert (a random UUID).
+
+    Never the row's sort key: the name order's key is the patient's name and the risk and name orders' keys hold the
+    patient id (an MRN at some hospitals), and cursors travel in URLs, which proxies, browsers and servers log. The
+    store finds the key again from the alert id (``WorklistStore.worklist_position``).
+    """
+    return base64.urlsafe_b64encode(json.dumps([sort.value, alert_id]).encode()).decode().rstrip("=")
 
 
-def encode_cursor(sort: Sort, key: list[Any]) -> str:
-    """An opaque cursor: the sort and the last row's key."""
-    return base64.urlsafe_b64encode(json.dumps([sort.value, *key]).encode()).decode().rstrip("=")
-
-
-_KEY_TYPES: Final = {
-    Sort.DUE: (date.fromisoformat, str),
-    Sort.PRIORITY: (int, date.fromisoformat, str),
-    Sort.RISK: (float, str, str),
-    Sort.NAME: (str, str, str),
-}
-
-
-def decode_cursor(cursor: str, sort: Sort) -> list[Any]:
-    """The keyset position of a cursor made for this sort.
+def decode_cursor(cursor: str, sort: Sort) -> str:
+    """The alert id of a cursor made for this sort.
 
     Raises:
         RefractureError: the cursor is not one of ours, or was made for another sort.
     """
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(values, list) or not values or values[0] != sort.value:
+        if not isinstance(values, list) or len(values) != 2 or values[0] != sort.value:
             raise ValueError("another sort")
-        types = _KEY_TYPES[sort]
-        if len(values) != len(types) + 1:
-            raise ValueError("wrong length")
-        return [kind(value) for kind, value in zip(types, values[1:], strict=True)]
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, json.JSONDecodeError):
-        raise refuse(
-            Problem.INVALID, "value", "the cursor is not valid for this sort (start again from the first page)"
-        ) from None
+        return str(uuid.UUID(values[1]))
+    except (ValueError, TypeError, AttributeError, binascii.Error, UnicodeDecodeError, json.JSONDecodeError):
+        raise _bad_cursor() from None
+
+
+def _bad_cursor() -> Exception:
+    return refuse(Problem.INVALID, "value", "the cursor is not valid for this sort (start again from the first page)")
+
+
+class SearchStore(Protocol):
+    """The worklist page's searches, kept server-side under a random id (migration 0015)."""
+
+    def save_search(self, search_id: str, owner: str, text: str, expires_at: datetime, now: datetime) -> None:
+        """Keep a search until ``expires_at`` (and drop the expired ones)."""
+
+    def find_search(self, search_id: str, owner: str, now: datetime) -> str | None:
+        """The text of an owner's unexpired search, or None."""
+
+
+# How long a search id works: a round of the worklist, not a bookmark.
+SEARCH_TTL: Final = timedelta(hours=1)
 
 
 class Worklist:
     """Reads for the care coordinators."""
 
-    def __init__(self, store: WorklistStore) -> None:
+    def __init__(self, store: WorklistStore, searches: SearchStore | None = None) -> None:
         self._store = store
+        self._searches = searches
+
+    def remember_search(self, owner: str, text: str, now: datetime) -> tuple[str, datetime]:
+        """Keep a search's text (a name or an MRN) server-side; its id and when it expires.
+
+        The id is what URLs carry: the text never goes into a URL, where proxies, browser histories and server logs
+        would keep it.
+        """
+        if self._searches is None:
+            raise RuntimeError("no search store configured")
+        search_id = secrets.token_urlsafe(16)
+        expires_at = now + SEARCH_TTL
+        self._searches.save_search(search_id, owner, text[:200], expires_at, now)
+        return search_id, expires_at
+
+    def recall_search(self, search_id: str, owner: str, now: datetime) -> str | None:
+        """The text of the owner's search, or None when it expired, is someone else's or never was."""
+        if self._searches is None or not search_id or len(search_id) > 64:
+            return None
+        return self._searches.find_search(search_id, owner, now)
 
     def page(self, filters: WorklistFilters, sort: Sort, cursor: str | None, limit: int) -> WorklistPage:
         """One page of open alerts."""
-        after = decode_cursor(cursor, sort) if cursor else None
+        after = None
+        if cursor:
+            after = self._store.worklist_position(sort, decode_cursor(cursor, sort))
+            if after is None:
+                raise _bad_cursor()
         rows = list(self._store.worklist_rows(filters, sort, after, limit + 1))
         more = len(rows) > limit
         rows = rows[:limit]
-        return WorklistPage(rows, encode_cursor(sort, _sort_key(rows[-1], sort)) if more and rows else None)
+        return WorklistPage(rows, encode_cursor(sort, rows[-1].alert_id) if more and rows else None)
 
     def export(self, filters: WorklistFilters, sort: Sort) -> Iterator[WorklistRow]:
         """Every row of the filter, for CSV export."""
@@ -213,7 +243,8 @@ class Worklist:
         """
         found = self._store.patient_page(patient_id)
         if found.summary is None and found.risk_assessment is None and not found.alerts and not found.facts:
-            raise refuse(Problem.NOT_FOUND, "not-found", f"nothing is known about Patient/{patient_id}")
+            # The id is not echoed (it can be an MRN): error bodies get copied into other systems' logs.
+            raise refuse(Problem.NOT_FOUND, "not-found", "nothing is known about a patient of this id")
         return PatientView(
             patient_id,
             found.summary,

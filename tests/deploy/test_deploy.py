@@ -370,8 +370,9 @@ def test_compose_settings_and_generated_secrets_make_valid_settings(
             monkeypatch.setenv(variable, value)
         monkeypatch.delenv("REFRACTURE_SECRETS_DIR")
         settings = Settings(_secrets_dir=generated)
-        assert settings.database_url.startswith(f"postgresql://refracture:{password}@postgres:5432/"), name
-        assert set(settings.auth_dev_tokens) == set(tokens), name
+        url = settings.database_url.get_secret_value()
+        assert url.startswith(f"postgresql://refracture:{password}@postgres:5432/"), name
+        assert set(settings.dev_tokens) == set(tokens), name
         assert settings.environment == "development", "named: production is the default"
     postgres = compose["services"]["postgres"]
     folder = _mount(postgres, "dev-secrets")
@@ -586,7 +587,7 @@ def test_the_production_config_makes_valid_production_settings(
     settings = Settings(_secrets_dir=tmp_path)
     assert settings.environment == "production"
     assert settings.ehr_base_url
-    assert not settings.auth_dev_tokens
+    assert not settings.dev_tokens
 
 
 def _tag(image: str) -> str:

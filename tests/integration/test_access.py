@@ -45,6 +45,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/worklist"): {COORDINATOR},
     ("GET", "/api/worklist/counts"): {COORDINATOR},
     ("GET", "/api/worklist.csv"): {COORDINATOR},
+    ("POST", "/api/worklist/searches"): {COORDINATOR},
     ("GET", "/api/patients/{patient_id}"): {COORDINATOR},
     ("POST", "/api/patients/{patient_id}/break-glass"): {COORDINATOR},
     ("POST", "/api/alerts/{alert_id}/actions"): {COORDINATOR},
@@ -244,13 +245,49 @@ def test_bad_tokens_get_401_with_an_operation_outcome(
     assert token not in answer.text
 
 
+def _crafted(header: dict[str, Any]) -> str:
+    import base64
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part(header)}.{part({'iss': ISSUER, 'aud': AUDIENCE, 'sub': 'x', 'exp': 9e9})}.AAAA"
+
+
+@pytest.mark.parametrize(
+    "alg",
+    ['RS256", error_description="forged', "☃-not-latin-1", "x" * 5000, "RS256\r\nSet-Cookie: a=b"],
+    ids=["quote", "non-latin-1", "long", "crlf"],
+)
+def test_the_challenge_never_quotes_the_token(app_client: tuple[Container, TestClient], alg: str) -> None:
+    # The header's alg came back in error_description unescaped, and a non-Latin-1 one was a 500.
+    _, client = app_client
+    answer = client.get("/fhir/CodeSystem", headers={"Authorization": f"Bearer {_crafted({'alg': alg, 'kid': 'k1'})}"})
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == (
+        'Bearer realm="refracture", error="invalid_token", error_description="the token is not valid"'
+    )
+    assert answer.json()["issue"][0]["details"]["text"] in (
+        "the token is not valid (its algorithm is not allowed)",
+        "the token is not valid",
+    )
+    assert alg not in answer.text
+
+
 def test_a_flood_gets_429_with_retry_after(services: LocalServices, database_url: str) -> None:
     flooder = f"flood-{uuid.uuid4().hex[:8]}"  # a client of its own: the counter lives in the shared Redis
     settings = make_settings(
-        services, database_url, rate_limit_per_minute=5, auth_dev_tokens={flooder: {"sub": flooder, "roles": [ADMIN]}}
+        services,
+        database_url,
+        rate_limit_per_minute=5,
+        rate_limit_anonymous_per_minute=5,
+        auth_dev_tokens={flooder: {"sub": flooder, "roles": [ADMIN]}},
     )
     container = bootstrap(settings, queue=RecordingQueue())
-    with TestClient(create_app(lambda: container), headers={"Authorization": f"Bearer {flooder}"}) as client:
+    # An address of its own: the anonymous counter is per address (tests/integration/test_throttle.py).
+    here = (f"10.99.{uuid.uuid4().bytes[0]}.{uuid.uuid4().bytes[1]}", 40000)
+    headers = {"Authorization": f"Bearer {flooder}"}
+    with TestClient(create_app(lambda: container), headers=headers, client=here) as client:
         statuses = [client.get("/fhir/CodeSystem").status_code for _ in range(8)]
         assert statuses[:5] == [200] * 5
         assert set(statuses[5:]) == {429}
@@ -261,10 +298,47 @@ def test_a_flood_gets_429_with_retry_after(services: LocalServices, database_url
         guesses = [
             client.get("/fhir/CodeSystem", headers={"Authorization": f"Bearer guess-{n}"}).status_code for n in range(8)
         ]
-        # (The address's counter is shared with any other run within the minute: only the outcome is certain.)
-        assert set(guesses) <= {401, 429}
-        assert guesses[-1] == 429
+        assert guesses[:5] == [401] * 5
+        assert set(guesses[5:]) == {429}
     container.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "allowed"),
+    [
+        ({}, False),
+        ({"Origin": "https://evil.example"}, False),
+        ({"Origin": "null"}, False),
+        ({"Referer": "https://evil.example/page"}, False),
+        ({"Origin": "http://testserver", "Sec-Fetch-Site": "cross-site"}, False),
+        ({"Origin": "http://testserver"}, True),
+        ({"Referer": "http://testserver/worklist"}, True),
+    ],
+    ids=["none", "other site", "opaque origin", "other referer", "cross-site fetch", "same origin", "same referer"],
+)
+def test_cookie_authenticated_api_changes_need_our_origin(
+    app_client: tuple[Container, TestClient], headers: dict[str, str], allowed: bool
+) -> None:
+    # A page elsewhere could post to the JSON API with the coordinator's cookie: it has no CSRF token to check.
+    container, client = app_client
+    cookie, _ = container.sessions.start({"sub": "coordinator.one", "roles": [COORDINATOR]})
+    client.cookies.set("refracture_session", cookie)
+    try:
+        changes = [
+            client.post(f"/api/alerts/{uuid.uuid4()}/actions", json={"action": "acknowledge"}, headers=headers),
+            client.post("/api/worklist/searches", json={"q": "zeta"}, headers=headers),
+        ]
+        for answer in changes:
+            assert (answer.status_code != 403) is allowed, answer.text
+            if not allowed:
+                assert "Origin" in answer.json()["issue"][0]["details"]["text"]
+        # Reads need no origin; a bearer token is no cookie a page could ride on.
+        assert client.get("/api/worklist", headers=headers).status_code == 200
+    finally:
+        client.cookies.clear()
+    token = {"Authorization": "Bearer test-coordinator"}
+    bearer = client.post("/api/worklist/searches", json={"q": "zeta"}, headers=token)
+    assert bearer.status_code == 201
 
 
 def test_security_headers_and_request_ids(app_client: tuple[Container, TestClient]) -> None:

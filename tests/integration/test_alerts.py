@@ -293,7 +293,7 @@ def test_with_a_real_worker_and_the_sweep_command(
         from service.cli import main
         from service.config import get_settings
 
-        monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url.get_secret_value())
         get_settings.cache_clear()
         try:
             assert main(["sweep"]) == 0

@@ -127,7 +127,7 @@ def test_the_command_rescores(
     from service.config import get_settings
 
     client.post("/fhir", content=json.dumps(bundle()), headers=FHIR)
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url.get_secret_value())
     get_settings.cache_clear()
     try:
         assert main(["rescore"]) == 0

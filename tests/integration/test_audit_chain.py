@@ -73,23 +73,25 @@ def filled(settings: Settings) -> Settings:
 
 
 def test_each_row_links_to_the_one_before(filled: Settings) -> None:
-    chain = execute(filled.database_url, "SELECT seq, prev_hash, hash FROM audit_event ORDER BY seq")
+    chain = execute(filled.database_url.get_secret_value(), "SELECT seq, prev_hash, hash FROM audit_event ORDER BY seq")
     assert [seq for seq, _, _ in chain] == list(range(1, 11))
     assert chain[0][1] == bytes(32)
     assert all(chain[i][1] == chain[i - 1][2] for i in range(1, 10))
-    assert execute(filled.database_url, "SELECT seq, hash FROM audit_chain_head") == [(10, chain[-1][2])]
+    assert execute(filled.database_url.get_secret_value(), "SELECT seq, hash FROM audit_chain_head") == [
+        (10, chain[-1][2])
+    ]
     assert verify(filled) == []
 
 
 def test_verify_catches_an_edited_row_and_says_where(filled: Settings) -> None:
-    row_id = execute(filled.database_url, "SELECT id FROM audit_event WHERE seq = 4")[0][0]
-    tamper(filled.database_url, "UPDATE audit_event SET actor = 'someone else' WHERE seq = 4")
+    row_id = execute(filled.database_url.get_secret_value(), "SELECT id FROM audit_event WHERE seq = 4")[0][0]
+    tamper(filled.database_url.get_secret_value(), "UPDATE audit_event SET actor = 'someone else' WHERE seq = 4")
     assert verify(filled) == [f"seq 4 (row id {row_id}): edited: its content does not match its hash"]
 
 
 def test_verify_catches_an_edited_row_whose_hash_was_recomputed(filled: Settings) -> None:
     tamper(
-        filled.database_url,
+        filled.database_url.get_secret_value(),
         "UPDATE audit_event SET patient_id = 'p99' WHERE seq = 4",
         "UPDATE audit_event SET hash = sha256(audit_event_bytes(audit_event)) WHERE seq = 4",
     )
@@ -99,7 +101,7 @@ def test_verify_catches_an_edited_row_whose_hash_was_recomputed(filled: Settings
 
 
 def test_verify_catches_deleted_rows(filled: Settings) -> None:
-    tamper(filled.database_url, "DELETE FROM audit_event WHERE seq IN (3, 6, 7)")
+    tamper(filled.database_url.get_secret_value(), "DELETE FROM audit_event WHERE seq IN (3, 6, 7)")
     problems = verify(filled)
     assert [p.split(" (")[0] for p in problems] == ["seq 4", "seq 8"]
     assert "rows seq 3 are missing" in problems[0]
@@ -107,20 +109,20 @@ def test_verify_catches_deleted_rows(filled: Settings) -> None:
 
 
 def test_verify_catches_the_newest_rows_deleted(filled: Settings) -> None:
-    tamper(filled.database_url, "DELETE FROM audit_event WHERE seq >= 9")
+    tamper(filled.database_url.get_secret_value(), "DELETE FROM audit_event WHERE seq >= 9")
     assert verify(filled) == ["seq 10: rows seq 9..10 are missing (the newest deleted)"]
 
 
 def test_the_command_exits_1_on_a_broken_chain(
     filled: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", filled.database_url)
+    monkeypatch.setenv("REFRACTURE_DATABASE_URL", filled.database_url.get_secret_value())
     monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
     get_settings.cache_clear()
     try:
         assert main(["audit", "verify"]) == 0
         assert "audit trail intact: 10 rows" in capsys.readouterr().out
-        tamper(filled.database_url, "UPDATE audit_event SET outcome = 403 WHERE seq = 2")
+        tamper(filled.database_url.get_secret_value(), "UPDATE audit_event SET outcome = 403 WHERE seq = 2")
         assert main(["audit", "verify"]) == 1
     finally:
         get_settings.cache_clear()
@@ -131,7 +133,7 @@ def test_the_command_exits_1_on_a_broken_chain(
 
 def test_appends_from_many_connections_make_one_chain(settings: Settings) -> None:
     def append(worker: int) -> None:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
             for i in range(25):
                 conn.execute(
                     "INSERT INTO audit_event (at, actor, action, what, outcome) VALUES (now(), %s, 'read', 'x', 200)",
@@ -143,20 +145,22 @@ def test_appends_from_many_connections_make_one_chain(settings: Settings) -> Non
         thread.start()
     for thread in threads:
         thread.join()
-    seqs = [seq for (seq,) in execute(settings.database_url, "SELECT seq FROM audit_event ORDER BY seq")]
+    seqs = [
+        seq for (seq,) in execute(settings.database_url.get_secret_value(), "SELECT seq FROM audit_event ORDER BY seq")
+    ]
     assert seqs == list(range(1, 201))
     assert verify(settings) == []
 
 
 def test_a_rolled_back_append_leaves_no_gap(settings: Settings) -> None:
-    with psycopg.connect(settings.database_url) as conn:
+    with psycopg.connect(settings.database_url.get_secret_value()) as conn:
         conn.execute("INSERT INTO audit_event (at, actor, action, what, outcome) VALUES (now(), 'a', 'read', 'x', 200)")
         conn.rollback()
     execute(
-        settings.database_url,
+        settings.database_url.get_secret_value(),
         "INSERT INTO audit_event (at, actor, action, what, outcome) VALUES (now(), 'b', 'r', 'x', 1)",
     )
-    assert execute(settings.database_url, "SELECT seq, actor FROM audit_event") == [(1, "b")]
+    assert execute(settings.database_url.get_secret_value(), "SELECT seq, actor FROM audit_event") == [(1, "b")]
     assert verify(settings) == []
 
 
@@ -173,17 +177,19 @@ def test_the_purge_cuts_a_prefix_and_the_rest_still_verifies(settings: Settings)
     assert report.intact, report.problems
     assert (report.anchor.seq, report.rows, report.head.seq) == (5, 2, 7)
     # A row older than retention but after a recent one waits for the prefix to reach it: the chain stays whole.
-    assert [w for (w,) in execute(settings.database_url, "SELECT what FROM audit_event ORDER BY seq")] == [
+    assert [
+        w for (w,) in execute(settings.database_url.get_secret_value(), "SELECT what FROM audit_event ORDER BY seq")
+    ] == [
         "GET /test",
         "GET /old but after a recent row",
     ]
-    assert execute(settings.database_url, "SELECT seq, purged, retention_days FROM audit_checkpoint") == [
-        (5, 5, 6 * 365)
-    ]
+    assert execute(
+        settings.database_url.get_secret_value(), "SELECT seq, purged, retention_days FROM audit_checkpoint"
+    ) == [(5, 5, 6 * 365)]
 
 
 def test_the_purge_refuses_a_short_retention_and_the_session_trick_is_gone(settings: Settings) -> None:
-    url = settings.database_url
+    url = settings.database_url.get_secret_value()
     execute(
         url,
         "INSERT INTO audit_event (at, actor, action, what, outcome) "
@@ -205,12 +211,14 @@ def test_the_purge_refuses_a_short_retention_and_the_session_trick_is_gone(setti
 def runtime_url(services: LocalServices, settings: Settings) -> Iterator[str]:
     """A login role that is a member of refracture_runtime, as the deployment's API and workers use."""
     name = f"refracture_rt_{SESSION}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+    with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE refracture_runtime").format(sql.Identifier(name)))
-    params = conninfo_to_dict(settings.database_url)
+    params = conninfo_to_dict(settings.database_url.get_secret_value())
     params["user"] = name
     yield make_conninfo(**params)  # type: ignore[arg-type]
-    with psycopg.connect(make_conninfo(settings.database_url, dbname="postgres"), autocommit=True) as conn:
+    with psycopg.connect(
+        make_conninfo(settings.database_url.get_secret_value(), dbname="postgres"), autocommit=True
+    ) as conn:
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
@@ -241,7 +249,7 @@ def test_the_runtime_role_cannot_edit_delete_truncate_or_untrigger_the_trail(
             execute(runtime_url, statement)
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         execute(runtime_url, "SELECT purge_audit_events(-1)")
-    assert execute(settings.database_url, "SELECT count(*) FROM audit_event") == [(1,)]
+    assert execute(settings.database_url.get_secret_value(), "SELECT count(*) FROM audit_event") == [(1,)]
 
 
 def test_the_runtime_role_purges_with_retention_through_the_function(runtime_url: str, settings: Settings) -> None:
@@ -285,7 +293,7 @@ def test_the_export_is_ndjson_audit_events_with_their_chain_place_and_is_audited
         container.audit.record([replace(RECORD, at=NOW - timedelta(days=2), what="GET /before")])
     finally:
         container.close()
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", filled.database_url)
+    monkeypatch.setenv("REFRACTURE_DATABASE_URL", filled.database_url.get_secret_value())
     monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
     get_settings.cache_clear()
     out = tmp_path / "audit.ndjson"
@@ -297,14 +305,17 @@ def test_the_export_is_ndjson_audit_events_with_their_chain_place_and_is_audited
     lines = out.read_bytes().splitlines()
     events = [json.loads(line) for line in lines]
     assert len(events) == 10  # the row from two days ago is before --since
-    hashes = dict(execute(filled.database_url, "SELECT seq::text, encode(hash, 'hex') FROM audit_event"))
+    hashes = dict(
+        execute(filled.database_url.get_secret_value(), "SELECT seq::text, encode(hash, 'hex') FROM audit_event")
+    )
     for event in events:
         assert validate_resource(event) == [], event
         [chain] = [e for e in event["extension"] if e["url"] == AUDIT_CHAIN_EXTENSION]
         seq, digest = (part["valueString"] for part in chain["extension"])
         assert hashes[seq] == digest
     [(actor, action, what, detail)] = execute(
-        filled.database_url, "SELECT actor, action, what, detail FROM audit_event ORDER BY seq DESC LIMIT 1"
+        filled.database_url.get_secret_value(),
+        "SELECT actor, action, what, detail FROM audit_event ORDER BY seq DESC LIMIT 1",
     )
     assert (actor, action, what, detail) == (SYSTEM_ACTOR, "export", "refracture audit export", "10 AuditEvent(s)")
     assert "exported 10 AuditEvent(s)" in capsys.readouterr().err
@@ -329,7 +340,9 @@ def test_the_siem_export_endpoint_streams_ndjson_from_since_for_administrators(f
     assert all(validate_resource(e) == [] for e in events)
     seqs = [int(e["extension"][0]["extension"][0]["valueString"]) for e in events]
     assert seqs == [*range(1, 11), 12, 13]
-    exported = execute(filled.database_url, "SELECT actor, detail FROM audit_event WHERE action = 'export'")
+    exported = execute(
+        filled.database_url.get_secret_value(), "SELECT actor, detail FROM audit_event WHERE action = 'export'"
+    )
     assert ("admin.one", "audit $export") in exported
 
 
@@ -338,7 +351,7 @@ def test_migrate_uses_the_owners_url_when_there_is_one(
 ) -> None:
     # The runtime URL points nowhere: only the owner's URL can have migrated.
     monkeypatch.setenv("REFRACTURE_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nothing")
-    monkeypatch.setenv("REFRACTURE_MIGRATE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("REFRACTURE_MIGRATE_DATABASE_URL", settings.database_url.get_secret_value())
     monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
     get_settings.cache_clear()
     try:
@@ -373,14 +386,14 @@ $$
 def test_a_consistently_rewritten_chain_differs_from_a_hash_kept_outside(
     filled: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", filled.database_url)
+    monkeypatch.setenv("REFRACTURE_DATABASE_URL", filled.database_url.get_secret_value())
     monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
     get_settings.cache_clear()
     try:
         assert main(["audit", "verify"]) == 0
         head = capsys.readouterr().out.split("head ")[1].split()[0]  # SEQ:HASH, as an operator would keep it
         assert main(["audit", "verify", "--expect", head]) == 0
-        tamper(filled.database_url, _REWRITE_FROM_4)
+        tamper(filled.database_url.get_secret_value(), _REWRITE_FROM_4)
         assert main(["audit", "verify"]) == 0  # whoever owns the schema can rewrite the chain consistently…
         capsys.readouterr()
         assert main(["audit", "verify", "--expect", head]) == 1  # …but not match a hash kept elsewhere

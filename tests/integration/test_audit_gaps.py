@@ -56,7 +56,9 @@ def test_a_full_resource_notification_lists_its_patients(app: tuple[Container, T
         (observation("o1"), observation("o2", "p2")),
     )
     assert post(client, body).status_code == 200
-    rows = audit_rows(container.settings.database_url, "action = 'notification' AND detail = 'event-notification'")
+    rows = audit_rows(
+        container.settings.database_url.get_secret_value(), "action = 'notification' AND detail = 'event-notification'"
+    )
     assert {r["patient_id"] for r in rows} == {"p1", "p2"}
 
 
@@ -69,7 +71,7 @@ def test_feed_fetches_and_polls_are_audited_under_refractures_name(
     ehr.app.put(observation("o1"))
     assert post(client, notification("event-notification", 1, [(1, "Observation/o1")])).status_code == 200
     work(container)  # fetches o1, then the first periodic poll reads everything changed
-    url = container.settings.database_url
+    url = container.settings.database_url.get_secret_value()
     fetched = audit_rows(url, "action = 'feed-fetch'")
     assert [(r["actor"], r["auth_source"], r["resource_type"], r["resource_id"], r["patient_id"]) for r in fetched] == [
         (SYSTEM_ACTOR, "system", "Observation", "o1", "p1")
@@ -84,7 +86,7 @@ def test_a_bulk_import_is_audited_per_patient(
     lines = [patient("p1"), observation("o1"), patient("p2"), observation("o2", "p2"), {"resourceType": "Patient"}]
     path = tmp_path / "population.ndjson"
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url.get_secret_value())
     monkeypatch.setenv("REFRACTURE_REDIS_URL", settings.redis_url)
     monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
     get_settings.cache_clear()
@@ -92,23 +94,23 @@ def test_a_bulk_import_is_audited_per_patient(
         main(["import", str(path)])
     finally:
         get_settings.cache_clear()
-    rows = audit_rows(settings.database_url, "action = 'import'")
+    rows = audit_rows(settings.database_url.get_secret_value(), "action = 'import'")
     assert sorted(r["patient_id"] for r in rows) == ["p1", "p2"]
     assert {(r["actor"], r["what"]) for r in rows} == {(SYSTEM_ACTOR, "refracture import (files)")}
 
 
 def test_the_writeback_status_dump_is_audited(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+    with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         conn.execute(
             "INSERT INTO writeback (patient_id, wanted_seq, status, attempts, next_attempt_at, last_status, "
             "last_error, updated_at) VALUES ('p7', 1, 'dead', 5, now(), 422, 'refused', now())"
         )
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url.get_secret_value())
     monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
     get_settings.cache_clear()
     try:
         assert main(["writeback", "status"]) == 0
     finally:
         get_settings.cache_clear()
-    [row] = audit_rows(settings.database_url, "what = 'refracture writeback status'")
+    [row] = audit_rows(settings.database_url.get_secret_value(), "what = 'refracture writeback status'")
     assert (row["actor"], row["action"], row["patient_id"]) == (SYSTEM_ACTOR, "export", "p7")

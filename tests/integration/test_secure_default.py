@@ -28,7 +28,7 @@ def bare_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REFRACTURE_")}
     return {
         **env,
-        "REFRACTURE_DATABASE_URL": settings.database_url,
+        "REFRACTURE_DATABASE_URL": settings.database_url.get_secret_value(),
         "REFRACTURE_REDIS_URL": settings.redis_url,
         "REFRACTURE_LOG_FORMAT": "json",
         **extra,

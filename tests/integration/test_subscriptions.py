@@ -37,7 +37,7 @@ def test_the_secret_announces_changes_but_writes_nothing_itself(
     app: tuple[Container, TestClient], ehr: RunningStandIn
 ) -> None:
     container, client = app
-    url = container.settings.database_url
+    url = container.settings.database_url.get_secret_value()
     ehr.app.put(observation("o1", value="-2.5"))
     forged = observation("o1", value="-4.9")  # what the holder of the secret claims the record says
     assert client.put(f"{HOOK}/Observation/o1", content=json.dumps(forged), headers=FROM_EHR).status_code == 200
@@ -56,7 +56,7 @@ def test_the_secret_announces_changes_but_writes_nothing_itself(
 
 def test_an_unknown_feed_id_is_refused_and_leaves_no_row(app: tuple[Container, TestClient]) -> None:
     container, client = app
-    url = container.settings.database_url
+    url = container.settings.database_url.get_secret_value()
     for feed in ("other", "ehr-2"):
         answer = client.post(f"/fhir/$subscription-hook/{feed}", content=b"", headers=FROM_EHR)
         assert answer.status_code == 404
@@ -182,7 +182,7 @@ def test_a_rest_hook_ping_makes_the_worker_poll(app: tuple[Container, TestClient
     assert done.polled
     assert stored(container, "Observation", "o1") is not None
     assert stored(container, "Patient", "p1") is not None
-    assert query_one(container.settings.database_url, "SELECT count(*) FROM patient_change") == 1
+    assert query_one(container.settings.database_url.get_secret_value(), "SELECT count(*) FROM patient_change") == 1
 
 
 def test_a_rest_hook_update_with_the_resource_and_one_with_its_id_only(
@@ -198,11 +198,11 @@ def test_a_rest_hook_update_with_the_resource_and_one_with_its_id_only(
     # Id only: the EHR sends no body; the worker reads the resource.
     ehr.app.put(observation("o2", value="-3.1"))
     assert client.put(f"{HOOK}/Observation/o2", headers=FROM_EHR).status_code == 200
-    assert query_one(container.settings.database_url, "SELECT count(*) FROM subscription_fetch") == 1
+    assert query_one(container.settings.database_url.get_secret_value(), "SELECT count(*) FROM subscription_fetch") == 1
     work(container)
     assert stored(container, "Observation", "o2")["valueQuantity"]["value"] == -3.1  # type: ignore[index]
     assert ehr_gets(ehr, "/Observation/o2") == 1
-    assert query_one(container.settings.database_url, "SELECT count(*) FROM subscription_fetch") == 0
+    assert query_one(container.settings.database_url.get_secret_value(), "SELECT count(*) FROM subscription_fetch") == 0
     # Invalid FHIR in a payload is refused like any PUT.
     bad = {**observation("o3"), "status": "nonsense"}
     assert client.put(f"{HOOK}/Observation/o3", content=json.dumps(bad), headers=WITH_TOKEN).status_code == 400
@@ -222,7 +222,8 @@ def test_an_id_only_topic_notification_is_fetched_by_a_worker(
     assert stored(container, "Observation", "o1") is not None
     assert stored(container, "Patient", "p1") is not None
     assert ehr_gets(ehr, "/Observation/o1") == 1
-    assert query_one(container.settings.database_url, "SELECT contiguous FROM subscription_feed") == 2
+    url = container.settings.database_url.get_secret_value()
+    assert query_one(url, "SELECT contiguous FROM subscription_feed") == 2
 
 
 def test_a_lost_notification_is_caught_up_by_polling(app: tuple[Container, TestClient], ehr: RunningStandIn) -> None:
@@ -247,7 +248,7 @@ def test_duplicated_and_reordered_notifications_store_each_version_once(
     app: tuple[Container, TestClient], ehr: RunningStandIn
 ) -> None:
     container, client = app
-    url = container.settings.database_url
+    url = container.settings.database_url.get_secret_value()
     assert post(client, notification("handshake", 0, [])).status_code == 200
     old = ehr.app.put(observation("o1", value="-2.5"))
     new = ehr.app.put({**observation("o1", value="-2.7"), "meta": old["meta"]})
@@ -265,7 +266,7 @@ def test_duplicated_and_reordered_notifications_store_each_version_once(
 
 def test_a_bad_secret_is_refused_and_nothing_is_stored(app: tuple[Container, TestClient]) -> None:
     container, client = app
-    before = table_counts(container.settings.database_url)
+    before = table_counts(container.settings.database_url.get_secret_value())
     for headers in (
         {**FROM_EHR, "Authorization": "Bearer not-the-secret"},
         {"Content-Type": "application/fhir+json"},
@@ -278,8 +279,8 @@ def test_a_bad_secret_is_refused_and_nothing_is_stored(app: tuple[Container, Tes
         assert answer.headers["www-authenticate"].startswith("Bearer")
         put = client.put(f"{HOOK}/Observation/o1", content=json.dumps(observation("o1")), headers=headers)
         assert put.status_code == 401
-    assert table_counts(container.settings.database_url) == before
-    assert query_one(container.settings.database_url, "SELECT count(*) FROM subscription_feed") == 0
+    assert table_counts(container.settings.database_url.get_secret_value()) == before
+    assert query_one(container.settings.database_url.get_secret_value(), "SELECT count(*) FROM subscription_feed") == 0
     # An integration client's own token is accepted too; a coordinator's is not.
     token = {"Authorization": "Bearer test-integration", "Content-Type": "application/fhir+json"}
     assert post(client, None, token).status_code == 200

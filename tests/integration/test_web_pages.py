@@ -62,7 +62,10 @@ def test_the_worklist_page_lists_filters_and_counts(client: TestClient) -> None:
 
 
 def test_filters_in_the_query_string_narrow_the_page(client: TestClient) -> None:
-    page = client.get("/worklist", params={"q": "zeta", "code": "denosumab-overdue", "sort": "name"}).text
+    # (The name goes to a search id on the way: test_a_search_is_posted_and_no_url_carries_the_name_or_mrn.)
+    page = client.get(
+        "/worklist", params={"q": "zeta", "code": "denosumab-overdue", "sort": "name"}, follow_redirects=True
+    ).text
     assert page.count("<tr data-alert=") == 2
     assert 'value="zeta"' in page
     assert '<option value="name" selected>' in page
@@ -70,6 +73,54 @@ def test_filters_in_the_query_string_narrow_the_page(client: TestClient) -> None
     everything = client.get("/worklist", params={"q": "", "code": "", "due_before": "", "sort": ""})
     assert everything.status_code == 200
     assert everything.text.count("<tr data-alert=") > 2
+
+
+def test_a_search_is_posted_and_no_url_carries_the_name_or_mrn(client: TestClient) -> None:
+    # The search box once sent the name or MRN as a GET query: into browser histories, proxy and server logs.
+    page = client.get("/worklist").text
+    assert '<form class="filters" method="post" action="/worklist/search"' in page
+    csrf = re.search(r'name="csrf" value="([^"]*)"', page)
+    posted = client.post(
+        "/worklist/search",
+        data={"q": "Z-0001", "code": "denosumab-overdue", "sort": "name", "csrf": csrf.group(1) if csrf else ""},
+    )
+    assert posted.status_code == 303
+    location = posted.headers["location"]
+    assert "Z-0001" not in location
+    assert "z-0001" not in location.lower()
+    assert re.fullmatch(r"/worklist\?code=denosumab-overdue&sort=name&search=[A-Za-z0-9_-]{20,}", location)
+    listed = client.get(location).text
+    assert listed.count("<tr data-alert=") == 1
+    assert 'value="Z-0001"' in listed  # the box shows what was searched
+    for link in re.findall(r'href="([^"]*)"', listed):
+        assert "Z-0001" not in link, link
+    assert 'href="/api/worklist.csv?code=denosumab-overdue&amp;sort=name&amp;search=' in listed
+    # The id is the searcher's own: someone else holding the URL gets no search.
+    other = client.get(location, headers={"Authorization": "Bearer test-all"})
+    assert "That search has expired" in other.text
+    # An old link with the text in it goes to the same list under an id.
+    old = client.get("/worklist", params={"q": "Z-0001"})
+    assert old.status_code == 303
+    assert "Z-0001" not in old.headers["location"]
+    assert "search=" in old.headers["location"]
+
+
+def test_the_api_keeps_a_search_server_side(client: TestClient) -> None:
+    kept = client.post("/api/worklist/searches", json={"q": "zeta"})
+    assert kept.status_code == 201
+    search = kept.json()["search"]
+    by_id = client.get("/api/worklist", params={"search": search, "limit": 500}).json()["items"]
+    by_text = client.get("/api/worklist", params={"q": "zeta", "limit": 500}).json()["items"]
+    assert [i["alert_id"] for i in by_id] == [i["alert_id"] for i in by_text]
+    assert by_id
+    exported = client.get("/api/worklist.csv", params={"search": search})
+    assert exported.status_code == 200
+    assert exported.text.count("\r\n") == len(by_id) + 1
+    for unusable in ("not-a-search", "x" * 64):
+        refused = client.get("/api/worklist", params={"search": unusable})
+        assert refused.status_code == 400
+        assert "search" in refused.json()["issue"][0]["details"]["text"]
+    assert client.post("/api/worklist/searches", json={"q": ""}).status_code == 400
 
 
 def test_values_outside_the_choices_are_reported_not_a_server_error(client: TestClient) -> None:
@@ -204,7 +255,7 @@ def test_names_from_the_ehr_are_escaped(client: TestClient) -> None:
     put = client.put(f"/fhir/Patient/{patient['id']}", content=json.dumps(patient), headers={**FHIR, **AUTH})
     assert put.status_code == 200
     for url in ("/worklist?q=Z-0001", f"/worklist/patients/{item['patient_id']}"):
-        page = client.get(url).text
+        page = client.get(url, follow_redirects=True).text
         assert "<script>alert(1)</script>" not in page
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import json
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -18,7 +21,7 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from tests.conftest import AUTH, COORDINATOR, RecordingQueue, make_settings, query_one
-from tests.worklist_data import TODAY, FixedClock
+from tests.worklist_data import TODAY, FixedClock, edge_patient
 
 pytestmark = pytest.mark.integration
 
@@ -231,6 +234,28 @@ def test_a_cursor_that_is_not_ours_gets_a_400(wl: Worklist, cursor: str) -> None
     assert "cursor" in response.json()["issue"][0]["details"]["text"]
 
 
+@pytest.mark.parametrize("sort", ["due", "priority", "risk", "name"])
+def test_cursors_carry_nothing_of_the_patient(wl: Worklist, sort: str) -> None:
+    # The name order's cursor was base64 JSON holding the last patient's name (and the risk and name orders' held
+    # the patient id): cursors travel in URLs, which proxies and browsers keep.
+    page = wl.client.get("/api/worklist", params={"limit": 3, "sort": sort}).json()
+    cursor = page["next_cursor"]
+    decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    for item in page["items"]:
+        for value in (item["name"], item["mrn"], item["patient_id"]):
+            if value:
+                assert value.lower() not in decoded.lower()
+                assert value.lower() not in cursor.lower()
+    assert json.loads(decoded) == [sort, page["items"][-1]["alert_id"]]
+
+
+def test_a_cursor_naming_no_alert_gets_a_400(wl: Worklist) -> None:
+    cursor = base64.urlsafe_b64encode(json.dumps(["due", str(uuid.uuid4())]).encode()).decode().rstrip("=")
+    response = wl.client.get("/api/worklist", params={"cursor": cursor})
+    assert response.status_code == 400
+    assert "cursor" in response.json()["issue"][0]["details"]["text"]
+
+
 def test_a_cursor_of_another_sort_gets_a_400(wl: Worklist) -> None:
     cursor = wl.client.get("/api/worklist", params={"limit": 2, "sort": "risk"}).json()["next_cursor"]
     response = wl.client.get("/api/worklist", params={"cursor": cursor, "sort": "name"})
@@ -282,6 +307,38 @@ def test_csv_exports_exactly_the_current_filter(wl: Worklist) -> None:
     assert wl.client.get("/api/worklist.csv", params={"code": "nope"}).status_code == 400
     empty = wl.client.get("/api/worklist.csv", params={"q": "nobody-is-called-this"})
     assert empty.text.strip().count("\n") == 0  # the header alone
+
+
+HOSTILE_CELLS = ['=HYPERLINK("https://evil.example/","x")', "+1+1", "-2+3", "@SUM(1)", "\tx", "\rx", "＝1+1", "＠x"]
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(wl: Worklist) -> None:
+    # OWASP CSV Injection: names, MRNs and assignees starting with = + - @ TAB CR (or full-width = + - @) were
+    # exported as they came, so a spreadsheet ran "=HYPERLINK(...)" as a formula.
+    fhir = {"Authorization": AUTH["Authorization"], "Content-Type": "application/fhir+json"}
+    names = {}
+    for n, hostile in enumerate(HOSTILE_CELLS):
+        pid = f"csv-{n}"
+        bundle = edge_patient(pid, {"family": hostile}, hostile, 240)
+        assert wl.client.post("/fhir", content=json.dumps(bundle), headers=fhir).status_code == 200
+        names[pid] = hostile
+    wl.container.changes.process(list(names))
+    item = everything(wl.client, q="Z-0001")[0]
+    act(wl.client, item, "assign", assignee="=cmd|' /C calc'!A0")
+
+    response = wl.client.get("/api/worklist.csv")
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    by_patient = {r["patient_id"]: r for r in rows}
+    for pid, hostile in names.items():
+        assert by_patient[pid]["name"] == "'" + hostile, pid
+        assert by_patient[pid]["mrn"] == "'" + hostile, pid
+    assert next(r for r in rows if r["alert_id"] == item["alert_id"])["assignee"] == "'=cmd|' /C calc'!A0"
+    for row in rows:
+        for column, cell in row.items():
+            assert not cell.startswith(tuple("=+-@\t\r＝＋－＠")), (column, cell)
+    # Every cell is quoted too, so a separator inside a cell cannot start a new one.
+    assert all(record.startswith('"') for record in response.text.split("\r\n") if record)
 
 
 # --- actions -------------------------------------------------------------------------------------------------------

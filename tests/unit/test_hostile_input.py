@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from decimal import Decimal
 from typing import Any
@@ -81,6 +82,110 @@ def test_narrative_checks_take_linear_time(hostile: str) -> None:
     started = time.monotonic()
     narrative_issues(hostile, "x")
     assert time.monotonic() - started < 2.0
+
+
+MIB = 1024 * 1024
+
+
+def _linear(run: Any, hostile: str) -> None:
+    started = time.monotonic()
+    run(hostile)
+    # Generous for a shared CI machine (each takes well under a second alone); quadratic took hours.
+    assert time.monotonic() - started < 2.0, "a parser is not linear on crafted input"
+
+
+def _medication_text(text: str) -> Any:
+    from service.fhir.medications import classify
+
+    return classify([{"text": text}])
+
+
+def _level_text(text: str) -> Any:
+    from service.fhir.levels import levels_of
+
+    return levels_of({"text": text})
+
+
+def _reference(text: str) -> Any:
+    from service.fhir.references import split_reference
+
+    return split_reference(text)
+
+
+def _location(text: str) -> Any:
+    from service.fhir.writeback import parse_location
+
+    return parse_location(text)
+
+
+def _json_body(text: str) -> Any:
+    with contextlib.suppress(RefractureError):
+        parse(('{"a": "' + text + '"}').encode())
+
+
+def _narrative_href(text: str) -> Any:
+    return narrative_issues(f'{DIV}<a href="{text}">x</a></div>', "x")
+
+
+def _drug_label(text: str) -> Any:
+    from service.api.web import _drug_name
+
+    return _drug_name(text)
+
+
+def _warning_line(text: str) -> Any:
+    import logging
+
+    from service.logs import JsonFormatter
+
+    record = logging.LogRecord("py.warnings", logging.WARNING, __file__, 1, text, None, None)
+    return JsonFormatter().format(record)
+
+
+def _scope(text: str) -> Any:
+    from service.security.principal import principal_from_claims
+
+    return principal_from_claims({"sub": "x", "scope": text}, "roles")
+
+
+def _fhir_patterns(text: str) -> Any:
+    # The FHIR models' own patterns (dates, ids, codes) run in pydantic-core's regex engine, which does not
+    # backtrack.
+    return validate_resource({"resourceType": "Patient", "id": "p", "birthDate": text, "gender": text})
+
+
+# Every regular expression that runs over text from outside (EHR input, feeds, bulk files, CDS Hooks, headers),
+# each with input crafted against it; a megabyte (the FHIR string limit) in well under a second each. The first two
+# took hours before their quantifiers were bounded ("denosumab" and 15,000 digits: 12.6 s end to end).
+@pytest.mark.parametrize(
+    ("run", "hostile"),
+    [
+        pytest.param(_medication_text, "denosumab " + "1" * MIB, id="medication-amount-digits"),
+        pytest.param(_medication_text, "denosumab " + "1." * (MIB // 2), id="medication-amount-points"),
+        pytest.param(_medication_text, "denosumab 1" + " " * MIB + "x", id="medication-amount-spaces"),
+        pytest.param(_medication_text, "denosumab " + "1 MG/" * (MIB // 5), id="medication-concentration"),
+        pytest.param(_medication_text, "denosumab " + "1 " * (MIB // 2), id="medication-volume"),
+        pytest.param(_medication_text, "denosumab " + "1 MG/1 ML " * (MIB // 10), id="medication-amount-times-volume"),
+        pytest.param(_medication_text, "prednisolone " + "inhal" * (MIB // 5), id="medication-names"),
+        pytest.param(_level_text, "T1" + " " * MIB + "-", id="levels-range-spaces"),
+        pytest.param(_level_text, "T1 - " * (MIB // 5), id="levels-ranges"),
+        pytest.param(_level_text, "T" + "1" * MIB, id="levels-digits"),
+        pytest.param(_reference, "/A" + "a" * MIB, id="reference-type"),
+        pytest.param(_reference, "/Aa/b" * (MIB // 5), id="reference-segments"),
+        pytest.param(_location, "/A" + "a" * MIB, id="location-type"),
+        pytest.param(_location, "/Aa/" * (MIB // 4), id="location-segments"),
+        pytest.param(_json_body, "\\\\" * (MIB // 4) + "\\u0000", id="json-nul-escapes"),
+        pytest.param(_narrative_href, "a" * MIB, id="narrative-scheme"),
+        pytest.param(_narrative_href, "\t" * MIB + "javascript:x", id="narrative-url-noise"),
+        pytest.param(_drug_label, "1" * MIB + "x", id="drug-label"),
+        pytest.param(_warning_line, ":1" * (MIB // 2), id="warning-location"),
+        pytest.param(_scope, "system/" + "A" * MIB, id="smart-scope"),
+        pytest.param(_scope, "system/Patient.read?" + "x" * MIB, id="smart-scope-query"),
+        pytest.param(_fhir_patterns, "1" * MIB, id="fhir-date-and-code"),
+    ],
+)
+def test_text_parsers_take_linear_time(run: Any, hostile: str) -> None:
+    _linear(run, hostile)
 
 
 def test_validation_reaches_narratives_wherever_they_are() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import get_settings
+from service.config import Settings, get_settings
 from tests.conftest import ROOT
 
 # Things that look like real credentials. Test keys are generated at run time, never committed.
@@ -30,10 +30,34 @@ def test_a_secret_can_come_from_a_file(tmp_path: Path, monkeypatch: pytest.Monke
         settings = get_settings()
         assert settings.oidc_client_secret is not None
         assert settings.oidc_client_secret.get_secret_value() == "from-a-mounted-file"
-        assert settings.auth_dev_tokens == {"t0ken": {"sub": "dev"}}
+        assert settings.dev_tokens == {"t0ken": {"sub": "dev"}}
         assert "from-a-mounted-file" not in repr(settings)  # SecretStr: never printed
     finally:
         get_settings.cache_clear()
+
+
+def test_printing_the_settings_shows_no_secret() -> None:
+    # database_url and the development tokens were plain strings: repr(settings) printed the password and tokens.
+    settings = Settings(
+        database_url="postgresql://app:db-pa55word@db.example/refracture",
+        redis_url="redis://:redis-pa55word@redis.example:6379/0",
+        auth_dev_tokens={"dev-t0ken-value": {"sub": "dev"}},
+        oidc_client_secret="oidc-s3cret",
+        subscription_secret="feed-s3cret",
+        ehr_token="ehr-t0ken",
+    )
+    shown = [repr(settings), str(settings), str(settings.model_dump()), settings.model_dump_json()]
+    for secret in ("db-pa55word", "redis-pa55word", "dev-t0ken-value", "oidc-s3cret", "feed-s3cret", "ehr-t0ken"):
+        for text in shown[:2] if secret == "redis-pa55word" else shown:
+            assert secret not in text, secret
+    # The values are still there for the code that needs them.
+    assert settings.database_url.get_secret_value().endswith("@db.example/refracture")
+    assert settings.dev_tokens == {"dev-t0ken-value": {"sub": "dev"}}
+
+
+def test_development_tokens_come_from_json_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REFRACTURE_AUTH_DEV_TOKENS", '{"t1": {"sub": "a", "roles": ["administrator"]}}')
+    assert Settings().dev_tokens == {"t1": {"sub": "a", "roles": ["administrator"]}}
 
 
 def test_no_credentials_are_committed() -> None:

@@ -63,23 +63,13 @@ def test_age_counts_whole_years() -> None:
     assert age_on(None, date(2026, 1, 1)) is None
 
 
-@given(
-    due=st.dates(),
-    alert=st.uuids().map(str),
-    name=st.text(max_size=50),
-    risk=st.floats(allow_nan=False, allow_infinity=False),
-    patient=st.text(max_size=40),
-)
-def test_cursors_round_trip_for_every_sort(due: date, alert: str, name: str, risk: float, patient: str) -> None:
-    keys = {
-        Sort.DUE: [due, alert],
-        Sort.PRIORITY: [1, due, alert],
-        Sort.RISK: [risk, patient, alert],
-        Sort.NAME: [name, patient, alert],
-    }
-    for sort, key in keys.items():
-        wire = [k.isoformat() if isinstance(k, date) else k for k in key]
-        assert decode_cursor(encode_cursor(sort, wire), sort) == key
+@given(alert=st.uuids().map(str))
+def test_cursors_round_trip_for_every_sort(alert: str) -> None:
+    for sort in Sort:
+        cursor = encode_cursor(sort, alert)
+        assert decode_cursor(cursor, sort) == alert
+        # The sort and the alert id, nothing of the patient (cursors travel in URLs).
+        assert json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))) == [sort.value, alert]
 
 
 def _raw(values: object) -> str:
@@ -94,11 +84,12 @@ def _raw(values: object) -> str:
         _raw([]),
         _raw({"due": 1}),
         _raw(["due"]),
-        _raw(["due", "2026-01-01"]),
-        _raw(["due", "not-a-date", "x"]),
-        _raw(["due", "2026-01-01", "x", "extra"]),
-        _raw(["risk", [1], "p", "a"]),
-        _raw(["name", "a", "p", "a"]),  # another sort's cursor
+        _raw(["due", "2026-01-01"]),  # not an alert id
+        _raw(["due", 1]),
+        _raw(["due", "2026-01-01", "x"]),  # the old keyset cursors
+        _raw(["due", "0b8f6c1e-5f0e-4a7e-9d59-3a0d3c1f2b7a", "extra"]),
+        _raw(["risk", [1]]),
+        _raw(["name", "0b8f6c1e-5f0e-4a7e-9d59-3a0d3c1f2b7a"]),  # another sort's cursor
         base64.urlsafe_b64encode(b"\xff\xfe").decode(),
     ],
 )

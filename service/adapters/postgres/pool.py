@@ -16,7 +16,7 @@ _RECONNECT_WINDOW_S: Final = 10.0
 def make_pool(settings: Settings, *, open_now: bool = True) -> ConnectionPool:
     """A psycopg connection pool for the configured database."""
     return ConnectionPool(
-        settings.database_url,
+        settings.database_url.get_secret_value(),
         min_size=settings.database_pool_min,
         max_size=settings.database_pool_max,
         timeout=settings.database_pool_timeout_s,

@@ -375,6 +375,11 @@ class PostgresStore:
         with self._transaction() as conn:
             yield from worklist.worklist_rows(conn, filters, sort, after, limit)
 
+    def worklist_position(self, sort: Sort, alert_id: str) -> list[Any] | None:
+        """See WorklistStore."""
+        with self._transaction() as conn:
+            return worklist.worklist_position(conn, sort, alert_id)
+
     def worklist_counts(self, scope: PatientScope | None = None) -> list[tuple[str, str, int]]:
         """See WorklistStore."""
         with self._transaction() as conn:

@@ -18,7 +18,7 @@ from service.domain.facts import Fact
 from service.security.scoping import PatientScope
 from service.usecases.worklist import UNASSIGNED, PatientRecords, Sort, WorklistFilters, WorklistRow
 
-__all__ = ["patient_page", "worklist_counts", "worklist_rows"]
+__all__ = ["patient_page", "worklist_counts", "worklist_position", "worklist_rows"]
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -126,6 +126,16 @@ def worklist_rows(
         cur.execute(statement, params)
         for row in cur:
             yield WorklistRow(**row)
+
+
+def worklist_position(conn: Conn, sort: Sort, alert_id: str) -> list[Any] | None:
+    """The sort key of an alert's row, as the keyset columns compute it (the alert id comes from a cursor)."""
+    columns = [sql.SQL("{} AS {}").format(key, sql.Identifier(f"k{i}")) for i, key in enumerate(_KEYS[sort])]
+    statement = sql.SQL(
+        "SELECT {} FROM alert a LEFT JOIN patient_summary s ON s.patient_id = a.patient_id WHERE a.id = %(id)s"
+    ).format(sql.SQL(", ").join(columns))
+    row = conn.execute(statement, {"id": alert_id}).fetchone()
+    return [row[f"k{i}"] for i in range(len(_KEYS[sort]))] if row is not None else None
 
 
 def worklist_counts(conn: Conn, scope: PatientScope | None = None) -> list[tuple[str, str, int]]:
