@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pydantic import SecretStr
 
 from service.adapters.local_services import LocalServices
 from service.api.app import create_app
@@ -260,7 +261,7 @@ def test_the_runtime_role_purges_with_retention_through_the_function(runtime_url
     )
     assert execute(runtime_url, "SELECT purge_audit_events(700)") == [(1,)]
     assert execute(runtime_url, "SELECT what FROM audit_event") == [("new",)]
-    assert verify(settings.model_copy(update={"database_url": runtime_url})) == []
+    assert verify(settings.model_copy(update={"database_url": SecretStr(runtime_url)})) == []
 
 
 def test_the_service_runs_as_the_runtime_role(runtime_url: str, services: LocalServices) -> None:
