@@ -185,12 +185,13 @@ async def notification(
         except NotificationError as exc:
             raise refuse(Problem.INVALID, "structure", str(exc)) from None
         types = {e.focus[0] for e in parsed.events if e.focus} | {key[0] for key in parsed.resources}
+        # The patients the notification names: those of the resources it carried (even when they are only
+        # announced and read back from the EHR), and whose records changed.
+        named = {p for resource in parsed.resources.values() if (p := patient_of(resource))}
         if _notification_only(principal):
             parsed = dataclasses.replace(parsed, resources={})  # announced: read from the EHR, not taken from here
         for resource_type in sorted(types & INPUT_TYPES):
             _may_write(principal, resource_type)
-        # The patients the notification names: those of the resources it carried, and whose records changed.
-        named = {p for resource in parsed.resources.values() if (p := patient_of(resource))}
         note = AuditNote("notification", detail=parsed.kind, patients=sorted(named))
         note_audit(request.state, note)
         receipt = await run_in_threadpool(container.notifications.notification, subscription_id, parsed)

@@ -23,7 +23,7 @@ from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import title_of
 from service.domain.patient import age_on
 from service.errors import Problem, refuse
-from service.fhir.risk_assessment import RANGE_EXTENSION, significant
+from service.fhir.risk_assessment import RANGE_EXTENSION
 from service.security.principal import Permission, Principal
 from service.usecases.worklist import PatientView, Sort, WorklistFilters, WorklistRow
 
@@ -222,8 +222,7 @@ def row_to_item(row: WorklistRow, today: date) -> WorklistItem:
         age=age_on(row.birth_date, today),
         sex=row.sex,
         risk_band=row.risk_band,
-        # As the RiskAssessment states it (two significant figures), so the list and the patient page agree.
-        risk_probability=significant(row.risk_probability) if row.risk_probability is not None else None,
+        risk_probability=round(row.risk_probability, 4) if row.risk_probability is not None else None,
         last_dose_date=row.last_dose_date,
         last_dose_drug=row.last_dose_drug,
         index_date=row.index_date,

@@ -460,7 +460,8 @@ def test_the_patient_endpoint_has_everything_the_page_shows(wl: Worklist) -> Non
     assert page["age"] == 84
     risk = page["risk"]
     assert risk["band"] == item["risk_band"]
-    assert risk["probability"] == pytest.approx(item["risk_probability"], 1e-3)
+    # The RiskAssessment states two significant figures; the list keeps four decimals to sort by.
+    assert risk["probability"] == pytest.approx(item["risk_probability"], rel=0.05)
     assert risk["contributions"]
     assert risk["missing"]
     assert risk["explanation"]

@@ -96,7 +96,8 @@ def patient(pid: str, days_since_dose: int = 240) -> dict[str, Any]:
             "status": "final",
             "subject": {"reference": f"Patient/{pid}"},
             "code": {"coding": [{"system": "https://refracture.dev/fhir/CodeSystem/measure", "code": "vertebral-hu"}]},
-            "effectiveDateTime": operation_day.isoformat(),
+            # The pre-operative CT, the day before: one dated the operation's day without times is ambiguous.
+            "effectiveDateTime": (operation_day - timedelta(days=1)).isoformat(),
             "bodySite": {"text": "T12"},
             "valueQuantity": {"value": 58, "unit": "HU", "code": "[hnsf'U]", "system": "http://unitsofmeasure.org"},
         },

@@ -39,6 +39,7 @@ def test_a_secret_can_come_from_a_file(tmp_path: Path, monkeypatch: pytest.Monke
 def test_printing_the_settings_shows_no_secret() -> None:
     # database_url and the development tokens were plain strings: repr(settings) printed the password and tokens.
     settings = Settings(
+        environment="development",  # development tokens are refused in production, the default
         database_url="postgresql://app:db-pa55word@db.example/refracture",
         redis_url="redis://:redis-pa55word@redis.example:6379/0",
         auth_dev_tokens={"dev-t0ken-value": {"sub": "dev"}},
@@ -56,6 +57,7 @@ def test_printing_the_settings_shows_no_secret() -> None:
 
 
 def test_development_tokens_come_from_json_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "development")
     monkeypatch.setenv("REFRACTURE_AUTH_DEV_TOKENS", '{"t1": {"sub": "a", "roles": ["administrator"]}}')
     assert Settings().dev_tokens == {"t1": {"sub": "a", "roles": ["administrator"]}}
 
