@@ -26,6 +26,7 @@ from service.adapters.postgres.store import PostgresStore
 from service.adapters.postgres.subscriptions import PostgresFeedStore
 from service.adapters.queue import CeleryTaskQueue, make_celery
 from service.adapters.rate_limit import RateLimiter
+from service.adapters.smart import SmartClient
 from service.config import Settings, get_settings
 from service.domain.backoff import RetryPolicy
 from service.domain.risk_model import model_version
@@ -102,6 +103,8 @@ class Container:
     # Patient scoping: patients' Organizations, alerts' patients, break-the-glass grants (security/scoping.py).
     access: PostgresAccess
     subscription_secrets: PostgresSubscriptionSecrets  # the feed's shared secret, rotated by `refracture subscribe`
+    # SMART App Launch of the worklist from the allow-listed EHRs (adapters/smart.py), when configured.
+    smart: SmartClient | None = None
 
     def today(self) -> date:
         """Today in the hospital's time zone (what "overdue" and ages are counted against)."""
@@ -117,6 +120,8 @@ class Container:
         self.cds_verifier.close()
         if self.oidc is not None:
             self.oidc.close()
+        if self.smart is not None:
+            self.smart.close()
 
 
 def bootstrap(
@@ -246,6 +251,16 @@ def bootstrap(
         cds_verifier=make_cds_verifier(settings, cds_hooks.claim_jti),
         access=PostgresAccess(pool),
         subscription_secrets=PostgresSubscriptionSecrets(pool),
+        smart=SmartClient(
+            settings.smart_fhir_servers,
+            settings.smart_client_id,
+            settings.smart_client_secret.get_secret_value() if settings.smart_client_secret else None,
+            settings.smart_extra_scope,
+            settings.auth_algorithms,
+            settings.auth_leeway_s,
+        )
+        if settings.smart_fhir_servers and settings.smart_client_id
+        else None,
     )
 
 

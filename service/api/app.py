@@ -20,6 +20,7 @@ from service.api import (
     cds_routes,
     fhir_routes,
     health,
+    launch_routes,
     model_routes,
     subscription_routes,
     web,
@@ -88,6 +89,7 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     app.include_router(model_routes.api_router)
     app.include_router(model_routes.page_router)
     app.include_router(auth_routes.router)
+    app.include_router(launch_routes.router)
     app.include_router(cds_routes.router)
     app.include_router(health.router)
     # Added innermost first: the request id is set before anything else runs, the audit sees final statuses, and
