@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from psycopg_pool import ConnectionPool
 
 from service.adapters.ehr.bulk import BulkDataClient, make_bulk_client
+from service.adapters.ehr.cds_fhir import CdsFhirReader, make_cds_fhir_reader
 from service.adapters.ehr.factory import make_ehr_client
 from service.adapters.metrics import PrometheusMetrics
 from service.adapters.oidc import OidcClient
@@ -105,6 +106,8 @@ class Container:
     subscription_secrets: PostgresSubscriptionSecrets  # the feed's shared secret, rotated by `refracture subscribe`
     # SMART App Launch of the worklist from the allow-listed EHRs (adapters/smart.py), when configured.
     smart: SmartClient | None = None
+    # CDS Hooks reads at an allow-listed fhirServer with the call's fhirAuthorization (adapters/ehr/cds_fhir.py).
+    cds_fhir: CdsFhirReader | None = None
 
     def today(self) -> date:
         """Today in the hospital's time zone (what "overdue" and ages are counted against)."""
@@ -122,6 +125,8 @@ class Container:
             self.oidc.close()
         if self.smart is not None:
             self.smart.close()
+        if self.cds_fhir is not None:
+            self.cds_fhir.close()
 
 
 def bootstrap(
@@ -203,7 +208,8 @@ def bootstrap(
         ),
         metrics,
     )
-    cds_hooks = CdsHooks(PostgresCdsStore(pool), clock, today, terminology.local_target)
+    cds_fhir = make_cds_fhir_reader(settings.cds_fhir_servers)
+    cds_hooks = CdsHooks(PostgresCdsStore(pool), clock, today, terminology.local_target, cds_fhir)
     return Container(
         settings=settings,
         pool=pool,
@@ -261,6 +267,7 @@ def bootstrap(
         )
         if settings.smart_fhir_servers and settings.smart_client_id
         else None,
+        cds_fhir=cds_fhir,
     )
 
 

@@ -26,6 +26,7 @@ from service.api import (
     web,
     worklist_routes,
 )
+from service.api.cors import CdsCorsMiddleware
 from service.api.limits import BodyLimitMiddleware
 from service.api.middleware import (
     AccessLogMiddleware,
@@ -97,6 +98,8 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     app.add_middleware(BodyLimitMiddleware, fhir_limit=lambda: app.state.container.settings.max_body_bytes)
     app.add_middleware(AuditMiddleware, audit=lambda: app.state.container.audit)
     app.add_middleware(UrlGuardMiddleware)  # outside the audit: a URL it could not store is refused first
+    # Browser-based CDS clients: preflights are answered before authentication (they carry no token).
+    app.add_middleware(CdsCorsMiddleware, origins=lambda: app.state.container.settings.cds_cors_origins)
     app.add_middleware(SecurityHeadersMiddleware, hsts=production)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(TelemetryMiddleware)  # its span is current for the access log and the doorbell
