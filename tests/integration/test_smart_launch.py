@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.adapters.local_services import LocalServices
+from service.adapters.oidc import code_challenge
 from service.api.app import create_app
 from service.api.launch_routes import launch_claims
 from service.bootstrap import bootstrap
@@ -76,7 +77,12 @@ def test_an_ehr_launch_with_a_patient_opens_that_patients_page_for_that_patient_
     assert asked["redirect_uri"] == "http://testserver/launch/callback"
     [exchanged] = ehr.ehr.token_requests
     assert len(exchanged["code_verifier"]) >= 43
+    assert code_challenge(exchanged["code_verifier"]) == asked["code_challenge"]  # RFC 7636 S256
+    assert parse_qs(urlsplit(exchanged["redirect_uri"]).query) == {}
 
+    # The session lasts as long as the EHR's grant (expires_in 3600 s), not the 8 h of a sign-in.
+    lifetime = query_one(worklist_url, "SELECT extract(epoch FROM expires_at - created_at) FROM web_session")
+    assert float(lifetime) == 3600
     # Limited to the patient in context: not the worklist, not another patient.
     assert client.get("/worklist").status_code == 403
     assert client.get("/worklist/patients/edge-percent").status_code == 403
@@ -159,7 +165,7 @@ def test_a_launch_started_in_another_browser_is_refused(client: TestClient, ehr:
     assert not ehr.ehr.token_requests
 
 
-def test_the_pkce_verifier_is_checked(client: TestClient, ehr: RunningLauncher, monkeypatch: Any) -> None:
+def test_the_pkce_verifier_is_checked(client: TestClient, ehr: RunningLauncher) -> None:
     start = client.get("/launch", params={"iss": ehr.fhir, "launch": ehr.ehr.launch(PATIENT)})
     challenge = parse_qs(urlsplit(start.headers["location"]).query)["code_challenge"][0]
     at_ehr = httpx.get(start.headers["location"], follow_redirects=False)
