@@ -103,6 +103,8 @@ async def launch(
     smart = container.smart
     if smart is None:
         return _page(request, container, 404, "SMART launch is not configured (REFRACTURE_SMART_FHIR_SERVERS).", "/")
+    if launch is not None and iss is None:
+        return _page(request, container, 400, "An EHR launch names its FHIR server (iss); start again.", "/worklist")
     base = smart.allowed(iss) if iss is not None else smart.only_server
     if base is None:
         # Only allow-listed EHRs: anything else would send people (and our client) wherever a link says.

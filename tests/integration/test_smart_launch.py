@@ -148,6 +148,11 @@ def test_an_iss_off_the_allow_list_is_refused_before_anything_is_fetched(
     assert not ehr.ehr.authorize_requests
 
 
+def test_an_ehr_launch_without_iss_is_refused(client: TestClient, ehr: RunningLauncher) -> None:
+    assert client.get("/launch", params={"launch": ehr.ehr.launch(PATIENT)}).status_code == 400
+    assert not ehr.ehr.authorize_requests
+
+
 def test_a_launch_started_in_another_browser_is_refused(client: TestClient, ehr: RunningLauncher) -> None:
     attacker = TestClient(client.app, follow_redirects=False)
     start = attacker.get("/launch", params={"iss": ehr.fhir, "launch": ehr.ehr.launch(PATIENT)})
