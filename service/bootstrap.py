@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from psycopg_pool import ConnectionPool
 
 from service.adapters.ehr.bulk import BulkDataClient, make_bulk_client
+from service.adapters.ehr.cds_fhir import CdsFhirReader, make_cds_fhir_reader
 from service.adapters.ehr.factory import make_ehr_client
 from service.adapters.metrics import PrometheusMetrics
 from service.adapters.oidc import OidcClient
@@ -27,6 +28,7 @@ from service.adapters.postgres.store import PostgresStore
 from service.adapters.postgres.subscriptions import PostgresFeedStore
 from service.adapters.queue import CeleryTaskQueue, make_celery
 from service.adapters.rate_limit import RateLimiter
+from service.adapters.smart import SmartClient
 from service.config import Settings, get_settings
 from service.domain.backoff import RetryPolicy
 from service.domain.risk_model import model_version
@@ -105,6 +107,10 @@ class Container:
     # Patient scoping: patients' Organizations, alerts' patients, break-the-glass grants (security/scoping.py).
     access: PostgresAccess
     subscription_secrets: PostgresSubscriptionSecrets  # the feed's shared secret, rotated by `refracture subscribe`
+    # SMART App Launch of the worklist from the allow-listed EHRs (adapters/smart.py), when configured.
+    smart: SmartClient | None = None
+    # CDS Hooks reads at an allow-listed fhirServer with the call's fhirAuthorization (adapters/ehr/cds_fhir.py).
+    cds_fhir: CdsFhirReader | None = None
 
     def today(self) -> date:
         """Today in the hospital's time zone (what "overdue" and ages are counted against)."""
@@ -120,6 +126,10 @@ class Container:
         self.cds_verifier.close()
         if self.oidc is not None:
             self.oidc.close()
+        if self.smart is not None:
+            self.smart.close()
+        if self.cds_fhir is not None:
+            self.cds_fhir.close()
 
 
 def bootstrap(
@@ -203,7 +213,8 @@ def bootstrap(
         metrics,
         audit=audit.record,
     )
-    cds_hooks = CdsHooks(PostgresCdsStore(pool), clock, today, terminology.local_target)
+    cds_fhir = make_cds_fhir_reader(settings.cds_fhir_servers)
+    cds_hooks = CdsHooks(PostgresCdsStore(pool), clock, today, terminology.local_target, cds_fhir)
     return Container(
         settings=settings,
         pool=pool,
@@ -258,6 +269,17 @@ def bootstrap(
         cds_verifier=make_cds_verifier(settings, cds_hooks.claim_jti),
         access=PostgresAccess(pool),
         subscription_secrets=PostgresSubscriptionSecrets(pool),
+        smart=SmartClient(
+            settings.smart_fhir_servers,
+            settings.smart_client_id,
+            settings.smart_client_secret.get_secret_value() if settings.smart_client_secret else None,
+            settings.smart_extra_scope,
+            settings.auth_algorithms,
+            settings.auth_leeway_s,
+        )
+        if settings.smart_fhir_servers and settings.smart_client_id
+        else None,
+        cds_fhir=cds_fhir,
     )
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, Secret, SecretStr, field_validator, model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.domain.alert_rules import AlertConfig
+from service.security.principal import Role
 
 
 class CdsIssuerSetting(BaseModel):
@@ -201,6 +202,26 @@ class Settings(BaseSettings):
     cds_algorithms: list[str] = Field(default_factory=lambda: ["ES384", "RS384", "ES256", "RS256"])
     # A call's token may expire at most this far ahead (the spec's CDS clients sign short-lived tokens).
     cds_token_max_lifetime_s: int = Field(default=300, ge=10, le=3600)
+    # Browser-based CDS clients (a sandbox) allowed to call the CDS endpoints (CORS): exact origins such as
+    # "https://sandbox.cds-hooks.org", or "*" for any. None by default: EHRs call from their servers.
+    cds_cors_origins: list[str] = Field(default_factory=list)
+    # FHIR servers whose fhirServer + fhirAuthorization a hook call may use to fetch what the prefetch lacks (exact
+    # base URLs); the access token is sent there and nowhere else. None by default: the prefetch only.
+    cds_fhir_servers: list[str] = Field(default_factory=list)
+
+    # --- SMART App Launch of the worklist (docs/security.md, "SMART App Launch") ---
+    # The EHR FHIR servers allowed to launch refracture (the launch's iss): exact base URLs. None: no /launch.
+    smart_fhir_servers: list[str] = Field(default_factory=list)
+    # refracture's client at the EHR's authorisation server (a confidential client when the secret is set).
+    smart_client_id: str | None = None
+    smart_client_secret: SecretStr | None = None
+    # The public URL of /launch/callback as registered at the EHR (from the request when unset).
+    smart_redirect_url: str | None = None
+    # Scopes asked for besides launch (EHR launch) or launch/patient (standalone) and "openid fhirUser".
+    smart_extra_scope: str = ""
+    # The roles of a launched user whose fhirUser is a Practitioner or PractitionerRole and whose ID token carries
+    # no roles claim (REFRACTURE_AUTH_ROLES_CLAIM). A Patient, RelatedPerson or Person gets none.
+    smart_user_roles: list[str] = Field(default_factory=lambda: ["care-coordinator"])
 
     @property
     def worker_heartbeat_s(self) -> float:
@@ -224,6 +245,7 @@ class Settings(BaseSettings):
         "auth_audience",
         "auth_jwks_url",
         "oidc_client_id",
+        "smart_client_id",
         "otel_endpoint",
         "subscription_public_url",
     )
@@ -273,6 +295,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 "production CDS Hooks need REFRACTURE_CDS_BASE_URL (https) when REFRACTURE_CDS_ISSUERS is set"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _smart_safe(self) -> Settings:
+        unknown = [r for r in self.smart_user_roles if r not in Role._value2member_map_]
+        if unknown:
+            raise ValueError(f"REFRACTURE_SMART_USER_ROLES: unknown roles {unknown}")
+        if self.environment == "production":
+            plain = [u for u in (*self.smart_fhir_servers, *self.cds_fhir_servers) if not u.startswith("https://")]
+            if plain:
+                raise ValueError("SMART and CDS FHIR servers must be https in production")
+        if self.smart_fhir_servers and not self.smart_client_id:
+            raise ValueError("REFRACTURE_SMART_FHIR_SERVERS needs REFRACTURE_SMART_CLIENT_ID")
         return self
 
     @property

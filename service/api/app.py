@@ -20,11 +20,13 @@ from service.api import (
     cds_routes,
     fhir_routes,
     health,
+    launch_routes,
     model_routes,
     subscription_routes,
     web,
     worklist_routes,
 )
+from service.api.cors import CdsCorsMiddleware
 from service.api.limits import BodyLimitMiddleware
 from service.api.middleware import (
     AccessLogMiddleware,
@@ -89,6 +91,7 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     app.include_router(model_routes.api_router)
     app.include_router(model_routes.page_router)
     app.include_router(auth_routes.router)
+    app.include_router(launch_routes.router)
     app.include_router(cds_routes.router)
     app.include_router(health.router)
     # Added innermost first: the request id is set before anything else runs, the audit sees final statuses, and
@@ -103,6 +106,8 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
         secret_header=lambda: app.state.container.settings.subscription_header,
     )
     app.add_middleware(UrlGuardMiddleware)  # outside the audit: a URL it could not store is refused first
+    # Browser-based CDS clients: preflights are answered before authentication (they carry no token).
+    app.add_middleware(CdsCorsMiddleware, origins=lambda: app.state.container.settings.cds_cors_origins)
     app.add_middleware(SecurityHeadersMiddleware, hsts=production)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(TelemetryMiddleware)  # its span is current for the access log and the doorbell

@@ -124,7 +124,7 @@ async def oidc_callback(
         # Another browser's sign-in (login CSRF: an attacker's callback URL opened in the victim's browser).
         return _page(request, container, 400, "This sign-in was not started in this browser; start again.", "/worklist")
     pending = await run_in_threadpool(container.sessions.finish_sign_in, state or "")
-    if pending is None:
+    if pending is None or pending.smart_iss is not None:  # a SMART launch's state comes back to /launch/callback
         return _page(request, container, 400, "This sign-in has expired or was already used; start again.", "/worklist")
     if error or not code:
         return _page(request, container, 401, "The sign-in provider did not sign you in.", pending.return_to)

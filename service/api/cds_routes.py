@@ -7,6 +7,7 @@ development token with the integration-client role also calls outside production
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Final
 from urllib.parse import quote
@@ -153,7 +154,28 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _hook_call(service_id: str, body: dict[str, Any]) -> HookCall:
+def _fhir_access(
+    body: dict[str, Any], allowed: Callable[[str | None], str | None] | None
+) -> tuple[str | None, str | None, str]:
+    """The call's fhirServer and access token when both may be used, and what the audit says about them."""
+    server = body.get("fhirServer")
+    authorization = body.get("fhirAuthorization")
+    if not isinstance(server, str) or not isinstance(authorization, dict):
+        return None, None, ""
+    token = authorization.get("access_token")
+    token_type = authorization.get("token_type")
+    if not isinstance(token, str) or not token or len(token) > 8192 or str(token_type).lower() != "bearer":
+        return None, None, "; fhirAuthorization unusable"
+    base = allowed(server) if allowed is not None else None
+    if base is None:
+        # Never send the token to a server the operator did not list (REFRACTURE_CDS_FHIR_SERVERS).
+        return None, None, "; fhirServer not allow-listed: not used"
+    return base, token, ""
+
+
+def _hook_call(
+    service_id: str, body: dict[str, Any], fhir_server: str | None = None, fhir_token: str | None = None
+) -> HookCall:
     service = SERVICES[service_id]
     if body.get("hook") != service.hook:
         raise refuse(Problem.INVALID, "value", f"this service answers the {service.hook} hook", "hook")
@@ -170,6 +192,8 @@ def _hook_call(service_id: str, body: dict[str, Any]) -> HookCall:
         context.get("draftOrders") if service.hook in ORDER_HOOKS else None,
         tuple(s for s in selections if isinstance(s, str)) if isinstance(selections, list) else None,
         body.get("prefetch"),
+        fhir_server,
+        fhir_token,
     )
 
 
@@ -197,14 +221,17 @@ async def call_service(
 ) -> Response:
     """The hook request as CDS Hooks 2.0 defines it; prefetch is optional (refracture answers from stored state)."""
     _known(service_id)
-    call = _hook_call(service_id, await _body(request))
+    body = await _body(request)
+    reader = container.cds_fhir
+    fhir_server, fhir_token, fhir_note = _fhir_access(body, reader.allowed if reader is not None else None)
+    call = _hook_call(service_id, body, fhir_server, fhir_token)
     note = AuditNote("cds-hook", "Patient", call.patient_id, [call.patient_id], service_id)
     note_audit(request.state, note)
     # A caller limited to some patients (sites, SMART patient context) gets cards for those only.
     await check_patient(request, container, principal, call.patient_id)
     page = f"{_base(request)}/worklist/patients/{quote(call.patient_id, safe='')}"
     cards = await run_in_threadpool(container.cds_hooks.cards, call, page)
-    note.detail = f"{service_id}: {len(cards)} card(s)"
+    note.detail = f"{service_id}: {len(cards)} card(s){fhir_note}"
     return _json({"cards": cards})
 
 
@@ -267,6 +294,9 @@ async def feedback(
     override reason; the request itself is in the audit trail."""
     _known(service_id)
     items = _feedback_items(service_id, caller.client_id or caller.subject, await _body(request), container.clock())
-    note_audit(request.state, AuditNote("cds-feedback", detail=f"{service_id}: {len(items)} item(s)"))
-    await run_in_threadpool(container.cds_hooks.feedback, items)
+    note = AuditNote("cds-feedback", detail=f"{service_id}: {len(items)} item(s)")
+    note_audit(request.state, note)
+    linked = await run_in_threadpool(container.cds_hooks.feedback, items)
+    # The audit names the patients whose cards the feedback is about (when refracture issued those cards).
+    note.patients = sorted({patient for patient, _ in linked if patient is not None})
     return _json({})

@@ -22,7 +22,7 @@ from service.domain.safety import CALCIUM_VITAMIN_D, RenalCheck
 from service.fhir import systems as S
 from service.fhir.care_plan import ACTION_TEXT
 
-__all__ = ["OVERRIDE_REASONS", "OVERRIDE_SYSTEM", "CardContext", "order_cards", "patient_view_cards"]
+__all__ = ["OVERRIDE_REASONS", "OVERRIDE_SYSTEM", "CardContext", "card_uuid", "order_cards", "patient_view_cards"]
 
 OVERRIDE_SYSTEM: Final = f"{S.CANONICAL_BASE}/CodeSystem/cds-override-reason"
 OVERRIDE_REASONS: Final[dict[str, str]] = {
@@ -63,6 +63,11 @@ def _uuid(*parts: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
 
 
+def card_uuid(service_id: str, patient_id: str, key: str) -> str:
+    """A card's uuid: the same for the same service, patient and subject (``alert|{alert id}``, ``risk|{id}``)."""
+    return _uuid(service_id, patient_id, key)
+
+
 def _pct(value: float) -> str:
     return f"{value * 100:.0f} %"
 
@@ -97,9 +102,9 @@ def _card(
     at_most_one: bool = True,
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
-    card_uuid = _uuid(ctx.service_id, ctx.patient_id, key)
+    this_uuid = card_uuid(ctx.service_id, ctx.patient_id, key)
     card: dict[str, Any] = {
-        "uuid": card_uuid,
+        "uuid": this_uuid,
         "summary": _summary(summary),
         "detail": detail,
         "indicator": indicator,
@@ -107,7 +112,7 @@ def _card(
     }
     if suggestions:
         for n, suggestion in enumerate(suggestions):
-            suggestion["uuid"] = _uuid(card_uuid, str(n))
+            suggestion["uuid"] = _uuid(this_uuid, str(n))
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "at-most-one" if at_most_one else "any"
     if overrides:

@@ -42,6 +42,7 @@ class PendingSignIn:
     code_verifier: str
     return_to: str
     expires_at: datetime
+    smart_iss: str | None = None  # a SMART launch: the EHR's FHIR base (the allow-listed iss) it started from
 
 
 class SessionStore(Protocol):
@@ -104,7 +105,11 @@ class Sessions:
         if isinstance(exp, int | float) and not isinstance(exp, bool):
             expires_at = min(expires_at, datetime.fromtimestamp(exp, UTC))
         # Only what authorisation needs is kept: who, roles, scopes, sites, launch patient; not the whole ID token.
-        kept = {k: claims[k] for k in ("sub", "scope", "client_id", "azp", "name", "patient", "exp") if k in claims}
+        kept = {
+            k: claims[k]
+            for k in ("sub", "scope", "client_id", "azp", "name", "patient", "exp", "fhirUser", "smart_iss")
+            if k in claims
+        }
         kept["roles"] = [r.value for r in principal_from_claims(claims, self._roles_claim).roles]
         if self._sites_claim in claims:
             kept["sites"] = claims[self._sites_claim]
@@ -139,14 +144,15 @@ class Sessions:
         if session_id:
             self._store.delete_session(_hash(session_id))
 
-    def begin_sign_in(self, return_to: str, ttl_s: int = 600) -> PendingSignIn:
-        """State, nonce and PKCE verifier for a new OpenID Connect sign-in."""
+    def begin_sign_in(self, return_to: str, ttl_s: int = 600, smart_iss: str | None = None) -> PendingSignIn:
+        """State, nonce and PKCE verifier for a new OpenID Connect sign-in (or SMART launch from ``smart_iss``)."""
         pending = PendingSignIn(
             state=secrets.token_urlsafe(24),
             nonce=secrets.token_urlsafe(24),
             code_verifier=secrets.token_urlsafe(48),
             return_to=return_to,
             expires_at=self._clock() + timedelta(seconds=ttl_s),
+            smart_iss=smart_iss,
         )
         self._store.save_pending(pending)
         return pending

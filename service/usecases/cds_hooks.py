@@ -14,11 +14,11 @@ from typing import Any, Protocol
 
 from service.domain.cds import PatientState, review_orders
 from service.fhir.cds_hooks import ORDER_SELECT, PATIENT_VIEW, SERVICES, draft_drugs, prefetched_drugs
-from service.fhir.cds_hooks_cards import CardContext, order_cards, patient_view_cards
+from service.fhir.cds_hooks_cards import CardContext, card_uuid, order_cards, patient_view_cards
 from service.fhir.medications import LocalTarget
 from service.usecases.ports import Clock
 
-__all__ = ["CdsFeedback", "CdsHooks", "CdsStore", "HookCall"]
+__all__ = ["CdsFeedback", "CdsHooks", "CdsStore", "HookCall", "HookFhir", "IssuedCard"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +37,28 @@ class CdsFeedback:
     received_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class IssuedCard:
+    """A card refracture answered with, and what it was about (feedback names only the card's uuid)."""
+
+    card: str
+    service_id: str
+    patient_id: str
+    alert_id: str | None
+
+
 class CdsStore(Protocol):
     """What the CDS services read and write."""
 
     def cds_patient_state(self, patient_id: str) -> PatientState:
         """The patient's latest assessment, active alerts and medication events (empty when unknown)."""
 
-    def record_cds_feedback(self, items: Sequence[CdsFeedback]) -> None:
-        """Keep feedback items."""
+    def record_cds_feedback(self, items: Sequence[CdsFeedback]) -> list[tuple[str | None, str | None]]:
+        """Keep feedback items, each linked to the patient and alert of its card when refracture issued it; the
+        (patient, alert) of each item, in order."""
+
+    def record_cds_cards(self, cards: Sequence[IssuedCard], now: datetime) -> None:
+        """Remember the cards answered with (once per uuid)."""
 
     def claim_jti(self, issuer: str, jti: str, expires_at: datetime, now: datetime) -> bool:
         """Remember a token id until it expires; False when it was seen before (a replay)."""
@@ -59,6 +73,15 @@ class HookCall:
     draft_orders: Any = None
     selections: tuple[str, ...] | None = None
     prefetch: Any = None
+    fhir_server: str | None = None  # the call's fhirServer, when allow-listed
+    fhir_token: str | None = None  # the call's fhirAuthorization.access_token, for that server only
+
+
+class HookFhir(Protocol):
+    """Reads at the EHR's FHIR server with the hook's own authorisation (adapters/ehr/cds_fhir.py)."""
+
+    def active_medications(self, fhir_server: str, access_token: str, patient_id: str) -> Any | None:
+        """The patient's active MedicationRequests as a searchset Bundle, or None (not allowed, or failed)."""
 
 
 class CdsHooks:
@@ -70,11 +93,13 @@ class CdsHooks:
         clock: Clock,
         today: Callable[[datetime], date],
         local_target: LocalTarget | None = None,
+        fhir: HookFhir | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._today = today
         self._local_target = local_target
+        self._fhir = fhir
 
     def cards(self, call: HookCall, page_url: str | None) -> list[dict[str, Any]]:
         """The cards for one hook call.
@@ -89,20 +114,43 @@ class CdsHooks:
         service = SERVICES[call.service_id]
         ctx = CardContext(service.id, call.patient_id, page_url, self._today(self._clock()))
         if service.id == PATIENT_VIEW:
-            return patient_view_cards(self._store.cds_patient_state(call.patient_id), ctx)
+            state = self._store.cds_patient_state(call.patient_id)
+            return self._issued(patient_view_cards(state, ctx), call, state)
         selections = call.selections if service.id == ORDER_SELECT else None
         drafts = draft_drugs(call.draft_orders, selections, self._local_target)
         if not any(d.triggering for d in drafts):
             return []  # no drug refracture knows: no read at all
         state = self._store.cds_patient_state(call.patient_id)
-        prefetched = prefetched_drugs(call.prefetch, self._local_target)
+        prefetched = prefetched_drugs(self._prefetch(call), self._local_target)
         finding = review_orders(drafts, state, self._today(self._clock()), prefetched)
-        return order_cards(finding, ctx)
+        return self._issued(order_cards(finding, ctx), call, state)
 
-    def feedback(self, items: Sequence[CdsFeedback]) -> None:
-        """Record what the clinician did with the cards."""
-        if items:
-            self._store.record_cds_feedback(items)
+    def _prefetch(self, call: HookCall) -> Any:
+        """The prefetch, with the active MedicationRequests read from the EHR when the prefetch lacks them and the
+        call handed over an allow-listed fhirServer and its token."""
+        prefetch = call.prefetch
+        if isinstance(prefetch, dict) and prefetch.get("medications") is not None:
+            return prefetch
+        if self._fhir is None or not call.fhir_server or not call.fhir_token:
+            return prefetch
+        fetched = self._fhir.active_medications(call.fhir_server, call.fhir_token, call.patient_id)
+        if fetched is None:
+            return prefetch
+        return {**(prefetch if isinstance(prefetch, dict) else {}), "medications": fetched}
+
+    def _issued(self, cards: list[dict[str, Any]], call: HookCall, state: PatientState) -> list[dict[str, Any]]:
+        """Remember what each card was about, so that its feedback can be linked to the patient and the alert."""
+        if cards:
+            by_uuid = {card_uuid(call.service_id, call.patient_id, f"alert|{a.id}"): a.id for a in state.alerts}
+            issued = [
+                IssuedCard(str(c["uuid"]), call.service_id, call.patient_id, by_uuid.get(str(c["uuid"]))) for c in cards
+            ]
+            self._store.record_cds_cards(issued, self._clock())
+        return cards
+
+    def feedback(self, items: Sequence[CdsFeedback]) -> list[tuple[str | None, str | None]]:
+        """Record what the clinician did with the cards; the (patient, alert) each item was linked to."""
+        return self._store.record_cds_feedback(items) if items else []
 
     def claim_jti(self, issuer: str, jti: str, expires_at: datetime, now: datetime) -> bool:
         """Whether a token id is new (and remember it until it expires); ``now`` is the verifier's clock, the one

@@ -69,13 +69,14 @@ def bearer(value: str) -> dict[str, str]:
 
 
 @contextmanager
-def cds_app(services: LocalServices, url: str) -> Iterator[tuple[Container, TestClient]]:
+def cds_app(services: LocalServices, url: str, **overrides: Any) -> Iterator[tuple[Container, TestClient]]:
     settings = make_settings(
         services,
         url,
         cds_base_url=BASE,
         cds_issuers={ISS: {"jwks_url": f"{ISS}/jwks", "jku": [JKU]}},
         cds_algorithms=["RS384", "ES384"],
+        **overrides,
     )
     container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
     container.cds_verifier.close()

@@ -18,7 +18,7 @@ from service.domain.cds import CdsAlert, PatientState, RiskSummary, factor_of
 from service.domain.facts import Fact, FactKind
 from service.domain.medication_timeline import events_of
 from service.fhir.jsonio import dumps
-from service.usecases.cds_hooks import CdsFeedback
+from service.usecases.cds_hooks import CdsFeedback, IssuedCard
 
 __all__ = ["PostgresCdsStore"]
 
@@ -105,12 +105,13 @@ class PostgresCdsStore:
             ).fetchone()
         return row is not None
 
-    def record_cds_feedback(self, items: Sequence[CdsFeedback]) -> None:
+    def record_cds_feedback(self, items: Sequence[CdsFeedback]) -> list[tuple[str | None, str | None]]:
         """See CdsStore."""
-        with self._transaction() as conn, conn.cursor() as cur:
-            cur.executemany(
-                _query("insert_cds_feedback"),
-                [
+        linked: list[tuple[str | None, str | None]] = []
+        with self._transaction() as conn:
+            for item in items:
+                row = conn.execute(
+                    _query("insert_cds_feedback"),
                     {
                         "received_at": item.received_at,
                         "caller": item.caller,
@@ -124,7 +125,24 @@ class PostgresCdsStore:
                         "override_code": item.override_code,
                         "override_comment": item.override_comment,
                         "outcome_at": item.outcome_at,
+                    },
+                ).fetchone()
+                linked.append((row["patient_id"], row["alert_id"]) if row else (None, None))
+        return linked
+
+    def record_cds_cards(self, cards: Sequence[IssuedCard], now: datetime) -> None:
+        """See CdsStore."""
+        with self._transaction() as conn, conn.cursor() as cur:
+            cur.executemany(
+                _query("insert_cds_card"),
+                [
+                    {
+                        "card": c.card,
+                        "service_id": c.service_id,
+                        "patient_id": c.patient_id,
+                        "alert_id": c.alert_id,
+                        "now": now,
                     }
-                    for item in items
+                    for c in cards
                 ],
             )

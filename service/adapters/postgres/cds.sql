@@ -25,7 +25,15 @@ ON CONFLICT (issuer, jti) DO NOTHING
 RETURNING 1 AS claimed;
 
 -- name: insert_cds_feedback
+-- Linked to the patient and the alert of the card when refracture issued it (cds_card, migration 0017).
 INSERT INTO cds_feedback (received_at, caller, service_id, card, outcome, accepted_suggestions, override_system,
-                          override_code, override_comment, outcome_at)
-VALUES (%(received_at)s, %(caller)s, %(service_id)s, %(card)s, %(outcome)s, %(accepted_suggestions)s,
-        %(override_system)s, %(override_code)s, %(override_comment)s, %(outcome_at)s);
+                          override_code, override_comment, outcome_at, patient_id, alert_id)
+SELECT %(received_at)s, %(caller)s, %(service_id)s, %(card)s, %(outcome)s, %(accepted_suggestions)s,
+       %(override_system)s, %(override_code)s, %(override_comment)s, %(outcome_at)s, c.patient_id, c.alert_id
+  FROM (SELECT 1) AS one LEFT JOIN cds_card c ON c.card = %(card)s
+RETURNING patient_id, alert_id::text AS alert_id;
+
+-- name: insert_cds_card
+INSERT INTO cds_card (card, service_id, patient_id, alert_id, first_issued)
+VALUES (%(card)s, %(service_id)s, %(patient_id)s, %(alert_id)s::uuid, %(now)s)
+ON CONFLICT (card) DO NOTHING;

@@ -69,9 +69,16 @@ class PostgresSessionStore:
         with self._connection() as conn:
             conn.execute("DELETE FROM auth_pending WHERE expires_at < now()")
             conn.execute(
-                "INSERT INTO auth_pending (state, nonce, code_verifier, return_to, expires_at) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                (pending.state, pending.nonce, pending.code_verifier, pending.return_to, pending.expires_at),
+                "INSERT INTO auth_pending (state, nonce, code_verifier, return_to, expires_at, smart_iss) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (
+                    pending.state,
+                    pending.nonce,
+                    pending.code_verifier,
+                    pending.return_to,
+                    pending.expires_at,
+                    pending.smart_iss,
+                ),
             )
 
     def take_pending(self, state: str, now: datetime) -> PendingSignIn | None:
@@ -79,7 +86,7 @@ class PostgresSessionStore:
         with self._connection() as conn:
             row = conn.execute(
                 "DELETE FROM auth_pending WHERE state = %s RETURNING state, nonce, code_verifier, return_to, "
-                "expires_at",
+                "expires_at, smart_iss",
                 (state,),
             ).fetchone()
         if row is None or row["expires_at"] <= now:

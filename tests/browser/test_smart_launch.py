@@ -1,0 +1,86 @@
+"""The worklist opened by SMART EHR launch in a real browser: the EHR (tests/smart_launcher_standin.py) opens
+/launch with a patient in context, the clinician signs in at the EHR, and refracture opens that patient's page."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+import uvicorn
+from playwright.sync_api import Page, expect
+
+from service.adapters.local_services import LocalServices, free_port
+from service.api.app import create_app
+from service.bootstrap import bootstrap
+from tests.conftest import RecordingQueue, make_settings, query_one
+from tests.smart_launcher_standin import CLIENT_ID, CLIENT_SECRET, RunningLauncher
+from tests.worklist_data import FixedClock
+
+pytestmark = pytest.mark.integration
+
+PATIENT = "edge-same-day-1"  # Zeta, Ines in the loaded worklist
+
+
+@pytest.fixture
+def ehr() -> Iterator[RunningLauncher]:
+    running = RunningLauncher().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def smart_server(services: LocalServices, worklist_url: str, ehr: RunningLauncher) -> Iterator[str]:
+    """The service in a real HTTP server, with the stand-in EHR allowed to launch it."""
+    settings = make_settings(
+        services,
+        worklist_url,
+        smart_fhir_servers=[ehr.fhir],
+        smart_client_id=CLIENT_ID,
+        smart_client_secret=CLIENT_SECRET,
+    )
+    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    port = free_port()
+    config = uvicorn.Config(create_app(lambda: container), host="127.0.0.1", port=port, log_level="warning")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    uv.should_exit = True
+    thread.join(timeout=20)
+
+
+def test_the_ehr_launches_the_worklist_on_the_patient_in_context(
+    page: Page, smart_server: str, ehr: RunningLauncher, worklist_url: str, artifacts: Path
+) -> None:
+    # The EHR opens refracture's launch URL from Zeta, Ines's chart.
+    launch = ehr.ehr.launch(PATIENT)
+    page.goto(f"{smart_server}/launch?{urlencode({'iss': ehr.fhir, 'launch': launch})}")
+
+    # Through the EHR's authorisation server and back: the patient's page, signed in as the EHR's user.
+    expect(page.get_by_role("heading", level=1)).to_have_text("Zeta, Ines")
+    assert page.url == f"{smart_server}/worklist/patients/{PATIENT}"
+    expect(page.get_by_text("Signed in as")).to_contain_text("Dr Grace Hopper")
+    page.screenshot(path=str(artifacts / "smart-launch-patient.png"), full_page=True)
+
+    # The clinician acts on the alert; the history names their fhirUser.
+    alert = page.locator("article.alert", has=page.get_by_role("heading", name="Denosumab dose overdue"))
+    alert.get_by_role("button", name="Apply").click()
+    expect(page.get_by_role("status")).to_have_text("Alert acknowledged.")
+    expect(alert.locator("table.history")).to_contain_text("Practitioner/dr-grace")
+
+    # The launch is bound to this patient: the whole worklist is not theirs to see (asked with the page's cookies,
+    # outside the page, so that the refusal is not a console error).
+    refused = page.request.get(f"{smart_server}/worklist", max_redirects=0)
+    assert refused.status == 403
+    assert "Not available" in refused.text()
+    signed_in = "SELECT count(*) FROM audit_event WHERE actor = 'Practitioner/dr-grace' AND action = 'sign-in'"
+    assert query_one(worklist_url, signed_in) == 1

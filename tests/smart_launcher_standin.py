@@ -1,0 +1,185 @@
+"""A SMART launcher stand-in: an EHR's authorisation server and FHIR base, on a loopback port (uvicorn in a thread).
+
+- ``{base}/fhir/.well-known/smart-configuration``: SMART 2.x discovery (issuer, jwks_uri, endpoints, S256).
+- ``/authorize``: checks the client, ``aud`` (the FHIR base), the scopes (``launch`` with a known launch handle, or
+  ``launch/patient``; ``openid fhirUser``) and the S256 challenge, then signs the configured person in at once.
+- ``/token``: checks the client's secret, the code (once), the redirect URI and the PKCE verifier; answers with an
+  access token, ``patient`` (the launch's, or the standalone pick) and an ID token with ``fhirUser`` and the nonce.
+- ``{base}/fhir/MedicationRequest``: a FHIR search that needs one of the access tokens it issued (for CDS Hooks'
+  ``fhirServer`` + ``fhirAuthorization``).
+
+Everything asked is recorded, for the tests to inspect.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import uvicorn
+from joserfc import jwt
+from joserfc.jwk import KeySet, RSAKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from service.adapters.local_services import free_port
+
+CLIENT_ID = "refracture-smart"
+CLIENT_SECRET = secrets.token_urlsafe(16)  # made per run: no credential is ever committed
+
+
+class SmartLauncher:
+    """The EHR side of a SMART launch, with the person who will sign in and the launches it has handed out."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.fhir = f"{base}/fhir"
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "ehr-smart-1"})
+        self.person: dict[str, Any] = {"sub": "u-4711", "name": "Dr Grace Hopper", "fhirUser": "Practitioner/dr-grace"}
+        self.launches: dict[str, str] = {}  # launch handle -> patient in context
+        self.standalone_patient: str | None = None  # the patient picked in a standalone launch
+        self.token_status = 200  # what /token answers (a failure mode when not 200)
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.authorize_requests: list[dict[str, str]] = []
+        self.token_requests: list[dict[str, str]] = []
+        self.access_tokens: set[str] = set()
+        self.fhir_requests: list[dict[str, str]] = []
+        self.medications: list[dict[str, Any]] = []  # MedicationRequests the FHIR search answers with
+        self.app = Starlette(
+            routes=[
+                Route("/fhir/.well-known/smart-configuration", self.configuration),
+                Route("/authorize", self.authorize),
+                Route("/token", self.token, methods=["POST"]),
+                Route("/jwks", self.jwks),
+                Route("/fhir/MedicationRequest", self.medication_requests),
+            ]
+        )
+
+    def launch(self, patient: str) -> str:
+        """A launch handle for a patient in context, as the EHR puts it in the launch URL."""
+        handle = secrets.token_urlsafe(12)
+        self.launches[handle] = patient
+        return handle
+
+    async def configuration(self, _: Request) -> Response:
+        return JSONResponse(
+            {
+                "issuer": self.base,
+                "jwks_uri": f"{self.base}/jwks",
+                "authorization_endpoint": f"{self.base}/authorize",
+                "token_endpoint": f"{self.base}/token",
+                "grant_types_supported": ["authorization_code"],
+                "code_challenge_methods_supported": ["S256"],
+                "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "patient/*.rs"],
+                "capabilities": [
+                    "launch-ehr",
+                    "launch-standalone",
+                    "client-confidential-symmetric",
+                    "sso-openid-connect",
+                ],
+            }
+        )
+
+    async def authorize(self, request: Request) -> Response:
+        query = dict(request.query_params)
+        self.authorize_requests.append(query)
+        scopes = set(query.get("scope", "").split())
+        launch = query.get("launch")
+        if (
+            query.get("client_id") != CLIENT_ID
+            or query.get("response_type") != "code"
+            or query.get("code_challenge_method") != "S256"
+            or query.get("aud") != self.fhir
+            or not {"openid", "fhirUser"} <= scopes
+        ):
+            return JSONResponse({"error": "invalid_request"}, status_code=400)
+        if launch is not None:
+            if "launch" not in scopes or launch not in self.launches:
+                return JSONResponse({"error": "invalid_request", "error_description": "launch"}, status_code=400)
+            patient: str | None = self.launches[launch]
+        else:
+            if "launch/patient" not in scopes:
+                return JSONResponse({"error": "invalid_scope"}, status_code=400)
+            patient = self.standalone_patient
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = {**query, "patient": patient}
+        back = {"code": code, "state": query.get("state", "")}
+        return RedirectResponse(f"{query['redirect_uri']}?{urlencode(back)}", status_code=302)
+
+    async def token(self, request: Request) -> Response:
+        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
+        self.token_requests.append(form)
+        if self.token_status != 200:
+            return JSONResponse({"error": "server_error"}, status_code=self.token_status)
+        expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        if request.headers.get("authorization") != expected:
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        asked = self.codes.pop(form.get("code", ""), None)  # a code works once
+        if asked is None or form.get("redirect_uri") != asked["redirect_uri"]:
+            return JSONResponse({"error": "invalid_grant"}, status_code=400)
+        verifier = form.get("code_verifier", "")
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+        if challenge != asked["code_challenge"]:
+            return JSONResponse({"error": "invalid_grant", "error_description": "PKCE"}, status_code=400)
+        now = int(time.time())
+        claims = {"iss": self.base, "aud": CLIENT_ID, "iat": now, "exp": now + 300, "nonce": asked["nonce"]}
+        id_token = jwt.encode({"alg": "RS256", "kid": "ehr-smart-1"}, {**claims, **self.person}, self.key)
+        access = secrets.token_urlsafe(24)
+        self.access_tokens.add(access)
+        answer: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "scope": asked["scope"],
+            "id_token": id_token,
+        }
+        if asked["patient"] is not None:
+            answer["patient"] = asked["patient"]
+        return JSONResponse(answer)
+
+    async def jwks(self, _: Request) -> Response:
+        return JSONResponse(KeySet([self.key]).as_dict(private=False))
+
+    async def medication_requests(self, request: Request) -> Response:
+        self.fhir_requests.append({"authorization": request.headers.get("authorization", ""), **request.query_params})
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if token not in self.access_tokens:
+            return JSONResponse({"resourceType": "OperationOutcome", "issue": []}, status_code=401)
+        patient = request.query_params.get("patient")
+        found = [m for m in self.medications if m.get("subject", {}).get("reference") == f"Patient/{patient}"]
+        bundle = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": m} for m in found]}
+        return JSONResponse(bundle, media_type="application/fhir+json")
+
+
+class RunningLauncher:
+    """The stand-in on a loopback port, in a background thread."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.ehr = SmartLauncher(self.base)
+        config = uvicorn.Config(self.ehr.app, host="127.0.0.1", port=self.port, log_level="error")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def fhir(self) -> str:
+        return self.ehr.fhir
+
+    def start(self) -> RunningLauncher:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
