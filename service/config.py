@@ -119,6 +119,8 @@ class Settings(BaseSettings):
 
     # Local codes that map to the standard codes refracture knows (docs/terminology-mapping.md).
     code_map_file: Path | None = None
+    # The Tasks' routing table: who owns each alert type's Task per site (JSON; docs/integration-guide.md, 'Tasks').
+    task_routing_file: Path | None = None
 
     # How long a published patient-change doorbell may stay unanswered before the relay rings again.
     relay_redeliver_after_s: float = Field(default=120.0, gt=0)

@@ -6,10 +6,12 @@ alert's CarePlan activity, addressed to an owner from the site's routing table (
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from service.domain.alert_types import ALERT_TYPES, AlertType
@@ -21,6 +23,7 @@ __all__ = [
     "TaskInput",
     "TaskRoute",
     "build_task",
+    "load_routing",
     "parse_routing",
     "route_owner",
     "task_id_of",
@@ -98,6 +101,19 @@ def parse_routing(document: Any) -> list[TaskRoute]:
             )
         )
     return routes
+
+
+def load_routing(path: Path) -> list[TaskRoute]:
+    """The routing table from its file (REFRACTURE_TASK_ROUTING_FILE).
+
+    Raises:
+        ValueError: the file is not valid JSON or not a routing table (start-up stops with the reason).
+    """
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"the Task routing file {path} cannot be read: {exc}") from None
+    return parse_routing(document)
 
 
 def route_owner(routes: list[TaskRoute], alert_code: str, site: str | None) -> dict[str, str] | None:

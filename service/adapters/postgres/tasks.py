@@ -64,6 +64,7 @@ def save_task(conn: Conn, task: StoredTask, now: datetime) -> None:
             "status": task.resource.get("status", "requested"),
             "now": now,
             "resource": Jsonb(task.resource, dumps=lambda v: dumps(v).decode()),
+            "delivered_version": task.delivered_version,
         },
     )
 

@@ -6,10 +6,13 @@ SELECT alert_id, patient_id, id, version, content_hash, resource, ehr_id, ehr_ve
   FROM alert_task WHERE patient_id = ANY(%(patient_ids)s::text[]);
 
 -- name: save_task
-INSERT INTO alert_task (alert_id, patient_id, id, version, content_hash, status, updated_at, resource)
-VALUES (%(alert_id)s, %(patient_id)s, %(id)s, %(version)s, %(content_hash)s, %(status)s, %(now)s, %(resource)s)
+INSERT INTO alert_task (alert_id, patient_id, id, version, content_hash, status, updated_at, resource,
+                        delivered_version)
+VALUES (%(alert_id)s, %(patient_id)s, %(id)s, %(version)s, %(content_hash)s, %(status)s, %(now)s, %(resource)s,
+        %(delivered_version)s)
 ON CONFLICT (alert_id) DO UPDATE SET version = EXCLUDED.version, content_hash = EXCLUDED.content_hash,
-    status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, resource = EXCLUDED.resource;
+    status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, resource = EXCLUDED.resource,
+    delivered_version = EXCLUDED.delivered_version;
 
 -- name: task_for_update
 SELECT alert_id, patient_id, id, version, content_hash, resource, ehr_id, ehr_version, delivered_version,
@@ -17,7 +20,9 @@ SELECT alert_id, patient_id, id, version, content_hash, resource, ehr_id, ehr_ve
   FROM alert_task WHERE id = %(id)s FOR UPDATE;
 
 -- name: mark_task_synced
+-- The EHR's version is also the one the next write must match (If-Match).
 UPDATE alert_task SET synced_ehr_version = %(ehr_version)s, ehr_id = coalesce(ehr_id, %(ehr_id)s),
+                      ehr_version = coalesce(%(ehr_version)s, ehr_version),
                       ehr_final_status = coalesce(%(final_status)s, ehr_final_status)
  WHERE alert_id = %(alert_id)s;
 
