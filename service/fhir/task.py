@@ -182,7 +182,7 @@ def build_task(task: TaskInput) -> dict[str, Any]:
         # R4 Task.focus is 0..1 (the CarePlan): the MedicationRequest the alert is about is a second basedOn.
         resource["basedOn"].append({"reference": task.medication_request})
     reason = (detail.get("statusReason") or {}).get("text")
-    if reason and status in ("cancelled", "completed"):
+    if reason and status in ("cancelled", "completed") and task.ehr_status is None:
         resource["statusReason"] = {"text": str(reason)}
     if task.owner:
         resource["owner"] = dict(task.owner)

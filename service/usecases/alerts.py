@@ -366,8 +366,16 @@ class AlertEvaluator:
                 continue
             version = previous.version + 1 if previous else 1
             resource["meta"] = {"versionId": str(version), "lastUpdated": now.isoformat(timespec="milliseconds")}
-            session.save_task(StoredTask(alert.id, patient_id, task_id_of(alert.id), version, digest, resource), now)
-            changed = True
+            # Closed at the EHR: the EHR holds the final state and owns it now; nothing to send.
+            settled = previous is not None and previous.ehr_final_status is not None
+            delivered = version if settled else (previous.delivered_version if previous else None)
+            session.save_task(
+                StoredTask(
+                    alert.id, patient_id, task_id_of(alert.id), version, digest, resource, delivered_version=delivered
+                ),
+                now,
+            )
+            changed = changed or not settled
         if changed:
             session.queue_writeback([patient_id], now)
 

@@ -39,7 +39,8 @@ SELECT alert_id, patient_id, id, version, content_hash, resource, ehr_id, ehr_ve
 
 -- name: record_task_delivery
 UPDATE alert_task SET ehr_id = coalesce(%(ehr_id)s, ehr_id), ehr_version = %(ehr_version)s,
-                      delivered_version = %(version)s,
+                      -- never lower: a version settled meanwhile (closed at the EHR) stays delivered
+                      delivered_version = greatest(delivered_version, %(version)s),
                       -- our own write is not an EHR action: its version is already looked at
                       synced_ehr_version = coalesce(%(ehr_version)s, synced_ehr_version)
  WHERE alert_id = %(alert_id)s AND version >= %(version)s;
