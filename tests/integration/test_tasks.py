@@ -68,6 +68,10 @@ def app(
         task_routing_file=routes,
         sites={"north": ["Organization/org-north"]},
         subscription_public_url="http://refracture.test",  # event feeds on: the catch-up poll reads Tasks too
+        auth_dev_tokens={
+            **TOKENS,
+            "test-integration-observations": {"sub": "iface", "client_id": "iface", "scope": "system/Observation.cu"},
+        },
     )
     with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as client:
         yield container, client
@@ -306,3 +310,24 @@ def test_pull_mode_serves_the_tasks_with_the_same_authorisation(
             assert client.get("/fhir/metadata").json()["rest"][0]["resource"][-1]["type"] == "Task"
     finally:
         container.close()
+
+
+def test_a_rest_hook_carrying_a_completed_task_moves_the_alert(
+    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+) -> None:
+    container, client = app
+    post(container, client, patient("t7"), "t7")
+    task = complete_at_ehr(ehr, overdue_task(ehr, "t7"))
+    hook = f"/fhir/$subscription-hook/ehr/Task/{task['id']}"
+    headers = {"Content-Type": "application/fhir+json"}
+    # A client whose scopes do not cover Task cannot close alerts this way.
+    narrow = {**headers, "Authorization": "Bearer test-integration-observations"}
+    assert client.put(hook, content=json.dumps(task), headers=narrow).status_code == 403
+    assert alert_row(database_url, "t7")[1] == "open"
+    answer = client.put(hook, content=json.dumps(task), headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert alert_row(database_url, "t7")[1:] == ("dismissed", "completed at the EHR")
+    # The same notification again (the EHR retries): nothing more happens.
+    assert client.put(hook, content=json.dumps(task), headers=headers).status_code == 200
+    alert_id = alert_row(database_url, "t7")[0]
+    assert [a for a, _, _ in history(database_url, alert_id)].count("ehr:Practitioner/nurse-ana") == 1
