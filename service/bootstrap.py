@@ -185,6 +185,7 @@ def bootstrap(
         software=f"refracture {SOFTWARE_VERSION}",
         metrics=metrics,
         task_changed_at_ehr=task_sync,
+        write_tasks=settings.ehr_write_tasks,
     )
     # Assessment first (the care plan points at the newest RiskAssessment), then alerts, then the write-back.
     changes = ChangeProcessor(store, clock, [assessor.work, evaluator.work, deliverer.work])

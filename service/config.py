@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     ehr_base_url: str | None = None
     # How results reach the EHR: auto reads its CapabilityStatement; pull sends nothing (the EHR polls refracture).
     ehr_write_mode: Literal["auto", "transaction", "conditional", "client-id", "pull"] = "auto"
+    # Send the alerts' Tasks where the EHR takes them (false: Tasks are only served, e.g. while a Task profile of the
+    # EHR refuses them and would hold up the RiskAssessment and CarePlan of the same write-back).
+    ehr_write_tasks: bool = True
     ehr_auth: Literal["none", "bearer", "smart"] = "none"
     ehr_token: SecretStr | None = None  # for ehr_auth=bearer
     ehr_token_url: str | None = None  # SMART Backend Services

@@ -141,10 +141,12 @@ class Deliverer:
         random_source: Callable[[], float] = random.random,
         metrics: Metrics | None = None,
         task_changed_at_ehr: Callable[[dict[str, Any]], object] | None = None,
+        write_tasks: bool = True,
     ) -> None:
         """``task_changed_at_ehr`` is told of a Task the EHR completed or cancelled that a write found (the event
         feed finds it too; telling it twice is harmless)."""
         self._task_changed_at_ehr = task_changed_at_ehr
+        self._write_tasks = write_tasks
         self._store = store
         self._metrics = metrics or NoMetrics()
         self._ehr = ehr
@@ -182,8 +184,10 @@ class Deliverer:
             chosen, reason = choose_mode(capability)
             if self._mode_setting != "auto":
                 chosen, reason = WriteMode(self._mode_setting), f"set by configuration (the EHR allows: {reason})"
-            tasks = task_writes_allowed(capability, chosen)
-            reason += "" if tasks or chosen is WriteMode.PULL else "; Tasks are served, not sent (the EHR takes none)"
+            tasks = self._write_tasks and task_writes_allowed(capability, chosen)
+            if not tasks and chosen is not WriteMode.PULL:
+                why = "the EHR takes none" if self._write_tasks else "REFRACTURE_EHR_WRITE_TASKS=false"
+                reason += f"; Tasks are served, not sent ({why})"
             self._mode = _Mode(chosen, provenance_allowed(capability), now, reason, tasks)
         assert self._mode.mode is not None
         self._store.save_ehr_state(base, self._mode.mode.value, self._mode.detail, now)

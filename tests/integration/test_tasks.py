@@ -331,3 +331,19 @@ def test_a_rest_hook_carrying_a_completed_task_moves_the_alert(
     assert client.put(hook, content=json.dumps(task), headers=headers).status_code == 200
     alert_id = alert_row(database_url, "t7")[0]
     assert [a for a, _, _ in history(database_url, alert_id)].count("ehr:Practitioner/nurse-ana") == 1
+
+
+def test_task_writes_can_be_turned_off(
+    services: LocalServices, database_url: str, ehr: RunningStandIn, clock: Clock
+) -> None:
+    ehr.app.reset()
+    container = build(services, database_url, ehr, clock, ehr_write_tasks=False)
+    try:
+        with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
+            post(container, client, patient("t8"), "t8")
+            assert ehr.app.resources("Task") == []
+            assert len(ehr.app.resources("CarePlan")) == 1
+            assert "REFRACTURE_EHR_WRITE_TASKS=false" in container.store.read_ehr_state()["detail"]  # type: ignore[index]
+            assert client.get("/fhir/Task", params={"subject": "Patient/t8"}).json()["total"] == 2
+    finally:
+        container.close()
