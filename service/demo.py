@@ -148,6 +148,7 @@ def run_demo(patients: int, port: int, keep_running: bool) -> int:
         print(f"    {base}/fhir/Patient/{first}   one synthetic patient as stored")
         print(f"    {base}/fhir/RiskAssessment?subject=Patient/{first}   their risk, explained")
         print(f"    {base}/fhir/CarePlan?subject=Patient/{first}   their care plan")
+        print(f"    {base}/fhir/Task?subject=Patient/{first}   a Task per alert, for the EHR's work queues")
         print(f"    {base}/api/terminology/unrecognised  codes to map for this EHR")
         print(f"    {base}/readyz                        database and broker")
         if keep_running:

@@ -196,7 +196,7 @@ def test_acting_in_refracture_moves_the_task_and_a_dose_completes_it(
     put(container, client, dose("t2", "d2", T0.date()), "t2")
     task = overdue_task(ehr, "t2")
     assert task["status"] == "completed"
-    assert task["meta"]["versionId"] == "3"  # requested → in-progress → completed: one version each, never deleted
+    assert task["meta"]["versionId"] == "3"  # requested → in-progress → completed: a version each, never deleted
     exactly_once(ehr, database_url, "t2")
 
 
@@ -347,3 +347,20 @@ def test_task_writes_can_be_turned_off(
             assert client.get("/fhir/Task", params={"subject": "Patient/t8"}).json()["total"] == 2
     finally:
         container.close()
+
+
+def test_a_note_added_at_the_ehr_survives_our_next_write(
+    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+) -> None:
+    container, client = app
+    post(container, client, patient("t9"), "t9")
+    note = [{"text": "Patient prefers a morning slot.", "authorString": "Clerk D"}]
+    ehr.app.put({**overdue_task(ehr, "t9"), "note": note})
+    poll(container)  # a note is no action
+    alert_id, status, _ = alert_row(database_url, "t9")
+    assert status == "open"
+    container.actions.act(alert_id, ActionRequest(AlertAction.ACKNOWLEDGE), "coordinator-1")
+    container.deliverer.deliver_due()
+    task = overdue_task(ehr, "t9")
+    assert (task["status"], task["note"]) == ("in-progress", note)
+    exactly_once(ehr, database_url, "t9")

@@ -20,9 +20,8 @@ SELECT alert_id, patient_id, id, version, content_hash, resource, ehr_id, ehr_ve
   FROM alert_task WHERE id = %(id)s FOR UPDATE;
 
 -- name: mark_task_synced
--- The EHR's version is also the one the next write must match (If-Match).
+-- ehr_version stays the one refracture last wrote: its next write then meets the EHR's change (412) and merges it.
 UPDATE alert_task SET synced_ehr_version = %(ehr_version)s, ehr_id = coalesce(ehr_id, %(ehr_id)s),
-                      ehr_version = coalesce(%(ehr_version)s, ehr_version),
                       ehr_final_status = coalesce(%(final_status)s, ehr_final_status)
  WHERE alert_id = %(alert_id)s;
 
