@@ -56,10 +56,9 @@ __all__ = ["CircuitBreaker", "Deliverer", "DeliveryOutcome"]
 log = logging.getLogger(__name__)
 
 _NAMESPACE: Final = uuid.UUID("0b6c1e8d-3f2a-4d5b-9c7e-1a2b3c4d5e6f")
-_REFUSES_TRANSACTIONS: Final = frozenset({404, 405, 501})
-_CLOSED_AT_EHR: Final = frozenset(
-    {"completed", "cancelled", "failed", "rejected", "entered-in-error"}
-)  # "no such endpoint / not implemented" on POST [base]
+_REFUSES_TRANSACTIONS: Final = frozenset({404, 405, 501})  # "no such endpoint / not implemented" on POST [base]
+# A Task the EHR completed or cancelled is finished there: refracture never writes it again (the alert follows it).
+_CLOSED_AT_EHR: Final = frozenset({"completed", "cancelled"})
 
 
 class CircuitBreaker:
