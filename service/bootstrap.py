@@ -206,9 +206,9 @@ def bootstrap(
             silence_s=settings.subscription_heartbeat_period_s + settings.subscription_heartbeat_grace_s,
         ),
         metrics,
-        task_changed=task_sync,
     )
     cds_hooks = CdsHooks(PostgresCdsStore(pool), clock, today, terminology.local_target)
+    feed_worker.follow_tasks(task_sync)
     return Container(
         settings=settings,
         pool=pool,

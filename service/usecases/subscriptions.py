@@ -337,15 +337,18 @@ class FeedWorker:
         settings: FeedSettings,
         metrics: Metrics | None = None,
         jitter: Callable[[], float] = random.random,
-        task_changed: TaskChanged | None = None,
     ) -> None:
         self._store = store
         self._ehr = ehr
-        self._ingest = _Ingest(ingestor, metrics or NoMetrics(), task_changed)
+        self._ingest = _Ingest(ingestor, metrics or NoMetrics())
         self._ring = ring
         self._clock = clock
         self._settings = settings
         self._jitter = jitter
+
+    def follow_tasks(self, task_changed: TaskChanged) -> None:
+        """Hand refracture's own Tasks read from the EHR (fetched or polled) to the Task sync (issue 18)."""
+        self._ingest = _Ingest(self._ingest._ingestor, self._ingest._metrics, task_changed)
 
     def work(self) -> WorkDone:
         """Fetch what is due, then poll if asked for or due; without an EHR there is nothing to read."""
