@@ -92,7 +92,8 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                 "mode": "server",
                 "documentation": (
                     "Takes the EHR's Patients, Observations, Procedures, Conditions and medication resources, "
-                    "singly or in transaction/batch Bundles, and serves refracture's own CodeSystems."
+                    "singly or in transaction/batch Bundles, and serves refracture's own CodeSystems and its "
+                    "RiskAssessments, CarePlans and Tasks (one per alert)."
                 ),
                 "security": {
                     "cors": False,
