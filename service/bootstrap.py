@@ -35,6 +35,7 @@ from service.domain.risk_model import model_version
 from service.fhir.capability import SOFTWARE_VERSION
 from service.fhir.normalise import Normaliser
 from service.fhir.resource_types import INPUT_TYPES
+from service.fhir.task import load_routing
 from service.fhir.terminology import Terminology, load_code_map
 from service.security.authenticator import Authenticator, make_authenticator
 from service.security.cds_trust import CdsTokenVerifier, make_cds_verifier
@@ -54,6 +55,7 @@ from service.usecases.refusals import RefusalCounter
 from service.usecases.relay import Relay
 from service.usecases.subscriptions import FeedSettings, FeedWorker, NotificationReceiver
 from service.usecases.sweep import Sweeper
+from service.usecases.task_sync import TaskSync
 from service.usecases.worklist import Worklist
 from service.usecases.writeback import CircuitBreaker, Deliverer
 
@@ -107,6 +109,7 @@ class Container:
     # Patient scoping: patients' Organizations, alerts' patients, break-the-glass grants (security/scoping.py).
     access: PostgresAccess
     subscription_secrets: PostgresSubscriptionSecrets  # the feed's shared secret, rotated by `refracture subscribe`
+    task_sync: TaskSync  # a Task completed or cancelled at the EHR: the alert follows (issue 18)
     # SMART App Launch of the worklist from the allow-listed EHRs (adapters/smart.py), when configured.
     smart: SmartClient | None = None
     # CDS Hooks reads at an allow-listed fhirServer with the call's fhirAuthorization (adapters/ehr/cds_fhir.py).
@@ -174,7 +177,11 @@ def bootstrap(
         return moment.astimezone(zone).date()
 
     metrics = PrometheusMetrics()
-    evaluator = AlertEvaluator(store, clock, settings.alerts, today, metrics)
+    routes = load_routing(settings.task_routing_file) if settings.task_routing_file else []
+    # A Patient's managingOrganization names its site (REFRACTURE_SITES; unmapped: Organization/{site}).
+    organization_sites = {org: site for site, orgs in settings.sites.items() for org in orgs}
+    evaluator = AlertEvaluator(store, clock, settings.alerts, today, metrics, routes, organization_sites)
+    task_sync = TaskSync(store, evaluator, clock, today)
     ehr = ehr if ehr is not None else make_ehr_client(settings)
     deliverer = Deliverer(
         store,
@@ -190,6 +197,8 @@ def bootstrap(
         capability_refresh_s=settings.ehr_capability_refresh_s,
         software=f"refracture {SOFTWARE_VERSION}",
         metrics=metrics,
+        task_changed_at_ehr=task_sync,
+        write_tasks=settings.ehr_write_tasks,
     )
     # Assessment first (the care plan points at the newest RiskAssessment), then alerts, then the write-back.
     changes = ChangeProcessor(store, clock, [assessor.work, evaluator.work, deliverer.work])
@@ -205,7 +214,7 @@ def bootstrap(
         relay.ring,
         clock,
         FeedSettings(
-            resource_types=tuple(sorted(INPUT_TYPES)),
+            resource_types=(*sorted(INPUT_TYPES), "Task"),  # Task: refracture's own, changed at the EHR
             poll_interval_s=settings.subscription_poll_interval_s,
             lookback_s=settings.subscription_poll_lookback_s,
             silence_s=settings.subscription_heartbeat_period_s + settings.subscription_heartbeat_grace_s,
@@ -215,6 +224,7 @@ def bootstrap(
     )
     cds_fhir = make_cds_fhir_reader(settings.cds_fhir_servers)
     cds_hooks = CdsHooks(PostgresCdsStore(pool), clock, today, terminology.local_target, cds_fhir)
+    feed_worker.follow_tasks(task_sync)
     return Container(
         settings=settings,
         pool=pool,
@@ -263,7 +273,7 @@ def bootstrap(
         calibrations=calibrations,
         recalibrator=Recalibrator(calibrations, clock, today),
         feeds=feeds,
-        notifications=NotificationReceiver(feeds, ingestor, clock, metrics),
+        notifications=NotificationReceiver(feeds, ingestor, clock, metrics, task_sync),
         feed_worker=feed_worker,
         cds_hooks=cds_hooks,
         cds_verifier=make_cds_verifier(settings, cds_hooks.claim_jti),
@@ -280,6 +290,7 @@ def bootstrap(
         if settings.smart_fhir_servers and settings.smart_client_id
         else None,
         cds_fhir=cds_fhir,
+        task_sync=task_sync,
     )
 
 

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     ehr_base_url: str | None = None
     # How results reach the EHR: auto reads its CapabilityStatement; pull sends nothing (the EHR polls refracture).
     ehr_write_mode: Literal["auto", "transaction", "conditional", "client-id", "pull"] = "auto"
+    # Send the alerts' Tasks where the EHR takes them (false: Tasks are only served, e.g. while a Task profile of the
+    # EHR refuses them and would hold up the RiskAssessment and CarePlan of the same write-back).
+    ehr_write_tasks: bool = True
     ehr_auth: Literal["none", "bearer", "smart"] = "none"
     ehr_token: SecretStr | None = None  # for ehr_auth=bearer
     ehr_token_url: str | None = None  # SMART Backend Services
@@ -138,6 +141,8 @@ class Settings(BaseSettings):
 
     # Local codes that map to the standard codes refracture knows (docs/terminology-mapping.md).
     code_map_file: Path | None = None
+    # The Tasks' routing table: who owns each alert type's Task per site (JSON; docs/integration-guide.md, 'Tasks').
+    task_routing_file: Path | None = None
 
     # How long a published patient-change doorbell may stay unanswered before the relay rings again.
     relay_redeliver_after_s: float = Field(default=120.0, gt=0)

@@ -441,6 +441,7 @@ def _print_summary(
         f"    {base}/fhir/Patient/{first}   one synthetic patient as stored",
         f"    {base}/fhir/RiskAssessment?subject=Patient/{first}   their risk, explained",
         f"    {base}/fhir/CarePlan?subject=Patient/{first}   their care plan",
+        f"    {base}/fhir/Task?subject=Patient/{first}   a Task per alert, for the EHR's work queues",
         f"    {base}/api/terminology/unrecognised  codes to map for this EHR",
         f"    {base}/readyz                        database and broker",
     ]

@@ -51,7 +51,7 @@ FULL_CAPABILITY: dict[str, Any] = {
                     "updateCreate": True,
                     "conditionalUpdate": True,
                 }
-                for kind in ("RiskAssessment", "CarePlan", "Provenance")
+                for kind in ("RiskAssessment", "CarePlan", "Provenance", "Task")
             ],
         }
     ],

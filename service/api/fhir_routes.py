@@ -21,6 +21,7 @@ from service.fhir.codesystems import CODE_SYSTEMS, code_system
 from service.fhir.jsonio import parse
 from service.fhir.outcome import searchset
 from service.fhir.references import patient_of, split_reference
+from service.fhir.task import TASK_SYSTEM
 from service.security.principal import Permission, Principal
 
 __all__ = ["router"]
@@ -200,6 +201,69 @@ async def search_care_plan(
     return fhir_response(searchset(fhir_base(request), [parse(body.encode())] if body else []))
 
 
+_TASK_STATUSES: Final = frozenset(
+    {
+        "draft",
+        "requested",
+        "received",
+        "accepted",
+        "rejected",
+        "ready",
+        "cancelled",
+        "in-progress",
+        "on-hold",
+        "failed",
+        "completed",
+        "entered-in-error",
+    }
+)
+
+
+@router.get(
+    "/Task",
+    operation_id="searchTask",
+    response_class=FhirJSONResponse,
+    responses=_FHIR_RESPONSES,
+    summary="The alerts' Tasks of a patient (or one Task by identifier), newest change first",
+)
+async def search_task(
+    request: Request,
+    container: ContainerDep,
+    principal: ResultReader,
+    subject: Annotated[str | None, Query(description="Patient/{id}")] = None,
+    patient: Annotated[str | None, Query(description="{id} or Patient/{id}")] = None,
+    status: Annotated[str | None, Query(description="Task status(es), comma-separated")] = None,
+    identifier: Annotated[str | None, Query(description="https://refracture.dev/fhir/sid/task|{value}")] = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
+) -> FhirJSONResponse:
+    """Tasks as a searchset Bundle: by patient (subject or patient), optionally by status, or by identifier."""
+    _only_parameters(
+        request,
+        {"subject", "patient", "status", "identifier", "_count"},
+        "Task is searched by subject (or patient), status and identifier",
+    )
+    _may_read(principal, "Task", Permission.READ_RESULTS, "s")
+    patient_id = _patient_parameter(subject or patient) if (subject or patient or not identifier) else None
+    statuses = [part.strip() for part in status.split(",") if part.strip()] if status else None
+    if statuses and not set(statuses) <= _TASK_STATUSES:
+        raise refuse(Problem.INVALID, "value", "status must be FHIR R4 Task statuses, comma-separated")
+    task_id = None
+    if identifier:
+        system, bar, value = identifier.rpartition("|")
+        if bar and system not in ("", TASK_SYSTEM):
+            return fhir_response(searchset(fhir_base(request), []))  # only refracture's own identifiers are known
+        task_id = value
+    note_audit(request.state, AuditNote("search", "Task", patients=[patient_id] if patient_id else []))
+    if patient_id is not None:
+        await check_patient(request, container, principal, patient_id)
+    bodies = await run_in_threadpool(container.store.search_tasks, patient_id, statuses, task_id, count)
+    found = [parse(b.encode()) for b in bodies]
+    if patient_id is None:
+        for patient_ref in {str(t.get("for", {}).get("reference", "")) for t in found}:
+            await check_patient(request, container, principal, patient_ref.removeprefix("Patient/"))
+    return fhir_response(searchset(fhir_base(request), found))
+
+
 @router.get(
     "/CodeSystem",
     operation_id="searchCodeSystem",
@@ -235,13 +299,13 @@ async def read(
         if found is None:
             raise refuse(Problem.NOT_FOUND, "not-found", f"CodeSystem/{resource_id} is not known")
         return fhir_response(found)
-    if resource_type in ("RiskAssessment", "CarePlan"):
+    if resource_type in ("RiskAssessment", "CarePlan", "Task"):
         _may_read(principal, resource_type, Permission.READ_RESULTS)
-        reader = (
-            container.store.read_risk_assessment
-            if resource_type == "RiskAssessment"
-            else (container.store.read_care_plan)
-        )
+        reader = {
+            "RiskAssessment": container.store.read_risk_assessment,
+            "CarePlan": container.store.read_care_plan,
+            "Task": container.store.read_task,
+        }[resource_type]
         produced = await run_in_threadpool(reader, resource_id)
         if produced is None:
             # The id is not echoed (a patient's id can be an MRN): error bodies get copied into other systems' logs.
@@ -288,8 +352,9 @@ def _constrained(principal: Principal) -> str:
 def _patients_of(body: str) -> list[str]:
     resource = parse(body.encode())
     found = patient_of(resource)
-    if found is None and isinstance(resource.get("subject"), dict):  # RiskAssessment, CarePlan
-        target = split_reference(resource["subject"].get("reference"))
+    holder = resource.get("subject") or resource.get("for")  # RiskAssessment, CarePlan; Task
+    if found is None and isinstance(holder, dict):
+        target = split_reference(holder.get("reference"))
         found = target[1] if target and target[0] == "Patient" else None
     return [found] if found else []
 

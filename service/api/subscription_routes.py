@@ -33,6 +33,9 @@ from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK, Receipt
 __all__ = ["router"]
 
 router = APIRouter(prefix="/fhir/$subscription-hook", tags=["Subscriptions"])
+# A Task of refracture's changed at the EHR moves its alert (usecases/task_sync.py): taking one from a notification's
+# body needs the scope to write Task, as the input types need theirs.
+_WRITTEN_TYPES = INPUT_TYPES | {"Task"}
 
 _FEED = Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="The feed's name (REFRACTURE_SUBSCRIPTION_FEED)")
 _TYPE = Path(pattern=r"^[A-Z][A-Za-z]{1,63}$", description="A FHIR resource type")
@@ -190,7 +193,7 @@ async def notification(
         named = {p for resource in parsed.resources.values() if (p := patient_of(resource))}
         if _notification_only(principal):
             parsed = dataclasses.replace(parsed, resources={})  # announced: read from the EHR, not taken from here
-        for resource_type in sorted(types & INPUT_TYPES):
+        for resource_type in sorted(types & _WRITTEN_TYPES):
             _may_write(principal, resource_type)
         note = AuditNote("notification", detail=parsed.kind, patients=sorted(named))
         note_audit(request.state, note)
@@ -249,7 +252,7 @@ async def _resource(
     resource_id: str,
     body: dict[str, Any] | None,
 ) -> FhirJSONResponse:
-    if resource_type in INPUT_TYPES:
+    if resource_type in _WRITTEN_TYPES:
         _may_write(principal, resource_type)
     if _notification_only(principal):
         body = None  # the resource is read from the EHR by a worker, not taken from the notification

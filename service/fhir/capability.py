@@ -11,7 +11,7 @@ __all__ = ["READ_ONLY_TYPES", "capability_statement"]
 
 SOFTWARE_VERSION: Final = "0.1.0"
 # The date this statement last changed; bump it with the capabilities.
-STATEMENT_DATE: Final = "2026-11-25"
+STATEMENT_DATE: Final = "2026-12-05"
 
 # Types refracture serves but does not take in.
 READ_ONLY_TYPES: Final[dict[str, list[dict[str, str]]]] = {
@@ -27,6 +27,16 @@ READ_ONLY_TYPES: Final[dict[str, list[dict[str, str]]]] = {
     "CarePlan": [
         {"name": "subject", "type": "reference", "documentation": "Patient/{id}: the patient's one active CarePlan"},
         {"name": "patient", "type": "reference", "documentation": "The same as subject"},
+    ],
+    "Task": [
+        {"name": "subject", "type": "reference", "documentation": "Patient/{id}: the Tasks of the patient's alerts"},
+        {"name": "patient", "type": "reference", "documentation": "The same as subject"},
+        {"name": "status", "type": "token", "documentation": "Task statuses, comma-separated (with a patient)"},
+        {
+            "name": "identifier",
+            "type": "token",
+            "documentation": "https://refracture.dev/fhir/sid/task|{value}: one alert's Task",
+        },
     ],
 }
 
@@ -82,7 +92,8 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                 "mode": "server",
                 "documentation": (
                     "Takes the EHR's Patients, Observations, Procedures, Conditions and medication resources, "
-                    "singly or in transaction/batch Bundles, and serves refracture's own CodeSystems."
+                    "singly or in transaction/batch Bundles, and serves refracture's own CodeSystems and its "
+                    "RiskAssessments, CarePlans and Tasks (one per alert)."
                 ),
                 "security": {
                     "cors": False,

@@ -14,6 +14,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from service.fhir import systems as S
+from service.fhir.task import TASK_SYSTEM
 
 __all__ = [
     "WriteMode",
@@ -25,6 +26,8 @@ __all__ = [
     "parse_location",
     "prepare_care_plan",
     "prepare_risk_assessment",
+    "prepare_task",
+    "task_writes_allowed",
     "transaction_bundle",
 ]
 
@@ -86,6 +89,25 @@ def provenance_allowed(capability: Any) -> bool:
             if isinstance(resource, dict) and resource.get("type") == "Provenance":
                 codes = {i.get("code") for i in resource.get("interaction", []) if isinstance(i, dict)}
                 return "update" in codes and resource.get("updateCreate") is True
+    return False
+
+
+def task_writes_allowed(capability: Any, mode: WriteMode) -> bool:
+    """Whether the EHR takes Tasks in this write mode (an EHR without them still gets the RiskAssessment and CarePlan;
+    its Tasks are then served in pull mode only)."""
+    if mode is WriteMode.PULL:
+        return False
+    for rest in (capability or {}).get("rest", []):
+        if not isinstance(rest, dict) or rest.get("mode") != "server":
+            continue
+        for resource in rest.get("resource", []):
+            if isinstance(resource, dict) and resource.get("type") == "Task":
+                codes = {i.get("code") for i in resource.get("interaction", []) if isinstance(i, dict)}
+                if "update" not in codes:
+                    return False
+                if mode is WriteMode.CLIENT_ID:
+                    return resource.get("updateCreate") is True
+                return resource.get("conditionalUpdate") is True
     return False
 
 
@@ -154,6 +176,34 @@ def build_provenance(
     return provenance
 
 
+def prepare_task(task: dict[str, Any], mode: WriteMode, plan_id: str | None, plan_ref: str | None) -> dict[str, Any]:
+    """The Task as sent: its CarePlan references point at the CarePlan as the EHR knows it (or the transaction's
+    placeholder); refracture's id only where the EHR keeps client ids."""
+    sent = copy.deepcopy({k: v for k, v in task.items() if k != "meta"})
+    if mode is not WriteMode.CLIENT_ID:
+        sent.pop("id", None)
+    ours = f"CarePlan/{plan_id}" if plan_id else None
+    if ours and plan_ref and plan_ref != ours:
+        if (sent.get("focus") or {}).get("reference") == ours:
+            sent["focus"] = {"reference": plan_ref}
+        sent["basedOn"] = [
+            {"reference": plan_ref} if b.get("reference") == ours else b for b in sent.get("basedOn", [])
+        ]
+    sent["meta"] = {"source": SOURCE}
+    return sent
+
+
+@dataclass(slots=True)
+class TaskWrite:
+    """One alert's Task to send: our version, and the EHR's version for If-Match."""
+
+    alert_id: str
+    task_id: str
+    version: int
+    resource: dict[str, Any]
+    ehr_version: str | None = None
+
+
 @dataclass(slots=True)
 class WritePlan:
     """The resources to send for one patient, and what is already at the EHR."""
@@ -167,6 +217,8 @@ class WritePlan:
     plan_version: int | None = None
     plan_ehr_version: str | None = None  # for If-Match
     inputs: list[str] = field(default_factory=list)
+    plan_ehr_id: str | None = None  # the CarePlan's id at the EHR, once delivered
+    tasks: list[TaskWrite] = field(default_factory=list)
 
 
 def transaction_bundle(plan: WritePlan, provenance: dict[str, Any] | None) -> dict[str, Any]:
@@ -192,6 +244,22 @@ def transaction_bundle(plan: WritePlan, provenance: dict[str, Any] | None) -> di
                 "fullUrl": f"urn:uuid:{plan.plan_id}",
                 "resource": prepare_care_plan(plan.care_plan, WriteMode.TRANSACTION, ra_ref),
                 "request": request,
+            }
+        )
+    plan_ref = (
+        f"urn:uuid:{plan.plan_id}"
+        if plan.care_plan is not None and plan.plan_id
+        else (f"CarePlan/{plan.plan_ehr_id}" if plan.plan_ehr_id else None)
+    )
+    for task in plan.tasks:
+        task_request: dict[str, Any] = {"method": "PUT", "url": conditional_url("Task", TASK_SYSTEM, task.task_id)}
+        if task.ehr_version:
+            task_request["ifMatch"] = f'W/"{task.ehr_version}"'
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:{task.task_id}",
+                "resource": prepare_task(task.resource, WriteMode.TRANSACTION, plan.plan_id, plan_ref),
+                "request": task_request,
             }
         )
     if provenance is not None and entries:

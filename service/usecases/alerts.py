@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from service.domain.alert_rules import AlertConfig, AlertFinding, evaluate, index_episode, resolution_of
 from service.domain.alert_types import ALERT_TYPES, AlertType
@@ -24,6 +24,7 @@ from service.domain.medication_timeline import events_of, last_dose
 from service.domain.safety import renal_check
 from service.fhir.care_plan import build_care_plan, previous_activities
 from service.fhir.jsonio import content_hash
+from service.fhir.task import TaskInput, TaskRoute, build_task, route_owner, task_id_of
 from service.usecases.ports import (
     AlertEventRow,
     AlertSession,
@@ -35,6 +36,7 @@ from service.usecases.ports import (
     NoMetrics,
     StoredAlert,
     StoredCarePlan,
+    StoredTask,
 )
 
 __all__ = ["SYSTEM_ACTOR", "AlertEvaluator", "EvaluationOutcome"]
@@ -77,8 +79,13 @@ class AlertEvaluator:
         config: AlertConfig,
         today: Callable[[datetime], date],
         metrics: Metrics | None = None,
+        task_routes: Sequence[TaskRoute] = (),
+        organization_sites: Mapping[str, str] | None = None,
     ) -> None:
-        """Args: ``today`` turns the clock's instant into the service's calendar date (its time zone)."""
+        """Args: ``today`` turns the clock's instant into the service's calendar date (its time zone);
+        ``task_routes`` the Tasks' routing table; ``organization_sites`` each Organization reference's site."""
+        self._routes = list(task_routes)
+        self._sites = dict(organization_sites or {})
         self._metrics = metrics or NoMetrics()
         self._store = store
         self._clock = clock
@@ -104,6 +111,8 @@ class AlertEvaluator:
             dismissed = session.dismissed_episodes(ids)
             assessments = session.latest_assessment_views(ids)
             plans = session.care_plans(ids)
+            tasks = session.tasks_of(ids)
+            organizations = session.patient_organizations(ids)
             schedules: list[tuple[str, date | None]] = []
             summaries: list[CareSummary] = []
             events: list[AlertEventRow] = []
@@ -134,7 +143,7 @@ class AlertEvaluator:
                         episode.day if episode else None,
                     )
                 )
-                if self._save_plan(
+                changed, plan = self._save_plan(
                     session,
                     patient_id,
                     current,
@@ -145,8 +154,11 @@ class AlertEvaluator:
                     now,
                     patient_facts,
                     today,
-                ):
+                )
+                if changed:
                     outcome.care_plans += 1
+                if plan is not None:
+                    self._save_tasks(session, patient_id, current, plan, tasks, organizations.get(patient_id), now)
             session.add_alert_events(events)
             session.set_schedules(schedules, now)
             session.update_care_summaries(summaries, now)
@@ -276,9 +288,10 @@ class AlertEvaluator:
         now: datetime,
         facts: Sequence[Fact],
         today: date,
-    ) -> bool:
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Save a new CarePlan version if it changed; returns whether it did, and the plan as it now stands."""
         if not alerts and assessment is None and stored is None:
-            return False  # nothing to plan for: no care plan
+            return False, None  # nothing to plan for: no care plan
         views = [self._view(a, alerts, facts, today) for a in alerts]
         context = PlanContext(
             renal_check(facts, today),
@@ -298,12 +311,73 @@ class AlertEvaluator:
         )
         digest = content_hash(resource).hex()
         if stored is not None and stored.content_hash == digest:
-            return False
+            return False, resource
         version = stored.version + 1 if stored else 1
         resource["meta"] = {"versionId": str(version), "lastUpdated": now.isoformat(timespec="milliseconds")}
         session.save_care_plan(patient_id, StoredCarePlan(plan_id, version, digest, resource), now)
         session.queue_writeback([patient_id], now)  # same transaction: the new version cannot be lost
-        return True
+        return True, resource
+
+    def _save_tasks(
+        self,
+        session: AlertSession,
+        patient_id: str,
+        alerts: list[StoredAlert],
+        plan: dict[str, Any],
+        stored: Mapping[str, StoredTask],
+        organization: str | None,
+        now: datetime,
+    ) -> None:
+        """One Task per alert, following its CarePlan activity: a new version when its content changes (issue 18).
+
+        An alert gets a Task while it is active; a closed alert's Task is completed or cancelled, never deleted.
+        """
+        activities = {str(a.get("id")): a for a in plan.get("activity", [])}
+        site = self._sites.get(organization, organization.removeprefix("Organization/")) if organization else None
+        changed = False
+        for alert in alerts:
+            previous = stored.get(alert.id)
+            activity = activities.get(f"alert-{alert.id}")
+            if activity is None or (previous is None and not alert.active):
+                continue
+            when = now.isoformat(timespec="seconds")
+            resource = build_task(
+                TaskInput(
+                    alert_id=alert.id,
+                    alert_code=alert.code,
+                    priority=alert.priority,
+                    patient_id=patient_id,
+                    activity=activity,
+                    plan_ref=f"CarePlan/{plan['id']}",
+                    medication_request=next((r for r in alert.evidence if r.startswith("MedicationRequest/")), None),
+                    owner=route_owner(self._routes, alert.code, site),
+                    authored_on=(
+                        str(previous.resource.get("authoredOn"))
+                        if previous
+                        else alert.opened_at.isoformat(timespec="seconds")
+                    ),
+                    last_modified=when,
+                    ehr_status=previous.ehr_final_status if previous else None,
+                )
+            )
+            # lastModified is when the content last changed, so it is left out of the comparison.
+            digest = content_hash({k: v for k, v in resource.items() if k != "lastModified"}).hex()
+            if previous is not None and previous.content_hash == digest:
+                continue
+            version = previous.version + 1 if previous else 1
+            resource["meta"] = {"versionId": str(version), "lastUpdated": now.isoformat(timespec="milliseconds")}
+            # Closed at the EHR: the EHR holds the final state and owns it now; nothing to send.
+            settled = previous is not None and previous.ehr_final_status is not None
+            delivered = version if settled else (previous.delivered_version if previous else None)
+            session.save_task(
+                StoredTask(
+                    alert.id, patient_id, task_id_of(alert.id), version, digest, resource, delivered_version=delivered
+                ),
+                now,
+            )
+            changed = changed or not settled
+        if changed:
+            session.queue_writeback([patient_id], now)
 
     def _view(self, alert: StoredAlert, alerts: Sequence[StoredAlert], facts: Sequence[Fact], today: date) -> AlertView:
         """The alert as the care plan sees it; for a resolved one, what resolved it (alerts.md, 'Activity status')."""

@@ -282,6 +282,23 @@ class StoredCarePlan:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredTask:
+    """An alert's Task as stored: the current version and what the EHR has of it."""
+
+    alert_id: str
+    patient_id: str
+    id: str
+    version: int
+    content_hash: str
+    resource: dict[str, Any]
+    ehr_id: str | None = None
+    ehr_version: str | None = None
+    delivered_version: int | None = None
+    synced_ehr_version: str | None = None
+    ehr_final_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AlertEventRow:
     """One change of an alert: who, what, when."""
 
@@ -332,6 +349,24 @@ class AlertSession(Protocol):
 
     def save_care_plan(self, patient_id: str, plan: StoredCarePlan, now: datetime) -> None:
         """Store a new version of a patient's CarePlan."""
+
+    def tasks_of(self, patient_ids: Sequence[str]) -> dict[str, StoredTask]:
+        """The alerts' Tasks of these patients, by alert id."""
+
+    def save_task(self, task: StoredTask, now: datetime) -> None:
+        """Store a new version of an alert's Task (to be delivered)."""
+
+    def patient_organizations(self, patient_ids: Sequence[str]) -> dict[str, str]:
+        """Each patient's managingOrganization reference (patients without one are left out)."""
+
+    def task_for_update(self, identifier: str) -> StoredTask | None:
+        """The Task with this identifier value (= its id), locked until the transaction ends."""
+
+    def mark_task_synced(
+        self, alert_id: str, ehr_id: str | None, ehr_version: str | None, final_status: str | None
+    ) -> None:
+        """The EHR's version of the Task has been looked at (acted on, or seen to be our own write); a final
+        status the EHR set is kept by the Task from then on."""
 
     def queue_writeback(self, patient_ids: Sequence[str], now: datetime) -> None:
         """Ask for these patients' newest state to be sent to the EHR (in this transaction)."""
@@ -392,6 +427,7 @@ class WritebackState:
     plan_ehr_id: str | None
     plan_ehr_version: str | None
     plan_delivered_version: int | None
+    tasks: tuple[StoredTask, ...] = ()  # Tasks with a version not yet delivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +440,8 @@ class DeliveryRecord:
     plan_version: int | None = None
     ehr_plan_id: str | None = None
     ehr_plan_version: str | None = None
+    # (alert id, our version delivered, the EHR's id, the EHR's version) of each Task sent
+    tasks: tuple[tuple[str, int, str | None, str | None], ...] = ()
 
 
 class WritebackStore(Protocol):
@@ -430,6 +468,9 @@ class WritebackStore(Protocol):
 
     def release_writeback(self, patient_id: str, next_attempt_at: datetime, now: datetime) -> None:
         """Hand back a claimed job that was not attempted."""
+
+    def set_task_ehr_version(self, alert_id: str, ehr_id: str | None, ehr_version: str | None) -> None:
+        """The EHR's id and current version of a Task (read after a version conflict)."""
 
     def set_plan_ehr_version(self, patient_id: str, ehr_id: str | None, ehr_version: str | None) -> None:
         """The CarePlan's id and version at the EHR, as last read."""

@@ -152,16 +152,25 @@ class Receipt:
         return self.fetches > 0 or self.catchup
 
 
-class _Ingest:
-    """Validates a resource read from the EHR and ingests it like POST /fhir would."""
+TaskChanged = Callable[[dict[str, Any]], object]
+_TASK: Final = "Task"  # refracture's own Tasks come back through the feed: the alert follows (task_sync.py)
 
-    def __init__(self, ingestor: Ingestor, metrics: Metrics) -> None:
+
+class _Ingest:
+    """Validates a resource read from the EHR and ingests it like POST /fhir would (a Task goes to the Task sync)."""
+
+    def __init__(self, ingestor: Ingestor, metrics: Metrics, task_changed: TaskChanged | None = None) -> None:
         self._ingestor = ingestor
         self._metrics = metrics
+        self._task_changed = task_changed
 
     def __call__(self, resource: dict[str, Any], receipt: Receipt) -> None:
         resource_type, resource_id = resource.get("resourceType"), resource.get("id")
         issues = validate_resource(resource)
+        if resource_type == _TASK and self._task_changed is not None and not issues:
+            self._task_changed(resource)
+            receipt.ingested += 1
+            return
         if issues or resource_type not in INPUT_TYPES or not isinstance(resource_id, str):
             receipt.refused += 1
             self._metrics.count_ingested(str(resource_type if resource_type in INPUT_TYPES else "other"), "refused")
@@ -192,10 +201,18 @@ class _Ingest:
 class NotificationReceiver:
     """The API side: take a notification, store what came, queue what must be fetched or re-read."""
 
-    def __init__(self, store: FeedStore, ingestor: Ingestor, clock: Clock, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        store: FeedStore,
+        ingestor: Ingestor,
+        clock: Clock,
+        metrics: Metrics | None = None,
+        task_changed: TaskChanged | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
-        self._ingest = _Ingest(ingestor, metrics or NoMetrics())
+        self._ingest = _Ingest(ingestor, metrics or NoMetrics(), task_changed)
+        self._types = INPUT_TYPES | {_TASK} if task_changed is not None else INPUT_TYPES
 
     def ping(self, feed_id: str) -> Receipt:
         """An R4 rest-hook notification without payload: something changed; re-read what changed since the
@@ -214,7 +231,7 @@ class NotificationReceiver:
             RefractureError: 404 for a type refracture does not take; 400 for invalid FHIR or a body that differs
                 from the URL (as for ``PUT /fhir/{type}/{id}``).
         """
-        if resource_type not in INPUT_TYPES:
+        if resource_type not in self._types:
             raise refuse(Problem.NOT_FOUND, "not-supported", f"refracture does not take {resource_type} resources")
         receipt = Receipt("rest-hook")
         now = self._clock()
@@ -267,7 +284,7 @@ class NotificationReceiver:
                 {
                     e.focus
                     for e in fresh
-                    if e.focus is not None and e.focus[0] in INPUT_TYPES and e.focus not in notification.resources
+                    if e.focus is not None and e.focus[0] in self._types and e.focus not in notification.resources
                 }
             )
             if wanted:
@@ -332,6 +349,10 @@ class FeedWorker:
         self._clock = clock
         self._settings = settings
         self._jitter = jitter
+
+    def follow_tasks(self, task_changed: TaskChanged) -> None:
+        """Hand refracture's own Tasks read from the EHR (fetched or polled) to the Task sync (issue 18)."""
+        self._ingest = _Ingest(self._ingest._ingestor, self._ingest._metrics, task_changed)
 
     def work(self) -> WorkDone:
         """Fetch what is due, then poll if asked for or due; without an EHR there is nothing to read."""

@@ -20,9 +20,11 @@ from typing import Any, Final
 
 from service.domain.backoff import RetryPolicy
 from service.errors import EhrConflict, EhrError, EhrRejected, EhrTemporaryError
+from service.fhir.task import TASK_SYSTEM
 from service.fhir.writeback import (
     PLAN_SYSTEM,
     RA_SYSTEM,
+    TaskWrite,
     WriteMode,
     WritePlan,
     build_provenance,
@@ -33,7 +35,9 @@ from service.fhir.writeback import (
     parse_location,
     prepare_care_plan,
     prepare_risk_assessment,
+    prepare_task,
     provenance_allowed,
+    task_writes_allowed,
     transaction_bundle,
 )
 from service.usecases.ports import (
@@ -53,6 +57,8 @@ log = logging.getLogger(__name__)
 
 _NAMESPACE: Final = uuid.UUID("0b6c1e8d-3f2a-4d5b-9c7e-1a2b3c4d5e6f")
 _REFUSES_TRANSACTIONS: Final = frozenset({404, 405, 501})  # "no such endpoint / not implemented" on POST [base]
+# A Task the EHR completed or cancelled is finished there: refracture never writes it again (the alert follows it).
+_CLOSED_AT_EHR: Final = frozenset({"completed", "cancelled"})
 
 
 class CircuitBreaker:
@@ -106,6 +112,7 @@ class _Mode:
     provenance: bool = False
     checked_at: datetime | None = None
     detail: str = ""
+    tasks: bool = False  # the EHR takes Task writes in this mode
 
 
 @dataclass(slots=True)
@@ -132,7 +139,13 @@ class Deliverer:
         software: str,
         random_source: Callable[[], float] = random.random,
         metrics: Metrics | None = None,
+        task_changed_at_ehr: Callable[[dict[str, Any]], object] | None = None,
+        write_tasks: bool = True,
     ) -> None:
+        """``task_changed_at_ehr`` is told of a Task the EHR completed or cancelled that a write found (the event
+        feed finds it too; telling it twice is harmless)."""
+        self._task_changed_at_ehr = task_changed_at_ehr
+        self._write_tasks = write_tasks
         self._store = store
         self._metrics = metrics or NoMetrics()
         self._ehr = ehr
@@ -170,7 +183,11 @@ class Deliverer:
             chosen, reason = choose_mode(capability)
             if self._mode_setting != "auto":
                 chosen, reason = WriteMode(self._mode_setting), f"set by configuration (the EHR allows: {reason})"
-            self._mode = _Mode(chosen, provenance_allowed(capability), now, reason)
+            tasks = self._write_tasks and task_writes_allowed(capability, chosen)
+            if not tasks and chosen is not WriteMode.PULL:
+                why = "the EHR takes none" if self._write_tasks else "REFRACTURE_EHR_WRITE_TASKS=false"
+                reason += f"; Tasks are served, not sent ({why})"
+            self._mode = _Mode(chosen, provenance_allowed(capability), now, reason, tasks)
         assert self._mode.mode is not None
         self._store.save_ehr_state(base, self._mode.mode.value, self._mode.detail, now)
         return self._mode.mode.value, self._mode.detail
@@ -213,7 +230,7 @@ class Deliverer:
         state = self._store.writeback_state(job.patient_id)
         plan = self._plan(job.patient_id, state)
         try:
-            if plan.risk_assessment is None and plan.care_plan is None:
+            if plan.risk_assessment is None and plan.care_plan is None and not plan.tasks:
                 sent = _Sent(DeliveryRecord(mode.value))  # already there: nothing to send
             else:
                 sent = self._send(plan, mode)
@@ -246,8 +263,7 @@ class Deliverer:
         self._metrics.count_writeback(mode.value, "delivered")
         outcome.delivered += 1
 
-    @staticmethod
-    def _plan(patient_id: str, state: WritebackState) -> WritePlan:
+    def _plan(self, patient_id: str, state: WritebackState) -> WritePlan:
         send_ra = state.risk_assessment is not None and not state.assessment_delivered
         send_plan = state.care_plan is not None and state.plan_version != state.plan_delivered_version
         inputs = [b["reference"] for b in (state.risk_assessment or {}).get("basis", []) if "reference" in b]
@@ -263,6 +279,12 @@ class Deliverer:
             plan_version=state.plan_version if send_plan else None,
             plan_ehr_version=state.plan_ehr_version,
             inputs=inputs,
+            plan_ehr_id=state.plan_ehr_id,
+            tasks=[
+                TaskWrite(t.alert_id, t.id, t.version, t.resource, t.ehr_version)
+                for t in state.tasks
+                if self._mode.tasks
+            ],
         )
 
     def _send(self, plan: WritePlan, mode: WriteMode) -> _Sent:
@@ -288,25 +310,57 @@ class Deliverer:
         try:
             return send(plan)
         except EhrConflict:
-            if plan.care_plan is None or plan.plan_id is None:
+            if (plan.care_plan is None or plan.plan_id is None) and not any(t.ehr_version for t in plan.tasks):
                 raise
-        # The CarePlan changed at the EHR since we last saw it: re-read it and re-apply ours onto it, once.
+        # The CarePlan or a Task changed at the EHR since we last saw it: re-read them, re-apply ours, once.
         assert self._ehr is not None
-        assert plan.plan_id is not None
-        assert plan.care_plan is not None
-        found = self._ehr.request("GET", "/" + conditional_url("CarePlan", PLAN_SYSTEM, plan.plan_id))
-        entries = (found.body or {}).get("entry", [])
-        if not entries:
-            raise EhrConflict("the CarePlan conflicted but could not be found at the EHR", 412)
-        theirs = entries[0].get("resource", {})
-        version = (theirs.get("meta") or {}).get("versionId")
-        self._store.set_plan_ehr_version(plan.patient_id, theirs.get("id"), version)
-        return send(replace(plan, care_plan=merge_care_plan(plan.care_plan, theirs), plan_ehr_version=version))
+        if plan.care_plan is not None and plan.plan_id is not None:
+            found = self._ehr.request("GET", "/" + conditional_url("CarePlan", PLAN_SYSTEM, plan.plan_id))
+            entries = (found.body or {}).get("entry", [])
+            if not entries:
+                raise EhrConflict("the CarePlan conflicted but could not be found at the EHR", 412)
+            theirs = entries[0].get("resource", {})
+            version = (theirs.get("meta") or {}).get("versionId")
+            self._store.set_plan_ehr_version(plan.patient_id, theirs.get("id"), version)
+            plan = replace(plan, care_plan=merge_care_plan(plan.care_plan, theirs), plan_ehr_version=version)
+        tasks, settled = self._reread_tasks(plan)
+        sent = send(replace(plan, tasks=tasks))
+        return replace(sent, record=replace(sent.record, tasks=sent.record.tasks + tuple(settled)))
+
+    def _reread_tasks(self, plan: WritePlan) -> tuple[list[TaskWrite], list[tuple[str, int, str | None, str | None]]]:
+        """The Tasks to send again after a conflict, and those the EHR already closed (theirs stands)."""
+        assert self._ehr is not None
+        again: list[TaskWrite] = []
+        settled: list[tuple[str, int, str | None, str | None]] = []
+        for task in plan.tasks:
+            if not task.ehr_version:
+                again.append(task)
+                continue
+            found = self._ehr.request("GET", "/" + conditional_url("Task", TASK_SYSTEM, task.task_id))
+            entries = (found.body or {}).get("entry", [])
+            theirs = entries[0].get("resource", {}) if entries else {}
+            version = (theirs.get("meta") or {}).get("versionId")
+            if not entries:
+                again.append(replace(task, ehr_version=None))
+            elif theirs.get("status") in _CLOSED_AT_EHR and theirs.get("status") != task.resource.get("status"):
+                # Someone at the EHR completed or cancelled it: never reopen it from here. The alert follows it.
+                self._store.set_task_ehr_version(task.alert_id, theirs.get("id"), version)
+                if self._task_changed_at_ehr is not None:
+                    self._task_changed_at_ehr(theirs)
+                settled.append((task.alert_id, task.version, theirs.get("id"), version))
+            else:
+                self._store.set_task_ehr_version(task.alert_id, theirs.get("id"), version)
+                resource = dict(task.resource)
+                if theirs.get("note"):
+                    resource["note"] = theirs["note"]  # notes added at the EHR are kept
+                again.append(replace(task, resource=resource, ehr_version=version))
+        return again, settled
 
     def _provenance(self, plan: WritePlan, targets: list[str]) -> dict[str, Any] | None:
         if not self._mode.provenance or not targets:
             return None
         key = f"{plan.patient_id}|{plan.assessment_id if plan.risk_assessment else '-'}|{plan.plan_version or '-'}"
+        key += "".join(f"|{t.task_id}:{t.version}" for t in plan.tasks)
         return build_provenance(
             str(uuid.uuid5(_NAMESPACE, key)),
             targets,
@@ -319,7 +373,9 @@ class Deliverer:
         assert self._ehr is not None
         targets = [f"urn:uuid:{plan.assessment_id}"] if plan.risk_assessment else []
         targets += [f"urn:uuid:{plan.plan_id}"] if plan.care_plan else []
+        targets += [f"urn:uuid:{t.task_id}" for t in plan.tasks]
         bundle = transaction_bundle(plan, self._provenance(plan, targets))
+        tasks = {f"urn:uuid:{t.task_id}": t for t in plan.tasks}
         response = self._ehr.request("POST", "", bundle)
         results = (response.body or {}).get("entry", [])
         record = DeliveryRecord(WriteMode.TRANSACTION.value)
@@ -332,6 +388,9 @@ class Deliverer:
                 record = replace(record, assessment_id=plan.assessment_id, ehr_assessment_id=ehr_id)
             elif kind == "CarePlan":
                 record = replace(record, plan_version=plan.plan_version, ehr_plan_id=ehr_id, ehr_plan_version=version)
+            elif kind == "Task":
+                task = tasks[entry["fullUrl"]]
+                record = replace(record, tasks=(*record.tasks, (task.alert_id, task.version, ehr_id, version)))
         return _Sent(record)
 
     def _put(self, path: str, resource: dict[str, Any], if_match: str | None) -> tuple[str | None, str | None]:
@@ -374,6 +433,20 @@ class Deliverer:
             ehr_id, version = self._put(path, prepare_care_plan(plan.care_plan, mode, ra_ref), plan.plan_ehr_version)
             record = replace(record, plan_version=plan.plan_version, ehr_plan_id=ehr_id, ehr_plan_version=version)
             targets.append(f"CarePlan/{ehr_id}")
+        plan_ref = (
+            f"CarePlan/{record.ehr_plan_id or plan.plan_ehr_id}" if (record.ehr_plan_id or plan.plan_ehr_id) else None
+        )
+        for task in plan.tasks:
+            path = (
+                "/" + conditional_url("Task", TASK_SYSTEM, task.task_id)
+                if mode is WriteMode.CONDITIONAL
+                else f"/Task/{task.task_id}"
+            )
+            ehr_id, version = self._put(
+                path, prepare_task(task.resource, mode, plan.plan_id, plan_ref), task.ehr_version
+            )
+            record = replace(record, tasks=(*record.tasks, (task.alert_id, task.version, ehr_id, version)))
+            targets.append(f"Task/{ehr_id}")
         provenance = self._provenance(plan, targets)
         if provenance is not None:
             self._put(f"/Provenance/{provenance['id']}", provenance, None)

@@ -41,6 +41,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/fhir/{resource_type}/{resource_id}"): {INTEGRATION, COORDINATOR},
     ("GET", "/fhir/RiskAssessment"): {INTEGRATION, COORDINATOR},
     ("GET", "/fhir/CarePlan"): {INTEGRATION, COORDINATOR},
+    ("GET", "/fhir/Task"): {INTEGRATION, COORDINATOR},
     ("GET", "/fhir/CodeSystem"): {INTEGRATION, COORDINATOR, ADMIN},
     ("GET", "/api/worklist"): {COORDINATOR},
     ("GET", "/api/worklist/counts"): {COORDINATOR},
@@ -113,7 +114,7 @@ def _request(client: TestClient, method: str, path: str, token: str | None) -> h
         .replace("{subscription_id}", "ehr")
     )
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    params = {"subject": "Patient/p1"} if filled in ("/fhir/RiskAssessment", "/fhir/CarePlan") else {}
+    params = {"subject": "Patient/p1"} if filled in ("/fhir/RiskAssessment", "/fhir/CarePlan", "/fhir/Task") else {}
     if method == "GET":
         return client.get(filled, headers=headers, params=params)
     if filled == "/fhir":

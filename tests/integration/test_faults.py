@@ -393,6 +393,24 @@ def assert_delivered_once(database_url: str, ehr: RunningStandIn, patients: set[
         assert [a["detail"]["status"] for a in theirs["activity"]] == [
             a["detail"]["status"] for a in resource["activity"]
         ]
+    # Each alert's Task (issue 18) at the EHR once, in the status of our latest version.
+    with psycopg.connect(database_url) as conn:
+        tasks = {
+            str(i): (v, dv, r["status"])
+            for i, v, dv, r in conn.execute("SELECT id, version, delivered_version, resource FROM alert_task")
+        }
+    task_values = [
+        i["value"]
+        for t in ehr.app.resources("Task")
+        for i in t.get("identifier", [])
+        if i["system"] == "https://refracture.dev/fhir/sid/task"
+    ]
+    assert len(task_values) == len(set(task_values)), "a Task reached the EHR twice"
+    assert set(task_values) == set(tasks), "a Task is missing at the EHR, or one there we never made"
+    for theirs in ehr.app.resources("Task"):
+        version, delivered_version, status = tasks[theirs["identifier"][0]["value"]]
+        assert delivered_version == version, "the latest Task version was not delivered"
+        assert theirs["status"] == status
 
 
 def assert_all_counts(rig: Rig, database_url: str, ehr: RunningStandIn) -> None:

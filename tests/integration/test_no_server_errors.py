@@ -109,11 +109,13 @@ def test_every_interaction_in_the_capability_statement_is_served(client: TestCli
         "resource"
     ]["id"]
     plan_id = client.get("/fhir/CarePlan", params={"subject": f"Patient/{pid}"}).json()["entry"][0]["resource"]["id"]
-    read_target = {"CodeSystem": "measure", "RiskAssessment": assessment_id, "CarePlan": plan_id}
+    task_id = client.get("/fhir/Task", params={"subject": f"Patient/{pid}"}).json()["entry"][0]["resource"]["id"]
+    read_target = {"CodeSystem": "measure", "RiskAssessment": assessment_id, "CarePlan": plan_id, "Task": task_id}
     search = {
         "CodeSystem": {},
         "RiskAssessment": {"subject": f"Patient/{pid}"},
         "CarePlan": {"subject": f"Patient/{pid}"},
+        "Task": {"subject": f"Patient/{pid}"},
     }
     statement = client.get("/fhir/metadata").json()
     for resource in statement["rest"][0]["resource"]:

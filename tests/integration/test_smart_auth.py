@@ -83,12 +83,14 @@ def test_the_assertion_is_what_smart_asks_for(ehr: RunningStandIn, algorithm: st
     assert claims["iss"] == claims["sub"] == "refracture-client"
     assert claims["aud"] == ehr.app.token_url
     assert 0 < claims["exp"] - claims["iat"] <= 300  # at most five minutes
-    assert request["scope"] == "system/RiskAssessment.cu system/CarePlan.cu system/Provenance.cu"
+    assert request["scope"] == "system/RiskAssessment.cu system/CarePlan.cu system/Provenance.cu system/Task.cu"
     assert auth.assertion() != auth.assertion()  # a unique jti every time
 
 
 def test_v1_scopes_by_configuration() -> None:
-    assert smart_scopes("v1") == "system/RiskAssessment.write system/CarePlan.write system/Provenance.write"
+    assert smart_scopes("v1") == (
+        "system/RiskAssessment.write system/CarePlan.write system/Provenance.write system/Task.write"
+    )
 
 
 def test_the_token_is_reused_until_it_is_about_to_expire(ehr: RunningStandIn) -> None:

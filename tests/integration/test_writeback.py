@@ -29,6 +29,7 @@ FHIR = {"Content-Type": "application/fhir+json"}
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 RA_SYSTEM = "https://refracture.dev/fhir/sid/risk-assessment"
 PLAN_SYSTEM = "https://refracture.dev/fhir/sid/care-plan"
+TASK_SYSTEM = "https://refracture.dev/fhir/sid/task"
 
 
 class Clock:
@@ -164,6 +165,27 @@ def exactly_once(ehr: RunningStandIn, database_url: str, pid: str) -> None:
     assert [a["detail"]["status"] for a in plans[0]["activity"]] == [a["detail"]["status"] for a in plan[0]["activity"]]
     for resource in [*risk, *plans]:
         assert validate_resource(resource) == []
+    tasks_exactly_once(ehr, database_url, pid)
+
+
+def tasks_exactly_once(ehr: RunningStandIn, database_url: str, pid: str) -> None:
+    """Each alert's Task is at the EHR once, in the status of our latest version, pointing at the EHR's CarePlan."""
+    at_ehr = [t for t in ehr.app.resources("Task") if t["for"]["reference"] == f"Patient/{pid}"]
+    values = [i["value"] for t in at_ehr for i in t["identifier"] if i["system"] == TASK_SYSTEM]
+    assert len(values) == len(set(values)), "a Task reached the EHR twice"
+    with psycopg.connect(database_url) as conn:
+        ours = conn.execute(
+            "SELECT id::text, resource, version, delivered_version FROM alert_task WHERE patient_id = %s", (pid,)
+        ).fetchall()
+    assert {r[0] for r in ours} == set(values)
+    (plan,) = [p for p in ehr.app.resources("CarePlan") if p["subject"]["reference"] == f"Patient/{pid}"]
+    by_value = {i["value"]: t for t in at_ehr for i in t["identifier"] if i["system"] == TASK_SYSTEM}
+    for task_id, resource, version, delivered in ours:
+        assert delivered == version, "the latest Task version was not delivered"
+        theirs = by_value[task_id]
+        assert theirs["status"] == resource["status"]
+        assert theirs["focus"] == {"reference": f"CarePlan/{plan['id']}"}
+        assert validate_resource(theirs) == []
 
 
 # --- the contract: what refracture sends ------------------------------------------------------------------------
@@ -179,7 +201,7 @@ def test_a_transaction_with_conditional_updates(
     assert bundle["resourceType"] == "Bundle"
     assert bundle["type"] == "transaction"
     assert validate_resource(bundle) == []
-    ra_entry, plan_entry, provenance_entry = bundle["entry"]
+    ra_entry, plan_entry, *task_entries, provenance_entry = bundle["entry"]
     assessment_id = str(query_one(database_url, "SELECT id FROM assessment WHERE patient_id = 'c1'"))
     assert ra_entry["request"]["method"] == "PUT"
     assert unquote(ra_entry["request"]["url"]) == f"RiskAssessment?identifier={RA_SYSTEM}|{assessment_id}"
@@ -189,11 +211,27 @@ def test_a_transaction_with_conditional_updates(
     assert unquote(plan_entry["request"]["url"]).startswith(f"CarePlan?identifier={PLAN_SYSTEM}|")
     assert "ifMatch" not in plan_entry["request"]  # first delivery: no version to match yet
     assert plan_entry["resource"]["supportingInfo"] == [{"reference": ra_entry["fullUrl"]}]
+    # The overdue dose's alert has its Task: a conditional update on its identifier, pointing at the CarePlan.
+    task_id = str(
+        query_one(
+            database_url,
+            "SELECT t.id FROM alert_task t JOIN alert a ON a.id = t.alert_id "
+            "WHERE t.patient_id = 'c1' AND a.code = 'denosumab-overdue'",
+        )
+    )
+    assert len(task_entries) == 2  # denosumab overdue, and the bone density gap
+    (task_entry,) = [e for e in task_entries if task_id in unquote(e["request"]["url"])]
+    assert unquote(task_entry["request"]["url"]) == f"Task?identifier={TASK_SYSTEM}|{task_id}"
+    assert "id" not in task_entry["resource"]
+    assert task_entry["resource"]["focus"] == {"reference": plan_entry["fullUrl"]}
+    assert task_entry["resource"]["basedOn"][0] == {"reference": plan_entry["fullUrl"]}
+    assert task_entry["resource"]["status"] == "requested"
     assert provenance_entry["request"]["method"] == "PUT"
     assert provenance_entry["resource"]["agent"][0]["who"]["display"].startswith("refracture")
     assert {t["reference"] for t in provenance_entry["resource"]["target"]} == {
         ra_entry["fullUrl"],
         plan_entry["fullUrl"],
+        *(e["fullUrl"] for e in task_entries),
     }
     assert {"Procedure/c1-op", "Observation/c1-hu"} <= {
         e["what"]["reference"] for e in provenance_entry["resource"]["entity"]
@@ -211,6 +249,11 @@ def test_a_transaction_with_conditional_updates(
     second = ehr.app.writes()[-1].body
     plan_request = next(e["request"] for e in second["entry"] if e["resource"]["resourceType"] == "CarePlan")
     assert plan_request["ifMatch"] == 'W/"1"'
+    # The dose resolved the alert: its Task is completed in place (matched on the EHR's version), never deleted.
+    (task_entry,) = [e for e in second["entry"] if e["resource"]["resourceType"] == "Task"]  # only the one changed
+    assert task_entry["request"]["ifMatch"] == 'W/"1"'
+    assert task_entry["resource"]["status"] == "completed"
+    assert sorted(t["status"] for t in ehr.app.resources("Task")) == ["completed", "requested"]
     assert query_one(database_url, "SELECT status FROM writeback WHERE patient_id = 'c1'") == "delivered"
     exactly_once(ehr, database_url, "c1")
 
@@ -222,16 +265,22 @@ def test_separate_conditional_requests_when_the_ehr_has_no_transactions(
     ehr.app.capability = capability(transaction=False)
     post(container, client, patient("c2"), "c2")
     writes = ehr.app.writes()
-    assert [w.method for w in writes] == ["PUT", "PUT", "PUT"]
+    assert [w.method for w in writes] == ["PUT", "PUT", "PUT", "PUT", "PUT"]
     assert writes[0].path == "/RiskAssessment"
     assert unquote(writes[0].query).startswith(f"identifier={RA_SYSTEM}|")
     assert writes[1].path == "/CarePlan"
     assert "if-match" not in writes[1].headers
-    assert writes[2].path.startswith("/Provenance/")
+    assert writes[2].path == writes[3].path == "/Task"  # the two alerts' Tasks
+    assert unquote(writes[2].query).startswith(f"identifier={TASK_SYSTEM}|")
+    assert writes[4].path.startswith("/Provenance/")
     ehr_ra = ehr.app.resources("RiskAssessment")[0]
+    ehr_plan = ehr.app.resources("CarePlan")[0]
     assert writes[1].body["supportingInfo"] == [{"reference": f"RiskAssessment/{ehr_ra['id']}"}]
+    assert writes[2].body["focus"] == {"reference": f"CarePlan/{ehr_plan['id']}"}
     put(container, client, dose("c2", "d2", T0.date()), "c2")
-    assert ehr.app.writes()[-2].headers["if-match"] == 'W/"1"'
+    later = {w.path: w for w in ehr.app.writes()[len(writes) :]}
+    assert later["/CarePlan"].headers["if-match"] == 'W/"1"'
+    assert later["/Task"].headers["if-match"] == 'W/"1"'
     exactly_once(ehr, database_url, "c2")
     assert container.store.read_ehr_state()["mode"] == "conditional"  # type: ignore[index]
 
@@ -255,7 +304,7 @@ def test_a_transaction_refused_falls_back_to_separate_requests(
     container, client = app
     ehr.app.refuse_transactions = True
     post(container, client, patient("c4"), "c4")
-    assert [w.method for w in ehr.app.writes()] == ["POST", "PUT", "PUT", "PUT"]
+    assert [w.method for w in ehr.app.writes()] == ["POST", "PUT", "PUT", "PUT", "PUT", "PUT"]
     exactly_once(ehr, database_url, "c4")
 
 

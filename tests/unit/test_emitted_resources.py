@@ -67,3 +67,56 @@ def test_care_plans_with_every_action_and_activity_status() -> None:
     assert validate_resource(plan) == []
     reasons = [a["detail"].get("statusReason") for a in plan["activity"]]
     assert {"text": "superseded by 'Denosumab stopped without follow-on'"} in reasons
+
+
+def test_tasks_in_every_status_and_as_sent_in_a_transaction() -> None:
+    from service.fhir.task import TaskInput, build_task
+    from service.fhir.writeback import TaskWrite, WritePlan, transaction_bundle
+
+    statuses = ["not-started", "scheduled", "in-progress", "on-hold", "completed", "stopped", "cancelled"]
+    tasks = []
+    for n, status in enumerate(statuses):
+        detail = {
+            "kind": "Task",
+            "code": {"text": "Verify the date of the last denosumab injection"},
+            "status": status,
+            "statusReason": {"text": "superseded"},
+            "scheduledPeriod": {"start": "2026-01-01", "end": "2026-01-01"},
+            "description": "Verify the date of the last denosumab injection by 2026-01-01.",
+        }
+        task = build_task(
+            TaskInput(
+                f"8f6d2b1e-3c4a-5d6e-8f90-1a2b3c4d5e{n:02d}",
+                "denosumab-dose-due",
+                "routine",
+                "p1",
+                {"id": "alert-x", "detail": detail},
+                "CarePlan/6b0b1f42-0c1e-5bbd-8a69-0d7c5f6b1a11",
+                None,
+                {"reference": "Organization/o1"},
+                "2026-01-01T00:00:00+00:00",
+                "2026-01-02T00:00:00+00:00",
+            )
+        )
+        assert validate_resource(task) == []
+        tasks.append(TaskWrite(f"a{n}", task["id"], 1, task, "3" if n else None))
+    plan = WritePlan(
+        patient_id="p1",
+        care_plan={
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "subject": {"reference": "Patient/p1"},
+        },
+        plan_id="6b0b1f42-0c1e-5bbd-8a69-0d7c5f6b1a11",
+        plan_version=2,
+        tasks=tasks,
+    )
+    bundle = transaction_bundle(plan, None)
+    assert validate_resource(bundle) == []
+    sent = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Task"]
+    assert [e["resource"]["focus"] for e in sent] == [
+        {"reference": "urn:uuid:6b0b1f42-0c1e-5bbd-8a69-0d7c5f6b1a11"}
+    ] * 7
+    assert "ifMatch" not in sent[0]["request"]
+    assert {e["request"]["ifMatch"] for e in sent[1:]} == {'W/"3"'}

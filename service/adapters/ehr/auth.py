@@ -61,9 +61,9 @@ class BearerAuth:
 
 
 def smart_scopes(style: str) -> str:
-    """The scopes refracture asks for: write RiskAssessment, CarePlan and Provenance."""
+    """The scopes refracture asks for: write RiskAssessment, CarePlan, Provenance and Task (issue 18)."""
     suffix = ".cu" if style == "v2" else ".write"
-    return " ".join(f"system/{kind}{suffix}" for kind in ("RiskAssessment", "CarePlan", "Provenance"))
+    return " ".join(f"system/{kind}{suffix}" for kind in ("RiskAssessment", "CarePlan", "Provenance", "Task"))
 
 
 class SmartBackendAuth:

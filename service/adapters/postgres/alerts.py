@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from service.adapters.postgres import tasks
 from service.adapters.postgres.assessments import PostgresAssessmentSession
 from service.adapters.postgres.queries import query
 from service.adapters.postgres.writeback import queue_writeback
@@ -22,6 +23,7 @@ from service.usecases.ports import (
     LatestAssessmentView,
     StoredAlert,
     StoredCarePlan,
+    StoredTask,
     StoredText,
 )
 
@@ -183,6 +185,28 @@ class PostgresAlertSession:
             query("insert_care_plan_history"),
             {"id": plan.id, "version": plan.version, "now": now, "resource": resource},
         )
+
+    def tasks_of(self, patient_ids: Sequence[str]) -> dict[str, StoredTask]:
+        """See AlertSession."""
+        return tasks.tasks_of(self._conn, patient_ids)
+
+    def save_task(self, task: StoredTask, now: datetime) -> None:
+        """See AlertSession."""
+        tasks.save_task(self._conn, task, now)
+
+    def patient_organizations(self, patient_ids: Sequence[str]) -> dict[str, str]:
+        """See AlertSession."""
+        return tasks.patient_organizations(self._conn, patient_ids)
+
+    def task_for_update(self, identifier: str) -> StoredTask | None:
+        """See AlertSession."""
+        return tasks.task_for_update(self._conn, identifier)
+
+    def mark_task_synced(
+        self, alert_id: str, ehr_id: str | None, ehr_version: str | None, final_status: str | None
+    ) -> None:
+        """See AlertSession."""
+        tasks.mark_task_synced(self._conn, alert_id, ehr_id, ehr_version, final_status)
 
     def queue_writeback(self, patient_ids: Sequence[str], now: datetime) -> None:
         """See AlertSession."""

@@ -12,7 +12,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from service.adapters.postgres import alerts, assessments, worklist, writeback
+from service.adapters.postgres import alerts, assessments, tasks, worklist, writeback
 from service.adapters.postgres.alerts import PostgresAlertSession
 from service.adapters.postgres.assessments import PostgresAssessmentSession
 from service.adapters.postgres.errors import pooled_transaction, translate_errors
@@ -301,6 +301,23 @@ class PostgresStore:
         """See AlertStore."""
         with self._transaction() as conn:
             return alerts.care_plan_of(conn, patient_id)
+
+    def read_task(self, task_id: str) -> StoredText | None:
+        """One alert's Task as JSON text (pull mode)."""
+        with self._transaction() as conn:
+            return tasks.read_task(conn, task_id)
+
+    def search_tasks(
+        self, patient_id: str | None, statuses: Sequence[str] | None, task_id: str | None, limit: int
+    ) -> list[str]:
+        """Tasks as JSON text, newest change first (pull mode)."""
+        with self._transaction() as conn:
+            return tasks.search_tasks(conn, patient_id, statuses, task_id, limit)
+
+    def set_task_ehr_version(self, alert_id: str, ehr_id: str | None, ehr_version: str | None) -> None:
+        """See WritebackStore."""
+        with self._transaction() as conn:
+            tasks.set_task_ehr_version(conn, alert_id, ehr_id, ehr_version)
 
     # --- WritebackStore: each call is its own short transaction (the EHR call happens between them) -----------
     def claim_writebacks(

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from service.adapters.postgres import tasks
 from service.adapters.postgres.audit import append_audit
 from service.adapters.postgres.queries import query
 from service.fhir.jsonio import dumps
@@ -74,6 +75,7 @@ def state(conn: Conn, patient_id: str) -> WritebackState:
         plan_ehr_id=row.get("plan_ehr_id"),
         plan_ehr_version=row.get("plan_ehr_version"),
         plan_delivered_version=row.get("plan_delivered_version"),
+        tasks=tasks.undelivered_tasks(conn, patient_id),
     )
 
 
@@ -112,6 +114,8 @@ def complete(conn: Conn, job: ClaimedWriteback, record: DeliveryRecord, now: dat
                 "version": record.plan_version,
             },
         )
+    for alert_id, version, ehr_id, ehr_version in record.tasks:
+        tasks.record_task_delivery(conn, alert_id, version, ehr_id, ehr_version)
     if record.assessment_id or record.plan_version is not None:
         conn.execute(
             query("log_delivery"),
@@ -130,6 +134,7 @@ def complete(conn: Conn, job: ClaimedWriteback, record: DeliveryRecord, now: dat
     sent = [
         f"RiskAssessment {record.ehr_assessment_id}" if record.ehr_assessment_id else None,
         f"CarePlan version {record.plan_version}" if record.plan_version is not None else None,
+        f"{len(record.tasks)} Task(s)" if record.tasks else None,
     ]
     _audit(conn, job.patient_id, 200, f"{record.mode}: {', '.join(s for s in sent if s) or 'nothing new'}", now)
 
