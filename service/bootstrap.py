@@ -20,6 +20,7 @@ from service.adapters.postgres.audit import PostgresAuditStore
 from service.adapters.postgres.bulk_import import PostgresImportStore
 from service.adapters.postgres.calibrations import PostgresCalibrationStore
 from service.adapters.postgres.cds import PostgresCdsStore
+from service.adapters.postgres.measures import PostgresMeasureStore
 from service.adapters.postgres.pool import make_pool
 from service.adapters.postgres.sessions import PostgresSessionStore
 from service.adapters.postgres.store import PostgresStore
@@ -45,6 +46,7 @@ from service.usecases.bulk_import import BulkImporter
 from service.usecases.cds_hooks import CdsHooks
 from service.usecases.changes import ChangeProcessor
 from service.usecases.ingest import Ingestor
+from service.usecases.measures import Measures
 from service.usecases.ports import Clock, EhrGateway, Metrics, TaskQueue
 from service.usecases.recalibrate import Recalibrator
 from service.usecases.relay import Relay
@@ -102,6 +104,8 @@ class Container:
     # Patient scoping: patients' Organizations, alerts' patients, break-the-glass grants (security/scoping.py).
     access: PostgresAccess
     subscription_secrets: PostgresSubscriptionSecrets  # the feed's shared secret, rotated by `refracture subscribe`
+    # The FLS quality measures and their MeasureReports (docs/measures.md).
+    measures: Measures
 
     def today(self) -> date:
         """Today in the hospital's time zone (what "overdue" and ages are counted against)."""
@@ -246,6 +250,7 @@ def bootstrap(
         cds_verifier=make_cds_verifier(settings, cds_hooks.claim_jti),
         access=PostgresAccess(pool),
         subscription_secrets=PostgresSubscriptionSecrets(pool),
+        measures=Measures(PostgresMeasureStore(pool), clock, zone, settings.alerts, settings.sites),
     )
 
 

@@ -20,6 +20,7 @@ from service.api import (
     cds_routes,
     fhir_routes,
     health,
+    measure_routes,
     model_routes,
     subscription_routes,
     web,
@@ -80,6 +81,8 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
         redoc_url=None,
         openapi_url=None if production else "/openapi.json",
     )
+    # Before fhir_routes: its /fhir/{type}/{id} would take /fhir/Measure/{id} and /fhir/MeasureReport/{id}.
+    app.include_router(measure_routes.router)
     app.include_router(fhir_routes.router)
     app.include_router(subscription_routes.router)
     app.include_router(admin_routes.router)

@@ -11,7 +11,7 @@ __all__ = ["READ_ONLY_TYPES", "capability_statement"]
 
 SOFTWARE_VERSION: Final = "0.1.0"
 # The date this statement last changed; bump it with the capabilities.
-STATEMENT_DATE: Final = "2026-11-25"
+STATEMENT_DATE: Final = "2026-12-05"
 
 # Types refracture serves but does not take in.
 READ_ONLY_TYPES: Final[dict[str, list[dict[str, str]]]] = {
@@ -28,6 +28,32 @@ READ_ONLY_TYPES: Final[dict[str, list[dict[str, str]]]] = {
         {"name": "subject", "type": "reference", "documentation": "Patient/{id}: the patient's one active CarePlan"},
         {"name": "patient", "type": "reference", "documentation": "The same as subject"},
     ],
+    # The FLS quality measures (docs/measures.md): the fls-lead role or administrators.
+    "Measure": [{"name": "url", "type": "uri", "documentation": "The canonical URL of the Measure"}],
+    "MeasureReport": [
+        {"name": "measure", "type": "reference", "documentation": "The Measure's id or canonical URL"},
+        {
+            "name": "period",
+            "type": "date",
+            "documentation": "geYYYY-MM-DD: starts on or after; leYYYY-MM-DD: ends on or before",
+        },
+        {
+            "name": "site",
+            "type": "token",
+            "documentation": "One site (REFRACTURE_SITES); a site-limited caller sees only theirs",
+        },
+    ],
+}
+# Operations on the read-only types.
+OPERATIONS: Final[dict[str, list[dict[str, str]]]] = {
+    "Measure": [
+        {
+            "name": "evaluate-measure",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure",
+            "documentation": "GET Measure/[id]/$evaluate-measure?periodStart=&periodEnd=[&site=]: a summary "
+            "MeasureReport computed from the stored data (kept, and served at /fhir/MeasureReport)",
+        }
+    ]
 }
 
 
@@ -38,8 +64,8 @@ SECURITY_DESCRIPTION = (
     "system/RiskAssessment.rs; v1 .read (= rs), .write (= cud) and .* are accepted. patient/ scopes bind the token "
     "to its launch patient (the patient claim): reads of other patients and population-wide lists are refused. "
     "Scopes with constraints (?category=...) are refused, not evaluated. system/metrics.read reads /metrics only. "
-    "Roles (integration-client, care-coordinator, administrator, metrics-reader) come from the roles claim; a sites "
-    "claim limits a person to the patients of those sites (Patient.managingOrganization)."
+    "Roles (integration-client, care-coordinator, administrator, metrics-reader, fls-lead) come from the roles claim; "
+    "a sites claim limits a person to the patients of those sites (Patient.managingOrganization)."
 )
 
 
@@ -64,6 +90,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
             "type": resource_type,
             "interaction": [{"code": "read"}, {"code": "search-type"}],
             "searchParam": params,
+            **({"operation": OPERATIONS[resource_type]} if resource_type in OPERATIONS else {}),
         }
         for resource_type, params in sorted(READ_ONLY_TYPES.items())
     ]
@@ -82,7 +109,8 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                 "mode": "server",
                 "documentation": (
                     "Takes the EHR's Patients, Observations, Procedures, Conditions and medication resources, "
-                    "singly or in transaction/batch Bundles, and serves refracture's own CodeSystems."
+                    "singly or in transaction/batch Bundles, and serves refracture's own CodeSystems and the "
+                    "fracture-liaison quality measures (Measure, MeasureReport, $evaluate-measure)."
                 ),
                 "security": {
                     "cors": False,
