@@ -25,7 +25,13 @@ pytestmark = pytest.mark.integration
 
 FHIR = {"Content-Type": "application/fhir+json"}
 INTEGRATION, COORDINATOR, ADMIN = "integration-client", "care-coordinator", "administrator"
-BEARER = {INTEGRATION: "test-integration", COORDINATOR: "test-coordinator", ADMIN: "test-admin"}
+FLS_LEAD = "fls-lead"
+BEARER = {
+    INTEGRATION: "test-integration",
+    COORDINATOR: "test-coordinator",
+    ADMIN: "test-admin",
+    FLS_LEAD: "test-fls-lead",
+}
 ISSUER = "https://idp.example.org"
 AUDIENCE = "refracture-test"
 
@@ -41,7 +47,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/fhir/{resource_type}/{resource_id}"): {INTEGRATION, COORDINATOR},
     ("GET", "/fhir/RiskAssessment"): {INTEGRATION, COORDINATOR},
     ("GET", "/fhir/CarePlan"): {INTEGRATION, COORDINATOR},
-    ("GET", "/fhir/CodeSystem"): {INTEGRATION, COORDINATOR, ADMIN},
+    ("GET", "/fhir/CodeSystem"): {INTEGRATION, COORDINATOR, ADMIN, FLS_LEAD},
     ("GET", "/api/worklist"): {COORDINATOR},
     ("GET", "/api/worklist/counts"): {COORDINATOR},
     ("GET", "/api/worklist.csv"): {COORDINATOR},
@@ -56,6 +62,12 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/model/calibration"): {COORDINATOR, ADMIN},
     ("POST", "/cds-services/{service_id}"): {INTEGRATION},
     ("POST", "/cds-services/{service_id}/feedback"): {INTEGRATION},
+    # The FLS quality measures: counts by period and site, no patient data (docs/measures.md).
+    ("GET", "/fhir/Measure"): {ADMIN, FLS_LEAD},
+    ("GET", "/fhir/Measure/{measure_id}"): {ADMIN, FLS_LEAD},
+    ("GET", "/fhir/Measure/{measure_id}/$evaluate-measure"): {ADMIN, FLS_LEAD},
+    ("GET", "/fhir/MeasureReport"): {ADMIN, FLS_LEAD},
+    ("GET", "/fhir/MeasureReport/{report_id}"): {ADMIN, FLS_LEAD},
 }
 OBSERVATION = {
     "resourceType": "Observation",
@@ -109,6 +121,8 @@ def _request(client: TestClient, method: str, path: str, token: str | None) -> h
         .replace("{patient_id}", "p1")
         .replace("{alert_id}", str(uuid.uuid4()))
         .replace("{subscription_id}", "ehr")
+        .replace("{measure_id}", "fls-identified")
+        .replace("{report_id}", "ab12")
     )
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     params = {"subject": "Patient/p1"} if filled in ("/fhir/RiskAssessment", "/fhir/CarePlan") else {}

@@ -109,11 +109,21 @@ def test_every_interaction_in_the_capability_statement_is_served(client: TestCli
         "resource"
     ]["id"]
     plan_id = client.get("/fhir/CarePlan", params={"subject": f"Patient/{pid}"}).json()["entry"][0]["resource"]["id"]
-    read_target = {"CodeSystem": "measure", "RiskAssessment": assessment_id, "CarePlan": plan_id}
+    year = {"periodStart": "2026-01-01", "periodEnd": "2026-12-31"}
+    report = client.get("/fhir/Measure/fls-identified/$evaluate-measure", params=year).json()
+    read_target = {
+        "CodeSystem": "measure",
+        "RiskAssessment": assessment_id,
+        "CarePlan": plan_id,
+        "Measure": "fls-identified",
+        "MeasureReport": report["id"],
+    }
     search = {
         "CodeSystem": {},
         "RiskAssessment": {"subject": f"Patient/{pid}"},
         "CarePlan": {"subject": f"Patient/{pid}"},
+        "Measure": {},
+        "MeasureReport": {"measure": "fls-identified"},
     }
     statement = client.get("/fhir/metadata").json()
     for resource in statement["rest"][0]["resource"]:
