@@ -13,6 +13,7 @@ The clinical tests are the alert rules' own: ``index_episode`` (eligibility: mal
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from enum import StrEnum
 from typing import Final
 
 from service.domain.alert_rules import AlertConfig, index_episode
+from service.domain.drugs import Drug
 from service.domain.exposure import (
     FOLLOW_ON_DRUGS,
+    ExposureRules,
     covered_until,
     denosumab_drugs,
     denosumab_state,
@@ -42,9 +45,11 @@ __all__ = [
     "MeasureId",
     "Period",
     "Summary",
+    "combine",
     "denosumab_doses",
     "index_cases",
     "months",
+    "patient_cases",
     "summarise",
 ]
 
@@ -347,6 +352,26 @@ class Summary:
     numerator: int = 0
     score: float | None = None
     pending: int = 0
+    observations: tuple[float, ...] = ()  # continuous variables: each member's value (a median is not additive)
+
+
+def combine(measure: MeasureId, parts: Iterable[Summary]) -> Summary:
+    """One summary of several disjoint sets of cases (every site from each site's): counts add up, the score is
+    recomputed (a proportion's from the sums, a median from all the observations)."""
+    parts = list(parts)
+    initial = sum(p.initial for p in parts)
+    denominator = sum(p.denominator for p in parts)
+    exclusions = sum(p.exclusions for p in parts)
+    numerator = sum(p.numerator for p in parts)
+    pending = sum(p.pending for p in parts)
+    if MEASURES[measure].scoring == "continuous-variable":
+        observations = tuple(o for p in parts for o in p.observations)
+        return Summary(
+            measure, initial, denominator, score=_median(observations), pending=pending, observations=observations
+        )
+    scored = denominator - exclusions
+    score = numerator / scored if scored and MEASURES[measure].scoring == "proportion" else None
+    return Summary(measure, initial, denominator, exclusions, numerator, score, pending)
 
 
 # --- patient level ------------------------------------------------------------------------------------------------
@@ -380,14 +405,75 @@ def index_cases(
     Args:
         dxa_reasons: the index days whose bmd-assessment-gap alert was dismissed with a reason.
     """
+    return patient_cases(patient_id, site, facts, period, as_of, config, dxa_reasons)[0]
+
+
+def denosumab_doses(
+    patient_id: str,
+    site: str,
+    facts: Iterable[Fact],
+    period: Period,
+    as_of: date,
+    config: AlertConfig | None = None,
+) -> list[DenosumabDose]:
+    """The patient's osteoporosis denosumab doses whose next dose fell due in the period, and what followed."""
+    return patient_cases(patient_id, site, facts, period, as_of, config)[1]
+
+
+@functools.cache
+def _rules(config: AlertConfig) -> ExposureRules:
+    return config.rules()  # the same few configurations, asked for once per patient
+
+
+_INDEX_KINDS: Final = frozenset({FactKind.VERTEBRAL_AUGMENTATION, FactKind.VERTEBRAL_FRACTURE})
+
+
+def patient_cases(
+    patient_id: str,
+    site: str,
+    facts: Iterable[Fact],
+    period: Period,
+    as_of: date,
+    config: AlertConfig | None = None,
+    dxa_reasons: Collection[date] = (),
+) -> tuple[list[IndexCase], list[DenosumabDose]]:
+    """Both kinds of case of one patient, reading the record once (index_cases, denosumab_doses)."""
     config = config or AlertConfig()
     known, events = _known(facts, as_of)
-    rules = config.rules()
+    rules = _rules(config)
     died = _died(known)
+    return (
+        _index_cases(patient_id, site, known, events, period, as_of, config, rules, died, dxa_reasons),
+        _denosumab_doses(patient_id, site, events, period, as_of, config, rules, died),
+    )
+
+
+def _index_cases(
+    patient_id: str,
+    site: str,
+    known: list[Fact],
+    events: list[MedicationEvent],
+    period: Period,
+    as_of: date,
+    config: AlertConfig,
+    rules: ExposureRules,
+    died: date | None,
+    dxa_reasons: Collection[date],
+) -> list[IndexCase]:
     out: list[IndexCase] = []
+    # Days that could start an episode in the period: none, no case (and no need to ask index_episode).
+    starts = sorted(
+        {
+            f.effective_date
+            for f in known
+            if f.kind in _INDEX_KINDS and f.effective_date is not None and period.holds(f.effective_date)
+        }
+    )
     today = min(period.end, as_of)
-    while True:
-        episode = index_episode(known, today, config.episode_days, config.minimum_age)
+    # index_episode reads no medication fact (they are most of a record): leave them out of its many passes.
+    record = [f for f in known if f.kind is not FactKind.MEDICATION]
+    while starts:
+        episode = index_episode(record, today, config.episode_days, config.minimum_age)
         if episode is None or episode.day < period.start:
             break
         index = episode.day
@@ -407,18 +493,19 @@ def index_cases(
         day_365 = index + timedelta(days=config.adherence_days)
         adherent = None
         if treated is not None and treated <= day_365 <= as_of:
-            adherent = _on_treatment([e for e in events if e.day <= day_365], day_365, config)
+            adherent = _on_treatment([e for e in events if e.day <= day_365], day_365, config, rules)
         out.append(
             IndexCase(patient_id, site, index, died, min(scans, default=None), index in dxa_reasons, treated, adherent)
         )
+        # An earlier episode in the period needs an index event before this one's start.
+        starts = [d for d in starts if d < index]
         today = index - timedelta(days=1)
     return out
 
 
-def _on_treatment(events: Sequence[MedicationEvent], day: date, config: AlertConfig) -> bool:
+def _on_treatment(events: Sequence[MedicationEvent], day: date, config: AlertConfig, rules: ExposureRules) -> bool:
     """Whether the patient is on treatment on this day: denosumab on time, or another treating drug's dose,
     dispense or statement covering the day within the adherence grace."""
-    rules = config.rules()
     if denosumab_state(events, day, rules).status in ("on-time", "due", "verify"):
         return True
     others = treatment_drugs(rules) - denosumab_drugs(events, rules)
@@ -432,19 +519,21 @@ def _on_treatment(events: Sequence[MedicationEvent], day: date, config: AlertCon
     return False
 
 
-def denosumab_doses(
+_ANY_DENOSUMAB: Final = frozenset({Drug.DENOSUMAB_60, Drug.DENOSUMAB})
+
+
+def _denosumab_doses(
     patient_id: str,
     site: str,
-    facts: Iterable[Fact],
+    events: list[MedicationEvent],
     period: Period,
     as_of: date,
-    config: AlertConfig | None = None,
+    config: AlertConfig,
+    rules: ExposureRules,
+    died: date | None,
 ) -> list[DenosumabDose]:
-    """The patient's osteoporosis denosumab doses whose next dose fell due in the period, and what followed."""
-    config = config or AlertConfig()
-    known, events = _known(facts, as_of)
-    rules = config.rules()
-    died = _died(known)
+    if not any(e.drug in _ANY_DENOSUMAB for e in events):
+        return []
     mine = denosumab_drugs(events, rules)
     days = sorted({e.day for e in events if e.drug in mine and e.dose_dated})
     follow_ons = sorted({e.day for e in events if e.drug in FOLLOW_ON_DRUGS and e.proves_dose})
@@ -545,8 +634,10 @@ def summarise(
             ),
         )
     if measure is MeasureId.TIME_TO_TREATMENT:
-        days = [float((c.treated_day - c.index_day).days) for c in cases if c.treated_day is not None]
-        return Summary(measure, len(cases), len(days), score=_median(days), pending=len(cases) - len(days))
+        days = tuple(float((c.treated_day - c.index_day).days) for c in cases if c.treated_day is not None)
+        return Summary(
+            measure, len(cases), len(days), score=_median(days), pending=len(cases) - len(days), observations=days
+        )
     if measure in _DOSE_NUMERATORS:
         wanted = _DOSE_NUMERATORS[measure]
         return _proportion(
@@ -576,8 +667,12 @@ def summarise(
         )
     if measure is MeasureId.ALERTS_RESOLVED:
         return _proportion(measure, ((True, False, a.resolved_at is not None) for a in alerts))
-    hours = [(a.first_action_at - a.opened_at).total_seconds() / 3600 for a in alerts if a.first_action_at is not None]
-    return Summary(measure, len(alerts), len(hours), score=_median(hours), pending=len(alerts) - len(hours))
+    hours = tuple(
+        (a.first_action_at - a.opened_at).total_seconds() / 3600 for a in alerts if a.first_action_at is not None
+    )
+    return Summary(
+        measure, len(alerts), len(hours), score=_median(hours), pending=len(alerts) - len(hours), observations=hours
+    )
 
 
 _DOSE_NUMERATORS: Final = {

@@ -9,6 +9,7 @@ measure, every site alone and all together.
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +27,8 @@ from service.domain.fls_measures import (
     MeasureId,
     Period,
     Summary,
-    denosumab_doses,
-    index_cases,
+    combine,
+    patient_cases,
     summarise,
 )
 from service.fhir.measures import build_measure_report, report_id
@@ -222,15 +223,19 @@ class Measures:
         reasons = self._store.dxa_gap_reasons(as_of)
         data = MeasureData(period, day)
         no_reasons: set[date] = set()
+        sites = {organization: site_of(organization, self._sites) for organization in set(organizations.values())}
         for patient_id, facts in self._store.facts_by_patient(window):
-            site = site_of(organizations.get(patient_id), self._sites)
+            site = sites.get(organizations.get(patient_id, ""), UNASSIGNED)
             data.patients += 1
-            data.cases += index_cases(patient_id, site, facts, period, day, config, reasons.get(patient_id, no_reasons))
-            data.doses += denosumab_doses(patient_id, site, facts, period, day, config)
+            cases, doses = patient_cases(
+                patient_id, site, facts, period, day, config, reasons.get(patient_id, no_reasons)
+            )
+            data.cases += cases
+            data.doses += doses
         start = datetime.combine(period.start, time(0), self._zone)
         end = datetime.combine(period.end + timedelta(days=1), time(0), self._zone)
         for row in self._store.alerts_opened(start, end, as_of):
-            site = site_of(organizations.get(row.patient_id), self._sites)
+            site = sites.get(organizations.get(row.patient_id, ""), UNASSIGNED)
             data.alerts.append(
                 AlertRecord(
                     row.patient_id,
@@ -251,47 +256,49 @@ class Measures:
         evaluated_at: datetime,
         measures: Iterable[MeasureId] = tuple(MeasureId),
     ) -> list[ReportRow]:
-        """The MeasureReports of these measures for each period (within the data's) and site, and all sites."""
+        """The MeasureReports of these measures for each period (within the data's; sorted, disjoint) and site, and
+        all sites together."""
         wanted = list(measures)
-        buckets: dict[tuple[int, str | None], tuple[list[IndexCase], list[DenosumabDose], list[AlertRecord]]]
-        buckets = defaultdict(lambda: ([], [], []))
+        Bucket = tuple[list[IndexCase], list[DenosumabDose], list[AlertRecord]]
+        buckets: dict[tuple[int, str], Bucket] = defaultdict(lambda: ([], [], []))
+        starts = [p.start for p in periods]
 
-        def place(day: date, site: str) -> Iterator[tuple[list[IndexCase], list[DenosumabDose], list[AlertRecord]]]:
-            for n, period in enumerate(periods):
-                if period.holds(day):
-                    yield buckets[(n, site)]
-                    yield buckets[(n, None)]
+        def place(day: date, site: str) -> Bucket | None:
+            # Periods are sorted and disjoint (a year's months): the last one starting on or before the day.
+            n = bisect.bisect_right(starts, day) - 1
+            return buckets[(n, site)] if n >= 0 and periods[n].holds(day) else None
 
         for case in data.cases:
-            for bucket in place(case.index_day, case.site):
+            if (bucket := place(case.index_day, case.site)) is not None:
                 bucket[0].append(case)
         for dose in data.doses:
-            for bucket in place(dose.due_day, dose.site):
+            if (bucket := place(dose.due_day, dose.site)) is not None:
                 bucket[1].append(dose)
         for alert in data.alerts:
-            for bucket in place(alert.opened_day, alert.site):
+            if (bucket := place(alert.opened_day, alert.site)) is not None:
                 bucket[2].append(alert)
-        for n in range(len(periods)):
-            buckets[(n, None)]  # every period has its all-sites report, empty or not
         out: list[ReportRow] = []
-        for (n, site), (cases, doses, alerts) in sorted(buckets.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-            period = periods[n]
+        for n, period in enumerate(periods):
+            sites = sorted(site for (m, site) in buckets if m == n)
             for measure in wanted:
-                summary = summarise(measure, cases, doses, alerts, data.as_of, self._config)
-                resource = build_measure_report(
-                    summary, period, site, self.site_reference(site) if site else None, evaluated_at
-                )
-                out.append(
-                    ReportRow(
-                        report_id(measure, period, site),
-                        measure.value,
-                        site,
-                        period.start,
-                        period.end,
-                        evaluated_at,
-                        resource,
+                summaries = {site: summarise(measure, *buckets[(n, site)], data.as_of, self._config) for site in sites}
+                # Every site together: the sum of the sites' (each case has one site), so every case is counted once.
+                summaries_all = combine(measure, summaries.values())
+                for site, summary in [(None, summaries_all), *summaries.items()]:
+                    resource = build_measure_report(
+                        summary, period, site, self.site_reference(site) if site else None, evaluated_at
                     )
-                )
+                    out.append(
+                        ReportRow(
+                            report_id(measure, period, site),
+                            measure.value,
+                            site,
+                            period.start,
+                            period.end,
+                            evaluated_at,
+                            resource,
+                        )
+                    )
         return out
 
     def evaluate(self, period: Period, periods: Sequence[Period] | None = None) -> list[ReportRow]:

@@ -16,6 +16,7 @@ from service.domain.fls_measures import (
     IndexCase,
     MeasureId,
     Period,
+    combine,
     denosumab_doses,
     index_cases,
     months,
@@ -220,6 +221,18 @@ def test_alert_measures() -> None:
     assert (resolved.denominator, resolved.numerator) == (5, 2)
     waited = summarise(MeasureId.ALERTS_TIME_TO_ACTION, [], [], alerts, AS_OF)
     assert (waited.initial, waited.denominator, waited.score) == (5, 3, 10.0)
+
+
+def test_every_site_together_is_the_sum_of_the_sites() -> None:
+    found = cohort_cases()
+    for measure in (MeasureId.DXA_12W, MeasureId.TREATMENT_16W, MeasureId.TIME_TO_TREATMENT):
+        whole = summarise(measure, found, [], [], AS_OF)
+        parts = [summarise(measure, [c for c in found if c.site == s], [], [], AS_OF) for s in ("north", "south")]
+        assert combine(measure, parts) == whole
+    t0 = datetime(2025, 1, 5, 8, tzinfo=UTC)
+    alerts = [AlertRecord("p", s, "x", t0.date(), t0, t0 + timedelta(hours=h), None) for s, h in (("a", 1), ("b", 3))]
+    by_site = [summarise(MeasureId.ALERTS_TIME_TO_ACTION, [], [], [a], AS_OF) for a in alerts]
+    assert combine(MeasureId.ALERTS_TIME_TO_ACTION, by_site).score == 2.0
 
 
 def test_every_measure_is_defined() -> None:

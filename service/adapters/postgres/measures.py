@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any, Final
 
+import orjson
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -29,7 +30,7 @@ class PostgresMeasureStore:
         self._pool = pool
 
     def facts_by_patient(self, window: FactWindow) -> Iterator[tuple[str, list[Fact]]]:
-        """See MeasureStore: one server-side cursor over the facts, ordered by patient."""
+        """See MeasureStore: one row per patient, their facts as a JSON array."""
         params = {
             "as_of": window.as_of,
             "start": window.start,
@@ -39,28 +40,27 @@ class PostgresMeasureStore:
             "kinds": sorted(k.value for k in window.kinds),
             "drugs": sorted(window.drugs),
         }
-        with pooled_transaction(self._pool) as conn, conn.cursor("measure_facts", row_factory=tuple_row) as cur:
-            cur.itersize = 20_000
+        day = date.fromisoformat
+        # A client-side cursor read in batches: libpq keeps the result compactly and fetchmany converts in bulk; a
+        # server-side cursor took two to three times as long for a year of 100,000 patients (bench/measures.py).
+        with pooled_transaction(self._pool) as conn, conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(query("measure_facts", _FILE), params)
-            current: str | None = None
-            facts: list[Fact] = []
-            for patient_id, kind, value_num, effective_date, end_date, status, attrs in cur:
-                if patient_id != current:
-                    if current is not None:
-                        yield current, facts
-                    current, facts = patient_id, []
-                facts.append(
-                    Fact(
-                        _KINDS[kind],
-                        value_num,
-                        effective_date=effective_date,
-                        end_date=end_date,
-                        status=status,
-                        attrs=attrs or _EMPTY,
+            while rows := cur.fetchmany(5_000):
+                for patient_id, text in rows:
+                    yield (
+                        patient_id,
+                        [
+                            Fact(
+                                _KINDS[kind],
+                                value_num,
+                                effective_date=day(effective) if effective else None,
+                                end_date=day(end) if end else None,
+                                status=status,
+                                attrs=attrs or _EMPTY,
+                            )
+                            for kind, value_num, effective, end, status, attrs in orjson.loads(text)
+                        ],
                     )
-                )
-            if current is not None:
-                yield current, facts
 
     def organizations(self) -> dict[str, str]:
         """See MeasureStore."""
@@ -82,12 +82,9 @@ class PostgresMeasureStore:
 
     def alerts_opened(self, start: datetime, end: datetime, as_of: datetime) -> list[AlertRow]:
         """See MeasureStore."""
-        with pooled_transaction(self._pool) as conn:
-            rows = conn.execute(query("measure_alerts", _FILE), {"from": start, "to": end, "as_of": as_of})
-            return [
-                AlertRow(r["patient_id"], r["code"], r["opened_at"], r["first_action_at"], r["resolved_at"])
-                for r in rows
-            ]
+        with pooled_transaction(self._pool) as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(query("measure_alerts", _FILE), {"from": start, "to": end, "as_of": as_of})
+            return [AlertRow(*row) for row in cur.fetchall()]
 
     def save_reports(self, rows: Sequence[ReportRow]) -> None:
         """See MeasureStore: one transaction, the latest evaluation replaces the last."""

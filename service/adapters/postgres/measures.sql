@@ -3,7 +3,9 @@
 
 -- name: measure_facts
 -- Patients with a possible index event in the period, or a denosumab dose whose next one fell due in it; the facts
--- the measures read (medication facts of the treating drugs only), known by the evaluation time, by patient.
+-- the measures read (medication facts of the treating drugs only), known by the evaluation time: one row per patient,
+-- the facts as one JSON array (a year of 100,000 patients is half a million facts: one orjson parse per patient costs
+-- the client a third less than converting each fact's row).
 WITH candidates AS (
     SELECT DISTINCT patient_id FROM fact
      WHERE recorded_at <= %(as_of)s
@@ -12,12 +14,14 @@ WITH candidates AS (
          OR (kind = 'medication' AND attrs ->> 'drug' IN ('denosumab-60mg', 'denosumab')
              AND effective_date BETWEEN %(dose_start)s AND %(dose_end)s))
 )
-SELECT f.patient_id, f.kind, f.value_num, f.effective_date, f.end_date, f.status,
-       CASE WHEN f.kind IN ('birth-date', 'deceased', 'dxa-t-score', 'dxa-bmd') THEN NULL ELSE f.attrs END AS attrs
+SELECT f.patient_id,
+       json_agg(json_build_array(f.kind, f.value_num, f.effective_date, f.end_date, f.status,
+                                 CASE WHEN f.kind IN ('birth-date', 'deceased', 'dxa-t-score', 'dxa-bmd')
+                                      THEN NULL ELSE f.attrs END))::text AS facts
   FROM fact f JOIN candidates c USING (patient_id)
  WHERE f.kind = ANY(%(kinds)s::text[]) AND f.recorded_at <= %(as_of)s
    AND (f.kind <> 'medication' OR f.attrs ->> 'drug' = ANY(%(drugs)s::text[]))
- ORDER BY f.patient_id;
+ GROUP BY f.patient_id;
 
 -- name: patient_organizations
 SELECT id, body -> 'managingOrganization' ->> 'reference' AS organization
@@ -32,12 +36,13 @@ SELECT patient_id, episode FROM alert
 -- name: measure_alerts
 -- Alerts opened in the period, the first action a person took (a worklist action; hook: the Task completed, issue 15,
 -- joins here as LEAST(first action, Task completed)) and when the record resolved them, all by the evaluation time.
-SELECT a.patient_id, a.code, a.opened_at,
-       (SELECT min(e.at) FROM alert_event e
-         WHERE e.alert_id = a.id AND e.actor <> 'refracture' AND e.at <= %(as_of)s
-           AND e.action IN ('acknowledge', 'assign', 'snooze', 'note', 'dismiss', 'reopen')) AS first_action_at,
+SELECT a.patient_id, a.code, a.opened_at, acted.first_action_at,
        CASE WHEN a.status = 'resolved' AND a.closed_at <= %(as_of)s THEN a.closed_at END AS resolved_at
   FROM alert a
+  LEFT JOIN (SELECT e.alert_id, min(e.at) AS first_action_at FROM alert_event e
+              WHERE e.actor <> 'refracture' AND e.at >= %(from)s AND e.at <= %(as_of)s
+                AND e.action IN ('acknowledge', 'assign', 'snooze', 'note', 'dismiss', 'reopen')
+              GROUP BY e.alert_id) acted ON acted.alert_id = a.id
  WHERE a.opened_at >= %(from)s AND a.opened_at < %(to)s AND a.opened_at <= %(as_of)s;
 
 -- name: upsert_measure_report
