@@ -242,3 +242,11 @@ def test_every_measure_is_defined() -> None:
         assert definition.initial
         assert (definition.scoring == "proportion") == bool(definition.numerator)
         assert (definition.scoring == "continuous-variable") == bool(definition.unit)
+
+
+def test_the_documentation_defines_every_measure() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "measures.md").read_text(encoding="utf-8")
+    for measure in MeasureId:
+        assert f"| `{measure.value}` |" in text, measure
