@@ -232,3 +232,28 @@ def test_bad_parameters_are_refused(measured: tuple[Container, TestClient], para
     answer = client.get("/fhir/Measure/fls-identified/$evaluate-measure", params=params, headers=LEAD)
     assert answer.status_code == 400
     assert answer.json()["resourceType"] == "OperationOutcome"
+
+
+def test_the_command_keeps_a_report_per_month_and_site(
+    measured: tuple[Container, TestClient], database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from service.cli import main
+    from service.config import get_settings
+
+    container, client = measured
+    monkeypatch.setenv("REFRACTURE_DATABASE_URL", database_url)
+    monkeypatch.setenv("REFRACTURE_REDIS_URL", container.settings.redis_url)
+    get_settings.cache_clear()
+    try:
+        assert main(["measures", "--start", "2025-01-01", "--end", "2025-03-31"]) == 0
+        assert main(["measures", "--start", "2025-03-01", "--end", "2025-01-01"]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert "kept" in capsys.readouterr().out
+    # 3 months x 12 measures; January has two sites with cases (every site together, north-hospital, south)
+    assert query_one(database_url, "SELECT count(DISTINCT period_start) FROM measure_report") == 3
+    assert query_one(database_url, "SELECT count(*) FROM measure_report WHERE period_start = '2025-01-01'") == 36
+    found = client.get(
+        "/fhir/MeasureReport", params={"measure": "fls-identified", "period": "le2025-01-31"}, headers=LEAD
+    )
+    assert found.json()["total"] == 3
