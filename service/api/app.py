@@ -83,6 +83,7 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     )
     # Before fhir_routes: its /fhir/{type}/{id} would take /fhir/Measure/{id} and /fhir/MeasureReport/{id}.
     app.include_router(measure_routes.router)
+    app.include_router(measure_routes.api_router)
     app.include_router(fhir_routes.router)
     app.include_router(subscription_routes.router)
     app.include_router(admin_routes.router)

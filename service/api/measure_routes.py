@@ -12,6 +12,7 @@ from datetime import date
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import forbidden, require
@@ -27,9 +28,10 @@ from service.fhir.measures import build_measure, measure_url
 from service.fhir.outcome import searchset
 from service.security.principal import Permission, Principal
 
-__all__ = ["router"]
+__all__ = ["api_router", "router"]
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
+api_router = APIRouter(prefix="/api/measures", tags=["Measures"])
 
 MeasureReader = Annotated[Principal, Depends(require(Permission.READ_MEASURES))]
 _MEASURE = Path(pattern=r"^[a-z0-9\-]{1,64}$", description="A measure's id (fls-dxa-12w, …)")
@@ -38,6 +40,9 @@ _SITE = Query(pattern=r"^[A-Za-z0-9_\-.:/]{1,100}$", description="One site (REFR
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # One evaluation reads every fact of the period's patients: three years at most per call.
 _MAX_PERIOD_DAYS: Final = 3 * 366
+# A drill-down lists patients (each one an audit row): a year at most.
+_MAX_DRILL_DOWN_DAYS: Final = 366
+_POPULATIONS: Final = r"^(initial-population|denominator|denominator-exclusion|numerator|measure-population)$"
 _RESPONSES: Final[dict[int | str, dict[str, object]]] = {
     code: {"description": text, "content": {"application/fhir+json": {}}}
     for code, text in {
@@ -127,20 +132,89 @@ async def evaluate_measure(
     measure = _measure(measure_id)
     if report_type not in (None, "summary"):
         raise refuse(Problem.INVALID, "not-supported", "only reportType=summary is supported")
-    start, end = _day(period_start, "periodStart"), _day(period_end, "periodEnd")
-    if end < start or (end - start).days > _MAX_PERIOD_DAYS:
-        raise refuse(Problem.INVALID, "value", "periodEnd must be on or after periodStart, at most three years later")
-    allowed = await _allowed_sites(request, container, principal)
-    if allowed is not None:
-        if site is None and len(allowed) == 1:
-            site = next(iter(allowed))
-        if site is None:
-            raise refuse(Problem.INVALID, "required", "name one of your sites: site=…")
-        if site not in allowed:
-            raise forbidden("this site is not one of yours")
-    note_audit(request.state, AuditNote("read", "Measure", measure.value, detail=f"$evaluate-measure {start}..{end}"))
-    report = await run_in_threadpool(container.measures.evaluate_measure, measure, Period(start, end), site)
+    period = _period(period_start, period_end, _MAX_PERIOD_DAYS)
+    site = await _site_for(request, container, principal, site)
+    note_audit(
+        request.state,
+        AuditNote("read", "Measure", measure.value, detail=f"$evaluate-measure {period.start}..{period.end}"),
+    )
+    report = await run_in_threadpool(container.measures.evaluate_measure, measure, period, site)
     return fhir_response(report)
+
+
+async def _site_for(request: Request, container: Container, principal: Principal, site: str | None) -> str | None:
+    """The site a limited caller asks about (their only site by default); None for every site (unlimited callers).
+
+    Raises:
+        RefractureError: 400 when a caller with several sites names none; 403 for a site not theirs.
+    """
+    allowed = await _allowed_sites(request, container, principal)
+    if allowed is None:
+        return site
+    if site is None and len(allowed) == 1:
+        site = next(iter(allowed))
+    if site is None:
+        raise refuse(Problem.INVALID, "required", "name one of your sites: site=…")
+    if site not in allowed:
+        raise forbidden("this site is not one of yours")
+    return site
+
+
+def _period(period_start: str, period_end: str, longest: int) -> Period:
+    start, end = _day(period_start, "periodStart"), _day(period_end, "periodEnd")
+    if end < start or (end - start).days > longest:
+        raise refuse(
+            Problem.INVALID, "value", f"periodEnd must be on or after periodStart, at most {longest} days later"
+        )
+    return Period(start, end)
+
+
+class MeasurePatients(BaseModel):
+    """The patients in one population of a measure, for a period and site."""
+
+    measure: str
+    population: str
+    period_start: date
+    period_end: date
+    site: str | None
+    patients: list[str]
+
+
+@api_router.get(
+    "/{measure_id}/patients",
+    operation_id="measurePatients",
+    response_model=MeasurePatients,
+    responses=_RESPONSES,
+    summary="The patients behind a measure's count (drill-down; audited per patient)",
+)
+async def measure_patients(
+    request: Request,
+    container: ContainerDep,
+    principal: MeasureReader,
+    measure_id: Annotated[str, _MEASURE],
+    period_start: Annotated[str, Query(alias="periodStart", max_length=10, description="YYYY-MM-DD")],
+    period_end: Annotated[str, Query(alias="periodEnd", max_length=10, description="YYYY-MM-DD, included")],
+    population: Annotated[str, Query(pattern=_POPULATIONS, description="A measure-population code")],
+    site: Annotated[str | None, _SITE] = None,
+) -> MeasurePatients:
+    """The ids of the patients in one population (numerator, denominator, …) of a measure for a period (at most a
+    year) and site, read fresh: the drill-down behind a MeasureReport. Every patient listed is in the audit trail. A
+    caller limited to sites sees their sites' patients only."""
+    measure = _measure(measure_id)
+    period = _period(period_start, period_end, _MAX_DRILL_DOWN_DAYS)
+    chosen = await _site_for(request, container, principal, site)
+    note = AuditNote("read", "Measure", measure.value, detail=f"drill-down {population} {period.start}..{period.end}")
+    note_audit(request.state, note)
+    patients = await run_in_threadpool(container.measures.drill_down, measure, period, chosen, population)
+    note.patients = patients
+    return MeasurePatients(
+        measure=measure.value,
+        population=population,
+        period_start=period.start,
+        period_end=period.end,
+        site=chosen,
+        patients=patients,
+    )
 
 
 @router.get(

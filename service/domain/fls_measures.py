@@ -50,6 +50,7 @@ __all__ = [
     "index_cases",
     "months",
     "patient_cases",
+    "populations",
     "summarise",
 ]
 
@@ -597,6 +598,65 @@ def _median(values: Sequence[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
+Flags = tuple[str, bool, bool, bool]  # patient, in the denominator (measure population), excluded, numerator met
+
+
+def _flags(
+    measure: MeasureId,
+    cases: Sequence[IndexCase],
+    doses: Sequence[DenosumabDose],
+    alerts: Sequence[AlertRecord],
+    as_of: date,
+    config: AlertConfig,
+) -> list[Flags]:
+    """Each member of the measure's initial population, and where it falls (the one place the populations are
+    decided: summarise counts them, populations lists their patients)."""
+    if measure is MeasureId.IDENTIFIED:
+        return [(c.patient_id, False, False, False) for c in cases]
+    if measure is MeasureId.DXA_12W:
+        return [
+            (c.patient_id, *_with_reason(_window(c, c.dxa_day, config.bmd_gap_days, as_of), c.dxa_reason))
+            for c in cases
+        ]
+    if measure is MeasureId.TREATMENT_16W:
+        return [(c.patient_id, *_window(c, c.treated_day, config.treatment_gap_days, as_of)) for c in cases]
+    if measure is MeasureId.ADHERENCE_52W:
+        year = timedelta(days=config.adherence_days)
+        return [
+            (
+                c.patient_id,
+                c.adherent is not None or _dead_by(c.died, c.index_day, config.adherence_days),
+                _dead_by(c.died, c.index_day, config.adherence_days),
+                c.adherent is True,
+            )
+            for c in cases
+            if c.treated_day is not None and c.treated_day <= c.index_day + year
+        ]
+    if measure is MeasureId.TIME_TO_TREATMENT:
+        return [(c.patient_id, c.treated_day is not None, False, False) for c in cases]
+    if measure in _DOSE_NUMERATORS:
+        wanted = _DOSE_NUMERATORS[measure]
+        return [
+            (
+                d.patient_id,
+                d.outcome is not DoseOutcome.PENDING or d.died is not None,
+                d.outcome is DoseOutcome.PENDING and d.died is not None,
+                d.outcome is wanted,
+            )
+            for d in doses
+        ]
+    if measure is MeasureId.ALERTS_ACTED_ON:
+        return [
+            (a.patient_id, True, a.first_action_at is None and a.resolved_at is not None, a.first_action_at is not None)
+            for a in alerts
+        ]
+    if measure is MeasureId.ALERTS_RESOLVED:
+        return [(a.patient_id, True, False, a.resolved_at is not None) for a in alerts]
+    if measure is MeasureId.ALERTS_TIME_TO_ACTION:
+        return [(a.patient_id, a.first_action_at is not None, False, False) for a in alerts]
+    return [(a.patient_id, False, False, False) for a in alerts]  # alerts opened
+
+
 def summarise(
     measure: MeasureId,
     cases: Sequence[IndexCase],
@@ -607,72 +667,48 @@ def summarise(
 ) -> Summary:
     """One measure's populations over these cases (already limited to a period and site by the caller)."""
     config = config or AlertConfig()
-    if measure is MeasureId.IDENTIFIED:
-        return Summary(measure, len(cases))
-    if measure is MeasureId.DXA_12W:
-        return _proportion(
-            measure,
-            (_with_reason(_window(c, c.dxa_day, config.bmd_gap_days, as_of), c.dxa_reason) for c in cases),
-        )
-    if measure is MeasureId.TREATMENT_16W:
-        return _proportion(measure, (_window(c, c.treated_day, config.treatment_gap_days, as_of) for c in cases))
-    if measure is MeasureId.ADHERENCE_52W:
-        treated = [
-            c
-            for c in cases
-            if c.treated_day is not None and c.treated_day <= c.index_day + timedelta(days=config.adherence_days)
-        ]
-        return _proportion(
-            measure,
-            (
-                (
-                    c.adherent is not None or _dead_by(c.died, c.index_day, config.adherence_days),
-                    _dead_by(c.died, c.index_day, config.adherence_days),
-                    c.adherent is True,
-                )
-                for c in treated
-            ),
-        )
+    scoring = MEASURES[measure].scoring
+    if scoring == "cohort":
+        return Summary(measure, len(cases) if measure is MeasureId.IDENTIFIED else len(alerts))
+    if scoring == "proportion":
+        return _proportion(measure, (f[1:] for f in _flags(measure, cases, doses, alerts, as_of, config)))
     if measure is MeasureId.TIME_TO_TREATMENT:
         days = tuple(float((c.treated_day - c.index_day).days) for c in cases if c.treated_day is not None)
         return Summary(
             measure, len(cases), len(days), score=_median(days), pending=len(cases) - len(days), observations=days
         )
-    if measure in _DOSE_NUMERATORS:
-        wanted = _DOSE_NUMERATORS[measure]
-        return _proportion(
-            measure,
-            (
-                (
-                    d.outcome is not DoseOutcome.PENDING or d.died is not None,
-                    d.outcome is DoseOutcome.PENDING and d.died is not None,
-                    d.outcome is wanted,
-                )
-                for d in doses
-            ),
-        )
-    if measure is MeasureId.ALERTS_OPENED:
-        return Summary(measure, len(alerts))
-    if measure is MeasureId.ALERTS_ACTED_ON:
-        return _proportion(
-            measure,
-            (
-                (
-                    True,
-                    a.first_action_at is None and a.resolved_at is not None,
-                    a.first_action_at is not None,
-                )
-                for a in alerts
-            ),
-        )
-    if measure is MeasureId.ALERTS_RESOLVED:
-        return _proportion(measure, ((True, False, a.resolved_at is not None) for a in alerts))
     hours = tuple(
         (a.first_action_at - a.opened_at).total_seconds() / 3600 for a in alerts if a.first_action_at is not None
     )
     return Summary(
         measure, len(alerts), len(hours), score=_median(hours), pending=len(alerts) - len(hours), observations=hours
     )
+
+
+def populations(
+    measure: MeasureId,
+    cases: Sequence[IndexCase],
+    doses: Sequence[DenosumabDose],
+    alerts: Sequence[AlertRecord],
+    as_of: date,
+    config: AlertConfig | None = None,
+) -> dict[str, list[str]]:
+    """The patients in each of the measure's populations (the drill-down behind a report's counts), by FHIR
+    measure-population code; each patient once per population, sorted."""
+    flags = _flags(measure, cases, doses, alerts, as_of, config or AlertConfig())
+    scoring = MEASURES[measure].scoring
+
+    def ids(members: Iterable[Flags]) -> list[str]:
+        return sorted({m[0] for m in members})
+
+    out = {"initial-population": ids(flags)}
+    if scoring == "proportion":
+        out["denominator"] = ids(f for f in flags if f[1])
+        out["denominator-exclusion"] = ids(f for f in flags if f[1] and f[2] and not f[3])
+        out["numerator"] = ids(f for f in flags if f[1] and f[3])
+    elif scoring == "continuous-variable":
+        out["measure-population"] = ids(f for f in flags if f[1])
+    return out
 
 
 _DOSE_NUMERATORS: Final = {

@@ -29,6 +29,7 @@ from service.domain.fls_measures import (
     Summary,
     combine,
     patient_cases,
+    populations,
     summarise,
 )
 from service.fhir.measures import build_measure_report, report_id
@@ -309,6 +310,17 @@ class Measures:
         rows = self.reports(data, periods or [period], evaluated_at)
         self._store.save_reports(rows)
         return rows
+
+    def drill_down(self, measure: MeasureId, period: Period, site: str | None, population: str) -> list[str]:
+        """The patients in one population of a measure for the period and site (None: every site): the ids behind
+        a report's count. Read fresh, as of now."""
+        data = self.collect(period)
+        if site is not None:
+            data.cases = [c for c in data.cases if c.site == site]
+            data.doses = [d for d in data.doses if d.site == site]
+            data.alerts = [a for a in data.alerts if a.site == site]
+        found = populations(measure, data.cases, data.doses, data.alerts, data.as_of, self._config)
+        return found.get(population, [])
 
     def evaluate_measure(self, measure: MeasureId, period: Period, site: str | None) -> dict[str, Any]:
         """$evaluate-measure: every measure for the period is computed and kept (one pass costs the same); the answer

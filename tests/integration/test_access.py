@@ -68,6 +68,8 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/fhir/Measure/{measure_id}/$evaluate-measure"): {ADMIN, FLS_LEAD},
     ("GET", "/fhir/MeasureReport"): {ADMIN, FLS_LEAD},
     ("GET", "/fhir/MeasureReport/{report_id}"): {ADMIN, FLS_LEAD},
+    # The drill-down lists patients (audited per patient).
+    ("GET", "/api/measures/{measure_id}/patients"): {ADMIN, FLS_LEAD},
 }
 OBSERVATION = {
     "resourceType": "Observation",

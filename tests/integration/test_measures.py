@@ -216,6 +216,32 @@ def test_a_lead_limited_to_a_site_sees_only_that_site(measured: tuple[Container,
     assert client.get("/fhir/MeasureReport", params={"site": "south"}, headers=NORTH_LEAD).status_code == 403
 
 
+def test_the_drill_down_lists_the_patients_and_is_audited(
+    measured: tuple[Container, TestClient], database_url: str
+) -> None:
+    _, client = measured
+
+    def patients(headers: dict[str, str], measure: str, population: str, **extra: str) -> Any:
+        params = {**JANUARY, "population": population, **extra}
+        return client.get(f"/api/measures/{measure}/patients", params=params, headers=headers)
+
+    answer = patients(LEAD, "fls-dxa-12w", "denominator")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["patients"] == ["n1", "n2", "s1"]
+    assert patients(LEAD, "fls-dxa-12w", "numerator").json()["patients"] == ["n1"]
+    assert patients(LEAD, "fls-treatment-16w", "numerator", site="south").json()["patients"] == ["s1"]
+    assert patients(NORTH_LEAD, "fls-identified", "initial-population").json()["patients"] == ["n1", "n2"]
+    assert patients(NORTH_LEAD, "fls-identified", "initial-population", site="south").status_code == 403
+    assert patients(COORDINATOR, "fls-identified", "initial-population").status_code == 403
+    assert patients(LEAD, "fls-identified", "everyone").status_code == 400
+    audited = query_one(
+        database_url,
+        "SELECT array_agg(DISTINCT patient_id ORDER BY patient_id) FROM audit_event "
+        "WHERE actor = 'fls.lead' AND what = 'GET /api/measures/{measure_id}/patients' AND patient_id IS NOT NULL",
+    )
+    assert audited == ["n1", "n2", "s1"]
+
+
 @pytest.mark.parametrize(
     "params",
     [

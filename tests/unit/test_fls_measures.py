@@ -20,6 +20,7 @@ from service.domain.fls_measures import (
     denosumab_doses,
     index_cases,
     months,
+    populations,
     summarise,
 )
 
@@ -119,6 +120,23 @@ def test_the_cohort_gives_the_documented_counts() -> None:
     assert (adherence.initial, adherence.denominator, adherence.exclusions, adherence.numerator) == (6, 6, 0, 5)
     median = s[MeasureId.TIME_TO_TREATMENT]  # 40, 100, 113, 10, 10, 0 -> median 25
     assert (median.initial, median.denominator, median.score) == (9, 6, 25.0)
+
+
+def test_the_drill_down_lists_the_patients_behind_the_counts() -> None:
+    found = cohort_cases()
+    dxa = populations(MeasureId.DXA_12W, found, [], [], AS_OF)
+    assert dxa == {
+        "initial-population": list("abcdefghi"),
+        "denominator": list("abcdefghi"),
+        "denominator-exclusion": ["e"],
+        "numerator": ["a", "b", "f"],
+    }
+    adherence = populations(MeasureId.ADHERENCE_52W, found, [], [], AS_OF)
+    assert adherence["numerator"] == ["a", "b", "c", "g", "i"]
+    assert populations(MeasureId.TIME_TO_TREATMENT, found, [], [], AS_OF)["measure-population"] == list("abcghi")
+    for measure in MeasureId:  # the lists agree with the counts wherever each member is one patient
+        counted = summarise(measure, found, [], [], AS_OF)
+        assert len(populations(measure, found, [], [], AS_OF)["initial-population"]) == counted.initial
 
 
 def test_windows_still_open_are_pending() -> None:
