@@ -20,6 +20,7 @@ from service.api import (
     cds_routes,
     fhir_routes,
     health,
+    measure_page,
     measure_routes,
     model_routes,
     subscription_routes,
@@ -91,6 +92,7 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     app.include_router(web.router)
     app.include_router(model_routes.api_router)
     app.include_router(model_routes.page_router)
+    app.include_router(measure_page.page_router)
     app.include_router(auth_routes.router)
     app.include_router(cds_routes.router)
     app.include_router(health.router)

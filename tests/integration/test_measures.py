@@ -283,3 +283,36 @@ def test_the_command_keeps_a_report_per_month_and_site(
         "/fhir/MeasureReport", params={"measure": "fls-identified", "period": "le2025-01-31"}, headers=LEAD
     )
     assert found.json()["total"] == 3
+
+
+def test_the_leads_page_shows_each_measure_by_month(measured: tuple[Container, TestClient]) -> None:
+    from service.domain.fls_measures import Period, months
+
+    container, client = measured
+    year = Period(date(2025, 1, 1), date(2025, 12, 31))
+    container.measures.evaluate(year, months(year))  # what `refracture measures` keeps
+    page = client.get("/worklist/measures", params={"year": "2025"}, headers=LEAD)
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert html.count("<svg") == 12  # a chart per measure
+    assert "target 80 %" in html  # IOF's levels on the patient KPIs
+    assert "every site" in html
+    link = "/api/measures/fls-dxa-12w/patients?periodStart=2025-01-01&amp;periodEnd=2025-01-31&amp;population=numerator"
+    assert link in html
+    assert "Jan: 33 %" in html  # the DXA chart states January's value (1 of 3)
+    north = client.get("/worklist/measures", params={"year": "2025"}, headers=NORTH_LEAD)
+    assert north.status_code == 200
+    assert "site north" in north.text
+    assert "initial-population 2" in north.text
+    assert client.get("/worklist/measures", params={"site": "south"}, headers=NORTH_LEAD).status_code == 403
+    assert client.get("/worklist/measures", headers=COORDINATOR).status_code == 403
+    assert client.get("/worklist/measures", headers={"Authorization": ""}, follow_redirects=False).status_code in (
+        303,
+        401,
+    )
+    exported = client.get("/worklist/measures.csv", params={"year": "2025", "site": "south"}, headers=LEAD)
+    assert exported.status_code == 200
+    assert exported.headers["content-type"].startswith("text/csv")
+    lines = exported.text.splitlines()
+    assert lines[0].startswith("measure,period_start,period_end,site,status")
+    assert any(line.startswith("fls-identified,2025-01-01,2025-01-31,south,complete,1,") for line in lines)
