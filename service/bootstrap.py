@@ -94,6 +94,8 @@ class Container:
     metrics: Metrics
     calibrations: PostgresCalibrationStore  # the local recalibrations of the risk model (`refracture recalibrate`)
     recalibrator: Recalibrator
+    # The FLS quality measures and their MeasureReports (docs/measures.md).
+    measures: Measures
     # Event feeds from the EHR: Subscription notifications, fetches, the catch-up poll (usecases/subscriptions.py).
     feeds: PostgresFeedStore
     notifications: NotificationReceiver
@@ -104,8 +106,6 @@ class Container:
     # Patient scoping: patients' Organizations, alerts' patients, break-the-glass grants (security/scoping.py).
     access: PostgresAccess
     subscription_secrets: PostgresSubscriptionSecrets  # the feed's shared secret, rotated by `refracture subscribe`
-    # The FLS quality measures and their MeasureReports (docs/measures.md).
-    measures: Measures
 
     def today(self) -> date:
         """Today in the hospital's time zone (what "overdue" and ages are counted against)."""
@@ -243,6 +243,7 @@ def bootstrap(
         metrics=metrics,
         calibrations=calibrations,
         recalibrator=Recalibrator(calibrations, clock, today),
+        measures=Measures(PostgresMeasureStore(pool), clock, zone, settings.alerts, settings.sites),
         feeds=feeds,
         notifications=NotificationReceiver(feeds, ingestor, clock, metrics),
         feed_worker=feed_worker,
@@ -250,7 +251,6 @@ def bootstrap(
         cds_verifier=make_cds_verifier(settings, cds_hooks.claim_jti),
         access=PostgresAccess(pool),
         subscription_secrets=PostgresSubscriptionSecrets(pool),
-        measures=Measures(PostgresMeasureStore(pool), clock, zone, settings.alerts, settings.sites),
     )
 
 

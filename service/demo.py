@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import date
 from typing import Any
 
 import httpx
@@ -128,11 +127,6 @@ def run_demo(patients: int, port: int, keep_running: bool) -> int:
         # Data identical to an earlier demo run is no change, so nothing was assessed: bring everyone up to date
         # (a no-op for patients the worker just handled).
         _start(["sweep", "--all"], env).wait(timeout=300)
-        # The FLS quality measures of this year so far, by month and site, for /worklist/measures (docs/measures.md).
-        today = date.today()
-        _start(["measures", "--start", date(today.year, 1, 1).isoformat(), "--end", today.isoformat()], env).wait(
-            timeout=300
-        )
         summary = _summary(services.database_url)
         first = bundles[0]["entry"][0]["resource"]["id"] if bundles else "synth-000001"
         print("\nrefracture demo is running")
@@ -145,11 +139,10 @@ def run_demo(patients: int, port: int, keep_running: bool) -> int:
         print("  development tokens for this run (REFRACTURE_AUTH_DEV_TOKENS; they end with it):")
         print(f"    care coordinator (sign in to the worklist): {coordinator}")
         print(f"    EHR interface (FHIR API, Authorization: Bearer ...): {integration}")
-        print(f"    administrator (/api/audit, /api/terminology/unrecognised, /worklist/measures): {administrator}")
+        print(f"    administrator (/api/audit, /api/terminology/unrecognised): {administrator}")
         print("  look at:")
         print(f"    {base}/worklist                      the care coordinators' worklist (sign in with the token)")
         print(f"    {base}/worklist/patients/{first}   one patient: risk chart, alerts, medications")
-        print(f"    {base}/worklist/measures             the FLS quality measures by month (administrator token)")
         print(f"    {base}/docs                          the API, with the OpenAPI document")
         print(f"    {base}/fhir/metadata                 the CapabilityStatement")
         print(f"    {base}/fhir/Patient/{first}   one synthetic patient as stored")

@@ -15,19 +15,6 @@ STATEMENT_DATE: Final = "2026-12-05"
 
 # Types refracture serves but does not take in.
 READ_ONLY_TYPES: Final[dict[str, list[dict[str, str]]]] = {
-    "CodeSystem": [{"name": "url", "type": "uri", "documentation": "The canonical URL of the CodeSystem"}],
-    "RiskAssessment": [
-        {
-            "name": "subject",
-            "type": "reference",
-            "documentation": "Patient/{id}: the patient's assessments, newest first",
-        },
-        {"name": "patient", "type": "reference", "documentation": "The same as subject"},
-    ],
-    "CarePlan": [
-        {"name": "subject", "type": "reference", "documentation": "Patient/{id}: the patient's one active CarePlan"},
-        {"name": "patient", "type": "reference", "documentation": "The same as subject"},
-    ],
     # The FLS quality measures (docs/measures.md): the fls-lead role or administrators.
     "Measure": [{"name": "url", "type": "uri", "documentation": "The canonical URL of the Measure"}],
     "MeasureReport": [
@@ -42,6 +29,19 @@ READ_ONLY_TYPES: Final[dict[str, list[dict[str, str]]]] = {
             "type": "token",
             "documentation": "One site (REFRACTURE_SITES); a site-limited caller sees only theirs",
         },
+    ],
+    "CodeSystem": [{"name": "url", "type": "uri", "documentation": "The canonical URL of the CodeSystem"}],
+    "RiskAssessment": [
+        {
+            "name": "subject",
+            "type": "reference",
+            "documentation": "Patient/{id}: the patient's assessments, newest first",
+        },
+        {"name": "patient", "type": "reference", "documentation": "The same as subject"},
+    ],
+    "CarePlan": [
+        {"name": "subject", "type": "reference", "documentation": "Patient/{id}: the patient's one active CarePlan"},
+        {"name": "patient", "type": "reference", "documentation": "The same as subject"},
     ],
 }
 # Operations on the read-only types.
@@ -109,8 +109,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                 "mode": "server",
                 "documentation": (
                     "Takes the EHR's Patients, Observations, Procedures, Conditions and medication resources, "
-                    "singly or in transaction/batch Bundles, and serves refracture's own CodeSystems and the "
-                    "fracture-liaison quality measures (Measure, MeasureReport, $evaluate-measure)."
+                    "singly or in transaction/batch Bundles, and serves refracture's own CodeSystems."
                 ),
                 "security": {
                     "cors": False,

@@ -47,7 +47,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/fhir/{resource_type}/{resource_id}"): {INTEGRATION, COORDINATOR},
     ("GET", "/fhir/RiskAssessment"): {INTEGRATION, COORDINATOR},
     ("GET", "/fhir/CarePlan"): {INTEGRATION, COORDINATOR},
-    ("GET", "/fhir/CodeSystem"): {INTEGRATION, COORDINATOR, ADMIN, FLS_LEAD},
+    ("GET", "/fhir/CodeSystem"): {INTEGRATION, COORDINATOR, ADMIN},
     ("GET", "/api/worklist"): {COORDINATOR},
     ("GET", "/api/worklist/counts"): {COORDINATOR},
     ("GET", "/api/worklist.csv"): {COORDINATOR},
@@ -62,15 +62,18 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/model/calibration"): {COORDINATOR, ADMIN},
     ("POST", "/cds-services/{service_id}"): {INTEGRATION},
     ("POST", "/cds-services/{service_id}/feedback"): {INTEGRATION},
-    # The FLS quality measures: counts by period and site, no patient data (docs/measures.md).
+}
+# The FLS quality measures (docs/measures.md): the fls-lead role and administrators; the lead reads nothing else but
+# the CodeSystems (any signed-in caller). The drill-down lists patients (audited per patient).
+POLICY |= {
     ("GET", "/fhir/Measure"): {ADMIN, FLS_LEAD},
     ("GET", "/fhir/Measure/{measure_id}"): {ADMIN, FLS_LEAD},
     ("GET", "/fhir/Measure/{measure_id}/$evaluate-measure"): {ADMIN, FLS_LEAD},
     ("GET", "/fhir/MeasureReport"): {ADMIN, FLS_LEAD},
     ("GET", "/fhir/MeasureReport/{report_id}"): {ADMIN, FLS_LEAD},
-    # The drill-down lists patients (audited per patient).
     ("GET", "/api/measures/{measure_id}/patients"): {ADMIN, FLS_LEAD},
 }
+POLICY[("GET", "/fhir/CodeSystem")] |= {FLS_LEAD}
 OBSERVATION = {
     "resourceType": "Observation",
     "id": "o1",
