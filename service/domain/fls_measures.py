@@ -229,7 +229,8 @@ MEASURES: Final[dict[MeasureId, MeasureDefinition]] = {
             "Alerts opened in the period.",
             "The initial population.",
             "Alerts resolved by the record (a dose, a DXA) before anyone acted: nothing was left to do.",
-            "Alerts with a worklist action (acknowledge, assign, snooze, note, dismiss, reopen) by a person.",
+            "Alerts with a worklist action (acknowledge, assign, snooze, note, dismiss, reopen) by a person, or their "
+            "Task completed at the EHR.",
             source="refracture's worklist (alerts.md 'Lifecycle').",
         ),
         MeasureDefinition(
@@ -323,8 +324,8 @@ class DenosumabDose:
 class AlertRecord:
     """One alert as the measures see it.
 
-    ``first_action_at`` is the first worklist action by a person. Hook: when Tasks (issue 15) are stored, the adapter
-    passes the earlier of that and the alert's Task completed (docs/measures.md); nothing here changes.
+    ``first_action_at`` is the first action on it: a worklist action by a person, or its Task completed at the EHR
+    (the adapter reads both from the alert's history; docs/measures.md).
     """
 
     patient_id: str

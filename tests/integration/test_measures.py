@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -164,6 +165,15 @@ def test_alert_measures_count_worklist_actions(measured: tuple[Container, TestCl
     assert counts(evaluate(client, "alerts-opened", LEAD, **june)) == {"initial-population": opened}
     acted_on = counts(evaluate(client, "alerts-acted-on", LEAD, **june))
     assert (acted_on["denominator"], acted_on["numerator"]) == (opened, 1)
+    # A Task completed at the EHR is an action too (issue 18 keeps it in the alert's history).
+    other = str(query_one(database_url, "SELECT id FROM alert ORDER BY patient_id, code OFFSET 1 LIMIT 1"))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO alert_event (alert_id, at, actor, action) VALUES (%s, %s, 'ehr:Practitioner/1', "
+            "'ehr-task-completed')",
+            (other, NOW),
+        )
+    assert counts(evaluate(client, "alerts-acted-on", LEAD, **june))["numerator"] == 2
     waited = evaluate(client, "alerts-time-to-action", LEAD, **june)
     assert waited["group"][0]["measureScore"]["value"] == 0.0  # the fixed clock: acted on the moment it opened
 

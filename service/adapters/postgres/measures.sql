@@ -34,14 +34,15 @@ SELECT patient_id, episode FROM alert
    AND updated_at <= %(as_of)s;
 
 -- name: measure_alerts
--- Alerts opened in the period, the first action a person took (a worklist action; hook: the Task completed, issue 15,
--- joins here as LEAST(first action, Task completed)) and when the record resolved them, all by the evaluation time.
+-- Alerts opened in the period, the first action a person took and when the record resolved them, all by the
+-- evaluation time. An action: a worklist action by a person, or the alert's Task completed at the EHR (issue 18 writes
+-- that as an event 'ehr-task-completed' by 'ehr:…'; a Task put in progress there is an 'acknowledge' by 'ehr:…').
 SELECT a.patient_id, a.code, a.opened_at, acted.first_action_at,
        CASE WHEN a.status = 'resolved' AND a.closed_at <= %(as_of)s THEN a.closed_at END AS resolved_at
   FROM alert a
   LEFT JOIN (SELECT e.alert_id, min(e.at) AS first_action_at FROM alert_event e
               WHERE e.actor <> 'refracture' AND e.at >= %(from)s AND e.at <= %(as_of)s
-                AND e.action IN ('acknowledge', 'assign', 'snooze', 'note', 'dismiss', 'reopen')
+                AND e.action IN ('acknowledge', 'assign', 'snooze', 'note', 'dismiss', 'reopen', 'ehr-task-completed')
               GROUP BY e.alert_id) acted ON acted.alert_id = a.id
  WHERE a.opened_at >= %(from)s AND a.opened_at < %(to)s AND a.opened_at <= %(as_of)s;
 
