@@ -50,13 +50,18 @@ class PostgresMeasureStore:
                     yield (
                         patient_id,
                         [
+                            # Positional (kind, value_num, value_text, unit, effective_date, effective_at,
+                            # end_date, status, attrs): half a million of these, and keywords cost more.
                             Fact(
                                 _KINDS[kind],
                                 value_num,
-                                effective_date=day(effective) if effective else None,
-                                end_date=day(end) if end else None,
-                                status=status,
-                                attrs=attrs or _EMPTY,
+                                None,
+                                None,
+                                day(effective) if effective else None,
+                                None,
+                                day(end) if end else None,
+                                status,
+                                attrs or _EMPTY,
                             )
                             for kind, value_num, effective, end, status, attrs in orjson.loads(text)
                         ],
