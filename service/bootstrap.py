@@ -21,6 +21,7 @@ from service.adapters.postgres.audit import PostgresAuditStore
 from service.adapters.postgres.bulk_import import PostgresImportStore
 from service.adapters.postgres.calibrations import PostgresCalibrationStore
 from service.adapters.postgres.cds import PostgresCdsStore
+from service.adapters.postgres.measures import PostgresMeasureStore
 from service.adapters.postgres.pool import make_pool
 from service.adapters.postgres.refusals import PostgresRefusalStore, PostgresSearchStore
 from service.adapters.postgres.sessions import PostgresSessionStore
@@ -49,6 +50,7 @@ from service.usecases.bulk_import import BulkImporter
 from service.usecases.cds_hooks import CdsHooks
 from service.usecases.changes import ChangeProcessor
 from service.usecases.ingest import Ingestor
+from service.usecases.measures import Measures
 from service.usecases.ports import Clock, EhrGateway, Metrics, TaskQueue
 from service.usecases.recalibrate import Recalibrator
 from service.usecases.refusals import RefusalCounter
@@ -99,6 +101,8 @@ class Container:
     metrics: Metrics
     calibrations: PostgresCalibrationStore  # the local recalibrations of the risk model (`refracture recalibrate`)
     recalibrator: Recalibrator
+    # The FLS quality measures and their MeasureReports (docs/measures.md).
+    measures: Measures
     # Event feeds from the EHR: Subscription notifications, fetches, the catch-up poll (usecases/subscriptions.py).
     feeds: PostgresFeedStore
     notifications: NotificationReceiver
@@ -272,6 +276,7 @@ def bootstrap(
         metrics=metrics,
         calibrations=calibrations,
         recalibrator=Recalibrator(calibrations, clock, today),
+        measures=Measures(PostgresMeasureStore(pool), clock, zone, settings.alerts, settings.sites),
         feeds=feeds,
         notifications=NotificationReceiver(feeds, ingestor, clock, metrics, task_sync),
         feed_worker=feed_worker,

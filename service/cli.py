@@ -1,5 +1,5 @@
-"""The `refracture` command: migrate, api, worker, beat, relay, rescore, sweep, writeback, demo, synth, model-card,
-openapi."""
+"""The `refracture` command: migrate, api, worker, beat, relay, rescore, sweep, measures, writeback, demo, synth,
+model-card, openapi."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -170,6 +171,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(
         f"swept {outcome.patients} patients: {outcome.opened} alerts opened, {outcome.resolved} resolved, "
         f"{outcome.care_plans} care plans updated"
+    )
+    return 0
+
+
+def cmd_measures(args: argparse.Namespace) -> int:
+    """Compute the FLS quality measures for each month of a period, by site, and keep the MeasureReports
+    (docs/measures.md): what a monthly scheduler runs."""
+    from service.bootstrap import bootstrap  # noqa: PLC0415
+    from service.domain.fls_measures import Period, months  # noqa: PLC0415
+
+    period = Period(args.start, args.end)
+    if period.end < period.start:
+        print("--end must be on or after --start", file=sys.stderr)
+        return 2
+    container = bootstrap()
+    try:
+        started = time.perf_counter()
+        rows = container.measures.evaluate(period, months(period))
+    finally:
+        container.close()
+    pending = sum(1 for r in rows if r.resource["status"] == "pending")
+    print(
+        f"kept {len(rows)} MeasureReports for {len(months(period))} month(s) in {time.perf_counter() - started:.1f} s "
+        f"({pending} pending: windows still open); served at /fhir/MeasureReport"
     )
     return 0
 
@@ -363,6 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep = sub.add_parser("sweep", help="run the daily alert sweep once")
     sweep.add_argument("--all", action="store_true", help="every patient, not only the due ones (after an upgrade)")
     sweep.set_defaults(run=cmd_sweep)
+    measures = sub.add_parser("measures", help="compute the FLS quality measures by month and site; keep them")
+    measures.add_argument("--start", type=date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
+    measures.add_argument("--end", type=date.fromisoformat, required=True, help="last day (included), YYYY-MM-DD")
+    measures.set_defaults(run=cmd_measures)
     writeback = sub.add_parser("writeback", help="show the write-back outbox, or replay dead-lettered jobs")
     writeback.add_argument("action", choices=["status", "replay"])
     writeback.add_argument("--patient", action="append", help="replay only this Patient id; repeat for several")

@@ -35,6 +35,7 @@ TOKENS: dict[str, dict[str, Any]] = {
     "test-integration": {"sub": "ehr-interface", "client_id": "ehr-interface", "scope": "system/*.read system/*.write"},
     "test-coordinator": {"sub": "coordinator.one", "roles": ["care-coordinator"]},
     "test-admin": {"sub": "admin.one", "roles": ["administrator"]},
+    "test-fls-lead": {"sub": "fls.lead", "roles": ["fls-lead"]},
 }
 AUTH = {"Authorization": "Bearer test-all"}
 COORDINATOR = {"Authorization": "Bearer test-coordinator"}

@@ -21,6 +21,8 @@ from service.api import (
     fhir_routes,
     health,
     launch_routes,
+    measure_page,
+    measure_routes,
     model_routes,
     subscription_routes,
     web,
@@ -83,6 +85,9 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
         redoc_url=None,
         openapi_url=None if production else "/openapi.json",
     )
+    # Before fhir_routes: its /fhir/{type}/{id} would take /fhir/Measure/{id} and /fhir/MeasureReport/{id}.
+    app.include_router(measure_routes.router)
+    app.include_router(measure_routes.api_router)
     app.include_router(fhir_routes.router)
     app.include_router(subscription_routes.router)
     app.include_router(admin_routes.router)
@@ -90,6 +95,7 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     app.include_router(web.router)
     app.include_router(model_routes.api_router)
     app.include_router(model_routes.page_router)
+    app.include_router(measure_page.page_router)
     app.include_router(auth_routes.router)
     app.include_router(launch_routes.router)
     app.include_router(cds_routes.router)

@@ -15,6 +15,21 @@ STATEMENT_DATE: Final = "2026-12-05"
 
 # Types refracture serves but does not take in.
 READ_ONLY_TYPES: Final[dict[str, list[dict[str, str]]]] = {
+    # The FLS quality measures (docs/measures.md): the fls-lead role or administrators.
+    "Measure": [{"name": "url", "type": "uri", "documentation": "The canonical URL of the Measure"}],
+    "MeasureReport": [
+        {"name": "measure", "type": "reference", "documentation": "The Measure's id or canonical URL"},
+        {
+            "name": "period",
+            "type": "date",
+            "documentation": "geYYYY-MM-DD: starts on or after; leYYYY-MM-DD: ends on or before",
+        },
+        {
+            "name": "site",
+            "type": "token",
+            "documentation": "One site (REFRACTURE_SITES); a site-limited caller sees only theirs",
+        },
+    ],
     "CodeSystem": [{"name": "url", "type": "uri", "documentation": "The canonical URL of the CodeSystem"}],
     "RiskAssessment": [
         {
@@ -39,6 +54,17 @@ READ_ONLY_TYPES: Final[dict[str, list[dict[str, str]]]] = {
         },
     ],
 }
+# Operations on the read-only types.
+OPERATIONS: Final[dict[str, list[dict[str, str]]]] = {
+    "Measure": [
+        {
+            "name": "evaluate-measure",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure",
+            "documentation": "GET Measure/[id]/$evaluate-measure?periodStart=&periodEnd=[&site=]: a summary "
+            "MeasureReport computed from the stored data (kept, and served at /fhir/MeasureReport)",
+        }
+    ]
+}
 
 
 # The scopes refracture checks, per type and interaction (service/security/principal.py); docs/security.md.
@@ -48,8 +74,8 @@ SECURITY_DESCRIPTION = (
     "system/RiskAssessment.rs; v1 .read (= rs), .write (= cud) and .* are accepted. patient/ scopes bind the token "
     "to its launch patient (the patient claim): reads of other patients and population-wide lists are refused. "
     "Scopes with constraints (?category=...) are refused, not evaluated. system/metrics.read reads /metrics only. "
-    "Roles (integration-client, care-coordinator, administrator, metrics-reader) come from the roles claim; a sites "
-    "claim limits a person to the patients of those sites (Patient.managingOrganization)."
+    "Roles (integration-client, care-coordinator, administrator, metrics-reader, fls-lead) come from the roles claim; "
+    "a sites claim limits a person to the patients of those sites (Patient.managingOrganization)."
 )
 
 
@@ -74,6 +100,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
             "type": resource_type,
             "interaction": [{"code": "read"}, {"code": "search-type"}],
             "searchParam": params,
+            **({"operation": OPERATIONS[resource_type]} if resource_type in OPERATIONS else {}),
         }
         for resource_type, params in sorted(READ_ONLY_TYPES.items())
     ]

@@ -42,6 +42,7 @@ class Role(StrEnum):
     CARE_COORDINATOR = "care-coordinator"  # works the worklist
     ADMINISTRATOR = "administrator"  # runs refracture: audit, terminology, write-back
     METRICS_READER = "metrics-reader"  # Prometheus: /metrics and nothing else
+    FLS_LEAD = "fls-lead"  # the fracture-liaison service's lead: quality measures (counts, no patient data)
 
 
 class Permission(StrEnum):
@@ -59,6 +60,8 @@ class Permission(StrEnum):
     CALL_CDS_SERVICES = "call-cds-services"
     READ_METRICS = "read-metrics"  # /metrics (counts, no patient data)
     BREAK_GLASS = "break-glass"  # see one patient outside one's sites, for a stated reason, for a while
+    # The FLS quality measures: Measure, MeasureReport, $evaluate-measure (counts by period and site; docs/measures.md)
+    READ_MEASURES = "read-measures"
 
 
 ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = {
@@ -81,8 +84,11 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = {
             Permission.BREAK_GLASS,
         }
     ),
-    Role.ADMINISTRATOR: frozenset({Permission.ADMINISTER, Permission.READ_MODEL, Permission.READ_METRICS}),
+    Role.ADMINISTRATOR: frozenset(
+        {Permission.ADMINISTER, Permission.READ_MODEL, Permission.READ_METRICS, Permission.READ_MEASURES}
+    ),
     Role.METRICS_READER: frozenset({Permission.READ_METRICS}),
+    Role.FLS_LEAD: frozenset({Permission.READ_MEASURES}),
 }
 
 # The scope a machine client asks for to read /metrics (it maps to the metrics-reader role).

@@ -25,7 +25,13 @@ pytestmark = pytest.mark.integration
 
 FHIR = {"Content-Type": "application/fhir+json"}
 INTEGRATION, COORDINATOR, ADMIN = "integration-client", "care-coordinator", "administrator"
-BEARER = {INTEGRATION: "test-integration", COORDINATOR: "test-coordinator", ADMIN: "test-admin"}
+FLS_LEAD = "fls-lead"
+BEARER = {
+    INTEGRATION: "test-integration",
+    COORDINATOR: "test-coordinator",
+    ADMIN: "test-admin",
+    FLS_LEAD: "test-fls-lead",
+}
 ISSUER = "https://idp.example.org"
 AUDIENCE = "refracture-test"
 
@@ -60,6 +66,17 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/cds-services/{service_id}"): {INTEGRATION},
     ("POST", "/cds-services/{service_id}/feedback"): {INTEGRATION},
 }
+# The FLS quality measures (docs/measures.md): the fls-lead role and administrators; the lead reads nothing else but
+# the CodeSystems (any signed-in caller). The drill-down lists patients (audited per patient).
+POLICY |= {
+    ("GET", "/fhir/Measure"): {ADMIN, FLS_LEAD},
+    ("GET", "/fhir/Measure/{measure_id}"): {ADMIN, FLS_LEAD},
+    ("GET", "/fhir/Measure/{measure_id}/$evaluate-measure"): {ADMIN, FLS_LEAD},
+    ("GET", "/fhir/MeasureReport"): {ADMIN, FLS_LEAD},
+    ("GET", "/fhir/MeasureReport/{report_id}"): {ADMIN, FLS_LEAD},
+    ("GET", "/api/measures/{measure_id}/patients"): {ADMIN, FLS_LEAD},
+}
+POLICY[("GET", "/fhir/CodeSystem")] |= {FLS_LEAD}
 OBSERVATION = {
     "resourceType": "Observation",
     "id": "o1",
@@ -112,6 +129,8 @@ def _request(client: TestClient, method: str, path: str, token: str | None) -> h
         .replace("{patient_id}", "p1")
         .replace("{alert_id}", str(uuid.uuid4()))
         .replace("{subscription_id}", "ehr")
+        .replace("{measure_id}", "fls-identified")
+        .replace("{report_id}", "ab12")
     )
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     params = {"subject": "Patient/p1"} if filled in ("/fhir/RiskAssessment", "/fhir/CarePlan", "/fhir/Task") else {}

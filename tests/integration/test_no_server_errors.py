@@ -117,6 +117,11 @@ def test_every_interaction_in_the_capability_statement_is_served(client: TestCli
         "CarePlan": {"subject": f"Patient/{pid}"},
         "Task": {"subject": f"Patient/{pid}"},
     }
+    # The quality measures (docs/measures.md): an evaluation keeps the report that is then read and searched.
+    year = {"periodStart": "2026-01-01", "periodEnd": "2026-12-31"}
+    report = client.get("/fhir/Measure/fls-identified/$evaluate-measure", params=year).json()
+    read_target |= {"Measure": "fls-identified", "MeasureReport": report["id"]}
+    search |= {"Measure": {}, "MeasureReport": {"measure": "fls-identified"}}
     statement = client.get("/fhir/metadata").json()
     for resource in statement["rest"][0]["resource"]:
         kind = resource["type"]
