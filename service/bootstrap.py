@@ -21,6 +21,7 @@ from service.adapters.postgres.audit import PostgresAuditStore
 from service.adapters.postgres.bulk_import import PostgresImportStore
 from service.adapters.postgres.calibrations import PostgresCalibrationStore
 from service.adapters.postgres.cds import PostgresCdsStore
+from service.adapters.postgres.monitoring import PostgresMonitoringStore
 from service.adapters.postgres.pool import make_pool
 from service.adapters.postgres.refusals import PostgresRefusalStore, PostgresSearchStore
 from service.adapters.postgres.sessions import PostgresSessionStore
@@ -49,6 +50,7 @@ from service.usecases.bulk_import import BulkImporter
 from service.usecases.cds_hooks import CdsHooks
 from service.usecases.changes import ChangeProcessor
 from service.usecases.ingest import Ingestor
+from service.usecases.model_monitoring import ModelMonitor
 from service.usecases.ports import Clock, EhrGateway, Metrics, TaskQueue
 from service.usecases.recalibrate import Recalibrator
 from service.usecases.refusals import RefusalCounter
@@ -99,6 +101,7 @@ class Container:
     metrics: Metrics
     calibrations: PostgresCalibrationStore  # the local recalibrations of the risk model (`refracture recalibrate`)
     recalibrator: Recalibrator
+    monitor: ModelMonitor  # the model's drift and calibration in production, daily (docs/model-monitoring.md)
     # Event feeds from the EHR: Subscription notifications, fetches, the catch-up poll (usecases/subscriptions.py).
     feeds: PostgresFeedStore
     notifications: NotificationReceiver
@@ -177,6 +180,7 @@ def bootstrap(
         return moment.astimezone(zone).date()
 
     metrics = PrometheusMetrics()
+    recalibrator = Recalibrator(calibrations, clock, today)
     routes = load_routing(settings.task_routing_file) if settings.task_routing_file else []
     # A Patient's managingOrganization names its site (REFRACTURE_SITES; unmapped: Organization/{site}).
     organization_sites = {org: site for site, orgs in settings.sites.items() for org in orgs}
@@ -271,7 +275,14 @@ def bootstrap(
         else None,
         metrics=metrics,
         calibrations=calibrations,
-        recalibrator=Recalibrator(calibrations, clock, today),
+        recalibrator=recalibrator,
+        monitor=ModelMonitor(
+            PostgresMonitoringStore(pool),
+            clock,
+            today,
+            lambda day: recalibrator.dataset(day)[0],
+            lambda: calibrations.active_calibration(model_version()),
+        ),
         feeds=feeds,
         notifications=NotificationReceiver(feeds, ingestor, clock, metrics, task_sync),
         feed_worker=feed_worker,
