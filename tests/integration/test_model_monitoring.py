@@ -18,7 +18,7 @@ from service.bootstrap import Container, bootstrap
 from service.config import Settings
 from service.domain.reference_cohort import reference_cohort
 from service.domain.risk_model import estimate, model_version
-from tests.conftest import AUTH, COORDINATOR, RecordingQueue
+from tests.conftest import AUTH, COORDINATOR, RecordingQueue, query_one
 
 pytestmark = pytest.mark.integration
 
@@ -117,6 +117,12 @@ def test_the_warning_fires_on_a_shifted_cohort(monitored: Container, database_ur
 
         body = client.get("/api/model/monitoring").json()
         assert body["warning"] is True
+        audited = query_one(
+            database_url,
+            "SELECT count(*) FROM audit_event WHERE what = '/api/model/monitoring' AND action = 'read'"
+            " AND resource_type = 'ModelMonitoring'",
+        )
+        assert audited >= 1
         assert body["model_version"] == model_version()
         page = client.get("/worklist/model")
         assert "data-monitoring-warning" in page.text
