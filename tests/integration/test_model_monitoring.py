@@ -119,7 +119,7 @@ def test_the_warning_fires_on_a_shifted_cohort(monitored: Container, database_ur
         assert body["warning"] is True
         audited = query_one(
             database_url,
-            "SELECT count(*) FROM audit_event WHERE what = '/api/model/monitoring' AND action = 'read'"
+            "SELECT count(*) FROM audit_event WHERE what = 'GET /api/model/monitoring' AND action = 'read'"
             " AND resource_type = 'ModelMonitoring'",
         )
         assert audited >= 1
