@@ -91,6 +91,14 @@ class Bins:
     edges: tuple[float, ...] = ()
     categories: tuple[str, ...] = ()
 
+    def accepts(self, value: object) -> bool:
+        """Whether a stored value has this variable's type (anything else counts as missing, never as a crash)."""
+        if self.kind == "numeric":
+            return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if self.kind == "binary":
+            return isinstance(value, bool)
+        return isinstance(value, str)
+
     def label(self, value: Value) -> str:
         """The bin a value falls in (bins are labelled by their index or category)."""
         if self.kind == "numeric":
@@ -212,7 +220,7 @@ def month_summary(
     n = len(assessments)
     drifts: list[InputDrift] = []
     for code in sorted(c for c in reference if c != RISK):
-        known = [a.inputs[code] for a in assessments if code in a.inputs and a.inputs[code] is not None]
+        known = [a.inputs[code] for a in assessments if bins[code].accepts(a.inputs.get(code))]
         value = psi(reference[code], known, bins[code]) if known else None
         drifts.append(
             InputDrift(

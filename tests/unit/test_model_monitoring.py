@@ -123,3 +123,19 @@ def test_calibration_warning_needs_enough_events_and_an_oe_outside_the_range() -
     assert not few.enough
     assert few.slope is None
     assert warnings([], few) == []
+
+
+def test_a_stored_value_of_the_wrong_type_counts_as_missing(
+    reference: dict[str, tuple[float | bool | str, ...]],
+) -> None:
+    odd = [
+        MonitoredAssessment({"age": "seventy", "female-sex": 1.0, "cement-leakage": True}, frozenset(), 0.1, "low"),
+        MonitoredAssessment({"age": float("nan")}, frozenset(), 0.1, "low"),
+        MonitoredAssessment({"age": 70.0, "female-sex": True, "cement-leakage": "disc"}, frozenset(), 0.1, "low"),
+    ]
+    summary = month_summary("2026-01", odd, reference)
+    by_code = {d.code: d for d in summary.inputs}
+    assert by_code["age"].known == 1
+    assert by_code["female-sex"].known == 1
+    assert by_code["cement-leakage"].known == 1
+    assert by_code["age"].missing_rate == pytest.approx(2 / 3)
