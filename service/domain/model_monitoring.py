@@ -261,6 +261,7 @@ class CalibrationSummary:
     observed: float
     expected: float
     oe: float | None
+    in_the_large: float | None  # intercept with the log-odds as offset (0 when the mean is right); None without both
     slope: float | None  # None with fewer than MIN_EVENTS events or non-events
     c_statistic: float | None  # None without both events and non-events
     enough: bool  # at least MIN_EVENTS events and non-events: the O/E warning may fire
@@ -274,6 +275,7 @@ class CalibrationSummary:
             "observed": self.observed,
             "expected": self.expected,
             "oe": self.oe,
+            "in_the_large": self.in_the_large,
             "slope": self.slope,
             "c_statistic": self.c_statistic,
             "enough": self.enough,
@@ -290,7 +292,10 @@ def calibration_summary(label: str, outcomes: Sequence[Outcome]) -> CalibrationS
     expected = sum(p) / n if n else 0.0
     enough = min(events, n - events) >= MIN_EVENTS
     both = 0 < events < n
-    slope = fit_logistic([logit(pi) for pi in p], y).slope if enough else None
+    lp = [logit(pi) for pi in p]
+    slope = fit_logistic(lp, y).slope if enough else None
+    # Calibration-in-the-large as calibration.evaluate computes it: the intercept with the log-odds as offset.
+    in_the_large = fit_logistic([0.0] * n, y, offset=lp, slope=0.0).intercept if both else None
     return CalibrationSummary(
         label=label,
         n=n,
@@ -298,6 +303,7 @@ def calibration_summary(label: str, outcomes: Sequence[Outcome]) -> CalibrationS
         observed=observed,
         expected=expected,
         oe=observed / expected if expected > 0 else None,
+        in_the_large=in_the_large,
         slope=slope,
         c_statistic=c_statistic(y, p) if both else None,
         enough=enough,

@@ -118,6 +118,8 @@ def test_calibration_warning_needs_enough_events_and_an_oe_outside_the_range() -
     under = calibration_summary("2023-02..2024-01", _outcomes(1000, 0.08, 0.16))
     assert under.oe is not None
     assert under.oe > 1.25
+    assert under.in_the_large is not None
+    assert under.in_the_large > 0  # more events than predicted
     assert [w.metric for w in warnings([], under)] == ["oe"]
     few = calibration_summary("2024-01", _outcomes(100, 0.08, 0.16))  # 16 events: too few to judge
     assert not few.enough
