@@ -22,6 +22,7 @@ from service.adapters.postgres.bulk_import import PostgresImportStore
 from service.adapters.postgres.calibrations import PostgresCalibrationStore
 from service.adapters.postgres.cds import PostgresCdsStore
 from service.adapters.postgres.measures import PostgresMeasureStore
+from service.adapters.postgres.monitoring import PostgresMonitoringStore
 from service.adapters.postgres.pool import make_pool
 from service.adapters.postgres.refusals import PostgresRefusalStore, PostgresSearchStore
 from service.adapters.postgres.sessions import PostgresSessionStore
@@ -51,6 +52,7 @@ from service.usecases.cds_hooks import CdsHooks
 from service.usecases.changes import ChangeProcessor
 from service.usecases.ingest import Ingestor
 from service.usecases.measures import Measures
+from service.usecases.model_monitoring import ModelMonitor
 from service.usecases.ports import Clock, EhrGateway, Metrics, TaskQueue
 from service.usecases.recalibrate import Recalibrator
 from service.usecases.refusals import RefusalCounter
@@ -103,6 +105,7 @@ class Container:
     recalibrator: Recalibrator
     # The FLS quality measures and their MeasureReports (docs/measures.md).
     measures: Measures
+    monitor: ModelMonitor  # the model's drift and calibration in production, daily (docs/model-monitoring.md)
     # Event feeds from the EHR: Subscription notifications, fetches, the catch-up poll (usecases/subscriptions.py).
     feeds: PostgresFeedStore
     notifications: NotificationReceiver
@@ -181,6 +184,7 @@ def bootstrap(
         return moment.astimezone(zone).date()
 
     metrics = PrometheusMetrics()
+    recalibrator = Recalibrator(calibrations, clock, today)
     routes = load_routing(settings.task_routing_file) if settings.task_routing_file else []
     # A Patient's managingOrganization names its site (REFRACTURE_SITES; unmapped: Organization/{site}).
     organization_sites = {org: site for site, orgs in settings.sites.items() for org in orgs}
@@ -275,7 +279,14 @@ def bootstrap(
         else None,
         metrics=metrics,
         calibrations=calibrations,
-        recalibrator=Recalibrator(calibrations, clock, today),
+        recalibrator=recalibrator,
+        monitor=ModelMonitor(
+            PostgresMonitoringStore(pool),
+            clock,
+            today,
+            lambda day: recalibrator.dataset(day)[0],
+            lambda: calibrations.active_calibration(model_version()),
+        ),
         measures=Measures(PostgresMeasureStore(pool), clock, zone, settings.alerts, settings.sites),
         feeds=feeds,
         notifications=NotificationReceiver(feeds, ingestor, clock, metrics, task_sync),

@@ -10,6 +10,7 @@ from celery.signals import setup_logging
 from service.adapters.queue import make_celery
 from service.config import get_settings
 from service.logs import configure_logging
+from service.usecases.model_monitoring import TASK_MODEL_MONITORING
 from service.usecases.ports import TASK_DELIVER, TASK_EHR_CAPABILITIES, TASK_RELAY, TASK_SWEEP
 from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK
 from workers import heartbeat, observability  # noqa: F401 - connect the worker's and tasks' signals
@@ -37,6 +38,8 @@ app.conf.beat_schedule = {
     # Write-backs that failed are retried from their rows when their backoff ends.
     "deliver-due": {"task": TASK_DELIVER, "schedule": settings.writeback_interval_s},
     "ehr-capabilities": {"task": TASK_EHR_CAPABILITIES, "schedule": settings.ehr_capability_refresh_s},
+    # Model monitoring (docs/model-monitoring.md): once a day, an hour after the sweep has re-assessed whoever was due.
+    "model-monitoring": {"task": TASK_MODEL_MONITORING, "schedule": crontab(hour=(_hour + 1) % 24, minute=_minute)},
 }
 if settings.feeds_enabled:
     # Event feeds: fetch jobs whose doorbell was lost, catch-up polls asked for, the periodic _lastUpdated poll

@@ -6,6 +6,7 @@ from functools import cache
 
 from service.bootstrap import Container, bootstrap
 from service.errors import Problem, RefractureError
+from service.usecases.model_monitoring import TASK_MODEL_MONITORING
 from service.usecases.ports import TASK_DELIVER, TASK_EHR_CAPABILITIES, TASK_PATIENTS_CHANGED, TASK_RELAY, TASK_SWEEP
 from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK
 from workers.celery_app import app
@@ -73,3 +74,9 @@ def subscription_work() -> int:
     rows say what is due, and ingesting the same content again changes nothing)."""
     done = container().feed_worker.work()
     return done.fetched + done.read
+
+
+@app.task(name=TASK_MODEL_MONITORING)
+def model_monitoring() -> bool:
+    """Compute and store the model's drift and calibration figures (daily); True when a warning fired."""
+    return container().monitor.run().warning

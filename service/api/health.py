@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.adapters.metrics import CONTENT_TYPE, render, state_collector
+from service.adapters.monitoring_metrics import MonitoringCollector
 from service.adapters.postgres.heartbeats import workers_seen
 from service.api.auth import BearerDep, caller, forbidden
 from service.api.deps import ContainerDep
@@ -153,4 +154,9 @@ async def metrics(container: ContainerDep) -> Response:
 
 def _scrape(container: Container) -> bytes:
     settings = container.settings
-    return render([state_collector(container.store, settings.redis_url, [settings.celery_queue], container.clock)])
+    return render(
+        [
+            state_collector(container.store, settings.redis_url, [settings.celery_queue], container.clock),
+            MonitoringCollector(container.monitor.latest, container.clock),
+        ]
+    )

@@ -15,8 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from service.api.auth import require
 from service.api.calibration_chart import CalibrationSeries, calibration_chart
 from service.api.deps import ContainerDep
+from service.api.middleware import AuditNote, note_audit
 from service.api.web import _signed_in, _who, templates
 from service.bootstrap import Container
+from service.domain.model_monitoring import MIN_MONTH_PATIENTS, MISSING_RISE, OE_HIGH, OE_LOW, PSI_MAJOR, PSI_MODERATE
 from service.domain.risk_model import model_version
 from service.domain.risk_parameters import MODEL_NAME
 from service.security.principal import Permission
@@ -112,6 +114,54 @@ async def model_calibration(container: ContainerDep) -> ModelCalibration:
     return await run_in_threadpool(_document, container)
 
 
+class MonitoringThresholds(BaseModel):
+    """The documented thresholds the warnings use (docs/model-monitoring.md)."""
+
+    psi_moderate: float = PSI_MODERATE
+    psi_major: float = PSI_MAJOR
+    missing_rise: float = MISSING_RISE
+    oe_low: float = OE_LOW
+    oe_high: float = OE_HIGH
+    min_month_patients: int = MIN_MONTH_PATIENTS
+
+
+class ModelMonitoring(BaseModel):
+    """The newest daily monitoring run: monthly input and prediction drift, calibration as outcomes accrue, and the
+    warnings. ``computed_at`` is null until the first run."""
+
+    computed_at: datetime | None
+    model_version: str | None
+    warning: bool
+    thresholds: MonitoringThresholds
+    summary: dict[str, Any]
+
+
+def _monitoring(container: Container) -> ModelMonitoring:
+    record = container.monitor.latest()
+    if record is None:
+        return ModelMonitoring(
+            computed_at=None, model_version=None, warning=False, thresholds=MonitoringThresholds(), summary={}
+        )
+    return ModelMonitoring(
+        computed_at=record.computed_at,
+        model_version=record.model_version,
+        warning=record.warning,
+        thresholds=MonitoringThresholds(),
+        summary=record.summary,
+    )
+
+
+@api_router.get(
+    "/model/monitoring",
+    operation_id="modelMonitoring",
+    summary="The risk model watched in production: input and prediction drift, calibration over time, warnings",
+)
+async def model_monitoring(request: Request, container: ContainerDep) -> ModelMonitoring:
+    """The newest daily monitoring run (figures only: no patient appears)."""
+    note_audit(request.state, AuditNote("read", "ModelMonitoring", detail="model monitoring"))
+    return await run_in_threadpool(_monitoring, container)
+
+
 def _series(evaluation: dict[str, Any] | None) -> list[CalibrationSeries]:
     if not evaluation:
         return []
@@ -132,6 +182,7 @@ async def model_page(request: Request, container: ContainerDep) -> Response:
     if isinstance(signed, Response):
         return signed
     document = await run_in_threadpool(_document, container)
+    monitoring = await run_in_threadpool(_monitoring, container)
     latest = document.latest_evaluation
     held = (latest.metrics.get("held_out") or {}) if latest else {}
     # calibration_chart escapes every text it puts in the SVG.
@@ -149,5 +200,8 @@ async def model_page(request: Request, container: ContainerDep) -> Response:
             "choice": latest.metrics.get("choice") if latest else None,
             "dataset": latest.metrics.get("dataset") if latest else None,
             "chart": chart,
+            "monitoring": monitoring,
+            "monitoring_warnings": monitoring.summary.get("warnings") or [],
+            "pooled": (monitoring.summary.get("calibration") or {}).get("pooled"),
         },
     )

@@ -502,6 +502,18 @@ literature-anchored prior to be recalibrated on the hospital's own outcomes: `re
   (care coordinators and administrators) and `GET /api/model/calibration` show the calibrations and the latest
   evaluation's calibration plot.
 
+## Monitoring in production
+
+A daily task compares the stored assessments, month by month of index operation, with the reference cohort: the
+missing rate and population stability index (PSI) of every input, the PSI of the predicted risk, the share per band
+and per alert; and, as 2-year windows close (the outcome and censoring rule above), observed/expected, calibration
+slope and C-statistic. A PSI above 0.25 (major shift), an input's missing rate 0.20 above the earlier months', or an
+observed/expected outside 0.8-1.25 with at least {MIN_EVENTS} events raises a warning: the gauge
+`refracture_model_monitoring_warning`, per-metric gauges (`refracture_model_drift_psi{{input=...}}`,
+`refracture_model_calibration_oe`) and a banner on `/worklist/model`; `GET /api/model/monitoring` gives the figures.
+Thresholds, their sources and what to do (`refracture recalibrate --dry-run`) are in
+[model-monitoring.md](model-monitoring.md).
+
 ## Limits
 
 - **Not validated on outcomes.** The calibration table compares means with published rates; discrimination and

@@ -63,6 +63,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/fhir/$subscription-hook/{subscription_id}"): {INTEGRATION},
     ("PUT", "/fhir/$subscription-hook/{subscription_id}/{resource_type}/{resource_id}"): {INTEGRATION},
     ("GET", "/api/model/calibration"): {COORDINATOR, ADMIN},
+    ("GET", "/api/model/monitoring"): {COORDINATOR, ADMIN},
     ("POST", "/cds-services/{service_id}"): {INTEGRATION},
     ("POST", "/cds-services/{service_id}/feedback"): {INTEGRATION},
 }

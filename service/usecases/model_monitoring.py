@@ -1,0 +1,150 @@
+"""Monitor the risk model in production (issue 19 item 4): monthly drift of its inputs and predictions against the
+model card's reference cohort, its calibration as 2-year outcomes accrue, and the warnings; stored once a day and
+read by /metrics, GET /api/model/monitoring and the model page (docs/model-monitoring.md)."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+from service.domain.calibration import Calibration, expit
+from service.domain.model_monitoring import (
+    CALIBRATION_WINDOW_MONTHS,
+    CalibrationSummary,
+    MonitoredAssessment,
+    Outcome,
+    calibration_summary,
+    month_summary,
+    reference_values,
+    warnings,
+)
+from service.domain.outcomes import DevelopmentCase
+from service.domain.risk_model import model_version
+from service.domain.risk_parameters import MODEL_NAME
+from service.usecases.ports import Clock
+
+__all__ = [
+    "MONTHS_SHOWN",
+    "RETENTION_DAYS",
+    "TASK_MODEL_MONITORING",
+    "ModelMonitor",
+    "MonitoringRecord",
+    "MonitoringStore",
+]
+
+log = logging.getLogger(__name__)
+
+TASK_MODEL_MONITORING = "refracture.model_monitoring"  # daily, an hour after the sweep (workers/celery_app.py)
+MONTHS_SHOWN = 24  # months of index operations summarised for drift
+RETENTION_DAYS = 400  # daily rows kept: a year and a bit of history of the warnings
+
+
+@dataclass(frozen=True, slots=True)
+class MonitoringRecord:
+    """One monitoring run, as stored."""
+
+    computed_at: datetime
+    model_version: str
+    warning: bool
+    summary: dict[str, Any]
+
+
+class MonitoringStore(Protocol):
+    """The stored assessments and alerts monitoring reads, and its own rows."""
+
+    def monthly_assessments(self, since: date) -> Mapping[str, list[MonitoredAssessment]]:
+        """Each patient's newest assessment with an index on or after ``since``, by month of index (YYYY-MM)."""
+
+    def alert_patients(self, since: date) -> Mapping[str, Mapping[str, int]]:
+        """By month of index: patients with at least one alert of each code."""
+
+    def record(self, record: MonitoringRecord, prune_before: datetime) -> None:
+        """Store a run and drop rows older than ``prune_before`` (one transaction)."""
+
+    def latest(self) -> MonitoringRecord | None:
+        """The newest run."""
+
+
+def _month_start(day: date, back: int) -> date:
+    months = day.year * 12 + day.month - 1 - back
+    return date(months // 12, months % 12 + 1, 1)
+
+
+class ModelMonitor:
+    """Computes and stores the monitoring figures."""
+
+    def __init__(
+        self,
+        store: MonitoringStore,
+        clock: Clock,
+        local_day: Callable[[datetime], date],
+        cases: Callable[[date], Sequence[DevelopmentCase]],
+        active_calibration: Callable[[], Calibration | None],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._local_day = local_day
+        self._cases = cases
+        self._active = active_calibration
+
+    def compute(self) -> MonitoringRecord:
+        """The figures as of now (nothing stored)."""
+        now = self._clock()
+        today = self._local_day(now)
+        since = _month_start(today, MONTHS_SHOWN - 1)
+        reference = reference_values()
+        by_month = self._store.monthly_assessments(since)
+        alerts = self._store.alert_patients(since)
+        months = [month_summary(m, by_month[m], reference, alerts.get(m)) for m in sorted(by_month)]
+        active = self._active()
+        calibration_by_month, pooled = self._calibration(today, active)
+        fired = warnings(months, pooled)
+        version = active.version if active else model_version()
+        summary: dict[str, Any] = {
+            "model": f"{MODEL_NAME}/{version}",
+            "months": [m.as_dict() for m in months],
+            "calibration": {
+                "by_month": [c.as_dict() for c in calibration_by_month],
+                "pooled": pooled.as_dict() if pooled else None,
+            },
+            "warnings": [w.as_dict() for w in fired],
+        }
+        return MonitoringRecord(now, version, bool(fired), summary)
+
+    def _calibration(
+        self, today: date, active: Calibration | None
+    ) -> tuple[list[CalibrationSummary], CalibrationSummary | None]:
+        # Only patients whose 2-year window has closed by today (domain/outcomes.py), predicted by the model now in
+        # use (the active calibration applied to the literature model's log-odds, as recalibration compares).
+        grouped: dict[str, list[Outcome]] = defaultdict(list)
+        for case in self._cases(today):
+            lp = active.apply(case.log_odds) if active else case.log_odds
+            month = case.index_day.strftime("%Y-%m")
+            grouped[month].append(Outcome(month, expit(lp), case.event))
+        by_month = [calibration_summary(m, grouped[m]) for m in sorted(grouped)]
+        if not grouped:
+            return by_month, None
+        recent = sorted(grouped)[-CALIBRATION_WINDOW_MONTHS:]
+        pooled = calibration_summary(f"{recent[0]}..{recent[-1]}", [o for m in recent for o in grouped[m]])
+        return by_month, pooled
+
+    def run(self) -> MonitoringRecord:
+        """Compute and store (the daily beat task)."""
+        record = self.compute()
+        self._store.record(record, record.computed_at - timedelta(days=RETENTION_DAYS))
+        if record.warning:
+            # Figures only: no patient is named.
+            log.warning(
+                "model monitoring: %d warning(s): %s",
+                len(record.summary["warnings"]),
+                ", ".join(f"{w['metric']} {w['subject']}" for w in record.summary["warnings"]),
+            )
+        return record
+
+    def latest(self) -> MonitoringRecord | None:
+        """The newest stored run."""
+        return self._store.latest()
