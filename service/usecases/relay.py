@@ -32,6 +32,31 @@ class Relay:
         self._batch_size = batch_size
         self._chunk_size = chunk_size
 
+    def publish_claimed(self, patient_ids: Sequence[str]) -> int:
+        """Ring the doorbell for changes whose rows the write's own transaction marked rung (``claim=True``).
+
+        No transaction of its own when the broker takes the tasks (the write already committed the claim); when it
+        refuses, the rows are released, and the relay's next run (beat, every ``relay_interval_s``) rings them. If the
+        process dies between the commit and this call, the rows count as rung and are rung again once
+        ``redeliver_after_s`` has passed, as a lost message is.
+
+        Returns:
+            How many patients were published (0 when the broker is unreachable).
+        """
+        ids = sorted(set(patient_ids))
+        try:
+            for chunk in chunks(ids, self._chunk_size):
+                self._queue.send(TASK_PATIENTS_CHANGED, [list(chunk)])
+        except Exception as exc:  # noqa: BLE001 - any broker failure: hand the rows back to the relay
+            log.warning("relay could not publish (%s); the outbox keeps the changes", exc)
+            try:
+                with self._store.outbox() as outbox:
+                    outbox.release(ids)
+            except Exception as released:  # noqa: BLE001 - the rows are rung again after redeliver_after_s
+                log.warning("claimed changes not released (%s); rung again after the redelivery wait", released)
+            return 0
+        return len(ids)
+
     def ring(self, patient_ids: Sequence[str] | None = None) -> int:
         """Publish due changes: those of these patients (right after their ingest), or all that are due.
 
