@@ -1,7 +1,7 @@
 """bench/growth: single-resource PUT rate and latency as the store grows (issue 15).
 
-    .venv/bin/python -m bench.growth                      checkpoints at 10k, 100k and 1M stored resources
-    .venv/bin/python -m bench.growth --quick              checkpoints at 10k and 100k, fewer PUTs (a few minutes)
+    .venv/bin/python -m bench.growth                      checkpoints at 30k, 100k and 1M stored resources
+    .venv/bin/python -m bench.growth --quick              checkpoints at 30k and 100k, fewer PUTs (a few minutes)
     .venv/bin/python -m bench.growth --checkpoints 10000 200000 --puts 4000 --workers 2
 
 A private database is grown by bulk SQL to each checkpoint with rows shaped as ingest writes them (resource with a
@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -209,6 +211,56 @@ def _client(port: int, work: list[tuple[str, bytes]], out: Any) -> None:
     out.put(latencies)
 
 
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) these processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def _processes(api_pid: int, database_url: str) -> tuple[list[int], list[int]]:
+    """The API's processes (uvicorn and its workers) and the PostgreSQL backends connected to the run's database."""
+    api = [api_pid]
+    try:
+        children = Path(f"/proc/{api_pid}/task/{api_pid}/children").read_text().split()
+        api += [int(c) for c in children]
+    except OSError:
+        pass
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return api, [int(r[0]) for r in rows]
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round of PUTs: rate, latency, and the CPU the API and PostgreSQL spent per PUT."""
+
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    api_cpu_ms: float
+    db_cpu_ms: float
+
+
+def measured_round(port: int, api_pid: int, database_url: str, bodies: list[tuple[str, bytes]], clients: int) -> Round:
+    """``put_round`` with the CPU time of the API process(es) and of the database's backends per PUT (from /proc):
+    on a shared machine the CPU per PUT holds up better than the rate."""
+    api, backends = _processes(api_pid, database_url)
+    api_before, db_before = _cpu_s(api), _cpu_s(backends)
+    rate, p50, p99 = put_round(port, bodies, clients)
+    api_after, db_after = _cpu_s(api), _cpu_s(backends)
+    n = len(bodies)
+    return Round(rate, p50, p99, (api_after - api_before) * 1000 / n, (db_after - db_before) * 1000 / n)
+
+
 def put_round(port: int, bodies: list[tuple[str, bytes]], clients: int) -> tuple[float, float, float]:
     """Send the PUTs from ``clients`` processes at once; PUT/s, p50 and p99 in ms."""
     ctx = multiprocessing.get_context("fork")
@@ -243,18 +295,23 @@ def puts(run: str, tag: str, count: int, patient: str | None) -> list[tuple[str,
     return items
 
 
+def _cells(r: Round) -> str:
+    return f"{r.rate:>7,.0f}  {r.p50_ms:>6.1f}  {r.p99_ms:>6.1f}  {r.api_cpu_ms:>4.2f}+{r.db_cpu_ms:<4.2f}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoints", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[30_000, 100_000, 1_000_000])
     parser.add_argument("--puts", type=int, default=6000, help="PUTs per checkpoint (spread over patients)")
     parser.add_argument("--long-puts", type=int, default=2000, help="PUTs per checkpoint to the 20k-record patient")
     parser.add_argument("--clients", type=int, default=2, help="HTTP client processes")
     parser.add_argument("--workers", type=int, default=1, help="API worker processes (uvicorn --workers)")
-    parser.add_argument("--quick", action="store_true", help="checkpoints 10k and 100k, 2,000 + 500 PUTs each")
+    parser.add_argument("--quick", action="store_true", help="checkpoints 30k and 100k, 2,000 + 500 PUTs each")
+    parser.add_argument("--explain", action="store_true", help="EXPLAIN every PUT statement at the last checkpoint")
     parser.add_argument("--keep", action="store_true", help="print the database URL and keep the API running")
     args = parser.parse_args()
     if args.quick:
-        args.checkpoints, args.puts, args.long_puts = [10_000, 100_000], 2000, 500
+        args.checkpoints, args.puts, args.long_puts = [30_000, 100_000], 2000, 500
 
     run = uuid.uuid4().hex[:6]
     with private_database() as (services, database_url):
@@ -276,26 +333,41 @@ def main() -> int:
             )
             put_round(port, puts(run, "warm", 300, None), args.clients)  # imports, caches, prepared statements
             print(
-                "\n     stored   grown in   PUT/s   p50 ms   p99 ms   long-record PUT/s   p50 ms   p99 ms"
+                "\n              spread over patients                      the 20k-Observation patient"
+                "\n     stored    PUT/s  p50 ms  p99 ms  CPU ms/PUT       PUT/s  p50 ms  p99 ms  CPU ms/PUT"
                 "   ratio (PUT/s, long)   load avg"
             )
             first: tuple[float, float] | None = None
             for index, checkpoint in enumerate(args.checkpoints):
-                grown = grow(database_url, checkpoint, long_record=True)
+                grow(database_url, checkpoint, long_record=True)
                 with psycopg.connect(database_url) as conn:
                     stored = _stored(conn)
-                rate, p50, p99 = put_round(port, puts(run, f"c{index}", args.puts, None), args.clients)
-                long_rate, long_p50, long_p99 = put_round(
-                    port, puts(run, f"l{index}", args.long_puts, LONG_PATIENT), args.clients
+                spread = measured_round(
+                    port, api.pid, database_url, puts(run, f"c{index}", args.puts, None), args.clients
                 )
-                first = first or (rate, long_rate)
+                long = measured_round(
+                    port, api.pid, database_url, puts(run, f"l{index}", args.long_puts, LONG_PATIENT), args.clients
+                )
+                first = first or (spread.rate, long.rate)
                 load = os.getloadavg()[0]
                 print(
-                    f"  {stored:>9,}   {grown:>6.0f} s   {rate:>5,.0f}   {p50:>6.1f}   {p99:>6.1f}   "
-                    f"{long_rate:>17,.0f}   {long_p50:>6.1f}   {long_p99:>6.1f}   "
-                    f"{rate / first[0]:>9.2f}, {long_rate / first[1]:>5.2f}   {load:>8.1f}",
+                    f"  {stored:>9,}  {_cells(spread)}   {_cells(long)}   "
+                    f"{spread.rate / first[0]:>9.2f}, {long.rate / first[1]:>5.2f}   {load:>8.1f}",
                     flush=True,
                 )
+            print(
+                "\nCPU ms/PUT: API process(es) + PostgreSQL backends of the run's database, from /proc (the clients' "
+                "own CPU is not counted)"
+            )
+            if args.explain:
+                from bench.explain_put import explain  # noqa: PLC0415
+
+                for patient in ("gp1234", LONG_PATIENT):
+                    print(
+                        f"\nEXPLAIN (ANALYZE, BUFFERS) of a PUT of a new Observation of {patient} at {stored:,} stored:"
+                    )
+                    for label, ms, plan in explain(database_url, patient):
+                        print(f"-- {label}: {ms:.3f} ms\n{plan}")
             print(
                 "\ntargets (issue 15): >= 1,500 PUT/s on 2 CPUs with one API worker; at 1M stored >= 0.9 x the first "
                 "checkpoint's rate; p99 <= 20 ms"
