@@ -38,6 +38,8 @@ from bench.bulk_import import wait_healthy
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
 from service.adapters.local_services import free_port
+from service.bootstrap import bootstrap
+from service.config import Settings
 
 PATIENTS = 50_000
 LONG_PATIENT = "growth-long"
@@ -295,6 +297,31 @@ def puts(run: str, tag: str, count: int, patient: str | None) -> list[tuple[str,
     return items
 
 
+_BUMP = (
+    "UPDATE patient_change SET changed_seq = nextval('patient_change_seq'), changed_at = now(), published_at = now() "
+    "WHERE patient_id = %s"
+)
+
+
+def downstream_ms(database_url: str, redis_url: str, queue: str, patient_id: str, times: int = 5) -> float:
+    """Median ms of the worker's handling of one changed patient (risk assessment, alert evaluation, write-back
+    queueing: ``ChangeProcessor.process`` as the worker's task runs it), in this process."""
+    settings = Settings(database_url=database_url, redis_url=redis_url, celery_queue=queue)
+    container = bootstrap(settings)
+    took: list[float] = []
+    try:
+        for _ in range(times):
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(_BUMP, (patient_id,))
+            started = time.perf_counter()
+            if container.changes.process([patient_id]) != 1:
+                raise SystemExit(f"{patient_id} was not handled")
+            took.append((time.perf_counter() - started) * 1000)
+    finally:
+        container.close()
+    return statistics.median(took)
+
+
 def _cells(r: Round) -> str:
     return f"{r.rate:>7,.0f}  {r.p50_ms:>6.1f}  {r.p99_ms:>6.1f}  {r.api_cpu_ms:>4.2f}+{r.db_cpu_ms:<4.2f}"
 
@@ -338,6 +365,7 @@ def main() -> int:
                 "   ratio (PUT/s, long)   load avg"
             )
             first: tuple[float, float] | None = None
+            downstream: list[tuple[int, float, float]] = []
             for index, checkpoint in enumerate(args.checkpoints):
                 grow(database_url, checkpoint, long_record=True)
                 with psycopg.connect(database_url) as conn:
@@ -355,6 +383,19 @@ def main() -> int:
                     f"{spread.rate / first[0]:>9.2f}, {long.rate / first[1]:>5.2f}   {load:>8.1f}",
                     flush=True,
                 )
+                downstream.append(
+                    (
+                        stored,
+                        downstream_ms(database_url, services.redis_url, queue, "gp1234"),
+                        downstream_ms(database_url, services.redis_url, queue, LONG_PATIENT),
+                    )
+                )
+            print(
+                "\nthe worker's handling of one changed patient (assess, evaluate alerts, queue the write-back), "
+                "median of 5, ms:\n     stored   a patient of 20-40 resources   the patient with 20k Observations"
+            )
+            for stored_then, typical, long_record in downstream:
+                print(f"  {stored_then:>9,}   {typical:>28.1f}   {long_record:>33.1f}")
             print(
                 "\nCPU ms/PUT: API process(es) + PostgreSQL backends of the run's database, from /proc (the clients' "
                 "own CPU is not counted)"

@@ -116,8 +116,12 @@ SELECT patient_id, kind, value_num, value_text, unit, effective_date, effective_
   FROM fact WHERE patient_id = ANY(%(patient_ids)s::text[]);
 
 -- name: coverage_of_patients
-SELECT DISTINCT patient_id, resource_type FROM resource
- WHERE patient_id = ANY(%(patient_ids)s::text[]) AND NOT entered_in_error;
+-- One index seek per patient and input type (resource_patient_type_idx), not a read of the patient's whole record.
+SELECT p.patient_id, t.resource_type
+  FROM unnest(%(patient_ids)s::text[]) AS p(patient_id)
+ CROSS JOIN unnest(%(types)s::text[]) AS t(resource_type)
+ WHERE EXISTS (SELECT 1 FROM resource r
+                WHERE r.patient_id = p.patient_id AND r.resource_type = t.resource_type AND NOT r.entered_in_error);
 
 -- name: latest_assessments
 SELECT DISTINCT ON (patient_id) patient_id, model_version, inputs_hash, sequence_no
