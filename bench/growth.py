@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -322,6 +323,10 @@ def downstream_ms(database_url: str, redis_url: str, queue: str, patient_id: str
     return statistics.median(took)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _cells(r: Round) -> str:
     return f"{r.rate:>7,.0f}  {r.p50_ms:>6.1f}  {r.p99_ms:>6.1f}  {r.api_cpu_ms:>4.2f}+{r.db_cpu_ms:<4.2f}"
 
@@ -414,7 +419,8 @@ def main() -> int:
                 "checkpoint's rate; p99 <= 20 ms"
             )
             if args.keep:
-                print(f"database {database_url}, API on port {port}; Ctrl-C ends", flush=True)
+                signal.signal(signal.SIGTERM, _interrupt)  # a background run ignores Ctrl-C: `kill PID` ends it too
+                print(f"database {database_url}, API on port {port}; Ctrl-C or `kill {os.getpid()}` ends", flush=True)
                 while True:
                     time.sleep(3600)
         except KeyboardInterrupt:

@@ -111,8 +111,10 @@ RETURNING c.patient_id;
 SELECT pg_advisory_xact_lock(hashtextextended('patient:' || p, 0)) FROM unnest(%(patient_ids)s::text[]) AS p;
 
 -- name: facts_of_patients
-SELECT patient_id, kind, value_num, value_text, unit, effective_date, effective_at, end_date, status, attrs,
-       source_type, source_id, recorded_at
+-- Empty attrs come back as NULL: most facts (a lab value, a measure) have none, and decoding '{}' from JSON was half
+-- the time of reading a long record (20,000 eGFR facts: bench/growth).
+SELECT patient_id, kind, value_num, value_text, unit, effective_date, effective_at, end_date, status,
+       nullif(attrs, '{}'::jsonb) AS attrs, source_type, source_id, recorded_at
   FROM fact WHERE patient_id = ANY(%(patient_ids)s::text[]);
 
 -- name: coverage_of_patients
