@@ -223,7 +223,7 @@ because one PUT made three transactions, each with its own commit and WAL flush:
 (`AuditLog.record`, 5.6 % of GIL time) and the doorbell's claim of the outbox row (`Relay.ring`, 12.3 % with the
 Celery publish) — and about ten round trips (pool check, BEGIN, one per statement, COPY's two, COMMIT). Waking a
 worker thread (`Condition.notify` under `run_in_threadpool`) took 9–14 %: four hops per PUT (token check, rate
-limit, handler, audit). Validation (`validate_resource`, the R4 model) was about 4 %. Nothing in the write path
+limit, handler, audit) and a fifth for the doorbell. Validation (`validate_resource`, the R4 model) was about 4 %. Nothing in the write path
 grew with the store: the EXPLAIN at 1M (below) has no sequential scan, and every statement is an index probe or a
 one-row insert under 1.5 ms (the UPDATE with its history trigger is the costliest, 17 buffers read from cold pages in
 128 MB of shared_buffers). The fall the issue measured (180 → 34 PUT/s at 128k) does not reproduce here: the CPU per
@@ -255,8 +255,10 @@ uvloop and httptools installed in both runs):
 | before | 113 / 110 | 15.5 / 46.2 ms | 5.1 + 2.0 ms | 9–49 / 393–850 ms |
 | after | 182 / 214 | 8.3 / 22.3 ms | 3.4 + 0.8 ms | 23–44 / 260 ms |
 
-**Where the time goes now, and what would close the gaps.** The rate is flat with the store's size (the target of
-0.9× at 1M holds, run below) but far from 1,500/s. The API process spends about 3.4 ms of CPU per PUT and
+**Where the time goes now, and what would close the gaps.** The rate is flat with the store's size: in the full run
+below 196 PUT/s at 30k and 218 at 1M (1.11×; the target is ≥ 0.9×), p99 17.8 ms at 1M (target ≤ 20 ms, held in
+that run, 25–35 ms at the smaller checkpoints under more load), and the CPU per PUT the same at every checkpoint
+(3.5 + 0.8 ms). The rate is 7× short of 1,500/s. The API process spends about 3.4 ms of CPU per PUT and
 PostgreSQL about 0.8 ms; 1,500/s on 2 CPUs allows about 1.3 ms for both together (and the clients). By library
 (self time while holding the GIL, after): psycopg's Python side 20 %, thread wake-ups 15 %, asyncio 8 %, FastAPI's
 dependency solving 7 %, anyio 6 %, Celery/kombu/redis publishing 10 %, h11/httptools 3 %, validation 4 %,
