@@ -224,7 +224,8 @@ because one PUT made three transactions, each with its own commit and WAL flush:
 Celery publish) — and about ten round trips (pool check, BEGIN, one per statement, COPY's two, COMMIT). Waking a
 worker thread (`Condition.notify` under `run_in_threadpool`) took 9–14 %: four hops per PUT (token check, rate
 limit, handler, audit) and a fifth for the doorbell. Validation (`validate_resource`, the R4 model) was about 4 %.
-Nothing in the write path grew with the store: the EXPLAIN at 1M (below) has no sequential scan, and every statement is an index probe or a
+Nothing in the write path grew with the store: the EXPLAIN at 1M (below) has no sequential scan, and every
+statement is an index probe or a
 one-row insert under 1.5 ms (the UPDATE with its history trigger is the costliest, 17 buffers read from cold pages in
 128 MB of shared_buffers). The fall the issue measured (180 → 34 PUT/s at 128k) does not reproduce here: the CPU per
 PUT is flat from 30k to 1M (table below), so that fall came from the machine's load or from what ran beside it, not
@@ -267,14 +268,16 @@ short of 1,500/s: the API process spends about 3.1–3.4 ms of CPU per PUT and P
 2 CPUs allows about 1.3 ms for both together (and the clients). By library
 (self time while holding the GIL, after): psycopg's Python side 20 %, thread wake-ups 15 %, asyncio 8 %, FastAPI's
 dependency solving 7 %, anyio 6 %, Celery/kombu/redis publishing 10 %, h11/httptools 3 %, validation 4 %,
-refracture's own code under 10 %. The p99 (19–24 ms in the full run) is mostly the other client's commit: each commit waits for an
+refracture's own code under 10 %. The p99 (19–24 ms in the full run) is mostly the other client's commit: each
+commit waits for an
 fdatasync (1.5 ms on this disk by `pg_test_fsync`, more under load), and PUTs for one patient queue on its outbox
 row's lock until the other's commit. What would close it: (1) group commit in the API — a writer that takes the PUTs
 waiting at a moment and writes them in one pipelined transaction (the bulk import, which does that per 2,000
 resources, is 23–56× the API per resource); (2) one ASGI middleware instead of ten wrappers, and the ingest on an
 async psycopg connection on the event loop (no thread hops); (3) `--workers 2` where CPU is free. On this machine
 it is not: with four client processes, one API worker made 239 PUT/s and two made 241 (load average 4.9 and 6.3 on
-2 CPUs, 30k stored, 2026-12-05), so the scaling could not be shown here. `synchronous_commit = off` would also double the rate but may lose acknowledged clinical writes on a crash:
+2 CPUs, 30k stored, 2026-12-05), so the scaling could not be shown here. `synchronous_commit = off` would also
+double the rate but may lose acknowledged clinical writes on a crash:
 not a setting to use.
 
 **The hash-chained audit trail** (another change, not merged yet) takes a lock on the chain's head row per audit
