@@ -62,8 +62,13 @@ async def caller(request: Request, container: ContainerDep, credentials: BearerD
         return known
     if credentials is not None:
         try:
-            # JWKS fetches block: off the event loop.
-            principal = await run_in_threadpool(container.authenticator.authenticate, credentials.credentials)
+            # A token seen lately is answered from memory; a new one is checked off the event loop (JWKS fetches).
+            known = container.authenticator.cached(credentials.credentials)
+            principal = (
+                known
+                if known is not None
+                else await run_in_threadpool(container.authenticator.authenticate, credentials.credentials)
+            )
         except AuthError as exc:
             if exc.error == "server_error":
                 raise RefractureError(
@@ -105,6 +110,8 @@ def _api_change_from_our_pages(request: Request) -> bool:
 
 
 async def _throttle(container: ContainerDep, key: str) -> None:
+    if not container.rate_limiter.per_minute:
+        return  # no limit: no hop to a worker thread either
     wait = await run_in_threadpool(container.rate_limiter.allow, key)
     if wait is not None:
         raise RefractureError(

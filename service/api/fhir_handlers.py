@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +18,11 @@ from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import validate_resource
 from service.security.principal import Principal
-from service.usecases.ingest import EntryOutcome, Skipped, WriteRequest
+from service.usecases.audit import AuditRecord
+from service.usecases.ingest import EntryOutcome, IngestResult, Skipped, WriteRequest
 from service.usecases.ports import Metrics
 
-__all__ = ["Answer", "check_input_type", "handle_bundle", "handle_write"]
+__all__ = ["Answer", "RequestAudit", "check_input_type", "handle_bundle", "handle_write"]
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,21 @@ class Answer:
     resource_id: str | None = None
     patients: list[str] = field(default_factory=list)
     detail: str | None = None
+    audited: bool = False  # the audit rows were written in the ingest's transaction
 
 
-def handle_bundle(container: Container, raw: bytes, representation: bool, principal: Principal) -> Answer:
+# The audit rows of an answered request, given its status: written in the ingest's transaction (AuditMiddleware
+# writes them itself only for requests that fail before or during the write).
+RequestAudit = Callable[[int, str, list[str], str | None, str | None], Sequence[AuditRecord]]
+
+
+def handle_bundle(
+    container: Container,
+    raw: bytes,
+    representation: bool,
+    principal: Principal,
+    audit: RequestAudit | None = None,
+) -> Answer:
     """POST /fhir: a transaction or batch Bundle."""
     planned: PlannedBundle | None = None
     try:
@@ -49,7 +62,14 @@ def handle_bundle(container: Container, raw: bytes, representation: bool, princi
         planned = plan_bundle(parse(raw), container.settings.max_bundle_entries, skip_unused)
         _check_scopes(planned, principal)
         ingestor = container.ingestor
-        result = ingestor.transaction(planned) if planned.bundle_type == "transaction" else ingestor.batch(planned)
+        bundle_type = planned.bundle_type
+        detail = f"{len(planned.entries)} entries"
+
+        def records(done: IngestResult) -> Sequence[AuditRecord]:
+            return audit(200, bundle_type, _bundle_patients(planned, done), None, detail) if audit else []
+
+        write = ingestor.transaction if bundle_type == "transaction" else ingestor.batch
+        result = write(planned, claim=True, audit=records if audit else None)
     except RefractureError as exc:
         # Every entry of a refused transaction (or of a Bundle refused whole) was refused; unread Bundles count once.
         # Skipped entries were never going to be stored: not refused.
@@ -78,8 +98,20 @@ def handle_bundle(container: Container, raw: bytes, representation: bool, princi
             summary = []
         else:
             entries.append(_entry(outcome, representation))
-    # Writes: the patient each written resource names. Reads (GET entries): the patient of the stored resource sent,
-    # never a resource the entry carried (GET entries with a body are refused: service/fhir/bundle.py).
+    return Answer(
+        200,
+        response_bundle(planned.bundle_type, entries),
+        changed_patients=result.changed_patients,
+        action=planned.bundle_type,
+        patients=_bundle_patients(planned, result),
+        detail=detail,
+        audited=audit is not None,
+    )
+
+
+def _bundle_patients(planned: PlannedBundle, result: IngestResult) -> list[str]:
+    """Writes: the patient each written resource names. Reads (GET entries): the patient of the stored resource sent,
+    never a resource the entry carried (GET entries with a body are refused: service/fhir/bundle.py)."""
     written = {
         p for e in planned.entries if e.method != "GET" and e.resource is not None and (p := patient_of(e.resource))
     }
@@ -88,15 +120,7 @@ def handle_bundle(container: Container, raw: bytes, representation: bool, princi
         for o in result.outcomes
         if isinstance(o, EntryOutcome) and o.text is not None and (p := patient_of(parse(o.text.body.encode())))
     }
-    patients = sorted(written | read)
-    return Answer(
-        200,
-        response_bundle(planned.bundle_type, entries),
-        changed_patients=result.changed_patients,
-        action=planned.bundle_type,
-        patients=patients,
-        detail=f"{len(planned.entries)} entries",
-    )
+    return sorted(written | read)
 
 
 def _check_scopes(planned: PlannedBundle, principal: Principal) -> None:
@@ -129,10 +153,12 @@ def handle_write(
     resource_id: str | None,
     if_match: str | None,
     base_url: str,
+    audit: RequestAudit | None = None,
 ) -> Answer:
-    """POST /fhir/{type} (resource_id None) or PUT /fhir/{type}/{id}."""
+    """POST /fhir/{type} (resource_id None) or PUT /fhir/{type}/{id}; ``audit`` gives the request's audit rows,
+    written in the write's transaction."""
     try:
-        return _write(container, raw, resource_type, resource_id, if_match, base_url)
+        return _write(container, raw, resource_type, resource_id, if_match, base_url, audit)
     except RefractureError as exc:
         _count_refused(container.metrics, exc, [resource_type])
         raise
@@ -145,6 +171,7 @@ def _write(
     resource_id: str | None,
     if_match: str | None,
     base_url: str,
+    audit: RequestAudit | None,
 ) -> Answer:
     resource = parse(raw)
     issues = validate_resource(resource)
@@ -170,20 +197,31 @@ def _write(
                 f"{resource_type}.id",
             )
         target_id = resource_id
-    result = container.ingestor.write(WriteRequest(resource_type, target_id, resource, if_match))
+    found = patient_of(resource)
+    patients = [found] if found else []
+    action = "create" if resource_id is None else "update"
+
+    def records(result: IngestResult) -> Sequence[AuditRecord]:
+        written = result.outcomes[0]
+        status = 201 if isinstance(written, EntryOutcome) and written.created else 200
+        return audit(status, action, patients, target_id, None) if audit else []
+
+    result = container.ingestor.write(
+        WriteRequest(resource_type, target_id, resource, if_match), claim=True, audit=records if audit else None
+    )
     outcome = result.outcomes[0]
     assert isinstance(outcome, EntryOutcome)
     container.metrics.count_ingested(resource_type, _outcome_label(outcome))
     headers = _version_headers(outcome, base_url)
-    found = patient_of(resource)
     return Answer(
         201 if outcome.created else 200,
         outcome.body or _stored_body(container, outcome),
         headers,
         result.changed_patients,
-        action="create" if resource_id is None else "update",
+        action=action,
         resource_id=target_id,
-        patients=[found] if found else [],
+        patients=patients,
+        audited=audit is not None,
     )
 
 

@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from service.api.auth import CallerDep, forbidden, require
 from service.api.body import read_fhir_body
 from service.api.deps import ContainerDep, fhir_base
-from service.api.fhir_handlers import Answer, check_input_type, handle_bundle, handle_write
-from service.api.middleware import AuditNote, note_audit
+from service.api.fhir_handlers import Answer, RequestAudit, check_input_type, handle_bundle, handle_write
+from service.api.middleware import AuditNote, audit_records, client_ip, note_audit
 from service.api.responses import FhirJSONResponse, fhir_response
 from service.api.scoping import check_patient
 from service.errors import Problem, refuse
@@ -23,6 +23,7 @@ from service.fhir.outcome import searchset
 from service.fhir.references import patient_of, split_reference
 from service.fhir.task import TASK_SYSTEM
 from service.security.principal import Permission, Principal
+from service.usecases.audit import AuditRecord
 
 __all__ = ["router"]
 
@@ -61,8 +62,26 @@ ResultReader = Annotated[Principal, Depends(require(Permission.READ_RESULTS))]
 def _ring_doorbell(request: Request, background: BackgroundTasks, answer: Answer) -> None:
     if answer.changed_patients:
         container = request.app.state.container
-        # After the response: the doorbell must never delay or fail a committed ingest.
-        background.add_task(container.relay.ring, answer.changed_patients)
+        # After the response: the doorbell must never delay or fail a committed ingest. The write's transaction
+        # marked the rows rung (claim=True), so ringing is only the broker's publish, no second transaction.
+        background.add_task(container.relay.publish_claimed, answer.changed_patients)
+
+
+def _request_audit(request: Request, principal: Principal, resource_type: str | None) -> RequestAudit:
+    """The audit rows of this request once its status is known, for the ingest to write in its own transaction
+    (one commit per write); AuditMiddleware writes them only when the request fails before that."""
+    scope = request.scope
+    what = f"{scope.get('method')} {getattr(scope.get('route'), 'path', None) or 'unmatched'}"
+    source_ip = client_ip(scope)
+    request_id = scope.get("state", {}).get("request_id")
+
+    def records(
+        status: int, action: str, patients: list[str], resource_id: str | None, detail: str | None
+    ) -> list[AuditRecord]:
+        note = AuditNote(action, resource_type, resource_id, patients, detail)
+        return audit_records(note, principal, what, status, source_ip, request_id)
+
+    return records
 
 
 @router.get("/metadata", operation_id="capabilities", response_class=FhirJSONResponse, summary="CapabilityStatement")
@@ -89,8 +108,12 @@ async def post_bundle(
     """A transaction (all or nothing) or batch (each entry on its own) Bundle of the accepted input types."""
     raw = await read_fhir_body(request, container.settings.max_body_bytes)
     representation = bool(prefer and "return=representation" in prefer)
-    answer = await run_in_threadpool(handle_bundle, container, raw, representation, principal)
-    note_audit(request.state, AuditNote(answer.action, patients=answer.patients, detail=answer.detail))
+    audit = _request_audit(request, principal, None)
+    answer = await run_in_threadpool(handle_bundle, container, raw, representation, principal, audit)
+    note_audit(
+        request.state,
+        AuditNote(answer.action, patients=answer.patients, detail=answer.detail, recorded=answer.audited),
+    )
     _ring_doorbell(request, background, answer)
     return fhir_response(answer.body, answer.status)
 
@@ -116,8 +139,12 @@ async def create(
     check_input_type(resource_type)
     _may_write(principal, resource_type, "c")
     raw = await read_fhir_body(request, container.settings.max_body_bytes)
-    answer = await run_in_threadpool(handle_write, container, raw, resource_type, None, None, fhir_base(request))
-    note_audit(request.state, AuditNote("create", resource_type, answer.resource_id, answer.patients))
+    audit = _request_audit(request, principal, resource_type)
+    answer = await run_in_threadpool(handle_write, container, raw, resource_type, None, None, fhir_base(request), audit)
+    note_audit(
+        request.state,
+        AuditNote("create", resource_type, answer.resource_id, answer.patients, recorded=answer.audited),
+    )
     _ring_doorbell(request, background, answer)
     return _written(answer, prefer)
 
@@ -144,10 +171,11 @@ async def update(
     check_input_type(resource_type)
     _may_write(principal, resource_type, "u")
     raw = await read_fhir_body(request, container.settings.max_body_bytes)
+    audit = _request_audit(request, principal, resource_type)
     answer = await run_in_threadpool(
-        handle_write, container, raw, resource_type, resource_id, if_match, fhir_base(request)
+        handle_write, container, raw, resource_type, resource_id, if_match, fhir_base(request), audit
     )
-    note_audit(request.state, AuditNote("update", resource_type, resource_id, answer.patients))
+    note_audit(request.state, AuditNote("update", resource_type, resource_id, answer.patients, recorded=answer.audited))
     _ring_doorbell(request, background, answer)
     return _written(answer, prefer)
 

@@ -143,7 +143,7 @@ async def measures_page(request: Request, container: ContainerDep) -> Response:
             {
                 "id": measure.value,
                 "definition": definition,
-                "chart": Markup(chart),  # noqa: S704 - trend_chart escapes every text it puts in the SVG
+                "chart": Markup(chart),  # noqa: S704 - trend_chart escapes every text it puts in the SVG  # nosec B704
                 "rows": rows,
                 "percent": percent,
                 "unit": definition.unit,

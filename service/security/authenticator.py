@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from typing import Final
+
 import httpx
 
 from service.config import Settings
@@ -10,14 +13,41 @@ from service.security.tokens import AuthError, DevTokens, JwksCache, TokenVerifi
 
 __all__ = ["Authenticator", "make_authenticator"]
 
+_CACHE_S: Final = 300.0
+_CACHE_MAX: Final = 10_000
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
 
 class Authenticator:
     """Checks bearer tokens."""
 
-    def __init__(self, dev: DevTokens, verifier: TokenVerifier | None, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        dev: DevTokens,
+        verifier: TokenVerifier | None,
+        http: httpx.Client | None = None,
+    ) -> None:
         self._dev = dev
         self.verifier = verifier
         self._http = http
+        # Verified JWTs by digest: an interface engine sends the same token with every resource, and checking its
+        # RS256/ES256 signature and claims each time cost more than storing the resource.
+        self._verified: dict[bytes, tuple[Principal, float]] = {}
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a development token or of a JWT verified lately and not expired; None when the token
+        must be checked (``authenticate``). Does no I/O, so it may run on the event loop."""
+        if self._dev:
+            found = self._dev.verify(token)
+            if found is not None:
+                return found
+        entry = self._verified.get(_digest(token))
+        if entry is not None and self.verifier is not None and self.verifier.now() < entry[1]:
+            return entry[0]
+        return None
 
     @property
     def configured(self) -> bool:
@@ -36,7 +66,12 @@ class Authenticator:
                 return found
         if self.verifier is None:
             raise AuthError("the token is not valid")
-        return self.verifier.verify(token)
+        principal, expires_at = self.verifier.verify_until(token)
+        if len(self._verified) >= _CACHE_MAX:
+            self._verified.clear()  # a flood of distinct valid tokens: start over rather than grow
+        # Kept until the token expires, and never longer than _CACHE_S (a key the issuer withdrew stops counting).
+        self._verified[_digest(token)] = (principal, min(expires_at, self.verifier.now() + _CACHE_S))
+        return principal
 
     def close(self) -> None:
         """Close the JWKS client's connections."""

@@ -159,7 +159,21 @@ class TokenVerifier:
         Raises:
             AuthError: the token is not valid (see ``claims``).
         """
-        return principal_from_claims(self.claims(token), self._roles_claim, sites_claim=self._sites_claim)
+        return self.verify_until(token)[0]
+
+    def verify_until(self, token: str) -> tuple[Principal, float]:
+        """The principal of a valid access token and when the token expires (its ``exp``, seconds since the epoch).
+
+        Raises:
+            AuthError: the token is not valid (see ``claims``).
+        """
+        claims = self.claims(token)
+        principal = principal_from_claims(claims, self._roles_claim, sites_claim=self._sites_claim)
+        return principal, float(claims["exp"])
+
+    def now(self) -> float:
+        """The verifier's clock (seconds since the epoch), the one ``exp`` is compared with."""
+        return self._now()
 
 
 def _kid(token: str) -> str | None:

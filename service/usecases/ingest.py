@@ -17,6 +17,7 @@ from service.fhir.jsonio import content_hash
 from service.fhir.normalise import Normalised, Normaliser
 from service.fhir.patient_rules import moved_patient_issues, other_patient_issues
 from service.fhir.references import patient_of
+from service.usecases.audit import AuditRecord
 from service.usecases.ports import (
     Clock,
     IngestSession,
@@ -29,7 +30,7 @@ from service.usecases.ports import (
     UnrecognisedCount,
 )
 
-__all__ = ["EntryOutcome", "IngestResult", "Ingestor", "Skipped", "WriteRequest"]
+__all__ = ["AuditOf", "EntryOutcome", "IngestResult", "Ingestor", "Skipped", "WriteRequest"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,10 @@ class IngestResult:
     changed_patients: list[str] = field(default_factory=list)
 
 
+# The audit rows of a request, given what the write did (they ride in the write's transaction).
+AuditOf = Callable[["IngestResult"], Sequence[AuditRecord]]
+
+
 def _retrying(method: Callable[P, R]) -> Callable[P, R]:
     """Run a unit of work again when a concurrent transaction wrote the same rows first."""
 
@@ -108,24 +113,33 @@ class Ingestor:
         self._mrn_system = mrn_system
 
     @_retrying
-    def write(self, request: WriteRequest) -> IngestResult:
+    def write(self, request: WriteRequest, claim: bool = False, audit: AuditOf | None = None) -> IngestResult:
         """Create or update one resource (PUT, or POST with the EHR's id).
+
+        Args:
+            claim: the caller rings the changed patients' doorbell itself after the commit (Relay.publish_claimed),
+                so their outbox rows are marked rung in this transaction instead of a second one.
+            audit: the audit rows of the request, given its result: written in this transaction, so the write and
+                its audit row commit together (one commit per request, not two).
 
         Raises:
             RefractureError: PRECONDITION_FAILED when If-Match does not name the stored version.
         """
-        with self._store.session() as session:
+        with self._store.session(pipelined=True) as session:
             changed: set[str] = set()
-            outcomes = self._write_all(session, [request], changed)
-            return IngestResult(list(outcomes), sorted(changed))
+            outcomes = self._write_all(session, [request], changed, claim=claim)
+            result = IngestResult(list(outcomes), sorted(changed))
+            if audit is not None:
+                session.append_audit(audit(result))
+            return result
 
     @_retrying
-    def transaction(self, planned: PlannedBundle) -> IngestResult:
-        """Apply a checked transaction Bundle: every entry or none."""
+    def transaction(self, planned: PlannedBundle, claim: bool = False, audit: AuditOf | None = None) -> IngestResult:
+        """Apply a checked transaction Bundle: every entry or none (``claim`` and ``audit`` as for ``write``)."""
         writes = [_write_request(p) for p in planned.entries if p.method in ("POST", "PUT") and not p.skipped]
         with self._store.session() as session:
             changed: set[str] = set()
-            written = iter(self._write_all(session, writes, changed))
+            written = iter(self._write_all(session, writes, changed, claim=claim))
             outcomes: list[EntryOutcome | Skipped | RefractureError] = []
             for plan in planned.entries:
                 outcome: EntryOutcome | Skipped | RefractureError
@@ -138,11 +152,15 @@ class Ingestor:
                 if isinstance(outcome, RefractureError):
                     raise outcome  # one failed entry fails the whole transaction
                 outcomes.append(outcome)
-            return IngestResult(outcomes, sorted(changed))
+            result = IngestResult(outcomes, sorted(changed))
+            if audit is not None:
+                session.append_audit(audit(result))
+            return result
 
     @_retrying
-    def batch(self, planned: PlannedBundle) -> IngestResult:
-        """Apply a checked batch Bundle: each entry on its own, in one transaction with a savepoint each."""
+    def batch(self, planned: PlannedBundle, claim: bool = False, audit: AuditOf | None = None) -> IngestResult:
+        """Apply a checked batch Bundle: each entry on its own, in one transaction with a savepoint each (``claim``
+        and ``audit`` as for ``write``)."""
         outcomes: list[EntryOutcome | Skipped | RefractureError] = []
         changed: set[str] = set()
         with self._store.session() as session:
@@ -159,11 +177,14 @@ class Ingestor:
                 entry_changed: set[str] = set()
                 try:
                     with session.savepoint():
-                        outcomes.append(self._write_all(session, [_write_request(plan)], entry_changed)[0])
+                        outcomes.append(self._write_all(session, [_write_request(plan)], entry_changed, claim=claim)[0])
                     changed |= entry_changed
                 except RefractureError as exc:
                     outcomes.append(exc)
-        return IngestResult(outcomes, sorted(changed))
+            result = IngestResult(outcomes, sorted(changed))
+            if audit is not None:
+                session.append_audit(audit(result))
+        return result
 
     def write_many(
         self, session: IngestSession, requests: Sequence[WriteRequest]
@@ -196,6 +217,8 @@ class Ingestor:
         requests: Sequence[WriteRequest],
         changed: set[str],
         current: dict[ResourceKey, StoredVersion] | None = None,
+        *,
+        claim: bool = False,
     ) -> list[EntryOutcome]:
         now = self._clock()
         keys = [(r.resource_type, r.resource_id) for r in requests]
@@ -245,7 +268,7 @@ class Ingestor:
         medications = [w for w in written if w.resource_type == "Medication"]
         if medications:
             self._renormalise_dependents(session, medications, {(w.resource_type, w.id) for w in written}, now, changed)
-        session.mark_patients_changed(sorted(changed), now)
+        session.mark_patients_changed(sorted(changed), now, claimed=claim)
         return outcomes
 
     def _normalise(self, session: IngestSession, written: Sequence[ResourceWrite]) -> dict[ResourceKey, Normalised]:
@@ -279,7 +302,9 @@ class Ingestor:
                 key = (code.resource_type, code.system, code.code)
                 unrecognised[key] += 1
                 displays.setdefault(key, code.display)
-        changed |= session.replace_facts([(w.resource_type, w.id) for w in written], facts, now)
+        # A resource stored for the first time has no facts yet: only new versions have old facts to drop.
+        replaced = [(w.resource_type, w.id) for w in written if w.version_id > 1]
+        changed |= session.replace_facts(replaced, facts, now)
         if unrecognised:
             session.count_unrecognised(
                 [UnrecognisedCount(*key, displays[key], count) for key, count in sorted(unrecognised.items())],

@@ -11,6 +11,7 @@ from typing import Any, Final, Protocol
 from service.domain.alert_lifecycle import Transition
 from service.domain.facts import Fact
 from service.domain.patient import Demographics
+from service.usecases.audit import AuditRecord
 
 Clock = Callable[[], datetime]
 ResourceKey = tuple[str, str]  # (resource type, id)
@@ -94,13 +95,18 @@ class IngestSession(Protocol):
         """Store new resources and new versions (superseded versions go to history)."""
 
     def replace_facts(self, sources: Sequence[ResourceKey], facts: Sequence[SourcedFact], now: datetime) -> set[str]:
-        """Drop the facts of these resources and add the new ones; returns the patients of the dropped facts."""
+        """Drop the facts of these resources and add the new ones; returns the patients of the dropped facts.
+        Resources stored for the first time have no facts to drop: callers leave them out of ``sources``."""
 
     def count_unrecognised(self, counts: Sequence[UnrecognisedCount], now: datetime) -> None:
         """Add to the counts of unrecognised codes."""
 
-    def mark_patients_changed(self, patient_ids: Iterable[str], now: datetime) -> None:
-        """Record in the outbox that these patients' records changed."""
+    def mark_patients_changed(self, patient_ids: Iterable[str], now: datetime, claimed: bool = False) -> None:
+        """Record in the outbox that these patients' records changed; ``claimed``: their doorbell counts as rung
+        (the caller rings it right after the commit, and releases the rows if it cannot)."""
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        """Audit rows written in this transaction: they commit, or roll back, with the write they record."""
 
     def upsert_demographics(self, rows: Sequence[Demographics], now: datetime) -> None:
         """Keep the worklist's patient summary in step with the Patient resources."""
@@ -121,8 +127,10 @@ class IngestSession(Protocol):
 class Store(Protocol):
     """The database: transactions and reads."""
 
-    def session(self) -> AbstractContextManager[IngestSession]:
-        """A transaction, committed when the block ends without an error."""
+    def session(self, pipelined: bool = False) -> AbstractContextManager[IngestSession]:
+        """A transaction, committed when the block ends without an error; ``pipelined``: statements whose results
+        are not read are sent together with the next read or the commit (one round trip instead of one each), for
+        small writes such as one resource."""
 
     def read_text(self, key: ResourceKey) -> StoredText | None:
         """A stored resource as JSON text, outside any transaction."""
@@ -145,6 +153,9 @@ class ChangeOutbox(Protocol):
 
     def mark_done(self, done: Mapping[str, int], now: datetime) -> None:
         """Record that the work up to these sequence numbers is done."""
+
+    def release(self, patient_ids: Sequence[str]) -> None:
+        """Hand rows claimed in a write's transaction back to the relay: their doorbell could not be rung."""
 
     def backlog(self) -> tuple[int, datetime | None]:
         """How many patients wait, and since when the oldest."""

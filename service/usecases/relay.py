@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 
 from service.usecases.ports import TASK_PATIENTS_CHANGED, Clock, OutboxStore, TaskQueue, chunks
@@ -31,6 +32,60 @@ class Relay:
         self._redeliver_after_s = redeliver_after_s
         self._batch_size = batch_size
         self._chunk_size = chunk_size
+        # publish_claimed's coalescing: patients waiting for the call that is publishing now
+        self._doorbell = threading.Lock()
+        self._waiting: set[str] = set()
+        self._publishing = False
+
+    def publish_claimed(self, patient_ids: Sequence[str]) -> int:
+        """Ring the doorbell for changes whose rows the write's own transaction marked rung (``claim=True``).
+
+        No transaction of its own when the broker takes the tasks (the write already committed the claim); when it
+        refuses, the rows are released, and the relay's next run (beat, every ``relay_interval_s``) rings them. If the
+        process dies between the commit and this call, the rows count as rung and are rung again once
+        ``redeliver_after_s`` has passed, as a lost message is.
+
+        Concurrent calls coalesce: while one call publishes, the others add their patients to the next publish and
+        return at once, so under load one task carries many patients (the task's request id and trace context are
+        the publishing call's) instead of one broker round trip per write.
+
+        Returns:
+            How many patients this call published itself (0 when it handed them to the call publishing already, or
+            when the broker is unreachable).
+        """
+        with self._doorbell:
+            self._waiting.update(patient_ids)
+            if self._publishing:
+                return 0
+            self._publishing = True
+        published = 0
+        try:
+            while True:
+                with self._doorbell:
+                    ids = sorted(self._waiting)
+                    self._waiting.clear()
+                    if not ids:
+                        self._publishing = False
+                        return published
+                published += self._publish(ids)
+        except BaseException:
+            with self._doorbell:
+                self._publishing = False
+            raise
+
+    def _publish(self, ids: list[str]) -> int:
+        try:
+            for chunk in chunks(ids, self._chunk_size):
+                self._queue.send(TASK_PATIENTS_CHANGED, [list(chunk)])
+        except Exception as exc:  # noqa: BLE001 - any broker failure: hand the rows back to the relay
+            log.warning("relay could not publish (%s); the outbox keeps the changes", exc)
+            try:
+                with self._store.outbox() as outbox:
+                    outbox.release(ids)
+            except Exception as released:  # noqa: BLE001 - the rows are rung again after redeliver_after_s
+                log.warning("claimed changes not released (%s); rung again after the redelivery wait", released)
+            return 0
+        return len(ids)
 
     def ring(self, patient_ids: Sequence[str] | None = None) -> int:
         """Publish due changes: those of these patients (right after their ingest), or all that are due.

@@ -260,3 +260,29 @@ def test_an_interrupted_csv_export_has_recorded_the_patients_of_every_chunk_it_s
     assert audited[0]["patient_id"] is None  # the start, before the first byte
     assert len(sent) == 3
     assert {r["patient_id"] for r in audited[1:]} == set(sent)
+
+
+def test_a_write_commits_with_its_audit_row_or_not_at_all(app: tuple[Container, TestClient], worklist_url: str) -> None:
+    """The audit rows of a FHIR write are inserted in the write's own transaction (issue 15: one commit per write)."""
+    _, client = app
+    body = json.dumps({**OBSERVATION, "id": "o9"})
+    with psycopg.connect(worklist_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'audit refused'; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_event FOR EACH ROW EXECUTE FUNCTION refuse_audit()"
+        )
+    refused = client.put("/fhir/Observation/o9", content=body, headers={**FHIR, **ALL})
+    assert refused.status_code >= 500
+    with psycopg.connect(worklist_url) as conn:
+        assert conn.execute("SELECT count(*) FROM resource WHERE id = 'o9'").fetchone() == (0,)  # no unaudited write
+        conn.execute("DROP TRIGGER refuse_audit ON audit_event")
+        conn.commit()
+    mark = since(worklist_url)
+    assert client.put("/fhir/Observation/o9", content=body, headers={**FHIR, **ALL}).status_code == 201
+    [written] = rows(worklist_url, "id > %s", mark)
+    assert (written["resource_id"], written["patient_id"], written["outcome"]) == ("o9", "p1", 201)
+    assert client.put("/fhir/Observation/o9", content=body, headers={**FHIR, **ALL}).status_code == 200  # unchanged
+    assert [r["outcome"] for r in rows(worklist_url, "id > %s", mark)] == [201, 200]

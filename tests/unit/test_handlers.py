@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from service.usecases.changes import ChangeProcessor
 from service.usecases.ports import TASK_PATIENTS_CHANGED
@@ -53,6 +55,11 @@ class FakeOutbox:
     def mark_done(self, done: Mapping[str, int], now: datetime) -> None:
         for p, seq in done.items():
             self.rows[p].done = max(self.rows[p].done, seq)
+
+    def release(self, patient_ids: Sequence[str]) -> None:
+        for p in patient_ids:
+            if p in self.rows and self.rows[p].changed > self.rows[p].done:
+                self.rows[p].published_at = None
 
     def backlog(self) -> tuple[int, datetime | None]:
         return sum(1 for r in self.rows.values() if r.changed > r.done), None
@@ -135,3 +142,41 @@ def test_work_that_fails_leaves_the_change_pending() -> None:
     with contextlib.suppress(RuntimeError):
         processor.process(["a"])
     assert store.box.rows["a"].done == 0
+
+
+def test_a_claimed_doorbell_that_cannot_ring_is_handed_back_to_the_relay() -> None:
+    store, clock = FakeStore(), Clock()
+    store.box.rows = {"a": Row(changed=1, published_at=clock.now)}  # claimed in the write's transaction
+    assert relay(store, RecordingQueue(fail=True), clock).publish_claimed(["a"]) == 0
+    assert store.box.rows["a"].published_at is None  # released: the relay's next run rings it
+    working = RecordingQueue()
+    assert relay(store, working, clock).ring() == 1
+    assert working.sent == [(TASK_PATIENTS_CHANGED, [["a"]])]
+
+
+class GatedQueue(RecordingQueue):
+    """Holds the first publish until released, as a slow broker round trip would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def send(self, task_name: str, args: Sequence[Any]) -> None:
+        self.entered.set()
+        assert self.gate.wait(10)
+        super().send(task_name, args)
+
+
+def test_doorbells_rung_while_one_is_publishing_go_out_together_after_it() -> None:
+    store, queue, clock = FakeStore(), GatedQueue(), Clock()
+    doorbell = relay(store, queue, clock, chunk=10)
+    first = threading.Thread(target=doorbell.publish_claimed, args=(["a"],))
+    first.start()
+    assert queue.entered.wait(10)
+    assert doorbell.publish_claimed(["c", "b"]) == 0  # handed to the call publishing now
+    assert doorbell.publish_claimed(["b", "d"]) == 0
+    queue.gate.set()
+    first.join(10)
+    assert queue.sent == [(TASK_PATIENTS_CHANGED, [["a"]]), (TASK_PATIENTS_CHANGED, [["b", "c", "d"]])]
+    assert doorbell.publish_claimed(["e"]) == 1  # nobody publishing: this call does

@@ -14,7 +14,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 
 from service.config import Settings
-from service.security.authenticator import make_authenticator
+from service.security.authenticator import Authenticator, make_authenticator
 from service.security.tokens import AuthError, DevTokens, JwksCache, TokenVerifier
 
 ISSUER = "https://idp.example.org/realms/hospital"
@@ -171,3 +171,35 @@ def test_production_refuses_dev_tokens_and_without_an_issuer_every_token() -> No
 
 def test_time_is_not_the_wall_clock_in_these_tests() -> None:
     assert time.time() < NOW  # the tokens above would be "from the future" for a real clock: only NOW counts
+
+
+def test_a_verified_token_is_answered_from_memory_until_it_expires(issuer: Issuer) -> None:
+    now = [float(NOW)]
+    http = httpx.Client(transport=httpx.MockTransport(issuer.handler))
+    jwks = JwksCache(lambda: "https://idp.example.org/jwks", http, refresh_interval_s=30, clock=lambda: clock[0])
+    verifier = TokenVerifier(ISSUER, AUDIENCE, jwks, ["RS256"], leeway_s=0, now=lambda: now[0])
+    authenticator = Authenticator(DevTokens({}), verifier)
+    token = issuer.sign(claims(exp=NOW + 100))
+    assert authenticator.cached(token) is None  # never seen: must be checked
+    assert authenticator.authenticate(token).subject == "ehr"
+    cached = authenticator.cached(token)
+    assert cached is not None
+    assert cached.subject == "ehr"
+    assert authenticator.cached(issuer.sign(claims(sub="other"))) is None  # another token is not this one
+    now[0] = NOW + 100  # expired: checked again, and refused
+    assert authenticator.cached(token) is None
+    with pytest.raises(AuthError):
+        authenticator.authenticate(token)
+
+
+def test_the_cache_holds_a_verified_token_five_minutes_at_most(issuer: Issuer) -> None:
+    now = [float(NOW)]
+    http = httpx.Client(transport=httpx.MockTransport(issuer.handler))
+    jwks = JwksCache(lambda: "https://idp.example.org/jwks", http, refresh_interval_s=30, clock=lambda: clock[0])
+    authenticator = Authenticator(DevTokens({}), TokenVerifier(ISSUER, AUDIENCE, jwks, ["RS256"], now=lambda: now[0]))
+    token = issuer.sign(claims(exp=NOW + 3600))
+    authenticator.authenticate(token)
+    now[0] = NOW + 299
+    assert authenticator.cached(token) is not None
+    now[0] = NOW + 300
+    assert authenticator.cached(token) is None

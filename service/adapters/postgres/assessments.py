@@ -15,6 +15,7 @@ from service.adapters.postgres.queries import query
 from service.adapters.postgres.writeback import queue_writeback
 from service.domain.facts import Fact, FactKind
 from service.fhir.jsonio import dumps
+from service.fhir.resource_types import INPUT_TYPES
 from service.usecases.ports import AssessmentRow, LatestAssessment, StoredText
 
 __all__ = ["PostgresAssessmentSession", "patients_to_rescore", "read_risk_assessment", "risk_assessments_of"]
@@ -80,7 +81,8 @@ class PostgresAssessmentSession:
     def coverage_of(self, patient_ids: Sequence[str]) -> dict[str, set[str]]:
         """See AssessmentSession."""
         out: dict[str, set[str]] = defaultdict(set)
-        for row in self._conn.execute(query("coverage_of_patients"), {"patient_ids": list(patient_ids)}):
+        params = {"patient_ids": list(patient_ids), "types": sorted(INPUT_TYPES)}
+        for row in self._conn.execute(query("coverage_of_patients"), params):
             out[row["patient_id"]].add(row["resource_type"])
         return out
 

@@ -13,7 +13,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from service.errors import ConcurrentWrite, Problem, refuse
 
-__all__ = ["pooled_transaction", "translate_errors"]
+__all__ = ["pipelined_transaction", "pooled_transaction", "translate_errors"]
 
 
 @contextlib.contextmanager
@@ -38,4 +38,15 @@ def pooled_transaction(pool: ConnectionPool) -> Iterator[psycopg.Connection[dict
     with translate_errors(), pool.connection() as conn:
         conn.row_factory = dict_row  # type: ignore[assignment]
         with conn.transaction():
+            yield conn  # type: ignore[misc]
+
+
+@contextlib.contextmanager
+def pipelined_transaction(pool: ConnectionPool) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """``pooled_transaction`` in pipeline mode: BEGIN goes out with the first query, and statements whose results are
+    not read go out with the next read or with the COMMIT, so a small write costs two or three round trips instead of
+    one per statement. Errors of queued statements surface at that next sync, still inside this block."""
+    with translate_errors(), pool.connection() as conn:
+        conn.row_factory = dict_row  # type: ignore[assignment]
+        with conn.pipeline(), conn.transaction():
             yield conn  # type: ignore[misc]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Final
+import time
+import weakref
+from typing import Any, Final
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from service.config import Settings
@@ -11,6 +14,19 @@ from service.config import Settings
 __all__ = ["make_pool"]
 
 _RECONNECT_WINDOW_S: Final = 10.0
+# A connection returned to the pool less than this long ago is handed out unchecked.
+_CHECK_AFTER_IDLE_S: Final = 1.0
+_returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = weakref.WeakKeyDictionary()
+
+
+def _note_returned(conn: psycopg.Connection[Any]) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
+    returned = _returned_at.get(conn)
+    if returned is None or time.monotonic() - returned >= _CHECK_AFTER_IDLE_S:
+        ConnectionPool.check_connection(conn)
 
 
 def make_pool(settings: Settings, *, open_now: bool = True) -> ConnectionPool:
@@ -22,8 +38,10 @@ def make_pool(settings: Settings, *, open_now: bool = True) -> ConnectionPool:
         timeout=settings.database_pool_timeout_s,
         open=open_now,
         name="refracture",
-        # Dead connections (a database restart) are noticed here instead of failing a request.
-        check=ConnectionPool.check_connection,
+        # Dead connections (a database restart) are noticed here instead of failing a request; a connection that
+        # was in use moments ago is not asked again (the check is a round trip, paid by every transaction).
+        check=_check_if_idle,
+        reset=_note_returned,
         # A lost connection is retried with doubling waits (1, 2, 4, 8, 16 s...) for this long, then given up and
         # tried afresh by the next request. psycopg_pool's default of 5 minutes let the waits grow as long as the
         # outage: after a 16 s restart the pool sat idle 15 s more while PostgreSQL was back, answering 503s.

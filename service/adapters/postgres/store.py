@@ -15,12 +15,14 @@ from psycopg_pool import ConnectionPool
 from service.adapters.postgres import alerts, assessments, tasks, worklist, writeback
 from service.adapters.postgres.alerts import PostgresAlertSession
 from service.adapters.postgres.assessments import PostgresAssessmentSession
-from service.adapters.postgres.errors import pooled_transaction, translate_errors
+from service.adapters.postgres.audit import append_audit
+from service.adapters.postgres.errors import pipelined_transaction, pooled_transaction, translate_errors
 from service.adapters.postgres.queries import query
 from service.adapters.postgres.summaries import upsert_demographics
 from service.domain.patient import Demographics
 from service.fhir.jsonio import dumps
 from service.security.scoping import PatientScope
+from service.usecases.audit import AuditRecord
 from service.usecases.ports import (
     ClaimedWriteback,
     DeliveryRecord,
@@ -51,8 +53,9 @@ def _jsonb(value: Any) -> Jsonb:
 class PostgresSession:
     """One transaction: implements the IngestSession port."""
 
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Conn, pipelined: bool = False) -> None:
         self._conn = conn
+        self._pipelined = pipelined  # in pipeline mode: COPY is not available there
 
     def current_versions(self, keys: Sequence[ResourceKey]) -> dict[ResourceKey, StoredVersion]:
         """See IngestSession."""
@@ -83,32 +86,24 @@ class PostgresSession:
 
     def replace_facts(self, sources: Sequence[ResourceKey], facts: Sequence[SourcedFact], now: datetime) -> set[str]:
         """See IngestSession."""
-        old = self._conn.execute(
-            query("delete_facts_of_sources"),
-            {"types": [s[0] for s in sources], "ids": [s[1] for s in sources]},
-        ).fetchall()
+        old = (
+            self._conn.execute(
+                query("delete_facts_of_sources"),
+                {"types": [s[0] for s in sources], "ids": [s[1] for s in sources]},
+            ).fetchall()
+            if sources
+            else []
+        )
         if facts:
-            with self._conn.cursor() as cur, cur.copy(query("copy_facts")) as copy:
-                for item in facts:
-                    f = item.fact
-                    copy.write_row(
-                        (
-                            item.patient_id,
-                            f.kind.value,
-                            f.value_num,
-                            f.value_text,
-                            f.unit,
-                            f.effective_date,
-                            f.effective_at,
-                            f.end_date,
-                            f.status,
-                            _jsonb(dict(f.attrs)),
-                            item.source_type,
-                            item.source_id,
-                            item.source_version,
-                            now,
-                        )
-                    )
+            rows = [_fact_row(item, now) for item in facts]
+            with self._conn.cursor() as cur:
+                if self._pipelined:
+                    # Queued with the other writes and sent with the commit; a COPY would cost two round trips.
+                    cur.executemany(query("insert_fact"), rows)
+                else:
+                    with cur.copy(query("copy_facts")) as copy:
+                        for row in rows:
+                            copy.write_row(row)
         return {r["patient_id"] for r in old}
 
     def count_unrecognised(self, counts: Sequence[UnrecognisedCount], now: datetime) -> None:
@@ -129,12 +124,19 @@ class PostgresSession:
                 ],
             )
 
-    def mark_patients_changed(self, patient_ids: Iterable[str], now: datetime) -> None:
+    def mark_patients_changed(self, patient_ids: Iterable[str], now: datetime, claimed: bool = False) -> None:
         """See IngestSession. Sorted, so two transactions lock shared patients in the same order."""
         ids = sorted(set(patient_ids))
         if ids:
             with self._conn.cursor() as cur:
-                cur.executemany(query("mark_patient_changed"), [{"patient_id": p, "now": now} for p in ids])
+                cur.executemany(
+                    query("mark_patient_changed"), [{"patient_id": p, "now": now, "claimed": claimed} for p in ids]
+                )
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        """See IngestSession: the audit rows of the request ride in the write's own transaction."""
+        if records:
+            append_audit(self._conn, records)
 
     def upsert_demographics(self, rows: Sequence[Demographics], now: datetime) -> None:
         """See IngestSession."""
@@ -198,6 +200,11 @@ class PostgresOutbox:
                 query("mark_changes_done"), {"patient_ids": ids, "seqs": [done[p] for p in ids], "now": now}
             )
 
+    def release(self, patient_ids: Sequence[str]) -> None:
+        """See ChangeOutbox."""
+        if patient_ids:
+            self._conn.execute(query("release_changes"), {"patient_ids": sorted(patient_ids)})
+
     def backlog(self) -> tuple[int, datetime | None]:
         """See ChangeOutbox."""
         row = self._conn.execute(query("change_backlog")).fetchone()
@@ -214,10 +221,14 @@ class PostgresStore:
         return pooled_transaction(self._pool)
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[PostgresSession]:
+    def session(self, pipelined: bool = False) -> Iterator[PostgresSession]:
         """See Store."""
-        with self._transaction() as conn:
-            yield PostgresSession(conn)
+        if not pipelined:
+            with self._transaction() as conn:
+                yield PostgresSession(conn)
+            return
+        with pipelined_transaction(self._pool) as conn:
+            yield PostgresSession(conn, pipelined=True)
 
     @contextlib.contextmanager
     def outbox(self) -> Iterator[PostgresOutbox]:
@@ -417,6 +428,26 @@ class PostgresStore:
 def _read_text(conn: Conn, key: ResourceKey) -> StoredText | None:
     row = conn.execute(query("read_resource"), {"resource_type": key[0], "id": key[1]}).fetchone()
     return StoredText(row["body"], row["version_id"], row["last_updated_at"]) if row else None
+
+
+def _fact_row(item: SourcedFact, now: datetime) -> tuple[Any, ...]:
+    f = item.fact
+    return (
+        item.patient_id,
+        f.kind.value,
+        f.value_num,
+        f.value_text,
+        f.unit,
+        f.effective_date,
+        f.effective_at,
+        f.end_date,
+        f.status,
+        _jsonb(dict(f.attrs)),
+        item.source_type,
+        item.source_id,
+        item.source_version,
+        now,
+    )
 
 
 def _write_params(write: ResourceWrite) -> dict[str, Any]:
