@@ -174,6 +174,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    """Send today's notification digests once (what beat runs every day); --dry-run only says what would go."""
+    from service.bootstrap import bootstrap  # noqa: PLC0415
+
+    container = bootstrap()
+    try:
+        outcome = container.digests.run(dry_run=args.dry_run)
+    finally:
+        container.close()
+    verb = "would send" if args.dry_run else "new"
+    for owner, channel, items in outcome.planned:
+        print(f"{verb}: {channel} to {owner}, {items} item{'s' if items != 1 else ''}")
+    if not args.dry_run:
+        print(f"notifications of {outcome.day.isoformat()}: {outcome.sent} sent, {outcome.failed} failed")
+    return 1 if outcome.failed else 0
+
+
 def cmd_writeback(args: argparse.Namespace) -> int:
     """Show the write-back outbox, or put dead-lettered jobs back in the queue."""
     from service.bootstrap import bootstrap  # noqa: PLC0415
@@ -363,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweep = sub.add_parser("sweep", help="run the daily alert sweep once")
     sweep.add_argument("--all", action="store_true", help="every patient, not only the due ones (after an upgrade)")
     sweep.set_defaults(run=cmd_sweep)
+    notify = sub.add_parser("notify", help="send today's notification digests once")
+    notify.add_argument("--dry-run", action="store_true", help="say what would be sent, send nothing")
+    notify.set_defaults(run=cmd_notify)
     writeback = sub.add_parser("writeback", help="show the write-back outbox, or replay dead-lettered jobs")
     writeback.add_argument("action", choices=["status", "replay"])
     writeback.add_argument("--patient", action="append", help="replay only this Patient id; repeat for several")
