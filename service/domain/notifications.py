@@ -144,8 +144,10 @@ def select_items(alerts: Iterable[DigestAlert], high_risk: Iterable[DigestPatien
 
 
 def initials(name: str | None) -> str:
-    """ "Jane Q. Doe" -> "J.Q.D."; nothing for no name."""
-    parts = [p for p in (name or "").replace(",", " ").split() if p[:1].isalpha()]
+    """The worklist's "Doe, Jane Q." (family, given: service/fhir/demographics.py) -> "J.Q.D."; "" for no name."""
+    family, _, given = (name or "").partition(",")
+    ordered = f"{given} {family}" if given else family
+    parts = [p for p in ordered.split() if p[:1].isalpha()]
     return "".join(f"{p[0].upper()}." for p in parts)
 
 
