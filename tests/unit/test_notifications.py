@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from datetime import date
 
+import pytest
+
 from service.adapters.notify_webhook import sign, verify
+from service.config import Settings
 from service.domain.notifications import (
     DigestAlert,
     DigestPatient,
@@ -82,3 +85,23 @@ def test_the_signature_verifies_and_refuses_a_changed_body_a_wrong_secret_and_a_
     assert not verify(b"other", header, body, now=1_780_000_100)
     assert not verify(b"s3cret", header, body, now=1_780_000_000 + 301)  # too old: a replay
     assert not verify(b"s3cret", "v1=abc", body, now=1_780_000_000)
+
+
+def test_the_demo_says_where_the_digests_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.demo import _notification_targets
+
+    for name in ("SMTP_HOST", "WEBHOOK_URL", "WEBHOOK_SECRET", "PATIENT_DATA", "TIME"):
+        monkeypatch.delenv(f"REFRACTURE_NOTIFY_{name}", raising=False)
+    assert _notification_targets().startswith("nowhere (")
+    monkeypatch.setenv("REFRACTURE_NOTIFY_SMTP_HOST", "mail.hospital.test")
+    monkeypatch.setenv("REFRACTURE_NOTIFY_WEBHOOK_URL", "https://hooks.hospital.test/refracture")
+    monkeypatch.setenv("REFRACTURE_NOTIFY_WEBHOOK_SECRET", "x")
+    assert _notification_targets() == (
+        "e-mail via mail.hospital.test:587, webhook https://hooks.hospital.test/refracture, daily at 07:00, "
+        "patient data none"
+    )
+
+
+def test_a_webhook_without_a_secret_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="REFRACTURE_NOTIFY_WEBHOOK_SECRET"):
+        Settings(environment="development", notify_webhook_url="https://hooks.hospital.test/x")
