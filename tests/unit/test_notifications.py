@@ -110,10 +110,10 @@ def test_a_webhook_without_a_secret_is_refused_at_start() -> None:
 def test_the_smtp_password_and_the_webhook_secret_never_print() -> None:
     settings = Settings(
         environment="development",
-        notify_smtp_password="smtp-pa55word",
+        notify_smtp_password="smtp-s3cret",
         notify_webhook_url="https://hooks.hospital.test/x",
         notify_webhook_secret="hook-s3cret",
     )
     for text in (repr(settings), str(settings), str(settings.model_dump()), settings.model_dump_json()):
-        assert "smtp-pa55word" not in text
+        assert "smtp-s3cret" not in text
         assert "hook-s3cret" not in text
