@@ -358,3 +358,54 @@ def test_dry_run_says_what_would_go_and_sends_nothing(
     assert ("CareTeam/fls-north", "email", 1) in outcome.planned
     assert ("CareTeam/fls-north", "webhook", 1) in outcome.planned
     assert (mails.messages, received.received, records(database_url)) == ([], [], [])
+
+
+def test_the_command_says_what_would_go_then_sends_once(
+    stack: contextlib.ExitStack,
+    services: LocalServices,
+    database_url: str,
+    tmp_path: Path,
+    sink: tuple[Sink, int],
+    hook: tuple[Hook, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (mails, smtp_port), (received, hook_url) = sink, hook
+    container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, Clock())
+    ingest(container, "n7", "MRN-5")
+
+    from service.cli import main
+    from service.config import get_settings
+
+    settings = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": services.redis_url,
+        "TASK_ROUTING_FILE": str(tmp_path / "task-routes.json"),
+        "SITES": json.dumps({"north": ["Organization/org-north"]}),
+        "NOTIFY_SMTP_HOST": "127.0.0.1",
+        "NOTIFY_SMTP_PORT": str(smtp_port),
+        "NOTIFY_SMTP_STARTTLS": "false",
+        "NOTIFY_RECIPIENTS_FILE": str(tmp_path / "recipients.json"),
+        "NOTIFY_WEBHOOK_URL": hook_url,
+        "NOTIFY_WEBHOOK_SECRET": SECRET,
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(f"REFRACTURE_{name}", value)
+    get_settings.cache_clear()
+    try:
+        assert main(["notify", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert "would send: email to CareTeam/fls-north, 1 item" in out
+        assert "MRN-5" not in out
+        assert (mails.messages, received.received) == ([], [])
+        assert main(["notify"]) == 0
+        assert "0 failed" in capsys.readouterr().out
+        sent = (len(mails.messages), len(received.received))
+        assert sent[0] >= 1
+        assert sent[1] >= 1
+        assert main(["notify"]) == 0  # the same day again: nothing new
+        assert "notifications of" in capsys.readouterr().out
+        assert (len(mails.messages), len(received.received)) == sent
+
+    finally:
+        get_settings.cache_clear()
