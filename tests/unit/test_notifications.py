@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import date
 
 import pytest
@@ -117,3 +120,14 @@ def test_the_smtp_password_and_the_webhook_secret_never_print() -> None:
     for text in (repr(settings), str(settings), str(settings.model_dump()), settings.model_dump_json()):
         assert "smtp-s3cret" not in text
         assert "hook-s3cret" not in text
+
+
+def test_beat_sends_the_digest_daily_at_the_configured_time() -> None:
+    # workers.celery_app reads the settings at import: a fresh interpreter with the time set.
+    probe = (
+        "from workers.celery_app import app; e = app.conf.beat_schedule['daily-notify']; "
+        "print(e['task'], sorted(e['schedule'].hour), sorted(e['schedule'].minute))"
+    )
+    env = {**os.environ, "REFRACTURE_NOTIFY_TIME": "06:45", "REFRACTURE_ENVIRONMENT": "development"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "refracture.notify [6] [45]"
