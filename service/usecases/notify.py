@@ -224,16 +224,30 @@ class Notifier:
             except TransientSendError as error:
                 self._store.mark(message.id, "failed", attempts, error.reason, self._clock())
                 if attempts - message.attempts >= self._max_attempts:
-                    log.warning("notification not sent", extra={"notification": message.id, "channel": message.channel})
+                    log.warning(
+                        "notification not sent", extra={"fields": self._fields(message, attempts, error.reason)}
+                    )
                     outcome.failed += 1
                     return
                 self._sleep(self._policy.delay(attempts - message.attempts, error.retry_after, self._random))
                 continue
             except PermanentSendError as error:
                 self._store.mark(message.id, "failed", attempts, error.reason, self._clock())
-                log.warning("notification refused", extra={"notification": message.id, "channel": message.channel})
+                log.warning("notification refused", extra={"fields": self._fields(message, attempts, error.reason)})
                 outcome.failed += 1
                 return
             self._store.mark(message.id, "sent", attempts, None, self._clock())
+            log.info("notification sent", extra={"fields": self._fields(message, attempts, None)})
             outcome.sent += 1
             return
+
+    @staticmethod
+    def _fields(message: StoredNotification, attempts: int, reason: str | None) -> dict[str, str | int | None]:
+        # The row's id, channel and counts, the error's class or status: no patient, address or reply text.
+        return {
+            "notification": message.id,
+            "channel": message.channel,
+            "items": len(message.alert_ids),
+            "attempts": attempts,
+            "reason": reason,
+        }

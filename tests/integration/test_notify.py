@@ -296,6 +296,7 @@ def test_a_sink_down_fails_after_the_tries_and_the_next_run_sends_it(
     tmp_path: Path,
     sink: tuple[Sink, int],
     hook: tuple[Hook, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     (mails, smtp_port), (_received, hook_url) = sink, hook
     container = make(
@@ -308,6 +309,18 @@ def test_a_sink_down_fails_after_the_tries_and_the_next_run_sends_it(
     assert failed
     assert {(r[2], r[3], r[4]) for r in failed} == {("failed", 2, "smtp ConnectionRefusedError")}
     assert "MRN-2" not in str(failed)
+    # The log says which row failed and why, in words with no patient, address or server reply in them.
+    (line, *_) = [r for r in caplog.records if r.getMessage() == "notification not sent"]
+    assert line.fields == {  # type: ignore[attr-defined]
+        "notification": line.fields["notification"],  # type: ignore[attr-defined]
+        "channel": "email",
+        "items": line.fields["items"],  # type: ignore[attr-defined]
+        "attempts": 2,
+        "reason": "smtp ConnectionRefusedError",
+    }
+    for record in caplog.records:
+        assert "MRN-2" not in f"{record.getMessage()} {getattr(record, 'fields', '')}"
+        assert "hospital.test" not in f"{record.getMessage()} {getattr(record, 'fields', '')}"
     # The relay is back: the next run (same day) sends the failed messages as they were built, once.
     container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, Clock(), notify_max_attempts=2)
     again = container.digests.run()
