@@ -231,7 +231,9 @@ def bootstrap(
     cds_fhir = make_cds_fhir_reader(settings.cds_fhir_servers)
     cds_hooks = CdsHooks(PostgresCdsStore(pool), clock, today, terminology.local_target, cds_fhir)
     feed_worker.follow_tasks(task_sync)
-    digests = make_notifier(settings, PostgresNotificationStore(pool), clock, today, routes, organization_sites)
+    digests = make_notifier(
+        settings, PostgresNotificationStore(pool, settings.notify_lease_s), clock, today, routes, organization_sites
+    )
     return Container(
         settings=settings,
         pool=pool,

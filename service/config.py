@@ -249,6 +249,8 @@ class Settings(BaseSettings):
     notify_max_attempts: int = Field(default=4, ge=1, le=20)
     notify_backoff_base_s: float = Field(default=2.0, gt=0)
     notify_backoff_max_s: float = Field(default=60.0, gt=0)
+    # A run holds a message it sends this long: a message of a run that crashed is sent again by a run after that.
+    notify_lease_s: float = Field(default=600.0, gt=0)
 
     @property
     def worker_heartbeat_s(self) -> float:

@@ -106,12 +106,15 @@ class NotificationStore(Protocol):
         """Record ``digest`` as pending with its items, unless another run recorded one of them meanwhile (None)."""
         ...
 
-    def unsent(self, day: date) -> list[StoredNotification]:
-        """The day's messages still pending or failed, oldest first."""
+    def take_unsent(self, day: date, now: datetime) -> list[StoredNotification]:
+        """The day's messages still pending or failed and held by no other run, oldest first, held for this run
+        (a lease: a crashed run's messages are taken again once it ends)."""
         ...
 
-    def mark(self, notification_id: int, status: str, attempts: int, last_error: str | None, now: datetime) -> None:
-        """Record the outcome of sending."""
+    def mark(
+        self, notification_id: int, status: str, attempts: int, last_error: str | None, now: datetime, *, final: bool
+    ) -> None:
+        """Record the outcome of a try; ``final`` releases the message's lease (sent, or given up for this run)."""
         ...
 
     def of_day(self, day: date) -> list[StoredNotification]:
@@ -193,7 +196,7 @@ class Notifier:
         day = self._today(now)
         outcome = NotifyOutcome(day)
         if not dry_run:
-            for message in self._store.unsent(day):
+            for message in self._store.take_unsent(day, now):
                 self._deliver(message, outcome)
         for owner, display, items in self.owners_items(day):
             for channel, sender in sorted(self._senders.items()):
@@ -222,8 +225,9 @@ class Notifier:
             try:
                 sender.send(message)
             except TransientSendError as error:
-                self._store.mark(message.id, "failed", attempts, error.reason, self._clock())
-                if attempts - message.attempts >= self._max_attempts:
+                final = attempts - message.attempts >= self._max_attempts
+                self._store.mark(message.id, "failed", attempts, error.reason, self._clock(), final=final)
+                if final:
                     log.warning(
                         "notification not sent", extra={"fields": self._fields(message, attempts, error.reason)}
                     )
@@ -232,11 +236,11 @@ class Notifier:
                 self._sleep(self._policy.delay(attempts - message.attempts, error.retry_after, self._random))
                 continue
             except PermanentSendError as error:
-                self._store.mark(message.id, "failed", attempts, error.reason, self._clock())
+                self._store.mark(message.id, "failed", attempts, error.reason, self._clock(), final=True)
                 log.warning("notification refused", extra={"fields": self._fields(message, attempts, error.reason)})
                 outcome.failed += 1
                 return
-            self._store.mark(message.id, "sent", attempts, None, self._clock())
+            self._store.mark(message.id, "sent", attempts, None, self._clock(), final=True)
             log.info("notification sent", extra={"fields": self._fields(message, attempts, None)})
             outcome.sent += 1
             return

@@ -13,6 +13,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -351,6 +352,9 @@ def test_a_crash_between_send_and_record_sends_again_never_loses_it(
     assert {r[2] for r in records(database_url)} == {"pending"}
     assert not mails.messages
     notifier._deliver = real  # type: ignore[method-assign]
+    # Another run while the crashed one's lease holds (it may only be slow): it sends nothing.
+    assert (notifier.run().sent, mails.messages) == (0, [])
+    clock.now += timedelta(minutes=11)  # the lease (REFRACTURE_NOTIFY_LEASE_S, 10 minutes) is over
     outcome = notifier.run()
     assert outcome.sent == len(records(database_url))
     assert {r[2] for r in records(database_url)} == {"sent"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, LiteralString
 
 import psycopg
@@ -52,8 +52,9 @@ def _stored(row: dict[str, Any]) -> StoredNotification:
 class PostgresNotificationStore:
     """See usecases.notify.NotificationStore."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, lease_s: float = 600.0) -> None:
         self._pool = pool
+        self._lease = timedelta(seconds=lease_s)
 
     def _transaction(self) -> contextlib.AbstractContextManager[Conn]:
         return pooled_transaction(self._pool)
@@ -98,6 +99,7 @@ class PostgresNotificationStore:
                     "body": digest.text,
                     "payload": Jsonb(digest.payload),
                     "now": now,
+                    "leased_until": now + self._lease,
                 },
             ).fetchone()
             assert row is not None
@@ -119,18 +121,27 @@ class PostgresNotificationStore:
             payload=digest.payload,
         )
 
-    def unsent(self, day: date) -> list[StoredNotification]:
+    def take_unsent(self, day: date, now: datetime) -> list[StoredNotification]:
         """See NotificationStore."""
+        params = {"day": day, "now": now, "leased_until": now + self._lease}
         with self._transaction() as conn:
-            return [_stored(r) for r in conn.execute(_query("unsent_notifications"), {"day": day}).fetchall()]
+            rows = conn.execute(_query("take_unsent_notifications"), params).fetchall()
+        return sorted((_stored(r) for r in rows), key=lambda n: n.id)
 
-    def mark(self, notification_id: int, status: str, attempts: int, last_error: str | None, now: datetime) -> None:
+    def mark(
+        self, notification_id: int, status: str, attempts: int, last_error: str | None, now: datetime, *, final: bool
+    ) -> None:
         """See NotificationStore."""
+        params = {
+            "id": notification_id,
+            "status": status,
+            "attempts": attempts,
+            "last_error": last_error,
+            "now": now,
+            "final": final,
+        }
         with self._transaction() as conn:
-            conn.execute(
-                _query("mark_notification"),
-                {"id": notification_id, "status": status, "attempts": attempts, "last_error": last_error, "now": now},
-            )
+            conn.execute(_query("mark_notification"), params)
 
     def of_day(self, day: date) -> list[StoredNotification]:
         """See NotificationStore."""

@@ -27,21 +27,27 @@ SELECT item FROM notification_item
    AND (day = %(day)s OR (item LIKE 'high-risk/%%' AND item = ANY(%(items)s::text[])));
 
 -- name: insert_notification
-INSERT INTO notification (owner, channel, day, alert_ids, status, subject, body, payload, created_at)
-VALUES (%(owner)s, %(channel)s, %(day)s, %(alert_ids)s, 'pending', %(subject)s, %(body)s, %(payload)s, %(now)s)
+INSERT INTO notification (owner, channel, day, alert_ids, status, subject, body, payload, created_at, leased_until)
+VALUES (%(owner)s, %(channel)s, %(day)s, %(alert_ids)s, 'pending', %(subject)s, %(body)s, %(payload)s, %(now)s,
+        %(leased_until)s)
 RETURNING id;
 
 -- name: insert_notification_item
 INSERT INTO notification_item (owner, channel, day, item, notification_id)
 VALUES (%(owner)s, %(channel)s, %(day)s, %(item)s, %(id)s);
 
--- name: unsent_notifications
-SELECT id, owner, channel, day, alert_ids, status, attempts, last_error, subject, body, payload
-  FROM notification WHERE day = %(day)s AND status <> 'sent' ORDER BY id;
+-- name: take_unsent_notifications
+-- The day's messages not sent and held by no other run (a crashed run's hold ends with its lease), taken for this one.
+UPDATE notification SET leased_until = %(leased_until)s
+ WHERE id IN (SELECT id FROM notification
+               WHERE day = %(day)s AND status <> 'sent' AND (leased_until IS NULL OR leased_until <= %(now)s)
+               ORDER BY id FOR UPDATE SKIP LOCKED)
+RETURNING id, owner, channel, day, alert_ids, status, attempts, last_error, subject, body, payload;
 
 -- name: mark_notification
 UPDATE notification SET status = %(status)s, attempts = %(attempts)s, last_error = %(last_error)s,
-                        sent_at = CASE WHEN %(status)s = 'sent' THEN %(now)s ELSE sent_at END
+                        sent_at = CASE WHEN %(status)s = 'sent' THEN %(now)s ELSE sent_at END,
+                        leased_until = CASE WHEN %(final)s THEN NULL ELSE leased_until END
  WHERE id = %(id)s;
 
 -- name: notifications_of_day

@@ -17,7 +17,9 @@ CREATE TABLE IF NOT EXISTS notification (
     body        text        NOT NULL,
     payload     jsonb       NOT NULL,
     created_at  timestamptz NOT NULL,
-    sent_at     timestamptz
+    sent_at     timestamptz,
+    -- a run sending this message holds it until then: two runs at once (beat and an operator) never both send it
+    leased_until timestamptz
 );
 CREATE INDEX IF NOT EXISTS notification_unsent_idx ON notification (day) WHERE status <> 'sent';
 
