@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -15,6 +15,8 @@ from service.adapters.ehr.bulk import BulkDataClient, make_bulk_client
 from service.adapters.ehr.cds_fhir import CdsFhirReader, make_cds_fhir_reader
 from service.adapters.ehr.factory import make_ehr_client
 from service.adapters.metrics import PrometheusMetrics
+from service.adapters.notify_smtp import SmtpSender, load_recipients
+from service.adapters.notify_webhook import WebhookSender
 from service.adapters.oidc import OidcClient
 from service.adapters.postgres.access import PostgresAccess, PostgresSubscriptionSecrets
 from service.adapters.postgres.audit import PostgresAuditStore
@@ -23,6 +25,7 @@ from service.adapters.postgres.calibrations import PostgresCalibrationStore
 from service.adapters.postgres.cds import PostgresCdsStore
 from service.adapters.postgres.measures import PostgresMeasureStore
 from service.adapters.postgres.monitoring import PostgresMonitoringStore
+from service.adapters.postgres.notifications import PostgresNotificationStore
 from service.adapters.postgres.pool import make_pool
 from service.adapters.postgres.refusals import PostgresRefusalStore, PostgresSearchStore
 from service.adapters.postgres.sessions import PostgresSessionStore
@@ -33,11 +36,12 @@ from service.adapters.rate_limit import RateLimiter
 from service.adapters.smart import SmartClient
 from service.config import Settings, get_settings
 from service.domain.backoff import RetryPolicy
+from service.domain.notifications import PatientData
 from service.domain.risk_model import model_version
 from service.fhir.capability import SOFTWARE_VERSION
 from service.fhir.normalise import Normaliser
 from service.fhir.resource_types import INPUT_TYPES
-from service.fhir.task import load_routing
+from service.fhir.task import TaskRoute, load_routing
 from service.fhir.terminology import Terminology, load_code_map
 from service.security.authenticator import Authenticator, make_authenticator
 from service.security.cds_trust import CdsTokenVerifier, make_cds_verifier
@@ -53,6 +57,7 @@ from service.usecases.changes import ChangeProcessor
 from service.usecases.ingest import Ingestor
 from service.usecases.measures import Measures
 from service.usecases.model_monitoring import ModelMonitor
+from service.usecases.notify import NotificationStore, Notifier, Sender
 from service.usecases.ports import Clock, EhrGateway, Metrics, TaskQueue
 from service.usecases.recalibrate import Recalibrator
 from service.usecases.refusals import RefusalCounter
@@ -117,6 +122,7 @@ class Container:
     access: PostgresAccess
     subscription_secrets: PostgresSubscriptionSecrets  # the feed's shared secret, rotated by `refracture subscribe`
     task_sync: TaskSync  # a Task completed or cancelled at the EHR: the alert follows (issue 18)
+    digests: Notifier  # the daily notification digest per owner, by e-mail and webhook (issue 18)
     # SMART App Launch of the worklist from the allow-listed EHRs (adapters/smart.py), when configured.
     smart: SmartClient | None = None
     # CDS Hooks reads at an allow-listed fhirServer with the call's fhirAuthorization (adapters/ehr/cds_fhir.py).
@@ -233,6 +239,9 @@ def bootstrap(
     cds_fhir = make_cds_fhir_reader(settings.cds_fhir_servers)
     cds_hooks = CdsHooks(PostgresCdsStore(pool), clock, today, terminology.local_target, cds_fhir)
     feed_worker.follow_tasks(task_sync)
+    digests = make_notifier(
+        settings, PostgresNotificationStore(pool, settings.notify_lease_s), clock, today, routes, organization_sites
+    )
     return Container(
         settings=settings,
         pool=pool,
@@ -307,6 +316,45 @@ def bootstrap(
         else None,
         cds_fhir=cds_fhir,
         task_sync=task_sync,
+        digests=digests,
+    )
+
+
+def make_notifier(
+    settings: Settings,
+    store: NotificationStore,
+    clock: Clock,
+    today: Callable[[datetime], date],
+    routes: Sequence[TaskRoute],
+    organization_sites: Mapping[str, str],
+) -> Notifier:
+    """The daily digest's channels from the settings (none configured: the digest is built and sent nowhere)."""
+    senders: dict[str, Sender] = {}
+    if settings.notify_smtp_host:
+        recipients = load_recipients(settings.notify_recipients_file) if settings.notify_recipients_file else {}
+        senders["email"] = SmtpSender(
+            settings.notify_smtp_host,
+            settings.notify_smtp_port,
+            settings.notify_from,
+            recipients,
+            starttls=settings.notify_smtp_starttls,
+            username=settings.notify_smtp_user,
+            password=settings.notify_smtp_password.get_secret_value() if settings.notify_smtp_password else None,
+        )
+    if settings.notify_webhook_url and settings.notify_webhook_secret:
+        secret = settings.notify_webhook_secret.get_secret_value().encode()
+        senders["webhook"] = WebhookSender(settings.notify_webhook_url, secret, clock)
+    return Notifier(
+        store,
+        senders,
+        clock,
+        today,
+        routes=routes,
+        organization_sites=organization_sites,
+        patient_data=PatientData(settings.notify_patient_data),
+        worklist_url=f"{settings.public_url}/worklist",
+        policy=RetryPolicy(settings.notify_backoff_base_s, settings.notify_backoff_max_s),
+        max_attempts=settings.notify_max_attempts,
     )
 
 

@@ -199,6 +199,23 @@ def cmd_measures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    """Send today's notification digests once (what beat runs every day); --dry-run only says what would go."""
+    from service.bootstrap import bootstrap  # noqa: PLC0415
+
+    container = bootstrap()
+    try:
+        outcome = container.digests.run(dry_run=args.dry_run)
+    finally:
+        container.close()
+    verb = "would send" if args.dry_run else "new"
+    for owner, channel, items in outcome.planned:
+        print(f"{verb}: {channel} to {owner}, {items} item{'s' if items != 1 else ''}")
+    if not args.dry_run:
+        print(f"notifications of {outcome.day.isoformat()}: {outcome.sent} sent, {outcome.failed} failed")
+    return 1 if outcome.failed else 0
+
+
 def cmd_writeback(args: argparse.Namespace) -> int:
     """Show the write-back outbox, or put dead-lettered jobs back in the queue."""
     from service.bootstrap import bootstrap  # noqa: PLC0415
@@ -392,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     measures.add_argument("--start", type=date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
     measures.add_argument("--end", type=date.fromisoformat, required=True, help="last day (included), YYYY-MM-DD")
     measures.set_defaults(run=cmd_measures)
+    notify = sub.add_parser("notify", help="send today's notification digests once")
+    notify.add_argument("--dry-run", action="store_true", help="say what would be sent, send nothing")
+    notify.set_defaults(run=cmd_notify)
     writeback = sub.add_parser("writeback", help="show the write-back outbox, or replay dead-lettered jobs")
     writeback.add_argument("action", choices=["status", "replay"])
     writeback.add_argument("--patient", action="append", help="replay only this Patient id; repeat for several")

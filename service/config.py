@@ -228,6 +228,30 @@ class Settings(BaseSettings):
     # no roles claim (REFRACTURE_AUTH_ROLES_CLAIM). A Patient, RelatedPerson or Person gets none.
     smart_user_roles: list[str] = Field(default_factory=lambda: ["care-coordinator"])
 
+    # --- notifications: the daily digest per owner (docs/integration-guide.md, "Notifications") ---
+    # When beat sends the digest (local time of REFRACTURE_TIMEZONE); after the sweep, so the day's alerts are in.
+    notify_time: str = Field(default="07:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    # How much about a patient a message carries: none (counts and the worklist's link) or initials-mrn.
+    notify_patient_data: Literal["none", "initials-mrn"] = "none"
+    # E-mail: unset host, no e-mail. STARTTLS unless turned off (a relay on localhost); login when a user is set.
+    notify_smtp_host: str | None = None
+    notify_smtp_port: int = Field(default=587, ge=1, le=65535)
+    notify_smtp_starttls: bool = True
+    notify_smtp_user: str | None = None
+    notify_smtp_password: SecretStr | None = None
+    notify_from: str = "refracture@localhost"
+    # Who gets each owner's e-mail: JSON {"<owner reference>": ["address", ...], "*": [...] for unrouted items}.
+    notify_recipients_file: Path | None = None
+    # Webhook: every owner's digest is POSTed here, signed with HMAC-SHA256 under the secret (required with it).
+    notify_webhook_url: str | None = None
+    notify_webhook_secret: SecretStr | None = None
+    # Tries per message in a run (transient failures: backoff between them), and the backoff's base and ceiling.
+    notify_max_attempts: int = Field(default=4, ge=1, le=20)
+    notify_backoff_base_s: float = Field(default=2.0, gt=0)
+    notify_backoff_max_s: float = Field(default=60.0, gt=0)
+    # A run holds a message it sends this long: a message of a run that crashed is sent again by a run after that.
+    notify_lease_s: float = Field(default=600.0, gt=0)
+
     @property
     def worker_heartbeat_s(self) -> float:
         """How often a worker writes its heartbeat."""
@@ -253,6 +277,9 @@ class Settings(BaseSettings):
         "smart_client_id",
         "otel_endpoint",
         "subscription_public_url",
+        "notify_smtp_host",
+        "notify_smtp_user",
+        "notify_webhook_url",
     )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
@@ -314,6 +341,20 @@ class Settings(BaseSettings):
         if self.smart_fhir_servers and not self.smart_client_id:
             raise ValueError("REFRACTURE_SMART_FHIR_SERVERS needs REFRACTURE_SMART_CLIENT_ID")
         return self
+
+    @model_validator(mode="after")
+    def _webhook_signed(self) -> Settings:
+        if self.notify_webhook_url and not (
+            self.notify_webhook_secret and self.notify_webhook_secret.get_secret_value()
+        ):
+            raise ValueError("REFRACTURE_NOTIFY_WEBHOOK_URL needs REFRACTURE_NOTIFY_WEBHOOK_SECRET: digests are signed")
+        return self
+
+    @property
+    def public_url(self) -> str:
+        """refracture's public base URL for links in messages: the CDS base URL, else the feeds', else the API's."""
+        base = self.cds_base_url or self.subscription_public_url or f"http://{self.api_host}:{self.api_port}"
+        return base.rstrip("/")
 
     @property
     def metrics_open(self) -> bool:

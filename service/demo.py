@@ -408,6 +408,18 @@ def _report(supervisor: _Supervisor, failure: DemoFailure) -> list[str]:
     return lines
 
 
+def _notification_targets() -> str:
+    """Where the daily digests go (docs/integration-guide.md, "Notifications"): hosts and URLs, never recipients."""
+    settings = Settings(environment="development")
+    targets = []
+    if settings.notify_smtp_host:
+        targets.append(f"e-mail via {settings.notify_smtp_host}:{settings.notify_smtp_port}")
+    if settings.notify_webhook_url:
+        targets.append(f"webhook {settings.notify_webhook_url}")
+    where = ", ".join(targets) or "nowhere (REFRACTURE_NOTIFY_SMTP_HOST, REFRACTURE_NOTIFY_WEBHOOK_URL unset)"
+    return f"{where}, daily at {settings.notify_time}, patient data {settings.notify_patient_data}"
+
+
 def _print_summary(
     supervisor: _Supervisor,
     services: LocalServices,
@@ -429,6 +441,7 @@ def _print_summary(
         f"  re-fracture risk (latest assessment per patient): {summary['risk_bands']}",
         f"  open alerts: {summary['open_alerts']}",
         f"  codes not recognised (counted, not errors): {summary['unrecognised_codes']}",
+        f"  notification digests: {_notification_targets()} (`refracture notify --dry-run`: what would go)",
         "  development tokens for this run (REFRACTURE_AUTH_DEV_TOKENS; they end with it):",
         f"    care coordinator (sign in to the worklist): {coordinator}",
         f"    EHR interface (FHIR API, Authorization: Bearer ...): {integration}",

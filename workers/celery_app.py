@@ -11,7 +11,7 @@ from service.adapters.queue import make_celery
 from service.config import get_settings
 from service.logs import configure_logging
 from service.usecases.model_monitoring import TASK_MODEL_MONITORING
-from service.usecases.ports import TASK_DELIVER, TASK_EHR_CAPABILITIES, TASK_RELAY, TASK_SWEEP
+from service.usecases.ports import TASK_DELIVER, TASK_EHR_CAPABILITIES, TASK_NOTIFY, TASK_RELAY, TASK_SWEEP
 from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK
 from workers import heartbeat, observability  # noqa: F401 - connect the worker's and tasks' signals
 
@@ -35,6 +35,11 @@ app.conf.beat_schedule = {
     "relay-outbox": {"task": TASK_RELAY, "schedule": settings.relay_interval_s},
     # Time alone makes alerts fire (a dose turns overdue with no new data): once a day, whatever is due.
     "daily-sweep": {"task": TASK_SWEEP, "schedule": crontab(hour=_hour, minute=_minute)},
+    # The notification digest per owner (docs/integration-guide.md, "Notifications"); safe to run twice a day.
+    "daily-notify": {
+        "task": TASK_NOTIFY,
+        "schedule": crontab(hour=int(settings.notify_time[:2]), minute=int(settings.notify_time[3:])),
+    },
     # Write-backs that failed are retried from their rows when their backoff ends.
     "deliver-due": {"task": TASK_DELIVER, "schedule": settings.writeback_interval_s},
     "ehr-capabilities": {"task": TASK_EHR_CAPABILITIES, "schedule": settings.ehr_capability_refresh_s},

@@ -7,7 +7,14 @@ from functools import cache
 from service.bootstrap import Container, bootstrap
 from service.errors import Problem, RefractureError
 from service.usecases.model_monitoring import TASK_MODEL_MONITORING
-from service.usecases.ports import TASK_DELIVER, TASK_EHR_CAPABILITIES, TASK_PATIENTS_CHANGED, TASK_RELAY, TASK_SWEEP
+from service.usecases.ports import (
+    TASK_DELIVER,
+    TASK_EHR_CAPABILITIES,
+    TASK_NOTIFY,
+    TASK_PATIENTS_CHANGED,
+    TASK_RELAY,
+    TASK_SWEEP,
+)
 from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK
 from workers.celery_app import app
 
@@ -53,6 +60,12 @@ def sweep() -> int:
     swept = built.sweeper.sweep().patients
     built.audit.purge()
     return swept
+
+
+@app.task(name=TASK_NOTIFY)
+def notify() -> int:
+    """Send today's notification digests (daily; a second run sends nothing new). Returns the messages sent."""
+    return container().digests.run().sent
 
 
 @app.task(name=TASK_DELIVER)

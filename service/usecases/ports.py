@@ -20,6 +20,7 @@ ResourceKey = tuple[str, str]  # (resource type, id)
 TASK_PATIENTS_CHANGED = "refracture.patients_changed"
 TASK_RELAY = "refracture.relay"
 TASK_SWEEP = "refracture.sweep"
+TASK_NOTIFY = "refracture.notify"
 TASK_DELIVER = "refracture.deliver"
 TASK_EHR_CAPABILITIES = "refracture.ehr_capabilities"
 
