@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from service.domain.audit_record import StoredAudit
 from service.fhir.systems import CANONICAL_BASE
-from service.usecases.audit import StoredAudit
 
 __all__ = ["AUDIT_CHAIN_EXTENSION", "audit_event", "audit_ndjson_line"]
 

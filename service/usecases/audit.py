@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
+from service.domain.audit_record import AuditRecord, StoredAudit
+
 __all__ = [
     "GENESIS",
     "SYSTEM_ACTOR",
@@ -39,26 +41,6 @@ __all__ = [
 GENESIS: Final = bytes(32)
 # The actor of what refracture does on its own behalf: bulk import, event-feed fetches, CLI dumps.
 SYSTEM_ACTOR: Final = "refracture"  # as write-backs have always been recorded
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One audited event (before it has a row id)."""
-
-    at: datetime
-    actor: str
-    action: str  # read | search | create | update | transaction | batch | export | write-back | alert-action | ...
-    what: str  # the route template or the job, never a URL with its query string
-    outcome: int  # HTTP status, or the write-back's answer
-    client_id: str | None = None
-    auth_source: str | None = None
-    roles: tuple[str, ...] = ()
-    resource_type: str | None = None
-    resource_id: str | None = None
-    patient_id: str | None = None
-    source_ip: str | None = None
-    request_id: str | None = None
-    detail: str | None = None  # never patient data: counts, filters' names, the EHR's status line
 
 
 def system_record(
@@ -85,16 +67,6 @@ def system_record(
         patient_id=patient_id,
         detail=detail,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class StoredAudit:
-    """An audit row (with its place in the hash chain)."""
-
-    id: int
-    record: AuditRecord
-    seq: int | None = None
-    hash: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
