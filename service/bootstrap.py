@@ -376,7 +376,12 @@ def make_bulk_import(container: Container, batch_size: int, sleep: Callable[[flo
     """Bulk import over the container's pool and Ingestor (the same validation and write path as the API)."""
     store = PostgresImportStore(container.pool)
     importer = BulkImporter(
-        store, container.ingestor, container.clock, batch_size=batch_size, audit=container.audit.record
+        store,
+        container.ingestor,
+        container.clock,
+        batch_size=batch_size,
+        audit=container.audit.record,
+        metrics=container.metrics,
     )
     gateway = make_bulk_client(container.settings)
     exporter = BulkExporter(store, gateway, importer, container.clock, sleep) if gateway is not None else None

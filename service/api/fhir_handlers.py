@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from service.api.auth import forbidden
 from service.bootstrap import Container
-from service.errors import HTTP_STATUS, Problem, RefractureError, refuse
-from service.fhir.bundle import EntryPlan, PlannedBundle, plan_bundle, skip_notice, skip_summary
+from service.errors import Problem, RefractureError, refuse
+from service.fhir.bundle import EntryPlan, PlannedBundle, RefusedTransaction, plan_bundle, skip_notice, skip_summary
+from service.fhir.intake import Ids, admit
 from service.fhir.jsonio import parse
 from service.fhir.outcome import entry_response, error_entry, http_date, response_bundle, skipped_entry
 from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
-from service.fhir.validation import validate_resource
 from service.security.principal import Principal
 from service.usecases.audit import AuditRecord
 from service.usecases.ingest import EntryOutcome, IngestResult, Skipped, WriteRequest
-from service.usecases.ports import Metrics
+from service.usecases.intake import IntakeCounter
 
 __all__ = ["Answer", "RequestAudit", "check_input_type", "handle_bundle", "handle_write"]
 
@@ -73,12 +72,15 @@ def handle_bundle(
     except RefractureError as exc:
         # Every entry of a refused transaction (or of a Bundle refused whole) was refused; unread Bundles count once.
         # Skipped entries were never going to be stored: not refused.
-        writes = (
-            [e.resource_type for e in planned.entries if e.method != "GET" and not e.skipped] if planned else ["Bundle"]
-        )
-        _count_refused(container.metrics, exc, writes)
+        if planned is not None:
+            writes = [e.resource_type for e in planned.entries if e.method != "GET" and not e.skipped]
+        elif isinstance(exc, RefusedTransaction):
+            writes = exc.written_types
+        else:
+            writes = ["Bundle"]
+        IntakeCounter(container.metrics).refused(writes, exc)
         raise
-    _count_entries(container.metrics, planned.entries, result.outcomes)
+    _count_entries(IntakeCounter(container.metrics), planned.entries, result.outcomes)
     skipped = planned.skipped_types()
     if skipped:
         # Types and counts only: no patient data.
@@ -160,7 +162,7 @@ def handle_write(
     try:
         return _write(container, raw, resource_type, resource_id, if_match, base_url, audit)
     except RefractureError as exc:
-        _count_refused(container.metrics, exc, [resource_type])
+        IntakeCounter(container.metrics).refused([resource_type], exc)
         raise
 
 
@@ -174,29 +176,16 @@ def _write(
     audit: RequestAudit | None,
 ) -> Answer:
     resource = parse(raw)
-    issues = validate_resource(resource)
-    if issues:
-        raise RefractureError(Problem.INVALID, issues)
-    if resource["resourceType"] != resource_type:
+    body_type = resource.get("resourceType") if isinstance(resource, dict) else None
+    if isinstance(body_type, str) and body_type and body_type != resource_type:
         raise refuse(
             Problem.INVALID,
             "invalid",
-            f"the body is a {resource['resourceType']}, but the URL names {resource_type}",
-            f"{resource['resourceType']}.resourceType",
+            f"the body is a {body_type}, but the URL names {resource_type}",
+            f"{body_type}.resourceType",
         )
-    if resource_id is None:
-        body_id = resource.get("id")
-        # Ids in input are the EHR's own and kept (contract.md); an id-less create gets a new one.
-        target_id = body_id if isinstance(body_id, str) else str(uuid.uuid4())
-    else:
-        if resource.get("id") != resource_id:
-            raise refuse(
-                Problem.INVALID,
-                "invalid",
-                "the resource's id must be present and equal the id in the URL",
-                f"{resource_type}.id",
-            )
-        target_id = resource_id
+    admitted = admit(resource, Ids.OWN_OR_NEW if resource_id is None else Ids.URL, url_id=resource_id)
+    target_id = admitted.resource_id
     found = patient_of(resource)
     patients = [found] if found else []
     action = "create" if resource_id is None else "update"
@@ -211,7 +200,7 @@ def _write(
     )
     outcome = result.outcomes[0]
     assert isinstance(outcome, EntryOutcome)
-    container.metrics.count_ingested(resource_type, _outcome_label(outcome))
+    IntakeCounter(container.metrics).stored(resource_type, outcome)
     headers = _version_headers(outcome, base_url)
     return Answer(
         201 if outcome.created else 200,
@@ -225,30 +214,12 @@ def _write(
     )
 
 
-def _outcome_label(outcome: EntryOutcome) -> str:
-    return "created" if outcome.created else "updated" if outcome.changed else "unchanged"
-
-
 def _count_entries(
-    metrics: Metrics, plans: Sequence[EntryPlan], outcomes: Sequence[EntryOutcome | Skipped | RefractureError]
+    counter: IntakeCounter, plans: Sequence[EntryPlan], outcomes: Sequence[EntryOutcome | Skipped | RefractureError]
 ) -> None:
     for plan, outcome in zip(plans, outcomes, strict=False):
-        if plan.method == "GET":
-            continue  # a read inside a Bundle ingests nothing
-        if isinstance(outcome, Skipped):
-            label = "skipped"
-        elif isinstance(outcome, RefractureError):
-            label = "refused"
-        else:
-            label = _outcome_label(outcome)
-        metrics.count_ingested(plan.resource_type, label)
-
-
-def _count_refused(metrics: Metrics, exc: RefractureError, resource_types: Sequence[str]) -> None:
-    # Refused means refracture said no to the data (4xx); a 503 decided nothing, and the sender retries.
-    if HTTP_STATUS[exc.problem] < 500:
-        for resource_type in resource_types:
-            metrics.count_ingested(resource_type, "refused")
+        if plan.method != "GET":  # a read inside a Bundle ingests nothing
+            counter.outcomes(plan.resource_type, outcome)
 
 
 def check_input_type(resource_type: str) -> None:

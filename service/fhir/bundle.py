@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Final
 
 from service.errors import Issue, Problem, RefractureError
 from service.fhir import r4
+from service.fhir.intake import Ids, admit
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import validate_element, validate_resource
 
-__all__ = ["EntryPlan", "PlannedBundle", "plan_bundle", "skip_notice", "skip_summary"]
+__all__ = ["EntryPlan", "PlannedBundle", "RefusedTransaction", "plan_bundle", "skip_notice", "skip_summary"]
 
 _TYPE_URL: Final = re.compile(r"^([A-Z][A-Za-z]+)/?$")
 _INSTANCE_URL: Final = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
@@ -45,6 +45,14 @@ class EntryPlan:
     def skipped(self) -> bool:
         """Acknowledged and not stored: an unused type, and nothing else wrong with the entry."""
         return self.unused and self.error is None
+
+
+class RefusedTransaction(RefractureError):
+    """A transaction refused whole for its entries' problems; the entries it would have written, by type."""
+
+    def __init__(self, refused: RefractureError, plans: list[EntryPlan]) -> None:
+        super().__init__(refused.problem, refused.issues, refused.headers)
+        self.written_types = [p.resource_type for p in plans if p.method != "GET" and not p.skipped]
 
 
 @dataclass(slots=True)
@@ -111,7 +119,10 @@ def plan_bundle(bundle: Any, max_entries: int, skip_unused: bool = True) -> Plan
         )
     plans = [_plan_entry(i, e, skip_unused) for i, e in enumerate(entries or [])]
     if bundle_type == "transaction":
-        _check_transaction(plans)
+        try:
+            _check_transaction(plans)
+        except RefractureError as exc:
+            raise RefusedTransaction(exc, plans) from None
     else:
         _check_batch_references(plans)
     return PlannedBundle(str(bundle_type), plans)
@@ -284,34 +295,14 @@ def _plan_write(plan: EntryPlan, url: str, request: dict[str, Any]) -> None:
             ".request.url",
         )
         return
-    issues = validate_resource(resource, f"Bundle.entry[{index}].resource")
-    if issues:
-        plan.error = RefractureError(Problem.INVALID, issues)
+    plan.resource_type = match.group(1)  # counted under its type even when refused, as the API counts it
+    ids, url_id = (Ids.URL_OR_NONE, match.group(2)) if plan.method == "PUT" else (Ids.OWN_OR_NEW, None)
+    try:
+        admitted = admit(resource, ids, url_id=url_id, path=f"Bundle.entry[{index}].resource")
+    except RefractureError as exc:
+        plan.error = exc
         return
-    if resource_type not in INPUT_TYPES:
-        plan.error = _fail(
-            index,
-            Problem.UNPROCESSABLE,
-            "not-supported",
-            f"refracture does not take {resource_type} resources",
-            ".resource.resourceType",
-        )
-        return
-    plan.resource_type = str(resource_type)
-    if plan.method == "PUT":
-        plan.resource_id = match.group(2)
-        if resource.get("id") not in (None, plan.resource_id):
-            plan.error = _fail(
-                index,
-                Problem.INVALID,
-                "invalid",
-                "the resource id differs from the id in request.url",
-                ".resource.id",
-            )
-    else:
-        resource_id = resource.get("id")
-        # Ids in input are the EHR's own and kept (contract.md); only an id-less POST gets one assigned.
-        plan.resource_id = resource_id if isinstance(resource_id, str) else str(uuid.uuid4())
+    plan.resource_type, plan.resource_id = admitted.resource_type, admitted.resource_id
 
 
 def _check_transaction(plans: list[EntryPlan]) -> None:

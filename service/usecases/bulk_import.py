@@ -1,6 +1,6 @@
 """Bulk import: stream NDJSON files of FHIR resources into the store, a batch per transaction, resumable.
 
-Each line is parsed and validated exactly as the API does (jsonio.parse, validate_resource, the patient rules),
+Each line is parsed and passes the intake gate every way in passes (service/fhir/intake.py; the patient rules),
 then written through the Ingestor's own write path (versions, facts, demographics, the patient-change outbox). A
 file's checkpoint (byte offset and line number of the next unread line) and the lines it refused are saved in the
 same transaction as the batch they cover: a process killed at any moment resumes exactly where the last commit left
@@ -19,14 +19,15 @@ from datetime import datetime
 from typing import Final, Protocol
 
 from service.errors import ConcurrentWrite, EhrTemporaryError, Problem, RefractureError
+from service.fhir.intake import Ids, admit
 from service.fhir.jsonio import parse
 from service.fhir.r4 import is_resource_type as r4_type
 from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
-from service.fhir.validation import validate_resource
 from service.usecases.audit import AuditRecord, system_record
 from service.usecases.ingest import EntryOutcome, Ingestor, WriteRequest
-from service.usecases.ports import Clock, IngestSession, ResourceKey
+from service.usecases.intake import outcome_label
+from service.usecases.ports import Clock, IngestSession, Metrics, NoMetrics, ResourceKey
 
 __all__ = [
     "BulkImporter",
@@ -171,6 +172,13 @@ class _Pending:
     counts: FileCounts = field(default_factory=FileCounts)
     issues: list[LineIssue] = field(default_factory=list)
     lines: int = 0
+    tally: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, outcome) for refracture_ingested
+
+
+@dataclass(frozen=True, slots=True)
+class _RefusedLine:
+    resource_type: str  # "other" when the line names no type refracture takes
+    issues: list[LineIssue]
 
 
 def split_lines(chunks: Iterable[bytes], offset: int, max_line: int) -> Iterator[tuple[bytes | None, int]]:
@@ -222,8 +230,10 @@ class BulkImporter:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         issues_shown: int = 20,
         audit: Callable[[Sequence[AuditRecord]], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or NoMetrics()
         self._audit = audit
         self._ingestor = ingestor
         self._clock = clock
@@ -297,45 +307,46 @@ class BulkImporter:
             return checked
         if isinstance(checked, str):
             pending.counts.skipped += 1
+            pending.tally[checked, "skipped"] += 1
             result.skipped_types[checked] += 1
         else:
             pending.counts.invalid += 1
-            pending.issues += checked
+            pending.tally[checked.resource_type, "refused"] += 1
+            pending.issues += checked.issues
         return None
 
-    def _check(self, raw: bytes | None, line_no: int) -> WriteRequest | str | list[LineIssue]:
+    def _check(self, raw: bytes | None, line_no: int) -> WriteRequest | str | _RefusedLine:
         """The resource to write, the type of one refracture does not take, or why the line is refused."""
         if raw is None:
-            return [LineIssue(line_no, None, f"the line is longer than {self._max_line} bytes")]
+            return _RefusedLine("other", [LineIssue(line_no, None, f"the line is longer than {self._max_line} bytes")])
         try:
             resource = parse(raw)
         except RefractureError as exc:
-            return _issues(line_no, exc)
+            return _RefusedLine("other", _issues(line_no, exc))
         resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
         if isinstance(resource_type, str) and r4_type(resource_type) and resource_type not in INPUT_TYPES:
             return resource_type  # another FHIR type (an export may hold any): counted and skipped, no error
-        found = validate_resource(resource)
-        if found:
-            return [LineIssue(line_no, i.expression, i.text[:_MAX_MESSAGE]) for i in found]
-        assert isinstance(resource, dict)
-        assert isinstance(resource_type, str)
-        resource_id = resource.get("id")
-        if not isinstance(resource_id, str):
-            return [LineIssue(line_no, f"{resource_type}.id", "a bulk-imported resource must carry its id")]
-        return WriteRequest(resource_type, resource_id, resource)
+        try:
+            admitted = admit(resource, Ids.OWN)
+        except RefractureError as exc:
+            label = resource_type if isinstance(resource_type, str) and resource_type in INPUT_TYPES else "other"
+            return _RefusedLine(label, _issues(line_no, exc))
+        return WriteRequest(admitted.resource_type, admitted.resource_id, admitted.resource)
 
     def _commit(
         self, source: str, file: LineSource, pending: _Pending, checkpoint: Checkpoint, result: FileResult
     ) -> None:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                counts, changed, patients = self._write(source, file.key, pending, checkpoint)
+                counts, changed, patients, tally = self._write(source, file.key, pending, checkpoint)
                 break
             except ConcurrentWrite:
                 if attempt == _ATTEMPTS:
                     raise
                 log.info("concurrent write during a bulk batch; writing it again (attempt %d)", attempt + 1)
         result.run_counts.add(counts)
+        for (resource_type, outcome), n in tally.items():  # counted once the batch is committed
+            self._metrics.count_ingested(resource_type, outcome, n)
         result.changed_patients |= changed
         if self._audit is not None and patients:
             # Imported under refracture's own name (no person asked): one row per patient of the batch.
@@ -350,8 +361,9 @@ class BulkImporter:
 
     def _write(
         self, source: str, file: str, pending: _Pending, checkpoint: Checkpoint
-    ) -> tuple[FileCounts, set[str], set[str]]:
+    ) -> tuple[FileCounts, set[str], set[str], Counter[tuple[str, str]]]:
         counts = FileCounts(skipped=pending.counts.skipped, invalid=pending.counts.invalid)
+        tally = Counter(pending.tally)
         issues = list(pending.issues)
         changed: set[str] = set()
         patients: set[str] = set()
@@ -360,8 +372,10 @@ class BulkImporter:
             for (line_no, request), outcome in zip(pending.requests, outcomes, strict=True):
                 if isinstance(outcome, RefractureError):
                     counts.invalid += 1
+                    tally[request.resource_type, "refused"] += 1
                     issues += _issues(line_no, outcome)
                     continue
+                tally[request.resource_type, outcome_label(outcome)] += 1
                 if patient := patient_of(request.resource):
                     patients.add(patient[:64])
                 if outcome.created:
@@ -372,7 +386,7 @@ class BulkImporter:
                     counts.unchanged += 1
             issues.sort(key=lambda issue: issue.line_no)
             session.save_progress(source, file, pending.from_offset, checkpoint, counts, issues, self._clock())
-        return counts, changed, patients
+        return counts, changed, patients, tally
 
     def _write_requests(
         self, session: ImportSession, requests: Sequence[WriteRequest], changed: set[str]

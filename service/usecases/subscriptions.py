@@ -25,6 +25,7 @@ from urllib.parse import quote
 from service.domain.backoff import RetryPolicy
 from service.domain.event_feed import FeedPosition, FeedStep, advance
 from service.errors import EhrError, EhrRejected, EhrTemporaryError, Problem, RefractureError, refuse
+from service.fhir.intake import Admitted, Ids, admit
 from service.fhir.jsonio import parse
 from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
@@ -32,6 +33,7 @@ from service.fhir.subscriptions import Notification
 from service.fhir.validation import validate_resource
 from service.usecases.audit import AuditRecord, system_record
 from service.usecases.ingest import EntryOutcome, Ingestor, WriteRequest
+from service.usecases.intake import IntakeCounter
 from service.usecases.ports import Clock, EhrAnswer, EhrGateway, Metrics, NoMetrics, ResourceKey
 
 __all__ = [
@@ -162,40 +164,54 @@ class _Ingest:
     def __init__(self, ingestor: Ingestor, metrics: Metrics, task_changed: TaskChanged | None = None) -> None:
         self._ingestor = ingestor
         self._metrics = metrics
+        self._counter = IntakeCounter(metrics)
         self._task_changed = task_changed
 
     def __call__(self, resource: dict[str, Any], receipt: Receipt) -> None:
-        resource_type, resource_id = resource.get("resourceType"), resource.get("id")
-        issues = validate_resource(resource)
-        if resource_type == _TASK and self._task_changed is not None and not issues:
+        resource_type = resource.get("resourceType")
+        if resource_type == _TASK and self._task_changed is not None and not validate_resource(resource):
             self._task_changed(resource)
             receipt.ingested += 1
             return
-        if issues or resource_type not in INPUT_TYPES or not isinstance(resource_id, str):
-            receipt.refused += 1
-            self._metrics.count_ingested(str(resource_type if resource_type in INPUT_TYPES else "other"), "refused")
-            # The type and the first issue's path only: values could be patient data.
-            log.warning(
-                "event feed: a %s from the EHR was refused (%s)",
-                resource_type if resource_type in INPUT_TYPES else "resource of another type",
-                issues[0].expression if issues else "not an input type or no id",
-            )
-            return
         try:
-            result = self._ingestor.write(WriteRequest(str(resource_type), resource_id, resource))
+            admitted = admit(resource, Ids.OWN)
+        except RefractureError as exc:
+            self._refused(resource_type, exc, receipt)
+            return
+        self.write(admitted, receipt)
+
+    def admit_from_url(self, resource: dict[str, Any], resource_id: str) -> Admitted:
+        """A rest-hook's resource through the gate, its id the URL's; a refusal is counted and raised."""
+        try:
+            return admit(resource, Ids.URL, url_id=resource_id)
+        except RefractureError as exc:
+            self._counter.refused([resource.get("resourceType")], exc)
+            raise
+
+    def write(self, admitted: Admitted, receipt: Receipt) -> None:
+        """Store an admitted resource and count it."""
+        try:
+            result = self._ingestor.write(WriteRequest(admitted.resource_type, admitted.resource_id, admitted.resource))
         except RefractureError as exc:
             if exc.problem is Problem.UNAVAILABLE:
                 raise
-            receipt.refused += 1
-            self._metrics.count_ingested(str(resource_type), "refused")
-            log.warning("event feed: a %s from the EHR was refused (%s)", resource_type, exc.problem.value)
+            self._refused(admitted.resource_type, exc, receipt)
             return
         outcome = result.outcomes[0]
         assert isinstance(outcome, EntryOutcome)
-        label = "created" if outcome.created else "updated" if outcome.changed else "unchanged"
-        self._metrics.count_ingested(str(resource_type), label)
+        self._counter.stored(admitted.resource_type, outcome)
         receipt.ingested += 1
         receipt.changed_patients = sorted({*receipt.changed_patients, *result.changed_patients})
+
+    def _refused(self, resource_type: object, exc: RefractureError, receipt: Receipt) -> None:
+        receipt.refused += 1
+        self._counter.refused([resource_type], exc)
+        # The type and the first issue's path only: values could be patient data.
+        log.warning(
+            "event feed: a %s from the EHR was refused (%s)",
+            resource_type if resource_type in INPUT_TYPES else "resource of another type",
+            exc.issues[0].expression if exc.issues else exc.problem.value,
+        )
 
 
 class NotificationReceiver:
@@ -242,12 +258,12 @@ class NotificationReceiver:
                 session.queue_fetches([(resource_type, resource_id)], now)
             receipt.fetches = 1
             return receipt
-        issues = validate_resource(resource)
-        if issues:
-            raise RefractureError(Problem.INVALID, issues)
-        if resource.get("resourceType") != resource_type or resource.get("id") != resource_id:
+        if resource.get("resourceType") != resource_type:
             raise refuse(Problem.INVALID, "invalid", "the resource's type and id must be those in the URL")
-        self._ingest(resource, receipt)
+        if resource_type == _TASK:
+            self._ingest(resource, receipt)
+        else:
+            self._ingest.write(self._ingest.admit_from_url(resource, resource_id), receipt)
         with self._store.feed_session() as session:
             session.lock_feed(feed_id, now)
             session.save_feed(feed_id, None, FeedNote("rest-hook"), now)
