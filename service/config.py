@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     sweep_time: str = Field(default="02:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     sweep_batch_size: int = Field(default=500, ge=1)
-    # Alert thresholds, e.g. REFRACTURE_ALERTS__DENOSUMAB_OVERDUE_DAYS=213 (defaults: shared/domain/alerts.md).
+    # Alert thresholds, e.g. REFRACTURE_ALERTS__DENOSUMAB_OVERDUE_DAYS=213 (defaults: docs/sources/alerts.md).
     alerts: AlertConfig = AlertConfig()
 
     api_host: str = "127.0.0.1"

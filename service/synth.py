@@ -7,7 +7,7 @@ are incomplete — DXA T-scores (lumbar spine, hip), CT Hounsfield units of the 
 the operation and of the cemented level after it, the compression ratio, Cobb angle, kyphosis correction, cement
 volume ratio, leakage and endplate contact, eGFR and HbA1c, weight and height, comorbidities (type 2 diabetes, CKD,
 sarcopenia, earlier fractures, long-term glucocorticoids, falls) and a medication history drawn from the treatment
-patterns that shared/domain describes: denosumab every 6 months on time, late, overdue or stopped without a
+patterns that docs/sources describes: denosumab every 6 months on time, late, overdue or stopped without a
 follow-on drug, denosumab followed by zoledronic acid, yearly zoledronic acid, alendronate with refills that may
 stop, teriparatide, oncology denosumab (out of scope), or nothing at all (the post-fracture treatment gap).
 
@@ -34,7 +34,7 @@ _LEVELS: Final = ("T6", "T7", "T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3",
 _LEVEL_WEIGHTS: Final = (1, 1, 2, 2, 3, 6, 9, 9, 6, 3, 2, 1)
 
 # Medication histories and their shares. Most patients are never treated after the fracture (the gap the alerts
-# close); denosumab patients are often late or stop without a follow-on drug (shared/domain/alerts.md).
+# close); denosumab patients are often late or stop without a follow-on drug (docs/sources/alerts.md).
 TREATMENT_PATTERNS: Final[tuple[tuple[str, float], ...]] = (
     ("untreated", 0.32),
     ("denosumab-on-time", 0.14),
@@ -516,8 +516,8 @@ class _Patient:
     def _denosumab(self, pattern: str) -> None:
         rng = self.rng
         product = _DMAB_60[0] if rng.random() < 0.75 else _DMAB_60[1]
-        # The last dose decides what the alerts see today (alerts.md: due at 152 days, overdue past 213, stopped
-        # past 295 or when the record says so); the course is laid back from it at ~6-month intervals.
+        # The last dose decides what the alerts see today (docs/sources/alerts.md: due at 152 days, overdue past 213,
+        # stopped past 295 or when the record says so); the course is laid back from it at ~6-month intervals.
         last_ago = {
             "denosumab-on-time": (5, 200),
             "denosumab-late-resumed": (5, 150),

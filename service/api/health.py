@@ -115,8 +115,8 @@ class Readiness:
                     "stale_after_s": stale_s,
                 }
             state = container.store.read_ehr_state()
-            # The write mode the EHR's CapabilityStatement allowed (contract.md, 'Delivery'); informative, not a
-            # check. Its detail (the EHR's own words) is for operators: `refracture writeback status`.
+            # The write mode the EHR's CapabilityStatement allowed (docs/sources/contract.md, 'Delivery'); informative,
+            # not a check. Its detail (the EHR's own words) is for operators: `refracture writeback status`.
             body["ehr_write_mode"] = (
                 {"mode": state["mode"], "checked_at": state["checked_at"].isoformat()}
                 if state

@@ -1,5 +1,5 @@
 """The FLS quality measures at the FHIR base: Measure, MeasureReport and Measure/[id]/$evaluate-measure
-(contract.md, 'Measure / MeasureReport'; docs/measures.md).
+(docs/sources/contract.md, 'Measure / MeasureReport'; docs/measures.md).
 
 Counts only, never a patient: the FLS lead and administrators may read them (Permission.READ_MEASURES). A caller
 limited to sites sees those sites' reports only (never the all-sites one); a token bound to one patient gets 403.

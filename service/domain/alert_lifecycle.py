@@ -1,4 +1,4 @@
-"""What a person may do to an alert, and what state it leads to (alerts.md, 'Lifecycle')."""
+"""What a person may do to an alert, and what state it leads to (docs/sources/alerts.md, 'Lifecycle')."""
 
 from __future__ import annotations
 

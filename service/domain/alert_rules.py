@@ -1,4 +1,4 @@
-"""The alert rules of shared/domain/alerts.md, as pure functions of (facts, today, thresholds).
+"""The alert rules of docs/sources/alerts.md, as pure functions of (facts, today, thresholds).
 
 Days are counted between calendar dates as the EHR wrote them. Every threshold is configuration with the documented
 default. Each finding names the resources that made it fire, its due date, and an episode key (what it is about:
@@ -41,7 +41,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class AlertConfig:
-    """The thresholds, in days (alerts.md defaults; IOF Capture the Fracture KPIs for the gap rules)."""
+    """The thresholds, in days (docs/sources/alerts.md defaults; IOF Capture the Fracture KPIs for the gap rules)."""
 
     denosumab_due_days: int = 152  # 5 months: schedule the next dose (a local choice, no source)
     denosumab_interval_days: int = 183  # 60 mg every 6 months (label)
@@ -56,12 +56,14 @@ class AlertConfig:
     # lapse (no adherence alert on day 366 after zoledronic acid).
     adherence_grace_days: int = 60
     episode_days: int = 365  # index events this close together are one fracture episode
-    calcitonin_counts: bool = False  # whether calcitonin closes the treatment gap: a site setting (alerts.md)
+    calcitonin_counts: bool = (
+        False  # whether calcitonin closes the treatment gap: a site setting (docs/sources/alerts.md)
+    )
     # Denosumab of unknown strength counts as the 60 mg osteoporosis product unless given monthly (oncology).
     denosumab_unknown_strength_counts: bool = True
     # An active order unrenewed for this long no longer counts as a course (exposure.ExposureRules).
     request_live_days: int = 365
-    # Fracture-liaison services take patients from 50 (alerts.md, 'Index event': not patients under 50).
+    # Fracture-liaison services take patients from 50 (docs/sources/alerts.md, 'Index event': not patients under 50).
     minimum_age: int = 50
 
     def rules(self) -> ExposureRules:
@@ -125,9 +127,9 @@ def index_episode(
 
     Events within ``episode_days`` of the latest one belong to it; the episode starts at the earliest of them (the
     fracture's onset rather than its later operation, as the fracture-liaison standards count). Not an index event
-    (alerts.md): anything in a record with a malignancy (myeloma, bone metastasis, a neoplastic pathological
-    fracture), a traumatic fracture code without an osteoporosis code in the record (nor an augmentation whose
-    only fracture codes are traumatic), and a patient under ``minimum_age`` at the episode's start. A fracture
+    (docs/sources/alerts.md): anything in a record with a malignancy (myeloma, bone metastasis, a neoplastic
+    pathological fracture), a traumatic fracture code without an osteoporosis code in the record (nor an augmentation
+    whose only fracture codes are traumatic), and a patient under ``minimum_age`` at the episode's start. A fracture
     Condition without onset has no date and starts nothing.
     """
     facts = list(facts)
@@ -180,7 +182,7 @@ def _denosumab(
     known = f"last dose {reference}" if not state.undated else f"last known exposure {reference}, no injection date"
     ordered = state.follow_on_ordered
     if ordered is not None:
-        # alerts.md: an active bisphosphonate order turns the alert into a routine "confirm it was given".
+        # docs/sources/alerts.md: an active bisphosphonate order turns the alert into a routine "confirm it was given".
         stale = (covered_until(ordered, today, config.rules()) or ordered.day) + timedelta(days=1)
         return AlertFinding(
             code,
@@ -272,7 +274,7 @@ def _adherence(
     events: Sequence[MedicationEvent], episode: IndexEpisode, today: date, config: AlertConfig
 ) -> tuple[AlertFinding | None, date | None]:
     # Denosumab has its own, stricter timing rules; adherence here is about the other drugs. Oncology doses raise
-    # no osteoporosis alert (alerts.md): their schedule is the oncologist's.
+    # no osteoporosis alert (docs/sources/alerts.md): their schedule is the oncologist's.
     drugs = treatment_drugs(config.rules()) - {Drug.DENOSUMAB_60, Drug.DENOSUMAB} - ONCOLOGY_ANTIRESORPTIVES
     started = [e for e in events if e.drug in drugs and e.starts_course and e.day >= episode.day]
     if not started:

@@ -1,4 +1,4 @@
-"""The alerts refracture raises (shared/domain/alerts.md): codes, priorities and plain-language titles."""
+"""The alerts refracture raises (docs/sources/alerts.md): codes, priorities and plain-language titles."""
 
 from __future__ import annotations
 

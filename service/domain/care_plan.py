@@ -1,7 +1,7 @@
 """What the care plan asks for: one activity per alert, risk-driven recommendations, and measures to fill gaps.
 
-alerts.md, 'Risk-driven recommendations' and 'Lifecycle'; contract.md, 'CarePlan'. Pure: the FHIR shape is built
-in service.fhir.care_plan.
+docs/sources/alerts.md, 'Risk-driven recommendations' and 'Lifecycle'; docs/sources/contract.md, 'CarePlan'. Pure: the
+FHIR shape is built in service.fhir.care_plan.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ ALERT_ACTIONS: Final[dict[AlertType, Action]] = {
     AlertType.ADHERENCE_CHECK_DUE: Action.REVIEW_ADHERENCE,
 }
 
-# Actions that give or start a drug: each adds "check calcium and 25-OH vitamin D" (alerts.md).
+# Actions that give or start a drug: each adds "check calcium and 25-OH vitamin D" (docs/sources/alerts.md).
 DRUG_ACTIONS: Final = frozenset(
     {
         Action.GIVE_DENOSUMAB,
@@ -80,7 +80,7 @@ _RENAL_SWAP: Final = {
 
 # Alert state → CarePlan activity status (R4 care-plan-activity-status). A resolved alert is completed only when
 # evidence (a dose, a DXA) resolved it; superseded by a more severe alert it is stopped, no longer applicable it is
-# cancelled, each with a statusReason (alerts.md, 'Activity status on the CarePlan').
+# cancelled, each with a statusReason (docs/sources/alerts.md, 'Activity status on the CarePlan').
 ACTIVITY_STATUS: Final = {
     "open": "not-started",
     "acknowledged": "in-progress",
@@ -92,7 +92,7 @@ RESOLUTION_STATUS: Final = {"evidence": "completed", "superseded": "stopped", "n
 FINAL_STATUSES: Final = frozenset({"completed", "cancelled", "stopped", "entered-in-error"})
 
 # "Very low BMD/HU" for anabolic therapy: T-score -3.0 or lower (the usual very-high-risk mark) or vertebral HU
-# under 65 (the single-study re-fracture cut-offs 65.15 and 64.4 HU, clinical.md §a4).
+# under 65 (the single-study re-fracture cut-offs 65.15 and 64.4 HU, docs/sources/clinical.md §a4).
 VERY_LOW_T_SCORE: Final = -3.0
 VERY_LOW_HU: Final = 65.0
 
@@ -203,7 +203,7 @@ def _recommendations(
         very_low = (isinstance(t_score, int | float) and t_score <= VERY_LOW_T_SCORE) or (
             isinstance(hu, int | float) and hu < VERY_LOW_HU
         )
-        # Never a switch away from denosumab given on time: bone is lost in the switch (alerts.md).
+        # Never a switch away from denosumab given on time: bone is lost in the switch (docs/sources/alerts.md).
         if very_low and not (context is not None and context.denosumab_on_time):
             add(Action.ANABOLIC_THERAPY, "High re-fracture risk with very low bone density.")
         if inputs.get("sarcopenia") is True:

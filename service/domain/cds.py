@@ -1,7 +1,7 @@
 """What refracture says at the point of care (CDS Hooks): the patient's stored state and the order check.
 
-Pure: the cards' JSON is built in service.fhir.cds_cards. The order check follows alerts.md ('Denosumab'): stopping
-denosumab without a follow-on drug lets bone turnover rebound and causes multiple vertebral fractures, so a
+Pure: the cards' JSON is built in service.fhir.cds_cards. The order check follows docs/sources/alerts.md ('Denosumab'):
+stopping denosumab without a follow-on drug lets bone turnover rebound and causes multiple vertebral fractures, so a
 denosumab order should come with a plan for what follows it.
 """
 
@@ -37,11 +37,11 @@ __all__ = [
 ]
 
 # Denosumab for osteoporosis: 60 mg, or of unknown strength (counted as 60 mg, as the alert rules do by default);
-# 120 mg is the oncology product, out of scope (alerts.md).
+# 120 mg is the oncology product, out of scope (docs/sources/alerts.md).
 DENOSUMAB_OSTEOPOROSIS: Final = frozenset({Drug.DENOSUMAB_60, Drug.DENOSUMAB})
-# What can follow denosumab (alerts.md, 'Follow-on after denosumab'): a bisphosphonate only; teriparatide or
-# abaloparatide after denosumab does not prevent the rebound.
-# Denosumab 60 mg is given every 6 months (alerts.md): the follow-on drug is due then if denosumab stops.
+# What can follow denosumab (docs/sources/alerts.md, 'Follow-on after denosumab'): a bisphosphonate only; teriparatide
+# or abaloparatide after denosumab does not prevent the rebound. Denosumab 60 mg is given every 6 months
+# (docs/sources/alerts.md): the follow-on drug is due then if denosumab stops.
 DENOSUMAB_INTERVAL: Final = timedelta(days=183)
 _LABELS: Final = {f.code: f.label for f in FACTORS}
 
@@ -94,7 +94,8 @@ class PatientState:
     kidney: tuple[Fact, ...] = ()  # eGFR and CKD facts: a bisphosphonate is suggested only when they allow it
 
     def renal(self, today: date | None) -> RenalCheck:
-        """Whether the kidneys allow suggesting a bisphosphonate today (alerts.md, 'Safe recommendations')."""
+        """Whether the kidneys allow suggesting a bisphosphonate today (docs/sources/alerts.md, 'Safe
+        recommendations')."""
         return renal_check(self.kidney, today)
 
     @property

@@ -31,7 +31,7 @@ BISPHOSPHONATES: Final = frozenset(
     {Drug.ZOLEDRONIC_ACID_5, Drug.ZOLEDRONIC_ACID, Drug.ALENDRONATE, Drug.RISEDRONATE, Drug.IBANDRONATE}
 )
 
-# Drugs that follow denosumab or treat osteoporosis (alerts.md, 'What counts as evidence').
+# Drugs that follow denosumab or treat osteoporosis (docs/sources/alerts.md, 'What counts as evidence').
 ANTI_OSTEOPOROSIS: Final = BISPHOSPHONATES | frozenset(
     {Drug.DENOSUMAB_60, Drug.DENOSUMAB, Drug.TERIPARATIDE, Drug.ABALOPARATIDE, Drug.ROMOSOZUMAB}
 )

@@ -1,7 +1,7 @@
 """Drug exposure read from the medication timeline: which days a record covers, whether a patient is treated, and
 where denosumab stands.
 
-shared/domain/alerts.md, 'What counts as evidence', 'How long a statement covers' and 'Follow-on after denosumab'.
+docs/sources/alerts.md, 'What counts as evidence', 'How long a statement covers' and 'Follow-on after denosumab'.
 The alert rules, the risk model's features and the care plan all ask this module, so "treated" means the same
 everywhere.
 """
@@ -35,20 +35,22 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ExposureRules:
-    """The day counts exposure is read with (alerts.md defaults; AlertConfig carries the configured values)."""
+    """The day counts exposure is read with (docs/sources/alerts.md defaults; AlertConfig carries the configured
+    values)."""
 
     denosumab_due_days: int = 152  # 5 months: schedule the next dose
     denosumab_interval_days: int = 183  # 60 mg every 6 months (label)
     denosumab_overdue_days: int = 213  # 6 months + 4 weeks (Lyu 2020's on-time window)
     denosumab_stopped_days: int = 295  # more than 16 weeks late: vertebral-fracture HR 3.91 (Lyu 2020)
     # An active order not renewed, dispensed or given for this long is stale: most prescriptions are valid for at
-    # most a year, so a years-old live order is a record never closed, not a course (alerts.md asks for a rule).
+    # most a year, so a years-old live order is a record never closed, not a course (docs/sources/alerts.md asks for a
+    # rule).
     request_live_days: int = 365
     calcitonin_counts: bool = False
     denosumab_unknown_strength_counts: bool = True
 
 
-# How long one dose or supply covers when the record does not say (label dosing, shared terminology §4.1).
+# How long one dose or supply covers when the record does not say (label dosing, docs/sources/codes.md §4.1).
 COVERAGE_DAYS: Final[dict[Drug, int]] = {
     Drug.DENOSUMAB_60: 183,
     Drug.DENOSUMAB: 183,
@@ -68,7 +70,7 @@ COVERAGE_DAYS: Final[dict[Drug, int]] = {
 # Oncology-dose antiresorptives raise no osteoporosis alert but are antiresorptive exposure: they close the gap.
 ONCOLOGY_ANTIRESORPTIVES: Final = frozenset({Drug.DENOSUMAB_120, Drug.ZOLEDRONIC_ACID_4})
 # After denosumab only a bisphosphonate prevents the rebound; teriparatide, abaloparatide (and romosozumab) do not
-# (alerts.md, 'Follow-on after denosumab').
+# (docs/sources/alerts.md, 'Follow-on after denosumab').
 FOLLOW_ON_DRUGS: Final = BISPHOSPHONATES | frozenset({Drug.ZOLEDRONIC_ACID_4})
 _MONTHLY_DAYS: Final = 60  # unknown-strength denosumab given closer than this is the monthly oncology regimen
 _COVERING_STATEMENT: Final = frozenset({"active", "intended"})
@@ -175,7 +177,7 @@ class DenosumabState:
 
 
 def denosumab_state(events: Sequence[MedicationEvent], today: date, rules: ExposureRules) -> DenosumabState:
-    """Where osteoporosis denosumab stands for this timeline today (alerts.md, 'Denosumab').
+    """Where osteoporosis denosumab stands for this timeline today (docs/sources/alerts.md, 'Denosumab').
 
     A statement's last covered day is the last known exposure; when it is later than the last dated injection's
     window, no injection date is known: the late rules fire only when they would fire from that day too (the last
@@ -231,8 +233,8 @@ _STOPPED_LOOKBACK: Final = timedelta(days=365)
 
 
 def _says_stopped(event: MedicationEvent, last_dose: MedicationEvent | None, anchor: date) -> bool:
-    """Whether the record says denosumab was stopped after the last dose (alerts.md: a request or statement with
-    status stopped or completed and no later dose).
+    """Whether the record says denosumab was stopped after the last dose (docs/sources/alerts.md: a request or statement
+    with status stopped or completed and no later dose).
 
     "completed" closes a course when it ends one: a statement with an effective period, or an order dated after
     the last injection. A completed statement of one day is a dose given elsewhere, and a completed order dated

@@ -10,7 +10,7 @@ from typing import Any
 
 
 class FactKind(StrEnum):
-    """What a fact is about. Measure names follow the project's `measure` CodeSystem (contract.md)."""
+    """What a fact is about. Measure names follow the project's `measure` CodeSystem (docs/sources/contract.md)."""
 
     # Patient
     BIRTH_DATE = "birth-date"
@@ -57,8 +57,8 @@ class FactKind(StrEnum):
     FALLS = "falls"
     SCOLIOSIS = "scoliosis"
     GLUCOCORTICOID_LONG_TERM = "glucocorticoid-long-term-use"
-    # Myeloma, bone metastasis or a neoplastic pathological fracture: the fracture is not osteoporotic (alerts.md,
-    # 'Index event'); attrs["type"] says which.
+    # Myeloma, bone metastasis or a neoplastic pathological fracture: the fracture is not osteoporotic
+    # (docs/sources/alerts.md, 'Index event'); attrs["type"] says which.
     MALIGNANCY = "malignancy"
     # Medicines (the drug is in attrs["drug"])
     MEDICATION = "medication"

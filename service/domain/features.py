@@ -22,7 +22,7 @@ from service.domain.spine import POSITION, adjacent_levels
 
 __all__ = ["IndexEvent", "PatientFeatures", "build_features"]
 
-# Thresholds the evidence states (evidence.md; seed refs in brackets).
+# Thresholds the evidence states (docs/sources/evidence.md; seed refs in brackets).
 HU_RATIO_THRESHOLD: Final = 15.18  # [12]
 ADJACENT_HU_THRESHOLD: Final = 66.9  # [12]
 COBB_THRESHOLD_DEG: Final = 10.0  # [4]
@@ -164,7 +164,8 @@ def build_features(facts: Iterable[Fact], coverage: Iterable[str], as_of: dateti
     known = _Facts(_known(facts, as_of))
     index = _index_event(known)
     if index is not None and _of(known, FactKind.MALIGNANCY):
-        # Augmentation for myeloma or metastasis: outside the model's scope (model card; alerts.md 'Index event').
+        # Augmentation for myeloma or metastasis: outside the model's scope (model card; docs/sources/alerts.md 'Index
+        # event').
         return PatientFeatures(None, excluded="malignancy")
     features = PatientFeatures(index)
     if index is None:

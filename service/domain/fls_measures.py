@@ -96,7 +96,7 @@ _HEDIS: Final = "HEDIS OMW (NCQA)"
 _INDEX: Final = (
     "Patients whose fracture episode started in the period: a completed vertebral augmentation (PVP/PKP) or a "
     "vertebral fracture Condition, dated by performed[x] or onset; events within 365 days are one episode. Not "
-    "counted (alerts.md, 'Index event'): a record with a malignancy, traumatic fracture codes without an "
+    "counted (docs/sources/alerts.md, 'Index event'): a record with a malignancy, traumatic fracture codes without an "
     "osteoporosis code, patients under 50."
 )
 _DIED: Final = "Patients who died within the window without meeting the numerator."
@@ -184,7 +184,9 @@ MEASURES: Final[dict[MeasureId, MeasureDefinition]] = {
             "The initial population whose outcome is known.",
             "Doses of patients who died before the outcome was known.",
             "The next dose given at most 213 days (6 months + 4 weeks) after the dose.",
-            source="alerts.md 'Denosumab' (label: every 6 months; Lyu 2020: on time = at most 4 weeks late).",
+            source=(
+                "docs/sources/alerts.md 'Denosumab' (label: every 6 months; Lyu 2020: on time = at most 4 weeks late)."
+            ),
         ),
         MeasureDefinition(
             MeasureId.DENOSUMAB_LATE,
@@ -196,7 +198,7 @@ MEASURES: Final[dict[MeasureId, MeasureDefinition]] = {
             "The initial population whose outcome is known.",
             "Doses of patients who died before the outcome was known.",
             "The next dose given 214 to 295 days after the dose (and no bisphosphonate before it).",
-            source="alerts.md 'Denosumab' (denosumab-overdue); Lyu 2020.",
+            source="docs/sources/alerts.md 'Denosumab' (denosumab-overdue); Lyu 2020.",
         ),
         MeasureDefinition(
             MeasureId.DENOSUMAB_STOPPED,
@@ -209,7 +211,7 @@ MEASURES: Final[dict[MeasureId, MeasureDefinition]] = {
             "The initial population whose outcome is known.",
             "Doses of patients who died before the outcome was known.",
             "No denosumab dose and no bisphosphonate dose within 295 days of the dose.",
-            source="alerts.md 'Denosumab' (denosumab-stopped-without-follow-on); ECTS 2021 (follow-on).",
+            source="docs/sources/alerts.md 'Denosumab' (denosumab-stopped-without-follow-on); ECTS 2021 (follow-on).",
         ),
         MeasureDefinition(
             MeasureId.ALERTS_OPENED,
@@ -218,7 +220,7 @@ MEASURES: Final[dict[MeasureId, MeasureDefinition]] = {
             None,
             "How many alerts refracture opened in the period (every code).",
             "Alerts opened in the period (by the opening date in REFRACTURE_TIMEZONE).",
-            source="refracture's worklist (alerts.md).",
+            source="refracture's worklist (docs/sources/alerts.md).",
         ),
         MeasureDefinition(
             MeasureId.ALERTS_ACTED_ON,
@@ -231,7 +233,7 @@ MEASURES: Final[dict[MeasureId, MeasureDefinition]] = {
             "Alerts resolved by the record (a dose, a DXA) before anyone acted: nothing was left to do.",
             "Alerts with a worklist action (acknowledge, assign, snooze, note, dismiss, reopen) by a person, or their "
             "Task completed at the EHR.",
-            source="refracture's worklist (alerts.md 'Lifecycle').",
+            source="refracture's worklist (docs/sources/alerts.md 'Lifecycle').",
         ),
         MeasureDefinition(
             MeasureId.ALERTS_RESOLVED,
@@ -243,7 +245,7 @@ MEASURES: Final[dict[MeasureId, MeasureDefinition]] = {
             "The initial population.",
             "",
             "Alerts resolved (by evidence, or no longer applicable) by the evaluation date; dismissed ones are not.",
-            source="refracture's worklist (alerts.md 'Lifecycle').",
+            source="refracture's worklist (docs/sources/alerts.md 'Lifecycle').",
         ),
         MeasureDefinition(
             MeasureId.ALERTS_TIME_TO_ACTION,
@@ -255,7 +257,7 @@ MEASURES: Final[dict[MeasureId, MeasureDefinition]] = {
             "Measure population: the alerts acted on by the evaluation date.",
             observation="Hours from the alert's opening to the first worklist action.",
             unit="h",
-            source="refracture's worklist (alerts.md 'Lifecycle').",
+            source="refracture's worklist (docs/sources/alerts.md 'Lifecycle').",
         ),
     )
 }

@@ -1,7 +1,7 @@
 """A patient's medication timeline: which facts prove a dose, which only intend one, which say it stopped.
 
-alerts.md, 'What counts as evidence': MedicationAdministration (completed), MedicationDispense (completed) and
-MedicationStatement (active/completed, doses given elsewhere) prove a dose; a MedicationRequest starts a course but
+docs/sources/alerts.md, 'What counts as evidence': MedicationAdministration (completed), MedicationDispense (completed)
+and MedicationStatement (active/completed, doses given elsewhere) prove a dose; a MedicationRequest starts a course but
 proves no dose; entered-in-error is ignored (no fact is drawn from it); not-done and stopped mean what they say.
 """
 

@@ -84,7 +84,7 @@ EXAMPLES: Final[tuple[Example, ...]] = (
     Example(
         "72-year-old woman, PVP of L1, T-score -2.8 (sparse record)",
         SPARSE_TYPICAL,
-        "2-year incidence 10.6-12.2 %, pooled 13-18 % (clinical.md §a3)",
+        "2-year incidence 10.6-12.2 %, pooled 13-18 % (docs/sources/clinical.md §a3)",
     ),
     Example(
         "the same woman, a typical record: the OVCF Condition (40 days before), no other condition coded, PVP, DXA",
@@ -171,7 +171,7 @@ _SUBGROUPS: Final[tuple[tuple[str, str, str, Callable[[_Member], bool]], ...]] =
         lambda m: m["osteoporosis-treatment"] == "denosumab-stopped",
     ),
     (
-        "Keshishian 2017 / treatment gap (clinical.md §a2)",
+        "Keshishian 2017 / treatment gap (docs/sources/clinical.md §a2)",
         "none published after PVP; treated patients should sit below the untreated",
         "treated after the fracture",
         lambda m: m["osteoporosis-treatment"] == "treated",
@@ -354,7 +354,7 @@ A logistic model: log-odds = intercept + the ungrouped factors' terms + a bounde
 **cement-mechanics** group. Each term is the factor's published log odds ratio times a **shrinkage** factor:
 
 - the article's own numbers (sarcopenia x2.78, prior vertebral fracture x2.55, 5.8 % per HU, early surgery about
-  x0.5) are kept as stated: evidence.md's rule 3 asks the model to reproduce them;
+  x0.5) are kept as stated: docs/sources/evidence.md's rule 3 asks the model to reproduce them;
 - pooled adjusted ORs from meta-analyses are shrunk to {P.SHRINKAGE:g} of their log-odds; single studies,
   conflicting evidence and assumed sizes to {P.SHRINKAGE_WEAK:g}. Published re-fracture models are
   over-optimistic: {P.SHRINKAGE_SOURCE}. Effects from different studies multiplied as if independent over-disperse a
@@ -408,7 +408,8 @@ The model's mean prediction over the reference-cohort subgroup that matches each
 {calibration}
 
 The model sits below cohorts with long follow-up or routine imaging: Qi 2024 follows elderly patients for up to
-10 years, and East Asian cohorts with routine imaging or many comorbidities report 22-33 % (clinical.md §a3).
+10 years, and East Asian cohorts with routine imaging or many comorbidities report 22-33 % (docs/sources/clinical.md
+§a3).
 
 ### The issue's example patients
 

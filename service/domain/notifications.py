@@ -109,7 +109,7 @@ class Digest:
 def select_items(alerts: Iterable[DigestAlert], high_risk: Iterable[DigestPatient], day: date) -> list[DigestItem]:
     """The lines a digest on ``day`` may hold, before anything already sent is taken out.
 
-    A treatment-gap alert is raised only once the FLS window (16 weeks, shared/domain/alerts.md) has passed, so
+    A treatment-gap alert is raised only once the FLS window (16 weeks, docs/sources/alerts.md) has passed, so
     every active one is past it; a denosumab-dose-due alert counts when its due date is within 14 days.
     """
     items: list[DigestItem] = [

@@ -3,7 +3,7 @@ seeded): what the risk model is centred and calibrated on, what it averages an u
 model card's figures are computed on.
 
 Every member has every scored input known. Prevalences and distributions are the ones the evidence reports for
-PVP/PKP cohorts where it reports them (shared/domain/evidence.md, shared/reference/clinical.md), otherwise a stated
+PVP/PKP cohorts where it reports them (docs/sources/evidence.md, docs/sources/clinical.md), otherwise a stated
 assumption; a few inputs are drawn jointly where they are known to go together (CT HU and DXA T-score measure the
 same bone; the stiffness gradient needs a low adjacent HU; SGLT-2 inhibitors are taken in type 2 diabetes; chronic
 kidney disease rises with age). The same seed always gives the same cohort, so the model's intercept, its ranges and
@@ -36,7 +36,11 @@ class Distribution:
 
 
 DISTRIBUTIONS: Final[tuple[Distribution, ...]] = (
-    Distribution("age", "normal, mean 72, SD 8, within 55-95 years", "PVP/PKP cohorts in clinical.md §a3 (assumption)"),
+    Distribution(
+        "age",
+        "normal, mean 72, SD 8, within 55-95 years",
+        "PVP/PKP cohorts in docs/sources/clinical.md §a3 (assumption)",
+    ),
     Distribution("female-sex", "78 % women", "OVCF is mostly a disease of older women (assumption)"),
     Distribution(
         "dxa-t-score",
@@ -81,7 +85,7 @@ DISTRIBUTIONS: Final[tuple[Distribution, ...]] = (
     Distribution(
         "osteoporosis-treatment",
         "none 78 %, treated 20 %, denosumab stopped 2 %",
-        "treatment gap: 10.1 % after a VCF, 27.7 % after any fragility fracture (clinical.md §a2)",
+        "treatment gap: 10.1 % after a VCF, 27.7 % after any fragility fracture (docs/sources/clinical.md §a2)",
     ),
 )
 

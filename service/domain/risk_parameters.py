@@ -6,14 +6,14 @@ the shrinkage applied to it: literature ORs from different studies, multiplied a
 model (the first version's log-odds had an SD of 2.2 and an implied C-statistic of 0.88, where published models reach
 0.52-0.74 externally), so every OR the seed article does not state is shrunk towards 1 by a calibration slope
 (SHRINKAGE) on the log-odds scale. The article's own numbers (sarcopenia x2.78, prior vertebral fracture x2.55,
-5.8 % per HU, halved risk with early surgery) are kept as stated: evidence.md's rule 3 asks the model to reproduce
-them, holding everything else equal, at a patient of typical risk.
+5.8 % per HU, halved risk with early surgery) are kept as stated: docs/sources/evidence.md's rule 3 asks the model to
+reproduce them, holding everything else equal, at a patient of typical risk.
 
 Factors that describe the same thing form a group whose effect is bounded: bone quality (CT HU of the treated
 vertebra and the DXA T-score) and cement mechanics (volume, leakage, endplate contact, stiffness gradient).
 
-Sources: the review in shared/seed (its references in brackets) and the meta-analyses and studies in
-shared/reference/clinical.md §a3-a4. "Assumption" marks an effect the article states without a size; its value is a
+Sources: the review cited in docs/sources/evidence.md (its references in brackets) and the meta-analyses and studies in
+docs/sources/clinical.md §a3-a4. "Assumption" marks an effect the article states without a size; its value is a
 moderate OR chosen here, stated as such in the model card, for local recalibration to correct.
 """
 
@@ -30,12 +30,13 @@ MODEL_VERSION: Final = "2.0.0"
 HORIZON_YEARS: Final = 2
 
 # Baseline: new or recurrent vertebral fracture within 2 years after PVP/PKP. 2-year cohorts report 10.6 % and
-# 12.2 %, pooled any-follow-up estimates 13-18 % (clinical.md §a3); evidence.md: "roughly 10-18 %". 13 % sits in
-# the middle. The intercept is set so that the MEAN prediction over the reference cohort is this baseline.
+# 12.2 %, pooled any-follow-up estimates 13-18 % (docs/sources/clinical.md §a3); docs/sources/evidence.md: "roughly
+# 10-18 %". 13 % sits in the middle. The intercept is set so that the MEAN prediction over the reference cohort is this
+# baseline.
 BASELINE_RISK: Final = 0.13
 BASELINE_SOURCE: Final = (
     "2-year incidence 10.6 % (BMC MSD 2023, 529 PKP) and 12.2 % (BMC MSD 2021, 403 PVP/PKP); pooled 13.4-18 % "
-    "(Dai 2022, Liu 2025); evidence.md 'roughly 10-18 %'"
+    "(Dai 2022, Liu 2025); docs/sources/evidence.md 'roughly 10-18 %'"
 )
 
 # The calibration slope applied to every literature OR the article does not state itself (log OR x 0.7). Published
@@ -84,7 +85,7 @@ class Evidence(StrEnum):
 # than pooled adjusted ORs: their own uncertainty comes on top of the optimism every published model shows.
 SHRINKAGE_WEAK: Final = 0.35
 SHRINKAGE_BY_EVIDENCE: Final = {
-    Evidence.ARTICLE: 1.0,  # the article's numbers are reproduced as stated (evidence.md rule 3)
+    Evidence.ARTICLE: 1.0,  # the article's numbers are reproduced as stated (docs/sources/evidence.md rule 3)
     Evidence.META_ANALYSIS: SHRINKAGE,
     Evidence.STUDY: SHRINKAGE_WEAK,
     Evidence.ASSUMPTION: SHRINKAGE_WEAK,

@@ -1,8 +1,8 @@
-"""Whether a bisphosphonate may be recommended: kidney function first (alerts.md, 'Safe recommendations').
+"""Whether a bisphosphonate may be recommended: kidney function first (docs/sources/alerts.md, 'Safe recommendations').
 
 A bisphosphonate is recommended only with an eGFR of 35 mL/min/1.73 m² or more measured in the last year and no
 chronic kidney disease stage 4-5 in the record; otherwise the action is a specialist review of renal function.
-Alendronate and zoledronic acid are not recommended below an eGFR of 35 (shared terminology §4.1, renal cut-offs
+Alendronate and zoledronic acid are not recommended below an eGFR of 35 (docs/sources/codes.md §4.1, renal cut-offs
 from PMC8325650 Table 2; zoledronic acid label: contraindicated below a creatinine clearance of 35 mL/min).
 Denosumab needs no renal adjustment.
 """

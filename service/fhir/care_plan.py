@@ -1,4 +1,5 @@
-"""The CarePlan, exactly as contract.md says, built as a dict from the planned activities (validated in tests)."""
+"""The CarePlan, exactly as docs/sources/contract.md says, built as a dict from the planned activities (validated in
+tests)."""
 
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ def _detail(activity: PlannedActivity) -> dict[str, Any]:
     description = words + (f" by {activity.due.isoformat()}" if activity.due and not final else "")
     description += f". {activity.detail}" if activity.detail else ""
     if activity.action in DRUG_ACTIONS and not final:
-        # alerts.md: every drug action adds "check calcium and 25-OH vitamin D".
+        # docs/sources/alerts.md: every drug action adds "check calcium and 25-OH vitamin D".
         description = description.rstrip(".") + f". {CALCIUM_VITAMIN_D}."
     detail["description"] = description
     return detail

@@ -37,7 +37,7 @@ _ALERT_OVERRIDES: Final = ("already-addressed", "patient-declined", "contraindic
 _ORDER_OVERRIDES: Final = ("follow-on-planned", "oncology-indication", "patient-declined", "not-applicable")
 _NAMESPACE: Final = uuid.UUID("6f1c1d2e-8a53-4f4b-9a43-2f1e0c7d5b11")
 _MAX_SUMMARY: Final = 139  # "<140 characters" (cds-hooks 2.0, Card.summary)
-# RxNorm ingredient alendronate (46041, V1 in shared terminology §4.1; no 70 mg product code is verified there).
+# RxNorm ingredient alendronate (46041, V1 in docs/sources/codes.md §4.1; no 70 mg product code is verified there).
 _ALENDRONATE: Final = {"system": S.RXNORM, "code": "46041", "display": "alendronate"}
 _DECISION_SUPPORT: Final = "Decision support, not a diagnosis."
 
@@ -154,7 +154,7 @@ def medication_proposal(
         "subject": {"reference": f"Patient/{patient_id}"},
         **_reason(alert),
         "dosageInstruction": [instruction],
-        # alerts.md: every drug action adds "check calcium and 25-OH vitamin D".
+        # docs/sources/alerts.md: every drug action adds "check calcium and 25-OH vitamin D".
         "note": [{"text": f"Suggested by refracture. {CALCIUM_VITAMIN_D}. {_DECISION_SUPPORT}"}],
     }
 
@@ -361,7 +361,8 @@ def order_cards(finding: OrderFinding | None, ctx: CardContext) -> list[dict[str
         "(zoledronic acid 5 mg IV, or a course of alendronate) prevents much of that."
     )
     if finding.renal is None or not finding.renal.bisphosphonate_ok:
-        # alerts.md: a bisphosphonate only with an eGFR of 35 or more in the last year and no CKD stage 4-5.
+        # docs/sources/alerts.md: a bisphosphonate only with an eGFR of 35 or more in the last year and no CKD stage
+        # 4-5.
         reason = finding.renal.reason if finding.renal is not None else "kidney function not known"
         suggestions = []
         why += f" No bisphosphonate is suggested here ({reason}): plan a specialist review of renal function."

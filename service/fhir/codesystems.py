@@ -1,4 +1,5 @@
-"""The project's own CodeSystems, served at its FHIR base so an EHR can load them (contract.md, 'Names')."""
+"""The project's own CodeSystems, served at its FHIR base so an EHR can load them (docs/sources/contract.md,
+'Names')."""
 
 from __future__ import annotations
 

@@ -25,7 +25,9 @@ _TAKES: Final = ", ".join(sorted(INPUT_TYPES))
 class Ids(Enum):
     """Where an admitted resource's id comes from."""
 
-    OWN_OR_NEW = "own-or-new"  # a create: the EHR's own id when the body has one (contract.md), else a new one
+    OWN_OR_NEW = (
+        "own-or-new"  # a create: the EHR's own id when the body has one (docs/sources/contract.md), else a new one
+    )
     URL = "url"  # PUT /fhir/{type}/{id}: the body's id must be there and be the URL's
     URL_OR_NONE = "url-or-none"  # a Bundle's PUT entry: the body's id, if any, must be the request.url's
     OWN = "own"  # event feeds and bulk files: only the resource says which it is

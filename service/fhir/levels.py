@@ -13,7 +13,7 @@ __all__ = ["ALL_LEVELS", "levels_of"]
 ALL_LEVELS: Final = LEVELS
 _INDEX: Final = POSITION
 
-# Whole vertebra (DICOM CID 7603) and vertebral body concepts (V1/V2 in shared terminology §2.3).
+# Whole vertebra (DICOM CID 7603) and vertebral body concepts (V1/V2 in docs/sources/codes.md §2.3).
 _SNOMED_LEVELS: Final[dict[str, str]] = {
     "7610001": "T10",
     "12989004": "T11",

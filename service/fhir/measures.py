@@ -1,4 +1,4 @@
-"""Measure and MeasureReport (R4) for the FLS quality measures (contract.md, 'Measure / MeasureReport';
+"""Measure and MeasureReport (R4) for the FLS quality measures (docs/sources/contract.md, 'Measure / MeasureReport';
 docs/measures.md).
 
 One Measure per quality measure, its canonical URL under https://refracture.dev/fhir/Measure/; MeasureReports of

@@ -2,7 +2,7 @@
 
 Ingredient first (ATC, RxNorm ingredient, or the name in the text), then strength from the Medication's
 ingredient ratio, the dose given, or the product text. Product codes are a hint, never the only way: new denosumab
-biosimilars keep arriving with new codes and suffixed names (shared terminology §4.2).
+biosimilars keep arriving with new codes and suffixed names (docs/sources/codes.md §4.2).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ _ATC: Final[dict[str, str]] = {
 }
 _ATC_PREFIXES: Final[dict[str, str]] = {"A10BK": "sglt2", "H02AB": "glucocorticoid", "M05BB03": "alendronate"}
 
-# RxNorm ingredient (IN) codes, V1 in codes.md §4.1/§4.3.
+# RxNorm ingredient (IN) codes, V1 in docs/sources/codes.md §4.1/§4.3.
 _RXNORM_INGREDIENTS: Final[dict[str, str]] = {
     "46041": "alendronate",
     "73056": "risedronate",
@@ -62,7 +62,7 @@ _RXNORM_INGREDIENTS: Final[dict[str, str]] = {
     "2878": "glucocorticoid",
 }
 
-# RxNorm products whose strength settles the indication (openFDA NDC records, codes.md §4.2).
+# RxNorm products whose strength settles the indication (openFDA NDC records, docs/sources/codes.md §4.2).
 _RXNORM_PRODUCTS: Final[dict[str, DrugMatch]] = {
     **dict.fromkeys(
         [
@@ -117,7 +117,7 @@ _NAME_PATTERNS: Final[list[tuple[re.Pattern[str], str]]] = [
     ]
 ]
 
-# Which glucocorticoid (codes.md §4.3: RxNorm ingredients, ATC H02AB members; names in text).
+# Which glucocorticoid (docs/sources/codes.md §4.3: RxNorm ingredients, ATC H02AB members; names in text).
 _STEROID_RXNORM: Final = {
     "8640": "prednisone",
     "8638": "prednisolone",

@@ -184,8 +184,8 @@ class Normaliser:
         recorded = parse_time(resource.get("recordedDate"))
         onset = time_of(resource, "onset")
         if onset is None and concept.kind not in _FRACTURES:
-            # A comorbidity recorded on a day was known by then; a fracture's date is its onset only (alerts.md:
-            # never recordedDate), so a fracture without onset has an unknown date.
+            # A comorbidity recorded on a day was known by then; a fracture's date is its onset only
+            # (docs/sources/alerts.md: never recordedDate), so a fracture without onset has an unknown date.
             onset = recorded
         abated = time_of(resource, "abatement")
         attrs = dict(concept.attrs)
@@ -326,7 +326,7 @@ _FRACTURES: Final = frozenset(
     }
 )
 # ICD-10-CM fracture codes' 7th character: A/B initial encounter, D/G/K/P (and for open fractures E/F/H/J/M/N/Q/R)
-# subsequent encounter, S sequela (ICD-10-CM tabular, chapter 13 and 19 instructions; codes.md §3).
+# subsequent encounter, S sequela (ICD-10-CM tabular, chapter 13 and 19 instructions; docs/sources/codes.md §3).
 _SEVENTH: Final = {"A": "initial", "B": "initial", "S": "sequela", **dict.fromkeys("DEFGHJKMNPQR", "subsequent")}
 _COBB_SAGITTAL: Final = re.compile(r"kyphos|kyphotic|sagittal|lordo", re.IGNORECASE)
 _COBB_CORONAL: Final = re.compile(r"scolio|coronal|frontal", re.IGNORECASE)

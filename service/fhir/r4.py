@@ -1,7 +1,7 @@
 """The one module that imports fhir.resources: R4 JSON is read with its R4B models (docs/adr/0002).
 
 fhir.resources defaults to R5, whose models reject or silently misread R4 medication, procedure and care-plan
-JSON; R4B is element-for-element R4 for every type refracture reads or writes (shared terminology §7).
+JSON; R4B is element-for-element R4 for every type refracture reads or writes (docs/sources/codes.md §7).
 """
 
 from __future__ import annotations

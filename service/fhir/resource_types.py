@@ -1,4 +1,4 @@
-"""Which resource types refracture takes in and which it produces (contract.md, 'HTTP')."""
+"""Which resource types refracture takes in and which it produces (docs/sources/contract.md, 'HTTP')."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The RiskAssessment of an assessment, exactly as contract.md says, built as a dict (validated in tests)."""
+"""The RiskAssessment of an assessment, exactly as docs/sources/contract.md says, built as a dict (validated in
+tests)."""
 
 from __future__ import annotations
 
@@ -162,7 +163,7 @@ def build_risk_assessment(assessment_id: str, assessment: Assessment) -> dict[st
         assessment: the assessment.
 
     Returns:
-        A FHIR R4 RiskAssessment as a dict; probabilityDecimal is a fraction between 0 and 1 (contract.md).
+        A FHIR R4 RiskAssessment as a dict; probabilityDecimal is a fraction between 0 and 1 (docs/sources/contract.md).
     """
     result = assessment.estimate
     index = assessment.features.index

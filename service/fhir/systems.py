@@ -1,4 +1,4 @@
-"""Code-system and identifier-system URIs (shared terminology §0 and contract.md)."""
+"""Code-system and identifier-system URIs (docs/sources/codes.md §0 and docs/sources/contract.md)."""
 
 from typing import Final
 

@@ -1,4 +1,5 @@
-"""The FHIR R4 Task of an alert, as contract.md says (one per alert), built as a dict from its CarePlan activity.
+"""The FHIR R4 Task of an alert, as docs/sources/contract.md says (one per alert), built as a dict from its CarePlan
+activity.
 
 A Task carries the follow-up into the EHR's work queues: the same recommended action, status and due date as the
 alert's CarePlan activity, addressed to an owner from the site's routing table (docs/integration-guide.md, 'Tasks').

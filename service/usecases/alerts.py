@@ -380,7 +380,8 @@ class AlertEvaluator:
             session.queue_writeback([patient_id], now)
 
     def _view(self, alert: StoredAlert, alerts: Sequence[StoredAlert], facts: Sequence[Fact], today: date) -> AlertView:
-        """The alert as the care plan sees it; for a resolved one, what resolved it (alerts.md, 'Activity status')."""
+        """The alert as the care plan sees it; for a resolved one, what resolved it (docs/sources/alerts.md, 'Activity
+        status')."""
         resolution: str | None = None
         reason: str | None = None
         if alert.status == "resolved":

@@ -243,7 +243,7 @@ def test_the_image_itself_is_built_where_docker_answers(wheel: Wheel) -> None:
 
 def _one_patient(today: date) -> dict[str, Any]:
     """A woman after vertebroplasty of L1 with a lumbar T-score of -3.1 and denosumab last given 250 days ago:
-    overdue (shared/domain/alerts.md: overdue past 213 days, stopped past 295)."""
+    overdue (docs/sources/alerts.md: overdue past 213 days, stopped past 295)."""
     surgery = today - timedelta(days=420)
     fracture = surgery - timedelta(days=12)
     denosumab = ({"system": S.RXNORM, "code": "993452"}, "1 ML denosumab 60 MG/ML Prefilled Syringe")

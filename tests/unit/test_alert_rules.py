@@ -109,7 +109,7 @@ def test_a_follow_on_drug_after_the_last_dose_resolves(follow_on: str) -> None:
 
 @pytest.mark.parametrize("anabolic", ["teriparatide", "abaloparatide", "romosozumab"])
 def test_an_anabolic_drug_after_denosumab_is_no_follow_on(anabolic: str) -> None:
-    # alerts.md: bone is lost in the switch; only a bisphosphonate prevents the rebound.
+    # docs/sources/alerts.md: bone is lost in the switch; only a bisphosphonate prevents the rebound.
     assert codes(med("denosumab-60mg", 250), med(anabolic, 20, n=1)) == {A.DENOSUMAB_OVERDUE}
 
 
@@ -285,7 +285,8 @@ def test_alert_texts_do_not_change_from_day_to_day() -> None:
     assert day_one == day_two
 
 
-# --- who starts the fracture-liaison clock (alerts.md, 'Index event') ----------------------------------------
+# --- who starts the fracture-liaison clock (docs/sources/alerts.md, 'Index event')
+# ----------------------------------------
 def born(years_before_today: int) -> Fact:
     return Fact(FactKind.BIRTH_DATE, effective_date=date(TODAY.year - years_before_today, 1, 1))
 

@@ -1,5 +1,5 @@
-"""Exposure by alerts.md's rules: the full matrix of statuses x resource types x timings, one shared test of
-"treated" for the alert rules and the risk model, and where denosumab stands."""
+"""Exposure by docs/sources/alerts.md's rules: the full matrix of statuses x resource types x timings, one shared test
+of "treated" for the alert rules and the risk model, and where denosumab stands."""
 
 from __future__ import annotations
 
@@ -130,7 +130,8 @@ def test_the_one_test_of_treated_for_the_alerts_and_the_model(
 @pytest.mark.parametrize(
     ("drug", "treated"),
     [
-        ("denosumab-120mg", True),  # oncology: no osteoporosis alert, but antiresorptive exposure (alerts.md)
+        # oncology: no osteoporosis alert, but antiresorptive exposure (docs/sources/alerts.md)
+        ("denosumab-120mg", True),
         ("zoledronic-acid-4mg", True),
         ("raloxifene", True),  # counted by HEDIS
         ("calcitonin", False),  # a site setting, off by default
@@ -232,7 +233,7 @@ def bisphosphonate(event: str, status: str, days_ago: int, **attrs: Any) -> Fact
         (bisphosphonate("request", "active", 20, intent="proposal"), ("urgent", "denosumab-last-dose")),
         (bisphosphonate("request", "on-hold", 20, intent="order"), ("urgent", "denosumab-last-dose")),
         (bisphosphonate("request", "active", 320, intent="order"), ("urgent", "denosumab-last-dose")),
-        # teriparatide and abaloparatide after denosumab are no follow-on (alerts.md)
+        # teriparatide and abaloparatide after denosumab are no follow-on (docs/sources/alerts.md)
         (med("teriparatide", "administration", "completed", ago(20), n=8), ("urgent", "denosumab-last-dose")),
         (med("abaloparatide", "request", "active", ago(20), n=8, intent="order"), ("urgent", "denosumab-last-dose")),
     ],

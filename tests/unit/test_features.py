@@ -92,7 +92,7 @@ def test_a_comorbidity_is_absent_only_when_the_record_has_conditions() -> None:
             ["MedicationAdministration"],
             "denosumab-stopped",
         ),
-        # oncology denosumab raises no osteoporosis alert but is antiresorptive exposure (alerts.md)
+        # oncology denosumab raises no osteoporosis alert but is antiresorptive exposure (docs/sources/alerts.md)
         ([dose("denosumab-120mg", date(2025, 8, 1))], ["MedicationAdministration"], "treated"),
         ([dose("alendronate", date(2025, 4, 1), event="request", status="cancelled")], ["MedicationRequest"], "none"),
     ],

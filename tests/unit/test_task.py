@@ -1,4 +1,4 @@
-"""The alert's Task (issue 18): valid R4, what contract.md says, the routing table, the sync-back rule."""
+"""The alert's Task (issue 18): valid R4, what docs/sources/contract.md says, the routing table, the sync-back rule."""
 
 from __future__ import annotations
 
