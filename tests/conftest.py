@@ -228,10 +228,11 @@ def wait_for(predicate: Any, timeout_s: float = 30.0, interval_s: float = 0.2) -
 def worklist_template(services: LocalServices, template_database: str) -> Iterator[str]:
     """A database holding a loaded worklist (tests/worklist_data.py), built once and copied by each test."""
     from tests import worklist_data
+    from tests.support.clock import ManualClock
 
     name = f"refracture_wl_{SESSION}"
     url = create_database(services, name, template_database)
-    container = bootstrap(make_settings(services, url), queue=RecordingQueue(), clock=worklist_data.FixedClock())
+    container = bootstrap(make_settings(services, url), queue=RecordingQueue(), clock=ManualClock(worklist_data.NOW))
     try:
         with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as client:
             worklist_data.load(container, client)

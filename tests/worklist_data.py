@@ -16,16 +16,6 @@ TODAY: Final = NOW.date()
 FHIR: Final = {"Content-Type": "application/fhir+json"}
 
 
-class FixedClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def edge_patient(pid: str, name: dict[str, Any] | None, mrn: str | None, dose_days_ago: int | None) -> dict[str, Any]:
     """A patient after kyphoplasty 40 days before the last dose (or 200 days ago without any drug)."""
     operation = TODAY - timedelta(days=(dose_days_ago or 160) + 40)

@@ -23,7 +23,8 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import bootstrap
 from tests.conftest import ARTIFACTS, RecordingQueue, make_settings
-from tests.worklist_data import FixedClock
+from tests.support.clock import ManualClock
+from tests.worklist_data import NOW
 
 _FLAGS = [
     "--no-sandbox",  # root in a container has no user namespaces for the sandbox
@@ -75,7 +76,7 @@ def _free_port() -> int:
 def server(services: LocalServices, worklist_url: str) -> Iterator[str]:
     """The service in a real HTTP server (uvicorn in a thread) over a copy of the loaded worklist."""
     settings = make_settings(services, worklist_url)
-    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     port = _free_port()
     config = uvicorn.Config(create_app(lambda: container), host="127.0.0.1", port=port, log_level="warning")
     uv = uvicorn.Server(config)

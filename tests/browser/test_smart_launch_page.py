@@ -18,7 +18,8 @@ from service.api.app import create_app
 from service.bootstrap import bootstrap
 from tests.conftest import RecordingQueue, make_settings, query_one
 from tests.smart_launcher_standin import CLIENT_ID, CLIENT_SECRET, RunningLauncher
-from tests.worklist_data import FixedClock
+from tests.support.clock import ManualClock
+from tests.worklist_data import NOW
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ def smart_server(services: LocalServices, worklist_url: str, ehr: RunningLaunche
         smart_client_id=CLIENT_ID,
         smart_client_secret=CLIENT_SECRET,
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     port = free_port()
     config = uvicorn.Config(create_app(lambda: container), host="127.0.0.1", port=port, log_level="warning")
     uv = uvicorn.Server(config)

@@ -27,19 +27,12 @@ from tests.conftest import (
     wait_for,
     worker_env,
 )
+from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.integration
 
 FHIR = {"Content-Type": "application/fhir+json"}
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def patient_bundle(pid: str, dose_day: date, operation_day: date | None = None) -> dict[str, Any]:
@@ -110,12 +103,12 @@ def activity_for(plan: dict[str, Any], code: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
+def clock() -> ManualClock:
+    return ManualClock(T0)
 
 
 @pytest.fixture
-def timed(services: LocalServices, database_url: str, clock: Clock) -> Iterator[tuple[Container, TestClient]]:
+def timed(services: LocalServices, database_url: str, clock: ManualClock) -> Iterator[tuple[Container, TestClient]]:
     container = bootstrap(
         make_settings(services, database_url, timezone="Europe/Berlin"), queue=RecordingQueue(), clock=clock
     )
@@ -133,7 +126,7 @@ def ingest(container: Container, client: TestClient, body: dict[str, Any]) -> No
 
 
 def test_time_alone_turns_a_due_dose_overdue(
-    timed: tuple[Container, TestClient], database_url: str, clock: Clock
+    timed: tuple[Container, TestClient], database_url: str, clock: ManualClock
 ) -> None:
     container, client = timed
     ingest(container, client, patient_bundle("t1", (T0 - timedelta(days=170)).date()))
@@ -190,7 +183,7 @@ def test_a_follow_on_infusion_resolves_and_the_plan_says_so(
 
 
 def test_people_act_on_alerts_with_who_and_when(
-    timed: tuple[Container, TestClient], database_url: str, clock: Clock
+    timed: tuple[Container, TestClient], database_url: str, clock: ManualClock
 ) -> None:
     container, client = timed
     ingest(container, client, patient_bundle("t3", (T0 - timedelta(days=240)).date()))
@@ -245,7 +238,7 @@ def test_one_active_alert_per_patient_and_code(timed: tuple[Container, TestClien
 
 def test_the_sweep_uses_the_configured_time_zone(services: LocalServices, database_url: str) -> None:
     # 23:30 UTC on 3 Jan is already 4 Jan in Kiritimati (UTC+14): the day count follows the zone.
-    late = Clock(datetime(2026, 1, 3, 23, 30, tzinfo=UTC))
+    late = ManualClock(datetime(2026, 1, 3, 23, 30, tzinfo=UTC))
     dose_day = date(2026, 1, 4) - timedelta(days=214)
     for zone, expected in (("UTC", "denosumab-dose-due"), ("Pacific/Kiritimati", "denosumab-overdue")):
         settings = make_settings(services, database_url, timezone=zone)

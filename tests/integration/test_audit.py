@@ -18,7 +18,8 @@ from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.fhir.validation import validate_resource
 from tests.conftest import RecordingQueue, make_settings, query_one
-from tests.worklist_data import FixedClock
+from tests.support.clock import ManualClock
+from tests.worklist_data import NOW
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ OBSERVATION = {
 
 @pytest.fixture
 def app(services: LocalServices, worklist_url: str) -> Iterator[tuple[Container, TestClient]]:
-    container = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=ManualClock(NOW))
     with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
         yield container, client
 

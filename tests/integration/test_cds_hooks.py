@@ -22,8 +22,9 @@ from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.security.cds_trust import make_cds_verifier
 from tests.conftest import RecordingQueue, make_settings, query_one
+from tests.support.clock import ManualClock
 from tests.unit.test_cds_cards import check_card
-from tests.worklist_data import FixedClock
+from tests.worklist_data import NOW
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,7 @@ def cds_app(services: LocalServices, url: str, **overrides: Any) -> Iterator[tup
         cds_algorithms=["RS384", "ES384"],
         **overrides,
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     container.cds_verifier.close()
     container.cds_verifier = make_cds_verifier(
         settings, container.cds_hooks.claim_jti, httpx.Client(transport=httpx.MockTransport(_jwks))

@@ -17,7 +17,7 @@ from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.fhir.validation import validate_resource
 from tests.conftest import AUTH, COORDINATOR, TOKENS, RecordingQueue, make_settings, query_one
-from tests.worklist_data import FixedClock
+from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def measured(services: LocalServices, database_url: str) -> Iterator[tuple[Conta
     settings = make_settings(
         services, database_url, auth_dev_tokens=tokens, sites={"north": ["Organization/north-hospital"]}
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock(NOW))
+    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as client:
         for timeline in TIMELINES:
             answer = client.post("/fhir", content=json.dumps(patient_bundle(*timeline)), headers=FHIR)

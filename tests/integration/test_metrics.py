@@ -24,7 +24,8 @@ from service.bootstrap import Container
 from service.domain.risk_model import model_version
 from tests.conftest import AUTH, ROOT, TOKENS, make_settings
 from tests.ehr_standin import Fault, RunningStandIn
-from tests.integration.test_writeback import T0, Clock, build, dose, patient
+from tests.integration.test_writeback import T0, build, dose, patient
+from tests.support.clock import ManualClock
 from tests.unit.test_metric_helpers import sample
 
 pytestmark = pytest.mark.integration
@@ -42,8 +43,8 @@ def ehr() -> Iterator[RunningStandIn]:
 @pytest.fixture
 def app(
     services: LocalServices, database_url: str, ehr: RunningStandIn
-) -> Iterator[tuple[Container, TestClient, Clock]]:
-    clock = Clock()
+) -> Iterator[tuple[Container, TestClient, ManualClock]]:
+    clock = ManualClock(T0)
     # A queue of its own: its depth is this test's alone.
     container = build(
         services, database_url, ehr, clock, celery_queue=f"metrics-{uuid.uuid4().hex[:8]}", metrics_public=True
@@ -63,7 +64,7 @@ def alerts_by_code(database_url: str, status: str | None = None) -> dict[str, in
 
 
 def test_metrics_move_with_exact_values(
-    app: tuple[Container, TestClient, Clock], ehr: RunningStandIn, database_url: str, services: LocalServices
+    app: tuple[Container, TestClient, ManualClock], ehr: RunningStandIn, database_url: str, services: LocalServices
 ) -> None:
     container, client, clock = app
     before = client.get("/metrics").text  # public outside production: no token
@@ -161,7 +162,7 @@ def test_metrics_need_the_metrics_reader_or_an_administrator_when_not_public(
         "test-metrics": {"sub": "prometheus", "roles": ["metrics-reader"]},
         "test-metrics-scope": {"sub": "prometheus", "client_id": "prometheus", "scope": "system/metrics.read"},
     }
-    container = build(services, database_url, None, Clock(), auth_dev_tokens=tokens)
+    container = build(services, database_url, None, ManualClock(T0), auth_dev_tokens=tokens)
     try:
         with TestClient(app=create_app(lambda: container), raise_server_exceptions=False) as client:
             anonymous = client.get("/metrics")

@@ -29,7 +29,8 @@ from service.adapters.notify_webhook import SIGNATURE_HEADER, verify
 from service.api.app import create_app
 from service.bootstrap import Container
 from tests.conftest import AUTH
-from tests.integration.test_writeback import T0, Clock, build, patient, post
+from tests.integration.test_writeback import T0, build, patient, post
+from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +128,7 @@ def make(
     tmp_path: Path,
     smtp_port: int,
     hook_url: str,
-    clock: Clock,
+    clock: ManualClock,
     **settings: Any,
 ) -> Container:
     routes = tmp_path / "task-routes.json"
@@ -201,7 +202,7 @@ def test_a_digest_arrives_by_email_and_signed_webhook_and_sending_twice_sends_no
     hook: tuple[Hook, str],
 ) -> None:
     (mails, smtp_port), (received, hook_url) = sink, hook
-    clock = Clock()
+    clock = ManualClock(T0)
     container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, clock)
     ingest(container, "n1", "MRN-4711")
     first = container.digests.run()
@@ -252,7 +253,14 @@ def test_initials_and_mrn_when_configured(
 ) -> None:
     (mails, smtp_port), (received, hook_url) = sink, hook
     container = make(
-        stack, services, database_url, tmp_path, smtp_port, hook_url, Clock(), notify_patient_data="initials-mrn"
+        stack,
+        services,
+        database_url,
+        tmp_path,
+        smtp_port,
+        hook_url,
+        ManualClock(T0),
+        notify_patient_data="initials-mrn",
     )
     ingest(container, "n2", "MRN-0815")
     container.digests.run()
@@ -275,7 +283,9 @@ def test_transient_failures_are_retried_with_backoff_and_recorded(
     hook: tuple[Hook, str],
 ) -> None:
     (mails, smtp_port), (received, hook_url) = sink, hook
-    container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, Clock(), notify_max_attempts=3)
+    container = make(
+        stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0), notify_max_attempts=3
+    )
     waits: list[float] = []
     container.digests._sleep = waits.append
     ingest(container, "n3", "MRN-1")
@@ -301,7 +311,7 @@ def test_a_sink_down_fails_after_the_tries_and_the_next_run_sends_it(
 ) -> None:
     (mails, smtp_port), (_received, hook_url) = sink, hook
     container = make(
-        stack, services, database_url, tmp_path, free_port(), hook_url, Clock(), notify_max_attempts=2
+        stack, services, database_url, tmp_path, free_port(), hook_url, ManualClock(T0), notify_max_attempts=2
     )  # nothing listens on this SMTP port
     ingest(container, "n4", "MRN-2")
     first = container.digests.run()
@@ -323,7 +333,9 @@ def test_a_sink_down_fails_after_the_tries_and_the_next_run_sends_it(
         assert "MRN-2" not in f"{record.getMessage()} {getattr(record, 'fields', '')}"
         assert "hospital.test" not in f"{record.getMessage()} {getattr(record, 'fields', '')}"
     # The relay is back: the next run (same day) sends the failed messages as they were built, once.
-    container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, Clock(), notify_max_attempts=2)
+    container = make(
+        stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0), notify_max_attempts=2
+    )
     again = container.digests.run()
     assert again.failed == 0
     assert again.sent == len(failed)
@@ -341,7 +353,7 @@ def test_a_crash_between_send_and_record_sends_again_never_loses_it(
     hook: tuple[Hook, str],
 ) -> None:
     (mails, smtp_port), (_received, hook_url) = sink, hook
-    clock = Clock()
+    clock = ManualClock(T0)
     container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, clock)
     ingest(container, "n5", "MRN-3")
     # A run that recorded its messages as pending and died before marking them (or before sending at all).
@@ -369,7 +381,7 @@ def test_dry_run_says_what_would_go_and_sends_nothing(
     hook: tuple[Hook, str],
 ) -> None:
     (mails, smtp_port), (received, hook_url) = sink, hook
-    container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, Clock())
+    container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0))
     ingest(container, "n6", "MRN-4")
     outcome = container.digests.run(dry_run=True)
     assert ("CareTeam/fls-north", "email", 1) in outcome.planned
@@ -388,7 +400,7 @@ def test_the_command_says_what_would_go_then_sends_once(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (mails, smtp_port), (received, hook_url) = sink, hook
-    container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, Clock())
+    container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0))
     ingest(container, "n7", "MRN-5")
 
     from service.cli import main

@@ -21,7 +21,8 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from tests.conftest import TOKENS, RecordingQueue, make_settings, query_one
-from tests.worklist_data import FixedClock
+from tests.support.clock import ManualClock
+from tests.worklist_data import NOW
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +68,7 @@ def sites(services: LocalServices, worklist_url: str) -> Iterator[Sites]:
     settings = make_settings(
         services, worklist_url, auth_dev_tokens=SCOPED_TOKENS, sites={"north": ["Organization/org-north-1"]}
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as client:
         yield Sites(client, container, worklist_url, north, south)
     container.close()
@@ -173,7 +174,7 @@ def test_the_audit_export_of_a_site_administrator_is_one_patient_of_theirs(sites
 
 def test_sites_required_leaves_a_person_without_the_claim_seeing_nobody(services: LocalServices, sites: Sites) -> None:
     settings = make_settings(services, sites.url, auth_dev_tokens=SCOPED_TOKENS, auth_sites_required=True)
-    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     try:
         with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
             assert worklist_patients(client, {"Authorization": "Bearer no-sites"}) == set()
@@ -210,7 +211,7 @@ def test_breaking_the_glass_shows_one_patient_for_a_while_with_the_reason_audite
         == "covering the south ward tonight, patient transferred"
     )
     # The grant ends.
-    clock: FixedClock = sites.container.clock  # type: ignore[assignment]
+    clock: ManualClock = sites.container.clock  # type: ignore[assignment]
     clock.now = clock.now + timedelta(seconds=sites.container.settings.break_glass_ttl_s + 1)
     assert client.get(f"/api/patients/{theirs}", headers=NORTH).status_code == 403
 
@@ -233,7 +234,7 @@ def test_a_patient_context_token_reads_its_patient_only_and_nothing_population_w
     container = bootstrap(
         make_settings(services, sites.url, auth_dev_tokens=tokens),
         queue=RecordingQueue(),
-        clock=FixedClock(),
+        clock=ManualClock(NOW),
     )
     try:
         with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as c:
@@ -260,7 +261,7 @@ def test_a_v2_scope_constraint_is_refused_with_a_clear_403(services: LocalServic
         "labs-only": {"sub": "app", "roles": ["care-coordinator"], "scope": "user/Observation.rs?category=laboratory"},
     }
     container = bootstrap(
-        make_settings(services, sites.url, auth_dev_tokens=tokens), queue=RecordingQueue(), clock=FixedClock()
+        make_settings(services, sites.url, auth_dev_tokens=tokens), queue=RecordingQueue(), clock=ManualClock(NOW)
     )
     try:
         with TestClient(create_app(lambda: container), raise_server_exceptions=False) as c:

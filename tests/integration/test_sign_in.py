@@ -17,7 +17,8 @@ from service.api.app import create_app
 from service.bootstrap import bootstrap
 from tests.conftest import RecordingQueue, make_settings, query_one
 from tests.oidc_standin import CLIENT_ID, CLIENT_SECRET, RunningOidc
-from tests.worklist_data import FixedClock
+from tests.support.clock import ManualClock
+from tests.worklist_data import NOW
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,7 @@ def client(services: LocalServices, worklist_url: str, idp: RunningOidc) -> Iter
         oidc_client_secret=CLIENT_SECRET,
         auth_dev_tokens={},
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as c:
         yield c
 
@@ -221,7 +222,7 @@ def test_a_session_ends_when_idle_and_never_outlives_the_token(
         auth_dev_tokens={},
         session_idle_s=600,
     )
-    clock = FixedClock()
+    clock = ManualClock(NOW)
     container = bootstrap(settings, queue=RecordingQueue(), clock=clock)
     try:
         with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as c:
@@ -275,7 +276,7 @@ def test_sign_out_from_another_site_is_refused(client: TestClient) -> None:
 
 @pytest.fixture
 def token_form(services: LocalServices, worklist_url: str) -> Iterator[TestClient]:
-    container = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=ManualClock(NOW))
     with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as c:
         yield c
     container.close()
@@ -311,7 +312,7 @@ def test_the_token_form_is_off_in_production(services: LocalServices, worklist_u
         auth_issuer="https://idp.example.org",
         auth_audience="refracture-api",
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     try:
         with TestClient(
             create_app(lambda: container), base_url="https://testserver", raise_server_exceptions=False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,18 +17,9 @@ from service.adapters.ehr.factory import make_ehr_client
 from service.config import Settings
 from service.errors import EhrRejected
 from tests.ehr_standin import RunningStandIn, generate_key
+from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.integration
-
-
-class Clock:
-    def __init__(self) -> None:
-        import time
-
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +87,7 @@ def test_v1_scopes_by_configuration() -> None:
 
 def test_the_token_is_reused_until_it_is_about_to_expire(ehr: RunningStandIn) -> None:
     pem = configure(ehr)
-    clock = Clock()
+    clock = ManualClock(time.time())
     ehr.app.clock = clock  # the EHR and refracture agree on the time
     client, _ = smart(ehr, pem, clock=clock)
     for _ in range(5):

@@ -20,7 +20,8 @@ from service.bootstrap import bootstrap
 from service.security.principal import principal_from_claims
 from tests.conftest import RecordingQueue, make_settings, query_one
 from tests.smart_launcher_standin import CLIENT_ID, CLIENT_SECRET, RunningLauncher
-from tests.worklist_data import FixedClock
+from tests.support.clock import ManualClock
+from tests.worklist_data import NOW
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ def client(services: LocalServices, worklist_url: str, ehr: RunningLauncher) -> 
         smart_client_secret=CLIENT_SECRET,
         auth_dev_tokens={},
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as c:
         yield c
 
@@ -227,7 +228,7 @@ def test_an_unreachable_ehr_is_a_503(client: TestClient, ehr: RunningLauncher) -
 
 
 def test_launch_is_404_when_not_configured(services: LocalServices, worklist_url: str) -> None:
-    container = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=ManualClock(NOW))
     with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as c:
         assert c.get("/launch", params={"iss": "https://ehr.example.org/fhir", "launch": "x"}).status_code == 404
 

@@ -21,7 +21,7 @@ from service.config import get_settings
 from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK, WorkDone
 from tests.conftest import RecordingQueue, make_settings, query_one, table_counts
 from tests.ehr_standin import RunningStandIn
-from tests.worklist_data import FixedClock
+from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.integration
 
@@ -356,7 +356,7 @@ def test_subscribe_rotates_the_secret(
     for key, value in {**values, "environment": "test"}.items():
         monkeypatch.setenv(f"REFRACTURE_{key.upper()}", str(value))
     get_settings.cache_clear()
-    clock = FixedClock(datetime.now(UTC))  # `refracture subscribe` runs on the real clock
+    clock = ManualClock(datetime.now(UTC))  # `refracture subscribe` runs on the real clock
     settings = make_settings(services, database_url, **feed_settings(ehr))
     container = bootstrap(settings, queue=RecordingQueue(), clock=clock)
     try:

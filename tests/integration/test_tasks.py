@@ -22,7 +22,6 @@ from tests.ehr_standin import RunningStandIn, capability
 from tests.integration.test_writeback import (
     T0,
     TASK_SYSTEM,
-    Clock,
     build,
     dose,
     exactly_once,
@@ -30,6 +29,7 @@ from tests.integration.test_writeback import (
     post,
     put,
 )
+from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.integration
 
@@ -49,13 +49,13 @@ def ehr() -> Iterator[RunningStandIn]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock(T0)
 
 
 @pytest.fixture
 def app(
-    services: LocalServices, database_url: str, ehr: RunningStandIn, clock: Clock, tmp_path: Path
+    services: LocalServices, database_url: str, ehr: RunningStandIn, clock: ManualClock, tmp_path: Path
 ) -> Iterator[tuple[Container, TestClient]]:
     ehr.app.reset()
     routes = tmp_path / "task-routes.json"
@@ -132,7 +132,7 @@ def complete_at_ehr(ehr: RunningStandIn, task: dict[str, Any], status: str = "co
 
 
 def test_an_overdue_dose_gets_a_task_that_the_ehr_completes_and_the_alert_follows(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str, clock: Clock
+    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str, clock: ManualClock
 ) -> None:
     container, client = app
     post(container, client, north_patient("t1"), "t1")
@@ -264,7 +264,7 @@ def test_an_ehr_that_takes_no_tasks_still_gets_the_rest(
 
 
 def test_pull_mode_serves_the_tasks_with_the_same_authorisation(
-    services: LocalServices, database_url: str, clock: Clock
+    services: LocalServices, database_url: str, clock: ManualClock
 ) -> None:
     tokens = {
         **TOKENS,
@@ -334,7 +334,7 @@ def test_a_rest_hook_carrying_a_completed_task_moves_the_alert(
 
 
 def test_task_writes_can_be_turned_off(
-    services: LocalServices, database_url: str, ehr: RunningStandIn, clock: Clock
+    services: LocalServices, database_url: str, ehr: RunningStandIn, clock: ManualClock
 ) -> None:
     ehr.app.reset()
     container = build(services, database_url, ehr, clock, ehr_write_tasks=False)

@@ -25,7 +25,8 @@ from service.bootstrap import bootstrap
 from service.usecases.ports import TASK_PATIENTS_CHANGED
 from tests.conftest import ARTIFACTS, AUTH, WorkerProcess, make_settings, wait_for, worker_env
 from tests.ehr_standin import RunningStandIn
-from tests.integration.test_writeback import Clock, build, patient
+from tests.integration.test_writeback import T0, build, patient
+from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +70,7 @@ def test_one_trace_from_the_request_through_the_task_to_the_ehr(
     spans: InMemorySpanExporter, services: LocalServices, database_url: str, ehr: RunningStandIn
 ) -> None:
     queue = CarryingQueue()
-    container = build(services, database_url, ehr, Clock())
+    container = build(services, database_url, ehr, ManualClock(T0))
     container.relay._queue = queue  # the API's doorbell, carrying its headers
     # The worker's side: a task by the real name, run through Celery (its signals start the task's span).
     celery = Celery("tracing-test", broker="memory://")

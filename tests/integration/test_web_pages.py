@@ -15,7 +15,8 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import bootstrap
 from tests.conftest import AUTH, COORDINATOR, RecordingQueue, make_settings, query_one
-from tests.worklist_data import FHIR, FixedClock
+from tests.support.clock import ManualClock
+from tests.worklist_data import FHIR, NOW
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ USER = "coordinator.one"  # the subject of the test-coordinator token
 @pytest.fixture
 def client(services: LocalServices, worklist_url: str) -> Iterator[TestClient]:
     settings = make_settings(services, worklist_url)
-    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     with TestClient(
         headers=COORDINATOR, app=create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False
     ) as c:

@@ -21,7 +21,8 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from tests.conftest import AUTH, COORDINATOR, RecordingQueue, make_settings, query_one
-from tests.worklist_data import TODAY, FixedClock, edge_patient
+from tests.support.clock import ManualClock
+from tests.worklist_data import NOW, TODAY, edge_patient
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +34,12 @@ class Worklist(NamedTuple):
     container: Container
     client: TestClient
     url: str
-    clock: FixedClock
+    clock: ManualClock
 
 
 @pytest.fixture
 def wl(services: LocalServices, worklist_url: str) -> Iterator[Worklist]:
-    clock = FixedClock()
+    clock = ManualClock(NOW)
     container = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=clock)
     with TestClient(headers=COORDINATOR, app=create_app(lambda: container), raise_server_exceptions=False) as client:
         yield Worklist(container, client, worklist_url, clock)
@@ -481,7 +482,7 @@ def test_an_unknown_patient_is_a_404(wl: Worklist) -> None:
 
 def test_overdue_is_counted_in_the_hospitals_time_zone(services: LocalServices, worklist_url: str) -> None:
     # 23:30 UTC on the 3rd is already the 4th in Berlin: an alert due on the 3rd is overdue there.
-    late_evening = FixedClock(datetime(2026, 5, 3, 23, 30, tzinfo=UTC))
+    late_evening = ManualClock(datetime(2026, 5, 3, 23, 30, tzinfo=UTC))
     berlin = bootstrap(
         make_settings(services, worklist_url, timezone="Europe/Berlin"), queue=RecordingQueue(), clock=late_evening
     )

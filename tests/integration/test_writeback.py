@@ -22,6 +22,7 @@ from service.bootstrap import Container, bootstrap
 from service.fhir.validation import validate_resource
 from tests.conftest import AUTH, RecordingQueue, make_settings, query_one
 from tests.ehr_standin import Fault, RunningStandIn, capability
+from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +33,6 @@ PLAN_SYSTEM = "https://refracture.dev/fhir/sid/care-plan"
 TASK_SYSTEM = "https://refracture.dev/fhir/sid/task"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture(scope="module")
 def ehr() -> Iterator[RunningStandIn]:
     running = RunningStandIn().start()
@@ -48,12 +41,12 @@ def ehr() -> Iterator[RunningStandIn]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock(T0)
 
 
 def build(
-    services: LocalServices, database_url: str, ehr: RunningStandIn | None, clock: Clock, **settings: Any
+    services: LocalServices, database_url: str, ehr: RunningStandIn | None, clock: ManualClock, **settings: Any
 ) -> Container:
     values: dict[str, Any] = {
         "ehr_base_url": ehr.base_url if ehr else None,
@@ -70,7 +63,7 @@ def build(
 
 @pytest.fixture
 def app(
-    services: LocalServices, database_url: str, ehr: RunningStandIn, clock: Clock
+    services: LocalServices, database_url: str, ehr: RunningStandIn, clock: ManualClock
 ) -> Iterator[tuple[Container, TestClient]]:
     ehr.app.reset()
     container = build(services, database_url, ehr, clock)
@@ -309,7 +302,7 @@ def test_a_transaction_refused_falls_back_to_separate_requests(
 
 
 def test_pull_mode_sends_nothing_and_keeps_the_results_served(
-    services: LocalServices, database_url: str, ehr: RunningStandIn, clock: Clock
+    services: LocalServices, database_url: str, ehr: RunningStandIn, clock: ManualClock
 ) -> None:
     ehr.app.reset()
     container = build(services, database_url, None, clock)
@@ -341,7 +334,7 @@ def test_an_ehr_that_takes_no_care_plans_means_pull_mode(
 
 # --- faults ------------------------------------------------------------------------------------------------------
 def deliver_until_done(
-    container: Container, clock: Clock, step: timedelta = timedelta(minutes=6), rounds: int = 40
+    container: Container, clock: ManualClock, step: timedelta = timedelta(minutes=6), rounds: int = 40
 ) -> None:
     for _ in range(rounds):
         clock.now += step
@@ -365,7 +358,7 @@ def deliver_until_done(
     ids=["500", "503-retry-after", "429", "timeout", "dropped", "dropped-after-commit"],
 )
 def test_temporary_failures_are_retried_and_nothing_is_duplicated(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str, clock: Clock, fault: Fault
+    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str, clock: ManualClock, fault: Fault
 ) -> None:
     container, client = app
     ehr.app.faults = [fault]
@@ -384,7 +377,7 @@ def test_temporary_failures_are_retried_and_nothing_is_duplicated(
 
 
 def test_the_ehr_down_for_a_long_time_and_then_back(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str, clock: Clock
+    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str, clock: ManualClock
 ) -> None:
     container, client = app
     down = Fault("down")
@@ -404,7 +397,7 @@ def test_the_ehr_down_for_a_long_time_and_then_back(
 
 
 def test_the_circuit_breaker_stops_hammering(
-    services: LocalServices, database_url: str, ehr: RunningStandIn, clock: Clock
+    services: LocalServices, database_url: str, ehr: RunningStandIn, clock: ManualClock
 ) -> None:
     ehr.app.reset()
     container = build(
@@ -435,7 +428,7 @@ def test_a_422_goes_to_the_dead_letter_and_can_be_replayed(
     app: tuple[Container, TestClient],
     ehr: RunningStandIn,
     database_url: str,
-    clock: Clock,
+    clock: ManualClock,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -507,7 +500,7 @@ def test_a_care_plan_changed_at_the_ehr_is_merged_not_overwritten(
 
 
 def test_a_job_failing_past_the_retry_window_is_dead_letter_and_replayable(
-    services: LocalServices, database_url: str, ehr: RunningStandIn, clock: Clock
+    services: LocalServices, database_url: str, ehr: RunningStandIn, clock: ManualClock
 ) -> None:
     ehr.app.reset()
     container = build(services, database_url, ehr, clock, writeback_retry_for_s=1800)

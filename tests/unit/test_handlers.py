@@ -13,6 +13,7 @@ from service.usecases.changes import ChangeProcessor
 from service.usecases.ports import TASK_PATIENTS_CHANGED
 from service.usecases.relay import Relay
 from tests.conftest import RecordingQueue
+from tests.support.clock import ManualClock
 
 
 @dataclass
@@ -79,20 +80,12 @@ class FakeStore:
             raise
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def relay(store: FakeStore, queue: RecordingQueue, clock: Clock, batch: int = 2, chunk: int = 2) -> Relay:
+def relay(store: FakeStore, queue: RecordingQueue, clock: ManualClock, batch: int = 2, chunk: int = 2) -> Relay:
     return Relay(store, queue, clock, redeliver_after_s=60, batch_size=batch, chunk_size=chunk)
 
 
 def test_relay_publishes_in_chunks_and_batches() -> None:
-    store, queue, clock = FakeStore(), RecordingQueue(), Clock()
+    store, queue, clock = FakeStore(), RecordingQueue(), ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
     store.box.rows = {f"p{i}": Row(changed=i + 1) for i in range(5)}
     assert relay(store, queue, clock).ring() == 5
     assert [args for _, args in queue.sent] == [[["p0", "p1"]], [["p2", "p3"]], [["p4"]]]
@@ -103,7 +96,7 @@ def test_relay_publishes_in_chunks_and_batches() -> None:
 
 
 def test_relay_leaves_the_rows_when_the_broker_is_down() -> None:
-    store, clock = FakeStore(), Clock()
+    store, clock = FakeStore(), ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
     store.box.rows = {"p": Row(changed=1)}
     assert relay(store, RecordingQueue(fail=True), clock).ring() == 0
     assert store.box.rows["p"].published_at is None
@@ -113,7 +106,7 @@ def test_relay_leaves_the_rows_when_the_broker_is_down() -> None:
 
 
 def test_the_doorbell_after_ingest_rings_only_for_its_patients_once() -> None:
-    store, queue, clock = FakeStore(), RecordingQueue(), Clock()
+    store, queue, clock = FakeStore(), RecordingQueue(), ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
     store.box.rows = {"a": Row(changed=1), "b": Row(changed=2)}
     assert relay(store, queue, clock).ring(["a"]) == 1
     assert relay(store, queue, clock).ring(["a"]) == 0
@@ -121,7 +114,7 @@ def test_the_doorbell_after_ingest_rings_only_for_its_patients_once() -> None:
 
 
 def test_change_processor_runs_the_work_and_marks_done() -> None:
-    store, clock = FakeStore(), Clock()
+    store, clock = FakeStore(), ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
     store.box.rows = {"a": Row(changed=3), "b": Row(changed=1, done=1)}
     seen: list[list[str]] = []
     processor = ChangeProcessor(store, clock, [lambda ids: seen.append(list(ids))])
@@ -132,7 +125,7 @@ def test_change_processor_runs_the_work_and_marks_done() -> None:
 
 
 def test_work_that_fails_leaves_the_change_pending() -> None:
-    store, clock = FakeStore(), Clock()
+    store, clock = FakeStore(), ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
     store.box.rows = {"a": Row(changed=1)}
 
     def broken(_: Sequence[str]) -> None:
@@ -145,7 +138,7 @@ def test_work_that_fails_leaves_the_change_pending() -> None:
 
 
 def test_a_claimed_doorbell_that_cannot_ring_is_handed_back_to_the_relay() -> None:
-    store, clock = FakeStore(), Clock()
+    store, clock = FakeStore(), ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
     store.box.rows = {"a": Row(changed=1, published_at=clock.now)}  # claimed in the write's transaction
     assert relay(store, RecordingQueue(fail=True), clock).publish_claimed(["a"]) == 0
     assert store.box.rows["a"].published_at is None  # released: the relay's next run rings it
@@ -169,7 +162,7 @@ class GatedQueue(RecordingQueue):
 
 
 def test_doorbells_rung_while_one_is_publishing_go_out_together_after_it() -> None:
-    store, queue, clock = FakeStore(), GatedQueue(), Clock()
+    store, queue, clock = FakeStore(), GatedQueue(), ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
     doorbell = relay(store, queue, clock, chunk=10)
     first = threading.Thread(target=doorbell.publish_claimed, args=(["a"],))
     first.start()

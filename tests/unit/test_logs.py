@@ -7,6 +7,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -22,7 +23,8 @@ from service.api.middleware import AccessLogMiddleware, RequestIdMiddleware
 from service.config import Settings
 from service.log_redaction import handling_patient_data
 from service.logs import REQUEST_ID, JsonFormatter, TextFormatter, configure_logging, log_format, log_level
-from tests.unit.test_handlers import Clock, FakeStore, Row, relay
+from tests.support.clock import ManualClock
+from tests.unit.test_handlers import FakeStore, Row, relay
 
 NAME = "Zyxquorthian"
 
@@ -303,7 +305,7 @@ def test_the_relay_names_the_missing_module_of_the_broker_transport(lines: Lines
 
     store = FakeStore()
     store.box.rows = {"p": Row(changed=1)}
-    assert relay(store, BrokenTransport(), Clock()).ring() == 0  # type: ignore[arg-type]
+    assert relay(store, BrokenTransport(), ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))).ring() == 0  # type: ignore[arg-type]
     (line,) = [line for line in lines.parsed() if line["logger"] == "service.usecases.relay"]
     assert line["message"] == (
         "relay could not publish (ModuleNotFoundError: No module named 'packaging' (install refracture with its "

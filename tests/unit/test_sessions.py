@@ -9,6 +9,7 @@ from typing import Any
 
 from service.security.principal import Role
 from service.security.sessions import PendingSignIn, Sessions
+from tests.support.clock import ManualClock
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 
@@ -41,16 +42,8 @@ class MemoryStore:
         raise NotImplementedError
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def test_a_session_never_outlives_the_token_and_ends_when_idle() -> None:
-    store, clock = MemoryStore(), Clock()
+    store, clock = MemoryStore(), ManualClock(T0)
     sessions = Sessions(store, clock, ttl_s=8 * 3600, roles_claim="roles", idle_s=900)
     exp = int((T0 + timedelta(hours=1)).timestamp())
     cookie, session = sessions.start({"sub": "ada", "roles": ["care-coordinator"], "exp": exp})
@@ -69,7 +62,7 @@ def test_a_session_never_outlives_the_token_and_ends_when_idle() -> None:
 
 
 def test_roles_are_re_derived_from_the_stored_claims_only() -> None:
-    store, clock = MemoryStore(), Clock()
+    store, clock = MemoryStore(), ManualClock(T0)
     sessions = Sessions(store, clock, ttl_s=3600, roles_claim="realm_access.roles")
     cookie, _ = sessions.start({"sub": "ada", "realm_access": {"roles": ["care-coordinator", "made-up"]}})
     found = sessions.find(cookie)

@@ -1,0 +1,1 @@
+"""What tests (and benchmarks) share: clocks, HTTP helpers, servers in threads, process launchers."""
