@@ -35,6 +35,7 @@ from service.bootstrap import bootstrap, make_bulk_import
 from service.config import Settings
 from service.fhir.jsonio import dumps
 from service.synth import iter_cohort
+from tests.support.http import FHIR_JSON
 
 
 def resources(patients: int, prefix: str) -> Iterator[dict[str, Any]]:
@@ -69,7 +70,7 @@ def api_rate(base: str, items: list[dict[str, Any]], clients: int) -> float:
     def send(share: list[tuple[str, bytes]]) -> None:
         with httpx.Client(base_url=base, timeout=60.0, headers=BENCH_AUTH) as client:
             for path, body in share:
-                client.put(path, content=body, headers={"Content-Type": "application/fhir+json"}).raise_for_status()
+                client.put(path, content=body, headers=FHIR_JSON).raise_for_status()
 
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:

@@ -41,6 +41,7 @@ from bench.ingest import machine
 from service.adapters.local_services import free_port
 from service.bootstrap import bootstrap
 from service.config import Settings
+from tests.support.http import FHIR_JSON
 
 PATIENTS = 50_000
 LONG_PATIENT = "growth-long"
@@ -200,7 +201,7 @@ def observation(resource_id: str, patient_id: str, n: int) -> bytes:
 def _client(port: int, work: list[tuple[str, bytes]], out: Any) -> None:
     """One HTTP/1.1 keep-alive client (a process of its own, so clients do not share a GIL)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {**BENCH_AUTH, "Content-Type": "application/fhir+json"}
+    headers = {**BENCH_AUTH, **FHIR_JSON}
     latencies: list[float] = []
     for path, body in work:
         started = time.perf_counter()

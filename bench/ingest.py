@@ -28,6 +28,7 @@ from fhir.resources.R4B.bundle import Bundle
 from bench.bundles import mixed_bundles, observation_bundles
 from bench.database import BENCH_AUTH, api_env, private_database
 from service.adapters.local_services import free_port
+from tests.support.http import FHIR_JSON
 
 ENTRIES = 1000
 
@@ -42,7 +43,7 @@ def raw_parse_rate(bundles: list[bytes]) -> float:
 def http_rate(base: str, bundles: list[bytes], clients: int) -> float:
     def post(body: bytes) -> None:
         with httpx.Client(base_url=base, timeout=120.0, headers=BENCH_AUTH) as client:
-            response = client.post("/fhir", content=body, headers={"Content-Type": "application/fhir+json"})
+            response = client.post("/fhir", content=body, headers=FHIR_JSON)
             response.raise_for_status()
 
     start = time.perf_counter()

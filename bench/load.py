@@ -41,9 +41,9 @@ from bench.machine import machine_info
 from service.adapters.local_services import free_port
 from service.fhir.jsonio import dumps
 from service.synth import iter_cohort
+from tests.support.http import FHIR_JSON
 
 RESULTS = Path(__file__).parent / "results"
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 
 @dataclass

@@ -32,6 +32,7 @@ from bench.ingest import machine
 from service.adapters.local_services import free_port
 from service.adapters.postgres.migrate import migrate
 from service.synth import cohort
+from tests.support.http import FHIR_JSON
 
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -96,7 +97,7 @@ def main() -> int:
             ]
             with httpx.Client(base_url=base, timeout=60, headers=BENCH_AUTH) as client:
                 for bundle in bundles:
-                    client.post("/fhir", content=json.dumps(bundle), headers={"Content-Type": "application/fhir+json"})
+                    client.post("/fhir", content=json.dumps(bundle), headers=FHIR_JSON)
             # Let the cohort's own assessments and write-backs settle before measuring.
             settle = time.monotonic() + 180
             while time.monotonic() < settle:
@@ -129,7 +130,7 @@ def main() -> int:
                     response = shared.put(
                         f"/fhir/Observation/{resource['id']}",
                         content=json.dumps(resource),
-                        headers={"Content-Type": "application/fhir+json"},
+                        headers=FHIR_JSON,
                     )
                     ok = response.status_code in (200, 201)
                 except httpx.HTTPError:

@@ -10,10 +10,11 @@ from fastapi.testclient import TestClient
 
 from service.bootstrap import Container
 from service.synth import cohort
+from tests.support.http import FHIR_JSON
 
 NOW: Final = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 TODAY: Final = NOW.date()
-FHIR: Final = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 
 
 def edge_patient(pid: str, name: dict[str, Any] | None, mrn: str | None, dose_days_ago: int | None) -> dict[str, Any]:

@@ -20,10 +20,11 @@ from service.config import Settings
 from service.security.authenticator import Authenticator
 from service.security.tokens import DevTokens, JwksCache, TokenVerifier
 from tests.conftest import TOKENS, RecordingQueue, make_settings, table_counts
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 INTEGRATION, COORDINATOR, ADMIN = "integration-client", "care-coordinator", "administrator"
 FLS_LEAD = "fls-lead"
 BEARER = {

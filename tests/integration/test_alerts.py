@@ -28,10 +28,11 @@ from tests.conftest import (
     worker_env,
 )
 from tests.support.clock import ManualClock
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 
 

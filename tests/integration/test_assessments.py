@@ -18,10 +18,11 @@ from service.config import Settings
 from service.fhir.validation import validate_resource
 from service.synth import cohort
 from tests.conftest import ARTIFACTS, AUTH, WorkerProcess, query_one, wait_for, worker_env
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 TODAY = date(2026, 11, 1)
 
 

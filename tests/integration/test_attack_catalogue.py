@@ -18,10 +18,11 @@ from service.bootstrap import bootstrap
 from service.fhir.outcome import MAX_ISSUES
 from service.fhir.validation import MAX_STRING_LENGTH
 from tests.conftest import AUTH, COORDINATOR, RecordingQueue, make_settings, query_one, table_counts
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 XHTML = 'xmlns="http://www.w3.org/1999/xhtml"'
 
 

@@ -19,11 +19,12 @@ from service.bootstrap import Container, bootstrap
 from service.fhir.validation import validate_resource
 from tests.conftest import RecordingQueue, make_settings, query_one
 from tests.support.clock import ManualClock
+from tests.support.http import FHIR_JSON
 from tests.worklist_data import NOW
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 ALL = {"Authorization": "Bearer test-all"}
 ADMIN = {"Authorization": "Bearer test-admin"}
 COORDINATOR = {"Authorization": "Bearer test-coordinator"}

@@ -29,10 +29,11 @@ from service.fhir.audit_event import AUDIT_CHAIN_EXTENSION
 from service.fhir.validation import validate_resource
 from service.usecases.audit import SYSTEM_ACTOR, AuditRecord
 from tests.conftest import AUTH, SESSION, RecordingQueue, make_settings
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 ADMIN = {"Authorization": "Bearer test-admin"}
 COORDINATOR = {"Authorization": "Bearer test-coordinator"}
 NOW = datetime.now(UTC)

@@ -13,10 +13,11 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import bootstrap
 from tests.conftest import AUTH, RecordingQueue, make_settings, table_counts
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 
 
 def patient(pid: str = "p1", **extra: Any) -> dict[str, Any]:

@@ -15,10 +15,11 @@ from psycopg.rows import dict_row
 from service.fhir.jsonio import dumps
 from service.fhir.validation import validate_resource
 from tests.conftest import FIXTURES, query_one
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 HL7 = sorted((FIXTURES / "hl7-r4").glob("*.json"))
 # As Synthea writes them, Encounters, Claims and all (issue 13); their round trip is in test_synthea_full.py.
 SYNTHEA = {path.name.split("_")[0]: path for path in sorted((FIXTURES / "synthea-full").glob("*.json"))}

@@ -53,10 +53,11 @@ from service.usecases.ports import TASK_DELIVER, TASK_RELAY
 from tests.conftest import ARTIFACTS, AUTH, ROOT, WorkerProcess, make_settings, wait_for, worker_env
 from tests.ehr_standin import Fault, RunningStandIn
 from tests.private_servers import PrivatePostgres, PrivateRedis
+from tests.support.http import FHIR_JSON
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker]
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 RA_SYSTEM = "https://refracture.dev/fhir/sid/risk-assessment"
 PLAN_SYSTEM = "https://refracture.dev/fhir/sid/care-plan"
 # One calendar day for the whole module: a Bundle sent twice must be identical even across midnight.

@@ -10,10 +10,11 @@ from fastapi.testclient import TestClient
 
 from service.usecases.ports import TASK_PATIENTS_CHANGED
 from tests.conftest import RecordingQueue, query_one
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 
 
 def patient(pid: str = "p1", **extra: Any) -> dict[str, Any]:

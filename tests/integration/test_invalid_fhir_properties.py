@@ -20,6 +20,7 @@ from service.fhir import r4
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import MAX_STRING_LENGTH
 from tests.conftest import table_counts
+from tests.support.http import FHIR_JSON
 
 pytestmark = [
     pytest.mark.integration,
@@ -28,7 +29,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies"),
 ]
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 SUBJECT = {"subject": {"reference": "Patient/p1"}}
 DRUG = {"medicationCodeableConcept": {"text": "denosumab 60 mg"}}
 CODE = {"code": {"coding": [{"system": "http://loinc.org", "code": "38267-1", "display": "T-score"}]}}

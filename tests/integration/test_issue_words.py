@@ -16,10 +16,11 @@ from service.api.app import create_app
 from service.bootstrap import bootstrap
 from tests.conftest import AUTH, COORDINATOR, RecordingQueue, make_settings
 from tests.integration.test_bad_input import CASES, observation, patient, put_entry, raw, transaction
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 
 
 def outcomes_in(body: Any) -> Iterator[dict[str, Any]]:

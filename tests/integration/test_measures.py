@@ -18,10 +18,11 @@ from service.bootstrap import Container, bootstrap
 from service.fhir.validation import validate_resource
 from tests.conftest import AUTH, COORDINATOR, TOKENS, RecordingQueue, make_settings, query_one
 from tests.support.clock import ManualClock
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 ADMIN = {"Authorization": "Bearer test-admin"}
 LEAD = {"Authorization": "Bearer test-fls-lead"}
 NORTH_LEAD = {"Authorization": "Bearer north-lead"}

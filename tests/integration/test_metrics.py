@@ -26,11 +26,12 @@ from tests.conftest import AUTH, ROOT, TOKENS, make_settings
 from tests.ehr_standin import Fault, RunningStandIn
 from tests.integration.test_writeback import T0, build, dose, patient
 from tests.support.clock import ManualClock
+from tests.support.http import FHIR_JSON
 from tests.unit.test_metric_helpers import sample
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 
 
 @pytest.fixture

@@ -39,10 +39,11 @@ from tests.conftest import (
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_alerts import administration
 from tests.integration.test_no_patient_data_in_logs import CELERY_SHUTDOWN_NOTICE, ApiProcess, the_patient
+from tests.support.http import FHIR_JSON
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker]
 
-FHIR = {**AUTH, "Content-Type": "application/fhir+json"}
+FHIR = {**AUTH, **FHIR_JSON}
 
 
 class RawOtlpSink:

@@ -34,10 +34,11 @@ from tests.conftest import (
 )
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_alerts import patient_bundle
+from tests.support.http import FHIR_JSON
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker]
 
-FHIR = {**AUTH, "Content-Type": "application/fhir+json"}
+FHIR = {**AUTH, **FHIR_JSON}
 # Celery prints this one line straight to stdout from its signal handler, past logging.
 CELERY_SHUTDOWN_NOTICE = "worker: Warm shutdown"
 

@@ -23,10 +23,11 @@ from tests.conftest import (
     wait_for,
     worker_env,
 )
+from tests.support.http import FHIR_JSON
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker]
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 
 
 def bundle_for(pid: str, observations: int = 3) -> bytes:

@@ -14,6 +14,7 @@ from service.api.app import create_app
 from service.api.health import Readiness
 from service.bootstrap import bootstrap
 from tests.conftest import ARTIFACTS, AUTH, RecordingQueue, WorkerProcess, make_settings, wait_for, worker_env
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +48,7 @@ def test_a_broker_outage_degrades_but_keeps_the_api_in_service(services: LocalSe
     app = create_app(lambda: bootstrap(settings, queue=RecordingQueue()))
     with TestClient(app, headers=AUTH) as client:
         answer = client.get("/readyz")
-        stored = client.put(
-            "/fhir/Patient/r1", content=json.dumps(PATIENT), headers={"Content-Type": "application/fhir+json"}
-        )
+        stored = client.put("/fhir/Patient/r1", content=json.dumps(PATIENT), headers=FHIR_JSON)
     assert answer.status_code == 200
     assert answer.json()["status"] == "degraded"
     assert answer.json()["checks"]["broker"].startswith("unavailable")

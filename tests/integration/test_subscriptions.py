@@ -22,13 +22,14 @@ from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK, WorkDone
 from tests.conftest import RecordingQueue, make_settings, query_one, table_counts
 from tests.ehr_standin import RunningStandIn
 from tests.support.clock import ManualClock
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
 SECRET = "synthetic-shared-secret"
-FROM_EHR = {"Authorization": f"Bearer {SECRET}", "Content-Type": "application/fhir+json"}
+FROM_EHR = {"Authorization": f"Bearer {SECRET}", **FHIR_JSON}
 # Payloads are stored on receipt only from an integration client's token; the shared secret only announces changes.
-WITH_TOKEN = {"Authorization": "Bearer test-integration", "Content-Type": "application/fhir+json"}
+WITH_TOKEN = {"Authorization": "Bearer test-integration", **FHIR_JSON}
 HOOK = "/fhir/$subscription-hook/ehr"
 TOPIC = "http://example.org/fhir/SubscriptionTopic/vertebral-care"
 
@@ -269,7 +270,7 @@ def test_a_bad_secret_is_refused_and_nothing_is_stored(app: tuple[Container, Tes
     before = table_counts(container.settings.database_url.get_secret_value())
     for headers in (
         {**FROM_EHR, "Authorization": "Bearer not-the-secret"},
-        {"Content-Type": "application/fhir+json"},
+        FHIR_JSON,
     ):
         answer = post(
             client, notification("event-notification", 1, [(1, "Observation/o1")], (observation("o1"),)), headers
@@ -282,7 +283,7 @@ def test_a_bad_secret_is_refused_and_nothing_is_stored(app: tuple[Container, Tes
     assert table_counts(container.settings.database_url.get_secret_value()) == before
     assert query_one(container.settings.database_url.get_secret_value(), "SELECT count(*) FROM subscription_feed") == 0
     # An integration client's own token is accepted too; a coordinator's is not.
-    token = {"Authorization": "Bearer test-integration", "Content-Type": "application/fhir+json"}
+    token = {"Authorization": "Bearer test-integration", **FHIR_JSON}
     assert post(client, None, token).status_code == 200
     coordinator = {"Authorization": "Bearer test-coordinator"}
     assert post(client, None, coordinator).status_code == 403
@@ -363,7 +364,7 @@ def test_subscribe_rotates_the_secret(
         with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
 
             def answer(secret: str) -> int:
-                headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/fhir+json"}
+                headers = {"Authorization": f"Bearer {secret}", **FHIR_JSON}
                 return int(post(client, None, headers).status_code)
 
             assert answer(SECRET) == 200  # before any `refracture subscribe`: the configured secret

@@ -33,10 +33,11 @@ from tests.conftest import (
     wait_for,
     worker_env,
 )
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 FULL = {path.name.split("_")[0]: path for path in sorted((FIXTURES / "synthea-full").glob("*.json"))}
 OTHER = FIXTURES / "hl7-r4-other"
 

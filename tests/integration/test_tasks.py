@@ -30,6 +30,7 @@ from tests.integration.test_writeback import (
     put,
 )
 from tests.support.clock import ManualClock
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
@@ -319,7 +320,7 @@ def test_a_rest_hook_carrying_a_completed_task_moves_the_alert(
     post(container, client, patient("t7"), "t7")
     task = complete_at_ehr(ehr, overdue_task(ehr, "t7"))
     hook = f"/fhir/$subscription-hook/ehr/Task/{task['id']}"
-    headers = {"Content-Type": "application/fhir+json"}
+    headers = dict(FHIR_JSON)
     # A client whose scopes do not cover Task cannot close alerts this way.
     narrow = {**headers, "Authorization": "Bearer test-integration-observations"}
     assert client.put(hook, content=json.dumps(task), headers=narrow).status_code == 403

@@ -27,10 +27,11 @@ from tests.conftest import ARTIFACTS, AUTH, WorkerProcess, make_settings, wait_f
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_writeback import T0, build, patient
 from tests.support.clock import ManualClock
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
-FHIR = {**AUTH, "Content-Type": "application/fhir+json"}
+FHIR = {**AUTH, **FHIR_JSON}
 
 
 @pytest.fixture

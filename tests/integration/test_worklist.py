@@ -22,6 +22,7 @@ from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from tests.conftest import AUTH, COORDINATOR, RecordingQueue, make_settings, query_one
 from tests.support.clock import ManualClock
+from tests.support.http import FHIR_JSON
 from tests.worklist_data import NOW, TODAY, edge_patient
 
 pytestmark = pytest.mark.integration
@@ -316,7 +317,7 @@ HOSTILE_CELLS = ['=HYPERLINK("https://evil.example/","x")', "+1+1", "-2+3", "@SU
 def test_csv_cells_a_spreadsheet_would_run_are_neutralised(wl: Worklist) -> None:
     # OWASP CSV Injection: names, MRNs and assignees starting with = + - @ TAB CR (or full-width = + - @) were
     # exported as they came, so a spreadsheet ran "=HYPERLINK(...)" as a formula.
-    fhir = {"Authorization": AUTH["Authorization"], "Content-Type": "application/fhir+json"}
+    fhir = {"Authorization": AUTH["Authorization"], **FHIR_JSON}
     names = {}
     for n, hostile in enumerate(HOSTILE_CELLS):
         pid = f"csv-{n}"

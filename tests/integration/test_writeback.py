@@ -23,10 +23,11 @@ from service.fhir.validation import validate_resource
 from tests.conftest import AUTH, RecordingQueue, make_settings, query_one
 from tests.ehr_standin import Fault, RunningStandIn, capability
 from tests.support.clock import ManualClock
+from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration
 
-FHIR = {"Content-Type": "application/fhir+json"}
+FHIR = FHIR_JSON
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 RA_SYSTEM = "https://refracture.dev/fhir/sid/risk-assessment"
 PLAN_SYSTEM = "https://refracture.dev/fhir/sid/care-plan"

@@ -38,6 +38,7 @@ from service.fhir import systems as S
 from service.synth_fhir import condition, entry, level_site, medication_use, observation, quantity
 from tests.conftest import ARTIFACTS, SESSION, TOKENS, drop_database
 from tests.newcomer.venvs import BUILD, INSTALL, Wheel, build_wheel, builder_stage, cached_venv, dockerfile_instructions
+from tests.support.http import FHIR_JSON
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker, pytest.mark.newcomer, pytest.mark.timeout(1800)]
 
@@ -394,7 +395,7 @@ def test_the_wheel_without_extras_runs_migrate_api_worker_and_beat(
         posted = httpx.post(
             f"{base}/fhir",
             content=json.dumps(_one_patient(date.today())),
-            headers={**INTEGRATION, "Content-Type": "application/fhir+json"},
+            headers={**INTEGRATION, **FHIR_JSON},
             timeout=60,
         )
         assert posted.status_code == 200, f"{posted.status_code} {posted.text[:2000]}\n{run.report()}"
