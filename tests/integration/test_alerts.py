@@ -21,7 +21,6 @@ from tests.conftest import (
     ARTIFACTS,
     AUTH,
     RecordingQueue,
-    WorkerProcess,
     make_settings,
     query_one,
     wait_for,
@@ -29,6 +28,7 @@ from tests.conftest import (
 )
 from tests.support.clock import ManualClock
 from tests.support.http import FHIR_JSON
+from tests.support.processes import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

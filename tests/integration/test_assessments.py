@@ -17,8 +17,9 @@ from service.bootstrap import bootstrap
 from service.config import Settings
 from service.fhir.validation import validate_resource
 from service.synth import cohort
-from tests.conftest import ARTIFACTS, AUTH, WorkerProcess, query_one, wait_for, worker_env
+from tests.conftest import ARTIFACTS, AUTH, query_one, wait_for, worker_env
 from tests.support.http import FHIR_JSON
+from tests.support.processes import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

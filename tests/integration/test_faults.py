@@ -20,10 +20,6 @@ its last ring, and a write-back claimed by the dead worker is claimed again when
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -50,10 +46,11 @@ from service.bootstrap import Container, bootstrap
 from service.config import Settings
 from service.domain.assessment import assess
 from service.usecases.ports import TASK_DELIVER, TASK_RELAY
-from tests.conftest import ARTIFACTS, AUTH, ROOT, WorkerProcess, make_settings, wait_for, worker_env
+from tests.conftest import ARTIFACTS, AUTH, make_settings, wait_for, worker_env
 from tests.ehr_standin import Fault, RunningStandIn
 from tests.private_servers import PrivatePostgres, PrivateRedis
 from tests.support.http import FHIR_JSON
+from tests.support.processes import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker]
 
@@ -149,31 +146,10 @@ class Ledger:
 
 # --- the moving parts ----------------------------------------------------------------------------------------------
 class CrashableWorker(WorkerProcess):
-    """A real worker (``refracture worker --pool solo``) in its own process group, so the test can SIGKILL all of it."""
+    """A real worker in its own process group, so the test can SIGKILL all of it (``kill``)."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "worker", "--pool", "solo", "--concurrency", "1"],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: no shutdown handler, no acknowledgement, no rollback sent."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            super().stop()
-        self._log.close()
+        super().__init__(env, log_path, own_group=True)
 
 
 class Beat:

@@ -30,7 +30,6 @@ from tests.conftest import (
     AUTH,
     ROOT,
     TOKENS,
-    WorkerProcess,
     make_settings,
     query_one,
     wait_for,
@@ -38,8 +37,9 @@ from tests.conftest import (
 )
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_alerts import administration
-from tests.integration.test_no_patient_data_in_logs import CELERY_SHUTDOWN_NOTICE, ApiProcess, the_patient
+from tests.integration.test_no_patient_data_in_logs import CELERY_SHUTDOWN_NOTICE, the_patient
 from tests.support.http import FHIR_JSON
+from tests.support.processes import ApiProcess, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker]
 

@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from service.adapters.local_services import LocalServices, free_port
+from service.adapters.local_services import LocalServices
 from tests.conftest import (
     ARTIFACTS,
     AUTH,
-    ROOT,
     TOKENS,
-    WorkerProcess,
     make_settings,
     query_one,
     wait_for,
@@ -35,49 +29,13 @@ from tests.conftest import (
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_alerts import patient_bundle
 from tests.support.http import FHIR_JSON
+from tests.support.processes import ApiProcess, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker]
 
 FHIR = {**AUTH, **FHIR_JSON}
 # Celery prints this one line straight to stdout from its signal handler, past logging.
 CELERY_SHUTDOWN_NOTICE = "worker: Warm shutdown"
-
-
-class ApiProcess:
-    """`refracture api` in a subprocess, its log kept under tests/artifacts."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "api", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"the API did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._log.close()
 
 
 @pytest.fixture

@@ -17,13 +17,13 @@ from tests.conftest import (
     ARTIFACTS,
     AUTH,
     RecordingQueue,
-    WorkerProcess,
     make_settings,
     query_one,
     wait_for,
     worker_env,
 )
 from tests.support.http import FHIR_JSON
+from tests.support.processes import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker]
 

@@ -13,8 +13,9 @@ from service.adapters.postgres.heartbeats import HeartbeatWriter
 from service.api.app import create_app
 from service.api.health import Readiness
 from service.bootstrap import bootstrap
-from tests.conftest import ARTIFACTS, AUTH, RecordingQueue, WorkerProcess, make_settings, wait_for, worker_env
+from tests.conftest import ARTIFACTS, AUTH, RecordingQueue, make_settings, wait_for, worker_env
 from tests.support.http import FHIR_JSON
+from tests.support.processes import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from service.api.app import create_app
 from service.bootstrap import Container
 from service.config import Settings
 from tests.conftest import ARTIFACTS, ROOT, TOKENS
-from tests.integration.test_no_patient_data_in_logs import ApiProcess
+from tests.support.processes import ApiProcess
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,6 @@ from tests.conftest import (
     AUTH,
     FIXTURES,
     RecordingQueue,
-    WorkerProcess,
     make_settings,
     query_one,
     table_counts,
@@ -34,6 +33,7 @@ from tests.conftest import (
     worker_env,
 )
 from tests.support.http import FHIR_JSON
+from tests.support.processes import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

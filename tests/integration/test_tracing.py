@@ -23,11 +23,12 @@ from service.adapters.queue import task_headers
 from service.api.app import create_app
 from service.bootstrap import bootstrap
 from service.usecases.ports import TASK_PATIENTS_CHANGED
-from tests.conftest import ARTIFACTS, AUTH, WorkerProcess, make_settings, wait_for, worker_env
+from tests.conftest import ARTIFACTS, AUTH, make_settings, wait_for, worker_env
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_writeback import T0, build, patient
 from tests.support.clock import ManualClock
 from tests.support.http import FHIR_JSON
+from tests.support.processes import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -524,7 +524,8 @@ def test_a_real_worker_delivers_through_the_celery_pipeline(
     services: LocalServices, database_url: str, ehr: RunningStandIn, request: pytest.FixtureRequest
 ) -> None:
     from service.bootstrap import bootstrap as real_bootstrap
-    from tests.conftest import ARTIFACTS, WorkerProcess, wait_for, worker_env
+    from tests.conftest import ARTIFACTS, wait_for, worker_env
+    from tests.support.processes import WorkerProcess
 
     ehr.app.reset()
     settings = make_settings(services, database_url, ehr_base_url=ehr.base_url)
