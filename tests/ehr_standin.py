@@ -22,12 +22,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
 
-import uvicorn
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
-from service.adapters.local_services import free_port
 from service.fhir.validation import validate_resource
+from tests.support.servers import ThreadedServer
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -529,25 +528,17 @@ class RunningStandIn:
 
     def __init__(self, app: EhrStandIn | None = None) -> None:
         self.app = app if app is not None else EhrStandIn()
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/fhir"
+        self._server = ThreadedServer(self.app, lifespan="on")
+        self.port = self._server.port
+        self.base_url = f"{self._server.url}/fhir"
         self.app.base_url = self.base_url
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="error", lifespan="on", access_log=False
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def start(self) -> RunningStandIn:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._server.stop(timeout_s=10)
 
 
 def generate_key(algorithm: str) -> tuple[bytes, Any]:

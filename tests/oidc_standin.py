@@ -6,12 +6,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import threading
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-import uvicorn
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from starlette.applications import Starlette
@@ -20,6 +18,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from service.adapters.local_services import free_port
+from tests.support.servers import ThreadedServer
 
 CLIENT_ID = "refracture-worklist"
 CLIENT_SECRET = secrets.token_urlsafe(16)  # made per run: no credential is ever committed
@@ -96,17 +95,11 @@ class RunningOidc:
         self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.provider = OidcStandIn(self.issuer)
-        config = uvicorn.Config(self.provider.app, host="127.0.0.1", port=self.port, log_level="error")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._server = ThreadedServer(self.provider.app, port=self.port)
 
     def start(self) -> RunningOidc:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._server.stop(timeout_s=10)

@@ -16,12 +16,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import threading
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-import uvicorn
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from starlette.applications import Starlette
@@ -30,6 +28,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from service.adapters.local_services import free_port
+from tests.support.servers import ThreadedServer
 
 CLIENT_ID = "refracture-smart"
 CLIENT_SECRET = secrets.token_urlsafe(16)  # made per run: no credential is ever committed
@@ -165,21 +164,15 @@ class RunningLauncher:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.ehr = SmartLauncher(self.base)
-        config = uvicorn.Config(self.ehr.app, host="127.0.0.1", port=self.port, log_level="error")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._server = ThreadedServer(self.ehr.app, port=self.port)
 
     @property
     def fhir(self) -> str:
         return self.ehr.fhir
 
     def start(self) -> RunningLauncher:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._server.stop(timeout_s=10)

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from service.adapters.local_services import LocalServices
@@ -24,6 +20,7 @@ from service.api.app import create_app
 from service.bootstrap import bootstrap
 from tests.conftest import ARTIFACTS, RecordingQueue, make_settings
 from tests.support.clock import ManualClock
+from tests.support.servers import serving
 from tests.worklist_data import NOW
 
 _FLAGS = [
@@ -66,30 +63,13 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(services: LocalServices, worklist_url: str) -> Iterator[str]:
     """The service in a real HTTP server (uvicorn in a thread) over a copy of the loaded worklist."""
     settings = make_settings(services, worklist_url)
     container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
-    port = _free_port()
-    config = uvicorn.Config(create_app(lambda: container), host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=20)
+    with serving(create_app(lambda: container), log_level="warning") as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,22 +3,20 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-import uvicorn
 from playwright.sync_api import Page, expect
 
-from service.adapters.local_services import LocalServices, free_port
+from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import bootstrap
 from tests.conftest import RecordingQueue, make_settings, query_one
 from tests.smart_launcher_standin import CLIENT_ID, CLIENT_SECRET, RunningLauncher
 from tests.support.clock import ManualClock
+from tests.support.servers import serving
 from tests.worklist_data import NOW
 
 pytestmark = pytest.mark.integration
@@ -44,19 +42,8 @@ def smart_server(services: LocalServices, worklist_url: str, ehr: RunningLaunche
         smart_client_secret=CLIENT_SECRET,
     )
     container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
-    port = free_port()
-    config = uvicorn.Config(create_app(lambda: container), host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=20)
+    with serving(create_app(lambda: container), log_level="warning") as url:
+        yield url
 
 
 def test_the_ehr_launches_the_worklist_on_the_patient_in_context(

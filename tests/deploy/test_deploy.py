@@ -20,7 +20,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from pydantic import SecretStr
 from service import cli
 from service.config import Settings
 from tests.conftest import ROOT
+from tests.support.servers import HandlerServer
 
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -265,25 +265,22 @@ class _Health(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def health_server() -> Iterator[http.server.HTTPServer]:
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def health_server() -> Iterator[HandlerServer]:
+    server = HandlerServer(_Health)
     yield server
-    server.shutdown()
-    server.server_close()
+    server.close()
 
 
 @pytest.mark.parametrize("status", [200, 503])
 def test_the_healthcheck_command_passes_on_200_and_fails_otherwise(
-    health_server: http.server.HTTPServer, status: int, monkeypatch: pytest.MonkeyPatch
+    health_server: HandlerServer, status: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The HEALTHCHECK's own command, run here against a stand-in that answers /healthz."""
     monkeypatch.setattr(_Health, "status", status)
     healthcheck = next(a for k, a in _dockerfile_instructions() if k == "HEALTHCHECK")
     command = _exec_form(healthcheck.split(" CMD ", 1)[1])
     assert command[0] == "python", "slim has no curl: Python's urllib asks"
-    env = {**os.environ, "REFRACTURE_API_PORT": str(health_server.server_address[1])}
+    env = {**os.environ, "REFRACTURE_API_PORT": str(health_server.port)}
     done = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=30, check=False)
     assert (done.returncode == 0) == (status == 200)
 

@@ -14,12 +14,9 @@ import json
 import secrets
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -39,40 +36,12 @@ from tests.ehr_standin import RunningStandIn
 from tests.integration.test_alerts import administration
 from tests.integration.test_no_patient_data_in_logs import CELERY_SHUTDOWN_NOTICE, the_patient
 from tests.support.http import FHIR_JSON
+from tests.support.otlp import OtlpSink
 from tests.support.processes import ApiProcess, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker]
 
 FHIR = {**AUTH, **FHIR_JSON}
-
-
-class RawOtlpSink:
-    """An OTLP/HTTP collector stand-in that keeps every export's bytes (span names, attributes, events)."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                sink.bodies.append(self.rfile.read(int(self.headers.get("content-length", "0"))))
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -83,14 +52,14 @@ def ehr() -> Iterator[RunningStandIn]:
 
 
 @pytest.fixture
-def sink() -> Iterator[RawOtlpSink]:
-    running = RawOtlpSink()
+def sink() -> Iterator[OtlpSink]:
+    running = OtlpSink()
     yield running
     running.close()
 
 
 @pytest.fixture
-def env(services: LocalServices, database_url: str, ehr: RunningStandIn, sink: RawOtlpSink) -> dict[str, str]:
+def env(services: LocalServices, database_url: str, ehr: RunningStandIn, sink: OtlpSink) -> dict[str, str]:
     settings = make_settings(services, database_url, ehr_base_url=ehr.base_url)
     return {
         **worker_env(settings),
@@ -110,7 +79,7 @@ def test_a_patient_leaves_no_trace_in_any_side_channel(
     env: dict[str, str],
     database_url: str,
     ehr: RunningStandIn,
-    sink: RawOtlpSink,
+    sink: OtlpSink,
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:

@@ -10,12 +10,10 @@ import contextlib
 import email
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from service.bootstrap import Container
 from tests.conftest import AUTH
 from tests.integration.test_writeback import T0, build, patient, post
 from tests.support.clock import ManualClock
+from tests.support.servers import HandlerServer, QuietHandler
 
 pytestmark = pytest.mark.integration
 
@@ -74,8 +73,8 @@ class Hook:
     statuses: list[int] = field(default_factory=list)
 
 
-def hook_server(hook: Hook) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
+def hook_server(hook: Hook) -> HandlerServer:
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             status = hook.statuses.pop(0) if hook.statuses else 200
@@ -85,10 +84,7 @@ def hook_server(hook: Hook) -> ThreadingHTTPServer:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            del format, args
-
-    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    return HandlerServer(Handler)
 
 
 @pytest.fixture
@@ -105,11 +101,8 @@ def sink() -> Iterator[tuple[Sink, int]]:
 def hook() -> Iterator[tuple[Hook, str]]:
     state = Hook()
     server = hook_server(state)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state, f"http://127.0.0.1:{server.server_address[1]}/hooks/refracture"
-    server.shutdown()
-    server.server_close()
+    yield state, f"{server.url}/hooks/refracture"
+    server.close()
 
 
 @pytest.fixture

@@ -4,15 +4,12 @@ in-process (every span in memory) and across real processes (a Celery worker exp
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from celery import Celery
 from fastapi.testclient import TestClient
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -28,6 +25,7 @@ from tests.ehr_standin import RunningStandIn
 from tests.integration.test_writeback import T0, build, patient
 from tests.support.clock import ManualClock
 from tests.support.http import FHIR_JSON
+from tests.support.otlp import OtlpSink
 from tests.support.processes import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -111,42 +109,6 @@ def test_one_trace_from_the_request_through_the_task_to_the_ehr(
     assert received.headers["traceparent"].split("-")[2] == f"{write.context.span_id:016x}"
     # No patient in any span's name or attribute.
     assert not [v for v in attribute_values(finished) if "t1" in v.split("/") or v == "t1"]
-
-
-class OtlpSink:
-    """An OTLP/HTTP collector stand-in: keeps every exported span (name, trace id, parent)."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[str, int, bytes]] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                for resource in request.resource_spans:
-                    for scope in resource.scope_spans:
-                        sink.spans.extend(
-                            (s.name, int.from_bytes(s.trace_id, "big"), s.parent_span_id) for s in scope.spans
-                        )
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.mark.worker
