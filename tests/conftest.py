@@ -20,6 +20,7 @@ from service.adapters.postgres.migrate import migrate
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.config import Settings
+from tests.ehr_standin import RunningStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -165,6 +166,21 @@ def table_counts(database_url: str) -> dict[str, int]:
             t: int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0])  # type: ignore[index]
             for t in tables
         }
+
+
+@pytest.fixture(scope="module")
+def ehr_server() -> Iterator[RunningStandIn]:
+    """The EHR stand-in (tests/ehr_standin.py) served on a loopback port: one per test module."""
+    running = RunningStandIn().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def ehr(ehr_server: RunningStandIn) -> RunningStandIn:
+    """The EHR stand-in, reset: every test starts with an empty EHR, its full CapabilityStatement and no faults."""
+    ehr_server.app.reset()
+    return ehr_server
 
 
 def worker_env(settings: Settings) -> dict[str, str]:

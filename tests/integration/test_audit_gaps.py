@@ -25,13 +25,6 @@ from tests.integration.test_subscriptions import feed_settings, notification, ob
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def ehr() -> Iterator[RunningStandIn]:
-    running = RunningStandIn().start()
-    yield running
-    running.stop()
-
-
 @pytest.fixture
 def app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iterator[tuple[Container, TestClient]]:
     ehr.app.reset()

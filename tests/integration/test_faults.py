@@ -224,13 +224,6 @@ class Rig:
         self.client.__exit__(None, None, None)  # the app's lifespan closes the container
 
 
-@pytest.fixture(scope="module")
-def ehr() -> Iterator[RunningStandIn]:
-    running = RunningStandIn().start()
-    yield running
-    running.stop()
-
-
 @pytest.fixture
 def stand_in(ehr: RunningStandIn) -> Iterator[RunningStandIn]:
     ehr.app.reset()

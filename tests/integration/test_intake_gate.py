@@ -29,13 +29,6 @@ INVALID_STATUS = {"status": "signed-off"}
 
 
 @pytest.fixture
-def ehr() -> Iterator[RunningStandIn]:
-    running = RunningStandIn().start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
 def app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iterator[tuple[Container, TestClient]]:
     container = bootstrap(make_settings(services, database_url, **feed_settings(ehr)), queue=RecordingQueue())
     with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:

@@ -35,13 +35,6 @@ FHIR = FHIR_JSON
 
 
 @pytest.fixture
-def ehr() -> Iterator[RunningStandIn]:
-    running = RunningStandIn().start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
 def app(
     services: LocalServices, database_url: str, ehr: RunningStandIn
 ) -> Iterator[tuple[Container, TestClient, ManualClock]]:

@@ -45,13 +45,6 @@ FHIR = {**AUTH, **FHIR_JSON}
 
 
 @pytest.fixture
-def ehr() -> Iterator[RunningStandIn]:
-    running = RunningStandIn().start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
 def sink() -> Iterator[OtlpSink]:
     running = OtlpSink()
     yield running

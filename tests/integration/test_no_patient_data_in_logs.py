@@ -39,13 +39,6 @@ CELERY_SHUTDOWN_NOTICE = "worker: Warm shutdown"
 
 
 @pytest.fixture
-def ehr() -> Iterator[RunningStandIn]:
-    running = RunningStandIn().start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
 def processes(
     services: LocalServices, database_url: str, ehr: RunningStandIn, request: pytest.FixtureRequest
 ) -> Iterator[tuple[ApiProcess, WorkerProcess]]:

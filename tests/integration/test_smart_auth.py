@@ -22,13 +22,6 @@ from tests.support.clock import ManualClock
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def ehr() -> Iterator[RunningStandIn]:
-    running = RunningStandIn().start()
-    yield running
-    running.stop()
-
-
 def configure(ehr: RunningStandIn, algorithm: str = "RS384") -> bytes:
     ehr.app.reset()
     private_pem, public_key = generate_key(algorithm)

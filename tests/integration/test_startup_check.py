@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -118,13 +117,6 @@ def test_an_unmigrated_database_is_a_warning_that_says_what_to_run(services: Loc
         drop_database(services, name)
     assert (database.ok, database.fatal) == (False, False)
     assert database.line.endswith("not applied: run refracture migrate")
-
-
-@pytest.fixture(scope="module")
-def ehr() -> Iterator[RunningStandIn]:
-    running = RunningStandIn().start()
-    yield running
-    running.stop()
 
 
 def test_an_ehr_that_does_not_answer_is_a_warning_and_a_bad_ehr_setting_stops_the_start(

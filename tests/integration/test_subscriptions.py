@@ -81,13 +81,6 @@ def test_the_secret_is_rate_limited(services: LocalServices, database_url: str, 
 BACKPORT_SERVER = "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4"
 
 
-@pytest.fixture(scope="module")
-def ehr() -> Iterator[RunningStandIn]:
-    running = RunningStandIn().start()
-    yield running
-    running.stop()
-
-
 def feed_settings(ehr: RunningStandIn) -> dict[str, Any]:
     return {
         "ehr_base_url": ehr.base_url,

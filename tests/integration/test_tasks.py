@@ -42,13 +42,6 @@ ROUTES = {
 }
 
 
-@pytest.fixture(scope="module")
-def ehr() -> Iterator[RunningStandIn]:
-    running = RunningStandIn().start()
-    yield running
-    running.stop()
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(T0)

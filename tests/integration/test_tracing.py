@@ -41,13 +41,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
     tracing.shutdown()
 
 
-@pytest.fixture
-def ehr() -> Iterator[RunningStandIn]:
-    running = RunningStandIn().start()
-    yield running
-    running.stop()
-
-
 class CarryingQueue:
     """A doorbell that keeps what a real one would carry: the task, its arguments and its headers."""
 

@@ -34,13 +34,6 @@ PLAN_SYSTEM = "https://refracture.dev/fhir/sid/care-plan"
 TASK_SYSTEM = "https://refracture.dev/fhir/sid/task"
 
 
-@pytest.fixture(scope="module")
-def ehr() -> Iterator[RunningStandIn]:
-    running = RunningStandIn().start()
-    yield running
-    running.stop()
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(T0)
