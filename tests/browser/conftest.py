@@ -18,9 +18,11 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import bootstrap
-from tests.conftest import ARTIFACTS, RecordingQueue, make_settings
 from tests.support.clock import ManualClock
+from tests.support.paths import ARTIFACTS
+from tests.support.queue import RecordingQueue
 from tests.support.servers import serving
+from tests.support.settings import make_settings
 from tests.worklist_data import NOW
 
 _FLAGS = [

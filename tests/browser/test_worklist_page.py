@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.integration
 
-COORDINATOR_TOKEN = "test-coordinator"  # a development token of tests/conftest.py TOKENS
+COORDINATOR_TOKEN = "test-coordinator"  # a development token of tests/support/tokens.py
 
 
 def sign_in(page: Page, server: str) -> None:

@@ -32,7 +32,7 @@ from pydantic import SecretStr
 
 from service import cli
 from service.config import Settings
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 from tests.support.servers import HandlerServer
 
 DEPLOY = ROOT / "deploy"

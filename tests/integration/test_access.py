@@ -19,8 +19,11 @@ from service.bootstrap import Container, bootstrap
 from service.config import Settings
 from service.security.authenticator import Authenticator
 from service.security.tokens import DevTokens, JwksCache, TokenVerifier
-from tests.conftest import TOKENS, RecordingQueue, make_settings, table_counts
+from tests.support.databases import table_counts
 from tests.support.http import FHIR_JSON
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
+from tests.support.tokens import TOKENS
 
 pytestmark = pytest.mark.integration
 

@@ -17,18 +17,15 @@ from service.config import Settings
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.errors import Problem, RefractureError
 from service.fhir.validation import validate_resource
-from tests.conftest import (
-    ARTIFACTS,
-    AUTH,
-    RecordingQueue,
-    make_settings,
-    query_one,
-    wait_for,
-    worker_env,
-)
 from tests.support.clock import ManualClock
+from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings, worker_env
+from tests.support.tokens import AUTH
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,13 @@ from service.bootstrap import bootstrap
 from service.config import Settings
 from service.fhir.validation import validate_resource
 from service.synth import cohort
-from tests.conftest import ARTIFACTS, AUTH, query_one, wait_for, worker_env
+from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
+from tests.support.settings import worker_env
+from tests.support.tokens import AUTH
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

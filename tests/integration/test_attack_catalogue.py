@@ -17,8 +17,11 @@ from service.api.app import create_app
 from service.bootstrap import bootstrap
 from service.fhir.outcome import MAX_ISSUES
 from service.fhir.validation import MAX_STRING_LENGTH
-from tests.conftest import AUTH, COORDINATOR, RecordingQueue, make_settings, query_one, table_counts
+from tests.support.databases import query_one, table_counts
 from tests.support.http import FHIR_JSON
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
+from tests.support.tokens import AUTH, COORDINATOR
 
 pytestmark = pytest.mark.integration
 

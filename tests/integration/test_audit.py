@@ -17,9 +17,11 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.fhir.validation import validate_resource
-from tests.conftest import RecordingQueue, make_settings, query_one
 from tests.support.clock import ManualClock
+from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
 from tests.worklist_data import NOW
 
 pytestmark = pytest.mark.integration

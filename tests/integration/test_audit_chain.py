@@ -28,8 +28,11 @@ from service.config import Settings, get_settings
 from service.fhir.audit_event import AUDIT_CHAIN_EXTENSION
 from service.fhir.validation import validate_resource
 from service.usecases.audit import SYSTEM_ACTOR, AuditRecord
-from tests.conftest import AUTH, SESSION, RecordingQueue, make_settings
+from tests.support.databases import SESSION
 from tests.support.http import FHIR_JSON
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
+from tests.support.tokens import AUTH
 
 pytestmark = pytest.mark.integration
 

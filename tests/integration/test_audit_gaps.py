@@ -18,9 +18,10 @@ from service.bootstrap import Container, bootstrap
 from service.cli import main
 from service.config import Settings, get_settings
 from service.usecases.audit import SYSTEM_ACTOR
-from tests.conftest import RecordingQueue, make_settings
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_subscriptions import feed_settings, notification, observation, patient, post, work
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.integration
 

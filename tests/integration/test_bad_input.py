@@ -12,8 +12,11 @@ from fastapi.testclient import TestClient
 from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import bootstrap
-from tests.conftest import AUTH, RecordingQueue, make_settings, table_counts
+from tests.support.databases import table_counts
 from tests.support.http import FHIR_JSON
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
+from tests.support.tokens import AUTH
 
 pytestmark = pytest.mark.integration
 

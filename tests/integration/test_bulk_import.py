@@ -23,8 +23,12 @@ from service.fhir.jsonio import dumps
 from service.synth import iter_cohort
 from service.usecases.bulk_import import BulkImporter, FileCounts, LineIssue
 from tests.bulk_standin import ExportPlan, RunningBulkStandIn, ndjson
-from tests.conftest import ROOT, RecordingQueue, make_settings, query_one, table_counts, wait_for, worker_env
 from tests.ehr_standin import Fault, generate_key
+from tests.support.databases import query_one, table_counts
+from tests.support.paths import ROOT
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings, worker_env
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

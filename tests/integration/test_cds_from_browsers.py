@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 
 from service.adapters.local_services import LocalServices
 from service.bootstrap import Container
-from tests.conftest import query_one
 from tests.integration.test_cds_hooks import DENOSUMAB, ZOLEDRONIC, bearer, cds_app, drafts, hook, token
 from tests.smart_launcher_standin import RunningLauncher
+from tests.support.databases import query_one
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,10 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.security.cds_trust import make_cds_verifier
-from tests.conftest import RecordingQueue, make_settings, query_one
 from tests.support.clock import ManualClock
+from tests.support.databases import query_one
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
 from tests.unit.test_cds_cards import check_card
 from tests.worklist_data import NOW
 

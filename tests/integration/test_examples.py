@@ -14,8 +14,9 @@ from psycopg.rows import dict_row
 
 from service.fhir.jsonio import dumps
 from service.fhir.validation import validate_resource
-from tests.conftest import FIXTURES, query_one
+from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.paths import FIXTURES
 
 pytestmark = pytest.mark.integration
 

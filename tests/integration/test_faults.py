@@ -46,11 +46,14 @@ from service.bootstrap import Container, bootstrap
 from service.config import Settings
 from service.domain.assessment import assess
 from service.usecases.ports import TASK_DELIVER, TASK_RELAY
-from tests.conftest import ARTIFACTS, AUTH, make_settings, wait_for, worker_env
 from tests.ehr_standin import Fault, RunningStandIn
 from tests.private_servers import PrivatePostgres, PrivateRedis
 from tests.support.http import FHIR_JSON
+from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
+from tests.support.settings import make_settings, worker_env
+from tests.support.tokens import AUTH
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker]
 

@@ -9,8 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.usecases.ports import TASK_PATIENTS_CHANGED
-from tests.conftest import RecordingQueue, query_one
+from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.queue import RecordingQueue
 
 pytestmark = pytest.mark.integration
 

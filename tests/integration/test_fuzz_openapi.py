@@ -26,7 +26,9 @@ from service.api.app import create_app
 from service.bootstrap import bootstrap
 from service.fhir.capability import READ_ONLY_TYPES
 from service.fhir.resource_types import INPUT_TYPES
-from tests.conftest import AUTH, RecordingQueue, make_settings
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
+from tests.support.tokens import AUTH
 
 pytestmark = pytest.mark.integration
 

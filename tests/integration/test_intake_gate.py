@@ -17,9 +17,10 @@ from service.adapters.metrics import REGISTRY
 from service.adapters.ndjson_files import LocalNdjsonFile
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap, make_bulk_import
-from tests.conftest import RecordingQueue, make_settings
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_subscriptions import WITH_TOKEN, feed_settings, observation, patient
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from service.fhir import r4
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import MAX_STRING_LENGTH
-from tests.conftest import table_counts
+from tests.support.databases import table_counts
 from tests.support.http import FHIR_JSON
 
 pytestmark = [

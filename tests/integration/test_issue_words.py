@@ -14,9 +14,11 @@ from fastapi.testclient import TestClient
 from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import bootstrap
-from tests.conftest import AUTH, COORDINATOR, RecordingQueue, make_settings
 from tests.integration.test_bad_input import CASES, observation, patient, put_entry, raw, transaction
 from tests.support.http import FHIR_JSON
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
+from tests.support.tokens import AUTH, COORDINATOR
 
 pytestmark = pytest.mark.integration
 

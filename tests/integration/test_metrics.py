@@ -22,11 +22,13 @@ from service.adapters.local_services import LocalServices, free_port
 from service.api.app import create_app
 from service.bootstrap import Container
 from service.domain.risk_model import model_version
-from tests.conftest import AUTH, ROOT, TOKENS, make_settings
 from tests.ehr_standin import Fault, RunningStandIn
 from tests.integration.test_writeback import T0, build, dose, patient
 from tests.support.clock import ManualClock
 from tests.support.http import FHIR_JSON
+from tests.support.paths import ROOT
+from tests.support.settings import make_settings
+from tests.support.tokens import AUTH, TOKENS
 from tests.unit.test_metric_helpers import sample
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 
 from service.adapters.local_services import LocalServices
 from service.adapters.postgres.migrate import available_migrations, create_database_if_missing, migrate
-from tests.conftest import SESSION, drop_database
+from tests.support.databases import SESSION, drop_database
 
 pytestmark = pytest.mark.integration
 

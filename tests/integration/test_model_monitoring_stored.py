@@ -18,7 +18,9 @@ from service.bootstrap import Container, bootstrap
 from service.config import Settings
 from service.domain.reference_cohort import reference_cohort
 from service.domain.risk_model import estimate, model_version
-from tests.conftest import AUTH, COORDINATOR, RecordingQueue, query_one
+from tests.support.databases import query_one
+from tests.support.queue import RecordingQueue
+from tests.support.tokens import AUTH, COORDINATOR
 
 pytestmark = pytest.mark.integration
 

@@ -22,22 +22,17 @@ import httpx
 import pytest
 
 from service.adapters.local_services import LocalServices
-from tests.conftest import (
-    ARTIFACTS,
-    AUTH,
-    ROOT,
-    TOKENS,
-    make_settings,
-    query_one,
-    wait_for,
-    worker_env,
-)
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_alerts import administration
 from tests.integration.test_no_patient_data_in_logs import CELERY_SHUTDOWN_NOTICE, the_patient
+from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
 from tests.support.otlp import OtlpSink
+from tests.support.paths import ARTIFACTS, ROOT
 from tests.support.processes import ApiProcess, WorkerProcess
+from tests.support.settings import make_settings, worker_env
+from tests.support.tokens import AUTH, TOKENS
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker]
 

@@ -26,10 +26,10 @@ from service.adapters.local_services import LocalServices
 from service.adapters.notify_webhook import SIGNATURE_HEADER, verify
 from service.api.app import create_app
 from service.bootstrap import Container
-from tests.conftest import AUTH
 from tests.integration.test_writeback import T0, build, patient, post
 from tests.support.clock import ManualClock
 from tests.support.servers import HandlerServer, QuietHandler
+from tests.support.tokens import AUTH
 
 pytestmark = pytest.mark.integration
 

@@ -13,17 +13,14 @@ from service.adapters.local_services import LocalServices, free_port
 from service.api.app import create_app
 from service.bootstrap import bootstrap
 from service.config import Settings
-from tests.conftest import (
-    ARTIFACTS,
-    AUTH,
-    RecordingQueue,
-    make_settings,
-    query_one,
-    wait_for,
-    worker_env,
-)
+from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings, worker_env
+from tests.support.tokens import AUTH
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker]
 

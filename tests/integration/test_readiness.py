@@ -13,9 +13,13 @@ from service.adapters.postgres.heartbeats import HeartbeatWriter
 from service.api.app import create_app
 from service.api.health import Readiness
 from service.bootstrap import bootstrap
-from tests.conftest import ARTIFACTS, AUTH, RecordingQueue, make_settings, wait_for, worker_env
 from tests.support.http import FHIR_JSON
+from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings, worker_env
+from tests.support.tokens import AUTH
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,9 @@ from service.fhir.normalise import Normaliser
 from service.fhir.terminology import Terminology
 from service.synth import iter_cohort
 from service.synth_fhir import condition, entry
-from tests.conftest import COORDINATOR, RecordingQueue, query_one
+from tests.support.databases import query_one
+from tests.support.queue import RecordingQueue
+from tests.support.tokens import COORDINATOR
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,11 @@ from fastapi.testclient import TestClient
 from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
-from tests.conftest import TOKENS, RecordingQueue, make_settings, query_one
 from tests.support.clock import ManualClock
+from tests.support.databases import query_one
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
+from tests.support.tokens import TOKENS
 from tests.worklist_data import NOW
 
 pytestmark = pytest.mark.integration

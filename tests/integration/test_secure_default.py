@@ -17,8 +17,9 @@ from fastapi.testclient import TestClient
 from service.api.app import create_app
 from service.bootstrap import Container
 from service.config import Settings
-from tests.conftest import ARTIFACTS, ROOT, TOKENS
+from tests.support.paths import ARTIFACTS, ROOT
 from tests.support.processes import ApiProcess
+from tests.support.tokens import TOKENS
 
 pytestmark = pytest.mark.integration
 

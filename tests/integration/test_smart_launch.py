@@ -18,9 +18,11 @@ from service.api.app import create_app
 from service.api.launch_routes import launch_claims
 from service.bootstrap import bootstrap
 from service.security.principal import principal_from_claims
-from tests.conftest import RecordingQueue, make_settings, query_one
 from tests.smart_launcher_standin import CLIENT_ID, CLIENT_SECRET, RunningLauncher
 from tests.support.clock import ManualClock
+from tests.support.databases import query_one
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
 from tests.worklist_data import NOW
 
 pytestmark = pytest.mark.integration

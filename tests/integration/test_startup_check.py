@@ -12,8 +12,10 @@ import pytest
 
 from service.adapters.local_services import LocalServices, free_port
 from service.adapters.startup_check import run_checks
-from tests.conftest import ROOT, create_database, drop_database, make_settings, worker_env
 from tests.ehr_standin import RunningStandIn
+from tests.support.databases import create_database, drop_database
+from tests.support.paths import ROOT
+from tests.support.settings import make_settings, worker_env
 
 pytestmark = pytest.mark.integration
 

@@ -19,10 +19,12 @@ from service.bootstrap import Container, bootstrap
 from service.cli import main
 from service.config import get_settings
 from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK, WorkDone
-from tests.conftest import RecordingQueue, make_settings, query_one, table_counts
 from tests.ehr_standin import RunningStandIn
 from tests.support.clock import ManualClock
+from tests.support.databases import query_one, table_counts
 from tests.support.http import FHIR_JSON
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.integration
 

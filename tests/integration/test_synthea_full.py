@@ -21,19 +21,14 @@ from service.config import Settings
 from service.fhir.jsonio import dumps
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import validate_resource
-from tests.conftest import (
-    ARTIFACTS,
-    AUTH,
-    FIXTURES,
-    RecordingQueue,
-    make_settings,
-    query_one,
-    table_counts,
-    wait_for,
-    worker_env,
-)
+from tests.support.databases import query_one, table_counts
 from tests.support.http import FHIR_JSON
+from tests.support.paths import ARTIFACTS, FIXTURES
 from tests.support.processes import WorkerProcess
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings, worker_env
+from tests.support.tokens import AUTH
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,6 @@ from service.bootstrap import Container
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.fhir.validation import validate_resource
 from service.usecases.subscriptions import WorkDone
-from tests.conftest import AUTH, TOKENS, query_one
 from tests.ehr_standin import RunningStandIn, capability
 from tests.integration.test_writeback import (
     T0,
@@ -30,7 +29,9 @@ from tests.integration.test_writeback import (
     put,
 )
 from tests.support.clock import ManualClock
+from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.tokens import AUTH, TOKENS
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,10 @@ from fastapi.testclient import TestClient
 from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
-from tests.conftest import RecordingQueue, make_settings, query_one
 from tests.oidc_standin import CLIENT_ID, CLIENT_SECRET, RunningOidc
+from tests.support.databases import query_one
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.integration
 

@@ -20,13 +20,16 @@ from service.adapters.queue import task_headers
 from service.api.app import create_app
 from service.bootstrap import bootstrap
 from service.usecases.ports import TASK_PATIENTS_CHANGED
-from tests.conftest import ARTIFACTS, AUTH, make_settings, wait_for, worker_env
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_writeback import T0, build, patient
 from tests.support.clock import ManualClock
 from tests.support.http import FHIR_JSON
 from tests.support.otlp import OtlpSink
+from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
+from tests.support.settings import make_settings, worker_env
+from tests.support.tokens import AUTH
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,12 @@ from fastapi.testclient import TestClient
 from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
-from tests.conftest import AUTH, COORDINATOR, RecordingQueue, make_settings, query_one
 from tests.support.clock import ManualClock
+from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
+from tests.support.tokens import AUTH, COORDINATOR
 from tests.worklist_data import NOW, TODAY, edge_patient
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,13 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.fhir.validation import validate_resource
-from tests.conftest import AUTH, RecordingQueue, make_settings, query_one
 from tests.ehr_standin import Fault, RunningStandIn, capability
 from tests.support.clock import ManualClock
+from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.queue import RecordingQueue
+from tests.support.settings import make_settings
+from tests.support.tokens import AUTH
 
 pytestmark = pytest.mark.integration
 
@@ -517,8 +520,10 @@ def test_a_real_worker_delivers_through_the_celery_pipeline(
     services: LocalServices, database_url: str, ehr: RunningStandIn, request: pytest.FixtureRequest
 ) -> None:
     from service.bootstrap import bootstrap as real_bootstrap
-    from tests.conftest import ARTIFACTS, wait_for, worker_env
+    from tests.support.paths import ARTIFACTS
     from tests.support.processes import WorkerProcess
+    from tests.support.settings import worker_env
+    from tests.support.waiting import wait_for
 
     ehr.app.reset()
     settings = make_settings(services, database_url, ehr_base_url=ehr.base_url)

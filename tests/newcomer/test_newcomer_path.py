@@ -36,9 +36,11 @@ from psycopg.conninfo import make_conninfo
 from service.adapters.local_services import LocalServices, free_port
 from service.fhir import systems as S
 from service.synth_fhir import condition, entry, level_site, medication_use, observation, quantity
-from tests.conftest import ARTIFACTS, SESSION, TOKENS, drop_database
 from tests.newcomer.venvs import BUILD, INSTALL, Wheel, build_wheel, builder_stage, cached_venv, dockerfile_instructions
+from tests.support.databases import SESSION, drop_database
 from tests.support.http import FHIR_JSON
+from tests.support.paths import ARTIFACTS
+from tests.support.tokens import TOKENS
 
 pytestmark = [pytest.mark.integration, pytest.mark.worker, pytest.mark.newcomer, pytest.mark.timeout(1800)]
 

@@ -14,10 +14,9 @@ from pathlib import Path
 import httpx
 
 from service.adapters.local_services import free_port
+from tests.support.paths import ROOT
 
 __all__ = ["ApiProcess", "ServiceProcess", "WorkerProcess", "wait_healthy"]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_healthy(base_url: str, timeout_s: float = 60.0, alive: Callable[[], bool] = lambda: True) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 # What the pure domain may import: no I/O, no clock reading (time is passed in), no frameworks.
 PURE = {

@@ -13,7 +13,7 @@ from service.domain.care_plan import Action, AlertView, AssessmentView, PlanCont
 from service.domain.safety import RenalCheck
 from service.fhir.care_plan import build_care_plan, previous_activities
 from service.fhir.validation import validate_resource
-from tests.conftest import FIXTURES
+from tests.support.paths import FIXTURES
 
 OVERDUE = AlertView(
     "a1",

@@ -12,8 +12,8 @@ from typing import Any
 from service.usecases.changes import ChangeProcessor
 from service.usecases.ports import TASK_PATIENTS_CHANGED
 from service.usecases.relay import Relay
-from tests.conftest import RecordingQueue
 from tests.support.clock import ManualClock
+from tests.support.queue import RecordingQueue
 
 
 @dataclass

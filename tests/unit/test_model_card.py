@@ -5,7 +5,7 @@ from __future__ import annotations
 from service.domain import risk_parameters as P
 from service.domain.model_card import render_model_card
 from service.domain.risk_model import model_id
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 
 def test_the_model_card_matches_the_parameter_table() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from service.api.openapi import openapi_document
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 EXPORTED = ROOT / "openapi" / "openapi.json"
 

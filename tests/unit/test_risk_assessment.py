@@ -19,7 +19,7 @@ from service.fhir.risk_assessment import (
     significant,
 )
 from service.fhir.validation import validate_resource
-from tests.conftest import FIXTURES
+from tests.support.paths import FIXTURES
 
 
 def sample(**extra: Any) -> dict[str, Any]:

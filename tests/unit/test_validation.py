@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from service.fhir.validation import validate_resource
-from tests.conftest import FIXTURES
+from tests.support.paths import FIXTURES
 
 EXAMPLES = sorted((FIXTURES / "hl7-r4").glob("*.json")) + sorted((FIXTURES / "synthea-full").glob("*.json"))
 

@@ -1,0 +1,43 @@
+"""Settings for a test database, and the environment a process started with them needs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from service.adapters.local_services import LocalServices
+from service.config import Settings
+from tests.support.databases import SESSION
+from tests.support.tokens import TOKENS
+
+__all__ = ["make_settings", "worker_env"]
+
+
+def make_settings(services: LocalServices, database_url: str, **overrides: Any) -> Settings:
+    """Settings for a test database; the queue name is unique to this test run."""
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "redis_url": services.redis_url,
+        "celery_queue": f"refracture-test-{SESSION}",
+        "database_pool_max": 4,
+        "relay_redeliver_after_s": 1.0,
+        "auth_dev_tokens": TOKENS,
+        # Tests send many requests from one client in a burst; the limits themselves have their own tests.
+        "rate_limit_per_minute": 0,
+        "rate_limit_anonymous_per_minute": 0,
+        "rate_limit_sign_in_per_minute": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment a worker process needs to serve these settings."""
+    return {
+        **os.environ,
+        "REFRACTURE_DATABASE_URL": settings.database_url.get_secret_value(),
+        "REFRACTURE_REDIS_URL": settings.redis_url,
+        "REFRACTURE_CELERY_QUEUE": settings.celery_queue,
+        "REFRACTURE_ENVIRONMENT": "test",
+    }
