@@ -10,9 +10,15 @@ from celery.signals import setup_logging
 from service.adapters.queue import make_celery
 from service.config import get_settings
 from service.logs import configure_logging
-from service.usecases.model_monitoring import TASK_MODEL_MONITORING
-from service.usecases.ports import TASK_DELIVER, TASK_EHR_CAPABILITIES, TASK_NOTIFY, TASK_RELAY, TASK_SWEEP
-from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK
+from service.usecases.task_names import (
+    TASK_DELIVER,
+    TASK_EHR_CAPABILITIES,
+    TASK_MODEL_MONITORING,
+    TASK_NOTIFY,
+    TASK_RELAY,
+    TASK_SUBSCRIPTION_WORK,
+    TASK_SWEEP,
+)
 from workers import heartbeat, observability  # noqa: F401 - connect the worker's and tasks' signals
 
 

@@ -6,16 +6,16 @@ from functools import cache
 
 from service.bootstrap import Container, bootstrap
 from service.errors import Problem, RefractureError
-from service.usecases.model_monitoring import TASK_MODEL_MONITORING
-from service.usecases.ports import (
+from service.usecases.task_names import (
     TASK_DELIVER,
     TASK_EHR_CAPABILITIES,
+    TASK_MODEL_MONITORING,
     TASK_NOTIFY,
     TASK_PATIENTS_CHANGED,
     TASK_RELAY,
+    TASK_SUBSCRIPTION_WORK,
     TASK_SWEEP,
 )
-from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK
 from workers.celery_app import app
 
 

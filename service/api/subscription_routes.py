@@ -28,7 +28,8 @@ from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.subscriptions import NotificationError, is_notification_bundle, parse_notification
 from service.security.principal import Permission, Principal
 from service.usecases.subscribe import secret_hash
-from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK, Receipt
+from service.usecases.subscriptions import Receipt
+from service.usecases.task_names import TASK_SUBSCRIPTION_WORK
 
 __all__ = ["router"]
 

@@ -30,7 +30,6 @@ from service.usecases.ports import Clock
 __all__ = [
     "MONTHS_SHOWN",
     "RETENTION_DAYS",
-    "TASK_MODEL_MONITORING",
     "ModelMonitor",
     "MonitoringRecord",
     "MonitoringStore",
@@ -38,7 +37,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TASK_MODEL_MONITORING = "refracture.model_monitoring"  # daily, an hour after the sweep (workers/celery_app.py)
 MONTHS_SHOWN = 24  # months of index operations summarised for drift
 RETENTION_DAYS = 400  # daily rows kept: a year and a bit of history of the warnings
 

@@ -16,14 +16,6 @@ from service.usecases.audit import AuditRecord
 Clock = Callable[[], datetime]
 ResourceKey = tuple[str, str]  # (resource type, id)
 
-# Task names, so the API can send tasks without importing the worker code (conventions: nothing imports workers).
-TASK_PATIENTS_CHANGED = "refracture.patients_changed"
-TASK_RELAY = "refracture.relay"
-TASK_SWEEP = "refracture.sweep"
-TASK_NOTIFY = "refracture.notify"
-TASK_DELIVER = "refracture.deliver"
-TASK_EHR_CAPABILITIES = "refracture.ehr_capabilities"
-
 
 @dataclass(frozen=True, slots=True)
 class StoredVersion:

@@ -6,7 +6,8 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from service.usecases.ports import TASK_PATIENTS_CHANGED, Clock, OutboxStore, TaskQueue, chunks
+from service.usecases.ports import Clock, OutboxStore, TaskQueue, chunks
+from service.usecases.task_names import TASK_PATIENTS_CHANGED
 
 __all__ = ["Relay"]
 

@@ -37,7 +37,6 @@ from service.usecases.intake import IntakeCounter
 from service.usecases.ports import Clock, EhrAnswer, EhrGateway, Metrics, NoMetrics, ResourceKey
 
 __all__ = [
-    "TASK_SUBSCRIPTION_WORK",
     "FeedStore",
     "FeedWorker",
     "FetchJob",
@@ -49,7 +48,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Sent by name (conventions: the API never imports worker code).
-TASK_SUBSCRIPTION_WORK: Final = "refracture.subscription_work"
 
 
 @dataclass(frozen=True, slots=True)

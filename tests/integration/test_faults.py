@@ -45,7 +45,7 @@ from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.config import Settings
 from service.domain.assessment import assess
-from service.usecases.ports import TASK_DELIVER, TASK_RELAY
+from service.usecases.task_names import TASK_DELIVER, TASK_RELAY
 from tests.ehr_standin import Fault, RunningStandIn
 from tests.private_servers import PrivatePostgres, PrivateRedis
 from tests.support.http import FHIR_JSON

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.usecases.ports import TASK_PATIENTS_CHANGED
+from service.usecases.task_names import TASK_PATIENTS_CHANGED
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
 from tests.support.queue import RecordingQueue

@@ -18,7 +18,8 @@ from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.cli import main
 from service.config import get_settings
-from service.usecases.subscriptions import TASK_SUBSCRIPTION_WORK, WorkDone
+from service.usecases.subscriptions import WorkDone
+from service.usecases.task_names import TASK_SUBSCRIPTION_WORK
 from tests.ehr_standin import RunningStandIn
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one, table_counts

@@ -19,7 +19,7 @@ from service.adapters.local_services import LocalServices
 from service.adapters.queue import task_headers
 from service.api.app import create_app
 from service.bootstrap import bootstrap
-from service.usecases.ports import TASK_PATIENTS_CHANGED
+from service.usecases.task_names import TASK_PATIENTS_CHANGED
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_writeback import T0, build, patient
 from tests.support.clock import ManualClock

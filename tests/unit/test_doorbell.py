@@ -9,7 +9,7 @@ import pytest
 from service.adapters.local_services import free_port
 from service.adapters.queue import CeleryTaskQueue, make_celery
 from service.config import Settings
-from service.usecases.ports import TASK_PATIENTS_CHANGED
+from service.usecases.task_names import TASK_PATIENTS_CHANGED
 
 
 def test_a_dead_broker_fails_the_doorbell_at_once() -> None:

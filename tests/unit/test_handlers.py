@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.usecases.changes import ChangeProcessor
-from service.usecases.ports import TASK_PATIENTS_CHANGED
 from service.usecases.relay import Relay
+from service.usecases.task_names import TASK_PATIENTS_CHANGED
 from tests.support.clock import ManualClock
 from tests.support.queue import RecordingQueue
 
