@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -29,13 +27,13 @@ import redis
 
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
-from service.adapters.local_services import free_port
 from service.adapters.ndjson_files import LocalNdjsonFile, find_ndjson_files
 from service.bootstrap import bootstrap, make_bulk_import
 from service.config import Settings
 from service.fhir.jsonio import dumps
 from service.synth import iter_cohort
 from tests.support.http import FHIR_JSON
+from tests.support.processes import ApiProcess
 
 
 def resources(patients: int, prefix: str) -> Iterator[dict[str, Any]]:
@@ -95,17 +93,6 @@ def bulk_rate(settings: Settings, folder: Path, batch: int) -> tuple[float, int]
     return stored / seconds, stored
 
 
-def wait_healthy(base: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit("the API did not start")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -118,18 +105,12 @@ def main() -> int:
     run = uuid.uuid4().hex[:6]
     with private_database() as (services, database_url), tempfile.TemporaryDirectory() as tmp:
         queue = f"refracture-bench-{run}"
-        port = free_port()
         env = api_env(database_url, services.redis_url, REFRACTURE_CELERY_QUEUE=queue)
-        api = subprocess.Popen(
-            [sys.executable, "-m", "service", "api", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
+        api = ApiProcess(env)
+        base = api.base_url
         settings = Settings(database_url=database_url, redis_url=services.redis_url, celery_queue=queue)
         try:
-            wait_healthy(base)
+            api.wait_ready()
             print(f"bench/bulk_import on {machine()}")
             print(
                 f"per-resource API: {args.api_resources:,} PUTs per round, {args.clients} HTTP clients, 1 API worker; "
@@ -173,8 +154,7 @@ def main() -> int:
                 f"{facts[0]:,} facts, {changes[0]:,} patients in the outbox"
             )
         finally:
-            api.terminate()
-            api.wait(timeout=30)
+            api.stop(timeout_s=30)
             redis.Redis.from_url(services.redis_url).delete(queue)
     return 0
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -31,13 +29,13 @@ from joserfc.jwk import KeySet, RSAKey
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
 from bench.worklist import TODAY, percentiles, seed, time_calls
-from service.adapters.local_services import free_port
 from service.bootstrap import bootstrap
 from service.config import Settings
 from service.domain import risk_parameters as RP
 from service.fhir.cds_hooks import ORDER_SIGN, PATIENT_VIEW
 from service.security.cds_trust import make_cds_verifier
 from service.usecases.cds_hooks import HookCall
+from tests.support.processes import ApiProcess
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ISS = "https://ehr.bench.example"
@@ -144,30 +142,15 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(9)
     with private_database() as (services, database_url):
-        server: subprocess.Popen[bytes] | None = None
+        server: ApiProcess | None = None
         try:
             started = time.perf_counter()
             seed(database_url, args.alerts, rng)
             patients = seed_assessments(database_url, rng)
             seeded_s = time.perf_counter() - started
-            port = free_port()
-            server = subprocess.Popen(
-                [sys.executable, "-m", "service", "api", "--host", "127.0.0.1", "--port", str(port)],
-                env=api_env(database_url, services.redis_url),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the API did not start")
-                time.sleep(0.2)
+            server = ApiProcess(api_env(database_url, services.redis_url))
+            base = server.base_url
+            server.wait_ready()
 
             container = bootstrap(Settings(database_url=database_url, redis_url=services.redis_url))
             dmab = [{"code": "993452"}]
@@ -222,8 +205,7 @@ def main() -> int:
             print(f"\nworst HTTP p99 {worst:.1f} ms, plus the JWT check {j99:.1f} ms (target < 500 ms)")
         finally:
             if server is not None:
-                server.terminate()
-                server.wait(timeout=20)
+                server.stop()
     return 0
 
 

@@ -24,8 +24,6 @@ import os
 import random
 import signal
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -35,13 +33,12 @@ from typing import Any
 import psycopg
 import redis
 
-from bench.bulk_import import wait_healthy
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
-from service.adapters.local_services import free_port
 from service.bootstrap import bootstrap
 from service.config import Settings
 from tests.support.http import FHIR_JSON
+from tests.support.processes import ApiProcess
 
 PATIENTS = 50_000
 LONG_PATIENT = "growth-long"
@@ -349,14 +346,11 @@ def main() -> int:
     run = uuid.uuid4().hex[:6]
     with private_database() as (services, database_url):
         queue = f"refracture-bench-{run}"
-        port = free_port()
         env = api_env(database_url, services.redis_url, REFRACTURE_CELERY_QUEUE=queue)
-        command = [sys.executable, "-m", "service", "api", "--port", str(port)]
-        if args.workers > 1:
-            command += ["--workers", str(args.workers)]
-        api = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        api = ApiProcess(env, extra=("--workers", str(args.workers)) if args.workers > 1 else ())
+        port = api.port
         try:
-            wait_healthy(f"http://127.0.0.1:{port}")
+            api.wait_ready()
             print(f"bench/growth on {machine()}")
             print(
                 f"{args.workers} API worker(s), {args.clients} HTTP client processes; per checkpoint "
@@ -377,10 +371,14 @@ def main() -> int:
                 with psycopg.connect(database_url) as conn:
                     stored = _stored(conn)
                 spread = measured_round(
-                    port, api.pid, database_url, puts(run, f"c{index}", args.puts, None), args.clients
+                    port, api.process.pid, database_url, puts(run, f"c{index}", args.puts, None), args.clients
                 )
                 long = measured_round(
-                    port, api.pid, database_url, puts(run, f"l{index}", args.long_puts, LONG_PATIENT), args.clients
+                    port,
+                    api.process.pid,
+                    database_url,
+                    puts(run, f"l{index}", args.long_puts, LONG_PATIENT),
+                    args.clients,
                 )
                 first = first or (spread.rate, long.rate)
                 load = os.getloadavg()[0]
@@ -427,8 +425,7 @@ def main() -> int:
         except KeyboardInterrupt:
             pass
         finally:
-            api.terminate()
-            api.wait(timeout=30)
+            api.stop(timeout_s=30)
             redis.Redis.from_url(services.redis_url).delete(queue)
     return 0
 
