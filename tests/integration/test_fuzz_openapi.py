@@ -30,7 +30,13 @@ from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import AUTH
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # Hypothesis warns when the global `random` state moves while a case is drawn. Background threads of the
+    # process (retry jitter, a stand-in still winding down) can move it at that moment: the warning then fails a
+    # case at random, although nothing in the drawing uses `random`. Cases stay reproducible: derandomize is set.
+    pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning"),
+]
 
 # A few tens of examples per operation keep the whole run well under a minute on two cores, derandomised so CI is
 # repeatable. REFRACTURE_FUZZ_EXAMPLES=500 explores further, with a fresh seed each run.
