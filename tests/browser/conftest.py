@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from service.adapters.local_services import LocalServices
 from service.api.app import create_app
-from service.bootstrap import bootstrap
+from service.bootstrap import Container, bootstrap
 from tests.conftest import ARTIFACTS, RecordingQueue, make_settings
 from tests.worklist_data import FixedClock
 
@@ -71,11 +72,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(services: LocalServices, worklist_url: str) -> Iterator[str]:
-    """The service in a real HTTP server (uvicorn in a thread) over a copy of the loaded worklist."""
-    settings = make_settings(services, worklist_url)
-    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+@contextmanager
+def serving(container: Container) -> Iterator[str]:
+    """The service over this container in a real HTTP server (uvicorn in a thread): its base URL."""
     port = _free_port()
     config = uvicorn.Config(create_app(lambda: container), host="127.0.0.1", port=port, log_level="warning")
     uv = uvicorn.Server(config)
@@ -86,9 +85,20 @@ def server(services: LocalServices, worklist_url: str) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("the server did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=20)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=20)
+
+
+@pytest.fixture
+def server(services: LocalServices, worklist_url: str) -> Iterator[str]:
+    """The service in a real HTTP server over a copy of the loaded worklist."""
+    settings = make_settings(services, worklist_url)
+    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    with serving(container) as url:
+        yield url
 
 
 @pytest.fixture
