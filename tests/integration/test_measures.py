@@ -162,6 +162,31 @@ def test_a_lead_limited_to_a_site_sees_only_that_site(measured: tuple[Container,
     assert client.get("/fhir/MeasureReport", params={"site": "south"}, headers=NORTH_LEAD).status_code == 403
 
 
+def test_a_reader_that_stops_early_leaves_no_fetcher_behind(
+    measured: tuple[Container, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from service.adapters.postgres import measures as adapter
+    from service.domain.fls_measures import Period
+    from service.usecases.measures import FactWindow
+
+    container, _ = measured
+    # One patient a batch and one batch ahead: the fetcher is blocked on a full queue when the reader stops.
+    monkeypatch.setattr(adapter, "_BATCH", 1)
+    monkeypatch.setattr(adapter, "_AHEAD", 1)
+    window = FactWindow(NOW, date(2025, 1, 1), date(2025, 12, 31), date(2024, 6, 1), date(2025, 6, 1))
+    reader = container.measures.store.facts_by_patient(window)
+    first, facts = next(reader)
+    assert first in {"n1", "n2", "s1", "s2"}
+    assert facts
+    reader.close()
+    assert not [t for t in threading.enumerate() if t.name == "measure-facts"]
+    # Its connection went back to the pool in a usable state.
+    year = Period(date(2025, 1, 1), date(2025, 12, 31))
+    assert container.measures.collect(year, NOW).patients == 4
+
+
 def test_the_drill_down_lists_the_patients_and_is_audited(
     measured: tuple[Container, TestClient], database_url: str
 ) -> None:
