@@ -312,7 +312,56 @@ instead of the whole series.
   read-replica URL the deployment can point the worklist at.""",  # noqa: E501 - Markdown table rows
 )
 
-ORDER = ("ingest", "bulk_import", "growth", "rescore", "sweep", "writeback", "worklist", "cds_hooks", "load")
+BENCHES["measures"] = Bench(
+    "bench/measures — every FLS quality measure for 100,000 patients and a year (issue 19)",
+    (),
+    ("--patients", "10000"),
+    """Seeds a private database by COPY with 100,000 synthetic patients, each with an index vertebral augmentation in
+2025 (some under 50, some with a malignancy), DXA for most, a drug for about half (denosumab every 6 months give or
+take, alendronate refills, yearly zoledronic acid, teriparatide), one of five sites, and their alerts with people's
+actions; then times what `refracture measures` (monthly) and `Measure/[id]/$evaluate-measure` do for the year:
+every measure of docs/measures.md for each of the 12 months, each site and all sites (864 MeasureReports), computed
+and kept. Target (issue 19): < 10 s on this machine.
+
+How: one read of the candidate patients' facts (one JSON array per patient, sorted by patient in memory:
+`work_mem` 128 MB for that transaction, where the default spilled 38 MB to disk), streamed from a server-side cursor
+by a thread that fetches the next batches while this process derives the cases of the current one (pure domain,
+`service/domain/fls_measures.py`), and the alerts' query on a second connection at the same time; then counting in
+memory. Most of the time is this process's CPU (about 5 s: building ~415,000 facts and deriving 100,000 patients'
+cases), so the figure follows how much of a core the machine leaves it: the load average is printed with it. Runs
+on 2026-12-05 on this shared machine: 6.7 s at load average 2.6, 13.6 s at 4.9, 10.7 s at 2.9–3.9 (5.3–5.6 s of CPU
+each): the target holds when about one core is free. Next steps are in docs/measures.md ("Cost").""",
+)
+
+BENCHES["monitoring"] = Bench(
+    "bench/monitoring — the daily model-monitoring run over 100,000 assessed patients (issue 19)",
+    (),
+    ("--patients", "10000"),
+    """Seeds a private database by COPY with 100,000 synthetic patients as bench/rescore does (an index operation
+30–900 days before, so about a quarter have a closed 2-year window), a new vertebral fracture after the index for one
+in eight, alerts for most; assesses everyone as `refracture rescore` does (not timed). Then times the daily beat task
+`refracture.model_monitoring` (`ModelMonitor.run`: drift of inputs and predictions by month of index, alert shares,
+calibration over the closed windows, stored), and each of its reads alone. No target in the issue; a daily job in a
+quiet hour, but over ~30 s would want a look.
+
+Before (2026-12-05, load average 3.6–4.7): 73 s, because the calibration read every patient's facts through the
+recalibration dataset (82 s alone) and then left out the three quarters whose window was still open. Now it reads
+only the patients operated more than 2 years before (`Recalibrator.closed_cases`, the same cases).""",
+)
+
+ORDER = (
+    "ingest",
+    "bulk_import",
+    "growth",
+    "rescore",
+    "sweep",
+    "writeback",
+    "worklist",
+    "cds_hooks",
+    "measures",
+    "monitoring",
+    "load",
+)
 
 
 def run(name: str, quick: bool) -> None:

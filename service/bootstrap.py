@@ -293,7 +293,7 @@ def bootstrap(
             PostgresMonitoringStore(pool),
             clock,
             today,
-            lambda day: recalibrator.dataset(day)[0],
+            recalibrator.closed_cases,
             lambda: calibrations.active_calibration(model_version()),
         ),
         measures=Measures(PostgresMeasureStore(pool), clock, zone, settings.alerts, settings.sites),

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from service.domain.calibration import (
@@ -32,7 +32,7 @@ from service.domain.calibration import (
     refit,
 )
 from service.domain.facts import Fact
-from service.domain.outcomes import DevelopmentCase, development_case, split_held_out
+from service.domain.outcomes import HORIZON_DAYS, DevelopmentCase, development_case, split_held_out
 from service.domain.risk_model import model_version
 from service.domain.risk_parameters import MODEL_NAME
 from service.usecases.ports import Clock
@@ -95,6 +95,9 @@ class CalibrationStore(Protocol):
 
     def patients_with_augmentation(self, after: str, limit: int) -> list[str]:
         """Patient ids with an augmentation on record, in id order after a keyset position."""
+
+    def patients_operated_by(self, day: date, after: str, limit: int) -> list[str]:
+        """Patient ids with a completed augmentation dated on or before ``day``, in id order after a keyset position."""
 
     def fact_reader(self) -> AbstractContextManager[FactReader]:
         """A read transaction over the facts."""
@@ -165,11 +168,23 @@ class Recalibrator:
 
     def dataset(self, cutoff: date) -> tuple[list[DevelopmentCase], Counter[str]]:
         """Every patient's development case, and how many were left out for which reason."""
+        return self._cases(cutoff, self._store.patients_with_augmentation)
+
+    def closed_cases(self, cutoff: date) -> list[DevelopmentCase]:
+        """The development cases only (what model monitoring's calibration reads): the facts of patients whose index
+        is too recent for a closed 2-year window are not read at all (most of a live population's; bench/monitoring).
+        """
+        operated_by = cutoff - timedelta(days=HORIZON_DAYS)
+        return self._cases(cutoff, lambda after, limit: self._store.patients_operated_by(operated_by, after, limit))[0]
+
+    def _cases(
+        self, cutoff: date, patients: Callable[[str, int], list[str]]
+    ) -> tuple[list[DevelopmentCase], Counter[str]]:
         cases: list[DevelopmentCase] = []
         excluded: Counter[str] = Counter()
         after = ""
         while True:
-            batch = self._store.patients_with_augmentation(after, self._batch_size)
+            batch = patients(after, self._batch_size)
             if not batch:
                 return cases, excluded
             with self._store.fact_reader() as reader:

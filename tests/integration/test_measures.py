@@ -16,6 +16,7 @@ from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
 from service.fhir.validation import validate_resource
+from tests.measure_data import TIMELINES, patient_bundle
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
@@ -31,71 +32,6 @@ LEAD = {"Authorization": "Bearer test-fls-lead"}
 NORTH_LEAD = {"Authorization": "Bearer north-lead"}
 NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 JANUARY = {"periodStart": "2025-01-01", "periodEnd": "2025-01-31"}
-
-
-def patient_bundle(
-    pid: str, site: str, born: str, operated: date, dxa: date | None, doses: list[date]
-) -> dict[str, Any]:
-    resources: list[dict[str, Any]] = [
-        {
-            "resourceType": "Patient",
-            "id": pid,
-            "gender": "female",
-            "birthDate": born,
-            "managingOrganization": {"reference": f"Organization/{site}"},
-        },
-        {
-            "resourceType": "Procedure",
-            "id": f"{pid}-pkp",
-            "status": "completed",
-            "subject": {"reference": f"Patient/{pid}"},
-            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22514"}]},
-            "performedDateTime": operated.isoformat(),
-        },
-    ]
-    if dxa is not None:
-        resources.append(
-            {
-                "resourceType": "Observation",
-                "id": f"{pid}-dxa",
-                "status": "final",
-                "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-                "subject": {"reference": f"Patient/{pid}"},
-                "effectiveDateTime": dxa.isoformat(),
-                "valueQuantity": {"value": -2.9, "unit": "{T-score}"},
-            }
-        )
-    for n, day in enumerate(doses):
-        resources.append(
-            {
-                "resourceType": "MedicationAdministration",
-                "id": f"{pid}-dmab-{n}",
-                "status": "completed",
-                "medicationCodeableConcept": {"text": "1 ML denosumab 60 MG/ML Prefilled Syringe"},
-                "subject": {"reference": f"Patient/{pid}"},
-                "effectiveDateTime": day.isoformat(),
-            }
-        )
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
-        ],
-    }
-
-
-# The timelines and what they make (docs/measures.md):
-# n1 north: identified 2025-01-10, DXA day 22, denosumab day 10 and day 196 (186 days: on time), on time at day 365.
-# n2 north: identified 2025-01-15, nothing since.
-# s1 south: identified 2025-01-20, denosumab day 5 only: treated, stopped (not adherent at day 365).
-# s2 south: 35 at the operation: not identified.
-TIMELINES = [
-    ("n1", "north-hospital", "1945-03-01", date(2025, 1, 10), date(2025, 2, 1), [date(2025, 1, 20), date(2025, 7, 25)]),
-    ("n2", "north-hospital", "1945-03-01", date(2025, 1, 15), None, []),
-    ("s1", "south", "1945-03-01", date(2025, 1, 20), None, [date(2025, 1, 25)]),
-    ("s2", "south", "1990-03-01", date(2025, 1, 22), None, []),
-]
 
 
 @pytest.fixture
@@ -228,6 +164,31 @@ def test_a_lead_limited_to_a_site_sees_only_that_site(measured: tuple[Container,
     all_sites = next(e["resource"] for e in everyone["entry"] if "reporter" not in e["resource"])
     assert client.get(f"/fhir/MeasureReport/{all_sites['id']}", headers=NORTH_LEAD).status_code == 403
     assert client.get("/fhir/MeasureReport", params={"site": "south"}, headers=NORTH_LEAD).status_code == 403
+
+
+def test_a_reader_that_stops_early_leaves_no_fetcher_behind(
+    measured: tuple[Container, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from service.adapters.postgres import measures as adapter
+    from service.domain.fls_measures import Period
+    from service.usecases.measures import FactWindow
+
+    container, _ = measured
+    # One patient a batch and one batch ahead: the fetcher is blocked on a full queue when the reader stops.
+    monkeypatch.setattr(adapter, "_BATCH", 1)
+    monkeypatch.setattr(adapter, "_AHEAD", 1)
+    window = FactWindow(NOW, date(2025, 1, 1), date(2025, 12, 31), date(2024, 6, 1), date(2025, 6, 1))
+    reader = container.measures.store.facts_by_patient(window)
+    first, facts = next(reader)
+    assert first in {"n1", "n2", "s1", "s2"}
+    assert facts
+    reader.close()
+    assert not [t for t in threading.enumerate() if t.name == "measure-facts"]
+    # Its connection went back to the pool in a usable state.
+    year = Period(date(2025, 1, 1), date(2025, 12, 31))
+    assert container.measures.collect(year, NOW).patients == 4
 
 
 def test_the_drill_down_lists_the_patients_and_is_audited(

@@ -121,6 +121,9 @@ def cohort_container(settings: Settings) -> Iterator[Container]:
 def test_recalibration_recovers_calibration_and_registers_once(cohort_container: Container, database_url: str) -> None:
     container = cohort_container
     load(container, miscalibrated_cohort(PATIENTS, seed=11))
+    # Monitoring's narrower read (only patients operated 2 years before the cut-off) finds the same cases.
+    for cutoff in (TODAY, TODAY - timedelta(days=200), TODAY - timedelta(days=5000)):
+        assert container.recalibrator.closed_cases(cutoff) == container.recalibrator.dataset(cutoff)[0]
 
     dry = container.recalibrator.run(seed=1, held_out_share=0.5, dry_run=True)
     assert dry.dry_run

@@ -27,3 +27,11 @@ SELECT evaluated_at, current_version, candidate_version, registered, reason, met
 
 -- name: retire_calibrations
 UPDATE model_calibration SET retired_at = %(now)s WHERE retired_at IS NULL RETURNING version;
+
+-- name: patients_operated_by
+-- Patients with a completed augmentation dated on or before a day (whose 2-year window may have closed), after a
+-- keyset position, in id order.
+SELECT DISTINCT patient_id FROM fact
+ WHERE kind = 'vertebral-augmentation' AND status = 'completed' AND effective_date <= %(day)s
+   AND patient_id > %(after)s
+ ORDER BY patient_id LIMIT %(limit)s;

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, LiteralString
 
 import psycopg
@@ -88,6 +88,12 @@ class PostgresCalibrationStore:
         """See CalibrationStore."""
         with self._transaction() as conn:
             return patients_to_rescore(conn, after, limit)
+
+    def patients_operated_by(self, day: date, after: str, limit: int) -> list[str]:
+        """See CalibrationStore."""
+        with self._transaction() as conn:
+            rows = conn.execute(_query("patients_operated_by"), {"day": day, "after": after, "limit": limit})
+            return [r["patient_id"] for r in rows]
 
     @contextlib.contextmanager
     def fact_reader(self) -> Iterator[PostgresAssessmentSession]:

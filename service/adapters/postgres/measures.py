@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any, Final
@@ -21,6 +24,8 @@ __all__ = ["PostgresMeasureStore"]
 _FILE: Final = "measures.sql"
 _KINDS: Final = {kind.value: kind for kind in FactKind}
 _EMPTY: Final[dict[str, Any]] = {}
+_BATCH: Final = 2_000  # patients a fetch brings
+_AHEAD: Final = 8  # batches fetched ahead of the reader at most
 
 
 class PostgresMeasureStore:
@@ -41,31 +46,62 @@ class PostgresMeasureStore:
             "drugs": sorted(window.drugs),
         }
         day = date.fromisoformat
-        # A client-side cursor read in batches: libpq keeps the result compactly and fetchmany converts in bulk; a
-        # server-side cursor took two to three times as long for a year of 100,000 patients (bench/measures.py).
-        with pooled_transaction(self._pool) as conn, conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(query("measure_facts", _FILE), params)
-            while rows := cur.fetchmany(5_000):
-                for patient_id, text in rows:
-                    yield (
-                        patient_id,
-                        [
-                            # Positional (kind, value_num, value_text, unit, effective_date, effective_at,
-                            # end_date, status, attrs): half a million of these, and keywords cost more.
-                            Fact(
-                                _KINDS[kind],
-                                value_num,
-                                None,
-                                None,
-                                day(effective) if effective else None,
-                                None,
-                                day(end) if end else None,
-                                status,
-                                attrs or _EMPTY,
-                            )
-                            for kind, value_num, effective, end, status, attrs in orjson.loads(text)
-                        ],
-                    )
+        for batch in self._fetched_ahead(params):
+            for patient_id, text in batch:
+                yield (
+                    patient_id,
+                    [
+                        # Positional (kind, value_num, value_text, unit, effective_date, effective_at, end_date,
+                        # status, attrs): half a million of these, and keywords cost more.
+                        Fact(
+                            _KINDS[kind],
+                            value_num,
+                            None,
+                            None,
+                            day(effective) if effective else None,
+                            None,
+                            day(end) if end else None,
+                            status,
+                            attrs or _EMPTY,
+                        )
+                        for kind, value_num, effective, end, status, attrs in orjson.loads(text)
+                    ],
+                )
+
+    def _fetched_ahead(self, params: dict[str, Any]) -> Iterator[list[tuple[str, str]]]:
+        """The rows of measure_facts in batches, fetched by a thread of their own from a server-side cursor: the
+        database computes the next batches while the caller derives the cases of this one (bench/measures.py), and
+        holds no more than a few batches here."""
+        batches: queue.Queue[list[tuple[str, str]] | BaseException | None] = queue.Queue(maxsize=_AHEAD)
+        stop = threading.Event()
+
+        def fetch() -> None:
+            try:
+                with pooled_transaction(self._pool) as conn:
+                    # The sort by patient of a year of 100,000 patients (~60 MB): in memory, not temporary files.
+                    conn.execute("SET LOCAL work_mem = '128MB'")
+                    with conn.cursor("measure_facts", row_factory=tuple_row) as cur:
+                        cur.execute(query("measure_facts", _FILE), params)
+                        while not stop.is_set() and (rows := cur.fetchmany(_BATCH)):
+                            batches.put(rows)
+                batches.put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread, which raises it
+                batches.put(exc)
+
+        fetcher = threading.Thread(target=fetch, name="measure-facts", daemon=True)
+        fetcher.start()
+        try:
+            while (item := batches.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            # A reader that stops early: the fetcher ends at its next batch (draining frees a blocked put).
+            stop.set()
+            while fetcher.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    batches.get(timeout=0.05)
+            fetcher.join()
 
     def organizations(self) -> dict[str, str]:
         """See MeasureStore."""
