@@ -381,6 +381,25 @@ def _load_section(result: dict[str, Any]) -> str:
         f"{ingest['max_ms']} ms |",
         f"| worklist (GET /api/worklist) p50 / p99 / max | {worklist['p50_ms']} / {worklist['p99_ms']} / "
         f"{worklist['max_ms']} ms |",
+        *(
+            [
+                f"| the worklist page's query alone (bench process, a read pool) p50 / p99 | "
+                f"{result['probe_page']['p50_ms']} / {result['probe_page']['p99_ms']} ms |",
+                f"| its audit append (50 rows, the primary) p50 / p99 | {result['probe_audit']['p50_ms']} / "
+                f"{result['probe_audit']['p99_ms']} ms |",
+            ]
+            if result.get("probe_page", {}).get("requests")
+            else []
+        ),
+        *(
+            [
+                f"| open alerts seeded before the load | {s['open_alerts_seeded']:,} |",
+                f"| load average (1 min) over the run, mean / max | {result['load_average']['mean']} / "
+                f"{result['load_average']['max']} |",
+            ]
+            if "load_average" in result
+            else []
+        ),
         f"| sender lateness p99 (ingest / worklist) | {ingest['lateness_p99_ms']} / {worklist['lateness_p99_ms']} ms |",
         f"| errors (ingest / worklist) | {ingest['errors']} / {worklist['errors']} — statuses {ingest['statuses']} / "
         f"{worklist['statuses']} |",
