@@ -141,11 +141,13 @@ class Load:
     def __init__(self, args: argparse.Namespace, base: str, database_url: str, redis_url: str, queue: str) -> None:
         self.args = args
         self.base = base
+        self.read_base = base  # --read-api: the worklist's reads go to an API process of their own
         self.database_url = database_url
         self.redis = redis.Redis.from_url(redis_url)
         self.queue = queue
         self.ingest = Stream()
         self.worklist = Stream()
+        self.worklist_read_api = Stream()  # --read-api: the reads sent to the second API process
         # Where a worklist read's time goes, timed in this process beside the HTTP reads (--probe): the page's query
         # alone, on a read pool as the API's, and the audit append of its 50 rows, on the primary as the API's.
         self.probe_page = Stream()
@@ -164,9 +166,13 @@ class Load:
     async def run(self) -> float:
         self.started = time.monotonic()
         limits = httpx.Limits(max_connections=128, max_keepalive_connections=32)
-        async with httpx.AsyncClient(base_url=self.base, timeout=60, limits=limits, headers=BENCH_AUTH) as client:
+        async with (
+            httpx.AsyncClient(base_url=self.base, timeout=60, limits=limits, headers=BENCH_AUTH) as client,
+            httpx.AsyncClient(base_url=self.read_base, timeout=60, limits=limits, headers=BENCH_AUTH) as reader,
+        ):
             sampler = asyncio.create_task(self.sample_forever())
-            await asyncio.gather(self.send_bundles(client), self.read_worklist(client), self.probe())
+            second = reader if self.read_base != self.base else None
+            await asyncio.gather(self.send_bundles(client), self.read_worklist(client, second), self.probe())
             elapsed = time.monotonic() - self.started
             sampler.cancel()
         return elapsed
@@ -206,7 +212,7 @@ class Load:
             self.ingested_resources += size
             self.bundles += 1
 
-    async def read_worklist(self, client: httpx.AsyncClient) -> None:
+    async def read_worklist(self, client: httpx.AsyncClient, reader: httpx.AsyncClient | None = None) -> None:
         interval = 1 / self.args.worklist_rate
         total = int(self.args.duration * self.args.worklist_rate)
         tasks = []
@@ -214,20 +220,24 @@ class Load:
             due = self.started + n * interval
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             # The views a coordinator switches between: everything by due date, one alert type, by risk.
-            params = ({}, {"code": "treatment-gap"}, {"sort": "risk"}, {"priority": "urgent"})[n % 4]
-            tasks.append(asyncio.create_task(self.get_worklist(client, params, due)))
+            params = ({}, {"code": "treatment-gap"}, {"sort": "risk"}, {"priority": "urgent"})[(n // 2) % 4]
+            # With a read API, every other read goes there: both sides under the same load, side by side.
+            to_reader = reader is not None and n % 2 == 1
+            stream = self.worklist_read_api if to_reader else self.worklist
+            target = reader if to_reader and reader is not None else client
+            tasks.append(asyncio.create_task(self.get_worklist(target, params, due, stream)))
         await asyncio.gather(*tasks)
 
-    async def get_worklist(self, client: httpx.AsyncClient, params: dict[str, str], due: float) -> None:
-        self.worklist.lateness_ms.append((time.monotonic() - due) * 1000)
+    async def get_worklist(self, client: httpx.AsyncClient, params: dict[str, str], due: float, stream: Stream) -> None:
+        stream.lateness_ms.append((time.monotonic() - due) * 1000)
         try:
             response = await client.get("/api/worklist", params={**params, "limit": "50"})
             status = str(response.status_code)
         except httpx.HTTPError as exc:
             status = type(exc).__name__
-        self.worklist.statuses[status] += 1
+        stream.statuses[status] += 1
         if status == "200":
-            self.worklist.latencies_ms.append((time.monotonic() - due) * 1000)
+            stream.latencies_ms.append((time.monotonic() - due) * 1000)
 
     async def probe(self) -> None:
         if self.container is None:
@@ -340,7 +350,7 @@ def report(
             "worklist_rate_per_s": args.worklist_rate,
             "sample_s": args.sample,
             "seed": args.seed,
-            "api": "1 uvicorn process",
+            "api": "1 uvicorn process" + (", every other worklist read on a second one" if args.read_api else ""),
             "worker": "Celery prefork, concurrency 2",
             "beat": "relay every 15 s",
             "ehr": "the tests' EHR stand-in, its own process" if args.ehr else "none (pull mode)",
@@ -357,6 +367,7 @@ def report(
         "throughput_resources_per_s": round(load.ingested_resources / elapsed, 1),
         "ingest": load.ingest.summary(),
         "worklist": load.worklist.summary(),
+        "worklist_read_api": load.worklist_read_api.summary(),
         "probe_page": load.probe_page.summary(),
         "probe_audit": load.probe_audit.summary(),
         "probe_audit_async": load.probe_audit_async.summary(),
@@ -390,7 +401,7 @@ def print_table(result: dict[str, Any]) -> None:
     print("\n  probe_page: the worklist page's query alone; probe_audit: its 50 audit rows (in the bench process);")
     print("  probe_audit_async: the same rows with synchronous_commit off (an experiment, not what the API does)")
     print("  stream             requests  errors  p50 ms  p99 ms  max ms  lateness p99 ms  statuses")
-    for name in ("ingest", "worklist", "probe_page", "probe_audit", "probe_audit_async"):
+    for name in ("ingest", "worklist", "worklist_read_api", "probe_page", "probe_audit", "probe_audit_async"):
         r = result.get(name)
         if not r or not r["requests"]:
             continue
@@ -436,6 +447,11 @@ def main() -> int:
         default=1.0,
         help="per second: the worklist page's query and its audit append timed in the bench process (0: none)",
     )
+    parser.add_argument(
+        "--read-api",
+        action="store_true",
+        help="send every other worklist read to a second API process (a deployment's read pods), side by side",
+    )
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples (default 10)")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--today", type=date.fromisoformat, default=date(2026, 11, 1))
@@ -476,9 +492,18 @@ def main() -> int:
             "beat": start(["beat"], env, logs / "beat.log"),
         }
         base = f"http://127.0.0.1:{port}"
+        read_base = base
+        if args.read_api:
+            # An API process for the coordinators' reads only, as a deployment can route /api/worklist and /worklist
+            # to pods of their own: its Python work never waits for ingest's validation threads and their GIL.
+            read_port = free_port()
+            processes["read-api"] = start(["api", "--port", str(read_port)], env, logs / "read-api.log")
+            read_base = f"http://127.0.0.1:{read_port}"
         try:
             wait_until_up(base)
+            wait_until_up(read_base)
             load = Load(args, base, database_url, services.redis_url, queue)
+            load.read_base = read_base
             load.pids = {name: p.pid for name, p in processes.items()}
             if args.probe_rate > 0:
                 load.container = bootstrap(
@@ -513,6 +538,7 @@ def main() -> int:
         result["throughput_resources_per_s"] >= 0.98 * args.rate
         and result["ingest"]["errors"] == 0
         and result["worklist"]["errors"] == 0
+        and result["worklist_read_api"]["errors"] == 0
     )
     print(f"target {args.rate:g} resources/s with zero errors: {'held' if held else 'NOT held'}")
     return 0 if held else 1
