@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -38,9 +39,16 @@ import redis
 
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.machine import machine_info
+from bench.worklist import seed as seed_alerts
 from service.adapters.local_services import free_port
+from service.adapters.postgres.audit import append_audit
+from service.adapters.postgres.errors import pooled_transaction
+from service.bootstrap import Container, bootstrap
+from service.config import Settings
 from service.fhir.jsonio import dumps
 from service.synth import iter_cohort
+from service.usecases.audit import AuditRecord
+from service.usecases.worklist import Sort, WorklistFilters
 from tests.support.http import FHIR_JSON
 
 RESULTS = Path(__file__).parent / "results"
@@ -57,6 +65,7 @@ class Sample:
     writeback_pending: int
     api_rss_mb: float
     worker_rss_mb: float
+    load_average: float = 0.0  # the machine's 1-minute load average (it is shared: the figures depend on it)
 
 
 @dataclass
@@ -132,11 +141,21 @@ class Load:
     def __init__(self, args: argparse.Namespace, base: str, database_url: str, redis_url: str, queue: str) -> None:
         self.args = args
         self.base = base
+        self.read_base = base  # --read-api: the worklist's reads go to an API process of their own
         self.database_url = database_url
         self.redis = redis.Redis.from_url(redis_url)
         self.queue = queue
         self.ingest = Stream()
         self.worklist = Stream()
+        self.worklist_read_api = Stream()  # --read-api: the reads sent to the second API process
+        # Where a worklist read's time goes, timed in this process beside the HTTP reads (--probe): the page's query
+        # alone, on a read pool as the API's, and the audit append of its 50 rows, on the primary as the API's.
+        self.probe_page = Stream()
+        self.probe_audit = Stream()
+        # The same append with synchronous_commit off: what the WAL flush of its own commit costs (not what the API
+        # does: an audit row of a read would be lost if the database crashed within a moment of the answer).
+        self.probe_audit_async = Stream()
+        self.container: Container | None = None
         self.samples: list[Sample] = []
         self.sent_resources = 0
         self.ingested_resources = 0
@@ -147,9 +166,13 @@ class Load:
     async def run(self) -> float:
         self.started = time.monotonic()
         limits = httpx.Limits(max_connections=128, max_keepalive_connections=32)
-        async with httpx.AsyncClient(base_url=self.base, timeout=60, limits=limits, headers=BENCH_AUTH) as client:
+        async with (
+            httpx.AsyncClient(base_url=self.base, timeout=60, limits=limits, headers=BENCH_AUTH) as client,
+            httpx.AsyncClient(base_url=self.read_base, timeout=60, limits=limits, headers=BENCH_AUTH) as reader,
+        ):
             sampler = asyncio.create_task(self.sample_forever())
-            await asyncio.gather(self.send_bundles(client), self.read_worklist(client))
+            second = reader if self.read_base != self.base else None
+            await asyncio.gather(self.send_bundles(client), self.read_worklist(client, second), self.probe())
             elapsed = time.monotonic() - self.started
             sampler.cancel()
         return elapsed
@@ -189,7 +212,7 @@ class Load:
             self.ingested_resources += size
             self.bundles += 1
 
-    async def read_worklist(self, client: httpx.AsyncClient) -> None:
+    async def read_worklist(self, client: httpx.AsyncClient, reader: httpx.AsyncClient | None = None) -> None:
         interval = 1 / self.args.worklist_rate
         total = int(self.args.duration * self.args.worklist_rate)
         tasks = []
@@ -197,20 +220,57 @@ class Load:
             due = self.started + n * interval
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             # The views a coordinator switches between: everything by due date, one alert type, by risk.
-            params = ({}, {"code": "treatment-gap"}, {"sort": "risk"}, {"priority": "urgent"})[n % 4]
-            tasks.append(asyncio.create_task(self.get_worklist(client, params, due)))
+            params = ({}, {"code": "treatment-gap"}, {"sort": "risk"}, {"priority": "urgent"})[(n // 2) % 4]
+            # With a read API, every other read goes there: both sides under the same load, side by side.
+            to_reader = reader is not None and n % 2 == 1
+            stream = self.worklist_read_api if to_reader else self.worklist
+            target = reader if to_reader and reader is not None else client
+            tasks.append(asyncio.create_task(self.get_worklist(target, params, due, stream)))
         await asyncio.gather(*tasks)
 
-    async def get_worklist(self, client: httpx.AsyncClient, params: dict[str, str], due: float) -> None:
-        self.worklist.lateness_ms.append((time.monotonic() - due) * 1000)
+    async def get_worklist(self, client: httpx.AsyncClient, params: dict[str, str], due: float, stream: Stream) -> None:
+        stream.lateness_ms.append((time.monotonic() - due) * 1000)
         try:
             response = await client.get("/api/worklist", params={**params, "limit": "50"})
             status = str(response.status_code)
         except httpx.HTTPError as exc:
             status = type(exc).__name__
-        self.worklist.statuses[status] += 1
+        stream.statuses[status] += 1
         if status == "200":
-            self.worklist.latencies_ms.append((time.monotonic() - due) * 1000)
+            stream.latencies_ms.append((time.monotonic() - due) * 1000)
+
+    async def probe(self) -> None:
+        if self.container is None:
+            return
+        end = self.started + self.args.duration
+        n = 0
+        while (due := self.started + n / self.args.probe_rate) < end:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await asyncio.to_thread(self.probe_once, n)
+            n += 1
+
+    def probe_once(self, n: int) -> None:
+        assert self.container is not None
+        sort, filters = ((Sort.DUE, WorklistFilters()), (Sort.RISK, WorklistFilters()))[n % 2]
+        started = time.perf_counter()
+        page = self.container.worklist.page(filters, sort, None, 50)
+        self.probe_page.latencies_ms.append((time.perf_counter() - started) * 1000)
+        self.probe_page.statuses["200"] += 1
+        at = datetime.now(UTC)
+        records = [
+            AuditRecord(at, "bench", "search", "GET /api/worklist", 200, patient_id=row.patient_id, detail="worklist")
+            for row in page.rows
+        ]
+        started = time.perf_counter()
+        self.container.audit.record(records)
+        self.probe_audit.latencies_ms.append((time.perf_counter() - started) * 1000)
+        self.probe_audit.statuses["200"] += 1
+        started = time.perf_counter()
+        with pooled_transaction(self.container.pool) as conn:
+            conn.execute("SET LOCAL synchronous_commit = off")
+            append_audit(conn, records)
+        self.probe_audit_async.latencies_ms.append((time.perf_counter() - started) * 1000)
+        self.probe_audit_async.statuses["200"] += 1
 
     async def sample_forever(self) -> None:
         while True:
@@ -232,6 +292,7 @@ class Load:
                 writeback_pending=int(writeback[0]) if writeback else 0,
                 api_rss_mb=round(tree_rss_mb(self.pids["api"]), 1),
                 worker_rss_mb=round(tree_rss_mb(self.pids["worker"]), 1),
+                load_average=round(os.getloadavg()[0], 2),
             )
         )
 
@@ -289,10 +350,15 @@ def report(
             "worklist_rate_per_s": args.worklist_rate,
             "sample_s": args.sample,
             "seed": args.seed,
-            "api": "1 uvicorn process",
+            "api": "1 uvicorn process" + (", every other worklist read on a second one" if args.read_api else ""),
             "worker": "Celery prefork, concurrency 2",
             "beat": "relay every 15 s",
             "ehr": "the tests' EHR stand-in, its own process" if args.ehr else "none (pull mode)",
+            "open_alerts_seeded": args.open_alerts,
+        },
+        "load_average": {
+            "max": max((s.load_average for s in samples), default=None),
+            "mean": round(statistics.mean(s.load_average for s in samples), 2) if samples else None,
         },
         "elapsed_s": round(elapsed, 1),
         "bundles_ingested": load.bundles,
@@ -301,6 +367,10 @@ def report(
         "throughput_resources_per_s": round(load.ingested_resources / elapsed, 1),
         "ingest": load.ingest.summary(),
         "worklist": load.worklist.summary(),
+        "worklist_read_api": load.worklist_read_api.summary(),
+        "probe_page": load.probe_page.summary(),
+        "probe_audit": load.probe_audit.summary(),
+        "probe_audit_async": load.probe_audit_async.summary(),
         "backlog": {
             "max_pending_changes": max(backlog, default=0),
             "last_pending_changes": backlog[-1] if backlog else 0,
@@ -321,14 +391,22 @@ def print_table(result: dict[str, Any]) -> None:
         f"{s['worklist_rate_per_s']:g} worklist reads/s; API {s['api']}, worker {s['worker']}"
     )
     print(
+        f"worklist over {s.get('open_alerts_seeded', 0):,} seeded open alerts; load average over the run: "
+        f"mean {result.get('load_average', {}).get('mean')}, max {result.get('load_average', {}).get('max')}"
+    )
+    print(
         f"\ningested {result['resources_ingested']:,} resources in {result['bundles_ingested']:,} Bundles: "
         f"{result['throughput_resources_per_s']:,.1f} resources/s"
     )
-    print("\n  stream      requests  errors  p50 ms  p99 ms  max ms  lateness p99 ms  statuses")
-    for name in ("ingest", "worklist"):
-        r = result[name]
+    print("\n  probe_page: the worklist page's query alone; probe_audit: its 50 audit rows (in the bench process);")
+    print("  probe_audit_async: the same rows with synchronous_commit off (an experiment, not what the API does)")
+    print("  stream             requests  errors  p50 ms  p99 ms  max ms  lateness p99 ms  statuses")
+    for name in ("ingest", "worklist", "worklist_read_api", "probe_page", "probe_audit", "probe_audit_async"):
+        r = result.get(name)
+        if not r or not r["requests"]:
+            continue
         print(
-            f"  {name:<10} {r['requests']:>9,} {r['errors']:>7} {r['p50_ms'] or 0:>7.1f} {r['p99_ms'] or 0:>7.1f} "
+            f"  {name:<17} {r['requests']:>9,} {r['errors']:>7} {r['p50_ms'] or 0:>7.1f} {r['p99_ms'] or 0:>7.1f} "
             f"{r['max_ms'] or 0:>7.1f} {r['lateness_p99_ms'] or 0:>16.1f}  {r['statuses']}"
         )
     print("\n      t s  resources  pending changes  redis queue  write-back pending  API MB  worker MB")
@@ -356,6 +434,24 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="ingested resources per second (default 200)")
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 600)")
     parser.add_argument("--worklist-rate", type=float, default=3.0, help="worklist reads per second (default 3)")
+    parser.add_argument(
+        "--open-alerts",
+        type=int,
+        default=100_000,
+        help="open alerts (with their patients' summaries) seeded by COPY before the load, as bench/worklist does "
+        "(default 100,000; 0: only what the load itself raises)",
+    )
+    parser.add_argument(
+        "--probe-rate",
+        type=float,
+        default=1.0,
+        help="per second: the worklist page's query and its audit append timed in the bench process (0: none)",
+    )
+    parser.add_argument(
+        "--read-api",
+        action="store_true",
+        help="send every other worklist read to a second API process (a deployment's read pods), side by side",
+    )
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples (default 10)")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--today", type=date.fromisoformat, default=date(2026, 11, 1))
@@ -371,6 +467,9 @@ def main() -> int:
     run = uuid.uuid4().hex[:8]
     logs = Path(tempfile.mkdtemp(prefix="refracture-load-"))
     with private_database() as (services, database_url):
+        if args.open_alerts:
+            # The worklist is read at hospital scale: its indexes and pages over 100,000 open alerts, not a few.
+            seed_alerts(database_url, args.open_alerts, random.Random(5))
         queue = f"refracture-bench-{run}"
         port = free_port()
         # Beat keeps its schedule file in the temp folder: a private one, so it never shares another beat's.
@@ -393,10 +492,23 @@ def main() -> int:
             "beat": start(["beat"], env, logs / "beat.log"),
         }
         base = f"http://127.0.0.1:{port}"
+        read_base = base
+        if args.read_api:
+            # An API process for the coordinators' reads only, as a deployment can route /api/worklist and /worklist
+            # to pods of their own: its Python work never waits for ingest's validation threads and their GIL.
+            read_port = free_port()
+            processes["read-api"] = start(["api", "--port", str(read_port)], env, logs / "read-api.log")
+            read_base = f"http://127.0.0.1:{read_port}"
         try:
             wait_until_up(base)
+            wait_until_up(read_base)
             load = Load(args, base, database_url, services.redis_url, queue)
+            load.read_base = read_base
             load.pids = {name: p.pid for name, p in processes.items()}
+            if args.probe_rate > 0:
+                load.container = bootstrap(
+                    Settings(database_url=database_url, redis_url=services.redis_url, celery_queue=queue)
+                )
             print(f"bench/load: {args.rate:g} resources/s for {args.duration:g} s; process logs in {logs}")
             elapsed = asyncio.run(load.run())
             load.sample()
@@ -405,6 +517,8 @@ def main() -> int:
                 jobs: dict[str, int] = dict(
                     conn.execute("SELECT status, count(*) FROM writeback GROUP BY 1").fetchall()
                 )
+            if load.container is not None:
+                load.container.close()
             result = report(load, elapsed, drained, args, machine_info(database_url, services.redis_url))
             result["backlog"]["writeback_jobs_at_end"] = {str(k): int(v) for k, v in jobs.items()}
         finally:
@@ -424,6 +538,7 @@ def main() -> int:
         result["throughput_resources_per_s"] >= 0.98 * args.rate
         and result["ingest"]["errors"] == 0
         and result["worklist"]["errors"] == 0
+        and result["worklist_read_api"]["errors"] == 0
     )
     print(f"target {args.rate:g} resources/s with zero errors: {'held' if held else 'NOT held'}")
     return 0 if held else 1

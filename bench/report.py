@@ -129,7 +129,19 @@ indexes and fetch each patient's few alerts instead of sorting 100,000 joined ro
 dashboard counts come from an index-only scan of `(code, priority)` in group order (27 ms with a hash aggregate
 before); the page runs the counts and the list on two connections at once. The MRN-prefix search is the slowest
 list because it really matches 1,400 alerts that must be sorted; a trigram index (`pg_trgm`, when the server has
-it) finds them.""",
+it) finds them.
+
+Since 2026-12-05 the reads go through a pool of their own (the read replica when `REFRACTURE_READ_DATABASE_URL` is
+set), and the HTTP figures include what every page also writes before it answers: one audit row per patient shown
+(50), appended to the hash chain on the primary — the larger part of a page's time under ingest (bench/load). The
+same benchmark on the code before (afedf68), run between two runs of the code after on 2026-12-05 (load average
+1.3–4 from other work): first page unfiltered, HTTP p50 / p99 9.6 / 22.5 ms before, 8.9 / 24.3 and 12.8 / 29.9 ms
+after — a page read one at a time was not held up by the chain head, which grows only under concurrent appends — and
+the CSV export of the 51,336 urgent alerts 36.7 s (1,397 rows/s) before, 10.9 s and 6.1 s after: each 64 KB chunk
+audits its few hundred patients in one append, which moved the chain head once per row before (migration 0025). A
+page's HTTP time is 5–10 ms above its database part: the audit append of its 50 rows (about 4 ms on an idle database)
+and the API's own work (routing, the cached token check, two thread hops, JSON). On 2026-11-25, before the audit
+chain of issue 16 and on a quieter machine, the first page took 4.0 / 6.1 ms over HTTP.""",
         """Recorded 2026-11-25 (2 CPUs AMD EPYC, Python 3.11.7, PostgreSQL 15), ms:
 
 | request (50 rows a page) | HTTP p50 | HTTP p99 | DB p50 | DB p99 |
@@ -179,7 +191,79 @@ request leaves at its scheduled time whatever happened to the ones before, and l
 so a slow server shows up as latency, never as a lower offered load. Every 10 s: the outbox backlog
 (`patient_change` rows not yet handled by the worker), the Celery queue's length in Redis, write-back jobs not yet
 delivered, and the resident memory (VmRSS from /proc) of the API process and of the worker's process tree.
-Target (issue 8): 200 ingested resources/s with zero errors and flat memory over the run.""",
+Target (issue 8): 200 ingested resources/s with zero errors and flat memory over the run.
+
+**The worklist under ingest at 100,000 open alerts (issue 15, item 6; target p99 < 10 ms).** Since 2026-12-05 bench/load
+seeds 100,000 open alerts and their patients' summaries by COPY before the load (as bench/worklist does;
+`--open-alerts`), and times beside the HTTP reads, once a second in the bench process: the page's query alone on a read
+pool, the audit append of its 50 rows on the primary, and, as an experiment, that append with `synchronous_commit` off.
+`--read-api` sends every other worklist read to a second API process. The load average of the machine is sampled with
+the rest.
+
+*What the profile showed* (2026-12-05, before the change, 200 resources/s with 3 worklist reads/s). py-spy of the API
+process (60 s at 200 Hz): the worklist's own work is small — 4.5 % of the samples, of which the audit append of the
+page's 50 rows 2.6 % (nearly all of it waiting in `Connection.wait` for the database), the page's query 1.6 %, the route
+and its JSON rendering (`row_to_item`, pydantic) 0.3 %, authentication 0.1 %; ingest's own audit inserts were 3.0 %, the
+Bundles' validation and writes most of the rest. The database side, from `pg_stat_activity` of the run's database
+sampled every 10 ms for 60 s (`.venv/bin/python -m bench.pg_waits API_PID` beside bench/load, after the change below),
+backends found per 100 samples: audit inserts waiting for the chain head's row lock 40 (`Lock/tuple` 21,
+`Lock/transactionid` 20), audit inserts running (the chain trigger) 16, commits waiting for their WAL flush 21
+(`IO/WALSync`; the cluster's WAL is shared with the other benchmarks that ran beside it), the worklist's SELECT under 1.
+Every audited request — each ingest Bundle, each worklist page — holds the one chain-head row lock from its audit insert
+until its commit has flushed, so a page's audit queues behind ingest's commits one at a time. Before the change the
+chain trigger was also slow in itself: it updated the head row once per audit row, so a page made 50 versions of that
+row in one transaction; the head's table (one live row) reached 93 pages after 12,000 appends, and every row's lookup of
+the head walked them — `EXPLAIN ANALYZE` of a 50-row append: `Trigger audit_event_chain: time=41.8 calls=50`.
+
+*What changed:*
+- the worklist, its counts, its CSV export and the patient page read through a pool of their own
+  (`REFRACTURE_READ_POOL_MIN`/`MAX`), read-only, with a statement time-out (`REFRACTURE_READ_STATEMENT_TIMEOUT_S`, 5 s;
+  a read past it is answered 503 with `Retry-After` and an OperationOutcome `timeout`), on a read replica when
+  `REFRACTURE_READ_DATABASE_URL` names one ([the read path](operations.md#the-read-path)). On one machine this changes
+  no latency; it stops ingest from taking the reads' connections (and a slow search from holding one), and it lets a
+  deployment put the reads' CPU elsewhere;
+- migration 0025: the chain head moves once per statement instead of once per row (a row follows the newest row of its
+  own transaction above the head): the same `EXPLAIN ANALYZE` gives `time=4.1 calls=50`;
+- the two chain triggers find rows through the `seq` index whatever the statistics say (`enable_seqscan = off` on
+  the functions): planned while the trail was small, the cached plan scanned the whole trail for every appended row,
+  9 → 100 ms per 50-row append over the first 10,000 appends (found by the first bench/worklist run after the change;
+  the first pair below ran without this fix);
+- an audit append is one statement (`jsonb_to_recordset`) instead of one INSERT per row. Together, a 50-row append
+  transaction on a database otherwise idle (load average 4.2 from the other work): p50 11.4 → 5.6 ms.
+
+*Before and after*, back to back on the same machine, twice (`.venv/bin/python -m bench.load --duration 120`: 120 s
+instead of 600; the code before is afedf68 with this bench/load; times UTC), ms:
+
+| | load average (mean) | worklist HTTP p50 / p99 | the page's query alone p50 / p99 | its audit append (50 rows) p50 / p99 | the same, `synchronous_commit` off | ingest Bundle p50 / p99 |
+|---|---|---|---|---|---|---|
+| before (12:18) | 4.8 | 48.5 / 214.6 | 9.1 / 36.0 | 31.6 / 164.1 | 23.7 / 143.4 | 32.3 / 176.0 |
+| after (12:21) | 4.7 | 35.7 / 142.9 | 8.7 / 39.8 | 18.5 / 65.5 | 18.2 / 158.4 | 29.4 / 135.6 |
+| before (12:38) | 4.4 | 37.0 / 173.7 | 7.8 / 36.6 | 19.2 / 106.8 | 17.7 / 124.5 | 26.7 / 193.8 |
+| after (12:41) | 5.1 | **34.4 / 312.4** | 6.9 / 55.5 | 19.0 / 80.0 | 12.6 / 54.8 | 27.8 / 318.0 |
+| after, a second API process for every other read (`--read-api`, 12:27) | 6.3 | 75.3 / 687.6 (the first process in the same run: 60.3 / 562.1) | 7.8 / 38.0 | 28.5 / 97.2 | | 61.3 / 774.1 |
+
+Under this load the change moves the p50 a little and the p99 not measurably: the run-to-run spread of the p99 on
+this shared machine (143–312 ms after, 174–215 ms before) is larger than any difference. What it does change shows
+where the database is idle enough to see it: the 50-row append (`EXPLAIN ANALYZE` and the transaction above, 11.4 →
+5.6 ms) and bench/worklist below, where each page is read one at a time.
+
+*The target is missed*, by 14–30×: p99 143–312 ms against < 10 ms. Where a read's time goes after the change (p50
+34–36 ms): the audit append about 19 ms (waiting for the chain-head lock behind ingest's commits, the trigger, its own
+commit — turning the commit's flush off saves 0–6 ms while the lock wait dominates), the page's query 7–9 ms (1–2 ms
+on an idle machine, bench/worklist: here it waits for a CPU, the load average being 4.4–6.3 on 2 CPUs), and about
+8 ms in the API process (HTTP less the two: the request's Python work waits for a CPU and for the GIL that ingest's
+validation threads hold, and makes two thread hops). The p99 is the tail of those same waits. On this machine nothing reaches 10 ms
+while the load average is above the number of CPUs: the page's query alone has a p99 of 36–56 ms.
+
+*What would close it:* (1) audit appends that hold no shared lock across their commit — insert the rows unchained and
+let one chainer link them in commit order afterwards (a background task, or each append linking the committed rows
+before it), so a read's audit is a plain insert and commit (about 3 ms here): a change to the chain design of issue 16,
+for its security review; (2) the reads' CPU apart from ingest's: a read replica on its own host
+(`REFRACTURE_READ_DATABASE_URL`), and API pods of their own for `/api/worklist` and `/worklist` behind the ingress on a
+machine with CPUs to spare (here a second API process did not help: 75.3 / 687.6 ms against 60.3 / 562.1 for the first
+in the same run, since the CPUs, not the GIL, were the limit at a load average of 6.3 on 2); (3) a machine whose load
+average stays under its CPU count. `synchronous_commit = off` for the reads' audit rows is not the way: it saved 0–6 ms
+at the p50 and would lose audit rows of reads in a database crash.""",  # noqa: E501 - Markdown table rows
     ),
 }
 
@@ -306,10 +390,10 @@ instead of the whole series.
 - sweep: 9.2 s for 100,000 patients with 5 % due against < 5 s (1.8× short); per due patient it assesses, evaluates and
   writes a CarePlan version. Closing it: the compact assessment above, batches of due patients with their facts read in
   one query and written by COPY, and no new CarePlan version when its content hash is unchanged.
-- worklist p99 under ingest load: 57 ms against < 10 ms. The ingest now takes about 40 % less CPU per resource (API and
-  PostgreSQL together), which the worklist shares; not measured again here (bench/load). Closing it: a pool of its own
-  for reads (ingest and reads share `REFRACTURE_DATABASE_POOL_MAX` today), a statement timeout on reads, and a
-  read-replica URL the deployment can point the worklist at.""",  # noqa: E501 - Markdown table rows
+- worklist p99 under ingest load: 57 ms against < 10 ms. Since done separately (item 6): the reads' own pool, a
+  statement time-out, a read-replica URL, and the audit chain's head moved once per statement; measured at 100,000
+  open alerts in bench/load below (p99 143–312 ms after against 174–215 ms before, on a busier machine than the 57 ms
+  run; the target is missed, and that section says where the time goes).""",  # noqa: E501 - Markdown table rows
 )
 
 BENCHES["measures"] = Bench(
@@ -430,6 +514,42 @@ def _load_section(result: dict[str, Any]) -> str:
         f"{ingest['max_ms']} ms |",
         f"| worklist (GET /api/worklist) p50 / p99 / max | {worklist['p50_ms']} / {worklist['p99_ms']} / "
         f"{worklist['max_ms']} ms |",
+        *(
+            [
+                f"| worklist, every other read on a second API process, p50 / p99 / max | "
+                f"{result['worklist_read_api']['p50_ms']} / {result['worklist_read_api']['p99_ms']} / "
+                f"{result['worklist_read_api']['max_ms']} ms |"
+            ]
+            if result.get("worklist_read_api", {}).get("requests")
+            else []
+        ),
+        *(
+            [
+                f"| the worklist page's query alone (bench process, a read pool) p50 / p99 | "
+                f"{result['probe_page']['p50_ms']} / {result['probe_page']['p99_ms']} ms |",
+                f"| its audit append (50 rows, the primary) p50 / p99 | {result['probe_audit']['p50_ms']} / "
+                f"{result['probe_audit']['p99_ms']} ms |",
+                *(
+                    [
+                        f"| the same append with `synchronous_commit` off (an experiment) p50 / p99 | "
+                        f"{result['probe_audit_async']['p50_ms']} / {result['probe_audit_async']['p99_ms']} ms |"
+                    ]
+                    if result.get("probe_audit_async", {}).get("requests")
+                    else []
+                ),
+            ]
+            if result.get("probe_page", {}).get("requests")
+            else []
+        ),
+        *(
+            [
+                f"| open alerts seeded before the load | {s['open_alerts_seeded']:,} |",
+                f"| load average (1 min) over the run, mean / max | {result['load_average']['mean']} / "
+                f"{result['load_average']['max']} |",
+            ]
+            if "load_average" in result
+            else []
+        ),
         f"| sender lateness p99 (ingest / worklist) | {ingest['lateness_p99_ms']} / {worklist['lateness_p99_ms']} ms |",
         f"| errors (ingest / worklist) | {ingest['errors']} / {worklist['errors']} — statuses {ingest['statuses']} / "
         f"{worklist['statuses']} |",

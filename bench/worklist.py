@@ -154,8 +154,8 @@ def main() -> int:
                 ).fetchone()
             assert deep is not None
             assert deep_code is not None
-            deep_cursor = encode_cursor(Sort.DUE, [deep[0].isoformat(), deep[1]])
-            deep_code_cursor = encode_cursor(Sort.DUE, [deep_code[0].isoformat(), deep_code[1]])
+            deep_cursor = encode_cursor(Sort.DUE, deep[1])
+            deep_code_cursor = encode_cursor(Sort.DUE, deep_code[1])
 
             port = free_port()
             env = api_env(database_url, services.redis_url)

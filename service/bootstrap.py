@@ -26,11 +26,12 @@ from service.adapters.postgres.cds import PostgresCdsStore
 from service.adapters.postgres.measures import PostgresMeasureStore
 from service.adapters.postgres.monitoring import PostgresMonitoringStore
 from service.adapters.postgres.notifications import PostgresNotificationStore
-from service.adapters.postgres.pool import make_pool
+from service.adapters.postgres.pool import make_pool, make_read_pool
 from service.adapters.postgres.refusals import PostgresRefusalStore, PostgresSearchStore
 from service.adapters.postgres.sessions import PostgresSessionStore
 from service.adapters.postgres.store import PostgresStore
 from service.adapters.postgres.subscriptions import PostgresFeedStore
+from service.adapters.postgres.worklist_store import PostgresWorklistStore
 from service.adapters.queue import CeleryTaskQueue, make_celery
 from service.adapters.rate_limit import RateLimiter
 from service.adapters.smart import SmartClient
@@ -84,6 +85,8 @@ class Container:
 
     settings: Settings
     pool: ConnectionPool
+    # The worklist's reads: their own connections, read-only, with a statement time-out; the read replica if set.
+    read_pool: ConnectionPool
     store: PostgresStore
     terminology: Terminology
     ingestor: Ingestor
@@ -133,8 +136,9 @@ class Container:
         return self.local_day(self.clock())
 
     def close(self) -> None:
-        """Close the connection pool and the EHR client's connections."""
+        """Close the connection pools and the EHR client's connections."""
         self.pool.close()
+        self.read_pool.close()
         if self.ehr is not None:
             self.ehr.close()
         self.authenticator.close()
@@ -171,6 +175,7 @@ def bootstrap(
         log.info("loaded %d local code mappings", len(code_map))
     terminology = Terminology(code_map)
     pool = make_pool(settings, open_now=open_pool)
+    read_pool = make_read_pool(settings, open_now=open_pool)
     store = PostgresStore(pool)
     if queue is None:
         queue = CeleryTaskQueue(make_celery(settings), settings.celery_queue)
@@ -245,6 +250,7 @@ def bootstrap(
     return Container(
         settings=settings,
         pool=pool,
+        read_pool=read_pool,
         store=store,
         terminology=terminology,
         ingestor=ingestor,
@@ -257,7 +263,8 @@ def bootstrap(
         actions=actions,
         deliverer=deliverer,
         ehr=ehr,
-        worklist=Worklist(store, PostgresSearchStore(pool)),
+        # Searches are written, and read back at once: the primary's pool, not a replica's.
+        worklist=Worklist(PostgresWorklistStore(read_pool), PostgresSearchStore(pool)),
         clock=clock,
         local_day=today,
         authenticator=make_authenticator(settings),

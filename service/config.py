@@ -41,6 +41,18 @@ class Settings(BaseSettings):
     database_pool_max: int = Field(default=8, ge=1)
     # How long a request waits for a pooled connection before answering 503.
     database_pool_timeout_s: float = Field(default=5.0, gt=0)
+    # --- the worklist's reads (docs/operations.md, "The read path") ---
+    # A read replica (a streaming standby) for the worklist, its counts, its CSV export and the patient page; unset:
+    # the primary. A secret like database_url. A replica answers as of its replay lag: an action just taken may show
+    # a moment later (actions carry the alert's revision, so a stale page cannot overwrite anything).
+    read_database_url: SecretStr | None = None
+    # The reads' own pool: ingest holding every connection of database_pool_max never leaves the worklist waiting
+    # for one, and the reads never take ingest's.
+    read_pool_min: int = Field(default=1, ge=1)
+    read_pool_max: int = Field(default=4, ge=1)
+    # A read statement running longer than this is cancelled and answered 503 (0: no limit), so one pathological
+    # search cannot hold a connection and a database core.
+    read_statement_timeout_s: float = Field(default=5.0, ge=0)
 
     # May hold a password (redis://:secret@host): kept out of repr and str of Settings. A plain string for the many
     # Redis clients that take it.
@@ -296,6 +308,18 @@ class Settings(BaseSettings):
     def dev_tokens(self) -> dict[str, dict[str, Any]]:
         """The development tokens (REFRACTURE_AUTH_DEV_TOKENS), to verify callers with."""
         return self.auth_dev_tokens.get_secret_value()
+
+    @model_validator(mode="after")
+    def _pools_sized(self) -> Settings:
+        if self.read_pool_min > self.read_pool_max:
+            raise ValueError("REFRACTURE_READ_POOL_MIN is above REFRACTURE_READ_POOL_MAX")
+        return self
+
+    @property
+    def read_url(self) -> str:
+        """Where the worklist's reads connect: the read replica when one is set, else the primary."""
+        replica = self.read_database_url.get_secret_value() if self.read_database_url else ""
+        return replica or self.database_url.get_secret_value()
 
     @model_validator(mode="after")
     def _safe_in_production(self) -> Settings:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 from psycopg import sql
@@ -27,18 +28,31 @@ def append_audit(conn: psycopg.Connection[Any], records: Sequence[AuditRecord]) 
 
     The chain trigger locks the chain head until that transaction ends, and every other append waits for it: append
     last, and never keep the transaction open across a network call afterwards.
+
+    One statement for all the rows (a JSON array read by ``jsonb_to_recordset``, in the given order): a worklist page
+    audits 50 patients, and the chain head moves once per statement (migration 0025), so one INSERT of 50 rows holds
+    the head that ingest's writes wait for much shorter than 50 INSERTs (a 50-row append 11.4 → 5.6 ms on this
+    machine, docs/performance.md).
     """
-    statement = sql.SQL("INSERT INTO audit_event ({}) VALUES ({})").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS),
-        sql.SQL(", ").join(sql.Placeholder() for _ in _COLUMNS),
-    )
-    with conn.cursor() as cur:
-        cur.executemany(statement, [tuple(_value(r, c) for c in _COLUMNS) for r in records])
+    if not records:
+        return
+    rows = json.dumps([{c: _value(r, c) for c in _COLUMNS} for r in records], separators=(",", ":"))
+    conn.execute(_APPEND, (rows,))
+
+
+_APPEND: Final = sql.SQL(
+    "INSERT INTO audit_event ({columns}) SELECT {columns} FROM ROWS FROM (jsonb_to_recordset(%s::jsonb) AS "
+    "(at timestamptz, actor text, client_id text, auth_source text, roles text[], action text, what text, "
+    "resource_type text, resource_id text, patient_id text, outcome integer, source_ip text, request_id text, "
+    "detail text)) WITH ORDINALITY AS r({columns}, n) ORDER BY n"
+).format(columns=sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS))
 
 
 def _value(record: AuditRecord, column: str) -> Any:
     value = getattr(record, column)
-    return list(value) if column == "roles" else value
+    if column == "roles":
+        return list(value)
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _record(row: dict[str, Any]) -> AuditRecord:

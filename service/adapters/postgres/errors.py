@@ -11,7 +11,7 @@ from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from service.errors import ConcurrentWrite, Problem, refuse
+from service.errors import ConcurrentWrite, Issue, Problem, RefractureError, refuse
 
 __all__ = ["pipelined_transaction", "pooled_transaction", "translate_errors"]
 
@@ -23,6 +23,14 @@ def translate_errors() -> Iterator[None]:
         yield
     except (pg_errors.UniqueViolation, pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as exc:
         raise ConcurrentWrite(str(exc.sqlstate)) from exc
+    except pg_errors.QueryCanceled as exc:
+        # statement_timeout (the read pool's REFRACTURE_READ_STATEMENT_TIMEOUT_S) fired: the database is there but
+        # this statement took too long. An OperationalError too, so it is told apart before the unreachable case.
+        raise RefractureError(
+            Problem.UNAVAILABLE,
+            [Issue("timeout", "the database took too long to answer; try again, or narrow the filter")],
+            headers={"Retry-After": "5"},
+        ) from exc
     except (PoolTimeout, psycopg.OperationalError) as exc:
         raise refuse(Problem.UNAVAILABLE, "transient", "the database is not reachable; try again shortly") from exc
     except pg_errors.DataError as exc:

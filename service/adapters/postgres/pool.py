@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any, Final
 
 import psycopg
@@ -11,7 +12,7 @@ from psycopg_pool import ConnectionPool
 
 from service.config import Settings
 
-__all__ = ["make_pool"]
+__all__ = ["make_pool", "make_read_pool"]
 
 _RECONNECT_WINDOW_S: Final = 10.0
 # A connection returned to the pool less than this long ago is handed out unchecked.
@@ -31,13 +32,60 @@ def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
 
 def make_pool(settings: Settings, *, open_now: bool = True) -> ConnectionPool:
     """A psycopg connection pool for the configured database."""
-    return ConnectionPool(
+    return _pool(
         settings.database_url.get_secret_value(),
-        min_size=settings.database_pool_min,
-        max_size=settings.database_pool_max,
+        settings.database_pool_min,
+        settings.database_pool_max,
+        settings,
+        open_now=open_now,
+        name="refracture",
+    )
+
+
+def make_read_pool(settings: Settings, *, open_now: bool = True) -> ConnectionPool:
+    """The worklist's pool: the read replica (or the primary), its own size, read-only sessions with the read
+    statement time-out."""
+    timeout_ms = round(settings.read_statement_timeout_s * 1000)
+
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        # Session settings, set once per connection (a startup `options` parameter would be refused by poolers such
+        # as PgBouncer). Read-only: a write through this pool fails loudly here instead of only on a replica.
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false), set_config('default_transaction_read_only', 'on', "
+            "false)",
+            (str(timeout_ms),),
+        )
+        conn.commit()
+
+    return _pool(
+        settings.read_url,
+        settings.read_pool_min,
+        settings.read_pool_max,
+        settings,
+        open_now=open_now,
+        name="refracture-read",
+        configure=configure,
+    )
+
+
+def _pool(
+    url: str,
+    min_size: int,
+    max_size: int,
+    settings: Settings,
+    *,
+    open_now: bool,
+    name: str,
+    configure: Callable[[psycopg.Connection[Any]], None] | None = None,
+) -> ConnectionPool:
+    return ConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
         timeout=settings.database_pool_timeout_s,
         open=open_now,
-        name="refracture",
+        name=name,
+        configure=configure,
         # Dead connections (a database restart) are noticed here instead of failing a request; a connection that
         # was in use moments ago is not asked again (the check is a round trip, paid by every transaction).
         check=_check_if_idle,

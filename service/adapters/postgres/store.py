@@ -12,7 +12,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from service.adapters.postgres import alerts, assessments, tasks, worklist, writeback
+from service.adapters.postgres import alerts, assessments, tasks, writeback
 from service.adapters.postgres.alerts import PostgresAlertSession
 from service.adapters.postgres.assessments import PostgresAssessmentSession
 from service.adapters.postgres.audit import append_audit
@@ -21,7 +21,6 @@ from service.adapters.postgres.queries import query
 from service.adapters.postgres.summaries import upsert_demographics
 from service.domain.patient import Demographics
 from service.fhir.jsonio import dumps
-from service.security.scoping import PatientScope
 from service.usecases.audit import AuditRecord
 from service.usecases.ports import (
     ClaimedWriteback,
@@ -34,7 +33,6 @@ from service.usecases.ports import (
     UnrecognisedCount,
     WritebackState,
 )
-from service.usecases.worklist import PatientRecords, Sort, WorklistFilters, WorklistRow
 
 __all__ = ["PostgresStore", "translate_errors"]
 
@@ -394,30 +392,6 @@ class PostgresStore:
         """See WritebackStore."""
         with self._transaction() as conn:
             return writeback.replay(conn, patient_ids, now)
-
-    # --- WorklistStore ------------------------------------------------------------------------------------------
-    def worklist_rows(
-        self, filters: WorklistFilters, sort: Sort, after: Sequence[Any] | None, limit: int | None
-    ) -> Iterator[WorklistRow]:
-        """See WorklistStore."""
-        with self._transaction() as conn:
-            yield from worklist.worklist_rows(conn, filters, sort, after, limit)
-
-    def worklist_position(self, sort: Sort, alert_id: str) -> list[Any] | None:
-        """See WorklistStore."""
-        with self._transaction() as conn:
-            return worklist.worklist_position(conn, sort, alert_id)
-
-    def worklist_counts(self, scope: PatientScope | None = None) -> list[tuple[str, str, int]]:
-        """See WorklistStore."""
-        with self._transaction() as conn:
-            return worklist.worklist_counts(conn, scope)
-
-    def patient_page(self, patient_id: str) -> PatientRecords:
-        """See WorklistStore."""
-        with self._transaction() as conn:
-            facts = PostgresAssessmentSession(conn).facts_of([patient_id])
-            return worklist.patient_page(conn, patient_id, facts)
 
     def ping(self) -> None:
         """Raise unless the database answers."""
