@@ -14,10 +14,11 @@ from fastapi.testclient import TestClient
 from service.adapters.local_services import LocalServices
 from service.api.app import create_app
 from service.bootstrap import Container, bootstrap
+from tests.support.clock import ManualClock
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import COORDINATOR
-from tests.worklist_data import FixedClock
+from tests.worklist_data import NOW
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def app(services: LocalServices, worklist_url: str) -> Iterator[tuple[Container, TestClient]]:
     settings = make_settings(services, worklist_url, read_statement_timeout_s=0.3, read_pool_max=2)
-    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     with TestClient(headers=COORDINATOR, app=create_app(lambda: container), raise_server_exceptions=False) as client:
         yield container, client
 
@@ -85,7 +86,7 @@ def test_worklist_reads_go_to_the_replica_and_writes_to_the_primary(
     # The "replica" is the loaded worklist; the primary an empty database. Whatever the worklist shows comes from the
     # read URL, while a search (written, then read back at once) goes to the primary.
     settings = make_settings(services, database_url, read_database_url=worklist_url)
-    container = bootstrap(settings, queue=RecordingQueue(), clock=FixedClock())
+    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     try:
         with TestClient(headers=COORDINATOR, app=create_app(lambda: container), raise_server_exceptions=False) as c:
             items = c.get("/api/worklist", params={"limit": 5}).json()["items"]
