@@ -3,9 +3,9 @@ HTTP), resources/s and their ratio, measured round by round in one run.
 
     .venv/bin/python -m bench.bulk_import [--rounds 3] [--patients 2000] [--api-resources 3000] [--clients 2]
 
-Both sides store the same kind of resources (whole synthetic patients from service/synth.py, fresh ids every round
-and side, so everything is really written): validated, versioned, facts drawn, the outbox row written. The API runs
-as one uvicorn worker (`refracture api`) with its clients in this process; the bulk import runs in this process, as
+Both sides store the same kind of resources (whole synthetic patients from service/devtools/synth.py, fresh ids every
+round and side, so everything is really written): validated, versioned, facts drawn, the outbox row written. The API
+runs as one uvicorn worker (`refracture api`) with its clients in this process; the bulk import runs in this process, as
 `refracture import` builds it, on NDJSON files written beforehand (one per resource type). Target: >= 10x.
 """
 
@@ -28,10 +28,10 @@ import redis
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
 from service.adapters.ndjson_files import LocalNdjsonFile, find_ndjson_files
-from service.bootstrap import bootstrap, make_bulk_import
-from service.config import Settings
+from service.composition.bootstrap import bootstrap, make_bulk_import
+from service.devtools.synth import iter_cohort
 from service.fhir.jsonio import dumps
-from service.synth import iter_cohort
+from service.platform.config import Settings
 from tests.support.http import FHIR_JSON
 from tests.support.processes import ApiProcess
 

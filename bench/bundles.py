@@ -6,8 +6,8 @@ import random
 from datetime import date
 from typing import Any
 
+from service.devtools.synth import patient_bundle
 from service.fhir.jsonio import dumps
-from service.synth import patient_bundle
 
 __all__ = ["mixed_bundles", "observation_bundles"]
 

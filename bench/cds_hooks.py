@@ -29,10 +29,10 @@ from joserfc.jwk import KeySet, RSAKey
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
 from bench.worklist import TODAY, percentiles, seed, time_calls
-from service.bootstrap import bootstrap
-from service.config import Settings
+from service.composition.bootstrap import bootstrap
 from service.domain import risk_parameters as RP
 from service.fhir.cds_hooks import ORDER_SIGN, PATIENT_VIEW
+from service.platform.config import Settings
 from service.security.cds_trust import make_cds_verifier
 from service.usecases.cds_hooks import HookCall
 from tests.support.processes import ApiProcess

@@ -17,8 +17,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from service.adapters.local_services import LocalServices, ensure_services
 from service.adapters.postgres.migrate import migrate
+from service.devtools.local_services import LocalServices, ensure_services
 
 __all__ = ["BENCH_AUTH", "api_env", "private_database"]
 

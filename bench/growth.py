@@ -35,8 +35,8 @@ import redis
 
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
-from service.bootstrap import bootstrap
-from service.config import Settings
+from service.composition.bootstrap import bootstrap
+from service.platform.config import Settings
 from tests.support.http import FHIR_JSON
 from tests.support.processes import ApiProcess
 
@@ -45,7 +45,8 @@ LONG_PATIENT = "growth-long"
 LONG_OBSERVATIONS = 20_000
 
 # One statement per table, over generate_series: patients p in [p0, p1), resources r in [r0, r1) of each patient.
-# The bodies follow service/synth.py's Observations (an eGFR lab result), so TOAST and index sizes are realistic.
+# The bodies follow service/devtools/synth.py's Observations (an eGFR lab result), so TOAST and index sizes are
+# realistic.
 _GROW_RESOURCES = """
 INSERT INTO resource (resource_type, id, version_id, last_updated_at, content_hash, patient_id, status, body)
 SELECT 'Observation', format('g%%s-%%s', p, r), CASE WHEN r %% 10 = 0 THEN 2 ELSE 1 END, now(),
@@ -158,7 +159,7 @@ def _grow_long(conn: psycopg.Connection[Any]) -> None:
 
 
 def observation(resource_id: str, patient_id: str, n: int) -> bytes:
-    """A new eGFR Observation, as service/synth.py writes them."""
+    """A new eGFR Observation, as service/devtools/synth.py writes them."""
     return json.dumps(
         {
             "resourceType": "Observation",

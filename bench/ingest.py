@@ -27,7 +27,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from bench.bundles import mixed_bundles, observation_bundles
 from bench.database import BENCH_AUTH, api_env, private_database
-from service.adapters.local_services import free_port
+from service.devtools.local_services import free_port
 from tests.support.http import FHIR_JSON
 
 ENTRIES = 1000

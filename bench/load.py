@@ -7,7 +7,7 @@ ingested resources, worklist reads beside them, queue backlog and process memory
 Starts, on a private database: the API (`refracture api`, one uvicorn process), a Celery worker (prefork, 2) and
 beat (the outbox relay every 15 s), as deployed. Then, open loop (each request leaves at its scheduled time whatever
 happened to the ones before, so a slow server shows up as latency and lateness, not as a lower offered load): whole
-patients from service/synth.py as transaction Bundles at --rate resources/s, and GET /api/worklist at
+patients from service/devtools/synth.py as transaction Bundles at --rate resources/s, and GET /api/worklist at
 --worklist-rate requests/s. Every --sample seconds: the outbox backlog (patient_change rows not yet handled), the
 Redis queue length, write-back jobs pending, and the resident memory of the API and worker process trees (/proc).
 Latency is counted from each request's scheduled time. Target: the rate held with zero errors and flat memory.
@@ -40,13 +40,13 @@ import redis
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.machine import machine_info
 from bench.worklist import seed as seed_alerts
-from service.adapters.local_services import free_port
 from service.adapters.postgres.audit import append_audit
 from service.adapters.postgres.errors import pooled_transaction
-from service.bootstrap import Container, bootstrap
-from service.config import Settings
+from service.composition.bootstrap import Container, bootstrap
+from service.devtools.local_services import free_port
+from service.devtools.synth import iter_cohort
 from service.fhir.jsonio import dumps
-from service.synth import iter_cohort
+from service.platform.config import Settings
 from service.usecases.audit import AuditRecord
 from service.usecases.worklist import Sort, WorklistFilters
 from tests.support.http import FHIR_JSON

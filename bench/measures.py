@@ -26,9 +26,9 @@ from psycopg.types.json import Jsonb
 
 from bench.database import private_database
 from bench.ingest import machine
-from service.bootstrap import bootstrap
-from service.config import Settings
+from service.composition.bootstrap import bootstrap
 from service.domain.fls_measures import Period, months
+from service.platform.config import Settings
 
 YEAR = Period(date(2025, 1, 1), date(2025, 12, 31))
 NOW = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)

@@ -28,9 +28,9 @@ from bench.database import private_database
 from bench.ingest import machine
 from bench.rescore import FACT_COLUMNS, synthetic_facts
 from service.adapters.postgres.monitoring import PostgresMonitoringStore
-from service.bootstrap import bootstrap
-from service.config import Settings
-from service.parallel_rescore import rescore_in_parallel
+from service.composition.bootstrap import bootstrap
+from service.entrypoints.parallel_rescore import rescore_in_parallel
+from service.platform.config import Settings
 from service.usecases.model_monitoring import MONTHS_SHOWN
 
 ALERT_CODES = ("bmd-assessment-gap", "treatment-gap", "denosumab-overdue", "adherence-check-due")

@@ -48,7 +48,7 @@ BENCHES: dict[str, Bench] = {
         ("--rounds", "2", "--bundles", "2"),
         """One uvicorn worker on a private database, two HTTP clients, fresh ids every round (so every round writes);
 reference: `fhir.resources` R4B `Bundle.model_validate_json` of the same bytes in the bench process. Target: ingest
-≥ 0.5× the raw parse rate. The mixed Bundles are whole patients from the synthetic cohort (`service/synth.py`).
+≥ 0.5× the raw parse rate. The mixed Bundles are whole patients from the synthetic cohort (`service/devtools/synth.py`).
 
 Where the time goes: validation (the R4B model plus refracture's own checks) is about the raw parse cost; storage
 (one transaction per Bundle, `executemany` pipelined, facts by COPY) and HTTP add the rest.""",
@@ -100,10 +100,10 @@ The sweep's cost follows the due patients, not the population: it reads the `ale
         (),
         ("--seconds", "20", "--patients", "200"),
         """The API (1 process) and a Celery worker (prefork, 2) as deployed, the EHR stand-in of the tests in its own
-process on loopback, a private database. After 400 synthetic patients (`service/synth.py`) are loaded and settled,
-one Observation (a new CT Hounsfield measurement of the treated vertebra, which changes the risk) is posted per
-patient at a fixed rate (open loop); the clock stops when the EHR receives the transaction carrying the
-RiskAssessment based on it (and the CarePlan). Target: p99 under 2 s at 20 patients/s for 60 s.
+process on loopback, a private database. After 400 synthetic patients (`service/devtools/synth.py`) are loaded and
+settled, one Observation (a new CT Hounsfield measurement of the treated vertebra, which changes the risk) is posted per
+patient at a fixed rate (open loop); the clock stops when the EHR receives the transaction carrying the RiskAssessment
+based on it (and the CarePlan). Target: p99 under 2 s at 20 patients/s for 60 s.
 
 The path: API commit → doorbell → worker: assess, evaluate alerts, rebuild the CarePlan, send one transaction
 Bundle (conditional updates) → EHR. A first version of the stand-in deep-copied its whole store per transaction and
@@ -184,7 +184,7 @@ medication facts) and no call to the EHR; order hooks without a drug refracture 
         ("--duration", "60"),
         """The whole stack on one machine, on loopback, on a private database: the API (one uvicorn process), a Celery
 worker (prefork, 2), beat (the outbox relay every 15 s) and the tests' EHR stand-in in its own process (so
-write-back runs as deployed). Whole synthetic patients (`service/synth.py`: 5–40 resources each, about 14 on
+write-back runs as deployed). Whole synthetic patients (`service/devtools/synth.py`: 5–40 resources each, about 14 on
 average) are posted as transaction Bundles at a steady rate of ingested resources, and the worklist
 (`GET /api/worklist`, 50 rows, four views in turn) is read 3 times a second beside it. Both are open loop: each
 request leaves at its scheduled time whatever happened to the ones before, and latency is counted from that time,
@@ -271,11 +271,12 @@ BENCHES["bulk_import"] = Bench(
     "bench/bulk_import — onboarding a population: `refracture import` of NDJSON against the per-resource API",
     (),
     ("--rounds", "1", "--patients", "500", "--api-resources", "1000"),
-    """Each round: 3,000 synthetic resources (whole patients from `service/synth.py`) sent one `PUT /fhir/{type}/{id}`
-each over HTTP (one uvicorn worker, two clients), then 2,000 synthetic patients (about 30,000 resources) as NDJSON
-files, one per type as a Bulk Data export lays them out, imported as `refracture import` does it; fresh ids for each
-side and round, a private database. Both sides store the same way: validated (the R4B model plus refracture's own
-checks), versioned, facts drawn, the outbox row written. Target (issue 9): bulk ≥ 10× the per-resource API.
+    """Each round: 3,000 synthetic resources (whole patients from `service/devtools/synth.py`) sent one `PUT
+    /fhir/{type}/{id}` each over HTTP (one uvicorn worker, two clients), then 2,000 synthetic patients (about 30,000
+    resources) as NDJSON files, one per type as a Bulk Data export lays them out, imported as `refracture import` does
+    it; fresh ids for each side and round, a private database. Both sides store the same way: validated (the R4B model
+    plus refracture's own checks), versioned, facts drawn, the outbox row written. Target (issue 9): bulk ≥ 10× the
+    per-resource API.
 
 Where the difference comes from: no HTTP, authentication or audit row per resource, and one transaction per
 2,000 resources (stored with `executemany` pipelined, facts by COPY, one `current_versions` query per batch)
@@ -631,7 +632,7 @@ def render() -> str:
 
 Each benchmark in `bench/` prints its figures next to a reference measured in the same run, round by round,
 because this machine is shared and noisy: the ratios hold up better than the absolute rates. Every input is
-synthetic (`service/synth.py`, also `refracture synth`); nothing here is a real patient.
+synthetic (`service/devtools/synth.py`, also `refracture synth`); nothing here is a real patient.
 
 Regenerate this page: `.venv/bin/python -m bench.report` runs every benchmark and rewrites it (`--quick` for short
 runs, `--only NAME` for one benchmark, `--render-only` to rewrite it from the stored results). Each section names

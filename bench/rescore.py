@@ -25,8 +25,8 @@ import service.domain.assessment as assessment_module
 import service.domain.features as features_module
 from bench.database import private_database
 from bench.ingest import machine
-from service.config import Settings
-from service.parallel_rescore import rescore_in_parallel
+from service.entrypoints.parallel_rescore import rescore_in_parallel
+from service.platform.config import Settings
 from service.usecases.assess import AssessOutcome
 
 FACT_COLUMNS = (

@@ -19,8 +19,8 @@ import psycopg
 from bench.database import private_database
 from bench.ingest import machine
 from bench.rescore import seed
-from service.bootstrap import bootstrap
-from service.config import Settings
+from service.composition.bootstrap import bootstrap
+from service.platform.config import Settings
 
 TODAY = date(2026, 11, 2)
 

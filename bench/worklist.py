@@ -27,10 +27,10 @@ import psycopg
 
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
-from service.adapters.local_services import free_port
-from service.bootstrap import bootstrap
-from service.config import Settings
+from service.composition.bootstrap import bootstrap
+from service.devtools.local_services import free_port
 from service.domain.alert_types import ALERT_TYPES, AlertType
+from service.platform.config import Settings
 from service.usecases.worklist import Sort, WorklistFilters, encode_cursor
 
 TODAY = date(2026, 11, 2)

@@ -29,9 +29,9 @@ import redis
 
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
-from service.adapters.local_services import free_port
 from service.adapters.postgres.migrate import migrate
-from service.synth import cohort
+from service.devtools.local_services import free_port
+from service.devtools.synth import cohort
 from tests.support.http import FHIR_JSON
 
 

@@ -1,5 +1,5 @@
 """`python -m service` is the `refracture` command."""
 
-from service.cli import main
+from service.entrypoints.cli import main
 
 raise SystemExit(main())

@@ -12,11 +12,11 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices, ensure_services
 from service.adapters.postgres.migrate import migrate
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
-from service.config import Settings
+from service.composition.bootstrap import Container, bootstrap
+from service.devtools.local_services import LocalServices, ensure_services
+from service.entrypoints.api.app import create_app
+from service.platform.config import Settings
 from tests.ehr_standin import RunningStandIn
 from tests.support.databases import SESSION, create_database, drop_database
 from tests.support.queue import RecordingQueue

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from service.adapters.local_services import free_port
+from service.devtools.local_services import free_port
 from tests.support.servers import ThreadedServer
 
 CLIENT_ID = "refracture-worklist"

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from service.adapters.local_services import free_port
+from service.devtools.local_services import free_port
 
 __all__ = ["PrivatePostgres", "PrivateRedis"]
 

@@ -8,8 +8,8 @@ from typing import Any, Final
 
 from fastapi.testclient import TestClient
 
-from service.bootstrap import Container
-from service.synth import cohort
+from service.composition.bootstrap import Container
+from service.devtools.synth import cohort
 from tests.support.http import FHIR_JSON
 
 NOW: Final = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)

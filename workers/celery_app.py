@@ -8,8 +8,8 @@ from celery.schedules import crontab
 from celery.signals import setup_logging
 
 from service.adapters.queue import make_celery
-from service.config import get_settings
-from service.logs import configure_logging
+from service.platform.config import get_settings
+from service.platform.logs import configure_logging
 from service.usecases.task_names import (
     TASK_DELIVER,
     TASK_EHR_CAPABILITIES,
@@ -25,8 +25,8 @@ from workers import heartbeat, observability  # noqa: F401 - connect the worker'
 @setup_logging.connect
 def _logging(**_: Any) -> None:
     # A receiver here makes Celery leave logging alone (no handlers, formats or stdout redirection of its own): the
-    # worker, its pool processes and beat log JSON lines through service.logs like the API, with the same withholding
-    # of exception texts (Celery's failure lines put the exception's repr in the message).
+    # worker, its pool processes and beat log JSON lines through service.platform.logs like the API, with the same
+    # withholding of exception texts (Celery's failure lines put the exception's repr in the message).
     configure_logging()
 
 

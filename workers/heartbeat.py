@@ -10,8 +10,8 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 
 from service.adapters.postgres.heartbeats import HeartbeatWriter
-from service.bootstrap import utc_now
-from service.config import get_settings
+from service.composition.bootstrap import utc_now
+from service.platform.config import get_settings
 
 __all__: list[str] = []
 

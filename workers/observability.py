@@ -10,11 +10,11 @@ from typing import Any
 
 from celery.signals import task_postrun, task_prerun, worker_init, worker_process_shutdown, worker_shutdown
 
-from service import tracing
 from service.adapters.metrics import observe_task
 from service.adapters.queue import REQUEST_ID_HEADER, headers_of
-from service.config import get_settings
-from service.logs import REQUEST_ID
+from service.platform import tracing
+from service.platform.config import get_settings
+from service.platform.logs import REQUEST_ID
 
 __all__: list[str] = []
 

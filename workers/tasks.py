@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from functools import cache
 
-from service.bootstrap import Container, bootstrap
-from service.errors import Problem, RefractureError
+from service.composition.bootstrap import Container, bootstrap
+from service.platform.errors import Problem, RefractureError
 from service.usecases.task_names import (
     TASK_DELIVER,
     TASK_EHR_CAPABILITIES,

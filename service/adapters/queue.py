@@ -7,9 +7,9 @@ from typing import Any, Final
 
 from celery import Celery
 
-from service import tracing
-from service.config import Settings
-from service.logs import REQUEST_ID
+from service.platform import tracing
+from service.platform.config import Settings
+from service.platform.logs import REQUEST_ID
 
 __all__ = ["REQUEST_ID_HEADER", "CeleryTaskQueue", "headers_of", "make_celery", "task_headers"]
 

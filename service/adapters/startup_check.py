@@ -21,8 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from service.config import Settings
-from service.log_redaction import describe, handling_patient_data, mask_credentials
+from service.platform.config import Settings
+from service.platform.log_redaction import describe, handling_patient_data, mask_credentials
 
 __all__ = ["Check", "Role", "run_checks", "startup_check"]
 

@@ -7,11 +7,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Final
 
-from service.errors import Issue, Problem, RefractureError
 from service.fhir import r4
 from service.fhir.intake import Ids, admit
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import validate_element, validate_resource
+from service.platform.errors import Issue, Problem, RefractureError
 
 __all__ = ["EntryPlan", "PlannedBundle", "RefusedTransaction", "plan_bundle", "skip_notice", "skip_summary"]
 

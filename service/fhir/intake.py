@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
 
-from service.errors import Problem, RefractureError, refuse
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import validate_resource
+from service.platform.errors import Problem, RefractureError, refuse
 
 __all__ = ["Admitted", "Ids", "admit"]
 

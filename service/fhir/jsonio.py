@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import orjson
 
-from service.errors import Problem, refuse
+from service.platform.errors import Problem, refuse
 
 __all__ = ["content_hash", "dumps", "parse"]
 

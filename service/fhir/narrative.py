@@ -14,7 +14,7 @@ import re
 from typing import Final
 from xml.parsers import expat
 
-from service.errors import Issue
+from service.platform.errors import Issue
 
 __all__ = ["narrative_issues"]
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, Final
 
-from service.errors import HTTP_STATUS, Issue, RefractureError
+from service.platform.errors import HTTP_STATUS, Issue, RefractureError
 
 __all__ = [
     "entry_response",

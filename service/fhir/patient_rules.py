@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from service.errors import Issue
 from service.fhir.references import patient_of, split_reference
 from service.fhir.resource_types import PATIENT_ELEMENT
+from service.platform.errors import Issue
 
 __all__ = ["moved_patient_issues", "other_patient_issues"]
 

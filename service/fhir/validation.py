@@ -13,9 +13,9 @@ import math
 from decimal import Decimal
 from typing import Any, Final
 
-from service.errors import Issue
 from service.fhir import r4
 from service.fhir.narrative import narrative_issues
+from service.platform.errors import Issue
 
 __all__ = ["validate_element", "validate_resource"]
 

@@ -7,7 +7,7 @@ from typing import Final
 
 import httpx
 
-from service.config import Settings
+from service.platform.config import Settings
 from service.security.principal import Principal
 from service.security.tokens import AuthError, DevTokens, JwksCache, TokenVerifier, discover_jwks_url
 

@@ -22,7 +22,7 @@ import httpx
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
 
-from service.config import Settings
+from service.platform.config import Settings
 from service.security.tokens import ASYMMETRIC_ALGORITHMS, AuthError, JwksCache, fixed_reason
 
 __all__ = ["CdsIssuer", "CdsTokenVerifier", "make_cds_verifier"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from service.domain.alert_lifecycle import ActionRequest, TransitionError, transition
-from service.errors import ConcurrentWrite, Problem, refuse
+from service.platform.errors import ConcurrentWrite, Problem, refuse
 from service.usecases.alerts import AlertEvaluator
 from service.usecases.ports import AlertEventRow, AlertStore, Clock, StoredAlert
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from service.errors import EhrRejected, EhrTemporaryError
 from service.fhir.jsonio import parse
 from service.fhir.resource_types import INPUT_TYPES
+from service.platform.errors import EhrRejected, EhrTemporaryError
 from service.usecases.bulk_import import BulkImporter, FileResult, LineSource, close_chunks, split_lines
 from service.usecases.ports import Clock
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Protocol
 
-from service.errors import ConcurrentWrite, EhrTemporaryError, Problem, RefractureError
 from service.fhir.intake import Ids, admit
 from service.fhir.jsonio import parse
 from service.fhir.r4 import is_resource_type as r4_type
 from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
+from service.platform.errors import ConcurrentWrite, EhrTemporaryError, Problem, RefractureError
 from service.usecases.audit import AuditRecord, system_record
 from service.usecases.ingest import EntryOutcome, Ingestor, WriteRequest
 from service.usecases.intake import outcome_label

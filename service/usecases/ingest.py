@@ -10,13 +10,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, ParamSpec, TypeVar
 
-from service.errors import ConcurrentWrite, Issue, Problem, RefractureError, refuse
 from service.fhir.bundle import EntryPlan, PlannedBundle
 from service.fhir.demographics import demographics_of
 from service.fhir.jsonio import content_hash
 from service.fhir.normalise import Normalised, Normaliser
 from service.fhir.patient_rules import moved_patient_issues, other_patient_issues
 from service.fhir.references import patient_of
+from service.platform.errors import ConcurrentWrite, Issue, Problem, RefractureError, refuse
 from service.usecases.audit import AuditRecord
 from service.usecases.ports import (
     Clock,

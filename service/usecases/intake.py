@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from service.errors import HTTP_STATUS, RefractureError
+from service.platform.errors import HTTP_STATUS, RefractureError
 from service.usecases.ingest import EntryOutcome, Skipped
 from service.usecases.ports import Metrics
 

@@ -520,7 +520,7 @@ class EhrGateway(Protocol):
         """Release the connections."""
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> EhrAnswer:
-        """One request; failures raise EhrTemporaryError, EhrRejected or EhrConflict (service.errors)."""
+        """One request; failures raise EhrTemporaryError, EhrRejected or EhrConflict (service.platform.errors)."""
 
 
 class TaskQueue(Protocol):

@@ -24,13 +24,13 @@ from urllib.parse import quote
 
 from service.domain.backoff import RetryPolicy
 from service.domain.event_feed import FeedPosition, FeedStep, advance
-from service.errors import EhrError, EhrRejected, EhrTemporaryError, Problem, RefractureError, refuse
 from service.fhir.intake import Admitted, Ids, admit
 from service.fhir.jsonio import parse
 from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.subscriptions import Notification
 from service.fhir.validation import validate_resource
+from service.platform.errors import EhrError, EhrRejected, EhrTemporaryError, Problem, RefractureError, refuse
 from service.usecases.audit import AuditRecord, system_record
 from service.usecases.ingest import EntryOutcome, Ingestor, WriteRequest
 from service.usecases.intake import IntakeCounter

@@ -17,7 +17,7 @@ from typing import Any, Final, NamedTuple, Protocol
 from service.domain.alert_types import title_of
 from service.domain.facts import Fact
 from service.domain.medication_timeline import MedicationEvent, events_of
-from service.errors import Problem, refuse
+from service.platform.errors import Problem, refuse
 from service.security.scoping import PatientScope
 
 __all__ = [

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from service.domain.backoff import RetryPolicy
-from service.errors import EhrConflict, EhrError, EhrRejected, EhrTemporaryError
 from service.fhir.task import TASK_SYSTEM
 from service.fhir.writeback import (
     PLAN_SYSTEM,
@@ -40,6 +39,7 @@ from service.fhir.writeback import (
     task_writes_allowed,
     transaction_bundle,
 )
+from service.platform.errors import EhrConflict, EhrError, EhrRejected, EhrTemporaryError
 from service.usecases.ports import (
     ClaimedWriteback,
     Clock,

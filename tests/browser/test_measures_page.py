@@ -18,10 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, expect
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import bootstrap
+from service.composition.bootstrap import bootstrap
+from service.devtools.local_services import LocalServices
 from service.domain.fls_measures import Period, months
+from service.entrypoints.api.app import create_app
 from tests.measure_data import TIMELINES, Timeline, patient_bundle
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one

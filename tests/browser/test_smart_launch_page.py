@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 import pytest
 from playwright.sync_api import Page, expect
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import bootstrap
+from service.composition.bootstrap import bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
 from tests.smart_launcher_standin import CLIENT_ID, CLIENT_SECRET, RunningLauncher
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one

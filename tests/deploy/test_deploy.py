@@ -30,8 +30,8 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from service import cli
-from service.config import Settings
+from service.entrypoints import cli
+from service.platform.config import Settings
 from tests.support.paths import ROOT
 from tests.support.servers import HandlerServer
 
@@ -473,8 +473,8 @@ def _routes() -> set[str]:
     """The API's paths: the OpenAPI document's, and the operations router's (/metrics is left out of the document)."""
     from fastapi.routing import APIRoute
 
-    from service.api import health
-    from service.api.openapi import openapi_document
+    from service.entrypoints.api import health
+    from service.entrypoints.api.openapi import openapi_document
 
     operations = {route.path for route in health.router.routes if isinstance(route, APIRoute)}
     return set(openapi_document()["paths"]) | operations

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
-from service.config import Settings
+from service.composition.bootstrap import Container, bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
+from service.platform.config import Settings
 from service.security.authenticator import Authenticator
 from service.security.tokens import DevTokens, JwksCache, TokenVerifier
 from tests.support.databases import table_counts
@@ -383,7 +383,7 @@ def test_security_headers_and_request_ids(app_client: tuple[Container, TestClien
 
 
 def test_production_serves_no_api_docs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.config import get_settings
+    from service.platform.config import get_settings
 
     monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "production")
     monkeypatch.setenv("REFRACTURE_AUTH_ISSUER", ISSUER)

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
-from service.config import Settings
+from service.composition.bootstrap import Container, bootstrap
+from service.devtools.local_services import LocalServices
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
-from service.errors import Problem, RefractureError
+from service.entrypoints.api.app import create_app
 from service.fhir.validation import validate_resource
+from service.platform.config import Settings
+from service.platform.errors import Problem, RefractureError
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
@@ -281,8 +281,8 @@ def test_with_a_real_worker_and_the_sweep_command(
         body = patient_bundle("w1", today - timedelta(days=243))  # last dose eight months ago
         assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200
         assert wait_for(lambda: alerts(client, database_url, "w1") == {"denosumab-overdue": "open"})
-        from service.cli import main
-        from service.config import get_settings
+        from service.entrypoints.cli import main
+        from service.platform.config import get_settings
 
         monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url.get_secret_value())
         get_settings.cache_clear()

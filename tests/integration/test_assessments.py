@@ -12,11 +12,11 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api.app import create_app
-from service.bootstrap import bootstrap
-from service.config import Settings
+from service.composition.bootstrap import bootstrap
+from service.devtools.synth import cohort
+from service.entrypoints.api.app import create_app
 from service.fhir.validation import validate_resource
-from service.synth import cohort
+from service.platform.config import Settings
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
 from tests.support.paths import ARTIFACTS
@@ -129,8 +129,8 @@ def test_rescore_after_a_model_change(container: Any, client: TestClient, databa
 def test_the_command_rescores(
     settings: Settings, client: TestClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from service.cli import main
-    from service.config import get_settings
+    from service.entrypoints.cli import main
+    from service.platform.config import get_settings
 
     client.post("/fhir", content=json.dumps(bundle()), headers=FHIR)
     monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url.get_secret_value())

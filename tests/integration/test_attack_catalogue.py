@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import bootstrap
+from service.composition.bootstrap import bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
 from service.fhir.outcome import MAX_ISSUES
 from service.fhir.validation import MAX_STRING_LENGTH
 from tests.support.databases import query_one, table_counts

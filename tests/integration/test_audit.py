@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
+from service.composition.bootstrap import Container, bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
 from service.fhir.validation import validate_resource
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
@@ -242,7 +242,7 @@ def test_a_bundle_read_carrying_a_decoy_resource_is_refused_and_not_audited_as_t
 def test_an_interrupted_csv_export_has_recorded_the_patients_of_every_chunk_it_sent(
     app: tuple[Container, TestClient], worklist_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service.api import worklist_routes
+    from service.entrypoints.api import worklist_routes
 
     container, client = app
     monkeypatch.setattr(worklist_routes, "CSV_CHUNK_BYTES", 0)  # a chunk per row

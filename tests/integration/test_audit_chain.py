@@ -20,13 +20,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import bootstrap
-from service.cli import main
-from service.config import Settings, get_settings
+from service.composition.bootstrap import bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
+from service.entrypoints.cli import main
 from service.fhir.audit_event import AUDIT_CHAIN_EXTENSION
 from service.fhir.validation import validate_resource
+from service.platform.config import Settings, get_settings
 from service.usecases.audit import SYSTEM_ACTOR, AuditRecord
 from tests.support.databases import SESSION
 from tests.support.http import FHIR_JSON

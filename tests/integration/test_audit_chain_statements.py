@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from service.adapters.postgres.audit import append_audit
-from service.bootstrap import bootstrap
-from service.config import Settings
+from service.composition.bootstrap import bootstrap
+from service.platform.config import Settings
 from service.usecases.audit import AuditRecord
 from tests.support.queue import RecordingQueue
 

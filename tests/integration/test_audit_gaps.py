@@ -12,11 +12,11 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
-from service.cli import main
-from service.config import Settings, get_settings
+from service.composition.bootstrap import Container, bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
+from service.entrypoints.cli import main
+from service.platform.config import Settings, get_settings
 from service.usecases.audit import SYSTEM_ACTOR
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_subscriptions import feed_settings, notification, observation, patient, post, work

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import bootstrap
+from service.composition.bootstrap import bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
 from tests.support.databases import table_counts
 from tests.support.http import FHIR_JSON
 from tests.support.queue import RecordingQueue

@@ -16,11 +16,11 @@ import psycopg
 import pytest
 
 from service.adapters.ndjson_files import LocalNdjsonFile, find_ndjson_files
-from service.bootstrap import BulkImport, Container, bootstrap, make_bulk_import
-from service.config import Settings
-from service.errors import EhrTemporaryError
+from service.composition.bootstrap import BulkImport, Container, bootstrap, make_bulk_import
+from service.devtools.synth import iter_cohort
 from service.fhir.jsonio import dumps
-from service.synth import iter_cohort
+from service.platform.config import Settings
+from service.platform.errors import EhrTemporaryError
 from service.usecases.bulk_import import BulkImporter, FileCounts, LineIssue
 from tests.bulk_standin import ExportPlan, RunningBulkStandIn, ndjson
 from tests.ehr_standin import Fault, generate_key

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
-from service.bootstrap import Container
+from service.composition.bootstrap import Container
+from service.devtools.local_services import LocalServices
 from tests.integration.test_cds_hooks import DENOSUMAB, ZOLEDRONIC, bearer, cds_app, drafts, hook, token
 from tests.smart_launcher_standin import RunningLauncher
 from tests.support.databases import query_one

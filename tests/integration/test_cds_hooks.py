@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet, OctKey, RSAKey
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
+from service.composition.bootstrap import Container, bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
 from service.security.cds_trust import make_cds_verifier
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one

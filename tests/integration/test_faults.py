@@ -36,15 +36,15 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg_pool import PoolTimeout
 
-from service.adapters.local_services import LocalServices
 from service.adapters.postgres.migrate import migrate
 from service.adapters.postgres.pool import make_pool
 from service.adapters.postgres.store import PostgresStore
 from service.adapters.queue import CeleryTaskQueue, make_celery
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
-from service.config import Settings
+from service.composition.bootstrap import Container, bootstrap
+from service.devtools.local_services import LocalServices
 from service.domain.assessment import assess
+from service.entrypoints.api.app import create_app
+from service.platform.config import Settings
 from service.usecases.task_names import TASK_DELIVER, TASK_RELAY
 from tests.ehr_standin import Fault, RunningStandIn
 from tests.private_servers import PrivatePostgres, PrivateRedis

@@ -21,9 +21,9 @@ from psycopg import sql
 from schemathesis import Case, CheckContext, GenerationMode, Response
 from schemathesis.checks import not_a_server_error
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import bootstrap
+from service.composition.bootstrap import bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
 from service.fhir.capability import READ_ONLY_TYPES
 from service.fhir.resource_types import INPUT_TYPES
 from tests.support.queue import RecordingQueue

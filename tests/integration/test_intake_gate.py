@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
 from service.adapters.metrics import REGISTRY
 from service.adapters.ndjson_files import LocalNdjsonFile
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap, make_bulk_import
+from service.composition.bootstrap import Container, bootstrap, make_bulk_import
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_subscriptions import WITH_TOKEN, feed_settings, observation, patient
 from tests.support.queue import RecordingQueue

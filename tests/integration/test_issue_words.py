@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import bootstrap
+from service.composition.bootstrap import bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
 from tests.integration.test_bad_input import CASES, observation, patient, put_entry, raw, transaction
 from tests.support.http import FHIR_JSON
 from tests.support.queue import RecordingQueue
@@ -124,8 +124,8 @@ def test_every_issue_on_every_error_path_has_words(client: TestClient, small_cli
 
 
 def test_an_issue_without_text_still_goes_out_with_words() -> None:
-    from service.errors import Issue
     from service.fhir.outcome import operation_outcome
+    from service.platform.errors import Issue
 
     (issue,) = operation_outcome([Issue("invalid", "  ", "Patient.name")])["issue"]
     assert issue["diagnostics"] == issue["details"]["text"] == "error: invalid at Patient.name"

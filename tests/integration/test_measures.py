@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
+from service.composition.bootstrap import Container, bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
 from service.fhir.validation import validate_resource
 from tests.measure_data import TIMELINES, patient_bundle
 from tests.support.clock import ManualClock
@@ -238,8 +238,8 @@ def test_bad_parameters_are_refused(measured: tuple[Container, TestClient], para
 def test_the_command_keeps_a_report_per_month_and_site(
     measured: tuple[Container, TestClient], database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    from service.cli import main
-    from service.config import get_settings
+    from service.entrypoints.cli import main
+    from service.platform.config import get_settings
 
     container, client = measured
     monkeypatch.setenv("REFRACTURE_DATABASE_URL", database_url)

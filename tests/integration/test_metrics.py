@@ -18,10 +18,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices, free_port
-from service.api.app import create_app
-from service.bootstrap import Container
+from service.composition.bootstrap import Container
+from service.devtools.local_services import LocalServices, free_port
 from service.domain.risk_model import model_version
+from service.entrypoints.api.app import create_app
 from tests.ehr_standin import Fault, RunningStandIn
 from tests.integration.test_writeback import T0, build, dose, patient
 from tests.support.clock import ManualClock

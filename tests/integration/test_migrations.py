@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from service.adapters.local_services import LocalServices
 from service.adapters.postgres.migrate import available_migrations, create_database_if_missing, migrate
+from service.devtools.local_services import LocalServices
 from tests.support.databases import SESSION, drop_database
 
 pytestmark = pytest.mark.integration
@@ -55,8 +55,8 @@ def test_an_edited_migration_is_refused(empty_database: str) -> None:
 def test_the_command_migrates(
     empty_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from service.cli import main
-    from service.config import get_settings
+    from service.entrypoints.cli import main
+    from service.platform.config import get_settings
 
     monkeypatch.setenv("REFRACTURE_DATABASE_URL", empty_database)
     get_settings.cache_clear()

@@ -13,11 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.types.json import Json, Jsonb
 
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
-from service.config import Settings
+from service.composition.bootstrap import Container, bootstrap
 from service.domain.reference_cohort import reference_cohort
 from service.domain.risk_model import estimate, model_version
+from service.entrypoints.api.app import create_app
+from service.platform.config import Settings
 from tests.support.databases import query_one
 from tests.support.queue import RecordingQueue
 from tests.support.tokens import AUTH, COORDINATOR

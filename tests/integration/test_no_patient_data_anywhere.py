@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.adapters.local_services import LocalServices
+from service.devtools.local_services import LocalServices
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_alerts import administration
 from tests.integration.test_no_patient_data_in_logs import CELERY_SHUTDOWN_NOTICE, the_patient

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.adapters.local_services import LocalServices
+from service.devtools.local_services import LocalServices
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_alerts import patient_bundle
 from tests.support.databases import query_one

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.synth import cohort
+from service.devtools.synth import cohort
 from tests.support.http import FHIR_JSON
 
 pytestmark = pytest.mark.integration

@@ -22,10 +22,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
 from service.adapters.notify_webhook import SIGNATURE_HEADER, verify
-from service.api.app import create_app
-from service.bootstrap import Container
+from service.composition.bootstrap import Container
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
 from tests.integration.test_writeback import T0, build, patient, post
 from tests.support.clock import ManualClock
 from tests.support.servers import HandlerServer, QuietHandler
@@ -396,8 +396,8 @@ def test_the_command_says_what_would_go_then_sends_once(
     container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0))
     ingest(container, "n7", "MRN-5")
 
-    from service.cli import main
-    from service.config import get_settings
+    from service.entrypoints.cli import main
+    from service.platform.config import get_settings
 
     settings = {
         "DATABASE_URL": database_url,

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices, free_port
-from service.api.app import create_app
-from service.bootstrap import bootstrap
-from service.config import Settings
+from service.composition.bootstrap import bootstrap
+from service.devtools.local_services import LocalServices, free_port
+from service.entrypoints.api.app import create_app
+from service.platform.config import Settings
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
 from tests.support.paths import ARTIFACTS

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices, free_port
 from service.adapters.postgres.heartbeats import HeartbeatWriter
-from service.api.app import create_app
-from service.api.health import Readiness
-from service.bootstrap import bootstrap
+from service.composition.bootstrap import bootstrap
+from service.devtools.local_services import LocalServices, free_port
+from service.entrypoints.api.app import create_app
+from service.entrypoints.api.health import Readiness
 from tests.support.http import FHIR_JSON
 from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess

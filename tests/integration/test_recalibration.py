@@ -13,18 +13,18 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
-from service.config import Settings
+from service.composition.bootstrap import Container, bootstrap
+from service.devtools.synth import iter_cohort
+from service.devtools.synth_fhir import condition, entry
 from service.domain.calibration import expit
 from service.domain.outcomes import development_case
 from service.domain.risk_model import model_version
 from service.domain.risk_parameters import MODEL_NAME
+from service.entrypoints.api.app import create_app
 from service.fhir.bundle import plan_bundle
 from service.fhir.normalise import Normaliser
 from service.fhir.terminology import Terminology
-from service.synth import iter_cohort
-from service.synth_fhir import condition, entry
+from service.platform.config import Settings
 from tests.support.databases import query_one
 from tests.support.queue import RecordingQueue
 from tests.support.tokens import COORDINATOR
@@ -202,8 +202,8 @@ def test_recalibration_recovers_calibration_and_registers_once(cohort_container:
 def test_the_command_reports_and_a_dry_run_stores_nothing(
     settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from service.cli import main
-    from service.config import get_settings
+    from service.entrypoints.cli import main
+    from service.platform.config import get_settings
 
     container = bootstrap(settings, queue=RecordingQueue())
     try:

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api.app import create_app
-from service.bootstrap import Container
-from service.config import Settings
+from service.composition.bootstrap import Container
+from service.entrypoints.api.app import create_app
+from service.platform.config import Settings
 from tests.support.paths import ARTIFACTS, ROOT
 from tests.support.processes import ApiProcess
 from tests.support.tokens import TOKENS

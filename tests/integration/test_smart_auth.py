@@ -14,8 +14,8 @@ from joserfc import jwt
 from service.adapters.ehr.auth import SmartBackendAuth, smart_scopes
 from service.adapters.ehr.client import EhrClient
 from service.adapters.ehr.factory import make_ehr_client
-from service.config import Settings
-from service.errors import EhrRejected
+from service.platform.config import Settings
+from service.platform.errors import EhrRejected
 from tests.ehr_standin import RunningStandIn, generate_key
 from tests.support.clock import ManualClock
 

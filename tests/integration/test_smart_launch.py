@@ -12,11 +12,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
 from service.adapters.oidc import code_challenge
-from service.api.app import create_app
-from service.api.launch_routes import launch_claims
-from service.bootstrap import bootstrap
+from service.composition.bootstrap import bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
+from service.entrypoints.api.launch_routes import launch_claims
 from service.security.principal import principal_from_claims
 from tests.smart_launcher_standin import CLIENT_ID, CLIENT_SECRET, RunningLauncher
 from tests.support.clock import ManualClock

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from service.adapters.local_services import LocalServices, free_port
 from service.adapters.startup_check import run_checks
+from service.devtools.local_services import LocalServices, free_port
 from tests.ehr_standin import RunningStandIn
 from tests.support.databases import create_database, drop_database
 from tests.support.paths import ROOT

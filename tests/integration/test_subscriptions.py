@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
-from service.cli import main
-from service.config import get_settings
+from service.composition.bootstrap import Container, bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
+from service.entrypoints.cli import main
+from service.platform.config import get_settings
 from service.usecases.subscriptions import WorkDone
 from service.usecases.task_names import TASK_SUBSCRIPTION_WORK
 from tests.ehr_standin import RunningStandIn

@@ -15,12 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.adapters.metrics import REGISTRY
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
-from service.config import Settings
+from service.composition.bootstrap import Container, bootstrap
+from service.entrypoints.api.app import create_app
 from service.fhir.jsonio import dumps
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import validate_resource
+from service.platform.config import Settings
 from tests.support.databases import query_one, table_counts
 from tests.support.http import FHIR_JSON
 from tests.support.paths import ARTIFACTS, FIXTURES

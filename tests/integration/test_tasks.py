@@ -11,10 +11,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import Container
+from service.composition.bootstrap import Container
+from service.devtools.local_services import LocalServices
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
+from service.entrypoints.api.app import create_app
 from service.fhir.validation import validate_resource
 from service.usecases.subscriptions import WorkDone
 from tests.ehr_standin import RunningStandIn, capability

@@ -14,11 +14,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from service import tracing
-from service.adapters.local_services import LocalServices
 from service.adapters.queue import task_headers
-from service.api.app import create_app
-from service.bootstrap import bootstrap
+from service.composition.bootstrap import bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
+from service.platform import tracing
 from service.usecases.task_names import TASK_PATIENTS_CHANGED
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_writeback import T0, build, patient

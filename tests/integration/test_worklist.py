@@ -17,9 +17,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
+from service.composition.bootstrap import Container, bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.adapters.local_services import LocalServices
-from service.api.app import create_app
-from service.bootstrap import Container, bootstrap
+from service.composition.bootstrap import Container, bootstrap
+from service.devtools.local_services import LocalServices
+from service.entrypoints.api.app import create_app
 from service.fhir.validation import validate_resource
 from tests.ehr_standin import Fault, RunningStandIn, capability
 from tests.support.clock import ManualClock
@@ -443,8 +443,8 @@ def test_a_422_goes_to_the_dead_letter_and_can_be_replayed(
     container.deliverer.deliver_due()
     assert query_one(database_url, "SELECT status FROM writeback WHERE patient_id = 'x1'") == "dead"  # not retried
 
-    from service.cli import main
-    from service.config import get_settings
+    from service.entrypoints.cli import main
+    from service.platform.config import get_settings
 
     monkeypatch.setenv("REFRACTURE_DATABASE_URL", database_url)
     monkeypatch.setenv("REFRACTURE_EHR_BASE_URL", ehr.base_url)
@@ -519,7 +519,7 @@ def test_a_job_failing_past_the_retry_window_is_dead_letter_and_replayable(
 def test_a_real_worker_delivers_through_the_celery_pipeline(
     services: LocalServices, database_url: str, ehr: RunningStandIn, request: pytest.FixtureRequest
 ) -> None:
-    from service.bootstrap import bootstrap as real_bootstrap
+    from service.composition.bootstrap import bootstrap as real_bootstrap
     from tests.support.paths import ARTIFACTS
     from tests.support.processes import WorkerProcess
     from tests.support.settings import worker_env

@@ -33,9 +33,9 @@ import psutil
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from service.adapters.local_services import LocalServices, free_port
+from service.devtools.local_services import LocalServices, free_port
+from service.devtools.synth_fhir import condition, entry, level_site, medication_use, observation, quantity
 from service.fhir import systems as S
-from service.synth_fhir import condition, entry, level_site, medication_use, observation, quantity
 from tests.newcomer.venvs import BUILD, INSTALL, Wheel, build_wheel, builder_stage, cached_venv, dockerfile_instructions
 from tests.support.databases import SESSION, drop_database
 from tests.support.http import FHIR_JSON
@@ -229,7 +229,8 @@ def test_the_image_itself_is_built_where_docker_answers(wheel: Wheel) -> None:
                 "python",
                 tag,
                 "-c",
-                "import kombu.transport.redis, workers.celery_app, service.api.app, service.cli",
+                "import kombu.transport.redis, workers.celery_app, "
+                "service.entrypoints.api.app, service.entrypoints.cli",
             ],
             capture_output=True,
             text=True,

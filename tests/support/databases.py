@@ -9,7 +9,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from service.adapters.local_services import LocalServices
+from service.devtools.local_services import LocalServices
 
 __all__ = ["SESSION", "create_database", "drop_database", "query_one", "table_counts"]
 

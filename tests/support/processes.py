@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from service.adapters.local_services import free_port
+from service.devtools.local_services import free_port
 from tests.support.paths import ROOT
 
 __all__ = ["ApiProcess", "ServiceProcess", "WorkerProcess", "wait_healthy"]

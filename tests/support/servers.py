@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from service.adapters.local_services import free_port
+from service.devtools.local_services import free_port
 
 __all__ = ["HandlerServer", "QuietHandler", "ThreadedServer", "serving"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from service.adapters.local_services import LocalServices
-from service.config import Settings
+from service.devtools.local_services import LocalServices
+from service.platform.config import Settings
 from tests.support.databases import SESSION
 from tests.support.tokens import TOKENS
 

@@ -10,7 +10,7 @@ import pytest
 
 from service.adapters.ehr.auth import BearerAuth
 from service.adapters.ehr.bulk import BulkDataClient, UrlPolicy
-from service.errors import EhrRejected
+from service.platform.errors import EhrRejected
 
 BASE = "https://ehr.example.org/fhir"
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from service.errors import Problem, RefractureError
 from service.fhir.bundle import plan_bundle
+from service.platform.errors import Problem, RefractureError
 
 
 def bundle(kind: str, *entries: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 
-from service.api.charts import Bar, contribution_chart
+from service.entrypoints.api.charts import Bar, contribution_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from service import demo
+from service.entrypoints import demo
 
 
 def _child(supervisor: demo._Supervisor, name: str, code: str) -> demo._Child:

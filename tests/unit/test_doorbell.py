@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from service.adapters.local_services import free_port
 from service.adapters.queue import CeleryTaskQueue, make_celery
-from service.config import Settings
+from service.devtools.local_services import free_port
+from service.platform.config import Settings
 from service.usecases.task_names import TASK_PATIENTS_CHANGED
 
 

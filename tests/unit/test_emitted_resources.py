@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.errors import Issue, Problem, RefractureError
 from service.fhir.capability import capability_statement
 from service.fhir.codesystems import CODE_SYSTEMS
 from service.fhir.outcome import entry_response, error_entry, operation_outcome, response_bundle, skipped_entry
 from service.fhir.validation import validate_resource
+from service.platform.errors import Issue, Problem, RefractureError
 
 
 def test_capability_statement() -> None:

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from service.errors import Issue, RefractureError
 from service.fhir.dates import parse_time
 from service.fhir.demographics import MAX_NAME_LENGTH, demographics_of
 from service.fhir.jsonio import dumps, parse
@@ -17,6 +16,7 @@ from service.fhir.narrative import narrative_issues
 from service.fhir.outcome import MAX_ISSUES, operation_outcome
 from service.fhir.patient_rules import moved_patient_issues, other_patient_issues
 from service.fhir.validation import validate_resource
+from service.platform.errors import Issue, RefractureError
 
 DIV = '<div xmlns="http://www.w3.org/1999/xhtml">'
 
@@ -128,7 +128,7 @@ def _narrative_href(text: str) -> Any:
 
 
 def _drug_label(text: str) -> Any:
-    from service.api.web import _drug_name
+    from service.entrypoints.api.web import _drug_name
 
     return _drug_name(text)
 
@@ -136,7 +136,7 @@ def _drug_label(text: str) -> Any:
 def _warning_line(text: str) -> Any:
     import logging
 
-    from service.logs import JsonFormatter
+    from service.platform.logs import JsonFormatter
 
     record = logging.LogRecord("py.warnings", logging.WARNING, __file__, 1, text, None, None)
     return JsonFormatter().format(record)

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from service.errors import Problem, RefractureError
 from service.fhir.bundle import plan_bundle
 from service.fhir.normalise import Normaliser
 from service.fhir.terminology import Terminology
+from service.platform.errors import Problem, RefractureError
 from service.usecases.ingest import EntryOutcome, Ingestor, WriteRequest
 from tests.support.clock import ManualClock
 from tests.support.fakes import MemoryIngestStore

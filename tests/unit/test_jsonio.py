@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from service.errors import Problem, RefractureError
 from service.fhir.jsonio import content_hash, dumps, parse
+from service.platform.errors import Problem, RefractureError
 
 
 def test_decimals_keep_their_digits() -> None:

@@ -18,11 +18,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ValidationError
 
-from service.adapters.local_services import free_port
-from service.api.middleware import AccessLogMiddleware, RequestIdMiddleware
-from service.config import Settings
-from service.log_redaction import handling_patient_data
-from service.logs import REQUEST_ID, JsonFormatter, TextFormatter, configure_logging, log_format, log_level
+from service.devtools.local_services import free_port
+from service.entrypoints.api.middleware import AccessLogMiddleware, RequestIdMiddleware
+from service.platform.config import Settings
+from service.platform.log_redaction import handling_patient_data
+from service.platform.logs import REQUEST_ID, JsonFormatter, TextFormatter, configure_logging, log_format, log_level
 from tests.support.clock import ManualClock
 from tests.unit.test_handlers import FakeStore, Row, relay
 
@@ -444,13 +444,13 @@ def test_an_http_protocol_error_which_can_quote_a_header_is_withheld_but_a_refus
 def test_a_command_on_no_patient_data_logs_its_failure_with_the_message(
     restored: None, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import service.cli
+    import service.entrypoints.cli
 
     def broken(_: Any) -> int:
         raise RuntimeError("the OpenAPI template is missing")
 
-    monkeypatch.setattr(service.cli, "cmd_openapi", broken)
-    assert service.cli.main(["openapi"]) == 1
+    monkeypatch.setattr(service.entrypoints.cli, "cmd_openapi", broken)
+    assert service.entrypoints.cli.main(["openapi"]) == 1
     (line,) = [json.loads(text) for text in capsys.readouterr().err.splitlines()]
     assert line["message"] == "uncaught RuntimeError: the OpenAPI template is missing"
     logging.getLogger("refracture.test").error("%s", RuntimeError(NAME))  # the default holds again after it

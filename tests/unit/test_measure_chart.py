@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.api.measure_chart import trend_chart
+from service.entrypoints.api.measure_chart import trend_chart
 
 
 def test_values_targets_and_gaps() -> None:

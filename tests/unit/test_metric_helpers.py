@@ -13,11 +13,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import tracing
 from service.adapters import metrics
 from service.adapters.queue import REQUEST_ID_HEADER, headers_of, task_headers
 from service.domain.risk_model import model_version
-from service.logs import REQUEST_ID
+from service.platform import tracing
+from service.platform.logs import REQUEST_ID
 
 NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 

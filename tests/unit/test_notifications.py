@@ -11,7 +11,6 @@ from datetime import date
 import pytest
 
 from service.adapters.notify_webhook import sign, verify
-from service.config import Settings
 from service.domain.notifications import (
     DigestAlert,
     DigestPatient,
@@ -21,6 +20,7 @@ from service.domain.notifications import (
     initials,
     select_items,
 )
+from service.platform.config import Settings
 
 DAY = date(2026, 6, 1)
 ALERTS = [
@@ -91,7 +91,7 @@ def test_the_signature_verifies_and_refuses_a_changed_body_a_wrong_secret_and_a_
 
 
 def test_the_demo_says_where_the_digests_go(monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.demo import _notification_targets
+    from service.entrypoints.demo import _notification_targets
 
     for name in ("SMTP_HOST", "WEBHOOK_URL", "WEBHOOK_SECRET", "PATIENT_DATA", "TIME"):
         monkeypatch.delenv(f"REFRACTURE_NOTIFY_{name}", raising=False)

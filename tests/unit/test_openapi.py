@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from service.api.openapi import openapi_document
+from service.entrypoints.api.openapi import openapi_document
 from tests.support.paths import ROOT
 
 EXPORTED = ROOT / "openapi" / "openapi.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.config import Settings
+from service.platform.config import Settings
 
 PRIMARY = "postgresql://app:primary-pa55@db-primary.example/refracture"
 REPLICA = "postgresql://app:replica-pa55@db-replica.example/refracture"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import Settings, get_settings
+from service.platform.config import Settings, get_settings
 from tests.support.paths import ROOT
 
 # Things that look like real credentials. Test keys are generated at run time, never committed.

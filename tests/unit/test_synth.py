@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from service.cli import main
+from service.devtools.synth import cohort
 from service.domain.alert_rules import evaluate
 from service.domain.facts import Fact
 from service.domain.features import build_features
+from service.entrypoints.cli import main
 from service.fhir.bundle import plan_bundle
 from service.fhir.normalise import Normaliser
 from service.fhir.terminology import Terminology
 from service.fhir.validation import validate_resource
-from service.synth import cohort
 
 TODAY = date(2026, 11, 1)
 SIZE = 300

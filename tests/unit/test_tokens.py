@@ -13,7 +13,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 
-from service.config import Settings
+from service.platform.config import Settings
 from service.security.authenticator import Authenticator, make_authenticator
 from service.security.tokens import AuthError, DevTokens, JwksCache, TokenVerifier
 

@@ -17,7 +17,7 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
-from service.errors import EhrRejected, EhrTemporaryError
+from service.platform.errors import EhrRejected, EhrTemporaryError
 
 __all__ = ["Auth", "BearerAuth", "NoAuth", "SmartBackendAuth", "smart_scopes"]
 

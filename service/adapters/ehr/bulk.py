@@ -24,9 +24,9 @@ import httpx
 from service.adapters.ehr.auth import Auth
 from service.adapters.ehr.client import answer_body, retry_after
 from service.adapters.ehr.factory import make_auth
-from service.config import Settings
-from service.errors import EhrRejected, EhrTemporaryError
 from service.fhir.resource_types import INPUT_TYPES
+from service.platform.config import Settings
+from service.platform.errors import EhrRejected, EhrTemporaryError
 from service.usecases.bulk_export import ExportGone, ExportStatus
 
 __all__ = ["BulkDataClient", "RemoteNdjsonFile", "UrlPolicy", "bulk_scopes", "make_bulk_client"]

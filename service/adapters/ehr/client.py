@@ -14,10 +14,10 @@ from typing import Any, Final
 
 import httpx
 
-from service import tracing
 from service.adapters.ehr.auth import Auth
-from service.errors import EhrConflict, EhrRejected, EhrTemporaryError
 from service.fhir.jsonio import dumps
+from service.platform import tracing
+from service.platform.errors import EhrConflict, EhrRejected, EhrTemporaryError
 from service.usecases.ports import EhrAnswer
 
 __all__ = ["EhrClient", "answer_body", "retry_after"]

@@ -6,7 +6,7 @@ import httpx
 
 from service.adapters.ehr.auth import Auth, BearerAuth, NoAuth, SmartBackendAuth, smart_scopes
 from service.adapters.ehr.client import EhrClient
-from service.config import Settings
+from service.platform.config import Settings
 
 __all__ = ["make_auth", "make_ehr_client"]
 

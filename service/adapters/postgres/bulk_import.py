@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool
 from service.adapters.postgres.errors import pooled_transaction
 from service.adapters.postgres.queries import query
 from service.adapters.postgres.store import PostgresSession
-from service.errors import ConcurrentWrite
+from service.platform.errors import ConcurrentWrite
 from service.usecases.bulk_export import ExportJob
 from service.usecases.bulk_import import Checkpoint, FileCounts, LineIssue
 

@@ -11,7 +11,7 @@ from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from service.errors import ConcurrentWrite, Issue, Problem, RefractureError, refuse
+from service.platform.errors import ConcurrentWrite, Issue, Problem, RefractureError, refuse
 
 __all__ = ["pipelined_transaction", "pooled_transaction", "translate_errors"]
 

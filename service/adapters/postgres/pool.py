@@ -10,7 +10,7 @@ from typing import Any, Final
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from service.config import Settings
+from service.platform.config import Settings
 
 __all__ = ["make_pool", "make_read_pool"]
 

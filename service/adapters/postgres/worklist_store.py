@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool
 from service.adapters.postgres import worklist
 from service.adapters.postgres.assessments import PostgresAssessmentSession
 from service.adapters.postgres.errors import pooled_transaction
-from service.errors import ConcurrentWrite, Problem, refuse
+from service.platform.errors import ConcurrentWrite, Problem, refuse
 from service.security.scoping import PatientScope
 from service.usecases.worklist import PatientRecords, Sort, WorklistFilters, WorklistRow
 

@@ -1,0 +1,1 @@
+"""Composition: builds the adapters and use cases an entry point needs."""

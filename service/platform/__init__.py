@@ -1,0 +1,1 @@
+"""The platform every layer may use: settings, errors, logs without PHI, tracing."""
