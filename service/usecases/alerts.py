@@ -99,72 +99,93 @@ class AlertEvaluator:
             How many alerts were opened, resolved and updated, and how many CarePlans got a new version.
         """
         ids = sorted(set(patient_ids))
-        outcome = EvaluationOutcome(patients=len(ids))
         if not ids:
-            return outcome
+            return EvaluationOutcome()
         with self._store.alert_session() as session:
             session.lock_patients(ids)
             now = self._clock()
-            today = self._today(now)
-            facts = session.facts_of(ids)
-            alerts = session.alerts_of(ids, now - _CLOSED_SHOWN)
-            dismissed = session.dismissed_episodes(ids)
-            assessments = session.latest_assessment_views(ids)
-            plans = session.care_plans(ids)
-            tasks = session.tasks_of(ids)
-            organizations = session.patient_organizations(ids)
-            schedules: list[tuple[str, date | None]] = []
-            summaries: list[CareSummary] = []
-            events: list[AlertEventRow] = []
-            for patient_id in ids:
-                patient_facts = facts.get(patient_id, [])
-                evaluation = evaluate(patient_facts, today, self._config)
-                current = self._apply(
-                    session,
-                    patient_id,
-                    alerts.get(patient_id, []),
-                    evaluation.findings,
-                    dismissed,
-                    now,
-                    today,
-                    events,
-                    outcome,
-                )
-                snoozes = [a.snoozed_until for a in current if a.status == "snoozed" and a.snoozed_until]
-                next_dates = [d for d in [evaluation.next_check, *snoozes] if d is not None and d > today]
-                schedules.append((patient_id, min(next_dates) if next_dates else None))
-                episode = index_episode(patient_facts, today, self._config.episode_days, self._config.minimum_age)
-                dose = last_dose(events_of(patient_facts), ANTI_OSTEOPOROSIS)
-                summaries.append(
-                    CareSummary(
-                        patient_id,
-                        dose.day if dose else None,
-                        dose.drug.value if dose else None,
-                        episode.day if episode else None,
-                    )
-                )
-                changed, plan = self._save_plan(
-                    session,
-                    patient_id,
-                    current,
-                    assessments.get(patient_id),
-                    plans.get(patient_id),
-                    episode.day if episode else None,
-                    [r for r in (episode.evidence if episode else ()) if r.startswith("Condition/")],
-                    now,
-                    patient_facts,
-                    today,
-                )
-                if changed:
-                    outcome.care_plans += 1
-                if plan is not None:
-                    self._save_tasks(session, patient_id, current, plan, tasks, organizations.get(patient_id), now)
-            session.add_alert_events(events)
-            session.set_schedules(schedules, now)
-            session.update_care_summaries(summaries, now)
-        # Counted once the transaction committed: a rolled-back evaluation opened nothing.
+            outcome = self.evaluate_in(session, ids, session.facts_of(ids), now)
+        self.count(outcome)
+        return outcome
+
+    def count(self, outcome: EvaluationOutcome) -> None:
+        """Count the alerts opened and resolved: only once their transaction committed (a rolled-back evaluation
+        opened nothing)."""
         self._metrics.count_alerts("opened", outcome.opened_codes)
         self._metrics.count_alerts("resolved", outcome.resolved_codes)
+
+    def evaluate_in(
+        self, session: AlertSession, ids: Sequence[str], facts: Mapping[str, Sequence[Fact]], now: datetime
+    ) -> EvaluationOutcome:
+        """Evaluate locked patients inside the caller's transaction, from facts the caller has read (and after
+        their assessment in it: the care plan points at the newest RiskAssessment). The caller ``count``s the
+        outcome once the transaction committed.
+
+        Args:
+            session: the open transaction, the patients locked in it.
+            ids: the patients, sorted and distinct.
+            facts: their facts (patient_pipeline.py reads them once for the assessment and the alerts).
+            now: the evaluation moment.
+        """
+        outcome = EvaluationOutcome(patients=len(ids))
+        if not ids:
+            return outcome
+        today = self._today(now)
+        alerts = session.alerts_of(ids, now - _CLOSED_SHOWN)
+        dismissed = session.dismissed_episodes(ids)
+        assessments = session.latest_assessment_views(ids)
+        plans = session.care_plans(ids)
+        tasks = session.tasks_of(ids)
+        organizations = session.patient_organizations(ids)
+        schedules: list[tuple[str, date | None]] = []
+        summaries: list[CareSummary] = []
+        events: list[AlertEventRow] = []
+        for patient_id in ids:
+            patient_facts = facts.get(patient_id, [])
+            evaluation = evaluate(patient_facts, today, self._config)
+            current = self._apply(
+                session,
+                patient_id,
+                alerts.get(patient_id, []),
+                evaluation.findings,
+                dismissed,
+                now,
+                today,
+                events,
+                outcome,
+            )
+            snoozes = [a.snoozed_until for a in current if a.status == "snoozed" and a.snoozed_until]
+            next_dates = [d for d in [evaluation.next_check, *snoozes] if d is not None and d > today]
+            schedules.append((patient_id, min(next_dates) if next_dates else None))
+            episode = index_episode(patient_facts, today, self._config.episode_days, self._config.minimum_age)
+            dose = last_dose(events_of(patient_facts), ANTI_OSTEOPOROSIS)
+            summaries.append(
+                CareSummary(
+                    patient_id,
+                    dose.day if dose else None,
+                    dose.drug.value if dose else None,
+                    episode.day if episode else None,
+                )
+            )
+            changed, plan = self._save_plan(
+                session,
+                patient_id,
+                current,
+                assessments.get(patient_id),
+                plans.get(patient_id),
+                episode.day if episode else None,
+                [r for r in (episode.evidence if episode else ()) if r.startswith("Condition/")],
+                now,
+                patient_facts,
+                today,
+            )
+            if changed:
+                outcome.care_plans += 1
+            if plan is not None:
+                self._save_tasks(session, patient_id, current, plan, tasks, organizations.get(patient_id), now)
+        session.add_alert_events(events)
+        session.set_schedules(schedules, now)
+        session.update_care_summaries(summaries, now)
         return outcome
 
     def work(self, patient_ids: Sequence[str]) -> None:

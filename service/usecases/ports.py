@@ -415,6 +415,17 @@ class AlertStore(Protocol):
         """A patient's CarePlan as JSON text."""
 
 
+class PatientSession(AssessmentSession, AlertSession, Protocol):
+    """One transaction over a batch of patients for the whole pipeline: facts, assessment, alerts, care plan."""
+
+
+class PatientStore(Protocol):
+    """Transactions for the patient pipeline (usecases/patient_pipeline.py)."""
+
+    def patient_session(self) -> AbstractContextManager[PatientSession]:
+        """A transaction."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedWriteback:
     """A write-back job this worker now holds (under a lease)."""

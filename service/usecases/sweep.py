@@ -11,8 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from service.usecases.alerts import AlertEvaluator
-from service.usecases.assess import Assessor
+from service.usecases.patient_pipeline import PatientPipeline
 from service.usecases.ports import AlertStore, Clock
 
 __all__ = ["SweepOutcome", "Sweeper"]
@@ -36,15 +35,13 @@ class Sweeper:
     def __init__(
         self,
         store: AlertStore,
-        assessor: Assessor,
-        evaluator: AlertEvaluator,
+        pipeline: PatientPipeline,
         clock: Clock,
         today: Callable[[datetime], date],
         batch_size: int = 500,
     ) -> None:
         self._store = store
-        self._assessor = assessor
-        self._evaluator = evaluator
+        self._pipeline = pipeline
         self._clock = clock
         self._today = today
         self._batch_size = batch_size
@@ -66,9 +63,9 @@ class Sweeper:
                 batch = self._store.due_for_sweep(today, after, self._batch_size)
             if not batch:
                 break
-            # Time changes risk inputs too (a denosumab dose turning late), so the risk is refreshed first.
-            self._assessor.assess_patients(batch)
-            result = self._evaluator.evaluate_patients(batch)
+            # Time changes risk inputs too (a denosumab dose turning late), so the risk is refreshed first: the
+            # pipeline assesses, then evaluates, from one read of the batch's facts in one transaction.
+            result = self._pipeline.run(batch).alerts
             outcome.patients += len(batch)
             outcome.opened += result.opened
             outcome.resolved += result.resolved

@@ -19,7 +19,9 @@ from service.domain.facts import Fact
 from service.fhir.jsonio import dumps
 from service.usecases.ports import (
     AlertEventRow,
+    AssessmentRow,
     CareSummary,
+    LatestAssessment,
     LatestAssessmentView,
     StoredAlert,
     StoredCarePlan,
@@ -27,7 +29,14 @@ from service.usecases.ports import (
     StoredText,
 )
 
-__all__ = ["PostgresAlertSession", "all_patients", "care_plan_of", "due_for_sweep", "read_care_plan"]
+__all__ = [
+    "PostgresAlertSession",
+    "PostgresPatientSession",
+    "all_patients",
+    "care_plan_of",
+    "due_for_sweep",
+    "read_care_plan",
+]
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -256,6 +265,22 @@ class PostgresAlertSession:
             AlertEventRow(alert_id, r["at"], r["actor"], r["action"], r["from_status"], r["to_status"], r["note"])
             for r in rows
         ]
+
+
+class PostgresPatientSession(PostgresAlertSession):
+    """One transaction for the patient pipeline: the alert session and the assessment session's writes in one."""
+
+    def coverage_of(self, patient_ids: Sequence[str]) -> dict[str, set[str]]:
+        """See AssessmentSession."""
+        return self._facts.coverage_of(patient_ids)
+
+    def latest_assessments(self, patient_ids: Sequence[str]) -> dict[str, LatestAssessment]:
+        """See AssessmentSession."""
+        return self._facts.latest_assessments(patient_ids)
+
+    def insert_assessments(self, rows: Sequence[AssessmentRow]) -> None:
+        """See AssessmentSession."""
+        self._facts.insert_assessments(rows)
 
 
 def due_for_sweep(conn: Conn, today: date, after: str, limit: int) -> list[str]:
