@@ -1,4 +1,4 @@
-"""Assess patients: features as of now, the model, a stored assessment and its RiskAssessment — once per change."""
+"""Assess patients: features as of now, the model, and a compact stored assessment — once per change."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Final
 from service.domain.assessment import Assessment, assess
 from service.domain.calibration import Calibration
 from service.domain.facts import Fact
-from service.fhir.risk_assessment import build_risk_assessment
+from service.fhir.assessment_record import compact_result
 from service.usecases.ports import AssessmentRow, AssessmentSession, AssessmentStore, Clock
 
 __all__ = ["AssessOutcome", "Assessor"]
@@ -165,19 +165,6 @@ def _row(result: Assessment, sequence_no: int) -> AssessmentRow:
         probability_low=estimate.low,
         probability_high=estimate.high,
         band=estimate.band,
-        result={
-            # Compact, for lists and charts; the RiskAssessment carries the full explanation.
-            "contributions": {c.code: round(c.log_odds, 4) for c in estimate.contributions if c.known},
-            "inputs": {c.code: c.value for c in estimate.contributions if c.known},
-            "missing": list(estimate.missing),
-            "sources": {k: list(v) for k, v in result.features.sources.items() if v},
-            "details": result.features.details,
-            "index": {
-                "day": index.day.isoformat(),
-                "levels": list(index.levels),
-                "method": index.method,
-                "sources": list(index.sources),
-            },
-        },
-        resource=build_risk_assessment(assessment_id, result),
+        # The numbers and factors only: the RiskAssessment is rendered from them when read or delivered.
+        result=compact_result(result),
     )

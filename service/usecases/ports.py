@@ -180,7 +180,7 @@ class LatestAssessment:
 
 @dataclass(frozen=True, slots=True)
 class AssessmentRow:
-    """An assessment to store, with the RiskAssessment built from it."""
+    """An assessment to store: its numbers and factors (the RiskAssessment is rendered from ``result`` when read)."""
 
     id: str
     patient_id: str
@@ -194,7 +194,6 @@ class AssessmentRow:
     probability_high: float
     band: str
     result: dict[str, Any]
-    resource: dict[str, Any]
 
 
 class AssessmentSession(Protocol):

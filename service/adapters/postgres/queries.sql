@@ -135,14 +135,20 @@ SELECT DISTINCT ON (patient_id) patient_id, model_version, inputs_hash, sequence
  ORDER BY patient_id, sequence_no DESC;
 
 -- name: copy_assessments
+-- No resource: the RiskAssessment is rendered from result when read (migration 0023).
 COPY assessment (id, patient_id, sequence_no, model_version, inputs_hash, assessed_at, index_date,
-                 probability, probability_low, probability_high, band, result, resource) FROM STDIN;
+                 probability, probability_low, probability_high, band, result) FROM STDIN;
 
 -- name: read_risk_assessment
-SELECT resource::text AS body, assessed_at FROM assessment WHERE id = %(id)s;
+-- body: the RiskAssessment as stored before migration 0023; NULL: rendered from result (assessment_record.py).
+SELECT id::text AS id, patient_id, model_version, inputs_hash, resource::text AS body,
+       CASE WHEN resource IS NULL THEN result END AS result, assessed_at
+  FROM assessment WHERE id = %(id)s;
 
 -- name: risk_assessments_of_patient
-SELECT resource::text AS body FROM assessment WHERE patient_id = %(patient_id)s
+SELECT id::text AS id, patient_id, model_version, inputs_hash, resource::text AS body,
+       CASE WHEN resource IS NULL THEN result END AS result
+  FROM assessment WHERE patient_id = %(patient_id)s
  ORDER BY assessed_at DESC, sequence_no DESC LIMIT %(limit)s;
 
 -- name: patients_to_rescore
@@ -292,6 +298,8 @@ UPDATE writeback SET status = 'pending', lease_until = NULL, next_attempt_at = %
 
 -- name: writeback_state
 SELECT a.id AS assessment_id, a.resource AS risk_assessment, a.ehr_id AS assessment_ehr_id,
+       a.patient_id AS assessment_patient_id, a.model_version, a.inputs_hash,
+       CASE WHEN a.resource IS NULL THEN a.result END AS assessment_result,
        a.delivered_at AS assessment_delivered_at,
        (SELECT d.ehr_id FROM assessment d WHERE d.patient_id = %(patient_id)s AND d.delivered_at IS NOT NULL
          ORDER BY d.sequence_no DESC LIMIT 1) AS last_delivered_ehr_id,
