@@ -337,8 +337,8 @@ class AlertSession(Protocol):
     def dismissed_episodes(self, patient_ids: Sequence[str]) -> set[tuple[str, str, str]]:
         """(patient, code, episode) of every dismissed alert."""
 
-    def insert_alert(self, alert: StoredAlert) -> None:
-        """Store a new open alert."""
+    def insert_alerts(self, alerts: Sequence[StoredAlert]) -> None:
+        """Store new open alerts."""
 
     def update_alert_finding(self, alert: StoredAlert, now: datetime) -> None:
         """Store an active alert's new due date, episode, evidence and detail."""
@@ -358,14 +358,14 @@ class AlertSession(Protocol):
     def care_plans(self, patient_ids: Sequence[str]) -> dict[str, StoredCarePlan]:
         """Each patient's current CarePlan."""
 
-    def save_care_plan(self, patient_id: str, plan: StoredCarePlan, now: datetime) -> None:
-        """Store a new version of a patient's CarePlan."""
+    def save_care_plans(self, plans: Sequence[tuple[str, StoredCarePlan]], now: datetime) -> None:
+        """Store a new version of patients' CarePlans: (patient id, plan) pairs."""
 
     def tasks_of(self, patient_ids: Sequence[str]) -> dict[str, StoredTask]:
         """The alerts' Tasks of these patients, by alert id."""
 
-    def save_task(self, task: StoredTask, now: datetime) -> None:
-        """Store a new version of an alert's Task (to be delivered)."""
+    def save_tasks(self, tasks: Sequence[StoredTask], now: datetime) -> None:
+        """Store a new version of alerts' Tasks (to be delivered)."""
 
     def patient_organizations(self, patient_ids: Sequence[str]) -> dict[str, str]:
         """Each patient's managingOrganization reference (patients without one are left out)."""

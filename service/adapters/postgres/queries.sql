@@ -200,7 +200,8 @@ SELECT patient_id FROM alert_schedule
  ORDER BY patient_id LIMIT %(limit)s;
 
 -- name: latest_assessment_views
-SELECT DISTINCT ON (patient_id) patient_id, id, band, result
+-- Only the parts the care plan uses: the rest of result is the RiskAssessment's rendering (migration 0023).
+SELECT DISTINCT ON (patient_id) patient_id, id, band, result -> 'inputs' AS inputs, result -> 'missing' AS missing
   FROM assessment WHERE patient_id = ANY(%(patient_ids)s::text[])
  ORDER BY patient_id, sequence_no DESC;
 
