@@ -125,20 +125,16 @@ class PostgresAssessmentSession:
                 )
 
         # The worklist's read model follows the newest assessment (same transaction, so never out of step).
-        with self._conn.cursor() as cur:
-            cur.executemany(
-                query("upsert_risk_summary"),
-                [
-                    {
-                        "patient_id": r.patient_id,
-                        "band": r.band,
-                        "probability": r.probability,
-                        "assessed_at": r.assessed_at,
-                        "now": r.assessed_at,
-                    }
-                    for r in sorted(rows, key=lambda r: r.patient_id)
-                ],
-            )
+        ordered = sorted(rows, key=lambda r: r.patient_id)
+        self._conn.execute(
+            query("upsert_risk_summary"),
+            {
+                "patient_ids": [r.patient_id for r in ordered],
+                "bands": [r.band for r in ordered],
+                "probabilities": [r.probability for r in ordered],
+                "assessed_at": [r.assessed_at for r in ordered],
+            },
+        )
 
     def queue_writeback(self, patient_ids: Sequence[str], now: datetime) -> None:
         """See AssessmentSession."""

@@ -246,8 +246,11 @@ SELECT patient_id FROM patient_change WHERE patient_id > %(after)s ORDER BY pati
 -- name: queue_writeback
 -- A new state to send. A job waiting out a backoff keeps its wait (the EHR may be down); a dead one starts over,
 -- since the new content may well be accepted.
+-- One statement for the batch (a rescore queues thousands; one execution per row cost more than the row), in id
+-- order so concurrent transactions lock rows in one order.
 INSERT INTO writeback AS w (patient_id, wanted_seq, status, next_attempt_at, updated_at)
-VALUES (%(patient_id)s, nextval('writeback_seq'), 'pending', %(now)s, %(now)s)
+SELECT p, nextval('writeback_seq'), 'pending', %(now)s, %(now)s
+  FROM unnest(%(patient_ids)s::text[]) AS p ORDER BY p
 ON CONFLICT (patient_id) DO UPDATE SET
     wanted_seq = EXCLUDED.wanted_seq,
     status = CASE WHEN w.status = 'delivering' THEN 'delivering' ELSE 'pending' END,
@@ -357,8 +360,12 @@ ON CONFLICT (patient_id) DO UPDATE SET name = EXCLUDED.name, mrn = EXCLUDED.mrn,
     sex = EXCLUDED.sex, search = EXCLUDED.search, updated_at = EXCLUDED.updated_at;
 
 -- name: upsert_risk_summary
+-- One statement for the batch, in id order (see queue_writeback).
 INSERT INTO patient_summary AS s (patient_id, risk_band, risk_probability, assessed_at, updated_at)
-VALUES (%(patient_id)s, %(band)s, %(probability)s, %(assessed_at)s, %(now)s)
+SELECT r.patient_id, r.band, r.probability, r.assessed_at, r.assessed_at
+  FROM unnest(%(patient_ids)s::text[], %(bands)s::text[], %(probabilities)s::float8[], %(assessed_at)s::timestamptz[])
+       AS r(patient_id, band, probability, assessed_at)
+ ORDER BY r.patient_id
 ON CONFLICT (patient_id) DO UPDATE SET risk_band = EXCLUDED.risk_band, risk_probability = EXCLUDED.risk_probability,
     assessed_at = EXCLUDED.assessed_at, updated_at = EXCLUDED.updated_at;
 

@@ -44,8 +44,7 @@ def queue_writeback(conn: Conn, patient_ids: Sequence[str], now: datetime) -> No
     """Bump the patients' jobs (sorted, so concurrent transactions lock rows in one order)."""
     ids = sorted(set(patient_ids))
     if ids:
-        with conn.cursor() as cur:
-            cur.executemany(query("queue_writeback"), [{"patient_id": p, "now": now} for p in ids])
+        conn.execute(query("queue_writeback"), {"patient_ids": ids, "now": now})
 
 
 def claim(
