@@ -218,7 +218,7 @@ def bootstrap(
     # Assessment, then alerts, from one read of the facts in one transaction; then the write-back's delivery.
     pipeline = PatientPipeline(store, assessor, evaluator, clock)
     changes = ChangeProcessor(store, clock, [pipeline.work, deliverer.work])
-    sweeper = Sweeper(store, pipeline, clock, today, settings.sweep_batch_size)
+    sweeper = Sweeper(store, pipeline, clock, today, settings.sweep_batch_size, settings.sweep_workers)
     actions = AlertActions(store, evaluator, clock, today)
     ingestor = Ingestor(store, Normaliser(terminology), clock, settings.mrn_system)
     feeds = PostgresFeedStore(pool)

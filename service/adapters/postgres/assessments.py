@@ -50,7 +50,8 @@ class PostgresAssessmentSession:
         """See AssessmentSession."""
         out: dict[str, list[Fact]] = defaultdict(list)
         with self._conn.cursor(row_factory=tuple_row) as cur:
-            # orjson for the attrs: the standard library's decoder was a tenth of a rescore's reading (issue 15).
+            # orjson for the attrs (the normaliser's levels, codes, sites and doses): the standard library's decoder
+            # was a tenth of a rescore's reading (issue 15).
             set_json_loads(orjson.loads, cur)
             cur.execute(query("facts_of_patients"), {"patient_ids": list(patient_ids)})
             for (
