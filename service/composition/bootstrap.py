@@ -59,6 +59,7 @@ from service.usecases.ingest import Ingestor
 from service.usecases.measures import Measures
 from service.usecases.model_monitoring import ModelMonitor
 from service.usecases.notify import NotificationStore, Notifier, Sender
+from service.usecases.patient_pipeline import PatientPipeline
 from service.usecases.ports import Clock, EhrGateway, Metrics, TaskQueue
 from service.usecases.recalibrate import Recalibrator
 from service.usecases.refusals import RefusalCounter
@@ -219,9 +220,10 @@ def bootstrap(
         task_changed_at_ehr=task_sync,
         write_tasks=settings.ehr_write_tasks,
     )
-    # Assessment first (the care plan points at the newest RiskAssessment), then alerts, then the write-back.
-    changes = ChangeProcessor(store, clock, [assessor.work, evaluator.work, deliverer.work])
-    sweeper = Sweeper(store, assessor, evaluator, clock, today, settings.sweep_batch_size)
+    # Assessment, then alerts, from one read of the facts in one transaction; then the write-back's delivery.
+    pipeline = PatientPipeline(store, assessor, evaluator, clock)
+    changes = ChangeProcessor(store, clock, [pipeline.work, deliverer.work])
+    sweeper = Sweeper(store, pipeline, clock, today, settings.sweep_batch_size, settings.sweep_workers)
     actions = AlertActions(store, evaluator, clock, today)
     ingestor = Ingestor(store, Normaliser(terminology), clock, settings.mrn_system)
     feeds = PostgresFeedStore(pool)

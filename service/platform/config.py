@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     sweep_time: str = Field(default="02:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     sweep_batch_size: int = Field(default=500, ge=1)
+    # Sweep batches in flight at once, each with its own connection (issue 15: one batch's Python work overlaps
+    # another's queries). At most REFRACTURE_DATABASE_POOL_MAX - 1.
+    sweep_workers: int = Field(default=2, ge=1)
     # Alert thresholds, e.g. REFRACTURE_ALERTS__DENOSUMAB_OVERDUE_DAYS=213 (defaults: docs/sources/alerts.md).
     alerts: AlertConfig = AlertConfig()
 

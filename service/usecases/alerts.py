@@ -64,6 +64,17 @@ class EvaluationOutcome:
     resolved_codes: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass(slots=True)
+class _Writes:
+    """A batch's new rows, written together at its end: one round trip per kind (executemany pipelines them), not
+    one per alert, plan and Task (issue 15: the sweep spent most of its time waiting on those round trips)."""
+
+    alerts: list[StoredAlert] = field(default_factory=list)
+    plans: list[tuple[str, StoredCarePlan]] = field(default_factory=list)
+    tasks: list[StoredTask] = field(default_factory=list)
+    writeback: set[str] = field(default_factory=set)
+
+
 def plan_id_of(patient_id: str) -> str:
     """The patient's CarePlan id: one per patient, stable."""
     return str(uuid.uuid5(_NAMESPACE, f"care-plan|{patient_id}"))
@@ -99,72 +110,101 @@ class AlertEvaluator:
             How many alerts were opened, resolved and updated, and how many CarePlans got a new version.
         """
         ids = sorted(set(patient_ids))
-        outcome = EvaluationOutcome(patients=len(ids))
         if not ids:
-            return outcome
+            return EvaluationOutcome()
         with self._store.alert_session() as session:
             session.lock_patients(ids)
             now = self._clock()
-            today = self._today(now)
-            facts = session.facts_of(ids)
-            alerts = session.alerts_of(ids, now - _CLOSED_SHOWN)
-            dismissed = session.dismissed_episodes(ids)
-            assessments = session.latest_assessment_views(ids)
-            plans = session.care_plans(ids)
-            tasks = session.tasks_of(ids)
-            organizations = session.patient_organizations(ids)
-            schedules: list[tuple[str, date | None]] = []
-            summaries: list[CareSummary] = []
-            events: list[AlertEventRow] = []
-            for patient_id in ids:
-                patient_facts = facts.get(patient_id, [])
-                evaluation = evaluate(patient_facts, today, self._config)
-                current = self._apply(
-                    session,
-                    patient_id,
-                    alerts.get(patient_id, []),
-                    evaluation.findings,
-                    dismissed,
-                    now,
-                    today,
-                    events,
-                    outcome,
-                )
-                snoozes = [a.snoozed_until for a in current if a.status == "snoozed" and a.snoozed_until]
-                next_dates = [d for d in [evaluation.next_check, *snoozes] if d is not None and d > today]
-                schedules.append((patient_id, min(next_dates) if next_dates else None))
-                episode = index_episode(patient_facts, today, self._config.episode_days, self._config.minimum_age)
-                dose = last_dose(events_of(patient_facts), ANTI_OSTEOPOROSIS)
-                summaries.append(
-                    CareSummary(
-                        patient_id,
-                        dose.day if dose else None,
-                        dose.drug.value if dose else None,
-                        episode.day if episode else None,
-                    )
-                )
-                changed, plan = self._save_plan(
-                    session,
-                    patient_id,
-                    current,
-                    assessments.get(patient_id),
-                    plans.get(patient_id),
-                    episode.day if episode else None,
-                    [r for r in (episode.evidence if episode else ()) if r.startswith("Condition/")],
-                    now,
-                    patient_facts,
-                    today,
-                )
-                if changed:
-                    outcome.care_plans += 1
-                if plan is not None:
-                    self._save_tasks(session, patient_id, current, plan, tasks, organizations.get(patient_id), now)
-            session.add_alert_events(events)
-            session.set_schedules(schedules, now)
-            session.update_care_summaries(summaries, now)
-        # Counted once the transaction committed: a rolled-back evaluation opened nothing.
+            outcome = self.evaluate_in(session, ids, session.facts_of(ids), now)
+        self.count(outcome)
+        return outcome
+
+    def count(self, outcome: EvaluationOutcome) -> None:
+        """Count the alerts opened and resolved: only once their transaction committed (a rolled-back evaluation
+        opened nothing)."""
         self._metrics.count_alerts("opened", outcome.opened_codes)
         self._metrics.count_alerts("resolved", outcome.resolved_codes)
+
+    def evaluate_in(
+        self, session: AlertSession, ids: Sequence[str], facts: Mapping[str, Sequence[Fact]], now: datetime
+    ) -> EvaluationOutcome:
+        """Evaluate locked patients inside the caller's transaction, from facts the caller has read (and after
+        their assessment in it: the care plan points at the newest RiskAssessment). The caller ``count``s the
+        outcome once the transaction committed.
+
+        Args:
+            session: the open transaction, the patients locked in it.
+            ids: the patients, sorted and distinct.
+            facts: their facts (patient_pipeline.py reads them once for the assessment and the alerts).
+            now: the evaluation moment.
+        """
+        outcome = EvaluationOutcome(patients=len(ids))
+        if not ids:
+            return outcome
+        today = self._today(now)
+        alerts = session.alerts_of(ids, now - _CLOSED_SHOWN)
+        dismissed = session.dismissed_episodes(ids)
+        assessments = session.latest_assessment_views(ids)
+        plans = session.care_plans(ids)
+        tasks = session.tasks_of(ids)
+        organizations = session.patient_organizations(ids)
+        schedules: list[tuple[str, date | None]] = []
+        summaries: list[CareSummary] = []
+        events: list[AlertEventRow] = []
+        writes = _Writes()
+        for patient_id in ids:
+            patient_facts = facts.get(patient_id, [])
+            evaluation = evaluate(patient_facts, today, self._config)
+            current = self._apply(
+                session,
+                patient_id,
+                alerts.get(patient_id, []),
+                evaluation.findings,
+                dismissed,
+                now,
+                today,
+                events,
+                outcome,
+                writes,
+            )
+            snoozes = [a.snoozed_until for a in current if a.status == "snoozed" and a.snoozed_until]
+            next_dates = [d for d in [evaluation.next_check, *snoozes] if d is not None and d > today]
+            schedules.append((patient_id, min(next_dates) if next_dates else None))
+            episode = index_episode(patient_facts, today, self._config.episode_days, self._config.minimum_age)
+            dose = last_dose(events_of(patient_facts), ANTI_OSTEOPOROSIS)
+            summaries.append(
+                CareSummary(
+                    patient_id,
+                    dose.day if dose else None,
+                    dose.drug.value if dose else None,
+                    episode.day if episode else None,
+                )
+            )
+            changed, plan = self._save_plan(
+                writes,
+                patient_id,
+                current,
+                assessments.get(patient_id),
+                plans.get(patient_id),
+                episode.day if episode else None,
+                [r for r in (episode.evidence if episode else ()) if r.startswith("Condition/")],
+                now,
+                patient_facts,
+                today,
+            )
+            if changed:
+                outcome.care_plans += 1
+            if plan is not None:
+                self._save_tasks(writes, patient_id, current, plan, tasks, organizations.get(patient_id), now)
+        # Alerts before their Tasks and events (which refer to them); the write-back queued in the same transaction,
+        # so a new version cannot be lost.
+        session.insert_alerts(writes.alerts)
+        session.save_care_plans(writes.plans, now)
+        session.save_tasks(writes.tasks, now)
+        session.add_alert_events(events)
+        session.queue_writeback(sorted(writes.writeback), now)
+        session.set_schedules(schedules, now)
+        session.update_care_summaries(summaries, now)
         return outcome
 
     def work(self, patient_ids: Sequence[str]) -> None:
@@ -190,6 +230,7 @@ class AlertEvaluator:
         today: date,
         events: list[AlertEventRow],
         outcome: EvaluationOutcome,
+        writes: _Writes,
     ) -> list[StoredAlert]:
         by_code = {f.code.value: f for f in findings}
         current: list[StoredAlert] = []
@@ -269,7 +310,7 @@ class AlertEvaluator:
                 detail=finding.detail,
                 opened_at=now,
             )
-            session.insert_alert(alert)
+            writes.alerts.append(alert)
             events.append(AlertEventRow(alert.id, now, SYSTEM_ACTOR, "opened", None, "open", finding.detail))
             current.append(alert)
             outcome.opened += 1
@@ -278,7 +319,7 @@ class AlertEvaluator:
 
     def _save_plan(
         self,
-        session: AlertSession,
+        writes: _Writes,
         patient_id: str,
         alerts: list[StoredAlert],
         assessment: LatestAssessmentView | None,
@@ -314,13 +355,13 @@ class AlertEvaluator:
             return False, resource
         version = stored.version + 1 if stored else 1
         resource["meta"] = {"versionId": str(version), "lastUpdated": now.isoformat(timespec="milliseconds")}
-        session.save_care_plan(patient_id, StoredCarePlan(plan_id, version, digest, resource), now)
-        session.queue_writeback([patient_id], now)  # same transaction: the new version cannot be lost
+        writes.plans.append((patient_id, StoredCarePlan(plan_id, version, digest, resource)))
+        writes.writeback.add(patient_id)
         return True, resource
 
     def _save_tasks(
         self,
-        session: AlertSession,
+        writes: _Writes,
         patient_id: str,
         alerts: list[StoredAlert],
         plan: dict[str, Any],
@@ -369,15 +410,14 @@ class AlertEvaluator:
             # Closed at the EHR: the EHR holds the final state and owns it now; nothing to send.
             settled = previous is not None and previous.ehr_final_status is not None
             delivered = version if settled else (previous.delivered_version if previous else None)
-            session.save_task(
+            writes.tasks.append(
                 StoredTask(
                     alert.id, patient_id, task_id_of(alert.id), version, digest, resource, delivered_version=delivered
-                ),
-                now,
+                )
             )
             changed = changed or not settled
         if changed:
-            session.queue_writeback([patient_id], now)
+            writes.writeback.add(patient_id)
 
     def _view(self, alert: StoredAlert, alerts: Sequence[StoredAlert], facts: Sequence[Fact], today: date) -> AlertView:
         """The alert as the care plan sees it; for a resolved one, what resolved it (docs/sources/alerts.md, 'Activity

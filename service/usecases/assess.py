@@ -1,17 +1,19 @@
-"""Assess patients: features as of now, the model, a stored assessment and its RiskAssessment — once per change."""
+"""Assess patients: features as of now, the model, and a compact stored assessment — once per change."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 from service.domain.assessment import Assessment, assess
 from service.domain.calibration import Calibration
-from service.fhir.risk_assessment import build_risk_assessment
-from service.usecases.ports import AssessmentRow, AssessmentStore, Clock
+from service.domain.facts import Fact
+from service.fhir.assessment_record import compact_result
+from service.usecases.ports import AssessmentRow, AssessmentSession, AssessmentStore, Clock
 
 __all__ = ["AssessOutcome", "Assessor"]
 
@@ -52,38 +54,59 @@ class Assessor:
             How many were assessed, unchanged, or outside the model (no augmentation on record).
         """
         ids = sorted(set(patient_ids))
-        outcome = AssessOutcome()
         if not ids:
-            return outcome
+            return AssessOutcome()
         # Before the session: never two pooled connections held at once by one call.
-        calibration = self._calibration() if self._calibration is not None else None
+        calibration = self.calibration()
         with self._store.assessment_session() as session:
             session.lock_patients(ids)
             now = self._clock()
-            facts = session.facts_of(ids)
-            coverage = session.coverage_of(ids)
-            latest = session.latest_assessments(ids)
-            rows: list[AssessmentRow] = []
-            for patient_id in ids:
-                result = assess(
-                    patient_id, facts.get(patient_id, []), coverage.get(patient_id, set()), now, calibration
-                )
-                if result is None:
-                    outcome.not_applicable += 1
-                    continue
-                previous = latest.get(patient_id)
-                if previous is not None and (previous.model_version, previous.inputs_hash) == (
-                    result.model_version,
-                    result.inputs_hash,
-                ):
-                    outcome.unchanged += 1
-                    continue
-                sequence_no = previous.sequence_no + 1 if previous else 1
-                rows.append(_row(result, sequence_no))
-                outcome.assessed += 1
-            session.insert_assessments(rows)
-            # In the same transaction: a new assessment is never lost on its way to the EHR.
-            session.queue_writeback([row.patient_id for row in rows], now)
+            return self.assess_in(session, ids, session.facts_of(ids), now, calibration)
+
+    def calibration(self) -> Calibration | None:
+        """The active local recalibration (one small query; read outside any session), None for the literature
+        model."""
+        return self._calibration() if self._calibration is not None else None
+
+    def assess_in(
+        self,
+        session: AssessmentSession,
+        ids: Sequence[str],
+        facts: Mapping[str, Sequence[Fact]],
+        now: datetime,
+        calibration: Calibration | None,
+    ) -> AssessOutcome:
+        """Assess locked patients inside the caller's transaction, from facts the caller has read.
+
+        Args:
+            session: the open transaction, the patients locked in it.
+            ids: the patients, sorted and distinct.
+            facts: their facts (read once by the caller, shared with the alert evaluation: patient_pipeline.py).
+            now: the assessment moment.
+            calibration: the active recalibration (``calibration()``), None for the literature model.
+        """
+        outcome = AssessOutcome()
+        coverage = session.coverage_of(ids)
+        latest = session.latest_assessments(ids)
+        rows: list[AssessmentRow] = []
+        for patient_id in ids:
+            result = assess(patient_id, facts.get(patient_id, []), coverage.get(patient_id, set()), now, calibration)
+            if result is None:
+                outcome.not_applicable += 1
+                continue
+            previous = latest.get(patient_id)
+            if previous is not None and (previous.model_version, previous.inputs_hash) == (
+                result.model_version,
+                result.inputs_hash,
+            ):
+                outcome.unchanged += 1
+                continue
+            sequence_no = previous.sequence_no + 1 if previous else 1
+            rows.append(_row(result, sequence_no))
+            outcome.assessed += 1
+        session.insert_assessments(rows)
+        # In the same transaction: a new assessment is never lost on its way to the EHR.
+        session.queue_writeback([row.patient_id for row in rows], now)
         return outcome
 
     def rescore(
@@ -142,19 +165,6 @@ def _row(result: Assessment, sequence_no: int) -> AssessmentRow:
         probability_low=estimate.low,
         probability_high=estimate.high,
         band=estimate.band,
-        result={
-            # Compact, for lists and charts; the RiskAssessment carries the full explanation.
-            "contributions": {c.code: round(c.log_odds, 4) for c in estimate.contributions if c.known},
-            "inputs": {c.code: c.value for c in estimate.contributions if c.known},
-            "missing": list(estimate.missing),
-            "sources": {k: list(v) for k, v in result.features.sources.items() if v},
-            "details": result.features.details,
-            "index": {
-                "day": index.day.isoformat(),
-                "levels": list(index.levels),
-                "method": index.method,
-                "sources": list(index.sources),
-            },
-        },
-        resource=build_risk_assessment(assessment_id, result),
+        # The numbers and factors only: the RiskAssessment is rendered from them when read or delivered.
+        result=compact_result(result),
     )

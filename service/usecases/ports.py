@@ -172,7 +172,7 @@ class LatestAssessment:
 
 @dataclass(frozen=True, slots=True)
 class AssessmentRow:
-    """An assessment to store, with the RiskAssessment built from it."""
+    """An assessment to store: its numbers and factors (the RiskAssessment is rendered from ``result`` when read)."""
 
     id: str
     patient_id: str
@@ -186,7 +186,6 @@ class AssessmentRow:
     probability_high: float
     band: str
     result: dict[str, Any]
-    resource: dict[str, Any]
 
 
 class AssessmentSession(Protocol):
@@ -330,8 +329,8 @@ class AlertSession(Protocol):
     def dismissed_episodes(self, patient_ids: Sequence[str]) -> set[tuple[str, str, str]]:
         """(patient, code, episode) of every dismissed alert."""
 
-    def insert_alert(self, alert: StoredAlert) -> None:
-        """Store a new open alert."""
+    def insert_alerts(self, alerts: Sequence[StoredAlert]) -> None:
+        """Store new open alerts."""
 
     def update_alert_finding(self, alert: StoredAlert, now: datetime) -> None:
         """Store an active alert's new due date, episode, evidence and detail."""
@@ -351,14 +350,14 @@ class AlertSession(Protocol):
     def care_plans(self, patient_ids: Sequence[str]) -> dict[str, StoredCarePlan]:
         """Each patient's current CarePlan."""
 
-    def save_care_plan(self, patient_id: str, plan: StoredCarePlan, now: datetime) -> None:
-        """Store a new version of a patient's CarePlan."""
+    def save_care_plans(self, plans: Sequence[tuple[str, StoredCarePlan]], now: datetime) -> None:
+        """Store a new version of patients' CarePlans: (patient id, plan) pairs."""
 
     def tasks_of(self, patient_ids: Sequence[str]) -> dict[str, StoredTask]:
         """The alerts' Tasks of these patients, by alert id."""
 
-    def save_task(self, task: StoredTask, now: datetime) -> None:
-        """Store a new version of an alert's Task (to be delivered)."""
+    def save_tasks(self, tasks: Sequence[StoredTask], now: datetime) -> None:
+        """Store a new version of alerts' Tasks (to be delivered)."""
 
     def patient_organizations(self, patient_ids: Sequence[str]) -> dict[str, str]:
         """Each patient's managingOrganization reference (patients without one are left out)."""
@@ -405,6 +404,17 @@ class AlertStore(Protocol):
 
     def care_plan_of(self, patient_id: str) -> str | None:
         """A patient's CarePlan as JSON text."""
+
+
+class PatientSession(AssessmentSession, AlertSession, Protocol):
+    """One transaction over a batch of patients for the whole pipeline: facts, assessment, alerts, care plan."""
+
+
+class PatientStore(Protocol):
+    """Transactions for the patient pipeline (usecases/patient_pipeline.py)."""
+
+    def patient_session(self) -> AbstractContextManager[PatientSession]:
+        """A transaction."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -403,3 +403,26 @@ def test_alendronate_since_before_the_fracture_closes_the_gap_and_myeloma_opens_
     assert alerts(client, database_url, "g2") == {}
     ingest(container, client, resource_bundle(gap_patient("g3", 62.0)))
     assert alerts(client, database_url, "g3") == {"treatment-gap": "open"}
+
+
+def test_the_sweep_runs_batches_side_by_side_and_misses_no_one(
+    services: LocalServices, database_url: str, clock: ManualClock
+) -> None:
+    # Batches of one patient, two in flight (issue 15): every due patient is swept once, each in its own transaction.
+    container = bootstrap(
+        make_settings(services, database_url, sweep_batch_size=1, sweep_workers=2), queue=RecordingQueue(), clock=clock
+    )
+    # The app closes the container when the client stops.
+    with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as client:
+        pids = [f"sb{n}" for n in range(5)]
+        for pid in pids:
+            ingest(container, client, patient_bundle(pid, (T0 - timedelta(days=170)).date()))
+        clock.now = T0 + timedelta(days=60)
+        swept = container.sweeper.sweep()
+        assert (swept.patients, swept.opened, swept.resolved, swept.care_plans) == (5, 5, 5, 5)
+        for pid in pids:
+            assert alerts(client, database_url, pid) == {
+                "denosumab-dose-due": "resolved",
+                "denosumab-overdue": "open",
+            }
+        assert container.sweeper.sweep().patients == 0

@@ -4,6 +4,7 @@ it once, and new assessments (and a rescore) carry the new model version."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Iterator
@@ -175,7 +176,10 @@ def test_recalibration_recovers_calibration_and_registers_once(cohort_container:
     assert container.assessor.rescore(some).assessed == len(some)
     versions = query_one(database_url, "SELECT array_agg(DISTINCT model_version) FROM assessment")
     assert versions == [f"{MODEL_NAME}/{calibration.version}"]
-    resource = query_one(database_url, "SELECT resource FROM assessment LIMIT 1")
+    # Stored compactly (issue 15): the RiskAssessment is rendered when read.
+    stored = container.store.read_risk_assessment(str(query_one(database_url, "SELECT id FROM assessment LIMIT 1")))
+    assert stored is not None
+    resource = json.loads(stored.body)
     assert resource["method"]["coding"][0]["version"] == calibration.version
     assert "Recalibrated to this hospital's outcomes" in resource["method"]["text"]
     assert container.assessor.rescore(some).unchanged == len(some)

@@ -19,7 +19,9 @@ from service.domain.facts import Fact
 from service.fhir.jsonio import dumps
 from service.usecases.ports import (
     AlertEventRow,
+    AssessmentRow,
     CareSummary,
+    LatestAssessment,
     LatestAssessmentView,
     StoredAlert,
     StoredCarePlan,
@@ -27,7 +29,14 @@ from service.usecases.ports import (
     StoredText,
 )
 
-__all__ = ["PostgresAlertSession", "all_patients", "care_plan_of", "due_for_sweep", "read_care_plan"]
+__all__ = [
+    "PostgresAlertSession",
+    "PostgresPatientSession",
+    "all_patients",
+    "care_plan_of",
+    "due_for_sweep",
+    "read_care_plan",
+]
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -85,22 +94,28 @@ class PostgresAlertSession:
         rows = self._conn.execute(query("dismissed_episodes"), {"patient_ids": list(patient_ids)})
         return {(r["patient_id"], r["code"], r["episode"]) for r in rows}
 
-    def insert_alert(self, alert: StoredAlert) -> None:
+    def insert_alerts(self, alerts: Sequence[StoredAlert]) -> None:
         """See AlertSession."""
-        self._conn.execute(
-            query("insert_alert"),
-            {
-                "id": alert.id,
-                "patient_id": alert.patient_id,
-                "code": alert.code,
-                "priority": alert.priority,
-                "due_date": alert.due,
-                "episode": alert.episode,
-                "evidence": _json(list(alert.evidence)),
-                "detail": alert.detail,
-                "now": alert.opened_at,
-            },
-        )
+        if not alerts:
+            return
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                query("insert_alert"),
+                [
+                    {
+                        "id": alert.id,
+                        "patient_id": alert.patient_id,
+                        "code": alert.code,
+                        "priority": alert.priority,
+                        "due_date": alert.due,
+                        "episode": alert.episode,
+                        "evidence": _json(list(alert.evidence)),
+                        "detail": alert.detail,
+                        "now": alert.opened_at,
+                    }
+                    for alert in alerts
+                ],
+            )
 
     def update_alert_finding(self, alert: StoredAlert, now: datetime) -> None:
         """See AlertSession."""
@@ -154,7 +169,7 @@ class PostgresAlertSession:
         rows = self._conn.execute(query("latest_assessment_views"), {"patient_ids": list(patient_ids)})
         return {
             r["patient_id"]: LatestAssessmentView(
-                str(r["id"]), r["band"], dict(r["result"].get("inputs", {})), tuple(r["result"].get("missing", ()))
+                str(r["id"]), r["band"], dict(r["inputs"] or {}), tuple(r["missing"] or ())
             )
             for r in rows
         }
@@ -167,32 +182,32 @@ class PostgresAlertSession:
             for r in rows
         }
 
-    def save_care_plan(self, patient_id: str, plan: StoredCarePlan, now: datetime) -> None:
+    def save_care_plans(self, plans: Sequence[tuple[str, StoredCarePlan]], now: datetime) -> None:
         """See AlertSession."""
-        resource = _json(plan.resource)
-        self._conn.execute(
-            query("insert_care_plan"),
+        if not plans:
+            return
+        rows = [
             {
                 "patient_id": patient_id,
                 "id": plan.id,
                 "version": plan.version,
                 "content_hash": plan.content_hash,
                 "now": now,
-                "resource": resource,
-            },
-        )
-        self._conn.execute(
-            query("insert_care_plan_history"),
-            {"id": plan.id, "version": plan.version, "now": now, "resource": resource},
-        )
+                "resource": _json(plan.resource),
+            }
+            for patient_id, plan in plans
+        ]
+        with self._conn.cursor() as cur:
+            cur.executemany(query("insert_care_plan"), rows)
+            cur.executemany(query("insert_care_plan_history"), rows)
 
     def tasks_of(self, patient_ids: Sequence[str]) -> dict[str, StoredTask]:
         """See AlertSession."""
         return tasks.tasks_of(self._conn, patient_ids)
 
-    def save_task(self, task: StoredTask, now: datetime) -> None:
+    def save_tasks(self, stored: Sequence[StoredTask], now: datetime) -> None:
         """See AlertSession."""
-        tasks.save_task(self._conn, task, now)
+        tasks.save_tasks(self._conn, stored, now)
 
     def patient_organizations(self, patient_ids: Sequence[str]) -> dict[str, str]:
         """See AlertSession."""
@@ -256,6 +271,22 @@ class PostgresAlertSession:
             AlertEventRow(alert_id, r["at"], r["actor"], r["action"], r["from_status"], r["to_status"], r["note"])
             for r in rows
         ]
+
+
+class PostgresPatientSession(PostgresAlertSession):
+    """One transaction for the patient pipeline: the alert session and the assessment session's writes in one."""
+
+    def coverage_of(self, patient_ids: Sequence[str]) -> dict[str, set[str]]:
+        """See AssessmentSession."""
+        return self._facts.coverage_of(patient_ids)
+
+    def latest_assessments(self, patient_ids: Sequence[str]) -> dict[str, LatestAssessment]:
+        """See AssessmentSession."""
+        return self._facts.latest_assessments(patient_ids)
+
+    def insert_assessments(self, rows: Sequence[AssessmentRow]) -> None:
+        """See AssessmentSession."""
+        self._facts.insert_assessments(rows)
 
 
 def due_for_sweep(conn: Conn, today: date, after: str, limit: int) -> list[str]:

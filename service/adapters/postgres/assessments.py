@@ -1,4 +1,4 @@
-"""Assessments in PostgreSQL: facts in, assessments out, RiskAssessments read."""
+"""Assessments in PostgreSQL: facts in, compact assessments out, RiskAssessments rendered when read."""
 
 from __future__ import annotations
 
@@ -7,18 +7,26 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import tuple_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 
 from service.adapters.postgres.queries import query
 from service.adapters.postgres.writeback import queue_writeback
 from service.domain.facts import Fact, FactKind
+from service.fhir.assessment_record import render_risk_assessment
 from service.fhir.jsonio import dumps
 from service.fhir.resource_types import INPUT_TYPES
 from service.usecases.ports import AssessmentRow, LatestAssessment, StoredText
 
-__all__ = ["PostgresAssessmentSession", "patients_to_rescore", "read_risk_assessment", "risk_assessments_of"]
+__all__ = [
+    "PostgresAssessmentSession",
+    "patients_to_rescore",
+    "read_risk_assessment",
+    "risk_assessment_of_row",
+    "risk_assessments_of",
+]
 
 Conn = psycopg.Connection[dict[str, Any]]
 _KINDS = {kind.value: kind for kind in FactKind}
@@ -42,6 +50,9 @@ class PostgresAssessmentSession:
         """See AssessmentSession."""
         out: dict[str, list[Fact]] = defaultdict(list)
         with self._conn.cursor(row_factory=tuple_row) as cur:
+            # orjson for the attrs (the normaliser's levels, codes, sites and doses): the standard library's decoder
+            # was a tenth of a rescore's reading (issue 15).
+            set_json_loads(orjson.loads, cur)
             cur.execute(query("facts_of_patients"), {"patient_ids": list(patient_ids)})
             for (
                 patient_id,
@@ -111,41 +122,52 @@ class PostgresAssessmentSession:
                         r.probability_high,
                         r.band,
                         Jsonb(r.result, dumps=_json_text),
-                        Jsonb(r.resource, dumps=_json_text),
                     )
                 )
 
         # The worklist's read model follows the newest assessment (same transaction, so never out of step).
-        with self._conn.cursor() as cur:
-            cur.executemany(
-                query("upsert_risk_summary"),
-                [
-                    {
-                        "patient_id": r.patient_id,
-                        "band": r.band,
-                        "probability": r.probability,
-                        "assessed_at": r.assessed_at,
-                        "now": r.assessed_at,
-                    }
-                    for r in sorted(rows, key=lambda r: r.patient_id)
-                ],
-            )
+        ordered = sorted(rows, key=lambda r: r.patient_id)
+        self._conn.execute(
+            query("upsert_risk_summary"),
+            {
+                "patient_ids": [r.patient_id for r in ordered],
+                "bands": [r.band for r in ordered],
+                "probabilities": [r.probability for r in ordered],
+                "assessed_at": [r.assessed_at for r in ordered],
+            },
+        )
 
     def queue_writeback(self, patient_ids: Sequence[str], now: datetime) -> None:
         """See AssessmentSession."""
         queue_writeback(self._conn, patient_ids, now)
 
 
+def risk_assessment_of_row(
+    assessment_id: str, patient_id: str, model_version: str, inputs_hash: str, result: dict[str, Any]
+) -> dict[str, Any]:
+    """The RiskAssessment of a compactly stored assessment (migration 0023), rendered from its result."""
+    return render_risk_assessment(assessment_id, patient_id, model_version, inputs_hash, result)
+
+
+def _body(row: dict[str, Any]) -> str:
+    if row["body"] is not None:
+        return str(row["body"])  # stored before migration 0023: served as stored
+    resource = risk_assessment_of_row(
+        row["id"], row["patient_id"], row["model_version"], row["inputs_hash"], row["result"]
+    )
+    return _json_text(resource)
+
+
 def read_risk_assessment(conn: Conn, assessment_id: str) -> StoredText | None:
     """One RiskAssessment as JSON text (version 1: an assessment never changes)."""
     row = conn.execute(query("read_risk_assessment"), {"id": assessment_id}).fetchone()
-    return StoredText(row["body"], 1, row["assessed_at"]) if row else None
+    return StoredText(_body(row), 1, row["assessed_at"]) if row else None
 
 
 def risk_assessments_of(conn: Conn, patient_id: str, limit: int) -> list[str]:
     """A patient's RiskAssessments as JSON text, newest first."""
     rows = conn.execute(query("risk_assessments_of_patient"), {"patient_id": patient_id, "limit": limit})
-    return [r["body"] for r in rows]
+    return [_body(r) for r in rows]
 
 
 def patients_to_rescore(conn: Conn, after: str, limit: int, part: int = 0, parts: int = 1) -> list[str]:

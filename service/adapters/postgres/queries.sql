@@ -135,14 +135,20 @@ SELECT DISTINCT ON (patient_id) patient_id, model_version, inputs_hash, sequence
  ORDER BY patient_id, sequence_no DESC;
 
 -- name: copy_assessments
+-- No resource: the RiskAssessment is rendered from result when read (migration 0023).
 COPY assessment (id, patient_id, sequence_no, model_version, inputs_hash, assessed_at, index_date,
-                 probability, probability_low, probability_high, band, result, resource) FROM STDIN;
+                 probability, probability_low, probability_high, band, result) FROM STDIN;
 
 -- name: read_risk_assessment
-SELECT resource::text AS body, assessed_at FROM assessment WHERE id = %(id)s;
+-- body: the RiskAssessment as stored before migration 0023; NULL: rendered from result (assessment_record.py).
+SELECT id::text AS id, patient_id, model_version, inputs_hash, resource::text AS body,
+       CASE WHEN resource IS NULL THEN result END AS result, assessed_at
+  FROM assessment WHERE id = %(id)s;
 
 -- name: risk_assessments_of_patient
-SELECT resource::text AS body FROM assessment WHERE patient_id = %(patient_id)s
+SELECT id::text AS id, patient_id, model_version, inputs_hash, resource::text AS body,
+       CASE WHEN resource IS NULL THEN result END AS result
+  FROM assessment WHERE patient_id = %(patient_id)s
  ORDER BY assessed_at DESC, sequence_no DESC LIMIT %(limit)s;
 
 -- name: patients_to_rescore
@@ -194,7 +200,8 @@ SELECT patient_id FROM alert_schedule
  ORDER BY patient_id LIMIT %(limit)s;
 
 -- name: latest_assessment_views
-SELECT DISTINCT ON (patient_id) patient_id, id, band, result
+-- Only the parts the care plan uses: the rest of result is the RiskAssessment's rendering (migration 0023).
+SELECT DISTINCT ON (patient_id) patient_id, id, band, result -> 'inputs' AS inputs, result -> 'missing' AS missing
   FROM assessment WHERE patient_id = ANY(%(patient_ids)s::text[])
  ORDER BY patient_id, sequence_no DESC;
 
@@ -239,8 +246,11 @@ SELECT patient_id FROM patient_change WHERE patient_id > %(after)s ORDER BY pati
 -- name: queue_writeback
 -- A new state to send. A job waiting out a backoff keeps its wait (the EHR may be down); a dead one starts over,
 -- since the new content may well be accepted.
+-- One statement for the batch (a rescore queues thousands; one execution per row cost more than the row), in id
+-- order so concurrent transactions lock rows in one order.
 INSERT INTO writeback AS w (patient_id, wanted_seq, status, next_attempt_at, updated_at)
-VALUES (%(patient_id)s, nextval('writeback_seq'), 'pending', %(now)s, %(now)s)
+SELECT p, nextval('writeback_seq'), 'pending', %(now)s, %(now)s
+  FROM unnest(%(patient_ids)s::text[]) AS p ORDER BY p
 ON CONFLICT (patient_id) DO UPDATE SET
     wanted_seq = EXCLUDED.wanted_seq,
     status = CASE WHEN w.status = 'delivering' THEN 'delivering' ELSE 'pending' END,
@@ -292,6 +302,8 @@ UPDATE writeback SET status = 'pending', lease_until = NULL, next_attempt_at = %
 
 -- name: writeback_state
 SELECT a.id AS assessment_id, a.resource AS risk_assessment, a.ehr_id AS assessment_ehr_id,
+       a.patient_id AS assessment_patient_id, a.model_version, a.inputs_hash,
+       CASE WHEN a.resource IS NULL THEN a.result END AS assessment_result,
        a.delivered_at AS assessment_delivered_at,
        (SELECT d.ehr_id FROM assessment d WHERE d.patient_id = %(patient_id)s AND d.delivered_at IS NOT NULL
          ORDER BY d.sequence_no DESC LIMIT 1) AS last_delivered_ehr_id,
@@ -348,8 +360,12 @@ ON CONFLICT (patient_id) DO UPDATE SET name = EXCLUDED.name, mrn = EXCLUDED.mrn,
     sex = EXCLUDED.sex, search = EXCLUDED.search, updated_at = EXCLUDED.updated_at;
 
 -- name: upsert_risk_summary
+-- One statement for the batch, in id order (see queue_writeback).
 INSERT INTO patient_summary AS s (patient_id, risk_band, risk_probability, assessed_at, updated_at)
-VALUES (%(patient_id)s, %(band)s, %(probability)s, %(assessed_at)s, %(now)s)
+SELECT r.patient_id, r.band, r.probability, r.assessed_at, r.assessed_at
+  FROM unnest(%(patient_ids)s::text[], %(bands)s::text[], %(probabilities)s::float8[], %(assessed_at)s::timestamptz[])
+       AS r(patient_id, band, probability, assessed_at)
+ ORDER BY r.patient_id
 ON CONFLICT (patient_id) DO UPDATE SET risk_band = EXCLUDED.risk_band, risk_probability = EXCLUDED.risk_probability,
     assessed_at = EXCLUDED.assessed_at, updated_at = EXCLUDED.updated_at;
 

@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from service.adapters.postgres import alerts, assessments, tasks, writeback
-from service.adapters.postgres.alerts import PostgresAlertSession
+from service.adapters.postgres.alerts import PostgresAlertSession, PostgresPatientSession
 from service.adapters.postgres.assessments import PostgresAssessmentSession
 from service.adapters.postgres.audit import append_audit
 from service.adapters.postgres.errors import pipelined_transaction, pooled_transaction, translate_errors
@@ -286,6 +286,12 @@ class PostgresStore:
         """See AlertStore."""
         with self._transaction() as conn:
             yield PostgresAlertSession(conn)
+
+    @contextlib.contextmanager
+    def patient_session(self) -> Iterator[PostgresPatientSession]:
+        """See PatientStore."""
+        with self._transaction() as conn:
+            yield PostgresPatientSession(conn)
 
     def due_for_sweep(self, today: date, after: str, limit: int) -> list[str]:
         """See AlertStore."""

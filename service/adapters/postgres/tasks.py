@@ -19,7 +19,7 @@ __all__ = [
     "patient_organizations",
     "read_task",
     "record_task_delivery",
-    "save_task",
+    "save_tasks",
     "search_tasks",
     "set_task_ehr_version",
     "task_for_update",
@@ -52,21 +52,27 @@ def tasks_of(conn: Conn, patient_ids: Sequence[str]) -> dict[str, StoredTask]:
     return {str(r["alert_id"]): _task(r) for r in rows}
 
 
-def save_task(conn: Conn, task: StoredTask, now: datetime) -> None:
-    conn.execute(
-        query("save_task", _FILE),
-        {
-            "alert_id": task.alert_id,
-            "patient_id": task.patient_id,
-            "id": task.id,
-            "version": task.version,
-            "content_hash": task.content_hash,
-            "status": task.resource.get("status", "requested"),
-            "now": now,
-            "resource": Jsonb(task.resource, dumps=lambda v: dumps(v).decode()),
-            "delivered_version": task.delivered_version,
-        },
-    )
+def save_tasks(conn: Conn, stored: Sequence[StoredTask], now: datetime) -> None:
+    if not stored:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            query("save_task", _FILE),
+            [
+                {
+                    "alert_id": task.alert_id,
+                    "patient_id": task.patient_id,
+                    "id": task.id,
+                    "version": task.version,
+                    "content_hash": task.content_hash,
+                    "status": task.resource.get("status", "requested"),
+                    "now": now,
+                    "resource": Jsonb(task.resource, dumps=lambda v: dumps(v).decode()),
+                    "delivered_version": task.delivered_version,
+                }
+                for task in stored
+            ],
+        )
 
 
 def patient_organizations(conn: Conn, patient_ids: Sequence[str]) -> dict[str, str]:

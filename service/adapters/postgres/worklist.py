@@ -15,6 +15,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from service.domain.facts import Fact
+from service.fhir.assessment_record import render_risk_assessment
 from service.security.scoping import PatientScope
 from service.usecases.worklist import UNASSIGNED, PatientRecords, Sort, WorklistFilters, WorklistRow
 
@@ -154,11 +155,19 @@ def worklist_counts(conn: Conn, scope: PatientScope | None = None) -> list[tuple
     return [(r["code"], r["priority"], int(r["n"])) for r in rows]
 
 
+def _risk_assessment(patient_id: str, row: dict[str, Any]) -> dict[str, Any]:
+    """As stored (before migration 0023), or rendered from the compact result."""
+    if row["resource"] is not None:
+        return dict(row["resource"])
+    return render_risk_assessment(row["id"], patient_id, row["model_version"], row["inputs_hash"], row["result"])
+
+
 def patient_page(conn: Conn, patient_id: str, facts: dict[str, list[Fact]]) -> PatientRecords:
     """The patient page's content in a handful of queries."""
     summary = conn.execute("SELECT * FROM patient_summary WHERE patient_id = %s", (patient_id,)).fetchone()
     latest = conn.execute(
-        "SELECT resource, result FROM assessment WHERE patient_id = %s ORDER BY sequence_no DESC LIMIT 1",
+        "SELECT id::text AS id, model_version, inputs_hash, resource, result FROM assessment WHERE patient_id = %s "
+        "ORDER BY sequence_no DESC LIMIT 1",
         (patient_id,),
     ).fetchone()
     alerts = conn.execute(
@@ -178,7 +187,7 @@ def patient_page(conn: Conn, patient_id: str, facts: dict[str, list[Fact]]) -> P
     plan = conn.execute("SELECT resource FROM care_plan WHERE patient_id = %s", (patient_id,)).fetchone()
     return PatientRecords(
         summary=dict(summary) if summary else None,
-        risk_assessment=latest["resource"] if latest else None,
+        risk_assessment=_risk_assessment(patient_id, latest) if latest else None,
         assessment_result=latest["result"] if latest else None,
         alerts=[{**dict(a), "history": history.get(a["id"], [])} for a in alerts],
         facts=facts.get(patient_id, []),

@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 from service.adapters.postgres import tasks
 from service.adapters.postgres.audit import append_audit
 from service.adapters.postgres.queries import query
+from service.fhir.assessment_record import render_risk_assessment
 from service.fhir.jsonio import dumps
 from service.usecases.audit import AuditRecord
 from service.usecases.ports import ClaimedWriteback, DeliveryRecord, WritebackState
@@ -43,8 +44,7 @@ def queue_writeback(conn: Conn, patient_ids: Sequence[str], now: datetime) -> No
     """Bump the patients' jobs (sorted, so concurrent transactions lock rows in one order)."""
     ids = sorted(set(patient_ids))
     if ids:
-        with conn.cursor() as cur:
-            cur.executemany(query("queue_writeback"), [{"patient_id": p, "now": now} for p in ids])
+        conn.execute(query("queue_writeback"), {"patient_ids": ids, "now": now})
 
 
 def claim(
@@ -62,11 +62,25 @@ def claim(
     return [ClaimedWriteback(r["patient_id"], r["wanted_seq"], r["attempts"], r["first_failure_at"]) for r in rows]
 
 
+def _risk_assessment(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The newest RiskAssessment: as stored (before migration 0023), or rendered from the compact result."""
+    if row.get("assessment_result") is None:
+        stored: dict[str, Any] | None = row.get("risk_assessment")
+        return stored
+    return render_risk_assessment(
+        str(row["assessment_id"]),
+        row["assessment_patient_id"],
+        row["model_version"],
+        row["inputs_hash"],
+        row["assessment_result"],
+    )
+
+
 def state(conn: Conn, patient_id: str) -> WritebackState:
     row = conn.execute(query("writeback_state"), {"patient_id": patient_id}).fetchone() or {}
     return WritebackState(
         assessment_id=str(row["assessment_id"]) if row.get("assessment_id") else None,
-        risk_assessment=row.get("risk_assessment"),
+        risk_assessment=_risk_assessment(row),
         assessment_delivered=row.get("assessment_delivered_at") is not None,
         last_delivered_ehr_id=row.get("last_delivered_ehr_id"),
         plan_id=str(row["plan_id"]) if row.get("plan_id") else None,
