@@ -70,7 +70,7 @@ its PostgreSQL backend, from /proc: on this shared machine the CPU says more tha
 reference in the same run: reading and checking alone). Target (issue 15): ≥ 20,000 patients/s on 2 CPUs.
 
 **Issue 15, item 4 (2026-12-05).** An assessment is stored compactly — its numbers and factors at full precision in
-`result` (`service/fhir/assessment_record.py`, migration 0023) — and its RiskAssessment is rendered from them when it
+`result` (`service/fhir/assessment_record.py`, migration 0022) — and its RiskAssessment is rendered from them when it
 is read (`/fhir/RiskAssessment`), delivered (write-back) or shown (patient page): the same resource byte for byte
 (`tests/unit/test_assessment_record.py`); rows stored before keep theirs. The worklist's risk summary and the
 write-back queue are written by one `INSERT … SELECT FROM unnest` per batch instead of one statement per patient;
@@ -203,7 +203,7 @@ same benchmark on the code before (afedf68), run between two runs of the code af
 1.3–4 from other work): first page unfiltered, HTTP p50 / p99 9.6 / 22.5 ms before, 8.9 / 24.3 and 12.8 / 29.9 ms
 after — a page read one at a time was not held up by the chain head, which grows only under concurrent appends — and
 the CSV export of the 51,336 urgent alerts 36.7 s (1,397 rows/s) before, 10.9 s and 6.1 s after: each 64 KB chunk
-audits its few hundred patients in one append, which moved the chain head once per row before (migration 0025). A
+audits its few hundred patients in one append, which moved the chain head once per row before (migration 0023). A
 page's HTTP time is 5–10 ms above its database part: the audit append of its 50 rows (about 4 ms on an idle database)
 and the API's own work (routing, the cached token check, two thread hops, JSON). On 2026-11-25, before the audit
 chain of issue 16 and on a quieter machine, the first page took 4.0 / 6.1 ms over HTTP.""",
@@ -287,7 +287,7 @@ the head walked them — `EXPLAIN ANALYZE` of a 50-row append: `Trigger audit_ev
   `REFRACTURE_READ_DATABASE_URL` names one ([the read path](operations.md#the-read-path)). On one machine this changes
   no latency; it stops ingest from taking the reads' connections (and a slow search from holding one), and it lets a
   deployment put the reads' CPU elsewhere;
-- migration 0025: the chain head moves once per statement instead of once per row (a row follows the newest row of its
+- migration 0023: the chain head moves once per statement instead of once per row (a row follows the newest row of its
   own transaction above the head): the same `EXPLAIN ANALYZE` gives `time=4.1 calls=50`;
 - the two chain triggers find rows through the `seq` index whatever the statistics say (`enable_seqscan = off` on
   the functions): planned while the trail was small, the cached plan scanned the whole trail for every appended row,

@@ -4,7 +4,7 @@ An assessment is stored as a few hundred bytes of JSON and its RiskAssessment (~
 read or delivered: building and storing that resource for every patient was most of a rescore's time (issue 15,
 docs/performance.md). Rendering gives the very resource ``build_risk_assessment`` gave at assessment time: every
 number is kept at full precision, and the factors in the model's order (jsonb keeps no key order, so they are a
-list). Rows stored before this form keep their resource as stored (migration 0023).
+list). Rows stored before this form keep their resource as stored (migration 0022).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The audit chain with its head moved once per statement (migration 0025, issue 15 item 6): many-row appends from
+"""The audit chain with its head moved once per statement (migration 0023, issue 15 item 6): many-row appends from
 many connections, several appends in one transaction and a savepoint rolled back between them still make one
 chain without gaps that `refracture audit verify` accepts, with the head on its last row."""
 

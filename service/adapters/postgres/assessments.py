@@ -145,13 +145,13 @@ class PostgresAssessmentSession:
 def risk_assessment_of_row(
     assessment_id: str, patient_id: str, model_version: str, inputs_hash: str, result: dict[str, Any]
 ) -> dict[str, Any]:
-    """The RiskAssessment of a compactly stored assessment (migration 0023), rendered from its result."""
+    """The RiskAssessment of a compactly stored assessment (migration 0022), rendered from its result."""
     return render_risk_assessment(assessment_id, patient_id, model_version, inputs_hash, result)
 
 
 def _body(row: dict[str, Any]) -> str:
     if row["body"] is not None:
-        return str(row["body"])  # stored before migration 0023: served as stored
+        return str(row["body"])  # stored before migration 0022: served as stored
     resource = risk_assessment_of_row(
         row["id"], row["patient_id"], row["model_version"], row["inputs_hash"], row["result"]
     )

@@ -30,7 +30,7 @@ def append_audit(conn: psycopg.Connection[Any], records: Sequence[AuditRecord]) 
     last, and never keep the transaction open across a network call afterwards.
 
     One statement for all the rows (a JSON array read by ``jsonb_to_recordset``, in the given order): a worklist page
-    audits 50 patients, and the chain head moves once per statement (migration 0025), so one INSERT of 50 rows holds
+    audits 50 patients, and the chain head moves once per statement (migration 0023), so one INSERT of 50 rows holds
     the head that ingest's writes wait for much shorter than 50 INSERTs (a 50-row append 11.4 → 5.6 ms on this
     machine, docs/performance.md).
     """

@@ -135,12 +135,12 @@ SELECT DISTINCT ON (patient_id) patient_id, model_version, inputs_hash, sequence
  ORDER BY patient_id, sequence_no DESC;
 
 -- name: copy_assessments
--- No resource: the RiskAssessment is rendered from result when read (migration 0023).
+-- No resource: the RiskAssessment is rendered from result when read (migration 0022).
 COPY assessment (id, patient_id, sequence_no, model_version, inputs_hash, assessed_at, index_date,
                  probability, probability_low, probability_high, band, result) FROM STDIN;
 
 -- name: read_risk_assessment
--- body: the RiskAssessment as stored before migration 0023; NULL: rendered from result (assessment_record.py).
+-- body: the RiskAssessment as stored before migration 0022; NULL: rendered from result (assessment_record.py).
 SELECT id::text AS id, patient_id, model_version, inputs_hash, resource::text AS body,
        CASE WHEN resource IS NULL THEN result END AS result, assessed_at
   FROM assessment WHERE id = %(id)s;
@@ -200,7 +200,7 @@ SELECT patient_id FROM alert_schedule
  ORDER BY patient_id LIMIT %(limit)s;
 
 -- name: latest_assessment_views
--- Only the parts the care plan uses: the rest of result is the RiskAssessment's rendering (migration 0023).
+-- Only the parts the care plan uses: the rest of result is the RiskAssessment's rendering (migration 0022).
 SELECT DISTINCT ON (patient_id) patient_id, id, band, result -> 'inputs' AS inputs, result -> 'missing' AS missing
   FROM assessment WHERE patient_id = ANY(%(patient_ids)s::text[])
  ORDER BY patient_id, sequence_no DESC;

@@ -156,7 +156,7 @@ def worklist_counts(conn: Conn, scope: PatientScope | None = None) -> list[tuple
 
 
 def _risk_assessment(patient_id: str, row: dict[str, Any]) -> dict[str, Any]:
-    """As stored (before migration 0023), or rendered from the compact result."""
+    """As stored (before migration 0022), or rendered from the compact result."""
     if row["resource"] is not None:
         return dict(row["resource"])
     return render_risk_assessment(row["id"], patient_id, row["model_version"], row["inputs_hash"], row["result"])

@@ -63,7 +63,7 @@ def claim(
 
 
 def _risk_assessment(row: dict[str, Any]) -> dict[str, Any] | None:
-    """The newest RiskAssessment: as stored (before migration 0023), or rendered from the compact result."""
+    """The newest RiskAssessment: as stored (before migration 0022), or rendered from the compact result."""
     if row.get("assessment_result") is None:
         stored: dict[str, Any] | None = row.get("risk_assessment")
         return stored
