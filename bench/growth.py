@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 import redis
 
+from bench.cpu import backend_pids, cpu_seconds
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
 from service.composition.bootstrap import bootstrap
@@ -213,19 +214,6 @@ def _client(port: int, work: list[tuple[str, bytes]], out: Any) -> None:
     out.put(latencies)
 
 
-def _cpu_s(pids: list[int]) -> float:
-    """CPU seconds (user + system) these processes have used so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
 def _processes(api_pid: int, database_url: str) -> tuple[list[int], list[int]]:
     """The API's processes (uvicorn and its workers) and the PostgreSQL backends connected to the run's database."""
     api = [api_pid]
@@ -234,11 +222,7 @@ def _processes(api_pid: int, database_url: str) -> tuple[list[int], list[int]]:
         api += [int(c) for c in children]
     except OSError:
         pass
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchall()
-    return api, [int(r[0]) for r in rows]
+    return api, backend_pids(database_url)
 
 
 @dataclass(frozen=True)
@@ -256,9 +240,9 @@ def measured_round(port: int, api_pid: int, database_url: str, bodies: list[tupl
     """``put_round`` with the CPU time of the API process(es) and of the database's backends per PUT (from /proc):
     on a shared machine the CPU per PUT holds up better than the rate."""
     api, backends = _processes(api_pid, database_url)
-    api_before, db_before = _cpu_s(api), _cpu_s(backends)
+    api_before, db_before = cpu_seconds(api), cpu_seconds(backends)
     rate, p50, p99 = put_round(port, bodies, clients)
-    api_after, db_after = _cpu_s(api), _cpu_s(backends)
+    api_after, db_after = cpu_seconds(api), cpu_seconds(backends)
     n = len(bodies)
     return Round(rate, p50, p99, (api_after - api_before) * 1000 / n, (db_after - db_before) * 1000 / n)
 
