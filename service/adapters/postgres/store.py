@@ -34,7 +34,16 @@ from service.usecases.ports import (
     WritebackState,
 )
 
-__all__ = ["PostgresStore", "translate_errors"]
+__all__ = [
+    "PostgresAlertStore",
+    "PostgresAssessmentStore",
+    "PostgresIngestStore",
+    "PostgresOutboxStore",
+    "PostgresPatientStore",
+    "PostgresTaskReads",
+    "PostgresWritebackStore",
+    "translate_errors",
+]
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -209,14 +218,18 @@ class PostgresOutbox:
         return (int(row["pending"]), row["oldest_changed_at"]) if row else (0, None)
 
 
-class PostgresStore:
-    """Transactions over a connection pool: implements the Store and OutboxStore ports."""
+class _Pooled:
+    """Transactions over a connection pool: each adapter below is one port over the same pool."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
     def _transaction(self) -> contextlib.AbstractContextManager[Conn]:
         return pooled_transaction(self._pool)
+
+
+class PostgresIngestStore(_Pooled):
+    """Implements the Store port: the ingest session and the stored resources' reads."""
 
     @contextlib.contextmanager
     def session(self, pipelined: bool = False) -> Iterator[PostgresSession]:
@@ -227,12 +240,6 @@ class PostgresStore:
             return
         with pipelined_transaction(self._pool) as conn:
             yield PostgresSession(conn, pipelined=True)
-
-    @contextlib.contextmanager
-    def outbox(self) -> Iterator[PostgresOutbox]:
-        """See OutboxStore."""
-        with self._transaction() as conn:
-            yield PostgresOutbox(conn)
 
     def read_text(self, key: ResourceKey) -> StoredText | None:
         """See Store."""
@@ -255,6 +262,25 @@ class PostgresStore:
             )
             for r in rows
         ]
+
+    def ping(self) -> None:
+        """Raise unless the database answers."""
+        with self._transaction() as conn:
+            conn.execute("SELECT 1")
+
+
+class PostgresOutboxStore(_Pooled):
+    """Implements the OutboxStore port: the patient-change outbox."""
+
+    @contextlib.contextmanager
+    def outbox(self) -> Iterator[PostgresOutbox]:
+        """See OutboxStore."""
+        with self._transaction() as conn:
+            yield PostgresOutbox(conn)
+
+
+class PostgresAssessmentStore(_Pooled):
+    """Implements the AssessmentStore port."""
 
     @contextlib.contextmanager
     def assessment_session(self) -> Iterator[PostgresAssessmentSession]:
@@ -281,17 +307,15 @@ class PostgresStore:
         with self._transaction() as conn:
             return assessments.patients_to_rescore(conn, after, limit, part, parts)
 
+
+class PostgresAlertStore(_Pooled):
+    """Implements the AlertStore port."""
+
     @contextlib.contextmanager
     def alert_session(self) -> Iterator[PostgresAlertSession]:
         """See AlertStore."""
         with self._transaction() as conn:
             yield PostgresAlertSession(conn)
-
-    @contextlib.contextmanager
-    def patient_session(self) -> Iterator[PostgresPatientSession]:
-        """See PatientStore."""
-        with self._transaction() as conn:
-            yield PostgresPatientSession(conn)
 
     def due_for_sweep(self, today: date, after: str, limit: int) -> list[str]:
         """See AlertStore."""
@@ -317,24 +341,41 @@ class PostgresStore:
         with self._transaction() as conn:
             return alerts.care_plan_of(conn, patient_id)
 
+
+class PostgresPatientStore(_Pooled):
+    """Implements the PatientStore port: one transaction for a patient's assessment and alerts."""
+
+    @contextlib.contextmanager
+    def patient_session(self) -> Iterator[PostgresPatientSession]:
+        """See PatientStore."""
+        with self._transaction() as conn:
+            yield PostgresPatientSession(conn)
+
+
+class PostgresTaskReads(_Pooled):
+    """Implements the TaskReads port: the alerts' Tasks, for EHRs that pull them."""
+
     def read_task(self, task_id: str) -> StoredText | None:
-        """One alert's Task as JSON text (pull mode)."""
+        """See TaskReads."""
         with self._transaction() as conn:
             return tasks.read_task(conn, task_id)
 
     def search_tasks(
         self, patient_id: str | None, statuses: Sequence[str] | None, task_id: str | None, limit: int
     ) -> list[str]:
-        """Tasks as JSON text, newest change first (pull mode)."""
+        """See TaskReads."""
         with self._transaction() as conn:
             return tasks.search_tasks(conn, patient_id, statuses, task_id, limit)
+
+
+class PostgresWritebackStore(_Pooled):
+    """Implements the WritebackStore port: each call is its own short transaction (the EHR call happens between)."""
 
     def set_task_ehr_version(self, alert_id: str, ehr_id: str | None, ehr_version: str | None) -> None:
         """See WritebackStore."""
         with self._transaction() as conn:
             tasks.set_task_ehr_version(conn, alert_id, ehr_id, ehr_version)
 
-    # --- WritebackStore: each call is its own short transaction (the EHR call happens between them) -----------
     def claim_writebacks(
         self, now: datetime, lease_until: datetime, limit: int, patient_ids: Sequence[str] | None
     ) -> list[ClaimedWriteback]:
@@ -398,11 +439,6 @@ class PostgresStore:
         """See WritebackStore."""
         with self._transaction() as conn:
             return writeback.replay(conn, patient_ids, now)
-
-    def ping(self) -> None:
-        """Raise unless the database answers."""
-        with self._transaction() as conn:
-            conn.execute("SELECT 1")
 
 
 def _read_text(conn: Conn, key: ResourceKey) -> StoredText | None:
