@@ -28,11 +28,12 @@ import redis
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
 from service.adapters.ndjson_files import LocalNdjsonFile, find_ndjson_files
-from service.composition.bootstrap import bootstrap, make_bulk_import
+from service.composition.cli import make_bulk_import
 from service.devtools.synth import iter_cohort
 from service.fhir.jsonio import dumps
 from service.platform.config import Settings
 from tests.support.http import FHIR_JSON
+from tests.support.parts import build_parts
 from tests.support.processes import ApiProcess
 
 
@@ -78,15 +79,15 @@ def api_rate(base: str, items: list[dict[str, Any]], clients: int) -> float:
 
 def bulk_rate(settings: Settings, folder: Path, batch: int) -> tuple[float, int]:
     """`refracture import FOLDER` in this process; resources/s and how many were stored."""
-    container = bootstrap(settings)
-    bulk = make_bulk_import(container, batch)
+    parts = build_parts(settings)
+    bulk = make_bulk_import(parts, batch)
     try:
         start = time.perf_counter()
         results = [bulk.importer.import_file("bench", LocalNdjsonFile(p)) for p in find_ndjson_files([folder])]
         seconds = time.perf_counter() - start
     finally:
         bulk.close()
-        container.close()
+        parts.close()
     stored = sum(r.run_counts.created for r in results)
     if any(r.run_counts.invalid for r in results):
         raise SystemExit("the bulk import refused lines: the benchmark's input is broken")

@@ -29,12 +29,12 @@ from joserfc.jwk import KeySet, RSAKey
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
 from bench.worklist import TODAY, percentiles, seed, time_calls
-from service.composition.bootstrap import bootstrap
 from service.domain import risk_parameters as RP
 from service.fhir.cds_hooks import ORDER_SIGN, PATIENT_VIEW
 from service.platform.config import Settings
 from service.security.cds_trust import make_cds_verifier
 from service.usecases.cds_hooks import HookCall
+from tests.support.parts import build_parts
 from tests.support.processes import ApiProcess
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -114,10 +114,10 @@ def _jwt_timing(database_url: str, redis_url: str, requests: int) -> tuple[float
         cds_issuers={ISS: {"jwks_url": f"{ISS}/jwks"}},
         cds_base_url="https://refracture.bench",
     )
-    container = bootstrap(settings)
+    parts = build_parts(settings)
     verifier = make_cds_verifier(
         settings,
-        container.cds_hooks.claim_jti,
+        parts.cds_hooks.claim_jti,
         httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(200, json=jwks))),
     )
     aud = [f"https://refracture.bench/cds-services/{PATIENT_VIEW}"]
@@ -132,7 +132,7 @@ def _jwt_timing(database_url: str, redis_url: str, requests: int) -> tuple[float
         return percentiles(time_calls(check, requests))
     finally:
         verifier.close()
-        container.close()
+        parts.close()
 
 
 def main() -> int:
@@ -152,7 +152,7 @@ def main() -> int:
             base = server.base_url
             server.wait_ready()
 
-            container = bootstrap(Settings(database_url=database_url, redis_url=services.redis_url))
+            parts = build_parts(Settings(database_url=database_url, redis_url=services.redis_url))
             dmab = [{"code": "993452"}]
             with_follow_on = [{"code": "993452"}, {"code": "705824"}]
 
@@ -193,13 +193,13 @@ def main() -> int:
                     ) -> None:
                         ctx = _request(service, patient(), medications)["context"]
                         hook = HookCall(service, ctx["patientId"], ctx.get("draftOrders"))
-                        container.cds_hooks.cards(hook, "https://refracture.bench/worklist/patients/x")
+                        parts.cds_hooks.cards(hook, "https://refracture.bench/worklist/patients/x")
 
                     p50, p99 = percentiles(time_calls(call, args.requests))
                     d50, d99 = percentiles(time_calls(direct, args.requests))
                     worst = max(worst, p99)
                     print(f"{label:42} {p50:9.1f} {p99:9.1f} {d50:13.1f} {d99:7.1f}   ms")
-            container.close()
+            parts.close()
             j50, j99 = _jwt_timing(database_url, services.redis_url, args.requests)
             print(f"{'EHR JWT check (RS384, claims, jti stored)':42} {'':9} {'':9} {j50:13.1f} {j99:7.1f}   ms")
             print(f"\nworst HTTP p99 {worst:.1f} ms, plus the JWT check {j99:.1f} ms (target < 500 ms)")

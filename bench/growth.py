@@ -36,9 +36,9 @@ import redis
 from bench.cpu import backend_pids, cpu_seconds
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
-from service.composition.bootstrap import bootstrap
 from service.platform.config import Settings
 from tests.support.http import FHIR_JSON
+from tests.support.parts import build_parts
 from tests.support.processes import ApiProcess
 
 PATIENTS = 50_000
@@ -291,18 +291,18 @@ def downstream_ms(database_url: str, redis_url: str, queue: str, patient_id: str
     """Median ms of the worker's handling of one changed patient (risk assessment, alert evaluation, write-back
     queueing: ``ChangeProcessor.process`` as the worker's task runs it), in this process."""
     settings = Settings(database_url=database_url, redis_url=redis_url, celery_queue=queue)
-    container = bootstrap(settings)
+    parts = build_parts(settings)
     took: list[float] = []
     try:
         for _ in range(times):
             with psycopg.connect(database_url, autocommit=True) as conn:
                 conn.execute(_BUMP, (patient_id,))
             started = time.perf_counter()
-            if container.changes.process([patient_id]) != 1:
+            if parts.changes.process([patient_id]) != 1:
                 raise SystemExit(f"{patient_id} was not handled")
             took.append((time.perf_counter() - started) * 1000)
     finally:
-        container.close()
+        parts.close()
     return statistics.median(took)
 
 

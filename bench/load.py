@@ -42,7 +42,7 @@ from bench.machine import machine_info
 from bench.worklist import seed as seed_alerts
 from service.adapters.postgres.audit import append_audit
 from service.adapters.postgres.errors import pooled_transaction
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import free_port
 from service.devtools.synth import iter_cohort
 from service.fhir.jsonio import dumps
@@ -50,6 +50,7 @@ from service.platform.config import Settings
 from service.usecases.audit import AuditRecord
 from service.usecases.worklist import Sort, WorklistFilters
 from tests.support.http import FHIR_JSON
+from tests.support.parts import build_parts
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -155,7 +156,7 @@ class Load:
         # The same append with synchronous_commit off: what the WAL flush of its own commit costs (not what the API
         # does: an audit row of a read would be lost if the database crashed within a moment of the answer).
         self.probe_audit_async = Stream()
-        self.container: Container | None = None
+        self.parts: Parts | None = None
         self.samples: list[Sample] = []
         self.sent_resources = 0
         self.ingested_resources = 0
@@ -240,7 +241,7 @@ class Load:
             stream.latencies_ms.append((time.monotonic() - due) * 1000)
 
     async def probe(self) -> None:
-        if self.container is None:
+        if self.parts is None:
             return
         end = self.started + self.args.duration
         n = 0
@@ -250,10 +251,10 @@ class Load:
             n += 1
 
     def probe_once(self, n: int) -> None:
-        assert self.container is not None
+        assert self.parts is not None
         sort, filters = ((Sort.DUE, WorklistFilters()), (Sort.RISK, WorklistFilters()))[n % 2]
         started = time.perf_counter()
-        page = self.container.worklist.page(filters, sort, None, 50)
+        page = self.parts.worklist.page(filters, sort, None, 50)
         self.probe_page.latencies_ms.append((time.perf_counter() - started) * 1000)
         self.probe_page.statuses["200"] += 1
         at = datetime.now(UTC)
@@ -262,11 +263,11 @@ class Load:
             for row in page.rows
         ]
         started = time.perf_counter()
-        self.container.audit.record(records)
+        self.parts.audit.record(records)
         self.probe_audit.latencies_ms.append((time.perf_counter() - started) * 1000)
         self.probe_audit.statuses["200"] += 1
         started = time.perf_counter()
-        with pooled_transaction(self.container.pool) as conn:
+        with pooled_transaction(self.parts.core.pool) as conn:
             conn.execute("SET LOCAL synchronous_commit = off")
             append_audit(conn, records)
         self.probe_audit_async.latencies_ms.append((time.perf_counter() - started) * 1000)
@@ -506,7 +507,7 @@ def main() -> int:
             load.read_base = read_base
             load.pids = {name: p.pid for name, p in processes.items()}
             if args.probe_rate > 0:
-                load.container = bootstrap(
+                load.parts = build_parts(
                     Settings(database_url=database_url, redis_url=services.redis_url, celery_queue=queue)
                 )
             print(f"bench/load: {args.rate:g} resources/s for {args.duration:g} s; process logs in {logs}")
@@ -517,8 +518,8 @@ def main() -> int:
                 jobs: dict[str, int] = dict(
                     conn.execute("SELECT status, count(*) FROM writeback GROUP BY 1").fetchall()
                 )
-            if load.container is not None:
-                load.container.close()
+            if load.parts is not None:
+                load.parts.close()
             result = report(load, elapsed, drained, args, machine_info(database_url, services.redis_url))
             result["backlog"]["writeback_jobs_at_end"] = {str(k): int(v) for k, v in jobs.items()}
         finally:

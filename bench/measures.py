@@ -26,9 +26,9 @@ from psycopg.types.json import Jsonb
 
 from bench.database import private_database
 from bench.ingest import machine
-from service.composition.bootstrap import bootstrap
 from service.domain.fls_measures import Period, months
 from service.platform.config import Settings
+from tests.support.parts import build_parts
 
 YEAR = Period(date(2025, 1, 1), date(2025, 12, 31))
 NOW = datetime(2026, 6, 1, 6, 0, tzinfo=UTC)
@@ -167,21 +167,21 @@ def main() -> int:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("ANALYZE")
         seeded = time.perf_counter() - started
-        container = bootstrap(Settings(database_url=database_url, redis_url=services.redis_url), clock=lambda: NOW)
+        parts = build_parts(Settings(database_url=database_url, redis_url=services.redis_url), clock=lambda: NOW)
         try:
             print(f"bench/measures on {machine()}")
             print(
                 f"{args.patients:,} patients, {facts:,} facts, {alerts:,} alerts seeded by COPY in {seeded:.1f} s; "
                 f"the year {YEAR.start}..{YEAR.end}, by month and by site ({len(SITES)} sites)"
             )
-            measures = container.measures
+            measures = parts.measures
             cpu = time.process_time()
             t0 = time.perf_counter()
             data = measures.collect(YEAR, NOW)
             t1 = time.perf_counter()
             rows = measures.reports(data, months(YEAR), NOW)
             t2 = time.perf_counter()
-            container.measures.store.save_reports(rows)
+            parts.measures.store.save_reports(rows)
             t3 = time.perf_counter()
             print(
                 f"\nread and derive: {t1 - t0:.2f} s ({data.patients:,} candidate patients, {len(data.cases):,} index "
@@ -196,7 +196,7 @@ def main() -> int:
             one = measures.evaluate(months(YEAR)[5])
             print(f"one month ($evaluate-measure, June 2025): {time.perf_counter() - t4:.2f} s ({len(one)} reports)")
         finally:
-            container.close()
+            parts.close()
     after = os.getloadavg()
     print(f"load average (1 min) before / after: {load[0]:.1f} / {after[0]:.1f} on {os.cpu_count()} CPUs")
     return 0

@@ -28,10 +28,10 @@ from bench.database import private_database
 from bench.ingest import machine
 from bench.rescore import FACT_COLUMNS, synthetic_facts
 from service.adapters.postgres.monitoring import PostgresMonitoringStore
-from service.composition.bootstrap import bootstrap
 from service.entrypoints.parallel_rescore import rescore_in_parallel
 from service.platform.config import Settings
 from service.usecases.model_monitoring import MONTHS_SHOWN
+from tests.support.parts import build_parts
 
 ALERT_CODES = ("bmd-assessment-gap", "treatment-gap", "denosumab-overdue", "adherence-check-due")
 
@@ -100,9 +100,9 @@ def main() -> int:
             f"{args.patients:,} patients, {facts:,} facts, {alerts:,} alerts seeded by COPY in {seeded:.1f} s; "
             f"{outcome.assessed:,} assessed as `refracture rescore` does in {assessed:.1f} s (not timed below)"
         )
-        container = bootstrap(settings)
+        parts = build_parts(settings)
         try:
-            store = PostgresMonitoringStore(container.pool)
+            store = PostgresMonitoringStore(parts.core.pool)
             back = today.year * 12 + today.month - 1 - (MONTHS_SHOWN - 1)  # the months the run summarises
             since = date(back // 12, back % 12 + 1, 1)
             t0 = time.perf_counter()
@@ -110,14 +110,14 @@ def main() -> int:
             t1 = time.perf_counter()
             store.alert_patients(since)
             t2 = time.perf_counter()
-            cases = container.recalibrator.closed_cases(today)
+            cases = parts.recalibrator.closed_cases(today)
             t3 = time.perf_counter()
-            everyone, excluded = container.recalibrator.dataset(today)  # the read the run made before
+            everyone, excluded = parts.recalibrator.dataset(today)  # the read the run made before
             t4 = time.perf_counter()
             assert everyone == cases
             cpu = time.process_time()
             t5 = time.perf_counter()
-            record = container.monitor.run()
+            record = parts.monitor.run()
             t6 = time.perf_counter()
             shown = sum(len(v) for v in by_month.values())
             print(
@@ -136,7 +136,7 @@ def main() -> int:
             )
             print(f"  of which this process's CPU: {time.process_time() - cpu:.2f} s (the rest: PostgreSQL, waiting)")
         finally:
-            container.close()
+            parts.close()
     after = os.getloadavg()
     print(f"load average (1 min) before / after: {load[0]:.1f} / {after[0]:.1f} on {os.cpu_count()} CPUs")
     return 0

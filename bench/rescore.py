@@ -27,10 +27,10 @@ import service.domain.features as features_module
 from bench.cpu import backend_pids, cpu_seconds, load_average
 from bench.database import private_database
 from bench.ingest import machine
-from service.composition.bootstrap import bootstrap
 from service.entrypoints.parallel_rescore import rescore_in_parallel
 from service.platform.config import Settings
 from service.usecases.assess import AssessOutcome
+from tests.support.parts import build_parts
 
 FACT_COLUMNS = (
     "patient_id",
@@ -213,20 +213,20 @@ def main() -> int:
         features_watch = Stopwatch(features_module.build_features)
         assessment_module.estimate = estimate_watch  # type: ignore[assignment]
         assessment_module.build_features = features_watch  # type: ignore[assignment]
-        container = bootstrap(settings)
+        parts = build_parts(settings)
         try:
-            container.store.ping()
+            parts.resources.ping()
             pids = backend_pids(database_url)
             own, backends = cpu_seconds([os.getpid()]), cpu_seconds(pids)
             started = time.perf_counter()
-            outcome = container.assessor.rescore(None, args.batch)
+            outcome = parts.assessor.rescore(None, args.batch)
             seconds = time.perf_counter() - started
             own = cpu_seconds([os.getpid()]) - own
             backends = (
                 cpu_seconds(pids) - backends + cpu_seconds([p for p in backend_pids(database_url) if p not in pids])
             )
         finally:
-            container.close()
+            parts.close()
         assessment_module.estimate = estimate_watch.function  # type: ignore[assignment]
         assessment_module.build_features = features_watch.function  # type: ignore[assignment]
         report("one process, every patient assessed and stored", outcome, seconds)

@@ -22,8 +22,8 @@ from bench.cpu import backend_pids, cpu_seconds, load_average
 from bench.database import private_database
 from bench.ingest import machine
 from bench.rescore import seed
-from service.composition.bootstrap import bootstrap
 from service.platform.config import Settings
+from tests.support.parts import build_parts
 
 TODAY = date(2026, 11, 2)
 
@@ -56,19 +56,19 @@ def main() -> int:
             ).fetchall()
             raw_ms = (time.perf_counter() - started) * 1000
         now = datetime(2026, 11, 2, 2, 30, tzinfo=UTC)
-        container = bootstrap(Settings(database_url=database_url, redis_url=services.redis_url), clock=lambda: now)
+        parts = build_parts(Settings(database_url=database_url, redis_url=services.redis_url), clock=lambda: now)
         try:
             print(f"bench/sweep on {machine()}")
             print(
                 f"{args.patients:,} patients, {due_count[0] if due_count else 0:,} due today "
                 f"({args.due:.0%}); raw index query for the due patients: {raw_ms:.1f} ms"
             )
-            container.store.ping()
+            parts.resources.ping()
             pids = backend_pids(database_url)
             own, backends = cpu_seconds([os.getpid()]), cpu_seconds(pids)
             load = load_average()
             started = time.perf_counter()
-            outcome = container.sweeper.sweep()
+            outcome = parts.sweeper.sweep()
             seconds = time.perf_counter() - started
             own = cpu_seconds([os.getpid()]) - own
             backends = (
@@ -85,13 +85,13 @@ def main() -> int:
                 f"ratio to the raw index query: {seconds * 1000 / raw_ms:,.0f}"
             )
             started = time.perf_counter()
-            again = container.sweeper.sweep()
+            again = parts.sweeper.sweep()
             print(
                 f"the same sweep again: {time.perf_counter() - started:.2f} s for {again.patients} patients "
                 "(safe to run twice)"
             )
         finally:
-            container.close()
+            parts.close()
     return 0
 
 

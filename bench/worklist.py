@@ -27,11 +27,11 @@ import psycopg
 
 from bench.database import BENCH_AUTH, api_env, private_database
 from bench.ingest import machine
-from service.composition.bootstrap import bootstrap
 from service.devtools.local_services import free_port
 from service.domain.alert_types import ALERT_TYPES, AlertType
 from service.platform.config import Settings
 from service.usecases.worklist import Sort, WorklistFilters, encode_cursor
+from tests.support.parts import build_parts
 
 TODAY = date(2026, 11, 2)
 _FAMILY = ("Testperson", "Synthetic", "Example", "Sample", "Fictional", "Placeholder", "Dummy", "Mock")
@@ -177,25 +177,25 @@ def main() -> int:
                     raise RuntimeError("the API did not start")
                 time.sleep(0.2)
 
-            container = bootstrap(Settings(database_url=database_url, redis_url=services.redis_url))
+            parts = build_parts(Settings(database_url=database_url, redis_url=services.redis_url))
             scenarios: list[tuple[str, str, dict[str, Any], Callable[[], Any] | None]] = [
                 (
                     "first page, no filter (due)",
                     "/api/worklist",
                     {},
-                    lambda: container.worklist.page(WorklistFilters(), Sort.DUE, None, 50),
+                    lambda: parts.worklist.page(WorklistFilters(), Sort.DUE, None, 50),
                 ),
                 (
                     "first page, code=treatment-gap",
                     "/api/worklist",
                     {"code": "treatment-gap"},
-                    lambda: container.worklist.page(WorklistFilters(code="treatment-gap"), Sort.DUE, None, 50),
+                    lambda: parts.worklist.page(WorklistFilters(code="treatment-gap"), Sort.DUE, None, 50),
                 ),
                 (
                     "first page, urgent + high risk",
                     "/api/worklist",
                     {"priority": "urgent", "risk_band": "high"},
-                    lambda: container.worklist.page(
+                    lambda: parts.worklist.page(
                         WorklistFilters(priority="urgent", risk_band="high"), Sort.DUE, None, 50
                     ),
                 ),
@@ -203,53 +203,51 @@ def main() -> int:
                     "first page, assignee=nurse.b",
                     "/api/worklist",
                     {"assignee": "nurse.b"},
-                    lambda: container.worklist.page(WorklistFilters(assignee="nurse.b"), Sort.DUE, None, 50),
+                    lambda: parts.worklist.page(WorklistFilters(assignee="nurse.b"), Sort.DUE, None, 50),
                 ),
                 (
                     "first page, text 'sample042'",
                     "/api/worklist",
                     {"q": "sample042"},
-                    lambda: container.worklist.page(WorklistFilters(text="sample042"), Sort.DUE, None, 50),
+                    lambda: parts.worklist.page(WorklistFilters(text="sample042"), Sort.DUE, None, 50),
                 ),
                 (
                     "first page, text 'b0043'",
                     "/api/worklist",
                     {"q": "b0043"},
-                    lambda: container.worklist.page(WorklistFilters(text="b0043"), Sort.DUE, None, 50),
+                    lambda: parts.worklist.page(WorklistFilters(text="b0043"), Sort.DUE, None, 50),
                 ),
                 (
                     "first page, sort=priority",
                     "/api/worklist",
                     {"sort": "priority"},
-                    lambda: container.worklist.page(WorklistFilters(), Sort.PRIORITY, None, 50),
+                    lambda: parts.worklist.page(WorklistFilters(), Sort.PRIORITY, None, 50),
                 ),
                 (
                     "first page, sort=risk",
                     "/api/worklist",
                     {"sort": "risk"},
-                    lambda: container.worklist.page(WorklistFilters(), Sort.RISK, None, 50),
+                    lambda: parts.worklist.page(WorklistFilters(), Sort.RISK, None, 50),
                 ),
                 (
                     "first page, sort=name",
                     "/api/worklist",
                     {"sort": "name"},
-                    lambda: container.worklist.page(WorklistFilters(), Sort.NAME, None, 50),
+                    lambda: parts.worklist.page(WorklistFilters(), Sort.NAME, None, 50),
                 ),
                 (
                     "deep page (row 50,000), no filter",
                     "/api/worklist",
                     {"cursor": deep_cursor},
-                    lambda: container.worklist.page(WorklistFilters(), Sort.DUE, deep_cursor, 50),
+                    lambda: parts.worklist.page(WorklistFilters(), Sort.DUE, deep_cursor, 50),
                 ),
                 (
                     f"deep page (row {args.alerts // 10:,}), code filter",
                     "/api/worklist",
                     {"code": "treatment-gap", "cursor": deep_code_cursor},
-                    lambda: container.worklist.page(
-                        WorklistFilters(code="treatment-gap"), Sort.DUE, deep_code_cursor, 50
-                    ),
+                    lambda: parts.worklist.page(WorklistFilters(code="treatment-gap"), Sort.DUE, deep_code_cursor, 50),
                 ),
-                ("dashboard counts", "/api/worklist/counts", {}, container.worklist.counts),
+                ("dashboard counts", "/api/worklist/counts", {}, parts.worklist.counts),
                 ("HTML page, code filter", "/worklist", {"code": "denosumab-overdue"}, None),
             ]
             print(f"bench/worklist on {machine()}")
@@ -283,7 +281,7 @@ def main() -> int:
             print(
                 f"CSV export of every urgent alert: {rows:,} rows in {export_s:.2f} s = {rows / export_s:,.0f} rows/s"
             )
-            container.close()
+            parts.close()
         finally:
             if server is not None:
                 server.terminate()

@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.adapters.postgres.migrate import migrate
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices, ensure_services
-from service.entrypoints.api.app import create_app
 from service.platform.config import Settings
 from tests.ehr_standin import RunningStandIn
 from tests.support.databases import SESSION, create_database, drop_database
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import AUTH
@@ -69,17 +69,17 @@ def queue() -> RecordingQueue:
 
 
 @pytest.fixture
-def container(settings: Settings, queue: RecordingQueue) -> Iterator[Container]:
+def parts(settings: Settings, queue: RecordingQueue) -> Iterator[Parts]:
     """The composition root over this test's database, with a recorded doorbell."""
-    built = bootstrap(settings, queue=queue)
+    built = build_parts(settings, queue=queue)
     yield built
     built.close()
 
 
 @pytest.fixture
-def client(container: Container) -> Iterator[TestClient]:
-    """The API over this test's container (no server errors raised into the test: they must be answers)."""
-    with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as test_client:
+def client(parts: Parts) -> Iterator[TestClient]:
+    """The API over this test's parts (no server errors raised into the test: they must be answers)."""
+    with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as test_client:
         yield test_client
 
 
@@ -106,12 +106,12 @@ def worklist_template(services: LocalServices, template_database: str) -> Iterat
 
     name = f"refracture_wl_{SESSION}"
     url = create_database(services, name, template_database)
-    container = bootstrap(make_settings(services, url), queue=RecordingQueue(), clock=ManualClock(worklist_data.NOW))
+    parts = build_parts(make_settings(services, url), queue=RecordingQueue(), clock=ManualClock(worklist_data.NOW))
     try:
-        with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as client:
-            worklist_data.load(container, client)
+        with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as client:
+            worklist_data.load(parts, client)
     finally:
-        container.close()
+        parts.close()
     yield name
     drop_database(services, name)
 

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container
+from service.composition.parts import Parts
 from service.devtools.synth import cohort
 from tests.support.http import FHIR_JSON
 
@@ -73,7 +73,7 @@ EDGE_PATIENTS: Final = [
 ]
 
 
-def load(container: Container, client: TestClient, patients: int = 40) -> None:
+def load(parts: Parts, client: TestClient, patients: int = 40) -> None:
     """Post the cohort and the edge patients, then assess and evaluate them as the workers would."""
     bundles = cohort(patients, seed=11, today=TODAY) + EDGE_PATIENTS
     ids: list[str] = []
@@ -81,4 +81,4 @@ def load(container: Container, client: TestClient, patients: int = 40) -> None:
         response = client.post("/fhir", content=json.dumps(bundle), headers=FHIR)
         assert response.status_code == 200, response.text
         ids.append(bundle["entry"][0]["resource"]["id"])
-    container.changes.process(ids)
+    parts.changes.process(ids)

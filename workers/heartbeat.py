@@ -10,7 +10,7 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 
 from service.adapters.postgres.heartbeats import HeartbeatWriter
-from service.composition.bootstrap import utc_now
+from service.composition.core import utc_now
 from service.platform.config import get_settings
 
 __all__: list[str] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.worker import WorkerServices, default_worker
 from service.platform.errors import Problem, RefractureError
 from service.usecases.task_names import (
     TASK_DELIVER,
@@ -20,9 +20,9 @@ from workers.celery_app import app
 
 
 @cache
-def container() -> Container:
-    """The worker process's container, built on first use (after the pool forked)."""
-    return bootstrap()
+def services() -> WorkerServices:
+    """The worker process's services, built on first use (after the pool forked)."""
+    return default_worker()
 
 
 class _DatabaseUnavailable(Exception):
@@ -39,7 +39,7 @@ class _DatabaseUnavailable(Exception):
 def patients_changed(patient_ids: list[str]) -> int:
     """Handle the changes of these patients (the outbox rows say what is still to do)."""
     try:
-        return container().changes.process(patient_ids)
+        return services().changes.process(patient_ids)
     except RefractureError as exc:
         if exc.problem is Problem.UNAVAILABLE:
             raise _DatabaseUnavailable from exc
@@ -49,14 +49,14 @@ def patients_changed(patient_ids: list[str]) -> int:
 @app.task(name=TASK_RELAY)
 def relay() -> int:
     """Publish every change whose doorbell was never rung or was lost."""
-    return container().relay.ring()
+    return services().relay.ring()
 
 
 @app.task(name=TASK_SWEEP)
 def sweep() -> int:
     """Assess and evaluate every patient whose next threshold has passed (daily; safe to run twice), then drop
     audit rows past their retention (daily housekeeping rides on the daily task)."""
-    built = container()
+    built = services()
     swept = built.sweeper.sweep().patients
     built.audit.purge()
     return swept
@@ -65,19 +65,19 @@ def sweep() -> int:
 @app.task(name=TASK_NOTIFY)
 def notify() -> int:
     """Send today's notification digests (daily; a second run sends nothing new). Returns the messages sent."""
-    return container().digests.run().sent
+    return services().digests.run().sent
 
 
 @app.task(name=TASK_DELIVER)
 def deliver() -> int:
     """Send every write-back whose time has come (new ones, and retries after their backoff)."""
-    return container().deliverer.deliver_due().delivered
+    return services().deliverer.deliver_due().delivered
 
 
 @app.task(name=TASK_EHR_CAPABILITIES)
 def ehr_capabilities() -> str:
     """Read the EHR's CapabilityStatement again and choose the write mode."""
-    mode, _ = container().deliverer.refresh_mode()
+    mode, _ = services().deliverer.refresh_mode()
     return mode
 
 
@@ -85,11 +85,11 @@ def ehr_capabilities() -> str:
 def subscription_work() -> int:
     """Event feeds: fetch announced resources, run a catch-up or periodic poll when due (safe to run twice: the
     rows say what is due, and ingesting the same content again changes nothing)."""
-    done = container().feed_worker.work()
+    done = services().feed_worker.work()
     return done.fetched + done.read
 
 
 @app.task(name=TASK_MODEL_MONITORING)
 def model_monitoring() -> bool:
     """Compute and store the model's drift and calibration figures (daily); True when a warning fired."""
-    return container().monitor.run().warning
+    return services().monitor.run().warning

@@ -6,7 +6,7 @@ import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from service.composition.bootstrap import bootstrap
+from service.composition.cli import command_parts
 from service.platform.config import Settings
 from service.platform.logs import configure_logging
 from service.usecases.assess import AssessOutcome
@@ -17,14 +17,11 @@ __all__ = ["rescore_in_parallel"]
 def _one_part(
     settings: Settings, patient_ids: Sequence[str] | None, batch_size: int, part: int, parts: int
 ) -> tuple[int, int, int]:
-    container = bootstrap(settings)
-    try:
+    with command_parts(settings) as built:
         if patient_ids is not None:
-            outcome = container.assessor.rescore(list(patient_ids[part::parts]), batch_size)
+            outcome = built.assessor.rescore(list(patient_ids[part::parts]), batch_size)
         else:
-            outcome = container.assessor.rescore(None, batch_size, part, parts)
-    finally:
-        container.close()
+            outcome = built.assessor.rescore(None, batch_size, part, parts)
     return outcome.assessed, outcome.unchanged, outcome.not_applicable
 
 

@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from service.composition.bootstrap import bootstrap
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from tests.support.clock import ManualClock
+from tests.support.parts import api_app, build_parts
 from tests.support.paths import ARTIFACTS
 from tests.support.queue import RecordingQueue
 from tests.support.servers import serving
@@ -69,8 +68,8 @@ def browser() -> Iterator[Browser]:
 def server(services: LocalServices, worklist_url: str) -> Iterator[str]:
     """The service in a real HTTP server (uvicorn in a thread) over a copy of the loaded worklist."""
     settings = make_settings(services, worklist_url)
-    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
-    with serving(create_app(lambda: container), log_level="warning") as url:
+    parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
+    with serving(api_app(parts), log_level="warning") as url:
         yield url
 
 

@@ -18,14 +18,13 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, expect
 
-from service.composition.bootstrap import bootstrap
 from service.devtools.local_services import LocalServices
 from service.domain.fls_measures import Period, months
-from service.entrypoints.api.app import create_app
 from tests.measure_data import TIMELINES, Timeline, patient_bundle
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.servers import serving
 from tests.support.settings import make_settings
@@ -54,9 +53,9 @@ def measures_server(services: LocalServices, database_url: str) -> Iterator[str]
     settings = make_settings(
         services, database_url, auth_dev_tokens=tokens, sites={"north": ["Organization/north-hospital"]}
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
+    parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     try:
-        with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
+        with TestClient(headers=AUTH, app=api_app(parts)) as client:
             for timeline in [*TIMELINES, *FEBRUARY]:
                 answer = client.post(
                     "/fhir",
@@ -64,12 +63,12 @@ def measures_server(services: LocalServices, database_url: str) -> Iterator[str]
                     headers=FHIR_JSON,
                 )
                 assert answer.status_code == 200, answer.text
-            container.changes.process([t[0] for t in [*TIMELINES, *FEBRUARY]])
-            container.measures.evaluate(YEAR, months(YEAR))  # what the monthly `refracture measures` keeps
-            with serving(create_app(lambda: container), log_level="warning") as url:
+            parts.changes.process([t[0] for t in [*TIMELINES, *FEBRUARY]])
+            parts.measures.evaluate(YEAR, months(YEAR))  # what the monthly `refracture measures` keeps
+            with serving(api_app(parts), log_level="warning") as url:
                 yield url
     finally:
-        container.close()
+        parts.close()
 
 
 def sign_in(page: Page, server: str, token: str, path: str = "/worklist/measures?year=2025") -> None:

@@ -10,12 +10,11 @@ from urllib.parse import urlencode
 import pytest
 from playwright.sync_api import Page, expect
 
-from service.composition.bootstrap import bootstrap
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from tests.smart_launcher_standin import CLIENT_ID, CLIENT_SECRET, RunningLauncher
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.servers import serving
 from tests.support.settings import make_settings
@@ -43,8 +42,8 @@ def smart_server(services: LocalServices, worklist_url: str, ehr: RunningLaunche
         smart_client_id=CLIENT_ID,
         smart_client_secret=CLIENT_SECRET,
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
-    with serving(create_app(lambda: container), log_level="warning") as url:
+    parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
+    with serving(api_app(parts), log_level="warning") as url:
         yield url
 
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
 from service.entrypoints.api.app import create_app
 from service.platform.config import Settings
@@ -21,6 +21,7 @@ from service.security.authenticator import Authenticator
 from service.security.tokens import DevTokens, JwksCache, TokenVerifier
 from tests.support.databases import table_counts
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import TOKENS
@@ -116,15 +117,15 @@ def issuer() -> IssuerStandIn:
 
 
 @pytest.fixture
-def app_client(settings: Settings, issuer: IssuerStandIn) -> Iterator[tuple[Container, TestClient]]:
-    container = bootstrap(settings, queue=RecordingQueue())
+def app_client(settings: Settings, issuer: IssuerStandIn) -> Iterator[tuple[Parts, TestClient]]:
+    parts = build_parts(settings, queue=RecordingQueue())
     jwks = JwksCache(lambda: f"{ISSUER}/jwks", httpx.Client(transport=issuer.transport()))
-    container.authenticator = Authenticator(
+    parts.authenticator = Authenticator(
         DevTokens(TOKENS), TokenVerifier(ISSUER, AUDIENCE, jwks, ["RS256", "ES256"], leeway_s=60)
     )
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
-        yield container, client
-    container.close()
+    with TestClient(api_app(parts), raise_server_exceptions=False) as client:
+        yield parts, client
+    parts.close()
 
 
 def _request(client: TestClient, method: str, path: str, token: str | None) -> httpx.Response:
@@ -151,7 +152,7 @@ def _request(client: TestClient, method: str, path: str, token: str | None) -> h
     return client.request(method, filled, headers={**headers, **content_type}, content=json.dumps(body))
 
 
-def test_every_route_with_every_role(app_client: tuple[Container, TestClient]) -> None:
+def test_every_route_with_every_role(app_client: tuple[Parts, TestClient]) -> None:
     _, client = app_client
     document = client.app.openapi()  # type: ignore[attr-defined]
     routes = {(m.upper(), p) for p, ops in document["paths"].items() for m in ops}
@@ -190,7 +191,7 @@ def test_every_route_with_every_role(app_client: tuple[Container, TestClient]) -
     ],
 )
 def test_the_pages_need_a_coordinator(
-    app_client: tuple[Container, TestClient], page: str, token: str | None, status: int
+    app_client: tuple[Parts, TestClient], page: str, token: str | None, status: int
 ) -> None:
     _, client = app_client
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -200,7 +201,7 @@ def test_the_pages_need_a_coordinator(
         assert answer.headers["location"].startswith("/auth/sign-in?next=")
 
 
-def test_an_action_form_needs_a_coordinator(app_client: tuple[Container, TestClient]) -> None:
+def test_an_action_form_needs_a_coordinator(app_client: tuple[Parts, TestClient]) -> None:
     _, client = app_client
     url = f"/worklist/alerts/{uuid.uuid4()}"
     form = {"action": "acknowledge"}
@@ -210,7 +211,7 @@ def test_an_action_form_needs_a_coordinator(app_client: tuple[Container, TestCli
 
 
 def test_a_jwt_from_the_issuer_is_accepted_and_limited_to_its_scopes(
-    app_client: tuple[Container, TestClient], issuer: IssuerStandIn, database_url: str
+    app_client: tuple[Parts, TestClient], issuer: IssuerStandIn, database_url: str
 ) -> None:
     _, client = app_client
     token = issuer.token(scope="system/Observation.write", client_id="ehr-engine")
@@ -246,7 +247,7 @@ BAD_TOKENS: list[tuple[str, dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("name", "change"), BAD_TOKENS, ids=[n for n, _ in BAD_TOKENS])
 def test_bad_tokens_get_401_with_an_operation_outcome(
-    app_client: tuple[Container, TestClient], issuer: IssuerStandIn, name: str, change: dict[str, Any]
+    app_client: tuple[Parts, TestClient], issuer: IssuerStandIn, name: str, change: dict[str, Any]
 ) -> None:
     _, client = app_client
     claims = {k: v for k, v in change.items() if not k.startswith("_")}
@@ -284,7 +285,7 @@ def _crafted(header: dict[str, Any]) -> str:
     ['RS256", error_description="forged', "☃-not-latin-1", "x" * 5000, "RS256\r\nSet-Cookie: a=b"],
     ids=["quote", "non-latin-1", "long", "crlf"],
 )
-def test_the_challenge_never_quotes_the_token(app_client: tuple[Container, TestClient], alg: str) -> None:
+def test_the_challenge_never_quotes_the_token(app_client: tuple[Parts, TestClient], alg: str) -> None:
     # The header's alg came back in error_description unescaped, and a non-Latin-1 one was a 500.
     _, client = app_client
     answer = client.get("/fhir/CodeSystem", headers={"Authorization": f"Bearer {_crafted({'alg': alg, 'kid': 'k1'})}"})
@@ -308,11 +309,11 @@ def test_a_flood_gets_429_with_retry_after(services: LocalServices, database_url
         rate_limit_anonymous_per_minute=5,
         auth_dev_tokens={flooder: {"sub": flooder, "roles": [ADMIN]}},
     )
-    container = bootstrap(settings, queue=RecordingQueue())
+    parts = build_parts(settings, queue=RecordingQueue())
     # An address of its own: the anonymous counter is per address (tests/integration/test_throttle.py).
     here = (f"10.99.{uuid.uuid4().bytes[0]}.{uuid.uuid4().bytes[1]}", 40000)
     headers = {"Authorization": f"Bearer {flooder}"}
-    with TestClient(create_app(lambda: container), headers=headers, client=here) as client:
+    with TestClient(api_app(parts), headers=headers, client=here) as client:
         statuses = [client.get("/fhir/CodeSystem").status_code for _ in range(8)]
         assert statuses[:5] == [200] * 5
         assert set(statuses[5:]) == {429}
@@ -325,7 +326,7 @@ def test_a_flood_gets_429_with_retry_after(services: LocalServices, database_url
         ]
         assert guesses[:5] == [401] * 5
         assert set(guesses[5:]) == {429}
-    container.close()
+    parts.close()
 
 
 @pytest.mark.parametrize(
@@ -342,11 +343,11 @@ def test_a_flood_gets_429_with_retry_after(services: LocalServices, database_url
     ids=["none", "other site", "opaque origin", "other referer", "cross-site fetch", "same origin", "same referer"],
 )
 def test_cookie_authenticated_api_changes_need_our_origin(
-    app_client: tuple[Container, TestClient], headers: dict[str, str], allowed: bool
+    app_client: tuple[Parts, TestClient], headers: dict[str, str], allowed: bool
 ) -> None:
     # A page elsewhere could post to the JSON API with the coordinator's cookie: it has no CSRF token to check.
-    container, client = app_client
-    cookie, _ = container.sessions.start({"sub": "coordinator.one", "roles": [COORDINATOR]})
+    parts, client = app_client
+    cookie, _ = parts.sessions.start({"sub": "coordinator.one", "roles": [COORDINATOR]})
     client.cookies.set("refracture_session", cookie)
     try:
         changes = [
@@ -366,7 +367,7 @@ def test_cookie_authenticated_api_changes_need_our_origin(
     assert bearer.status_code == 201
 
 
-def test_security_headers_and_request_ids(app_client: tuple[Container, TestClient]) -> None:
+def test_security_headers_and_request_ids(app_client: tuple[Parts, TestClient]) -> None:
     _, client = app_client
     page = client.get("/auth/sign-in")
     api = client.get("/fhir/metadata", headers={"X-Request-Id": "trace-123"})
@@ -397,7 +398,7 @@ def test_production_serves_no_api_docs(monkeypatch: pytest.MonkeyPatch) -> None:
         get_settings.cache_clear()
 
 
-def test_a_huge_body_to_the_json_api_is_refused_before_it_is_read(app_client: tuple[Container, TestClient]) -> None:
+def test_a_huge_body_to_the_json_api_is_refused_before_it_is_read(app_client: tuple[Parts, TestClient]) -> None:
     _, client = app_client
     url = f"/api/alerts/{uuid.uuid4()}/actions"
     headers = {"Authorization": "Bearer test-coordinator", "Content-Type": "application/json"}

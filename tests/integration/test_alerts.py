@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.entrypoints.api.app import create_app
@@ -20,6 +20,7 @@ from service.platform.errors import Problem, RefractureError
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
 from tests.support.queue import RecordingQueue
@@ -106,37 +107,37 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def timed(services: LocalServices, database_url: str, clock: ManualClock) -> Iterator[tuple[Container, TestClient]]:
-    container = bootstrap(
+def timed(services: LocalServices, database_url: str, clock: ManualClock) -> Iterator[tuple[Parts, TestClient]]:
+    parts = build_parts(
         make_settings(services, database_url, timezone="Europe/Berlin"), queue=RecordingQueue(), clock=clock
     )
-    with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as client:
-        yield container, client
+    with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as client:
+        yield parts, client
 
 
-def ingest(container: Container, client: TestClient, body: dict[str, Any]) -> None:
+def ingest(parts: Parts, client: TestClient, body: dict[str, Any]) -> None:
     response = client.post("/fhir", content=json.dumps(body), headers=FHIR)
     assert response.status_code == 200, response.text
     patients = [
         e["resource"]["subject"]["reference"].split("/")[1] for e in body["entry"] if "subject" in e["resource"]
     ] or [body["entry"][0]["resource"]["id"]]
-    container.changes.process(sorted(set(patients)))
+    parts.changes.process(sorted(set(patients)))
 
 
 def test_time_alone_turns_a_due_dose_overdue(
-    timed: tuple[Container, TestClient], database_url: str, clock: ManualClock
+    timed: tuple[Parts, TestClient], database_url: str, clock: ManualClock
 ) -> None:
-    container, client = timed
-    ingest(container, client, patient_bundle("t1", (T0 - timedelta(days=170)).date()))
+    parts, client = timed
+    ingest(parts, client, patient_bundle("t1", (T0 - timedelta(days=170)).date()))
     assert alerts(client, database_url, "t1") == {"denosumab-dose-due": "open"}
     first_plan = care_plan(client, "t1")
     assert first_plan is not None
     assert validate_resource(first_plan) == []
     assert activity_for(first_plan, "denosumab-dose-due")["detail"]["status"] == "not-started"
 
-    assert container.sweeper.sweep().patients == 0  # nothing is due yet: the index says when
+    assert parts.sweeper.sweep().patients == 0  # nothing is due yet: the index says when
     clock.now = T0 + timedelta(days=60)  # no new data, eight months after the dose
-    swept = container.sweeper.sweep()
+    swept = parts.sweeper.sweep()
     assert swept.patients == 1
     assert alerts(client, database_url, "t1") == {"denosumab-dose-due": "resolved", "denosumab-overdue": "open"}
     assert (
@@ -153,26 +154,24 @@ def test_time_alone_turns_a_due_dose_overdue(
     assert superseded["status"] == "stopped"
     assert superseded["statusReason"] == {"text": "superseded by 'Denosumab dose overdue'"}
     events = query_one(database_url, "SELECT count(*) FROM alert_event")
-    assert container.sweeper.sweep().patients == 0  # safe to run twice
-    assert container.evaluator.evaluate_patients(["t1"]).opened == 0  # re-evaluation changes nothing
+    assert parts.sweeper.sweep().patients == 0  # safe to run twice
+    assert parts.evaluator.evaluate_patients(["t1"]).opened == 0  # re-evaluation changes nothing
     assert query_one(database_url, "SELECT count(*) FROM alert_event") == events
     assert care_plan(client, "t1")["meta"]["versionId"] == "2"  # type: ignore[index]
 
     # A missed day is caught up: the next threshold (16 weeks late) passed while no sweep ran.
     clock.now = T0 + timedelta(days=160)
-    assert container.sweeper.sweep().patients == 1
+    assert parts.sweeper.sweep().patients == 1
     assert alerts(client, database_url, "t1")["denosumab-stopped-without-follow-on"] == "open"
 
 
-def test_a_follow_on_infusion_resolves_and_the_plan_says_so(
-    timed: tuple[Container, TestClient], database_url: str
-) -> None:
-    container, client = timed
-    ingest(container, client, patient_bundle("t2", (T0 - timedelta(days=240)).date()))
+def test_a_follow_on_infusion_resolves_and_the_plan_says_so(timed: tuple[Parts, TestClient], database_url: str) -> None:
+    parts, client = timed
+    ingest(parts, client, patient_bundle("t2", (T0 - timedelta(days=240)).date()))
     assert alerts(client, database_url, "t2") == {"denosumab-overdue": "open"}
     zoledronic = administration("t2", "zol-1", T0.date(), "zoledronic acid 5 MG/100 ML Injection")
     client.put(f"/fhir/MedicationAdministration/{zoledronic['id']}", content=json.dumps(zoledronic), headers=FHIR)
-    container.changes.process(["t2"])
+    parts.changes.process(["t2"])
     assert alerts(client, database_url, "t2") == {"denosumab-overdue": "resolved"}
     plan = care_plan(client, "t2")
     assert plan is not None
@@ -181,12 +180,12 @@ def test_a_follow_on_infusion_resolves_and_the_plan_says_so(
 
 
 def test_people_act_on_alerts_with_who_and_when(
-    timed: tuple[Container, TestClient], database_url: str, clock: ManualClock
+    timed: tuple[Parts, TestClient], database_url: str, clock: ManualClock
 ) -> None:
-    container, client = timed
-    ingest(container, client, patient_bundle("t3", (T0 - timedelta(days=240)).date()))
+    parts, client = timed
+    ingest(parts, client, patient_bundle("t3", (T0 - timedelta(days=240)).date()))
     alert_id = str(query_one(database_url, "SELECT id FROM alert WHERE patient_id = 't3'"))
-    act = container.actions.act
+    act = parts.actions.act
     acknowledged = act(alert_id, ActionRequest(AlertAction.ACKNOWLEDGE), "coordinator.a", expected_revision=1)
     assert acknowledged.alert.status == "acknowledged"
     with pytest.raises(RefractureError) as stale:
@@ -200,7 +199,7 @@ def test_people_act_on_alerts_with_who_and_when(
     assert plan is not None
     assert activity_for(plan, "denosumab-overdue")["detail"]["status"] == "on-hold"
     clock.now = T0 + timedelta(days=8)
-    container.sweeper.sweep()  # the snooze ends by itself
+    parts.sweeper.sweep()  # the snooze ends by itself
     assert alerts(client, database_url, "t3") == {"denosumab-overdue": "open"}
     result = act(alert_id, ActionRequest(AlertAction.DISMISS, reason="patient moved to another clinic"), "dr.d")
     assert result.alert.status == "dismissed"
@@ -213,7 +212,7 @@ def test_people_act_on_alerts_with_who_and_when(
     ]
     # Dismissed stays dismissed for the same dose, whatever the sweeps say...
     clock.now = T0 + timedelta(days=30)
-    container.evaluator.evaluate_patients(["t3"])
+    parts.evaluator.evaluate_patients(["t3"])
     assert alerts(client, database_url, "t3") == {"denosumab-overdue": "dismissed"}
     assert activity_for(care_plan(client, "t3"), "denosumab-overdue")["detail"]["status"] == "cancelled"  # type: ignore[arg-type]
     # ...and can be reopened by a person.
@@ -221,9 +220,9 @@ def test_people_act_on_alerts_with_who_and_when(
     assert reopened.alert.status == "open"
 
 
-def test_one_active_alert_per_patient_and_code(timed: tuple[Container, TestClient], database_url: str) -> None:
-    container, client = timed
-    ingest(container, client, patient_bundle("t4", (T0 - timedelta(days=240)).date()))
+def test_one_active_alert_per_patient_and_code(timed: tuple[Parts, TestClient], database_url: str) -> None:
+    parts, client = timed
+    ingest(parts, client, patient_bundle("t4", (T0 - timedelta(days=240)).date()))
     import psycopg
 
     with pytest.raises(psycopg.errors.UniqueViolation), psycopg.connect(database_url) as conn:
@@ -240,17 +239,17 @@ def test_the_sweep_uses_the_configured_time_zone(services: LocalServices, databa
     dose_day = date(2026, 1, 4) - timedelta(days=214)
     for zone, expected in (("UTC", "denosumab-dose-due"), ("Pacific/Kiritimati", "denosumab-overdue")):
         settings = make_settings(services, database_url, timezone=zone)
-        container = bootstrap(settings, queue=RecordingQueue(), clock=late)
-        with TestClient(headers=AUTH, app=create_app(lambda c=container: c)) as client:  # type: ignore[misc]
+        parts = build_parts(settings, queue=RecordingQueue(), clock=late)
+        with TestClient(headers=AUTH, app=create_app(lambda c=parts: c)) as client:  # type: ignore[misc]
             pid = f"tz-{zone.split('/')[-1].lower()}"
-            ingest(container, client, patient_bundle(pid, dose_day))
+            ingest(parts, client, patient_bundle(pid, dose_day))
             assert set(alerts(client, database_url, pid)) == {expected}
 
 
-def test_care_plan_search_and_read(timed: tuple[Container, TestClient]) -> None:
-    container, client = timed
+def test_care_plan_search_and_read(timed: tuple[Parts, TestClient]) -> None:
+    parts, client = timed
     assert client.get("/fhir/CarePlan", params={"subject": "Patient/nobody"}).json()["total"] == 0
-    ingest(container, client, patient_bundle("t5", (T0 - timedelta(days=240)).date()))
+    ingest(parts, client, patient_bundle("t5", (T0 - timedelta(days=240)).date()))
     plan = care_plan(client, "t5")
     assert plan is not None
     assert client.get(f"/fhir/CarePlan/{plan['id']}").json() == plan
@@ -276,8 +275,8 @@ def test_with_a_real_worker_and_the_sweep_command(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     today = datetime.now(UTC).date()
-    container = bootstrap(settings)  # the real doorbell
-    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
+    parts = build_parts(settings)  # the real doorbell
+    with TestClient(headers=AUTH, app=api_app(parts)) as client:
         body = patient_bundle("w1", today - timedelta(days=243))  # last dose eight months ago
         assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200
         assert wait_for(lambda: alerts(client, database_url, "w1") == {"denosumab-overdue": "open"})
@@ -307,14 +306,12 @@ def test_with_a_real_worker_and_the_sweep_command(
         )
 
 
-def test_sweep_all_brings_every_known_patient_up_to_date(
-    timed: tuple[Container, TestClient], database_url: str
-) -> None:
-    container, client = timed
+def test_sweep_all_brings_every_known_patient_up_to_date(timed: tuple[Parts, TestClient], database_url: str) -> None:
+    parts, client = timed
     body = patient_bundle("t6", (T0 - timedelta(days=240)).date())
     assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200
-    assert container.sweeper.sweep().patients == 0  # never evaluated, so not in the index yet
-    outcome = container.sweeper.sweep(everyone=True)
+    assert parts.sweeper.sweep().patients == 0  # never evaluated, so not in the index yet
+    outcome = parts.sweeper.sweep(everyone=True)
     assert outcome.patients == 1
     assert alerts(client, database_url, "t6") == {"denosumab-overdue": "open"}
 
@@ -362,11 +359,11 @@ def gap_patient(pid: str, egfr: float | None, statement_since: date | None = Non
 
 
 def test_the_kidneys_decide_whether_a_bisphosphonate_is_recommended(
-    timed: tuple[Container, TestClient], database_url: str
+    timed: tuple[Parts, TestClient], database_url: str
 ) -> None:
-    container, client = timed
-    ingest(container, client, resource_bundle(gap_patient("k1", 25.0)))
-    ingest(container, client, resource_bundle(gap_patient("k2", 62.0)))
+    parts, client = timed
+    ingest(parts, client, resource_bundle(gap_patient("k1", 25.0)))
+    ingest(parts, client, resource_bundle(gap_patient("k2", 62.0)))
     assert alerts(client, database_url, "k1") == {"treatment-gap": "open"}
     low, ok = care_plan(client, "k1"), care_plan(client, "k2")
     assert low is not None
@@ -381,11 +378,11 @@ def test_the_kidneys_decide_whether_a_bisphosphonate_is_recommended(
 
 
 def test_alendronate_since_before_the_fracture_closes_the_gap_and_myeloma_opens_none(
-    timed: tuple[Container, TestClient], database_url: str
+    timed: tuple[Parts, TestClient], database_url: str
 ) -> None:
-    container, client = timed
+    parts, client = timed
     since = (T0 - timedelta(days=900)).date()
-    ingest(container, client, resource_bundle(gap_patient("g1", 62.0, statement_since=since)))
+    ingest(parts, client, resource_bundle(gap_patient("g1", 62.0, statement_since=since)))
     assert alerts(client, database_url, "g1") == {}
     # the same patient with myeloma in the record on zoledronic acid 4 mg: no osteoporosis alert at all
     resources = gap_patient("g2", 62.0)
@@ -399,9 +396,9 @@ def test_alendronate_since_before_the_fracture_closes_the_gap_and_myeloma_opens_
         },
         administration("g2", "zol4", (T0 - timedelta(days=20)).date(), "zoledronic acid 4 mg/5 mL concentrate"),
     ]
-    ingest(container, client, resource_bundle(resources))
+    ingest(parts, client, resource_bundle(resources))
     assert alerts(client, database_url, "g2") == {}
-    ingest(container, client, resource_bundle(gap_patient("g3", 62.0)))
+    ingest(parts, client, resource_bundle(gap_patient("g3", 62.0)))
     assert alerts(client, database_url, "g3") == {"treatment-gap": "open"}
 
 
@@ -409,20 +406,20 @@ def test_the_sweep_runs_batches_side_by_side_and_misses_no_one(
     services: LocalServices, database_url: str, clock: ManualClock
 ) -> None:
     # Batches of one patient, two in flight (issue 15): every due patient is swept once, each in its own transaction.
-    container = bootstrap(
+    parts = build_parts(
         make_settings(services, database_url, sweep_batch_size=1, sweep_workers=2), queue=RecordingQueue(), clock=clock
     )
-    # The app closes the container when the client stops.
-    with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as client:
+    # The app closes the parts when the client stops.
+    with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as client:
         pids = [f"sb{n}" for n in range(5)]
         for pid in pids:
-            ingest(container, client, patient_bundle(pid, (T0 - timedelta(days=170)).date()))
+            ingest(parts, client, patient_bundle(pid, (T0 - timedelta(days=170)).date()))
         clock.now = T0 + timedelta(days=60)
-        swept = container.sweeper.sweep()
+        swept = parts.sweeper.sweep()
         assert (swept.patients, swept.opened, swept.resolved, swept.care_plans) == (5, 5, 5, 5)
         for pid in pids:
             assert alerts(client, database_url, pid) == {
                 "denosumab-dose-due": "resolved",
                 "denosumab-overdue": "open",
             }
-        assert container.sweeper.sweep().patients == 0
+        assert parts.sweeper.sweep().patients == 0

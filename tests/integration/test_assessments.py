@@ -12,13 +12,12 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import bootstrap
 from service.devtools.synth import cohort
-from service.entrypoints.api.app import create_app
 from service.fhir.validation import validate_resource
 from service.platform.config import Settings
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
 from tests.support.settings import worker_env
@@ -53,8 +52,8 @@ def test_a_posted_patient_is_assessed_once_and_a_resend_adds_nothing(
 ) -> None:
     body = bundle()
     pid = patient_id(body)
-    container = bootstrap(settings)
-    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
+    parts = build_parts(settings)
+    with TestClient(headers=AUTH, app=api_app(parts)) as client:
         assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200
         assert wait_for(lambda: query_one(database_url, "SELECT count(*) FROM assessment") == 1)
         assert wait_for(
@@ -70,20 +69,20 @@ def test_a_posted_patient_is_assessed_once_and_a_resend_adds_nothing(
         assert client.get(f"/fhir/RiskAssessment/{resource['id']}").json() == resource
 
         assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200
-        container.relay.ring()  # even a doorbell rung again finds nothing new
-        assert container.changes.process([pid]) == 0
+        parts.relay.ring()  # even a doorbell rung again finds nothing new
+        assert parts.changes.process([pid]) == 0
     assert query_one(database_url, "SELECT count(*) FROM assessment") == 1
 
 
 def test_unchanged_inputs_are_not_assessed_again_and_changed_ones_are(
-    container: Any, client: TestClient, database_url: str
+    parts: Any, client: TestClient, database_url: str
 ) -> None:
     body = bundle()
     pid = patient_id(body)
     client.post("/fhir", content=json.dumps(body), headers=FHIR)
-    first = container.assessor.assess_patients([pid])
+    first = parts.assessor.assess_patients([pid])
     assert (first.assessed, first.unchanged) == (1, 0)
-    assert container.assessor.assess_patients([pid]).unchanged == 1
+    assert parts.assessor.assess_patients([pid]).unchanged == 1
     sarcopenia = {
         "resourceType": "Observation",
         "id": f"{pid}-sarcopenia",
@@ -94,7 +93,7 @@ def test_unchanged_inputs_are_not_assessed_again_and_changed_ones_are(
         "valueBoolean": True,
     }
     client.put(f"/fhir/Observation/{pid}-sarcopenia", content=json.dumps(sarcopenia), headers=FHIR)
-    assert container.assessor.assess_patients([pid]).assessed == 1
+    assert parts.assessor.assess_patients([pid]).assessed == 1
     search = client.get("/fhir/RiskAssessment", params={"patient": pid}).json()
     assert search["total"] == 2
     newest, older = (e["resource"] for e in search["entry"])
@@ -103,26 +102,26 @@ def test_unchanged_inputs_are_not_assessed_again_and_changed_ones_are(
     assert newest["id"] != older["id"]
 
 
-def test_a_patient_without_an_augmentation_is_not_assessed(container: Any, client: TestClient) -> None:
+def test_a_patient_without_an_augmentation_is_not_assessed(parts: Any, client: TestClient) -> None:
     patient = {"resourceType": "Patient", "id": "no-op", "gender": "female", "birthDate": "1950-01-01"}
     client.put("/fhir/Patient/no-op", content=json.dumps(patient), headers=FHIR)
-    outcome = container.assessor.assess_patients(["no-op", "never-seen"])
+    outcome = parts.assessor.assess_patients(["no-op", "never-seen"])
     assert (outcome.assessed, outcome.not_applicable) == (0, 2)
 
 
-def test_rescore_after_a_model_change(container: Any, client: TestClient, database_url: str) -> None:
+def test_rescore_after_a_model_change(parts: Any, client: TestClient, database_url: str) -> None:
     bodies = cohort(12, seed=5, today=TODAY)
     for body in bodies:
         client.post("/fhir", content=json.dumps(body), headers=FHIR)
-    first = container.assessor.rescore(batch_size=5)
+    first = parts.assessor.rescore(batch_size=5)
     assert first.assessed == 12
-    assert container.assessor.rescore(batch_size=5).unchanged == 12
+    assert parts.assessor.rescore(batch_size=5).unchanged == 12
     with psycopg.connect(database_url) as conn:
         conn.execute("UPDATE assessment SET model_version = 'refracture-ovcf-2y/0.9.0+old'")
-    again = container.assessor.rescore(batch_size=5)
+    again = parts.assessor.rescore(batch_size=5)
     assert again.assessed == 12
     assert query_one(database_url, "SELECT count(DISTINCT patient_id) FROM assessment") == 12
-    only_two = container.assessor.rescore([patient_id(bodies[0]), patient_id(bodies[1])])
+    only_two = parts.assessor.rescore([patient_id(bodies[0]), patient_id(bodies[1])])
     assert only_two.unchanged == 2
 
 

@@ -12,13 +12,14 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from service.composition.bootstrap import bootstrap
+from service.composition.api import build_api
 from service.devtools.local_services import LocalServices
 from service.entrypoints.api.app import create_app
 from service.fhir.outcome import MAX_ISSUES
 from service.fhir.validation import MAX_STRING_LENGTH
 from tests.support.databases import query_one, table_counts
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import AUTH, COORDINATOR
@@ -542,13 +543,13 @@ def test_an_overlong_name_or_code_is_not_a_database_outage(client: TestClient, d
     assert len(client.get("/api/patients/p1").json()["name"]) <= 200
 
 
-def test_far_dates_do_not_poison_the_patient(client: TestClient, container: Any) -> None:
+def test_far_dates_do_not_poison_the_patient(client: TestClient, parts: Any) -> None:
     # 0001-01-01T00:00+14:00 is valid FHIR and a year-0 instant in UTC: PostgreSQL stored it, Python could not read
     # it back, and the patient's assessment and pages failed from then on.
     for index, when in enumerate(["0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-12:00", "9999-12-31"]):
         resource = observation(f"o{index}", effectiveDateTime=when)
         assert client.put(f"/fhir/Observation/o{index}", content=raw(resource), headers=FHIR).status_code == 201
-    container.changes.process(["p1"])
+    parts.changes.process(["p1"])
     assert client.get("/api/patients/p1").status_code in (200, 404)
 
 
@@ -647,10 +648,10 @@ def test_path_traversal_in_ids_is_refused(client: TestClient, database_url: str,
 @pytest.fixture
 def small_client(services: LocalServices, database_url: str) -> Iterator[TestClient]:
     settings = make_settings(services, database_url, max_body_bytes=2048)
-    container = bootstrap(settings, queue=RecordingQueue())
-    with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as test_client:
+    parts = build_parts(settings, queue=RecordingQueue())
+    with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as test_client:
         yield test_client
-    container.close()
+    parts.close()
 
 
 def test_a_bundle_of_100k_entries_is_refused_quickly(client: TestClient, database_url: str) -> None:
@@ -814,7 +815,7 @@ def test_nul_in_api_parameters_is_refused(client: TestClient, url: str) -> None:
 def test_nul_in_an_alert_action_is_refused_and_changes_nothing(
     services: LocalServices, worklist_url: str, body: dict[str, Any]
 ) -> None:
-    app = create_app(lambda: bootstrap(make_settings(services, worklist_url), queue=RecordingQueue()))
+    app = create_app(lambda: build_api(build_parts(make_settings(services, worklist_url), queue=RecordingQueue())))
     with TestClient(app, headers=COORDINATOR, raise_server_exceptions=False) as client:
         alert_id = client.get("/api/worklist").json()["items"][0]["alert_id"]
         # The alerts and their history, whole: a refused action leaves both as they were.
@@ -840,7 +841,7 @@ def test_ids_are_cut_to_a_bound_in_the_audit_trail(client: TestClient, database_
 
 
 def test_medication_text_of_many_digits_is_ingested_in_linear_time(
-    client: TestClient, container: Any, database_url: str
+    client: TestClient, parts: Any, database_url: str
 ) -> None:
     # "denosumab" and 15,000 digits took 12.6 s end to end (quadratic dose regex), 40,000 took 88 s.
     assert put(client, patient()).status_code in (200, 201)
@@ -854,5 +855,5 @@ def test_medication_text_of_many_digits_is_ingested_in_linear_time(
     }
     started = time.monotonic()
     assert put(client, administration).status_code in (200, 201)
-    container.changes.process(["p1"])
+    parts.changes.process(["p1"])
     assert time.monotonic() - started < 10.0

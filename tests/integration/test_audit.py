@@ -13,13 +13,13 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from service.fhir.validation import validate_resource
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.worklist_data import NOW
@@ -41,10 +41,10 @@ OBSERVATION = {
 
 
 @pytest.fixture
-def app(services: LocalServices, worklist_url: str) -> Iterator[tuple[Container, TestClient]]:
-    container = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=ManualClock(NOW))
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
-        yield container, client
+def app(services: LocalServices, worklist_url: str) -> Iterator[tuple[Parts, TestClient]]:
+    parts = build_parts(make_settings(services, worklist_url), queue=RecordingQueue(), clock=ManualClock(NOW))
+    with TestClient(api_app(parts), raise_server_exceptions=False) as client:
+        yield parts, client
 
 
 def rows(url: str, where: str = "TRUE", *params: Any) -> list[dict[str, Any]]:
@@ -59,7 +59,7 @@ def since(url: str) -> int:
 
 
 def test_a_write_and_a_read_are_audited_with_who_what_whom_when_and_from_where(
-    app: tuple[Container, TestClient], worklist_url: str
+    app: tuple[Parts, TestClient], worklist_url: str
 ) -> None:
     _, client = app
     mark = since(worklist_url)
@@ -87,7 +87,7 @@ def test_a_write_and_a_read_are_audited_with_who_what_whom_when_and_from_where(
     )
 
 
-def test_refused_requests_are_audited_too(app: tuple[Container, TestClient], worklist_url: str) -> None:
+def test_refused_requests_are_audited_too(app: tuple[Parts, TestClient], worklist_url: str) -> None:
     _, client = app
     mark = since(worklist_url)
     assert client.get("/fhir/Observation/o1").status_code == 401
@@ -107,7 +107,7 @@ def test_refused_requests_are_audited_too(app: tuple[Container, TestClient], wor
     assert counted >= 1
 
 
-def test_a_worklist_page_is_one_row_per_patient_shown(app: tuple[Container, TestClient], worklist_url: str) -> None:
+def test_a_worklist_page_is_one_row_per_patient_shown(app: tuple[Parts, TestClient], worklist_url: str) -> None:
     _, client = app
     mark = since(worklist_url)
     page = client.get("/api/worklist", params={"limit": 10}, headers=COORDINATOR).json()
@@ -117,7 +117,7 @@ def test_a_worklist_page_is_one_row_per_patient_shown(app: tuple[Container, Test
     assert {r["action"] for r in audited} == {"search"}
 
 
-def test_an_alert_action_is_audited_with_its_patient(app: tuple[Container, TestClient], worklist_url: str) -> None:
+def test_an_alert_action_is_audited_with_its_patient(app: tuple[Parts, TestClient], worklist_url: str) -> None:
     _, client = app
     item = client.get("/api/worklist", params={"limit": 1}, headers=COORDINATOR).json()["items"][0]
     mark = since(worklist_url)
@@ -128,7 +128,7 @@ def test_an_alert_action_is_audited_with_its_patient(app: tuple[Container, TestC
     assert row["detail"] == f"alert {item['alert_id']}: acknowledge"
 
 
-def test_the_csv_export_records_every_patient_it_held(app: tuple[Container, TestClient], worklist_url: str) -> None:
+def test_the_csv_export_records_every_patient_it_held(app: tuple[Parts, TestClient], worklist_url: str) -> None:
     _, client = app
     mark = since(worklist_url)
     exported = client.get("/api/worklist.csv", params={"priority": "urgent"}, headers=COORDINATOR)
@@ -139,7 +139,7 @@ def test_the_csv_export_records_every_patient_it_held(app: tuple[Container, Test
     assert {r["patient_id"] for r in audited[1:]} == patients
 
 
-def test_health_checks_are_not_audited(app: tuple[Container, TestClient], worklist_url: str) -> None:
+def test_health_checks_are_not_audited(app: tuple[Parts, TestClient], worklist_url: str) -> None:
     _, client = app
     mark = since(worklist_url)
     client.get("/healthz")
@@ -147,21 +147,21 @@ def test_health_checks_are_not_audited(app: tuple[Container, TestClient], workli
     assert rows(worklist_url, "id > %s", mark) == []
 
 
-def test_no_audit_no_data(app: tuple[Container, TestClient]) -> None:
-    container, client = app
+def test_no_audit_no_data(app: tuple[Parts, TestClient]) -> None:
+    parts, client = app
     client.put("/fhir/Observation/o1", content=json.dumps(OBSERVATION), headers={**FHIR, **ALL})
 
     def broken(records: Any) -> None:
         raise RuntimeError("audit table unavailable")
 
-    container.audit.record = broken  # type: ignore[method-assign]
+    parts.audit.record = broken  # type: ignore[method-assign]
     answer = client.get("/fhir/Observation/o1", headers=ALL)
     assert answer.status_code == 503
     assert answer.json()["resourceType"] == "OperationOutcome"
     assert "38267-1" not in answer.text  # the resource did not leave
 
 
-def test_the_trail_is_append_only(app: tuple[Container, TestClient], worklist_url: str) -> None:
+def test_the_trail_is_append_only(app: tuple[Parts, TestClient], worklist_url: str) -> None:
     _, client = app
     client.get("/fhir/Observation/o1", headers=ALL)
     for statement in (
@@ -173,9 +173,7 @@ def test_the_trail_is_append_only(app: tuple[Container, TestClient], worklist_ur
             conn.execute(statement)  # type: ignore[arg-type]
 
 
-def test_the_trail_exports_as_valid_audit_events_page_by_page(
-    app: tuple[Container, TestClient], worklist_url: str
-) -> None:
+def test_the_trail_exports_as_valid_audit_events_page_by_page(app: tuple[Parts, TestClient], worklist_url: str) -> None:
     _, client = app
     client.put("/fhir/Observation/o1", content=json.dumps(OBSERVATION), headers={**FHIR, **ALL})
     client.get("/api/worklist", params={"limit": 5}, headers=COORDINATOR)
@@ -208,7 +206,7 @@ def _bundle(kind: str, *entries: dict[str, Any]) -> str:
 
 
 def test_bundle_reads_are_attributed_to_the_patient_of_the_stored_resource(
-    app: tuple[Container, TestClient], worklist_url: str
+    app: tuple[Parts, TestClient], worklist_url: str
 ) -> None:
     _, client = app
     client.put("/fhir/Observation/o1", content=json.dumps(OBSERVATION), headers={**FHIR, **ALL})
@@ -222,7 +220,7 @@ def test_bundle_reads_are_attributed_to_the_patient_of_the_stored_resource(
 
 
 def test_a_bundle_read_carrying_a_decoy_resource_is_refused_and_not_audited_as_the_decoy(
-    app: tuple[Container, TestClient], worklist_url: str
+    app: tuple[Parts, TestClient], worklist_url: str
 ) -> None:
     _, client = app
     client.put("/fhir/Observation/o1", content=json.dumps(OBSERVATION), headers={**FHIR, **ALL})
@@ -240,13 +238,13 @@ def test_a_bundle_read_carrying_a_decoy_resource_is_refused_and_not_audited_as_t
 
 
 def test_an_interrupted_csv_export_has_recorded_the_patients_of_every_chunk_it_sent(
-    app: tuple[Container, TestClient], worklist_url: str, monkeypatch: pytest.MonkeyPatch
+    app: tuple[Parts, TestClient], worklist_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from service.entrypoints.api import worklist_routes
 
-    container, client = app
+    parts, client = app
     monkeypatch.setattr(worklist_routes, "CSV_CHUNK_BYTES", 0)  # a chunk per row
-    export = container.worklist.export
+    export = parts.worklist.export
     sent: list[str] = []
 
     def failing_after_three(*args: Any, **kwargs: Any) -> Any:
@@ -256,7 +254,7 @@ def test_an_interrupted_csv_export_has_recorded_the_patients_of_every_chunk_it_s
             sent.append(row.patient_id)
             yield row
 
-    monkeypatch.setattr(container.worklist, "export", failing_after_three)
+    monkeypatch.setattr(parts.worklist, "export", failing_after_three)
     mark = since(worklist_url)
     with contextlib.suppress(ConnectionError):  # the stream broke off after its first chunks
         client.get("/api/worklist.csv", headers=COORDINATOR)
@@ -266,7 +264,7 @@ def test_an_interrupted_csv_export_has_recorded_the_patients_of_every_chunk_it_s
     assert {r["patient_id"] for r in audited[1:]} == set(sent)
 
 
-def test_a_write_commits_with_its_audit_row_or_not_at_all(app: tuple[Container, TestClient], worklist_url: str) -> None:
+def test_a_write_commits_with_its_audit_row_or_not_at_all(app: tuple[Parts, TestClient], worklist_url: str) -> None:
     """The audit rows of a FHIR write are inserted in the write's own transaction (issue 15: one commit per write)."""
     _, client = app
     body = json.dumps({**OBSERVATION, "id": "o9"})

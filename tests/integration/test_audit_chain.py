@@ -20,9 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
-from service.composition.bootstrap import bootstrap
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from service.entrypoints.cli import main
 from service.fhir.audit_event import AUDIT_CHAIN_EXTENSION
 from service.fhir.validation import validate_resource
@@ -30,6 +28,7 @@ from service.platform.config import Settings, get_settings
 from service.usecases.audit import SYSTEM_ACTOR, AuditRecord
 from tests.support.databases import SESSION
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import AUTH
@@ -59,21 +58,21 @@ def tamper(url: str, *statements: str) -> None:
 
 
 def verify(settings: Settings) -> list[str]:
-    container = bootstrap(settings, queue=RecordingQueue())
+    parts = build_parts(settings, queue=RecordingQueue())
     try:
-        return [str(p) for p in container.audit.verify().problems]
+        return [str(p) for p in parts.audit.verify().problems]
     finally:
-        container.close()
+        parts.close()
 
 
 @pytest.fixture
 def filled(settings: Settings) -> Settings:
     """Ten rows in the trail."""
-    container = bootstrap(settings, queue=RecordingQueue())
+    parts = build_parts(settings, queue=RecordingQueue())
     try:
-        container.audit.record([replace(RECORD, patient_id=f"p{i}", detail=f"ü {i}") for i in range(10)])
+        parts.audit.record([replace(RECORD, patient_id=f"p{i}", detail=f"ü {i}") for i in range(10)])
     finally:
-        container.close()
+        parts.close()
     return settings
 
 
@@ -170,15 +169,15 @@ def test_a_rolled_back_append_leaves_no_gap(settings: Settings) -> None:
 
 
 def test_the_purge_cuts_a_prefix_and_the_rest_still_verifies(settings: Settings) -> None:
-    container = bootstrap(settings, queue=RecordingQueue())
+    parts = build_parts(settings, queue=RecordingQueue())
     try:
         old = [replace(RECORD, at=NOW - timedelta(days=3000 - i), what=f"GET /old/{i}") for i in range(5)]
         kept = replace(RECORD, at=NOW - timedelta(days=4000), what="GET /old but after a recent row")
-        container.audit.record([*old, RECORD, kept])
-        assert container.audit.purge() == 5
-        report = container.audit.verify()
+        parts.audit.record([*old, RECORD, kept])
+        assert parts.audit.purge() == 5
+        report = parts.audit.verify()
     finally:
-        container.close()
+        parts.close()
     assert report.intact, report.problems
     assert (report.anchor.seq, report.rows, report.head.seq) == (5, 2, 7)
     # A row older than retention but after a recent one waits for the prefix to reach it: the chain stays whole.
@@ -270,7 +269,7 @@ def test_the_runtime_role_purges_with_retention_through_the_function(runtime_url
 
 def test_the_service_runs_as_the_runtime_role(runtime_url: str, services: LocalServices) -> None:
     """Everything the API does (ingest, reads, the worklist, the audit export) works with the runtime grants."""
-    container = bootstrap(make_settings(services, runtime_url), queue=RecordingQueue())
+    parts = build_parts(make_settings(services, runtime_url), queue=RecordingQueue())
     observation = {
         "resourceType": "Observation",
         "id": "o1",
@@ -280,24 +279,24 @@ def test_the_service_runs_as_the_runtime_role(runtime_url: str, services: LocalS
         "valueQuantity": {"value": -2.5, "unit": "{T-score}"},
     }
     try:
-        with TestClient(create_app(lambda: container), headers=AUTH, raise_server_exceptions=False) as client:
+        with TestClient(api_app(parts), headers=AUTH, raise_server_exceptions=False) as client:
             assert client.put("/fhir/Observation/o1", content=json.dumps(observation), headers=FHIR).status_code == 201
             assert client.get("/fhir/Observation/o1").status_code == 200
             assert client.get("/api/worklist").status_code == 200
             assert client.get("/api/audit").status_code == 200
-            assert container.audit.verify().intact
+            assert parts.audit.verify().intact
     finally:
-        container.close()
+        parts.close()
 
 
 def test_the_export_is_ndjson_audit_events_with_their_chain_place_and_is_audited(
     filled: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    container = bootstrap(filled, queue=RecordingQueue())
+    parts = build_parts(filled, queue=RecordingQueue())
     try:
-        container.audit.record([replace(RECORD, at=NOW - timedelta(days=2), what="GET /before")])
+        parts.audit.record([replace(RECORD, at=NOW - timedelta(days=2), what="GET /before")])
     finally:
-        container.close()
+        parts.close()
     monkeypatch.setenv("REFRACTURE_DATABASE_URL", filled.database_url.get_secret_value())
     monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
     get_settings.cache_clear()
@@ -327,15 +326,15 @@ def test_the_export_is_ndjson_audit_events_with_their_chain_place_and_is_audited
 
 
 def test_the_siem_export_endpoint_streams_ndjson_from_since_for_administrators(filled: Settings) -> None:
-    container = bootstrap(filled, queue=RecordingQueue())
+    parts = build_parts(filled, queue=RecordingQueue())
     try:
-        container.audit.record([replace(RECORD, at=NOW - timedelta(days=2), what="GET /before")])
-        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+        parts.audit.record([replace(RECORD, at=NOW - timedelta(days=2), what="GET /before")])
+        with TestClient(api_app(parts), raise_server_exceptions=False) as client:
             since = (NOW - timedelta(days=1)).isoformat()
             refused = client.get("/api/audit/$export", params={"_since": since}, headers=COORDINATOR)
             answer = client.get("/api/audit/$export", params={"_since": since}, headers=ADMIN)
     finally:
-        container.close()
+        parts.close()
     assert refused.status_code == 403
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("application/fhir+ndjson")
@@ -408,15 +407,15 @@ def test_a_consistently_rewritten_chain_differs_from_a_hash_kept_outside(
 
 
 def test_a_siem_carrying_on_after_its_last_seq_gets_every_row_once_even_one_dated_earlier(filled: Settings) -> None:
-    container = bootstrap(filled, queue=RecordingQueue())
+    parts = build_parts(filled, queue=RecordingQueue())
     try:
-        first = list(container.audit.export(None))
+        first = list(parts.audit.export(None))
         # Committed after the first pull but dated before its newest row: a `_since` pull would miss it.
-        container.audit.record([replace(RECORD, at=NOW - timedelta(hours=1), what="GET /late")])
-        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+        parts.audit.record([replace(RECORD, at=NOW - timedelta(hours=1), what="GET /late")])
+        with TestClient(api_app(parts), raise_server_exceptions=False) as client:
             answer = client.get("/api/audit/$export", params={"after_seq": first[-1].seq}, headers=ADMIN)
     finally:
-        container.close()
+        parts.close()
     assert [r.seq for r in first] == list(range(1, 11))
     events = [json.loads(line) for line in answer.text.splitlines()]
     assert [e["outcomeDesc"] for e in events][:1] == ["200 GET /late"]

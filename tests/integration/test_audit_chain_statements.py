@@ -12,9 +12,9 @@ import psycopg
 import pytest
 
 from service.adapters.postgres.audit import append_audit
-from service.composition.bootstrap import bootstrap
 from service.platform.config import Settings
 from service.usecases.audit import AuditRecord
+from tests.support.parts import build_parts
 from tests.support.queue import RecordingQueue
 
 pytestmark = pytest.mark.integration
@@ -35,11 +35,11 @@ def _check(settings: Settings, rows: int) -> None:
         last = conn.execute("SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1").fetchone()
     assert seqs == list(range(1, rows + 1))
     assert head == last
-    container = bootstrap(settings, queue=RecordingQueue())
+    parts = build_parts(settings, queue=RecordingQueue())
     try:
-        assert [str(p) for p in container.audit.verify().problems] == []
+        assert [str(p) for p in parts.audit.verify().problems] == []
     finally:
-        container.close()
+        parts.close()
 
 
 def test_many_row_appends_from_many_connections_make_one_chain(settings: Settings) -> None:

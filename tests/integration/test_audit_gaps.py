@@ -12,14 +12,14 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from service.entrypoints.cli import main
 from service.platform.config import Settings, get_settings
 from service.usecases.audit import SYSTEM_ACTOR
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_subscriptions import feed_settings, notification, observation, patient, post, work
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 
@@ -27,12 +27,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iterator[tuple[Container, TestClient]]:
+def app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iterator[tuple[Parts, TestClient]]:
     ehr.app.reset()
-    container = bootstrap(make_settings(services, database_url, **feed_settings(ehr)), queue=RecordingQueue())
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
-        yield container, client
-    container.close()
+    parts = build_parts(make_settings(services, database_url, **feed_settings(ehr)), queue=RecordingQueue())
+    with TestClient(api_app(parts), raise_server_exceptions=False) as client:
+        yield parts, client
+    parts.close()
 
 
 def audit_rows(url: str, where: str = "TRUE") -> list[dict[str, Any]]:
@@ -40,8 +40,8 @@ def audit_rows(url: str, where: str = "TRUE") -> list[dict[str, Any]]:
         return conn.execute(f"SELECT * FROM audit_event WHERE {where} ORDER BY seq").fetchall()  # type: ignore[arg-type]
 
 
-def test_a_full_resource_notification_lists_its_patients(app: tuple[Container, TestClient]) -> None:
-    container, client = app
+def test_a_full_resource_notification_lists_its_patients(app: tuple[Parts, TestClient]) -> None:
+    parts, client = app
     assert post(client, notification("handshake", 0, [])).status_code == 200
     body = notification(
         "event-notification",
@@ -51,21 +51,21 @@ def test_a_full_resource_notification_lists_its_patients(app: tuple[Container, T
     )
     assert post(client, body).status_code == 200
     rows = audit_rows(
-        container.settings.database_url.get_secret_value(), "action = 'notification' AND detail = 'event-notification'"
+        parts.core.settings.database_url.get_secret_value(), "action = 'notification' AND detail = 'event-notification'"
     )
     assert {r["patient_id"] for r in rows} == {"p1", "p2"}
 
 
 def test_feed_fetches_and_polls_are_audited_under_refractures_name(
-    app: tuple[Container, TestClient], ehr: RunningStandIn
+    app: tuple[Parts, TestClient], ehr: RunningStandIn
 ) -> None:
-    container, client = app
+    parts, client = app
     assert post(client, notification("handshake", 0, [])).status_code == 200
     ehr.app.put(patient("p1"))
     ehr.app.put(observation("o1"))
     assert post(client, notification("event-notification", 1, [(1, "Observation/o1")])).status_code == 200
-    work(container)  # fetches o1, then the first periodic poll reads everything changed
-    url = container.settings.database_url.get_secret_value()
+    work(parts)  # fetches o1, then the first periodic poll reads everything changed
+    url = parts.core.settings.database_url.get_secret_value()
     fetched = audit_rows(url, "action = 'feed-fetch'")
     assert [(r["actor"], r["auth_source"], r["resource_type"], r["resource_id"], r["patient_id"]) for r in fetched] == [
         (SYSTEM_ACTOR, "system", "Observation", "o1", "p1")

@@ -16,7 +16,8 @@ import psycopg
 import pytest
 
 from service.adapters.ndjson_files import LocalNdjsonFile, find_ndjson_files
-from service.composition.bootstrap import BulkImport, Container, bootstrap, make_bulk_import
+from service.composition.cli import BulkImport, make_bulk_import
+from service.composition.parts import Parts
 from service.devtools.synth import iter_cohort
 from service.fhir.jsonio import dumps
 from service.platform.config import Settings
@@ -25,6 +26,7 @@ from service.usecases.bulk_import import BulkImporter, FileCounts, LineIssue
 from tests.bulk_standin import ExportPlan, RunningBulkStandIn, ndjson
 from tests.ehr_standin import Fault, generate_key
 from tests.support.databases import query_one, table_counts
+from tests.support.parts import build_parts
 from tests.support.paths import ROOT
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings, worker_env
@@ -67,14 +69,14 @@ def checkpoint(database_url: str, path: Path) -> tuple[int, int, bool]:
 
 
 @contextlib.contextmanager
-def bulk(settings: Settings, batch: int = 2000, **kwargs: Any) -> Iterator[tuple[Container, BulkImport]]:
-    container = bootstrap(settings, queue=RecordingQueue())
-    made = make_bulk_import(container, batch, **kwargs)
+def bulk(settings: Settings, batch: int = 2000, **kwargs: Any) -> Iterator[tuple[Parts, BulkImport]]:
+    parts = build_parts(settings, queue=RecordingQueue())
+    made = make_bulk_import(parts, batch, **kwargs)
     try:
-        yield container, made
+        yield parts, made
     finally:
         made.close()
-        container.close()
+        parts.close()
 
 
 def import_folder(made: BulkImport, folder: Path, restart: bool = False) -> list[Any]:
@@ -175,16 +177,16 @@ def test_a_fault_mid_file_rolls_back_its_batch_and_the_import_resumes_exactly(
     resources = cohort_resources(15, "fault")
     path = tmp_path / "all.ndjson"
     path.write_bytes(ndjson(resources))
-    with bulk(settings) as (container, made):
+    with bulk(settings) as (parts, made):
         store = made.importer._store  # the real store, wrapped to fail once
-        failing = BulkImporter(FailingOnce(store, 3), container.ingestor, container.clock, batch_size=50)
+        failing = BulkImporter(FailingOnce(store, 3), parts.ingestor, parts.core.clock, batch_size=50)
         with pytest.raises(RuntimeError, match="injected fault"):
             failing.import_file("files", LocalNdjsonFile(path))
         assert stored(database_url)["resources"] == 100  # two batches committed, the third rolled back whole
         offset, line_no, complete = checkpoint(database_url, path)
         assert (line_no, complete) == (100, False)
         assert offset == sum(len(dumps(r)) + 1 for r in resources[:100])
-        resumed = BulkImporter(store, container.ingestor, container.clock, batch_size=50)
+        resumed = BulkImporter(store, parts.ingestor, parts.core.clock, batch_size=50)
         result = resumed.import_file("files", LocalNdjsonFile(path))
     assert result.counts == FileCounts(created=len(resources))
     assert stored(database_url) == {"resources": len(resources), "not_version_1": 0, "history": 0}

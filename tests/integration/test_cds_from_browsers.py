@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
 from tests.integration.test_cds_hooks import DENOSUMAB, ZOLEDRONIC, bearer, cds_app, drafts, hook, token
 from tests.smart_launcher_standin import RunningLauncher
@@ -34,7 +34,7 @@ def ehr() -> Iterator[RunningLauncher]:
 
 
 @pytest.fixture
-def app(services: LocalServices, worklist_url: str, ehr: RunningLauncher) -> Iterator[tuple[Container, TestClient]]:
+def app(services: LocalServices, worklist_url: str, ehr: RunningLauncher) -> Iterator[tuple[Parts, TestClient]]:
     with cds_app(services, worklist_url, cds_cors_origins=[SANDBOX], cds_fhir_servers=[ehr.fhir]) as running:
         yield running
 
@@ -49,7 +49,7 @@ def preflight(
 
 
 # --- CORS ------------------------------------------------------------------------------------------------------
-def test_a_preflight_from_an_allowed_origin_is_answered(app: tuple[Container, TestClient]) -> None:
+def test_a_preflight_from_an_allowed_origin_is_answered(app: tuple[Parts, TestClient]) -> None:
     _, client = app
     for path in ("/cds-services", f"/cds-services/{PATIENT_VIEW}", f"/cds-services/{PATIENT_VIEW}/feedback"):
         answer = preflight(client, path, SANDBOX)
@@ -63,7 +63,7 @@ def test_a_preflight_from_an_allowed_origin_is_answered(app: tuple[Container, Te
         assert "Origin" in answer.headers["vary"]
 
 
-def test_a_preflight_from_another_origin_is_refused(app: tuple[Container, TestClient]) -> None:
+def test_a_preflight_from_another_origin_is_refused(app: tuple[Parts, TestClient]) -> None:
     _, client = app
     refused = preflight(client, f"/cds-services/{PATIENT_VIEW}", "https://evil.example.org")
     assert refused.status_code == 403
@@ -74,7 +74,7 @@ def test_a_preflight_from_another_origin_is_refused(app: tuple[Container, TestCl
     assert odd.status_code == 403
 
 
-def test_calls_from_an_allowed_origin_carry_the_cors_headers(app: tuple[Container, TestClient]) -> None:
+def test_calls_from_an_allowed_origin_carry_the_cors_headers(app: tuple[Parts, TestClient]) -> None:
     _, client = app
     discovery = client.get("/cds-services", headers={"Origin": SANDBOX})
     assert discovery.headers["access-control-allow-origin"] == SANDBOX
@@ -142,7 +142,7 @@ def _follow_on_at_the_ehr(ehr: RunningLauncher) -> str:
 
 
 def test_what_the_prefetch_lacks_is_read_at_the_allow_listed_fhir_server(
-    app: tuple[Container, TestClient], ehr: RunningLauncher
+    app: tuple[Parts, TestClient], ehr: RunningLauncher
 ) -> None:
     _, client = app
     access = _follow_on_at_the_ehr(ehr)
@@ -164,7 +164,7 @@ def test_what_the_prefetch_lacks_is_read_at_the_allow_listed_fhir_server(
 
 
 def test_a_fhir_server_off_the_allow_list_never_gets_the_token(
-    app: tuple[Container, TestClient], ehr: RunningLauncher, worklist_url: str
+    app: tuple[Parts, TestClient], ehr: RunningLauncher, worklist_url: str
 ) -> None:
     _, client = app
     access = _follow_on_at_the_ehr(ehr)
@@ -183,7 +183,7 @@ def test_a_fhir_server_off_the_allow_list_never_gets_the_token(
 
 # --- feedback linked to the patient and the alert ------------------------------------------------------------
 def test_feedback_is_linked_to_the_patient_and_the_alert_of_its_card(
-    app: tuple[Container, TestClient], worklist_url: str
+    app: tuple[Parts, TestClient], worklist_url: str
 ) -> None:
     _, client = app
     cards = hook(client, PATIENT_VIEW, "edge-percent").json()["cards"]

@@ -17,12 +17,12 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet, OctKey, RSAKey
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from service.security.cds_trust import make_cds_verifier
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.unit.test_cds_cards import check_card
@@ -72,7 +72,7 @@ def bearer(value: str) -> dict[str, str]:
 
 
 @contextmanager
-def cds_app(services: LocalServices, url: str, **overrides: Any) -> Iterator[tuple[Container, TestClient]]:
+def cds_app(services: LocalServices, url: str, **overrides: Any) -> Iterator[tuple[Parts, TestClient]]:
     settings = make_settings(
         services,
         url,
@@ -81,26 +81,26 @@ def cds_app(services: LocalServices, url: str, **overrides: Any) -> Iterator[tup
         cds_algorithms=["RS384", "ES384"],
         **overrides,
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
-    container.cds_verifier.close()
-    container.cds_verifier = make_cds_verifier(
-        settings, container.cds_hooks.claim_jti, httpx.Client(transport=httpx.MockTransport(_jwks))
+    parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
+    parts.cds_verifier.close()
+    parts.cds_verifier = make_cds_verifier(
+        settings, parts.cds_hooks.claim_jti, httpx.Client(transport=httpx.MockTransport(_jwks))
     )
     try:
-        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
-            yield container, client
+        with TestClient(api_app(parts), raise_server_exceptions=False) as client:
+            yield parts, client
     finally:
-        container.close()
+        parts.close()
 
 
 @pytest.fixture
-def loaded(services: LocalServices, worklist_url: str) -> Iterator[tuple[Container, TestClient]]:
+def loaded(services: LocalServices, worklist_url: str) -> Iterator[tuple[Parts, TestClient]]:
     with cds_app(services, worklist_url) as app:
         yield app
 
 
 @pytest.fixture
-def empty(services: LocalServices, database_url: str) -> Iterator[tuple[Container, TestClient]]:
+def empty(services: LocalServices, database_url: str) -> Iterator[tuple[Parts, TestClient]]:
     with cds_app(services, database_url) as app:
         yield app
 
@@ -145,7 +145,7 @@ def drafts(*medications: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_discovery_is_public_and_lists_the_services(empty: tuple[Container, TestClient]) -> None:
+def test_discovery_is_public_and_lists_the_services(empty: tuple[Parts, TestClient]) -> None:
     _, client = empty
     answer = client.get("/cds-services")
     assert answer.status_code == 200
@@ -155,7 +155,7 @@ def test_discovery_is_public_and_lists_the_services(empty: tuple[Container, Test
 
 
 def test_patient_view_answers_from_stored_state_with_or_without_prefetch(
-    loaded: tuple[Container, TestClient], worklist_url: str
+    loaded: tuple[Parts, TestClient], worklist_url: str
 ) -> None:
     _, client = loaded
     plain = hook(client, "refracture-patient-view", "edge-percent")
@@ -177,7 +177,7 @@ def test_patient_view_answers_from_stored_state_with_or_without_prefetch(
     assert audited == 2
 
 
-def test_order_sign_warns_about_denosumab_without_a_follow_on(loaded: tuple[Container, TestClient]) -> None:
+def test_order_sign_warns_about_denosumab_without_a_follow_on(loaded: tuple[Parts, TestClient]) -> None:
     _, client = loaded
     sign = "refracture-order-sign"
     answer = hook(client, sign, "edge-percent", {"draftOrders": drafts(DENOSUMAB, PARACETAMOL)})
@@ -198,7 +198,7 @@ def test_order_sign_warns_about_denosumab_without_a_follow_on(loaded: tuple[Cont
     assert hook(client, sign, "edge-percent", {}).json() == {"cards": []}
 
 
-def test_order_select_checks_only_the_selected_orders(loaded: tuple[Container, TestClient]) -> None:
+def test_order_select_checks_only_the_selected_orders(loaded: tuple[Parts, TestClient]) -> None:
     _, client = loaded
     select = "refracture-order-select"
     orders = drafts(PARACETAMOL, DENOSUMAB)
@@ -208,7 +208,7 @@ def test_order_select_checks_only_the_selected_orders(loaded: tuple[Container, T
     assert other.json() == {"cards": []}
 
 
-def test_an_unknown_patient_is_no_error(empty: tuple[Container, TestClient]) -> None:
+def test_an_unknown_patient_is_no_error(empty: tuple[Parts, TestClient]) -> None:
     _, client = empty
     view = hook(client, "refracture-patient-view", "nobody-known")
     assert view.status_code == 200
@@ -250,7 +250,7 @@ BAD_TOKENS: list[tuple[str, Any]] = [
 
 
 @pytest.mark.parametrize(("name", "make"), BAD_TOKENS, ids=[n for n, _ in BAD_TOKENS])
-def test_a_bad_token_gets_401_with_a_json_body(empty: tuple[Container, TestClient], name: str, make: Any) -> None:
+def test_a_bad_token_gets_401_with_a_json_body(empty: tuple[Parts, TestClient], name: str, make: Any) -> None:
     _, client = empty
     value = make()
     answer = hook(client, "refracture-patient-view", "p1", auth=bearer(value))
@@ -262,7 +262,7 @@ def test_a_bad_token_gets_401_with_a_json_body(empty: tuple[Container, TestClien
     assert value not in answer.text
 
 
-def test_a_replayed_token_is_refused_and_an_allow_listed_jku_accepted(empty: tuple[Container, TestClient]) -> None:
+def test_a_replayed_token_is_refused_and_an_allow_listed_jku_accepted(empty: tuple[Parts, TestClient]) -> None:
     _, client = empty
     once = token()
     assert hook(client, "refracture-patient-view", "p1", auth=bearer(once)).status_code == 200
@@ -274,7 +274,7 @@ def test_a_replayed_token_is_refused_and_an_allow_listed_jku_accepted(empty: tup
     assert client.post("/cds-services/refracture-patient-view", json={}).status_code == 401  # no token at all
 
 
-def test_development_tokens_need_the_integration_role(empty: tuple[Container, TestClient]) -> None:
+def test_development_tokens_need_the_integration_role(empty: tuple[Parts, TestClient]) -> None:
     _, client = empty
     assert hook(client, "refracture-patient-view", "p1", auth=bearer("test-integration")).status_code == 200
     assert hook(client, "refracture-patient-view", "p1", auth=bearer("test-coordinator")).status_code == 403
@@ -288,7 +288,7 @@ def test_development_tokens_need_the_integration_role(empty: tuple[Container, Te
     assert wrong_hook.status_code == 400
 
 
-def test_feedback_is_recorded(empty: tuple[Container, TestClient], database_url: str) -> None:
+def test_feedback_is_recorded(empty: tuple[Parts, TestClient], database_url: str) -> None:
     _, client = empty
     service = "refracture-order-sign"
     body = {

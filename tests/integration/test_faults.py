@@ -40,15 +40,15 @@ from service.adapters.postgres.migrate import migrate
 from service.adapters.postgres.pool import make_pool
 from service.adapters.postgres.store import PostgresStore
 from service.adapters.queue import CeleryTaskQueue, make_celery
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
 from service.domain.assessment import assess
-from service.entrypoints.api.app import create_app
 from service.platform.config import Settings
 from service.usecases.task_names import TASK_DELIVER, TASK_RELAY
 from tests.ehr_standin import Fault, RunningStandIn
 from tests.private_servers import PrivatePostgres, PrivateRedis
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
 from tests.support.settings import make_settings, worker_env
@@ -186,17 +186,15 @@ class Rig:
 
     settings: Settings
     name: str
-    container: Container = field(init=False)
+    parts: Parts = field(init=False)
     client: TestClient = field(init=False)
     ledger: Ledger = field(default_factory=Ledger)
     workers: list[CrashableWorker] = field(default_factory=list)
     beat: Beat | None = None
 
     def __post_init__(self) -> None:
-        self.container = bootstrap(self.settings)  # the real Celery producer: the API rings the doorbell itself
-        self.client = TestClient(
-            headers=AUTH, app=create_app(lambda: self.container), raise_server_exceptions=False
-        ).__enter__()
+        self.parts = build_parts(self.settings)  # the real Celery producer: the API rings the doorbell itself
+        self.client = TestClient(headers=AUTH, app=api_app(self.parts), raise_server_exceptions=False).__enter__()
 
     def start_worker(self) -> CrashableWorker:
         env = worker_env(self.settings)
@@ -224,7 +222,7 @@ class Rig:
             self.beat.close()
         for worker in self.workers:
             worker.stop()
-        self.client.__exit__(None, None, None)  # the app's lifespan closes the container
+        self.client.__exit__(None, None, None)  # the app's lifespan closes the parts
 
 
 @pytest.fixture

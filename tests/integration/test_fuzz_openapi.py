@@ -21,11 +21,12 @@ from psycopg import sql
 from schemathesis import Case, CheckContext, GenerationMode, Response
 from schemathesis.checks import not_a_server_error
 
-from service.composition.bootstrap import bootstrap
+from service.composition.api import build_api
 from service.devtools.local_services import LocalServices
 from service.entrypoints.api.app import create_app
 from service.fhir.capability import READ_ONLY_TYPES
 from service.fhir.resource_types import INPUT_TYPES
+from tests.support.parts import build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import AUTH
@@ -83,9 +84,9 @@ OPERATIONS = _operations()
 def api_schema(services: LocalServices, worklist_url: str) -> Iterator[Any]:
     """The app's own OpenAPI document, loaded from the app in-process (which starts its lifespan)."""
     app_settings = make_settings(services, worklist_url)
-    app = create_app(lambda: bootstrap(app_settings, queue=RecordingQueue()))
+    app = create_app(lambda: build_api(build_parts(app_settings, queue=RecordingQueue())))
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
-    # Schemathesis keeps an app's lifespan running between requests; end it, closing the container's pools,
+    # Schemathesis keeps an app's lifespan running between requests; end it, closing the parts's pools,
     # before the test's database is dropped.
     schemathesis.python.asgi.shutdown_lifespans()
 

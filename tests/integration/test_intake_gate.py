@@ -14,11 +14,12 @@ from fastapi.testclient import TestClient
 
 from service.adapters.metrics import REGISTRY
 from service.adapters.ndjson_files import LocalNdjsonFile
-from service.composition.bootstrap import Container, bootstrap, make_bulk_import
+from service.composition.cli import make_bulk_import
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_subscriptions import WITH_TOKEN, feed_settings, observation, patient
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 
@@ -30,12 +31,12 @@ INVALID_STATUS = {"status": "signed-off"}
 
 
 @pytest.fixture
-def app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iterator[tuple[Container, TestClient]]:
-    container = bootstrap(make_settings(services, database_url, **feed_settings(ehr)), queue=RecordingQueue())
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+def app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iterator[tuple[Parts, TestClient]]:
+    parts = build_parts(make_settings(services, database_url, **feed_settings(ehr)), queue=RecordingQueue())
+    with TestClient(api_app(parts), raise_server_exceptions=False) as client:
         put(client, "/fhir/Patient/p1", patient("p1"))
-        yield container, client
-    container.close()
+        yield parts, client
+    parts.close()
 
 
 def put(client: TestClient, path: str, body: dict[str, Any]) -> Any:
@@ -47,7 +48,7 @@ def counted(outcome: str) -> float:
     return REGISTRY.get_sample_value("refracture_ingested_resources_total", labels) or 0.0
 
 
-def send(way: str, container: Container, client: TestClient, resource: dict[str, Any], tmp: Path) -> list[str]:
+def send(way: str, parts: Parts, client: TestClient, resource: dict[str, Any], tmp: Path) -> list[str]:
     """Send one Observation by one way in; the issues' texts it was refused with (empty when stored)."""
     rid = resource["id"]
     if way == "api":
@@ -63,7 +64,7 @@ def send(way: str, container: Container, client: TestClient, resource: dict[str,
         return [] if answer.status_code < 300 else [i["diagnostics"] for i in answer.json()["issue"]]
     path = tmp / f"{rid}.ndjson"
     path.write_text(json.dumps(resource) + "\n", encoding="utf-8")
-    bulk = make_bulk_import(container, 100)
+    bulk = make_bulk_import(parts, 100)
     try:
         result = bulk.importer.import_file("files", LocalNdjsonFile(path), restart=True)
     finally:
@@ -71,8 +72,8 @@ def send(way: str, container: Container, client: TestClient, resource: dict[str,
     return [issue.message for issue in result.issues]
 
 
-def stored(container: Container, rid: str) -> dict[str, Any] | None:
-    text = container.store.read_text(("Observation", rid))
+def stored(parts: Parts, rid: str) -> dict[str, Any] | None:
+    text = parts.resources.read_text(("Observation", rid))
     if text is None:
         return None
     body = json.loads(text.body)
@@ -80,24 +81,24 @@ def stored(container: Container, rid: str) -> dict[str, Any] | None:
 
 
 def each_way(
-    app: tuple[Container, TestClient], tmp_path: Path, make: Callable[[str], dict[str, Any]], outcome: str
+    app: tuple[Parts, TestClient], tmp_path: Path, make: Callable[[str], dict[str, Any]], outcome: str
 ) -> dict[str, tuple[list[str], float]]:
-    container, client = app
+    parts, client = app
     seen = {}
     for way in WAYS:
         before = counted(outcome)
-        issues = send(way, container, client, make(f"o-{way}"), tmp_path)
+        issues = send(way, parts, client, make(f"o-{way}"), tmp_path)
         seen[way] = (issues, counted(outcome) - before)
     return seen
 
 
 def test_a_valid_resource_is_stored_and_counted_alike_by_every_way_in(
-    app: tuple[Container, TestClient], tmp_path: Path
+    app: tuple[Parts, TestClient], tmp_path: Path
 ) -> None:
-    container, _ = app
+    parts, _ = app
     seen = each_way(app, tmp_path, observation, "created")
     assert seen == dict.fromkeys(WAYS, ([], 1.0))
-    bodies = [stored(container, f"o-{way}") for way in WAYS]
+    bodies = [stored(parts, f"o-{way}") for way in WAYS]
     assert bodies[0] is not None
     assert all(body == bodies[0] for body in bodies)
     # The same again: unchanged, and counted so, by every way in.
@@ -106,9 +107,9 @@ def test_a_valid_resource_is_stored_and_counted_alike_by_every_way_in(
 
 
 def test_an_invalid_resource_is_refused_with_the_same_issue_and_counted_alike(
-    app: tuple[Container, TestClient], tmp_path: Path
+    app: tuple[Parts, TestClient], tmp_path: Path
 ) -> None:
-    container, _ = app
+    parts, _ = app
     seen = each_way(app, tmp_path, lambda rid: observation(rid) | INVALID_STATUS, "refused")
     texts = {way: tuple(issues) for way, (issues, _) in seen.items()}
     assert all(texts[way] for way in WAYS), texts
@@ -117,4 +118,4 @@ def test_an_invalid_resource_is_refused_with_the_same_issue_and_counted_alike(
     for way in WAYS:
         assert [text.split(" (at ")[0] for text in texts[way]] == first, (way, texts[way])
     assert {way: n for way, (_, n) in seen.items()} == dict.fromkeys(WAYS, 1.0)
-    assert all(stored(container, f"o-{way}") is None for way in WAYS)
+    assert all(stored(parts, f"o-{way}") is None for way in WAYS)

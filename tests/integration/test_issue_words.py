@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import bootstrap
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from tests.integration.test_bad_input import CASES, observation, patient, put_entry, raw, transaction
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import AUTH, COORDINATOR
@@ -52,8 +51,8 @@ def assert_every_issue_speaks(body: Any, where: str) -> int:
 @pytest.fixture
 def small_client(services: LocalServices, database_url: str) -> Iterator[TestClient]:
     settings = make_settings(services, database_url, max_body_bytes=2048, max_bundle_entries=3)
-    container = bootstrap(settings, queue=RecordingQueue())
-    with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as test_client:
+    parts = build_parts(settings, queue=RecordingQueue())
+    with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as test_client:
         yield test_client
 
 

@@ -12,14 +12,14 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from service.fhir.validation import validate_resource
 from tests.measure_data import TIMELINES, patient_bundle
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import AUTH, COORDINATOR, TOKENS
@@ -35,19 +35,19 @@ JANUARY = {"periodStart": "2025-01-01", "periodEnd": "2025-01-31"}
 
 
 @pytest.fixture
-def measured(services: LocalServices, database_url: str) -> Iterator[tuple[Container, TestClient]]:
+def measured(services: LocalServices, database_url: str) -> Iterator[tuple[Parts, TestClient]]:
     tokens = {**TOKENS, "north-lead": {"sub": "lead.north", "roles": ["fls-lead"], "sites": ["north"]}}
     settings = make_settings(
         services, database_url, auth_dev_tokens=tokens, sites={"north": ["Organization/north-hospital"]}
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
-    with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as client:
+    parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
+    with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as client:
         for timeline in TIMELINES:
             answer = client.post("/fhir", content=json.dumps(patient_bundle(*timeline)), headers=FHIR)
             assert answer.status_code == 200, answer.text
-        container.changes.process([t[0] for t in TIMELINES])  # assessments and alerts, as the worker would
-        yield container, client
-    container.close()
+        parts.changes.process([t[0] for t in TIMELINES])  # assessments and alerts, as the worker would
+        yield parts, client
+    parts.close()
 
 
 def counts(report: dict[str, Any]) -> dict[str, int]:
@@ -62,7 +62,7 @@ def evaluate(client: TestClient, measure: str, headers: dict[str, str], **params
     return report
 
 
-def test_known_timelines_give_the_documented_counts(measured: tuple[Container, TestClient]) -> None:
+def test_known_timelines_give_the_documented_counts(measured: tuple[Parts, TestClient]) -> None:
     _, client = measured
     identified = evaluate(client, "fls-identified", LEAD)
     assert counts(identified) == {"initial-population": 3}
@@ -94,7 +94,7 @@ def test_known_timelines_give_the_documented_counts(measured: tuple[Container, T
     assert counts(evaluate(client, "denosumab-stopped-without-follow-on", LEAD, **july))["numerator"] == 1
 
 
-def test_alert_measures_count_worklist_actions(measured: tuple[Container, TestClient], database_url: str) -> None:
+def test_alert_measures_count_worklist_actions(measured: tuple[Parts, TestClient], database_url: str) -> None:
     _, client = measured
     opened = int(query_one(database_url, "SELECT count(*) FROM alert"))
     assert opened > 0
@@ -118,7 +118,7 @@ def test_alert_measures_count_worklist_actions(measured: tuple[Container, TestCl
     assert waited["group"][0]["measureScore"]["value"] == 0.0  # the fixed clock: acted on the moment it opened
 
 
-def test_reports_are_kept_and_searchable(measured: tuple[Container, TestClient], database_url: str) -> None:
+def test_reports_are_kept_and_searchable(measured: tuple[Parts, TestClient], database_url: str) -> None:
     _, client = measured
     report = evaluate(client, "fls-dxa-12w", ADMIN)
     again = evaluate(client, "fls-dxa-12w", ADMIN)
@@ -148,7 +148,7 @@ def test_reports_are_kept_and_searchable(measured: tuple[Container, TestClient],
     assert query_one(database_url, "SELECT count(*) FROM audit_event WHERE resource_type = 'Measure'") >= 2
 
 
-def test_a_lead_limited_to_a_site_sees_only_that_site(measured: tuple[Container, TestClient]) -> None:
+def test_a_lead_limited_to_a_site_sees_only_that_site(measured: tuple[Parts, TestClient]) -> None:
     _, client = measured
     mine = evaluate(client, "fls-identified", NORTH_LEAD)  # one site: it is the default
     assert counts(mine) == {"initial-population": 2}
@@ -167,7 +167,7 @@ def test_a_lead_limited_to_a_site_sees_only_that_site(measured: tuple[Container,
 
 
 def test_a_reader_that_stops_early_leaves_no_fetcher_behind(
-    measured: tuple[Container, TestClient], monkeypatch: pytest.MonkeyPatch
+    measured: tuple[Parts, TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import threading
 
@@ -175,12 +175,12 @@ def test_a_reader_that_stops_early_leaves_no_fetcher_behind(
     from service.domain.fls_measures import Period
     from service.usecases.measures import FactWindow
 
-    container, _ = measured
+    parts, _ = measured
     # One patient a batch and one batch ahead: the fetcher is blocked on a full queue when the reader stops.
     monkeypatch.setattr(adapter, "_BATCH", 1)
     monkeypatch.setattr(adapter, "_AHEAD", 1)
     window = FactWindow(NOW, date(2025, 1, 1), date(2025, 12, 31), date(2024, 6, 1), date(2025, 6, 1))
-    reader = container.measures.store.facts_by_patient(window)
+    reader = parts.measures.store.facts_by_patient(window)
     first, facts = next(reader)
     assert first in {"n1", "n2", "s1", "s2"}
     assert facts
@@ -188,11 +188,11 @@ def test_a_reader_that_stops_early_leaves_no_fetcher_behind(
     assert not [t for t in threading.enumerate() if t.name == "measure-facts"]
     # Its connection went back to the pool in a usable state.
     year = Period(date(2025, 1, 1), date(2025, 12, 31))
-    assert container.measures.collect(year, NOW).patients == 4
+    assert parts.measures.collect(year, NOW).patients == 4
 
 
 def test_the_drill_down_lists_the_patients_and_is_audited(
-    measured: tuple[Container, TestClient], database_url: str
+    measured: tuple[Parts, TestClient], database_url: str
 ) -> None:
     _, client = measured
 
@@ -228,7 +228,7 @@ def test_the_drill_down_lists_the_patients_and_is_audited(
         {**JANUARY, "reportType": "subject-list"},
     ],
 )
-def test_bad_parameters_are_refused(measured: tuple[Container, TestClient], params: dict[str, str]) -> None:
+def test_bad_parameters_are_refused(measured: tuple[Parts, TestClient], params: dict[str, str]) -> None:
     _, client = measured
     answer = client.get("/fhir/Measure/fls-identified/$evaluate-measure", params=params, headers=LEAD)
     assert answer.status_code == 400
@@ -236,14 +236,14 @@ def test_bad_parameters_are_refused(measured: tuple[Container, TestClient], para
 
 
 def test_the_command_keeps_a_report_per_month_and_site(
-    measured: tuple[Container, TestClient], database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    measured: tuple[Parts, TestClient], database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     from service.entrypoints.cli import main
     from service.platform.config import get_settings
 
-    container, client = measured
+    parts, client = measured
     monkeypatch.setenv("REFRACTURE_DATABASE_URL", database_url)
-    monkeypatch.setenv("REFRACTURE_REDIS_URL", container.settings.redis_url)
+    monkeypatch.setenv("REFRACTURE_REDIS_URL", parts.core.settings.redis_url)
     get_settings.cache_clear()
     try:
         assert main(["measures", "--start", "2025-01-01", "--end", "2025-03-31"]) == 0
@@ -260,12 +260,12 @@ def test_the_command_keeps_a_report_per_month_and_site(
     assert found.json()["total"] == 3
 
 
-def test_the_leads_page_shows_each_measure_by_month(measured: tuple[Container, TestClient]) -> None:
+def test_the_leads_page_shows_each_measure_by_month(measured: tuple[Parts, TestClient]) -> None:
     from service.domain.fls_measures import Period, months
 
-    container, client = measured
+    parts, client = measured
     year = Period(date(2025, 1, 1), date(2025, 12, 31))
-    container.measures.evaluate(year, months(year))  # what `refracture measures` keeps
+    parts.measures.evaluate(year, months(year))  # what `refracture measures` keeps
     page = client.get("/worklist/measures", params={"year": "2025"}, headers=LEAD)
     assert page.status_code == 200, page.text
     html = page.text

@@ -18,14 +18,14 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices, free_port
 from service.domain.risk_model import model_version
-from service.entrypoints.api.app import create_app
 from tests.ehr_standin import Fault, RunningStandIn
 from tests.integration.test_writeback import T0, build, dose, patient
 from tests.support.clock import ManualClock
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app
 from tests.support.paths import ROOT
 from tests.support.settings import make_settings
 from tests.support.tokens import AUTH, TOKENS
@@ -39,15 +39,15 @@ FHIR = FHIR_JSON
 @pytest.fixture
 def app(
     services: LocalServices, database_url: str, ehr: RunningStandIn
-) -> Iterator[tuple[Container, TestClient, ManualClock]]:
+) -> Iterator[tuple[Parts, TestClient, ManualClock]]:
     clock = ManualClock(T0)
     # A queue of its own: its depth is this test's alone.
-    container = build(
+    parts = build(
         services, database_url, ehr, clock, celery_queue=f"metrics-{uuid.uuid4().hex[:8]}", metrics_public=True
     )
-    with TestClient(app=create_app(lambda: container), raise_server_exceptions=False) as client:
-        yield container, client, clock
-    container.close()
+    with TestClient(app=api_app(parts), raise_server_exceptions=False) as client:
+        yield parts, client, clock
+    parts.close()
 
 
 def alerts_by_code(database_url: str, status: str | None = None) -> dict[str, int]:
@@ -60,9 +60,9 @@ def alerts_by_code(database_url: str, status: str | None = None) -> dict[str, in
 
 
 def test_metrics_move_with_exact_values(
-    app: tuple[Container, TestClient, ManualClock], ehr: RunningStandIn, database_url: str, services: LocalServices
+    app: tuple[Parts, TestClient, ManualClock], ehr: RunningStandIn, database_url: str, services: LocalServices
 ) -> None:
-    container, client, clock = app
+    parts, client, clock = app
     before = client.get("/metrics").text  # public outside production: no token
 
     def delta(text: str, name: str, **labels: str) -> float:
@@ -79,7 +79,7 @@ def test_metrics_move_with_exact_values(
     # The change waits in the outbox (the doorbell is recorded, not delivered): the gauges say so, with its age.
     clock.now = T0 + timedelta(seconds=90)
     broker = redis.Redis.from_url(services.redis_url)
-    queue = container.settings.celery_queue
+    queue = parts.core.settings.celery_queue
     try:
         broker.rpush(queue, "a", "b")  # two messages nobody consumes
         waiting = client.get("/metrics").text
@@ -106,17 +106,17 @@ def test_metrics_move_with_exact_values(
     assert delta(waiting, "refracture_http_request_duration_seconds_count", method="POST", route="/fhir") == 2
 
     # The workers' change processing: assessed, alerts opened, delivered to the EHR.
-    container.changes.process(["m1"])
+    parts.changes.process(["m1"])
     opened = alerts_by_code(database_url)
     assert opened, "the patient's overdue denosumab opens an alert"
     # A second patient whose write-back the EHR refuses (dead), a third whose EHR is down for a moment (retried).
     for pid in ("m2", "m3"):
         assert client.post("/fhir", content=json.dumps(patient(pid)), headers={**AUTH, **FHIR}).status_code == 200
     ehr.app.reject_types = {"RiskAssessment": (422, {"resourceType": "OperationOutcome", "issue": []})}
-    container.changes.process(["m2"])
+    parts.changes.process(["m2"])
     ehr.app.reject_types = {}
     ehr.app.faults.append(Fault("status", status=503, method="POST"))
-    container.changes.process(["m3"])
+    parts.changes.process(["m3"])
     clock.now = T0 + timedelta(seconds=150)
     processed = client.get("/metrics").text
 
@@ -138,7 +138,7 @@ def test_metrics_move_with_exact_values(
     new_dose = dose("m1", "d2", T0.date())
     url = "/fhir/MedicationAdministration/m1-d2"
     assert client.put(url, content=json.dumps(new_dose), headers={**AUTH, **FHIR}).status_code == 201
-    container.changes.process(["m1"])
+    parts.changes.process(["m1"])
     resolved = alerts_by_code(database_url, "resolved")
     assert resolved, "a new dose resolves the overdue alert"
     final = client.get("/metrics").text
@@ -158,9 +158,9 @@ def test_metrics_need_the_metrics_reader_or_an_administrator_when_not_public(
         "test-metrics": {"sub": "prometheus", "roles": ["metrics-reader"]},
         "test-metrics-scope": {"sub": "prometheus", "client_id": "prometheus", "scope": "system/metrics.read"},
     }
-    container = build(services, database_url, None, ManualClock(T0), auth_dev_tokens=tokens)
+    parts = build(services, database_url, None, ManualClock(T0), auth_dev_tokens=tokens)
     try:
-        with TestClient(app=create_app(lambda: container), raise_server_exceptions=False) as client:
+        with TestClient(app=api_app(parts), raise_server_exceptions=False) as client:
             anonymous = client.get("/metrics")
             assert anonymous.status_code == 401
             assert anonymous.json()["resourceType"] == "OperationOutcome"
@@ -180,7 +180,7 @@ def test_metrics_need_the_metrics_reader_or_an_administrator_when_not_public(
             assert "refracture_model_info" in admin.text
             assert "/metrics" not in client.app.openapi()["paths"]  # type: ignore[attr-defined]
     finally:
-        container.close()
+        parts.close()
 
 
 def test_metrics_are_public_only_when_set_explicitly(services: LocalServices, database_url: str) -> None:

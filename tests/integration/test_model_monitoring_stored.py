@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.types.json import Json, Jsonb
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.domain.reference_cohort import reference_cohort
 from service.domain.risk_model import estimate, model_version
-from service.entrypoints.api.app import create_app
 from service.platform.config import Settings
 from tests.support.databases import query_one
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.tokens import AUTH, COORDINATOR
 
@@ -28,8 +28,8 @@ NOW = datetime(2026, 3, 15, 12, tzinfo=UTC)
 
 
 @pytest.fixture
-def monitored(settings: Settings) -> Iterator[Container]:
-    built = bootstrap(settings, queue=RecordingQueue(), clock=lambda: NOW)
+def monitored(settings: Settings) -> Iterator[Parts]:
+    built = build_parts(settings, queue=RecordingQueue(), clock=lambda: NOW)
     yield built
     built.close()
 
@@ -83,7 +83,7 @@ def _shifted(member: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def test_no_warning_when_the_months_look_like_the_reference(monitored: Container, database_url: str) -> None:
+def test_no_warning_when_the_months_look_like_the_reference(monitored: Parts, database_url: str) -> None:
     _store(database_url, date(2026, 1, 1), reference_cohort(150, 21), 10, "a")
     _store(database_url, date(2026, 2, 1), reference_cohort(150, 22), 10, "b")
     record = monitored.monitor.run()
@@ -94,7 +94,7 @@ def test_no_warning_when_the_months_look_like_the_reference(monitored: Container
     assert february["alerts"] == {"treatment-gap": pytest.approx(50 / 150)}
     hu = next(d for d in february["inputs"] if d["code"] == "vertebral-hu")
     assert hu["missing_rate"] == pytest.approx(15 / 150)
-    with TestClient(create_app(lambda: monitored), headers=COORDINATOR) as client:
+    with TestClient(api_app(monitored), headers=COORDINATOR) as client:
         page = client.get("/worklist/model")
         assert page.status_code == 200
         assert "Monitoring in production" in page.text
@@ -104,8 +104,8 @@ def test_no_warning_when_the_months_look_like_the_reference(monitored: Container
         assert body["thresholds"]["psi_major"] == 0.25
 
 
-def test_the_warning_fires_on_a_shifted_cohort(monitored: Container, database_url: str) -> None:
-    with TestClient(create_app(lambda: monitored), headers=COORDINATOR) as client:
+def test_the_warning_fires_on_a_shifted_cohort(monitored: Parts, database_url: str) -> None:
+    with TestClient(api_app(monitored), headers=COORDINATOR) as client:
         empty = client.get("/api/model/monitoring").json()  # before the first run
         assert empty["computed_at"] is None
         assert empty["warning"] is False

@@ -23,11 +23,11 @@ from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 
 from service.adapters.notify_webhook import SIGNATURE_HEADER, verify
-from service.composition.bootstrap import Container
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from tests.integration.test_writeback import T0, build, patient, post
 from tests.support.clock import ManualClock
+from tests.support.parts import api_app
 from tests.support.servers import HandlerServer, QuietHandler
 from tests.support.tokens import AUTH
 
@@ -123,12 +123,12 @@ def make(
     hook_url: str,
     clock: ManualClock,
     **settings: Any,
-) -> Container:
+) -> Parts:
     routes = tmp_path / "task-routes.json"
     routes.write_text(json.dumps(ROUTES))
     recipients = tmp_path / "recipients.json"
     recipients.write_text(json.dumps(RECIPIENTS))
-    container = build(
+    parts = build(
         services,
         database_url,
         None,
@@ -145,13 +145,11 @@ def make(
         notify_webhook_secret=SECRET,
         **settings,
     )
-    container.digests._sleep = lambda seconds: None  # the backoff's waits, not its count
-    # The app's lifespan closes the container when the client exits (at the test's end).
-    client = stack.enter_context(
-        TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False)
-    )
-    CLIENTS[id(container)] = client
-    return container
+    parts.digests._sleep = lambda seconds: None  # the backoff's waits, not its count
+    # The app's lifespan closes the parts when the client exits (at the test's end).
+    client = stack.enter_context(TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False))
+    CLIENTS[id(parts)] = client
+    return parts
 
 
 def north_patient(pid: str, mrn: str) -> dict[str, Any]:
@@ -163,8 +161,8 @@ def north_patient(pid: str, mrn: str) -> dict[str, Any]:
     return body
 
 
-def ingest(container: Container, pid: str, mrn: str) -> None:
-    post(container, CLIENTS[id(container)], north_patient(pid, mrn), pid)
+def ingest(parts: Parts, pid: str, mrn: str) -> None:
+    post(parts, CLIENTS[id(parts)], north_patient(pid, mrn), pid)
 
 
 def records(database_url: str) -> list[tuple[str, str, str, int, str | None, list[str]]]:
@@ -196,9 +194,9 @@ def test_a_digest_arrives_by_email_and_signed_webhook_and_sending_twice_sends_no
 ) -> None:
     (mails, smtp_port), (received, hook_url) = sink, hook
     clock = ManualClock(T0)
-    container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, clock)
-    ingest(container, "n1", "MRN-4711")
-    first = container.digests.run()
+    parts = make(stack, services, database_url, tmp_path, smtp_port, hook_url, clock)
+    ingest(parts, "n1", "MRN-4711")
+    first = parts.digests.run()
     assert first.failed == 0
     assert first.sent >= 2
 
@@ -230,7 +228,7 @@ def test_a_digest_arrives_by_email_and_signed_webhook_and_sending_twice_sends_no
 
     # The same day again (beat twice, or an operator's `refracture notify`): nothing new is sent.
     mails_before, hooks_before = len(mails.messages), len(received.received)
-    again = container.digests.run()
+    again = parts.digests.run()
     assert (again.sent, again.planned) == (0, [])
     assert (len(mails.messages), len(received.received)) == (mails_before, hooks_before)
     assert records(database_url) == rows
@@ -245,7 +243,7 @@ def test_initials_and_mrn_when_configured(
     hook: tuple[Hook, str],
 ) -> None:
     (mails, smtp_port), (received, hook_url) = sink, hook
-    container = make(
+    parts = make(
         stack,
         services,
         database_url,
@@ -255,8 +253,8 @@ def test_initials_and_mrn_when_configured(
         ManualClock(T0),
         notify_patient_data="initials-mrn",
     )
-    ingest(container, "n2", "MRN-0815")
-    container.digests.run()
+    ingest(parts, "n2", "MRN-0815")
+    parts.digests.run()
     (north,) = [m for rcpt, m in mails.messages if rcpt == ["fls-north@hospital.test"]]
     text = north.get_payload(decode=True).decode()  # type: ignore[union-attr]
     assert "A.Q.T. MRN MRN-0815 (denosumab-overdue" in text
@@ -276,15 +274,13 @@ def test_transient_failures_are_retried_with_backoff_and_recorded(
     hook: tuple[Hook, str],
 ) -> None:
     (mails, smtp_port), (received, hook_url) = sink, hook
-    container = make(
-        stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0), notify_max_attempts=3
-    )
+    parts = make(stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0), notify_max_attempts=3)
     waits: list[float] = []
-    container.digests._sleep = waits.append
-    ingest(container, "n3", "MRN-1")
+    parts.digests._sleep = waits.append
+    ingest(parts, "n3", "MRN-1")
     mails.refuse = 2  # the SMTP server says 451 twice
     received.statuses = [503, 503]  # the webhook answers 503 twice
-    outcome = container.digests.run()
+    outcome = parts.digests.run()
     assert outcome.failed == 0
     rows = {(r[0], r[1]): r for r in records(database_url)}
     assert rows["CareTeam/fls-north", "email"][2:5] == ("sent", 3, None)
@@ -303,11 +299,11 @@ def test_a_sink_down_fails_after_the_tries_and_the_next_run_sends_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     (mails, smtp_port), (_received, hook_url) = sink, hook
-    container = make(
+    parts = make(
         stack, services, database_url, tmp_path, free_port(), hook_url, ManualClock(T0), notify_max_attempts=2
     )  # nothing listens on this SMTP port
-    ingest(container, "n4", "MRN-2")
-    first = container.digests.run()
+    ingest(parts, "n4", "MRN-2")
+    first = parts.digests.run()
     assert first.failed >= 1
     failed = [r for r in records(database_url) if r[1] == "email"]
     assert failed
@@ -326,15 +322,13 @@ def test_a_sink_down_fails_after_the_tries_and_the_next_run_sends_it(
         assert "MRN-2" not in f"{record.getMessage()} {getattr(record, 'fields', '')}"
         assert "hospital.test" not in f"{record.getMessage()} {getattr(record, 'fields', '')}"
     # The relay is back: the next run (same day) sends the failed messages as they were built, once.
-    container = make(
-        stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0), notify_max_attempts=2
-    )
-    again = container.digests.run()
+    parts = make(stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0), notify_max_attempts=2)
+    again = parts.digests.run()
     assert again.failed == 0
     assert again.sent == len(failed)
     assert {r[2] for r in records(database_url)} == {"sent"}
     assert len(mails.messages) == len(failed)
-    assert container.digests.run().sent == 0
+    assert parts.digests.run().sent == 0
 
 
 def test_a_crash_between_send_and_record_sends_again_never_loses_it(
@@ -347,10 +341,10 @@ def test_a_crash_between_send_and_record_sends_again_never_loses_it(
 ) -> None:
     (mails, smtp_port), (_received, hook_url) = sink, hook
     clock = ManualClock(T0)
-    container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, clock)
-    ingest(container, "n5", "MRN-3")
+    parts = make(stack, services, database_url, tmp_path, smtp_port, hook_url, clock)
+    ingest(parts, "n5", "MRN-3")
     # A run that recorded its messages as pending and died before marking them (or before sending at all).
-    notifier = container.digests
+    notifier = parts.digests
     real = notifier._deliver
     notifier._deliver = lambda message, outcome: None  # type: ignore[method-assign]
     notifier.run()
@@ -374,9 +368,9 @@ def test_dry_run_says_what_would_go_and_sends_nothing(
     hook: tuple[Hook, str],
 ) -> None:
     (mails, smtp_port), (received, hook_url) = sink, hook
-    container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0))
-    ingest(container, "n6", "MRN-4")
-    outcome = container.digests.run(dry_run=True)
+    parts = make(stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0))
+    ingest(parts, "n6", "MRN-4")
+    outcome = parts.digests.run(dry_run=True)
     assert ("CareTeam/fls-north", "email", 1) in outcome.planned
     assert ("CareTeam/fls-north", "webhook", 1) in outcome.planned
     assert (mails.messages, received.received, records(database_url)) == ([], [], [])
@@ -393,8 +387,8 @@ def test_the_command_says_what_would_go_then_sends_once(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (mails, smtp_port), (received, hook_url) = sink, hook
-    container = make(stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0))
-    ingest(container, "n7", "MRN-5")
+    parts = make(stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0))
+    ingest(parts, "n7", "MRN-5")
 
     from service.entrypoints.cli import main
     from service.platform.config import get_settings

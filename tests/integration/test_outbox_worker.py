@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import bootstrap
 from service.devtools.local_services import LocalServices, free_port
-from service.entrypoints.api.app import create_app
 from service.platform.config import Settings
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
 from tests.support.queue import RecordingQueue
@@ -69,8 +68,8 @@ def done(database_url: str, pid: str) -> bool:
 def test_a_posted_bundle_is_picked_up_by_the_worker_once(
     settings: Settings, database_url: str, worker: WorkerProcess
 ) -> None:
-    container = bootstrap(settings)  # the real Celery producer
-    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
+    parts = build_parts(settings)  # the real Celery producer
+    with TestClient(headers=AUTH, app=api_app(parts)) as client:
         response = client.post("/fhir", content=bundle_for("w1", observations=50), headers=FHIR)
         assert response.status_code == 200
     # Fifty resources of one patient: one outbox row, one doorbell.
@@ -83,15 +82,15 @@ def test_nothing_is_lost_when_redis_is_down_as_data_arrives(
     services: LocalServices, settings: Settings, database_url: str, worker: WorkerProcess
 ) -> None:
     dead_broker = make_settings(services, database_url, redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    container = bootstrap(dead_broker)
-    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
+    parts = build_parts(dead_broker)
+    with TestClient(headers=AUTH, app=api_app(parts)) as client:
         response = client.post("/fhir", content=bundle_for("w2"), headers=FHIR)
     assert response.status_code == 200  # the data is safe in PostgreSQL; the doorbell failed quietly
     assert query_one(database_url, "SELECT published_at IS NULL FROM patient_change WHERE patient_id = 'w2'")
     assert not done(database_url, "w2")
 
     # Redis is back: the periodic relay (beat) publishes what the doorbell could not.
-    relay = bootstrap(settings)
+    relay = build_parts(settings)
     try:
         assert relay.relay.ring() == 1
     finally:
@@ -101,12 +100,12 @@ def test_nothing_is_lost_when_redis_is_down_as_data_arrives(
 
 def test_a_lost_doorbell_is_rung_again(settings: Settings, database_url: str, worker: WorkerProcess) -> None:
     lossy = RecordingQueue()  # accepts the message and loses it, like a Redis restart before delivery
-    container = bootstrap(settings, queue=lossy)
-    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
+    parts = build_parts(settings, queue=lossy)
+    with TestClient(headers=AUTH, app=api_app(parts)) as client:
         client.post("/fhir", content=bundle_for("w3"), headers=FHIR)
     assert lossy.sent
     assert query_one(database_url, "SELECT published_at IS NOT NULL FROM patient_change WHERE patient_id = 'w3'")
-    real = bootstrap(settings)
+    real = build_parts(settings)
     try:
         assert real.relay.ring() == 0  # rung moments ago: not yet due again
         assert wait_for(lambda: real.relay.ring() == 1, timeout_s=10)  # redeliver_after_s is 1 s in tests
@@ -118,18 +117,18 @@ def test_a_lost_doorbell_is_rung_again(settings: Settings, database_url: str, wo
 def test_processing_is_safe_to_repeat_and_keeps_changes_that_arrive_meanwhile(
     settings: Settings, database_url: str
 ) -> None:
-    container = bootstrap(settings, queue=RecordingQueue())
-    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
+    parts = build_parts(settings, queue=RecordingQueue())
+    with TestClient(headers=AUTH, app=api_app(parts)) as client:
         client.post("/fhir", content=bundle_for("w4"), headers=FHIR)
 
         def a_change_arrives_during_the_work(patient_ids: Any) -> None:
             client.post("/fhir", content=bundle_for("w4", observations=4), headers=FHIR)
 
-        container.changes.add_work(a_change_arrives_during_the_work)
-        assert container.changes.process(["w4"]) == 1
+        parts.changes.add_work(a_change_arrives_during_the_work)
+        assert parts.changes.process(["w4"]) == 1
     # The change that arrived during the work is still pending: the next doorbell handles it.
     assert not done(database_url, "w4")
-    processor = bootstrap(settings, queue=RecordingQueue())
+    processor = build_parts(settings, queue=RecordingQueue())
     try:
         assert processor.changes.process(["w4"]) == 1
         assert processor.changes.process(["w4"]) == 0  # nothing left: a duplicate doorbell is a no-op

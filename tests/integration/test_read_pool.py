@@ -11,10 +11,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from tests.support.clock import ManualClock
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import COORDINATOR
@@ -24,11 +24,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def app(services: LocalServices, worklist_url: str) -> Iterator[tuple[Container, TestClient]]:
+def app(services: LocalServices, worklist_url: str) -> Iterator[tuple[Parts, TestClient]]:
     settings = make_settings(services, worklist_url, read_statement_timeout_s=0.3, read_pool_max=2)
-    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
-    with TestClient(headers=COORDINATOR, app=create_app(lambda: container), raise_server_exceptions=False) as client:
-        yield container, client
+    parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
+    with TestClient(headers=COORDINATOR, app=api_app(parts), raise_server_exceptions=False) as client:
+        yield parts, client
 
 
 def _show(conn: psycopg.Connection[Any], name: str) -> str:
@@ -37,17 +37,17 @@ def _show(conn: psycopg.Connection[Any], name: str) -> str:
     return str(row[0])
 
 
-def test_the_read_pool_is_read_only_and_times_out(app: tuple[Container, TestClient]) -> None:
-    container, _ = app
-    with container.read_pool.connection() as conn:
+def test_the_read_pool_is_read_only_and_times_out(app: tuple[Parts, TestClient]) -> None:
+    parts, _ = app
+    with parts.read_pool.connection() as conn:
         assert _show(conn, "statement_timeout") == "300ms"
         assert _show(conn, "default_transaction_read_only") == "on"
-    with container.pool.connection() as conn:  # ingest's pool: no time-out, writes allowed
+    with parts.core.pool.connection() as conn:  # ingest's pool: no time-out, writes allowed
         assert _show(conn, "statement_timeout") == "0"
         assert _show(conn, "default_transaction_read_only") == "off"
 
 
-def test_a_read_past_the_time_out_is_a_clear_503(app: tuple[Container, TestClient], worklist_url: str) -> None:
+def test_a_read_past_the_time_out_is_a_clear_503(app: tuple[Parts, TestClient], worklist_url: str) -> None:
     _, client = app
     assert client.get("/api/worklist").status_code == 200
     locked = threading.Event()
@@ -86,16 +86,16 @@ def test_worklist_reads_go_to_the_replica_and_writes_to_the_primary(
     # The "replica" is the loaded worklist; the primary an empty database. Whatever the worklist shows comes from the
     # read URL, while a search (written, then read back at once) goes to the primary.
     settings = make_settings(services, database_url, read_database_url=worklist_url)
-    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
+    parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     try:
-        with TestClient(headers=COORDINATOR, app=create_app(lambda: container), raise_server_exceptions=False) as c:
+        with TestClient(headers=COORDINATOR, app=api_app(parts), raise_server_exceptions=False) as c:
             items = c.get("/api/worklist", params={"limit": 5}).json()["items"]
             assert len(items) == 5
             assert sum(n["open"] for n in c.get("/api/worklist/counts").json()) > 0
             saved = c.post("/api/worklist/searches", json={"q": "zeta"})
             assert saved.status_code == 201, saved.text
     finally:
-        container.close()
+        parts.close()
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM alert").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM worklist_search").fetchone() == (1,)

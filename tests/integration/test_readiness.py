@@ -9,11 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.adapters.postgres.heartbeats import HeartbeatWriter
-from service.composition.bootstrap import bootstrap
+from service.composition.api import build_api
 from service.devtools.local_services import LocalServices, free_port
 from service.entrypoints.api.app import create_app
 from service.entrypoints.api.health import Readiness
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
 from tests.support.queue import RecordingQueue
@@ -39,7 +40,7 @@ def beat(database_url: str, hostname: str, at: datetime, *, stop: bool = False) 
 
 def test_ready_when_database_broker_and_a_worker_answer(services: LocalServices, database_url: str) -> None:
     beat(database_url, "celery@w1", datetime.now(UTC))
-    app = create_app(lambda: bootstrap(make_settings(services, database_url), queue=RecordingQueue()))
+    app = create_app(lambda: build_api(build_parts(make_settings(services, database_url), queue=RecordingQueue())))
     with TestClient(app) as client:
         answer = client.get("/readyz")
     assert answer.status_code == 200
@@ -50,7 +51,7 @@ def test_ready_when_database_broker_and_a_worker_answer(services: LocalServices,
 def test_a_broker_outage_degrades_but_keeps_the_api_in_service(services: LocalServices, database_url: str) -> None:
     # Nothing listens on this port: the doorbell is down, but accepted data waits in PostgreSQL for the relay.
     settings = make_settings(services, database_url, redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    app = create_app(lambda: bootstrap(settings, queue=RecordingQueue()))
+    app = create_app(lambda: build_api(build_parts(settings, queue=RecordingQueue())))
     with TestClient(app, headers=AUTH) as client:
         answer = client.get("/readyz")
         stored = client.put("/fhir/Patient/r1", content=json.dumps(PATIENT), headers=FHIR_JSON)
@@ -66,7 +67,7 @@ def test_no_database_means_not_ready(services: LocalServices, database_url: str)
         f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere",
         database_pool_timeout_s=1.0,
     )
-    app = create_app(lambda: bootstrap(settings, queue=RecordingQueue()))
+    app = create_app(lambda: build_api(build_parts(settings, queue=RecordingQueue())))
     with TestClient(app) as client:
         answer = client.get("/readyz")
     assert answer.status_code == 503
@@ -77,7 +78,7 @@ def test_no_database_means_not_ready(services: LocalServices, database_url: str)
 def test_no_worker_seen_degrades_but_keeps_the_api_in_service(services: LocalServices, database_url: str) -> None:
     # The changes wait in the outbox until a worker comes: an operator sees "no worker" instead of a backlog.
     settings = make_settings(services, database_url, worker_stale_after_s=60)
-    app = create_app(lambda: bootstrap(settings, queue=RecordingQueue()))
+    app = create_app(lambda: build_api(build_parts(settings, queue=RecordingQueue())))
     with TestClient(app) as client:
         client.get("/readyz")
         readiness: Readiness = app.state.readiness
@@ -109,7 +110,7 @@ def test_a_real_worker_is_seen_while_it_runs_and_not_after_it_stopped(
     services: LocalServices, database_url: str, request: pytest.FixtureRequest
 ) -> None:
     settings = make_settings(services, database_url)
-    app = create_app(lambda: bootstrap(settings, queue=RecordingQueue()))
+    app = create_app(lambda: build_api(build_parts(settings, queue=RecordingQueue())))
     worker = WorkerProcess(worker_env(settings), ARTIFACTS / "logs" / f"worker-{request.node.name}.log")
     with TestClient(app) as client:
         try:
@@ -130,7 +131,7 @@ def test_a_real_worker_is_seen_while_it_runs_and_not_after_it_stopped(
 def test_a_flood_of_readiness_calls_costs_one_check_and_one_redis_connection(
     services: LocalServices, database_url: str
 ) -> None:
-    app = create_app(lambda: bootstrap(make_settings(services, database_url), queue=RecordingQueue()))
+    app = create_app(lambda: build_api(build_parts(make_settings(services, database_url), queue=RecordingQueue())))
     with TestClient(app) as client:
         answers = [client.get("/readyz") for _ in range(20)]
         readiness: Readiness = app.state.readiness
@@ -144,10 +145,10 @@ def test_a_flood_of_readiness_calls_costs_one_check_and_one_redis_connection(
 
 def test_the_anonymous_answer_quotes_no_ehr_error(services: LocalServices, database_url: str) -> None:
     settings = make_settings(services, database_url)
-    container = bootstrap(settings, queue=RecordingQueue())
+    parts = build_parts(settings, queue=RecordingQueue())
     secret_detail = "EHR said: 500 Internal Server Error at https://ehr.internal/fhir for Patient Zyxquorthian"
-    container.store.save_ehr_state("https://ehr.internal/fhir", "pull", secret_detail, datetime.now(UTC))
-    with TestClient(create_app(lambda: container)) as client:
+    parts.writebacks.save_ehr_state("https://ehr.internal/fhir", "pull", secret_detail, datetime.now(UTC))
+    with TestClient(api_app(parts)) as client:
         answer = client.get("/readyz")
     assert answer.json()["ehr_write_mode"]["mode"] == "pull"
     assert "Zyxquorthian" not in answer.text

@@ -14,19 +14,19 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.synth import iter_cohort
 from service.devtools.synth_fhir import condition, entry
 from service.domain.calibration import expit
 from service.domain.outcomes import development_case
 from service.domain.risk_model import model_version
 from service.domain.risk_parameters import MODEL_NAME
-from service.entrypoints.api.app import create_app
 from service.fhir.bundle import plan_bundle
 from service.fhir.normalise import Normaliser
 from service.fhir.terminology import Terminology
 from service.platform.config import Settings
 from tests.support.databases import query_one
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.tokens import COORDINATOR
 
@@ -94,13 +94,13 @@ def miscalibrated_cohort(size: int, seed: int) -> Iterator[dict[str, Any]]:
         yield bundle
 
 
-def load(container: Container, bundles: Iterator[dict[str, Any]], per_transaction: int = 250) -> None:
+def load(parts: Parts, bundles: Iterator[dict[str, Any]], per_transaction: int = 250) -> None:
     """Through the Ingestor, many patients per transaction (the HTTP layer's validation is not what is tested)."""
     chunk: list[dict[str, Any]] = []
 
     def flush() -> None:
         merged = {"resourceType": "Bundle", "type": "transaction", "entry": chunk}
-        container.ingestor.transaction(plan_bundle(merged, 100_000))
+        parts.ingestor.transaction(plan_bundle(merged, 100_000))
         chunk.clear()
 
     for bundle in bundles:
@@ -112,26 +112,26 @@ def load(container: Container, bundles: Iterator[dict[str, Any]], per_transactio
 
 
 @pytest.fixture
-def cohort_container(settings: Settings) -> Iterator[Container]:
+def cohort_container(settings: Settings) -> Iterator[Parts]:
     moment = datetime.combine(TODAY, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
-    built = bootstrap(settings, queue=RecordingQueue(), clock=lambda: moment)
+    built = build_parts(settings, queue=RecordingQueue(), clock=lambda: moment)
     yield built
     built.close()
 
 
-def test_recalibration_recovers_calibration_and_registers_once(cohort_container: Container, database_url: str) -> None:
-    container = cohort_container
-    load(container, miscalibrated_cohort(PATIENTS, seed=11))
+def test_recalibration_recovers_calibration_and_registers_once(cohort_container: Parts, database_url: str) -> None:
+    parts = cohort_container
+    load(parts, miscalibrated_cohort(PATIENTS, seed=11))
     # Monitoring's narrower read (only patients operated 2 years before the cut-off) finds the same cases.
     for cutoff in (TODAY, TODAY - timedelta(days=200), TODAY - timedelta(days=5000)):
-        assert container.recalibrator.closed_cases(cutoff) == container.recalibrator.dataset(cutoff)[0]
+        assert parts.recalibrator.closed_cases(cutoff) == parts.recalibrator.dataset(cutoff)[0]
 
-    dry = container.recalibrator.run(seed=1, held_out_share=0.5, dry_run=True)
+    dry = parts.recalibrator.run(seed=1, held_out_share=0.5, dry_run=True)
     assert dry.dry_run
     assert not dry.registered
     assert query_one(database_url, "SELECT count(*) FROM model_evaluation") == 0
 
-    report = container.recalibrator.run(seed=1, held_out_share=0.5)
+    report = parts.recalibrator.run(seed=1, held_out_share=0.5)
     assert report.cases == PATIENTS
     assert report.excluded == {}
     assert report.current is not None
@@ -160,10 +160,10 @@ def test_recalibration_recovers_calibration_and_registers_once(cohort_container:
     assert math.isclose(calibration.slope, TRUE_SLOPE, abs_tol=0.1)
     assert query_one(database_url, "SELECT count(*) FROM model_calibration") == 1
     assert query_one(database_url, "SELECT parent_version FROM model_calibration") == model_version()
-    assert container.calibrations.active_calibration(model_version()) == calibration
+    assert parts.calibrations.active_calibration(model_version()) == calibration
 
     # Run again: the registered calibration is now the current model, and nothing better is found.
-    again = container.recalibrator.run(seed=1, held_out_share=0.5)
+    again = parts.recalibrator.run(seed=1, held_out_share=0.5)
     assert not again.registered, again.reason
     assert again.current_version == f"{MODEL_NAME}/{calibration.version}"
     assert again.current is not None
@@ -173,24 +173,24 @@ def test_recalibration_recovers_calibration_and_registers_once(cohort_container:
 
     # New assessments carry the calibration: a rescore re-assesses everyone under the new model version.
     some = [f"cal-{n:06d}" for n in range(1, 21)]
-    assert container.assessor.rescore(some).assessed == len(some)
+    assert parts.assessor.rescore(some).assessed == len(some)
     versions = query_one(database_url, "SELECT array_agg(DISTINCT model_version) FROM assessment")
     assert versions == [f"{MODEL_NAME}/{calibration.version}"]
     # Stored compactly (issue 15): the RiskAssessment is rendered when read.
-    stored = container.store.read_risk_assessment(str(query_one(database_url, "SELECT id FROM assessment LIMIT 1")))
+    stored = parts.assessments.read_risk_assessment(str(query_one(database_url, "SELECT id FROM assessment LIMIT 1")))
     assert stored is not None
     resource = json.loads(stored.body)
     assert resource["method"]["coding"][0]["version"] == calibration.version
     assert "Recalibrated to this hospital's outcomes" in resource["method"]["text"]
-    assert container.assessor.rescore(some).unchanged == len(some)
+    assert parts.assessor.rescore(some).unchanged == len(some)
 
     # Retiring brings the literature model back.
-    assert container.calibrations.retire_all(datetime.now(UTC)) == [calibration.version]
-    assert container.calibrations.active_calibration(model_version()) is None
-    assert container.assessor.rescore(some).assessed == len(some)
+    assert parts.calibrations.retire_all(datetime.now(UTC)) == [calibration.version]
+    assert parts.calibrations.active_calibration(model_version()) is None
+    assert parts.assessor.rescore(some).assessed == len(some)
 
-    # The page and its JSON (the app closes the container when the client stops).
-    with TestClient(create_app(lambda: container), headers=COORDINATOR) as client:
+    # The page and its JSON (the app closes the parts when the client stops).
+    with TestClient(api_app(parts), headers=COORDINATOR) as client:
         document = client.get("/api/model/calibration").json()
         assert document["model_version"] == model_version()  # retired: the literature model again
         assert document["active_calibration"] is None
@@ -209,13 +209,13 @@ def test_the_command_reports_and_a_dry_run_stores_nothing(
     from service.entrypoints.cli import main
     from service.platform.config import get_settings
 
-    container = bootstrap(settings, queue=RecordingQueue())
+    parts = build_parts(settings, queue=RecordingQueue())
     try:
         # The command reads outcomes as of the real today: records that ended more than 2 years ago.
         bundles = iter_cohort(300, 5, date.today() - timedelta(days=800), prefix="cli")
-        load(container, bundles)
+        load(parts, bundles)
     finally:
-        container.close()
+        parts.close()
     monkeypatch.setenv("REFRACTURE_DATABASE_URL", database_url)
     monkeypatch.setenv("REFRACTURE_REDIS_URL", settings.redis_url)
     get_settings.cache_clear()

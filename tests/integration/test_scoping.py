@@ -17,11 +17,11 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import TOKENS
@@ -50,7 +50,7 @@ SCOPED_TOKENS: dict[str, dict[str, Any]] = {
 @dataclass
 class Sites:
     client: TestClient
-    container: Container
+    parts: Parts
     url: str
     north: list[str]
     south: list[str]
@@ -71,10 +71,10 @@ def sites(services: LocalServices, worklist_url: str) -> Iterator[Sites]:
     settings = make_settings(
         services, worklist_url, auth_dev_tokens=SCOPED_TOKENS, sites={"north": ["Organization/org-north-1"]}
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as client:
-        yield Sites(client, container, worklist_url, north, south)
-    container.close()
+    parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
+    with TestClient(api_app(parts), raise_server_exceptions=False, follow_redirects=False) as client:
+        yield Sites(client, parts, worklist_url, north, south)
+    parts.close()
 
 
 def worklist_patients(client: TestClient, headers: dict[str, str]) -> set[str]:
@@ -177,16 +177,16 @@ def test_the_audit_export_of_a_site_administrator_is_one_patient_of_theirs(sites
 
 def test_sites_required_leaves_a_person_without_the_claim_seeing_nobody(services: LocalServices, sites: Sites) -> None:
     settings = make_settings(services, sites.url, auth_dev_tokens=SCOPED_TOKENS, auth_sites_required=True)
-    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
+    parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     try:
-        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+        with TestClient(api_app(parts), raise_server_exceptions=False) as client:
             assert worklist_patients(client, {"Authorization": "Bearer no-sites"}) == set()
             assert (
                 client.get(f"/api/patients/{sites.north[0]}", headers={"Authorization": "Bearer no-sites"}).status_code
                 == 403
             )
     finally:
-        container.close()
+        parts.close()
 
 
 def test_breaking_the_glass_shows_one_patient_for_a_while_with_the_reason_audited(sites: Sites) -> None:
@@ -214,8 +214,8 @@ def test_breaking_the_glass_shows_one_patient_for_a_while_with_the_reason_audite
         == "covering the south ward tonight, patient transferred"
     )
     # The grant ends.
-    clock: ManualClock = sites.container.clock  # type: ignore[assignment]
-    clock.now = clock.now + timedelta(seconds=sites.container.settings.break_glass_ttl_s + 1)
+    clock: ManualClock = sites.parts.core.clock  # type: ignore[assignment]
+    clock.now = clock.now + timedelta(seconds=sites.parts.core.settings.break_glass_ttl_s + 1)
     assert client.get(f"/api/patients/{theirs}", headers=NORTH).status_code == 403
 
 
@@ -234,13 +234,13 @@ def test_a_patient_context_token_reads_its_patient_only_and_nothing_population_w
         },
         "no-patient": {"sub": "app", "roles": ["care-coordinator"], "scope": "patient/*.read"},
     }
-    container = bootstrap(
+    parts = build_parts(
         make_settings(services, sites.url, auth_dev_tokens=tokens),
         queue=RecordingQueue(),
         clock=ManualClock(NOW),
     )
     try:
-        with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as c:
+        with TestClient(api_app(parts), raise_server_exceptions=False, follow_redirects=False) as c:
             launch = {"Authorization": "Bearer launch-a"}
             assert c.get(f"/fhir/Patient/{a}", headers=launch).status_code == 200
             assert c.get(f"/fhir/Patient/{b}", headers=launch).status_code == 403
@@ -255,7 +255,7 @@ def test_a_patient_context_token_reads_its_patient_only_and_nothing_population_w
             none = {"Authorization": "Bearer no-patient"}
             assert c.get(f"/fhir/Patient/{a}", headers=none).status_code == 403
     finally:
-        container.close()
+        parts.close()
 
 
 def test_a_v2_scope_constraint_is_refused_with_a_clear_403(services: LocalServices, sites: Sites) -> None:
@@ -263,17 +263,17 @@ def test_a_v2_scope_constraint_is_refused_with_a_clear_403(services: LocalServic
         **SCOPED_TOKENS,
         "labs-only": {"sub": "app", "roles": ["care-coordinator"], "scope": "user/Observation.rs?category=laboratory"},
     }
-    container = bootstrap(
+    parts = build_parts(
         make_settings(services, sites.url, auth_dev_tokens=tokens), queue=RecordingQueue(), clock=ManualClock(NOW)
     )
     try:
-        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as c:
+        with TestClient(api_app(parts), raise_server_exceptions=False) as c:
             observation = query_one(sites.url, "SELECT id FROM resource WHERE resource_type = 'Observation' LIMIT 1")
             refused = c.get(f"/fhir/Observation/{observation}", headers={"Authorization": "Bearer labs-only"})
             assert refused.status_code == 403
             assert "?category=" in refused.json()["issue"][0]["details"]["text"]
     finally:
-        container.close()
+        parts.close()
 
 
 def test_the_patient_page_offers_to_break_the_glass(sites: Sites) -> None:

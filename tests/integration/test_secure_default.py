@@ -14,9 +14,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container
-from service.entrypoints.api.app import create_app
+from service.composition.parts import Parts
 from service.platform.config import Settings
+from tests.support.parts import api_app
 from tests.support.paths import ARTIFACTS, ROOT
 from tests.support.processes import ApiProcess
 from tests.support.tokens import TOKENS
@@ -97,8 +97,8 @@ def test_a_fresh_start_with_dev_tokens_refuses_to_start(settings: Settings) -> N
     assert "REFRACTURE_AUTH_DEV_TOKENS is for development only" in done.stdout + done.stderr
 
 
-def test_an_unexpected_error_answers_a_generic_500(container: Container) -> None:
-    app = create_app(lambda: container)
+def test_an_unexpected_error_answers_a_generic_500(parts: Parts) -> None:
+    app = api_app(parts)
 
     @app.get("/boom")
     def boom() -> None:

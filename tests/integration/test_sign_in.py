@@ -12,12 +12,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import bootstrap
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from tests.oidc_standin import CLIENT_ID, CLIENT_SECRET, RunningOidc
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.worklist_data import NOW
@@ -43,8 +42,8 @@ def client(services: LocalServices, worklist_url: str, idp: RunningOidc) -> Iter
         oidc_client_secret=CLIENT_SECRET,
         auth_dev_tokens={},
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as c:
+    parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
+    with TestClient(api_app(parts), raise_server_exceptions=False, follow_redirects=False) as c:
         yield c
 
 
@@ -225,9 +224,9 @@ def test_a_session_ends_when_idle_and_never_outlives_the_token(
         session_idle_s=600,
     )
     clock = ManualClock(NOW)
-    container = bootstrap(settings, queue=RecordingQueue(), clock=clock)
+    parts = build_parts(settings, queue=RecordingQueue(), clock=clock)
     try:
-        with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as c:
+        with TestClient(api_app(parts), raise_server_exceptions=False, follow_redirects=False) as c:
             sign_in(c)
             clock.now += timedelta(seconds=500)
             assert c.get("/worklist").status_code == 200  # used: the idle clock starts again
@@ -249,7 +248,7 @@ def test_a_session_ends_when_idle_and_never_outlives_the_token(
             clock.now += timedelta(seconds=120)
             assert c.get("/worklist").status_code == 303
     finally:
-        container.close()
+        parts.close()
 
 
 def test_sign_out_also_ends_the_session_at_the_provider(client: TestClient, idp: RunningOidc) -> None:
@@ -278,10 +277,10 @@ def test_sign_out_from_another_site_is_refused(client: TestClient) -> None:
 
 @pytest.fixture
 def token_form(services: LocalServices, worklist_url: str) -> Iterator[TestClient]:
-    container = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=ManualClock(NOW))
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as c:
+    parts = build_parts(make_settings(services, worklist_url), queue=RecordingQueue(), clock=ManualClock(NOW))
+    with TestClient(api_app(parts), raise_server_exceptions=False, follow_redirects=False) as c:
         yield c
-    container.close()
+    parts.close()
 
 
 def test_the_token_form_needs_its_csrf_token_and_this_sites_origin(token_form: TestClient) -> None:
@@ -314,14 +313,12 @@ def test_the_token_form_is_off_in_production(services: LocalServices, worklist_u
         auth_issuer="https://idp.example.org",
         auth_audience="refracture-api",
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
+    parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     try:
-        with TestClient(
-            create_app(lambda: container), base_url="https://testserver", raise_server_exceptions=False
-        ) as c:
+        with TestClient(api_app(parts), base_url="https://testserver", raise_server_exceptions=False) as c:
             page = c.get("/auth/sign-in")
             assert page.status_code == 404
             assert 'name="token"' not in page.text
             assert c.post("/auth/sign-in", data={"token": "anything", "csrf": "x"}).status_code == 403
     finally:
-        container.close()
+        parts.close()

@@ -13,14 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.adapters.oidc import code_challenge
-from service.composition.bootstrap import bootstrap
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from service.entrypoints.api.launch_routes import launch_claims
 from service.security.principal import principal_from_claims
 from tests.smart_launcher_standin import CLIENT_ID, CLIENT_SECRET, RunningLauncher
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.worklist_data import NOW
@@ -47,8 +46,8 @@ def client(services: LocalServices, worklist_url: str, ehr: RunningLauncher) -> 
         smart_client_secret=CLIENT_SECRET,
         auth_dev_tokens={},
     )
-    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as c:
+    parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
+    with TestClient(api_app(parts), raise_server_exceptions=False, follow_redirects=False) as c:
         yield c
 
 
@@ -230,8 +229,8 @@ def test_an_unreachable_ehr_is_a_503(client: TestClient, ehr: RunningLauncher) -
 
 
 def test_launch_is_404_when_not_configured(services: LocalServices, worklist_url: str) -> None:
-    container = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=ManualClock(NOW))
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False) as c:
+    parts = build_parts(make_settings(services, worklist_url), queue=RecordingQueue(), clock=ManualClock(NOW))
+    with TestClient(api_app(parts), raise_server_exceptions=False, follow_redirects=False) as c:
         assert c.get("/launch", params={"iss": "https://ehr.example.org/fhir", "launch": "x"}).status_code == 404
 
 

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from service.entrypoints.cli import main
 from service.platform.config import get_settings
 from service.usecases.subscriptions import WorkDone
@@ -24,6 +23,7 @@ from tests.ehr_standin import RunningStandIn
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one, table_counts
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 
@@ -38,18 +38,18 @@ TOPIC = "http://example.org/fhir/SubscriptionTopic/vertebral-care"
 
 
 def test_the_secret_announces_changes_but_writes_nothing_itself(
-    app: tuple[Container, TestClient], ehr: RunningStandIn
+    app: tuple[Parts, TestClient], ehr: RunningStandIn
 ) -> None:
-    container, client = app
-    url = container.settings.database_url.get_secret_value()
+    parts, client = app
+    url = parts.core.settings.database_url.get_secret_value()
     ehr.app.put(observation("o1", value="-2.5"))
     forged = observation("o1", value="-4.9")  # what the holder of the secret claims the record says
     assert client.put(f"{HOOK}/Observation/o1", content=json.dumps(forged), headers=FROM_EHR).status_code == 200
     notice = notification("event-notification", 1, [(1, "Observation/o1")], (forged,))
     assert post(client, notice).status_code == 200
-    assert stored(container, "Observation", "o1") is None  # nothing taken from the notification's body
-    work(container)
-    assert stored(container, "Observation", "o1")["valueQuantity"]["value"] == -2.5  # type: ignore[index]
+    assert stored(parts, "Observation", "o1") is None  # nothing taken from the notification's body
+    work(parts)
+    assert stored(parts, "Observation", "o1")["valueQuantity"]["value"] == -2.5  # type: ignore[index]
     # The secret opens no other route.
     for path in ("/fhir/Observation/o1", "/api/worklist"):
         assert client.get(path, headers=FROM_EHR).status_code == 401
@@ -58,9 +58,9 @@ def test_the_secret_announces_changes_but_writes_nothing_itself(
     assert query_one(url, "SELECT count(*) FROM resource WHERE id = 'o9'") == 0
 
 
-def test_an_unknown_feed_id_is_refused_and_leaves_no_row(app: tuple[Container, TestClient]) -> None:
-    container, client = app
-    url = container.settings.database_url.get_secret_value()
+def test_an_unknown_feed_id_is_refused_and_leaves_no_row(app: tuple[Parts, TestClient]) -> None:
+    parts, client = app
+    url = parts.core.settings.database_url.get_secret_value()
     for feed in ("other", "ehr-2"):
         answer = client.post(f"/fhir/$subscription-hook/{feed}", content=b"", headers=FROM_EHR)
         assert answer.status_code == 404
@@ -72,13 +72,13 @@ def test_an_unknown_feed_id_is_refused_and_leaves_no_row(app: tuple[Container, T
 
 def test_the_secret_is_rate_limited(services: LocalServices, database_url: str, ehr: RunningStandIn) -> None:
     settings = make_settings(services, database_url, **feed_settings(ehr), rate_limit_per_minute=3)
-    container = bootstrap(settings, queue=RecordingQueue())
+    parts = build_parts(settings, queue=RecordingQueue())
     try:
-        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+        with TestClient(api_app(parts), raise_server_exceptions=False) as client:
             answers = [post(client).status_code for _ in range(6)]
         assert 429 in answers
     finally:
-        container.close()
+        parts.close()
 
 
 BACKPORT_SERVER = "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4"
@@ -95,12 +95,12 @@ def feed_settings(ehr: RunningStandIn) -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iterator[tuple[Container, TestClient]]:
+def app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iterator[tuple[Parts, TestClient]]:
     ehr.app.reset()
-    container = bootstrap(make_settings(services, database_url, **feed_settings(ehr)), queue=RecordingQueue())
-    with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
-        yield container, client
-    container.close()
+    parts = build_parts(make_settings(services, database_url, **feed_settings(ehr)), queue=RecordingQueue())
+    with TestClient(api_app(parts), raise_server_exceptions=False) as client:
+        yield parts, client
+    parts.close()
 
 
 def patient(pid: str) -> dict[str, Any]:
@@ -153,99 +153,103 @@ def post(client: TestClient, body: Any = None, headers: dict[str, str] | None = 
     return client.post(HOOK, content=content, headers=headers or FROM_EHR)
 
 
-def stored(container: Container, resource_type: str, resource_id: str) -> dict[str, Any] | None:
-    text = container.store.read_text((resource_type, resource_id))
+def stored(parts: Parts, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+    text = parts.resources.read_text((resource_type, resource_id))
     return json.loads(text.body) if text else None
 
 
-def work(container: Container) -> WorkDone:
-    return container.feed_worker.work()
+def work(parts: Parts) -> WorkDone:
+    return parts.feed_worker.work()
 
 
 def ehr_gets(ehr: RunningStandIn, path: str) -> int:
     return sum(1 for r in ehr.app.requests if r.method == "GET" and r.path == path)
 
 
-def test_a_rest_hook_ping_makes_the_worker_poll(app: tuple[Container, TestClient], ehr: RunningStandIn) -> None:
-    container, client = app
+def test_a_rest_hook_ping_makes_the_worker_poll(app: tuple[Parts, TestClient], ehr: RunningStandIn) -> None:
+    parts, client = app
     ehr.app.put(patient("p1"))
     ehr.app.put(observation("o1"))
     answer = post(client)
     assert answer.status_code == 200, answer.text
     assert answer.json()["resourceType"] == "OperationOutcome"
-    assert (TASK_SUBSCRIPTION_WORK, []) in container.queue.sent  # type: ignore[attr-defined]
-    assert stored(container, "Observation", "o1") is None  # acknowledged first; read by the worker
-    done = work(container)
+    assert (TASK_SUBSCRIPTION_WORK, []) in parts.queue.sent  # type: ignore[attr-defined]
+    assert stored(parts, "Observation", "o1") is None  # acknowledged first; read by the worker
+    done = work(parts)
     assert done.polled
-    assert stored(container, "Observation", "o1") is not None
-    assert stored(container, "Patient", "p1") is not None
-    assert query_one(container.settings.database_url.get_secret_value(), "SELECT count(*) FROM patient_change") == 1
+    assert stored(parts, "Observation", "o1") is not None
+    assert stored(parts, "Patient", "p1") is not None
+    assert query_one(parts.core.settings.database_url.get_secret_value(), "SELECT count(*) FROM patient_change") == 1
 
 
 def test_a_rest_hook_update_with_the_resource_and_one_with_its_id_only(
-    app: tuple[Container, TestClient], ehr: RunningStandIn
+    app: tuple[Parts, TestClient], ehr: RunningStandIn
 ) -> None:
-    container, client = app
+    parts, client = app
     answer = client.put(f"{HOOK}/Observation/o1", content=json.dumps(observation("o1")), headers=WITH_TOKEN)
     assert answer.status_code == 200, answer.text
-    assert stored(container, "Observation", "o1")["meta"]["versionId"] == "1"  # type: ignore[index]
+    assert stored(parts, "Observation", "o1")["meta"]["versionId"] == "1"  # type: ignore[index]
     again = client.put(f"{HOOK}/Observation/o1", content=json.dumps(observation("o1")), headers=WITH_TOKEN)
     assert again.status_code == 200
-    assert stored(container, "Observation", "o1")["meta"]["versionId"] == "1"  # type: ignore[index]
+    assert stored(parts, "Observation", "o1")["meta"]["versionId"] == "1"  # type: ignore[index]
     # Id only: the EHR sends no body; the worker reads the resource.
     ehr.app.put(observation("o2", value="-3.1"))
     assert client.put(f"{HOOK}/Observation/o2", headers=FROM_EHR).status_code == 200
-    assert query_one(container.settings.database_url.get_secret_value(), "SELECT count(*) FROM subscription_fetch") == 1
-    work(container)
-    assert stored(container, "Observation", "o2")["valueQuantity"]["value"] == -3.1  # type: ignore[index]
+    assert (
+        query_one(parts.core.settings.database_url.get_secret_value(), "SELECT count(*) FROM subscription_fetch") == 1
+    )
+    work(parts)
+    assert stored(parts, "Observation", "o2")["valueQuantity"]["value"] == -3.1  # type: ignore[index]
     assert ehr_gets(ehr, "/Observation/o2") == 1
-    assert query_one(container.settings.database_url.get_secret_value(), "SELECT count(*) FROM subscription_fetch") == 0
+    assert (
+        query_one(parts.core.settings.database_url.get_secret_value(), "SELECT count(*) FROM subscription_fetch") == 0
+    )
     # Invalid FHIR in a payload is refused like any PUT.
     bad = {**observation("o3"), "status": "nonsense"}
     assert client.put(f"{HOOK}/Observation/o3", content=json.dumps(bad), headers=WITH_TOKEN).status_code == 400
 
 
 def test_an_id_only_topic_notification_is_fetched_by_a_worker(
-    app: tuple[Container, TestClient], ehr: RunningStandIn
+    app: tuple[Parts, TestClient], ehr: RunningStandIn
 ) -> None:
-    container, client = app
+    parts, client = app
     assert post(client, notification("handshake", 0, [])).status_code == 200
     ehr.app.put(patient("p1"))
     ehr.app.put(observation("o1"))
     answer = post(client, notification("event-notification", 2, [(1, "Patient/p1"), (2, "Observation/o1")]))
     assert answer.status_code == 200, answer.text
-    assert stored(container, "Observation", "o1") is None
-    work(container)
-    assert stored(container, "Observation", "o1") is not None
-    assert stored(container, "Patient", "p1") is not None
+    assert stored(parts, "Observation", "o1") is None
+    work(parts)
+    assert stored(parts, "Observation", "o1") is not None
+    assert stored(parts, "Patient", "p1") is not None
     assert ehr_gets(ehr, "/Observation/o1") == 1
-    url = container.settings.database_url.get_secret_value()
+    url = parts.core.settings.database_url.get_secret_value()
     assert query_one(url, "SELECT contiguous FROM subscription_feed") == 2
 
 
-def test_a_lost_notification_is_caught_up_by_polling(app: tuple[Container, TestClient], ehr: RunningStandIn) -> None:
-    container, client = app
-    assert work(container).polled  # the first periodic poll: nothing at the EHR yet
+def test_a_lost_notification_is_caught_up_by_polling(app: tuple[Parts, TestClient], ehr: RunningStandIn) -> None:
+    parts, client = app
+    assert work(parts).polled  # the first periodic poll: nothing at the EHR yet
     assert post(client, notification("handshake", 0, [])).status_code == 200
     first = ehr.app.put(observation("o1"))
     first_notice = notification("event-notification", 1, [(1, "Observation/o1")], (first,))
     assert post(client, first_notice, WITH_TOKEN).status_code == 200
-    assert not work(container).polled  # in step, and the periodic poll is not due
+    assert not work(parts).polled  # in step, and the periodic poll is not due
     ehr.app.put(observation("o2", value="-2.9"))  # event 2: its notification is lost
     third = ehr.app.put(observation("o3", value="-1.0"))
     third_notice = notification("event-notification", 3, [(3, "Observation/o3")], (third,))
     assert post(client, third_notice, WITH_TOKEN).status_code == 200
-    assert stored(container, "Observation", "o3") is not None  # full resource: stored on receipt
-    assert stored(container, "Observation", "o2") is None
-    assert work(container).polled  # the gap asked for a catch-up poll
-    assert stored(container, "Observation", "o2")["valueQuantity"]["value"] == -2.9  # type: ignore[index]
+    assert stored(parts, "Observation", "o3") is not None  # full resource: stored on receipt
+    assert stored(parts, "Observation", "o2") is None
+    assert work(parts).polled  # the gap asked for a catch-up poll
+    assert stored(parts, "Observation", "o2")["valueQuantity"]["value"] == -2.9  # type: ignore[index]
 
 
 def test_duplicated_and_reordered_notifications_store_each_version_once(
-    app: tuple[Container, TestClient], ehr: RunningStandIn
+    app: tuple[Parts, TestClient], ehr: RunningStandIn
 ) -> None:
-    container, client = app
-    url = container.settings.database_url.get_secret_value()
+    parts, client = app
+    url = parts.core.settings.database_url.get_secret_value()
     assert post(client, notification("handshake", 0, [])).status_code == 200
     old = ehr.app.put(observation("o1", value="-2.5"))
     new = ehr.app.put({**observation("o1", value="-2.7"), "meta": old["meta"]})
@@ -253,17 +257,17 @@ def test_duplicated_and_reordered_notifications_store_each_version_once(
     for event, body in [(2, new), (2, new), (1, old)]:
         answer = post(client, notification("event-notification", 2, [(event, "Observation/o1")], (body,)), WITH_TOKEN)
         assert answer.status_code == 200, answer.text
-    assert stored(container, "Observation", "o1")["valueQuantity"]["value"] == -2.7  # type: ignore[index]
+    assert stored(parts, "Observation", "o1")["valueQuantity"]["value"] == -2.7  # type: ignore[index]
     assert query_one(url, "SELECT count(*) FROM resource_history") == 0
     assert query_one(url, "SELECT changed_seq FROM patient_change WHERE patient_id = 'p1'") == 1
-    work(container)  # the catch-up poll reads the current version again: no new version, no new outbox work
-    assert stored(container, "Observation", "o1")["meta"]["versionId"] == "1"  # type: ignore[index]
+    work(parts)  # the catch-up poll reads the current version again: no new version, no new outbox work
+    assert stored(parts, "Observation", "o1")["meta"]["versionId"] == "1"  # type: ignore[index]
     assert query_one(url, "SELECT changed_seq FROM patient_change WHERE patient_id = 'p1'") == 1
 
 
-def test_a_bad_secret_is_refused_and_nothing_is_stored(app: tuple[Container, TestClient]) -> None:
-    container, client = app
-    before = table_counts(container.settings.database_url.get_secret_value())
+def test_a_bad_secret_is_refused_and_nothing_is_stored(app: tuple[Parts, TestClient]) -> None:
+    parts, client = app
+    before = table_counts(parts.core.settings.database_url.get_secret_value())
     for headers in (
         {**FROM_EHR, "Authorization": "Bearer not-the-secret"},
         FHIR_JSON,
@@ -276,8 +280,8 @@ def test_a_bad_secret_is_refused_and_nothing_is_stored(app: tuple[Container, Tes
         assert answer.headers["www-authenticate"].startswith("Bearer")
         put = client.put(f"{HOOK}/Observation/o1", content=json.dumps(observation("o1")), headers=headers)
         assert put.status_code == 401
-    assert table_counts(container.settings.database_url.get_secret_value()) == before
-    assert query_one(container.settings.database_url.get_secret_value(), "SELECT count(*) FROM subscription_feed") == 0
+    assert table_counts(parts.core.settings.database_url.get_secret_value()) == before
+    assert query_one(parts.core.settings.database_url.get_secret_value(), "SELECT count(*) FROM subscription_feed") == 0
     # An integration client's own token is accepted too; a coordinator's is not.
     token = {"Authorization": "Bearer test-integration", **FHIR_JSON}
     assert post(client, None, token).status_code == 200
@@ -285,22 +289,22 @@ def test_a_bad_secret_is_refused_and_nothing_is_stored(app: tuple[Container, Tes
     assert post(client, None, coordinator).status_code == 403
 
 
-def test_the_periodic_poll_alone_catches_everything(app: tuple[Container, TestClient], ehr: RunningStandIn) -> None:
-    container, _ = app
-    worker = container.feed_worker
+def test_the_periodic_poll_alone_catches_everything(app: tuple[Parts, TestClient], ehr: RunningStandIn) -> None:
+    parts, _ = app
+    worker = parts.feed_worker
     worker._settings = dataclasses.replace(worker._settings, page_size=2)  # several pages
     ehr.app.put(patient("p1"))
     for n in range(5):
         ehr.app.put(observation(f"o{n}", value=f"-{n}.5"))
-    done = work(container)
+    done = work(parts)
     assert done.polled
     for n in range(5):
-        assert stored(container, "Observation", f"o{n}") is not None
+        assert stored(parts, "Observation", f"o{n}") is not None
     pages = [r for r in ehr.app.requests if r.path == "/Observation" and r.method == "GET"]
     assert len(pages) == 3
     assert "_lastUpdated=ge" in pages[0].query
-    assert "Observation" in container.feeds.high_water()
-    assert not work(container).polled  # not due again until the interval has passed
+    assert "Observation" in parts.feeds.high_water()
+    assert not work(parts).polled  # not due again until the interval has passed
 
 
 def test_subscribe_twice_makes_one_subscription_per_criteria(
@@ -355,9 +359,9 @@ def test_subscribe_rotates_the_secret(
     get_settings.cache_clear()
     clock = ManualClock(datetime.now(UTC))  # `refracture subscribe` runs on the real clock
     settings = make_settings(services, database_url, **feed_settings(ehr))
-    container = bootstrap(settings, queue=RecordingQueue(), clock=clock)
+    parts = build_parts(settings, queue=RecordingQueue(), clock=clock)
     try:
-        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+        with TestClient(api_app(parts), raise_server_exceptions=False) as client:
 
             def answer(secret: str) -> int:
                 headers = {"Authorization": f"Bearer {secret}", **FHIR_JSON}
@@ -374,7 +378,7 @@ def test_subscribe_rotates_the_secret(
             assert second != first
             assert answer(second) == 200
             assert answer(first) == 200  # notifications already on their way, for the grace period
-            clock.now += timedelta(seconds=container.settings.subscription_secret_grace_s + 120)
+            clock.now += timedelta(seconds=parts.core.settings.subscription_secret_grace_s + 120)
             assert answer(first) == 401
             assert answer(second) == 200
         assert (
@@ -382,5 +386,5 @@ def test_subscribe_rotates_the_secret(
             == 0
         )
     finally:
-        container.close()
+        parts.close()
         get_settings.cache_clear()

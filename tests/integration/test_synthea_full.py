@@ -15,14 +15,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.adapters.metrics import REGISTRY
-from service.composition.bootstrap import Container, bootstrap
-from service.entrypoints.api.app import create_app
+from service.composition.parts import Parts
 from service.fhir.jsonio import dumps
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.validation import validate_resource
 from service.platform.config import Settings
 from tests.support.databases import query_one, table_counts
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.paths import ARTIFACTS, FIXTURES
 from tests.support.processes import WorkerProcess
 from tests.support.queue import RecordingQueue
@@ -107,7 +107,7 @@ def check_skipped_entries(bundle: dict[str, Any], answer: dict[str, Any]) -> Non
 
 @pytest.mark.parametrize("name", sorted(FULL))
 def test_an_untrimmed_synthea_transaction_is_accepted_and_its_patient_assessed(
-    container: Container, client: TestClient, database_url: str, name: str
+    parts: Parts, client: TestClient, database_url: str, name: str
 ) -> None:
     bundle = load(FULL[name])
     response = client.post("/fhir", content=FULL[name].read_bytes(), headers=FHIR)
@@ -142,8 +142,8 @@ def test_an_untrimmed_synthea_transaction_is_accepted_and_its_patient_assessed(
     # the model does not apply, so no assessment is stored, and the change is done.
     pid = patient_id(bundle)
     assert query_one(database_url, "SELECT done_seq < changed_seq FROM patient_change WHERE patient_id = %s", pid)
-    assert container.assessor.assess_patients([pid]).not_applicable == 1
-    assert container.changes.process([pid]) == 1
+    assert parts.assessor.assess_patients([pid]).not_applicable == 1
+    assert parts.changes.process([pid]) == 1
     assert query_one(database_url, "SELECT done_seq >= changed_seq FROM patient_change WHERE patient_id = %s", pid)
     assert query_one(database_url, "SELECT count(*) FROM assessment") == 0
     assert query_one(database_url, "SELECT count(*) FROM alert") == 0
@@ -157,9 +157,9 @@ def test_a_real_worker_processes_the_patient_of_the_largest_synthea_bundle(
     # real Celery worker, as a newcomer's first POST goes.
     worker = WorkerProcess(worker_env(settings), ARTIFACTS / "logs" / "worker-synthea-full.log")
     worker.wait_ready()
-    container = bootstrap(settings)
+    parts = build_parts(settings)
     try:
-        with TestClient(headers=AUTH, app=create_app(lambda: container)) as real:
+        with TestClient(headers=AUTH, app=api_app(parts)) as real:
             response = real.post("/fhir", content=FULL["Hallie"].read_bytes(), headers=FHIR)
             assert response.status_code == 200
         pid = patient_id(load(FULL["Hallie"]))
@@ -176,7 +176,7 @@ def test_a_real_worker_processes_the_patient_of_the_largest_synthea_bundle(
             == 2
         )
     finally:
-        container.close()
+        parts.close()
         worker.stop()
 
 
@@ -197,7 +197,7 @@ def as_batch_of_updates(bundle: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", ["Bob965", "Hallie"])
 def test_a_batch_of_the_same_data_is_accepted_alike(
-    client: TestClient, database_url: str, container: Container, name: str
+    client: TestClient, database_url: str, parts: Parts, name: str
 ) -> None:
     bundle = as_batch_of_updates(load(FULL[name]))
     response = client.post("/fhir", content=dumps(bundle), headers=FHIR)
@@ -211,7 +211,7 @@ def test_a_batch_of_the_same_data_is_accepted_alike(
     check_skipped_entries(bundle, answer)
     assert query_one(database_url, "SELECT count(*) FROM resource") == len(kept(bundle))
     pid = patient_id(bundle)
-    assert container.changes.process([pid]) == 1
+    assert parts.changes.process([pid]) == 1
 
 
 def test_in_a_batch_placeholders_still_resolve_nowhere_but_those_of_skipped_entries_break_nothing(
@@ -303,8 +303,8 @@ def test_conditional_references_and_unknown_placeholders_of_skipped_entries_are_
 def strict(settings: Settings) -> Any:
     """A site that refuses types refracture does not use (REFRACTURE_UNKNOWN_RESOURCE_TYPES=error)."""
     strict_settings = settings.model_copy(update={"unknown_resource_types": "error"})
-    built = bootstrap(strict_settings, queue=RecordingQueue())
-    with TestClient(headers=AUTH, app=create_app(lambda: built), raise_server_exceptions=False) as strict_client:
+    built = build_parts(strict_settings, queue=RecordingQueue())
+    with TestClient(headers=AUTH, app=api_app(built), raise_server_exceptions=False) as strict_client:
         yield strict_client
     built.close()
 
@@ -415,9 +415,9 @@ def test_skipped_entries_need_no_scope(services: Any, database_url: str) -> None
     # An interface engine allowed to write only Patients and Observations sends Bob965 as Synthea wrote it.
     narrow = {"sub": "engine", "client_id": "engine", "scope": "system/Patient.write system/Observation.write"}
     settings = make_settings(services, database_url, auth_dev_tokens={"narrow": narrow})
-    built = bootstrap(settings, queue=RecordingQueue())
+    built = build_parts(settings, queue=RecordingQueue())
     try:
-        with TestClient(app=create_app(lambda: built), raise_server_exceptions=False) as engine:
+        with TestClient(app=api_app(built), raise_server_exceptions=False) as engine:
             headers = {**FHIR, "Authorization": "Bearer narrow"}
             response = engine.post("/fhir", content=FULL["Bob965"].read_bytes(), headers=headers)
             assert response.status_code == 200, response.text[:1000]

@@ -11,10 +11,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
-from service.entrypoints.api.app import create_app
 from service.fhir.validation import validate_resource
 from service.usecases.subscriptions import WorkDone
 from tests.ehr_standin import RunningStandIn, capability
@@ -31,6 +30,7 @@ from tests.integration.test_writeback import (
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app
 from tests.support.tokens import AUTH, TOKENS
 
 pytestmark = pytest.mark.integration
@@ -51,11 +51,11 @@ def clock() -> ManualClock:
 @pytest.fixture
 def app(
     services: LocalServices, database_url: str, ehr: RunningStandIn, clock: ManualClock, tmp_path: Path
-) -> Iterator[tuple[Container, TestClient]]:
+) -> Iterator[tuple[Parts, TestClient]]:
     ehr.app.reset()
     routes = tmp_path / "task-routes.json"
     routes.write_text(json.dumps(ROUTES))
-    container = build(
+    parts = build(
         services,
         database_url,
         ehr,
@@ -68,9 +68,9 @@ def app(
             "test-integration-observations": {"sub": "iface", "client_id": "iface", "scope": "system/Observation.cu"},
         },
     )
-    with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as client:
-        yield container, client
-    container.close()
+    with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as client:
+        yield parts, client
+    parts.close()
 
 
 def north_patient(pid: str) -> dict[str, Any]:
@@ -109,9 +109,9 @@ def history(database_url: str, alert_id: str) -> list[tuple[str, str, str | None
         ]
 
 
-def poll(container: Container) -> WorkDone:
+def poll(parts: Parts) -> WorkDone:
     done = WorkDone()
-    container.feed_worker.poll(done, force=True)
+    parts.feed_worker.poll(done, force=True)
     return done
 
 
@@ -127,10 +127,10 @@ def complete_at_ehr(ehr: RunningStandIn, task: dict[str, Any], status: str = "co
 
 
 def test_an_overdue_dose_gets_a_task_that_the_ehr_completes_and_the_alert_follows(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str, clock: ManualClock
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str, clock: ManualClock
 ) -> None:
-    container, client = app
-    post(container, client, north_patient("t1"), "t1")
+    parts, client = app
+    post(parts, client, north_patient("t1"), "t1")
     task = overdue_task(ehr, "t1")
     (plan,) = ehr.app.resources("CarePlan")
     assert validate_resource(task) == []
@@ -147,12 +147,12 @@ def test_an_overdue_dose_gets_a_task_that_the_ehr_completes_and_the_alert_follow
     assert status == "open"
 
     # Our own write read back by the poll is no action.
-    poll(container)
+    poll(parts)
     assert [a for a, _, _ in history(database_url, alert_id)] == ["refracture"]
 
     complete_at_ehr(ehr, task)
     writes = len(ehr.app.writes())
-    poll(container)
+    poll(parts)
     alert_id, status, reason = alert_row(database_url, "t1")
     assert (status, reason) == ("dismissed", "completed at the EHR")
     assert history(database_url, alert_id)[-1] == ("ehr:Practitioner/nurse-ana", "ehr-task-completed", "dismissed")
@@ -160,11 +160,11 @@ def test_an_overdue_dose_gets_a_task_that_the_ehr_completes_and_the_alert_follow
         "completed"
     )
     # Read again (a notification and the poll, or the next poll): acted on once.
-    poll(container)
-    assert container.task_sync(overdue_task(ehr, "t1")) == "seen"
+    poll(parts)
+    assert parts.task_sync(overdue_task(ehr, "t1")) == "seen"
     assert [a for a, _, _ in history(database_url, alert_id)].count("ehr:Practitioner/nurse-ana") == 1
     # The CarePlan follows; the Task at the EHR stays as the nurse left it (never rewritten, never reopened).
-    container.deliverer.deliver_due()
+    parts.deliverer.deliver_due()
     after = overdue_task(ehr, "t1")
     assert after["status"] == "completed"
     assert after["note"][0]["text"] == "Dose given in clinic."
@@ -172,23 +172,23 @@ def test_an_overdue_dose_gets_a_task_that_the_ehr_completes_and_the_alert_follow
     activity = next(a for a in ehr.app.resources("CarePlan")[0]["activity"] if a["id"] == f"alert-{alert_id}")
     assert activity["detail"]["status"] == "cancelled"
     # Re-evaluating (the sweep, a new resource) does not raise the same alert again for the episode.
-    container.evaluator.evaluate_patients(["t1"])
+    parts.evaluator.evaluate_patients(["t1"])
     assert alert_row(database_url, "t1")[1] == "dismissed"
     exactly_once(ehr, database_url, "t1")
 
 
 def test_acting_in_refracture_moves_the_task_and_a_dose_completes_it(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str
 ) -> None:
-    container, client = app
-    post(container, client, patient("t2"), "t2")
+    parts, client = app
+    post(parts, client, patient("t2"), "t2")
     alert_id, _, _ = alert_row(database_url, "t2")
-    container.actions.act(alert_id, ActionRequest(AlertAction.ACKNOWLEDGE), "coordinator-1")
-    container.deliverer.deliver_due()
+    parts.actions.act(alert_id, ActionRequest(AlertAction.ACKNOWLEDGE), "coordinator-1")
+    parts.deliverer.deliver_due()
     assert overdue_task(ehr, "t2")["status"] == "in-progress"
-    poll(container)  # our in-progress read back: no action
+    poll(parts)  # our in-progress read back: no action
     assert [a for a, _, _ in history(database_url, alert_id)] == ["refracture", "coordinator-1"]
-    put(container, client, dose("t2", "d2", T0.date()), "t2")
+    put(parts, client, dose("t2", "d2", T0.date()), "t2")
     task = overdue_task(ehr, "t2")
     assert task["status"] == "completed"
     assert task["meta"]["versionId"] == "3"  # requested → in-progress → completed: a version each, never deleted
@@ -196,13 +196,13 @@ def test_acting_in_refracture_moves_the_task_and_a_dose_completes_it(
 
 
 def test_dismissing_in_refracture_cancels_the_task(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str
 ) -> None:
-    container, client = app
-    post(container, client, patient("t3"), "t3")
+    parts, client = app
+    post(parts, client, patient("t3"), "t3")
     alert_id, _, _ = alert_row(database_url, "t3")
-    container.actions.act(alert_id, ActionRequest(AlertAction.DISMISS, reason="patient moved abroad"), "coordinator-1")
-    container.deliverer.deliver_due()
+    parts.actions.act(alert_id, ActionRequest(AlertAction.DISMISS, reason="patient moved abroad"), "coordinator-1")
+    parts.deliverer.deliver_due()
     task = overdue_task(ehr, "t3")
     assert task["status"] == "cancelled"
     assert validate_resource(task) == []
@@ -210,51 +210,51 @@ def test_dismissing_in_refracture_cancels_the_task(
 
 
 def test_an_ehr_in_progress_acknowledges_and_a_cancel_at_the_ehr_dismisses(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str
 ) -> None:
-    container, client = app
-    post(container, client, patient("t4"), "t4")
+    parts, client = app
+    post(parts, client, patient("t4"), "t4")
     task = overdue_task(ehr, "t4")
     ehr.app.put({**task, "status": "in-progress", "owner": {"reference": "Practitioner/dr-b"}})
-    poll(container)
+    poll(parts)
     alert_id, status, _ = alert_row(database_url, "t4")
     assert status == "acknowledged"
     assert history(database_url, alert_id)[-1] == ("ehr:Practitioner/dr-b", "acknowledge", "acknowledged")
     complete_at_ehr(ehr, overdue_task(ehr, "t4"), "cancelled")
-    poll(container)
+    poll(parts)
     assert alert_row(database_url, "t4")[1:] == ("dismissed", "cancelled at the EHR")
 
 
 def test_a_task_completed_at_the_ehr_while_ours_changed_is_not_overwritten(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str
 ) -> None:
-    container, client = app
+    parts, client = app
     ehr.app.capability = capability(transaction=False)
-    post(container, client, patient("t5"), "t5")
+    post(parts, client, patient("t5"), "t5")
     complete_at_ehr(ehr, overdue_task(ehr, "t5"))  # no feed told us yet
     alert_id, _, _ = alert_row(database_url, "t5")
-    container.actions.act(alert_id, ActionRequest(AlertAction.ACKNOWLEDGE), "coordinator-1")
-    container.deliverer.deliver_due()  # If-Match fails (412): the Task is read back; the EHR's completion stands
+    parts.actions.act(alert_id, ActionRequest(AlertAction.ACKNOWLEDGE), "coordinator-1")
+    parts.deliverer.deliver_due()  # If-Match fails (412): the Task is read back; the EHR's completion stands
     assert any(r.method == "GET" and r.path == "/Task" for r in ehr.app.requests)
     assert overdue_task(ehr, "t5")["status"] == "completed"
     assert alert_row(database_url, "t5")[1:] == ("dismissed", "completed at the EHR")
-    container.deliverer.deliver_due()  # the CarePlan that followed the alert
+    parts.deliverer.deliver_due()  # the CarePlan that followed the alert
     assert query_one(database_url, "SELECT status FROM writeback WHERE patient_id = 't5'") == "delivered"
     assert overdue_task(ehr, "t5")["note"][0]["authorReference"] == {"reference": "Practitioner/nurse-ana"}
     exactly_once(ehr, database_url, "t5")
 
 
 def test_an_ehr_that_takes_no_tasks_still_gets_the_rest(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str
 ) -> None:
-    container, client = app
+    parts, client = app
     statement = capability()
     statement["rest"][0]["resource"] = [r for r in statement["rest"][0]["resource"] if r["type"] != "Task"]
     ehr.app.capability = statement
-    post(container, client, patient("t6"), "t6")
+    post(parts, client, patient("t6"), "t6")
     assert ehr.app.resources("Task") == []
     assert len(ehr.app.resources("CarePlan")) == 1
-    assert "Tasks are served" in container.store.read_ehr_state()["detail"]  # type: ignore[index]
+    assert "Tasks are served" in parts.writebacks.read_ehr_state()["detail"]  # type: ignore[index]
     assert client.get("/fhir/Task", params={"subject": "Patient/t6"}).json()["total"] == 2
 
 
@@ -265,11 +265,11 @@ def test_pull_mode_serves_the_tasks_with_the_same_authorisation(
         **TOKENS,
         "launch-p1": {"sub": "app", "roles": ["care-coordinator"], "scope": "patient/*.read", "patient": "p1"},
     }
-    container = build(services, database_url, None, clock, auth_dev_tokens=tokens)
+    parts = build(services, database_url, None, clock, auth_dev_tokens=tokens)
     try:
-        with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
-            post(container, client, patient("p1"), "p1")
-            post(container, client, patient("p2"), "p2")
+        with TestClient(headers=AUTH, app=api_app(parts)) as client:
+            post(parts, client, patient("p1"), "p1")
+            post(parts, client, patient("p2"), "p2")
             found = client.get("/fhir/Task", params={"subject": "Patient/p1"}).json()
             assert found["total"] == 2
             task = next(
@@ -304,14 +304,14 @@ def test_pull_mode_serves_the_tasks_with_the_same_authorisation(
             )
             assert client.get("/fhir/metadata").json()["rest"][0]["resource"][-1]["type"] == "Task"
     finally:
-        container.close()
+        parts.close()
 
 
 def test_a_rest_hook_carrying_a_completed_task_moves_the_alert(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str
 ) -> None:
-    container, client = app
-    post(container, client, patient("t7"), "t7")
+    parts, client = app
+    post(parts, client, patient("t7"), "t7")
     task = complete_at_ehr(ehr, overdue_task(ehr, "t7"))
     hook = f"/fhir/$subscription-hook/ehr/Task/{task['id']}"
     headers = dict(FHIR_JSON)
@@ -332,30 +332,30 @@ def test_task_writes_can_be_turned_off(
     services: LocalServices, database_url: str, ehr: RunningStandIn, clock: ManualClock
 ) -> None:
     ehr.app.reset()
-    container = build(services, database_url, ehr, clock, ehr_write_tasks=False)
+    parts = build(services, database_url, ehr, clock, ehr_write_tasks=False)
     try:
-        with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
-            post(container, client, patient("t8"), "t8")
+        with TestClient(headers=AUTH, app=api_app(parts)) as client:
+            post(parts, client, patient("t8"), "t8")
             assert ehr.app.resources("Task") == []
             assert len(ehr.app.resources("CarePlan")) == 1
-            assert "REFRACTURE_EHR_WRITE_TASKS=false" in container.store.read_ehr_state()["detail"]  # type: ignore[index]
+            assert "REFRACTURE_EHR_WRITE_TASKS=false" in parts.writebacks.read_ehr_state()["detail"]  # type: ignore[index]
             assert client.get("/fhir/Task", params={"subject": "Patient/t8"}).json()["total"] == 2
     finally:
-        container.close()
+        parts.close()
 
 
 def test_a_note_added_at_the_ehr_survives_our_next_write(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str
 ) -> None:
-    container, client = app
-    post(container, client, patient("t9"), "t9")
+    parts, client = app
+    post(parts, client, patient("t9"), "t9")
     note = [{"text": "Patient prefers a morning slot.", "authorString": "Clerk D"}]
     ehr.app.put({**overdue_task(ehr, "t9"), "note": note})
-    poll(container)  # a note is no action
+    poll(parts)  # a note is no action
     alert_id, status, _ = alert_row(database_url, "t9")
     assert status == "open"
-    container.actions.act(alert_id, ActionRequest(AlertAction.ACKNOWLEDGE), "coordinator-1")
-    container.deliverer.deliver_due()
+    parts.actions.act(alert_id, ActionRequest(AlertAction.ACKNOWLEDGE), "coordinator-1")
+    parts.deliverer.deliver_due()
     task = overdue_task(ehr, "t9")
     assert (task["status"], task["note"]) == ("in-progress", note)
     exactly_once(ehr, database_url, "t9")

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from tests.oidc_standin import CLIENT_ID, CLIENT_SECRET, RunningOidc
 from tests.support.databases import query_one
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 
@@ -29,9 +29,9 @@ def address() -> str:
     return f"10.{digits[0]}.{digits[1]}.{digits[2]}"
 
 
-def client_from(container: Container, host: str, **kwargs: object) -> TestClient:
+def client_from(parts: Parts, host: str, **kwargs: object) -> TestClient:
     return TestClient(
-        create_app(lambda: container),
+        api_app(parts),
         raise_server_exceptions=False,
         client=(host, 40000),
         **kwargs,  # type: ignore[arg-type]
@@ -39,14 +39,14 @@ def client_from(container: Container, host: str, **kwargs: object) -> TestClient
 
 
 @pytest.fixture
-def limited(services: LocalServices, database_url: str) -> Iterator[Container]:
+def limited(services: LocalServices, database_url: str) -> Iterator[Parts]:
     settings = make_settings(services, database_url, rate_limit_anonymous_per_minute=5)
-    container = bootstrap(settings, queue=RecordingQueue())
-    yield container
-    container.close()
+    parts = build_parts(settings, queue=RecordingQueue())
+    yield parts
+    parts.close()
 
 
-def test_anonymous_requests_are_throttled_by_address_before_authentication(limited: Container) -> None:
+def test_anonymous_requests_are_throttled_by_address_before_authentication(limited: Parts) -> None:
     # 120 anonymous requests once got 120 × 401 and no 429: only failed bearer tokens counted.
     flooder = address()
     with client_from(limited, flooder) as client:
@@ -77,7 +77,7 @@ def test_anonymous_requests_are_throttled_by_address_before_authentication(limit
     ],
     ids=["junk session cookie", "bad bearer token", "unknown path"],
 )
-def test_junk_credentials_and_unknown_paths_count_too(limited: Container, headers: dict[str, str]) -> None:
+def test_junk_credentials_and_unknown_paths_count_too(limited: Parts, headers: dict[str, str]) -> None:
     path = "/no/such/path" if not headers else CODING
     with client_from(limited, address()) as client:
         statuses = [client.get(path, headers=headers).status_code for _ in range(8)]
@@ -85,17 +85,17 @@ def test_junk_credentials_and_unknown_paths_count_too(limited: Container, header
     assert statuses[0] in (401, 404)
 
 
-def test_an_authenticated_client_is_never_counted_as_anonymous(limited: Container) -> None:
+def test_an_authenticated_client_is_never_counted_as_anonymous(limited: Parts) -> None:
     # An interface engine's heavy traffic from one address: each request authenticates, so none counts.
     with client_from(limited, address(), headers={"Authorization": "Bearer test-all"}) as client:
         assert {client.get(CODING).status_code for _ in range(20)} == {200}
 
 
 def test_anonymous_refusals_are_counted_not_one_audit_row_each(services: LocalServices, database_url: str) -> None:
-    container = bootstrap(make_settings(services, database_url), queue=RecordingQueue())
+    parts = build_parts(make_settings(services, database_url), queue=RecordingQueue())
     host = address()
     before = query_one(database_url, "SELECT count(*) FROM audit_event")
-    with client_from(container, host) as client:
+    with client_from(parts, host) as client:
         for _ in range(120):
             assert client.get(CODING).status_code == 401
         for _ in range(30):
@@ -104,7 +104,7 @@ def test_anonymous_refusals_are_counted_not_one_audit_row_each(services: LocalSe
         assert client.request("BREW", "/coffee").status_code in (404, 405)
         # An authenticated request is still audited row by row.
         assert client.get(CODING, headers={"Authorization": "Bearer test-all"}).status_code == 200
-    container.close()
+    parts.close()
     assert query_one(database_url, "SELECT count(*) FROM audit_event") == before + 1
     counts = {
         (row[0], row[1]): row[2]
@@ -146,12 +146,12 @@ def test_oidc_sign_in_starts_are_bounded(services: LocalServices, database_url: 
         auth_dev_tokens={},
         rate_limit_anonymous_per_minute=10,
     )
-    container = bootstrap(settings, queue=RecordingQueue())
+    parts = build_parts(settings, queue=RecordingQueue())
     try:
-        with client_from(container, address(), follow_redirects=False) as client:
+        with client_from(parts, address(), follow_redirects=False) as client:
             statuses = [client.get("/auth/sign-in").status_code for _ in range(15)]
     finally:
-        container.close()
+        parts.close()
     assert statuses[:10] == [303] * 10
     assert set(statuses[10:]) == {429}
     assert query_one(database_url, "SELECT count(*) FROM auth_pending") == 10
@@ -160,14 +160,14 @@ def test_oidc_sign_in_starts_are_bounded(services: LocalServices, database_url: 
 def test_sign_in_starts_are_bounded_for_the_whole_deployment(services: LocalServices, database_url: str) -> None:
     # Many addresses, each within its own limit, still cannot start more sign-ins than the deployment allows.
     settings = make_settings(services, database_url, rate_limit_sign_in_per_minute=4)
-    container = bootstrap(settings, queue=RecordingQueue())
+    parts = build_parts(settings, queue=RecordingQueue())
     try:
         statuses = []
         for _ in range(6):
-            with client_from(container, address()) as client:
+            with client_from(parts, address()) as client:
                 statuses.append(client.get("/auth/sign-in").status_code)
     finally:
-        container.close()
+        parts.close()
     assert statuses[:4] == [200] * 4  # (no provider configured: the development form)
     assert set(statuses[4:]) == {429}
 
@@ -188,14 +188,14 @@ def test_subscription_notifications_with_their_own_secret_header_are_not_anonymo
         subscription_header="X-Feed-Secret",
         rate_limit_anonymous_per_minute=2,
     )
-    container = bootstrap(settings, queue=RecordingQueue())
+    parts = build_parts(settings, queue=RecordingQueue())
     try:
-        with client_from(container, address()) as client:
+        with client_from(parts, address()) as client:
             hook = "/fhir/$subscription-hook/ehr"
             good = [client.post(hook, headers={"X-Feed-Secret": "feed-secret-for-tests"}).status_code for _ in range(5)]
             bad = [client.post(hook, headers={"X-Feed-Secret": "guess"}).status_code for _ in range(5)]
     finally:
-        container.close()
+        parts.close()
         ehr.stop()
     assert good == [200] * 5  # an EHR's busy feed is a known caller, never throttled as anonymous
     assert bad[:2] == [401, 401]

@@ -15,9 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from service.adapters.queue import task_headers
-from service.composition.bootstrap import bootstrap
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from service.platform import tracing
 from service.usecases.task_names import TASK_PATIENTS_CHANGED
 from tests.ehr_standin import RunningStandIn
@@ -25,6 +23,7 @@ from tests.integration.test_writeback import T0, build, patient
 from tests.support.clock import ManualClock
 from tests.support.http import FHIR_JSON
 from tests.support.otlp import OtlpSink
+from tests.support.parts import api_app, build_parts
 from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
 from tests.support.settings import make_settings, worker_env
@@ -66,25 +65,25 @@ def test_one_trace_from_the_request_through_the_task_to_the_ehr(
     spans: InMemorySpanExporter, services: LocalServices, database_url: str, ehr: RunningStandIn
 ) -> None:
     queue = CarryingQueue()
-    container = build(services, database_url, ehr, ManualClock(T0))
-    container.relay._queue = queue  # the API's doorbell, carrying its headers
+    parts = build(services, database_url, ehr, ManualClock(T0))
+    parts.relay._queue = queue  # the API's doorbell, carrying its headers
     # The worker's side: a task by the real name, run through Celery (its signals start the task's span).
     celery = Celery("tracing-test", broker="memory://")
     import workers.observability  # noqa: F401 - the worker's task hooks
 
     @celery.task(name=TASK_PATIENTS_CHANGED)
     def patients_changed(patient_ids: list[str]) -> int:
-        return container.changes.process(patient_ids)
+        return parts.changes.process(patient_ids)
 
     try:
-        with TestClient(app=create_app(lambda: container), raise_server_exceptions=False) as client:
+        with TestClient(app=api_app(parts), raise_server_exceptions=False) as client:
             answer = client.post("/fhir", content=json.dumps(patient("t1")), headers=FHIR)
             assert answer.status_code == 200
             [(name, args, headers)] = queue.sent
             assert name == TASK_PATIENTS_CHANGED
             patients_changed.apply(args=args, headers=headers)  # while the app (and its pool) is up
     finally:
-        container.close()
+        parts.close()
 
     finished = spans.get_finished_spans()
     [server] = [s for s in finished if s.name == "POST /fhir"]
@@ -126,10 +125,10 @@ def test_a_real_worker_continues_the_trace_and_logs_the_request_id(
         "REFRACTURE_LOG_LEVEL": "INFO",
     }
     worker = WorkerProcess(env, ARTIFACTS / "logs" / f"worker-{request.node.name}.log")
-    container = bootstrap(settings)  # the real doorbell: Celery over Redis
+    parts = build_parts(settings)  # the real doorbell: Celery over Redis
     try:
         worker.wait_ready()
-        with TestClient(app=create_app(lambda: container), raise_server_exceptions=False) as client:
+        with TestClient(app=api_app(parts), raise_server_exceptions=False) as client:
             answer = client.post(
                 "/fhir", content=json.dumps(patient("w1")), headers={**FHIR, "X-Request-Id": "req-w1-trace"}
             )
@@ -143,7 +142,7 @@ def test_a_real_worker_continues_the_trace_and_logs_the_request_id(
             lambda: {"EHR POST", f"task {TASK_PATIENTS_CHANGED}"} <= {n for n, t, _ in sink.spans if t == trace_id}
         )
     finally:
-        container.close()
+        parts.close()
         worker.stop()
         sink.close()
     lines = [json.loads(line) for line in worker.log_path.read_text().splitlines() if line.startswith("{")]

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import bootstrap
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import AUTH, COORDINATOR
@@ -29,9 +28,12 @@ USER = "coordinator.one"  # the subject of the test-coordinator token
 @pytest.fixture
 def client(services: LocalServices, worklist_url: str) -> Iterator[TestClient]:
     settings = make_settings(services, worklist_url)
-    container = bootstrap(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
+    parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     with TestClient(
-        headers=COORDINATOR, app=create_app(lambda: container), raise_server_exceptions=False, follow_redirects=False
+        headers=COORDINATOR,
+        app=api_app(parts),
+        raise_server_exceptions=False,
+        follow_redirects=False,
     ) as c:
         yield c
 

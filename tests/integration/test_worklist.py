@@ -17,12 +17,12 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import AUTH, COORDINATOR
@@ -35,7 +35,7 @@ Item = dict[str, Any]
 
 
 class Worklist(NamedTuple):
-    container: Container
+    parts: Parts
     client: TestClient
     url: str
     clock: ManualClock
@@ -44,9 +44,9 @@ class Worklist(NamedTuple):
 @pytest.fixture
 def wl(services: LocalServices, worklist_url: str) -> Iterator[Worklist]:
     clock = ManualClock(NOW)
-    container = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=clock)
-    with TestClient(headers=COORDINATOR, app=create_app(lambda: container), raise_server_exceptions=False) as client:
-        yield Worklist(container, client, worklist_url, clock)
+    parts = build_parts(make_settings(services, worklist_url), queue=RecordingQueue(), clock=clock)
+    with TestClient(headers=COORDINATOR, app=api_app(parts), raise_server_exceptions=False) as client:
+        yield Worklist(parts, client, worklist_url, clock)
 
 
 def everything(client: TestClient, **params: Any) -> list[Item]:
@@ -327,7 +327,7 @@ def test_csv_cells_a_spreadsheet_would_run_are_neutralised(wl: Worklist) -> None
         bundle = edge_patient(pid, {"family": hostile}, hostile, 240)
         assert wl.client.post("/fhir", content=json.dumps(bundle), headers=fhir).status_code == 200
         names[pid] = hostile
-    wl.container.changes.process(list(names))
+    wl.parts.changes.process(list(names))
     item = everything(wl.client, q="Z-0001")[0]
     act(wl.client, item, "assign", assignee="=cmd|' /C calc'!A0")
 
@@ -487,14 +487,14 @@ def test_an_unknown_patient_is_a_404(wl: Worklist) -> None:
 def test_overdue_is_counted_in_the_hospitals_time_zone(services: LocalServices, worklist_url: str) -> None:
     # 23:30 UTC on the 3rd is already the 4th in Berlin: an alert due on the 3rd is overdue there.
     late_evening = ManualClock(datetime(2026, 5, 3, 23, 30, tzinfo=UTC))
-    berlin = bootstrap(
+    berlin = build_parts(
         make_settings(services, worklist_url, timezone="Europe/Berlin"), queue=RecordingQueue(), clock=late_evening
     )
-    utc = bootstrap(make_settings(services, worklist_url), queue=RecordingQueue(), clock=late_evening)
+    utc = build_parts(make_settings(services, worklist_url), queue=RecordingQueue(), clock=late_evening)
     try:
-        assert berlin.today() == date(2026, 5, 4)
-        assert utc.today() == date(2026, 5, 3)
-        with TestClient(headers=AUTH, app=create_app(lambda: berlin)) as client:
+        assert berlin.core.today() == date(2026, 5, 4)
+        assert utc.core.today() == date(2026, 5, 3)
+        with TestClient(headers=AUTH, app=api_app(berlin)) as client:
             due_on_the_3rd = [i for i in everything(client) if i["due_date"] == "2026-05-03"]
             assert all(i["overdue"] for i in due_on_the_3rd)
     finally:

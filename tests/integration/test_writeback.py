@@ -16,14 +16,14 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
-from service.entrypoints.api.app import create_app
 from service.fhir.validation import validate_resource
 from tests.ehr_standin import Fault, RunningStandIn, capability
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
+from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.settings import make_settings
 from tests.support.tokens import AUTH
@@ -44,7 +44,7 @@ def clock() -> ManualClock:
 
 def build(
     services: LocalServices, database_url: str, ehr: RunningStandIn | None, clock: ManualClock, **settings: Any
-) -> Container:
+) -> Parts:
     values: dict[str, Any] = {
         "ehr_base_url": ehr.base_url if ehr else None,
         "ehr_read_timeout_s": 1.0,
@@ -52,20 +52,20 @@ def build(
         "writeback_circuit_failures": 50,
         **settings,
     }
-    container = bootstrap(make_settings(services, database_url, **values), queue=RecordingQueue(), clock=clock)
+    parts = build_parts(make_settings(services, database_url, **values), queue=RecordingQueue(), clock=clock)
     # Deterministic backoff for the tests: always the full (capped) delay.
-    container.deliverer._random = lambda: 1.0
-    return container
+    parts.deliverer._random = lambda: 1.0
+    return parts
 
 
 @pytest.fixture
 def app(
     services: LocalServices, database_url: str, ehr: RunningStandIn, clock: ManualClock
-) -> Iterator[tuple[Container, TestClient]]:
+) -> Iterator[tuple[Parts, TestClient]]:
     ehr.app.reset()
-    container = build(services, database_url, ehr, clock)
-    with TestClient(headers=AUTH, app=create_app(lambda: container), raise_server_exceptions=False) as client:
-        yield container, client
+    parts = build(services, database_url, ehr, clock)
+    with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as client:
+        yield parts, client
 
 
 def patient(pid: str, days_since_dose: int = 240) -> dict[str, Any]:
@@ -114,15 +114,15 @@ def dose(pid: str, did: str, day: date, text: str = "1 ML denosumab 60 MG/ML Pre
     }
 
 
-def post(container: Container, client: TestClient, body: dict[str, Any], pid: str) -> None:
+def post(parts: Parts, client: TestClient, body: dict[str, Any], pid: str) -> None:
     assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200
-    container.changes.process([pid])  # assess, evaluate, and try the write-back right away
+    parts.changes.process([pid])  # assess, evaluate, and try the write-back right away
 
 
-def put(container: Container, client: TestClient, resource: dict[str, Any], pid: str) -> None:
+def put(parts: Parts, client: TestClient, resource: dict[str, Any], pid: str) -> None:
     url = f"/fhir/{resource['resourceType']}/{resource['id']}"
     assert client.put(url, content=json.dumps(resource), headers=FHIR).status_code in (200, 201)
-    container.changes.process([pid])
+    parts.changes.process([pid])
 
 
 def exactly_once(ehr: RunningStandIn, database_url: str, pid: str) -> None:
@@ -180,10 +180,10 @@ def tasks_exactly_once(ehr: RunningStandIn, database_url: str, pid: str) -> None
 
 # --- the contract: what refracture sends ------------------------------------------------------------------------
 def test_a_transaction_with_conditional_updates(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str
 ) -> None:
-    container, client = app
-    post(container, client, patient("c1"), "c1")
+    parts, client = app
+    post(parts, client, patient("c1"), "c1")
     writes = ehr.app.writes()
     assert [(w.method, w.path) for w in writes] == [("POST", "/")]
     bundle = writes[0].body
@@ -235,7 +235,7 @@ def test_a_transaction_with_conditional_updates(
     assert ehr.app.resources("CarePlan")[0]["supportingInfo"] == [{"reference": f"RiskAssessment/{ehr_ra['id']}"}]
 
     # A new dose: a new assessment and a new CarePlan version, the plan matched on the version the EHR gave.
-    put(container, client, dose("c1", "d2", T0.date()), "c1")
+    put(parts, client, dose("c1", "d2", T0.date()), "c1")
     second = ehr.app.writes()[-1].body
     plan_request = next(e["request"] for e in second["entry"] if e["resource"]["resourceType"] == "CarePlan")
     assert plan_request["ifMatch"] == 'W/"1"'
@@ -249,11 +249,11 @@ def test_a_transaction_with_conditional_updates(
 
 
 def test_separate_conditional_requests_when_the_ehr_has_no_transactions(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str
 ) -> None:
-    container, client = app
+    parts, client = app
     ehr.app.capability = capability(transaction=False)
-    post(container, client, patient("c2"), "c2")
+    post(parts, client, patient("c2"), "c2")
     writes = ehr.app.writes()
     assert [w.method for w in writes] == ["PUT", "PUT", "PUT", "PUT", "PUT"]
     assert writes[0].path == "/RiskAssessment"
@@ -267,20 +267,20 @@ def test_separate_conditional_requests_when_the_ehr_has_no_transactions(
     ehr_plan = ehr.app.resources("CarePlan")[0]
     assert writes[1].body["supportingInfo"] == [{"reference": f"RiskAssessment/{ehr_ra['id']}"}]
     assert writes[2].body["focus"] == {"reference": f"CarePlan/{ehr_plan['id']}"}
-    put(container, client, dose("c2", "d2", T0.date()), "c2")
+    put(parts, client, dose("c2", "d2", T0.date()), "c2")
     later = {w.path: w for w in ehr.app.writes()[len(writes) :]}
     assert later["/CarePlan"].headers["if-match"] == 'W/"1"'
     assert later["/Task"].headers["if-match"] == 'W/"1"'
     exactly_once(ehr, database_url, "c2")
-    assert container.store.read_ehr_state()["mode"] == "conditional"  # type: ignore[index]
+    assert parts.writebacks.read_ehr_state()["mode"] == "conditional"  # type: ignore[index]
 
 
 def test_client_assigned_ids_where_only_update_create_is_allowed(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str
 ) -> None:
-    container, client = app
+    parts, client = app
     ehr.app.capability = capability(transaction=False, conditional=False)
-    post(container, client, patient("c3"), "c3")
+    post(parts, client, patient("c3"), "c3")
     writes = ehr.app.writes()
     assessment_id = str(query_one(database_url, "SELECT id FROM assessment WHERE patient_id = 'c3'"))
     assert (writes[0].method, writes[0].path) == ("PUT", f"/RiskAssessment/{assessment_id}")
@@ -289,11 +289,11 @@ def test_client_assigned_ids_where_only_update_create_is_allowed(
 
 
 def test_a_transaction_refused_falls_back_to_separate_requests(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str
 ) -> None:
-    container, client = app
+    parts, client = app
     ehr.app.refuse_transactions = True
-    post(container, client, patient("c4"), "c4")
+    post(parts, client, patient("c4"), "c4")
     assert [w.method for w in ehr.app.writes()] == ["POST", "PUT", "PUT", "PUT", "PUT", "PUT"]
     exactly_once(ehr, database_url, "c4")
 
@@ -302,9 +302,9 @@ def test_pull_mode_sends_nothing_and_keeps_the_results_served(
     services: LocalServices, database_url: str, ehr: RunningStandIn, clock: ManualClock
 ) -> None:
     ehr.app.reset()
-    container = build(services, database_url, None, clock)
-    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
-        post(container, client, patient("c5"), "c5")
+    parts = build(services, database_url, None, clock)
+    with TestClient(headers=AUTH, app=api_app(parts)) as client:
+        post(parts, client, patient("c5"), "c5")
         assert ehr.app.requests == []
         assert client.get("/fhir/RiskAssessment", params={"subject": "Patient/c5"}).json()["total"] == 1
         assert client.get("/fhir/CarePlan", params={"subject": "Patient/c5"}).json()["total"] == 1
@@ -319,27 +319,25 @@ def test_pull_mode_sends_nothing_and_keeps_the_results_served(
     exactly_once(ehr, database_url, "c5")
 
 
-def test_an_ehr_that_takes_no_care_plans_means_pull_mode(
-    app: tuple[Container, TestClient], ehr: RunningStandIn
-) -> None:
-    container, client = app
+def test_an_ehr_that_takes_no_care_plans_means_pull_mode(app: tuple[Parts, TestClient], ehr: RunningStandIn) -> None:
+    parts, client = app
     ehr.app.capability = capability(care_plan_writes=False)
-    post(container, client, patient("c6"), "c6")
+    post(parts, client, patient("c6"), "c6")
     assert ehr.app.writes() == []
-    assert "no CarePlan" in container.store.read_ehr_state()["detail"]  # type: ignore[index]
+    assert "no CarePlan" in parts.writebacks.read_ehr_state()["detail"]  # type: ignore[index]
 
 
 # --- faults ------------------------------------------------------------------------------------------------------
 def deliver_until_done(
-    container: Container, clock: ManualClock, step: timedelta = timedelta(minutes=6), rounds: int = 40
+    parts: Parts, clock: ManualClock, step: timedelta = timedelta(minutes=6), rounds: int = 40
 ) -> None:
     for _ in range(rounds):
         clock.now += step
-        container.deliverer.deliver_due()
-        counts = container.store.writeback_counts()["jobs"]
+        parts.deliverer.deliver_due()
+        counts = parts.writebacks.writeback_counts()["jobs"]
         if set(counts) <= {"delivered"}:
             return
-    raise AssertionError(f"not delivered: {container.store.writeback_counts()}")
+    raise AssertionError(f"not delivered: {parts.writebacks.writeback_counts()}")
 
 
 @pytest.mark.parametrize(
@@ -355,40 +353,40 @@ def deliver_until_done(
     ids=["500", "503-retry-after", "429", "timeout", "dropped", "dropped-after-commit"],
 )
 def test_temporary_failures_are_retried_and_nothing_is_duplicated(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str, clock: ManualClock, fault: Fault
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str, clock: ManualClock, fault: Fault
 ) -> None:
-    container, client = app
+    parts, client = app
     ehr.app.faults = [fault]
-    post(container, client, patient("f1"), "f1")
+    post(parts, client, patient("f1"), "f1")
     assert query_one(database_url, "SELECT status FROM writeback WHERE patient_id = 'f1'") == "pending"
     assert query_one(database_url, "SELECT attempts FROM writeback WHERE patient_id = 'f1'") == 1
     if "Retry-After" in fault.headers:
         wait = query_one(database_url, "SELECT next_attempt_at FROM writeback WHERE patient_id = 'f1'") - clock.now
         assert wait >= timedelta(seconds=int(fault.headers["Retry-After"]))
-    deliver_until_done(container, clock)
+    deliver_until_done(parts, clock)
     exactly_once(ehr, database_url, "f1")
     # A second state after the faults: it arrives too, and the first is not sent again.
-    put(container, client, dose("f1", "d2", clock.now.date()), "f1")
+    put(parts, client, dose("f1", "d2", clock.now.date()), "f1")
     exactly_once(ehr, database_url, "f1")
     assert len(ehr.app.resources("RiskAssessment")) == 2
 
 
 def test_the_ehr_down_for_a_long_time_and_then_back(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str, clock: ManualClock
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str, clock: ManualClock
 ) -> None:
-    container, client = app
+    parts, client = app
     down = Fault("down")
     ehr.app.faults = [down]
     for n in range(3):
-        post(container, client, patient(f"d{n}"), f"d{n}")
+        post(parts, client, patient(f"d{n}"), f"d{n}")
     # Hours of outage: every job keeps being retried with growing, capped waits; nothing is lost.
     for _ in range(20):
         clock.now += timedelta(minutes=10)
-        container.deliverer.deliver_due()
-    assert container.store.writeback_counts()["jobs"] == {"pending": 3}
+        parts.deliverer.deliver_due()
+    assert parts.writebacks.writeback_counts()["jobs"] == {"pending": 3}
     assert max(query_one(database_url, "SELECT max(attempts) FROM writeback"), 0) >= 5
     ehr.app.faults = []
-    deliver_until_done(container, clock)
+    deliver_until_done(parts, clock)
     for n in range(3):
         exactly_once(ehr, database_url, f"d{n}")
 
@@ -397,7 +395,7 @@ def test_the_circuit_breaker_stops_hammering(
     services: LocalServices, database_url: str, ehr: RunningStandIn, clock: ManualClock
 ) -> None:
     ehr.app.reset()
-    container = build(
+    parts = build(
         services,
         database_url,
         ehr,
@@ -406,41 +404,41 @@ def test_the_circuit_breaker_stops_hammering(
         writeback_circuit_cooldown_s=600,
         writeback_backoff_max_s=1,
     )
-    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
+    with TestClient(headers=AUTH, app=api_app(parts)) as client:
         ehr.app.faults = [Fault("down")]
         for n in range(4):
-            post(container, client, patient(f"b{n}"), f"b{n}")
+            post(parts, client, patient(f"b{n}"), f"b{n}")
         hits = len(ehr.app.requests)
         clock.now += timedelta(seconds=30)
-        container.deliverer.deliver_due()
+        parts.deliverer.deliver_due()
         assert len(ehr.app.requests) == hits  # open: no request at all
         ehr.app.faults = []
         clock.now += timedelta(minutes=11)
-        deliver_until_done(container, clock, step=timedelta(seconds=5))
+        deliver_until_done(parts, clock, step=timedelta(seconds=5))
     for n in range(4):
         exactly_once(ehr, database_url, f"b{n}")
 
 
 def test_a_422_goes_to_the_dead_letter_and_can_be_replayed(
-    app: tuple[Container, TestClient],
+    app: tuple[Parts, TestClient],
     ehr: RunningStandIn,
     database_url: str,
     clock: ManualClock,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    container, client = app
+    parts, client = app
     answer = {
         "resourceType": "OperationOutcome",
         "issue": [{"severity": "error", "code": "business-rule", "details": {"text": "profile X required"}}],
     }
     ehr.app.reject_types = {"RiskAssessment": (422, answer)}
-    post(container, client, patient("x1"), "x1")
+    post(parts, client, patient("x1"), "x1")
     assert query_one(database_url, "SELECT status FROM writeback WHERE patient_id = 'x1'") == "dead"
     assert query_one(database_url, "SELECT last_status FROM writeback WHERE patient_id = 'x1'") == 422
     assert query_one(database_url, "SELECT last_answer FROM writeback WHERE patient_id = 'x1'") == answer
     clock.now += timedelta(hours=2)
-    container.deliverer.deliver_due()
+    parts.deliverer.deliver_due()
     assert query_one(database_url, "SELECT status FROM writeback WHERE patient_id = 'x1'") == "dead"  # not retried
 
     from service.entrypoints.cli import main
@@ -457,7 +455,7 @@ def test_a_422_goes_to_the_dead_letter_and_can_be_replayed(
     finally:
         get_settings.cache_clear()
     clock.now = datetime.now(UTC) + timedelta(minutes=1)  # the command replays "now", on the real clock
-    container.deliverer.deliver_due()
+    parts.deliverer.deliver_due()
     exactly_once(ehr, database_url, "x1")
     # Each attempt is in the audit trail: refused, then delivered; the EHR's words are not.
     with psycopg.connect(database_url) as conn:
@@ -470,17 +468,17 @@ def test_a_422_goes_to_the_dead_letter_and_can_be_replayed(
 
 
 def test_a_care_plan_changed_at_the_ehr_is_merged_not_overwritten(
-    app: tuple[Container, TestClient], ehr: RunningStandIn, database_url: str
+    app: tuple[Parts, TestClient], ehr: RunningStandIn, database_url: str
 ) -> None:
-    container, client = app
-    post(container, client, patient("v1"), "v1")
+    parts, client = app
+    post(parts, client, patient("v1"), "v1")
 
     def clinician_edit(plan: dict[str, Any]) -> None:
         plan["note"] = [{"text": "Discussed with the patient's daughter."}]
         plan["activity"].append({"id": "ehr-added", "detail": {"status": "scheduled", "description": "Physio"}})
 
     ehr.app.edit("CarePlan", clinician_edit)  # version 2 at the EHR; we still think it is 1
-    put(container, client, dose("v1", "d2", T0.date()), "v1")
+    put(parts, client, dose("v1", "d2", T0.date()), "v1")
     # The If-Match of version 1 failed (412), the plan was read back and re-applied onto version 2.
     assert any(r.method == "GET" and r.path == "/CarePlan" for r in ehr.app.requests)
     (plan,) = ehr.app.resources("CarePlan")
@@ -500,18 +498,18 @@ def test_a_job_failing_past_the_retry_window_is_dead_letter_and_replayable(
     services: LocalServices, database_url: str, ehr: RunningStandIn, clock: ManualClock
 ) -> None:
     ehr.app.reset()
-    container = build(services, database_url, ehr, clock, writeback_retry_for_s=1800)
-    with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
+    parts = build(services, database_url, ehr, clock, writeback_retry_for_s=1800)
+    with TestClient(headers=AUTH, app=api_app(parts)) as client:
         ehr.app.faults = [Fault("status", status=503, times=1000)]
-        post(container, client, patient("g1"), "g1")
+        post(parts, client, patient("g1"), "g1")
         for _ in range(12):
             clock.now += timedelta(minutes=6)
-            container.deliverer.deliver_due()
+            parts.deliverer.deliver_due()
         assert query_one(database_url, "SELECT status FROM writeback WHERE patient_id = 'g1'") == "dead"
         assert "gave up" in query_one(database_url, "SELECT last_error FROM writeback WHERE patient_id = 'g1'")
         ehr.app.faults = []
-        assert container.store.replay_writebacks(None, clock.now) == ["g1"]
-        container.deliverer.deliver_due()
+        assert parts.writebacks.replay_writebacks(None, clock.now) == ["g1"]
+        parts.deliverer.deliver_due()
     exactly_once(ehr, database_url, "g1")
 
 
@@ -519,7 +517,7 @@ def test_a_job_failing_past_the_retry_window_is_dead_letter_and_replayable(
 def test_a_real_worker_delivers_through_the_celery_pipeline(
     services: LocalServices, database_url: str, ehr: RunningStandIn, request: pytest.FixtureRequest
 ) -> None:
-    from service.composition.bootstrap import bootstrap as real_bootstrap
+    from tests.support.parts import build_parts as real_build_parts
     from tests.support.paths import ARTIFACTS
     from tests.support.processes import WorkerProcess
     from tests.support.settings import worker_env
@@ -533,8 +531,8 @@ def test_a_real_worker_delivers_through_the_celery_pipeline(
     )
     try:
         worker.wait_ready()
-        container = real_bootstrap(settings)  # the real doorbell
-        with TestClient(headers=AUTH, app=create_app(lambda: container)) as client:
+        parts = real_build_parts(settings)  # the real doorbell
+        with TestClient(headers=AUTH, app=api_app(parts)) as client:
             today = datetime.now(UTC)
             body = patient("e1", days_since_dose=240)
             body["entry"][-1]["resource"]["effectiveDateTime"] = (today - timedelta(days=240)).date().isoformat()

@@ -1,4 +1,4 @@
-"""The FastAPI application: routers, error mapping to OperationOutcome, and the container's life cycle."""
+"""The FastAPI application: routers, error mapping to OperationOutcome, and the services' life cycle."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from service.composition.bootstrap import Container, bootstrap
+from service.composition.api import ApiServices, default_api
 from service.entrypoints.api import (
     admin_routes,
     auth_routes,
@@ -51,18 +51,18 @@ log = logging.getLogger(__name__)
 _ISSUE_BY_STATUS = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
 
 
-def create_app(container_factory: Callable[[], Container] | None = None) -> FastAPI:
+def create_app(services_factory: Callable[[], ApiServices] | None = None) -> FastAPI:
     """Build the application.
 
     Args:
-        container_factory: builds the container at start-up (tests pass their own); defaults to ``bootstrap``.
+        services_factory: builds the API's services at start-up (tests pass their own); defaults to the environment's.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        container = (container_factory or bootstrap)()
-        app.state.container = container
-        traced = tracing.configure_tracing(container.settings.otel_endpoint, "refracture-api")
+        services = (services_factory or default_api)()
+        app.state.services = services
+        traced = tracing.configure_tracing(services.settings.otel_endpoint, "refracture-api")
         # Everything imported so far (fhir.resources' thousands of classes) lives for the whole process: moving it
         # out of the collector's reach keeps full collections cheap while large Bundles are parsed (performance.md).
         gc.freeze()
@@ -72,10 +72,10 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
             if traced:
                 tracing.shutdown()
             health.close_readiness(app)
-            container.close()
+            services.close()
 
     # The interactive docs are a development aid: production serves no unauthenticated pages but health checks.
-    production = get_settings().environment == "production" if container_factory is None else False
+    production = get_settings().environment == "production" if services_factory is None else False
     app = FastAPI(
         title="refracture",
         version="0.1.0",
@@ -102,18 +102,18 @@ def create_app(container_factory: Callable[[], Container] | None = None) -> Fast
     app.include_router(health.router)
     # Added innermost first: the request id is set before anything else runs, the audit sees final statuses, and
     # the access log (right inside the request id) sees the audit's 503 too.
-    app.add_middleware(BodyLimitMiddleware, fhir_limit=lambda: app.state.container.settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, fhir_limit=lambda: app.state.services.settings.max_body_bytes)
     app.add_middleware(
-        AuditMiddleware, audit=lambda: app.state.container.audit, refusals=lambda: app.state.container.refusals
+        AuditMiddleware, audit=lambda: app.state.services.audit, refusals=lambda: app.state.services.refusals
     )
     app.add_middleware(  # before any credential is looked at
         ThrottleMiddleware,
-        limiter=lambda: app.state.container.rate_limiter,
-        secret_header=lambda: app.state.container.settings.subscription_header,
+        limiter=lambda: app.state.services.rate_limiter,
+        secret_header=lambda: app.state.services.settings.subscription_header,
     )
     app.add_middleware(UrlGuardMiddleware)  # outside the audit: a URL it could not store is refused first
     # Browser-based CDS clients: preflights are answered before authentication (they carry no token).
-    app.add_middleware(CdsCorsMiddleware, origins=lambda: app.state.container.settings.cds_cors_origins)
+    app.add_middleware(CdsCorsMiddleware, origins=lambda: app.state.services.settings.cds_cors_origins)
     app.add_middleware(SecurityHeadersMiddleware, hsts=production)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(TelemetryMiddleware)  # its span is current for the access log and the doorbell
