@@ -31,7 +31,8 @@ from service.composition.bootstrap import bootstrap
 from service.devtools.local_services import free_port
 from service.domain.alert_types import ALERT_TYPES, AlertType
 from service.platform.config import Settings
-from service.usecases.worklist import Sort, WorklistFilters, encode_cursor
+from service.usecases.ports.worklist import Sort, WorklistFilters
+from service.usecases.worklist import encode_cursor
 
 TODAY = date(2026, 11, 2)
 _FAMILY = ("Testperson", "Synthetic", "Example", "Sample", "Fictional", "Placeholder", "Dummy", "Mock")

@@ -13,8 +13,8 @@ import pytest
 
 from service.adapters.postgres.audit import append_audit
 from service.composition.bootstrap import bootstrap
+from service.domain.audit_record import AuditRecord
 from service.platform.config import Settings
-from service.usecases.audit import AuditRecord
 from tests.support.queue import RecordingQueue
 
 pytestmark = pytest.mark.integration
