@@ -36,12 +36,7 @@ from service.fhir.measures import build_measure_report, report_id
 from service.usecases.ports.clock import Clock
 from service.usecases.ports.measures import FactWindow, MeasureStore, ReportRow
 
-__all__ = [
-    "UNASSIGNED",
-    "MeasureData",
-    "Measures",
-    "site_of",
-]
+__all__ = ["UNASSIGNED", "MeasureData", "Measures", "site_of"]
 
 # Patients whose Patient names no managingOrganization: a site of their own, seen only by unlimited callers.
 UNASSIGNED: Final = "unassigned"

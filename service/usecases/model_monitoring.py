@@ -26,11 +26,7 @@ from service.domain.risk_parameters import MODEL_NAME
 from service.usecases.ports.clock import Clock
 from service.usecases.ports.monitoring import MonitoringRecord, MonitoringStore
 
-__all__ = [
-    "MONTHS_SHOWN",
-    "RETENTION_DAYS",
-    "ModelMonitor",
-]
+__all__ = ["MONTHS_SHOWN", "RETENTION_DAYS", "ModelMonitor"]
 
 log = logging.getLogger(__name__)
 

@@ -32,12 +32,7 @@ from service.usecases.ports.notifications import (
     TransientSendError,
 )
 
-__all__ = [
-    "CHANNELS",
-    "UNROUTED",
-    "Notifier",
-    "NotifyOutcome",
-]
+__all__ = ["CHANNELS", "UNROUTED", "Notifier", "NotifyOutcome"]
 
 log = logging.getLogger(__name__)
 

@@ -36,12 +36,7 @@ from service.domain.risk_parameters import MODEL_NAME
 from service.usecases.ports.calibration import CalibrationRecord, CalibrationStore, EvaluationRecord
 from service.usecases.ports.clock import Clock
 
-__all__ = [
-    "RecalibrationReport",
-    "Recalibrator",
-    "calibration_version",
-    "report_lines",
-]
+__all__ = ["RecalibrationReport", "Recalibrator", "calibration_version", "report_lines"]
 
 log = logging.getLogger(__name__)
 

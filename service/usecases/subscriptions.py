@@ -39,11 +39,7 @@ from service.usecases.ports.ehr import EhrAnswer, EhrGateway
 from service.usecases.ports.feeds import FeedNote, FeedStore, FetchJob
 from service.usecases.ports.metrics import Metrics, NoMetrics
 
-__all__ = [
-    "FeedWorker",
-    "NotificationReceiver",
-    "Receipt",
-]
+__all__ = ["FeedWorker", "NotificationReceiver", "Receipt"]
 
 log = logging.getLogger(__name__)
 

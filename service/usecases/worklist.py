@@ -24,14 +24,7 @@ from service.usecases.ports.worklist import (
     WorklistStore,
 )
 
-__all__ = [
-    "ACTIVE_STATES",
-    "PatientView",
-    "Worklist",
-    "WorklistPage",
-    "decode_cursor",
-    "encode_cursor",
-]
+__all__ = ["ACTIVE_STATES", "PatientView", "Worklist", "WorklistPage", "decode_cursor", "encode_cursor"]
 
 ACTIVE_STATES: Final = ("open", "acknowledged", "assigned", "snoozed")
 
