@@ -45,10 +45,10 @@ from service.adapters.postgres.errors import pooled_transaction
 from service.composition.parts import Parts
 from service.devtools.local_services import free_port
 from service.devtools.synth import iter_cohort
+from service.domain.audit_record import AuditRecord
 from service.fhir.jsonio import dumps
 from service.platform.config import Settings
-from service.usecases.audit import AuditRecord
-from service.usecases.worklist import Sort, WorklistFilters
+from service.usecases.ports.worklist import Sort, WorklistFilters
 from tests.support.http import FHIR_JSON
 from tests.support.parts import build_parts
 

@@ -30,7 +30,8 @@ from bench.ingest import machine
 from service.devtools.local_services import free_port
 from service.domain.alert_types import ALERT_TYPES, AlertType
 from service.platform.config import Settings
-from service.usecases.worklist import Sort, WorklistFilters, encode_cursor
+from service.usecases.ports.worklist import Sort, WorklistFilters
+from service.usecases.worklist import encode_cursor
 from tests.support.parts import build_parts
 
 TODAY = date(2026, 11, 2)

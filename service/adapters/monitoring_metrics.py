@@ -12,7 +12,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from service.adapters.metrics import PREFIX
 from service.domain.model_monitoring import MIN_MONTH_PATIENTS
-from service.usecases.model_monitoring import MonitoringRecord
+from service.usecases.ports.monitoring import MonitoringRecord
 
 __all__ = ["MonitoringCollector"]
 

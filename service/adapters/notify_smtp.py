@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from service.usecases.notify import PermanentSendError, StoredNotification, TransientSendError
+from service.usecases.ports.notifications import PermanentSendError, StoredNotification, TransientSendError
 
 __all__ = ["SmtpSender", "load_recipients"]
 

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import httpx
 
-from service.usecases.notify import PermanentSendError, StoredNotification, TransientSendError
+from service.usecases.ports.notifications import PermanentSendError, StoredNotification, TransientSendError
 
 __all__ = ["SIGNATURE_HEADER", "WebhookSender", "sign", "verify"]
 

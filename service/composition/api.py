@@ -22,8 +22,14 @@ from service.usecases.cds_hooks import CdsHooks
 from service.usecases.ingest import Ingestor
 from service.usecases.measures import Measures
 from service.usecases.model_monitoring import ModelMonitor
-from service.usecases.ports import AlertStore, AssessmentStore, Clock, Metrics, Store, TaskQueue, WritebackStore
-from service.usecases.reads import CalibrationReads, FeedSecrets, PatientAccess, TaskReads
+from service.usecases.ports.alerts import AlertStore
+from service.usecases.ports.assessment import AssessmentStore
+from service.usecases.ports.clock import Clock
+from service.usecases.ports.ingest import Store
+from service.usecases.ports.metrics import Metrics
+from service.usecases.ports.queue import TaskQueue
+from service.usecases.ports.reads import CalibrationReads, FeedSecrets, PatientAccess, TaskReads
+from service.usecases.ports.writeback import WritebackStore
 from service.usecases.refusals import RefusalCounter
 from service.usecases.relay import Relay
 from service.usecases.subscriptions import NotificationReceiver

@@ -13,7 +13,7 @@ from service.adapters.metrics import PrometheusMetrics
 from service.adapters.postgres.pool import make_pool
 from service.fhir.terminology import Terminology, load_code_map
 from service.platform.config import Settings, get_settings
-from service.usecases.ports import Clock
+from service.usecases.ports.clock import Clock
 
 __all__ = ["Core", "build_core", "utc_now"]
 

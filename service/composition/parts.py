@@ -62,9 +62,11 @@ from service.usecases.changes import ChangeProcessor
 from service.usecases.ingest import Ingestor
 from service.usecases.measures import Measures
 from service.usecases.model_monitoring import ModelMonitor
-from service.usecases.notify import Notifier, Sender
+from service.usecases.notify import Notifier
 from service.usecases.patient_pipeline import PatientPipeline
-from service.usecases.ports import EhrGateway, TaskQueue
+from service.usecases.ports.ehr import EhrGateway
+from service.usecases.ports.notifications import Sender
+from service.usecases.ports.queue import TaskQueue
 from service.usecases.recalibrate import Recalibrator
 from service.usecases.refusals import RefusalCounter
 from service.usecases.relay import Relay

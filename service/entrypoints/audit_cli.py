@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from service.fhir.audit_event import audit_ndjson_line
-from service.usecases.audit import ChainAnchor, system_record
+from service.usecases.audit import system_record
+from service.usecases.ports.audit import ChainAnchor
 
 __all__ = ["add_audit_parser", "run_audit"]
 

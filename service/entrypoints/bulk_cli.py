@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from service.platform.errors import ConcurrentWrite, EhrRejected, EhrTemporaryError, RefractureError
-from service.usecases.bulk_export import ExportGone, ExportReport
-from service.usecases.bulk_import import FileCounts, FileResult
+from service.usecases.bulk_export import ExportReport
+from service.usecases.bulk_import import FileResult
+from service.usecases.ports.bulk import ExportGone, FileCounts
 
 __all__ = ["add_import_parser", "run_import"]
 

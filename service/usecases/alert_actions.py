@@ -10,7 +10,8 @@ from datetime import date, datetime
 from service.domain.alert_lifecycle import ActionRequest, TransitionError, transition
 from service.platform.errors import ConcurrentWrite, Problem, refuse
 from service.usecases.alerts import AlertEvaluator
-from service.usecases.ports import AlertEventRow, AlertStore, Clock, StoredAlert
+from service.usecases.ports.alerts import AlertEventRow, AlertStore, StoredAlert
+from service.usecases.ports.clock import Clock
 
 __all__ = ["ActionResult", "AlertActions"]
 

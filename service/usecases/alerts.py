@@ -25,19 +25,18 @@ from service.domain.safety import renal_check
 from service.fhir.care_plan import build_care_plan, previous_activities
 from service.fhir.jsonio import content_hash
 from service.fhir.task import TaskInput, TaskRoute, build_task, route_owner, task_id_of
-from service.usecases.ports import (
+from service.usecases.ports.alerts import (
     AlertEventRow,
     AlertSession,
     AlertStore,
     CareSummary,
-    Clock,
     LatestAssessmentView,
-    Metrics,
-    NoMetrics,
     StoredAlert,
     StoredCarePlan,
     StoredTask,
 )
+from service.usecases.ports.clock import Clock
+from service.usecases.ports.metrics import Metrics, NoMetrics
 
 __all__ = ["SYSTEM_ACTOR", "AlertEvaluator", "EvaluationOutcome"]
 

@@ -13,7 +13,8 @@ from service.domain.assessment import Assessment, assess
 from service.domain.calibration import Calibration
 from service.domain.facts import Fact
 from service.fhir.assessment_record import compact_result
-from service.usecases.ports import AssessmentRow, AssessmentSession, AssessmentStore, Clock
+from service.usecases.ports.assessment import AssessmentRow, AssessmentSession, AssessmentStore
+from service.usecases.ports.clock import Clock
 
 __all__ = ["AssessOutcome", "Assessor"]
 

@@ -14,31 +14,23 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Final
 
 from service.domain.audit_record import AuditRecord, StoredAudit
+from service.usecases.ports.audit import AuditStore, ChainAnchor, ChainLink
 
 __all__ = [
-    "GENESIS",
     "SYSTEM_ACTOR",
     "AuditLog",
-    "AuditRecord",
-    "AuditStore",
-    "ChainAnchor",
-    "ChainLink",
     "ChainProblem",
     "ChainReport",
-    "StoredAudit",
     "canonical_bytes",
     "system_record",
     "verify_chain",
 ]
 
-# The previous hash of the first row ever appended.
-GENESIS: Final = bytes(32)
 # The actor of what refracture does on its own behalf: bulk import, event-feed fetches, CLI dumps.
 SYSTEM_ACTOR: Final = "refracture"  # as write-backs have always been recorded
 
@@ -67,25 +59,6 @@ def system_record(
         patient_id=patient_id,
         detail=detail,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ChainLink:
-    """A row as the chain sees it."""
-
-    id: int
-    seq: int
-    prev_hash: bytes
-    hash: bytes
-    record: AuditRecord
-
-
-@dataclass(frozen=True, slots=True)
-class ChainAnchor:
-    """A point of the chain: the head (newest row) or the checkpoint the purge left (last purged row)."""
-
-    seq: int
-    hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,29 +157,6 @@ def verify_chain(
         where = "purged before the checkpoint" if seq < anchor.seq else "not in the trail"
         report.problems.append(ChainProblem(seq, None, f"a recorded hash cannot be checked: the row is {where}"))
     return report
-
-
-class AuditStore(Protocol):
-    """Where the trail is kept."""
-
-    def append_audit(self, records: Sequence[AuditRecord]) -> None:
-        """Insert rows (never update)."""
-
-    def audit_rows(
-        self, since: datetime | None, until: datetime | None, patient_id: str | None, after_id: int, limit: int
-    ) -> list[StoredAudit]:
-        """Rows in id order, filtered."""
-
-    def chain_rows(
-        self, since: datetime | None, until: datetime | None, after_seq: int, limit: int
-    ) -> list[StoredAudit]:
-        """Rows in chain order (seq, which is commit order: the chain head's lock is held until commit), filtered."""
-
-    def purge_audit(self, retention_days: int) -> int:
-        """Delete rows older than the retention; how many."""
-
-    def audit_chain(self) -> AbstractContextManager[tuple[ChainAnchor, ChainAnchor, Iterator[ChainLink]]]:
-        """One consistent snapshot: the purge's last checkpoint (or the start), the head, the rows up to it."""
 
 
 class AuditLog:

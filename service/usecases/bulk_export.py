@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from service.fhir.jsonio import parse
 from service.fhir.resource_types import INPUT_TYPES
 from service.platform.errors import EhrRejected, EhrTemporaryError
-from service.usecases.bulk_import import BulkImporter, FileResult, LineSource, close_chunks, split_lines
-from service.usecases.ports import Clock
+from service.usecases.bulk_import import BulkImporter, FileResult, close_chunks, split_lines
+from service.usecases.ports.bulk import ExportGateway, ExportGone, ExportJob, ExportStore, LineSource
+from service.usecases.ports.clock import Clock
 
-__all__ = ["BulkExporter", "ExportGateway", "ExportGone", "ExportJob", "ExportReport", "ExportStatus", "ExportStore"]
+__all__ = ["BulkExporter", "ExportReport"]
 
 log = logging.getLogger(__name__)
 
@@ -36,79 +36,6 @@ log = logging.getLogger(__name__)
 _ORDER: Final = {"Patient": 0, "Medication": 1}
 _MAX_TEMPORARY_FAILURES: Final = 8
 _ERROR_LINES_KEPT: Final = 50
-
-
-class ExportGone(Exception):
-    """The EHR no longer knows the export job or its files (404/410): a new export has to be asked for."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExportStatus:
-    """One poll's answer: still running (progress, Retry-After) or complete (the manifest)."""
-
-    manifest: dict[str, Any] | None = None
-    progress: str | None = None
-    retry_after: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ExportJob:
-    """What is kept of an export source: the running job (if any) and the next _since."""
-
-    status_url: str | None
-    requested_since: str | None
-    manifest: dict[str, Any] | None
-    since: str | None
-
-
-class ExportGateway(Protocol):
-    """The EHR's Bulk Data endpoints."""
-
-    @property
-    def base_url(self) -> str:
-        """The EHR's FHIR base."""
-
-    def kick_off(self, target: str, params: Mapping[str, str]) -> str:
-        """Start an export of ``target`` ("Patient" or "Group/{id}"); returns the status URL.
-
-        Raises:
-            EhrTemporaryError: 429, 5xx or no answer (Retry-After carried).
-            EhrRejected: the EHR refused the request.
-        """
-
-    def poll(self, status_url: str) -> ExportStatus:
-        """Ask how the export stands.
-
-        Raises:
-            ExportGone: the EHR no longer knows the job.
-            EhrTemporaryError: 429 (polled too often), 5xx or no answer.
-            EhrRejected: the export failed (the EHR's OperationOutcome carried).
-        """
-
-    def file(self, url: str, with_token: bool) -> LineSource:
-        """An output or error file (ExportGone when it expired)."""
-
-    def cancel(self, status_url: str) -> None:
-        """DELETE the job: cancels a running export, or lets the EHR remove a finished one's files."""
-
-
-class ExportStore(Protocol):
-    """The export jobs and the _since of each export source."""
-
-    def export_job(self, source: str) -> ExportJob | None:
-        """The source's job and since, if it was ever exported."""
-
-    def save_kick_off(self, source: str, status_url: str, requested_since: str | None, now: datetime) -> None:
-        """A job was started."""
-
-    def save_manifest(self, source: str, manifest: dict[str, Any], now: datetime) -> None:
-        """The job completed with this manifest."""
-
-    def finish_export(self, source: str, transaction_time: str, now: datetime) -> None:
-        """Every file is imported: transaction_time is the next _since; no job runs any more."""
-
-    def forget_export_job(self, source: str, now: datetime) -> None:
-        """The job is gone (expired at the EHR, or cancelled): the next run asks for a new one with the same _since."""
 
 
 @dataclass(slots=True)

@@ -13,31 +13,27 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Final, Protocol
+from typing import Final
 
+from service.domain.audit_record import AuditRecord
 from service.fhir.intake import Ids, admit
 from service.fhir.jsonio import parse
 from service.fhir.r4 import is_resource_type as r4_type
 from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
 from service.platform.errors import ConcurrentWrite, EhrTemporaryError, Problem, RefractureError
-from service.usecases.audit import AuditRecord, system_record
+from service.usecases.audit import system_record
 from service.usecases.ingest import EntryOutcome, Ingestor, WriteRequest
 from service.usecases.intake import outcome_label
-from service.usecases.ports import Clock, IngestSession, Metrics, NoMetrics, ResourceKey
+from service.usecases.ports.bulk import Checkpoint, FileCounts, ImportSession, ImportStore, LineIssue, LineSource
+from service.usecases.ports.clock import Clock
+from service.usecases.ports.metrics import Metrics, NoMetrics
+from service.usecases.ports.resources import ResourceKey
 
 __all__ = [
     "BulkImporter",
-    "Checkpoint",
-    "FileCounts",
     "FileResult",
-    "ImportSession",
-    "ImportStore",
-    "LineIssue",
-    "LineSource",
     "close_chunks",
     "split_lines",
 ]
@@ -51,48 +47,6 @@ _ATTEMPTS: Final = 3
 _MAX_MESSAGE: Final = 500  # an issue's text, cut: enough to act on
 
 
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """Where a file stands: the next unread line starts at byte_offset and is line line_no + 1."""
-
-    byte_offset: int = 0
-    line_no: int = 0
-    complete: bool = False
-
-
-@dataclass(slots=True)
-class FileCounts:
-    """What became of a file's lines (blank lines count nowhere)."""
-
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    invalid: int = 0
-    skipped: int = 0  # resource types refracture does not take
-
-    @property
-    def stored(self) -> int:
-        """Resources written or found identical."""
-        return self.created + self.updated + self.unchanged
-
-    def add(self, other: FileCounts) -> None:
-        """Add another's counts to these."""
-        self.created += other.created
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.invalid += other.invalid
-        self.skipped += other.skipped
-
-
-@dataclass(frozen=True, slots=True)
-class LineIssue:
-    """Why a line was refused: its number, the FHIRPath of the problem (when there is one) and the text."""
-
-    line_no: int
-    expression: str | None
-    message: str
-
-
 @dataclass(slots=True)
 class FileResult:
     """One file's import: its counts over every run and in this one, whether it was done already, its first issues."""
@@ -104,62 +58,6 @@ class FileResult:
     issues: list[LineIssue] = field(default_factory=list)
     skipped_types: Counter[str] = field(default_factory=Counter)
     changed_patients: set[str] = field(default_factory=set)
-
-
-class LineSource(Protocol):
-    """An NDJSON file, local or at the EHR."""
-
-    @property
-    def name(self) -> str:
-        """What reports call it (a path, or a URL's last segment): never patient data."""
-
-    @property
-    def key(self) -> str:
-        """Its identity in the checkpoint table."""
-
-    @property
-    def fingerprint(self) -> str | None:
-        """Something that changes when another file takes its place (None: the key says it all)."""
-
-    def chunks(self, offset: int) -> Iterator[bytes]:
-        """The file's bytes from ``offset`` on, in pieces of any size."""
-
-
-class ImportSession(IngestSession, Protocol):
-    """The ingest transaction, which also carries the checkpoint of the batch it writes."""
-
-    def save_progress(
-        self,
-        source: str,
-        file: str,
-        from_offset: int,
-        checkpoint: Checkpoint,
-        counts: FileCounts,
-        issues: Sequence[LineIssue],
-        now: datetime,
-    ) -> None:
-        """Move the file's checkpoint from ``from_offset`` (where this batch started), add these counts to its totals
-        and keep its refused lines.
-
-        Raises:
-            ConcurrentWrite: the checkpoint is no longer at ``from_offset`` (another process imports the file too).
-        """
-
-
-class ImportStore(Protocol):
-    """Checkpoints and the transactions that write with them."""
-
-    def import_session(self) -> AbstractContextManager[ImportSession]:
-        """One transaction."""
-
-    def start_file(self, source: str, file: str, fingerprint: str | None, restart: bool, now: datetime) -> Checkpoint:
-        """The file's checkpoint, made at its start when new, changed (another fingerprint) or restarted."""
-
-    def file_counts(self, source: str, file: str) -> FileCounts:
-        """The file's totals over every run."""
-
-    def file_issues(self, source: str, file: str, limit: int) -> list[LineIssue]:
-        """The file's first refused lines."""
 
 
 @dataclass(slots=True)

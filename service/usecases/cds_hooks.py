@@ -10,58 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from service.domain.cds import PatientState, review_orders
 from service.fhir.cds_hooks import ORDER_SELECT, PATIENT_VIEW, SERVICES, draft_drugs, prefetched_drugs
 from service.fhir.cds_hooks_cards import CardContext, card_uuid, order_cards, patient_view_cards
 from service.fhir.medications import LocalTarget
-from service.usecases.ports import Clock
+from service.usecases.ports.cds import CdsFeedback, CdsStore, HookFhir, IssuedCard
+from service.usecases.ports.clock import Clock
 
-__all__ = ["CdsFeedback", "CdsHooks", "CdsStore", "HookCall", "HookFhir", "IssuedCard"]
-
-
-@dataclass(frozen=True, slots=True)
-class CdsFeedback:
-    """One feedback item (cds-hooks 2.0, 'Feedback'), as received."""
-
-    service_id: str
-    card: str
-    outcome: str  # accepted | overridden
-    accepted_suggestions: tuple[str, ...]
-    override_system: str | None
-    override_code: str | None
-    override_comment: str | None
-    outcome_at: datetime | None
-    caller: str  # the EHR (iss) or the development token's subject
-    received_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedCard:
-    """A card refracture answered with, and what it was about (feedback names only the card's uuid)."""
-
-    card: str
-    service_id: str
-    patient_id: str
-    alert_id: str | None
-
-
-class CdsStore(Protocol):
-    """What the CDS services read and write."""
-
-    def cds_patient_state(self, patient_id: str) -> PatientState:
-        """The patient's latest assessment, active alerts and medication events (empty when unknown)."""
-
-    def record_cds_feedback(self, items: Sequence[CdsFeedback]) -> list[tuple[str | None, str | None]]:
-        """Keep feedback items, each linked to the patient and alert of its card when refracture issued it; the
-        (patient, alert) of each item, in order."""
-
-    def record_cds_cards(self, cards: Sequence[IssuedCard], now: datetime) -> None:
-        """Remember the cards answered with (once per uuid)."""
-
-    def claim_jti(self, issuer: str, jti: str, expires_at: datetime, now: datetime) -> bool:
-        """Remember a token id until it expires; False when it was seen before (a replay)."""
+__all__ = ["CdsHooks", "HookCall"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +33,6 @@ class HookCall:
     prefetch: Any = None
     fhir_server: str | None = None  # the call's fhirServer, when allow-listed
     fhir_token: str | None = None  # the call's fhirAuthorization.access_token, for that server only
-
-
-class HookFhir(Protocol):
-    """Reads at the EHR's FHIR server with the hook's own authorisation (adapters/ehr/cds_fhir.py)."""
-
-    def active_medications(self, fhir_server: str, access_token: str, patient_id: str) -> Any | None:
-        """The patient's active MedicationRequests as a searchset Bundle, or None (not allowed, or failed)."""
 
 
 class CdsHooks:

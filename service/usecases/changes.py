@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from service.usecases.ports import Clock, OutboxStore
+from service.usecases.ports.clock import Clock
+from service.usecases.ports.outbox import OutboxStore
 
 __all__ = ["ChangeProcessor", "PatientWork"]
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, ParamSpec, TypeVar
 
+from service.domain.audit_record import AuditRecord
 from service.fhir.bundle import EntryPlan, PlannedBundle
 from service.fhir.demographics import demographics_of
 from service.fhir.jsonio import content_hash
@@ -17,18 +18,16 @@ from service.fhir.normalise import Normalised, Normaliser
 from service.fhir.patient_rules import moved_patient_issues, other_patient_issues
 from service.fhir.references import patient_of
 from service.platform.errors import ConcurrentWrite, Issue, Problem, RefractureError, refuse
-from service.usecases.audit import AuditRecord
-from service.usecases.ports import (
-    Clock,
+from service.usecases.ports.clock import Clock
+from service.usecases.ports.ingest import (
     IngestSession,
-    ResourceKey,
     ResourceWrite,
     SourcedFact,
     Store,
-    StoredText,
     StoredVersion,
     UnrecognisedCount,
 )
+from service.usecases.ports.resources import ResourceKey, StoredText
 
 __all__ = ["AuditOf", "EntryOutcome", "IngestResult", "Ingestor", "Skipped", "WriteRequest"]
 

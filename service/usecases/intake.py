@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from service.platform.errors import HTTP_STATUS, RefractureError
 from service.usecases.ingest import EntryOutcome, Skipped
-from service.usecases.ports import Metrics
+from service.usecases.ports.metrics import Metrics
 
 __all__ = ["IntakeCounter", "outcome_label"]
 

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from service.domain.calibration import Calibration, expit
 from service.domain.model_monitoring import (
     CALIBRATION_WINDOW_MONTHS,
     CalibrationSummary,
-    MonitoredAssessment,
     Outcome,
     calibration_summary,
     month_summary,
@@ -25,46 +23,15 @@ from service.domain.model_monitoring import (
 from service.domain.outcomes import DevelopmentCase
 from service.domain.risk_model import model_version
 from service.domain.risk_parameters import MODEL_NAME
-from service.usecases.ports import Clock
+from service.usecases.ports.clock import Clock
+from service.usecases.ports.monitoring import MonitoringRecord, MonitoringStore
 
-__all__ = [
-    "MONTHS_SHOWN",
-    "RETENTION_DAYS",
-    "ModelMonitor",
-    "MonitoringRecord",
-    "MonitoringStore",
-]
+__all__ = ["MONTHS_SHOWN", "RETENTION_DAYS", "ModelMonitor"]
 
 log = logging.getLogger(__name__)
 
 MONTHS_SHOWN = 24  # months of index operations summarised for drift
 RETENTION_DAYS = 400  # daily rows kept: a year and a bit of history of the warnings
-
-
-@dataclass(frozen=True, slots=True)
-class MonitoringRecord:
-    """One monitoring run, as stored."""
-
-    computed_at: datetime
-    model_version: str
-    warning: bool
-    summary: dict[str, Any]
-
-
-class MonitoringStore(Protocol):
-    """The stored assessments and alerts monitoring reads, and its own rows."""
-
-    def monthly_assessments(self, since: date) -> Mapping[str, list[MonitoredAssessment]]:
-        """Each patient's newest assessment with an index on or after ``since``, by month of index (YYYY-MM)."""
-
-    def alert_patients(self, since: date) -> Mapping[str, Mapping[str, int]]:
-        """By month of index: patients with at least one alert of each code."""
-
-    def record(self, record: MonitoringRecord, prune_before: datetime) -> None:
-        """Store a run and drop rows older than ``prune_before`` (one transaction)."""
-
-    def latest(self) -> MonitoringRecord | None:
-        """The newest run."""
 
 
 def _month_start(day: date, back: int) -> date:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from service.usecases.alerts import AlertEvaluator, EvaluationOutcome
 from service.usecases.assess import Assessor, AssessOutcome
-from service.usecases.ports import Clock, PatientStore
+from service.usecases.ports.clock import Clock
+from service.usecases.ports.patient import PatientStore
 
 __all__ = ["PatientPipeline", "PipelineOutcome"]
 

@@ -15,11 +15,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from service.domain.calibration import (
     Calibration,
@@ -31,76 +30,15 @@ from service.domain.calibration import (
     paired_log_loss_gain,
     refit,
 )
-from service.domain.facts import Fact
 from service.domain.outcomes import HORIZON_DAYS, DevelopmentCase, development_case, split_held_out
 from service.domain.risk_model import model_version
 from service.domain.risk_parameters import MODEL_NAME
-from service.usecases.ports import Clock
+from service.usecases.ports.calibration import CalibrationRecord, CalibrationStore, EvaluationRecord
+from service.usecases.ports.clock import Clock
 
-__all__ = [
-    "CalibrationRecord",
-    "CalibrationStore",
-    "EvaluationRecord",
-    "RecalibrationReport",
-    "Recalibrator",
-    "calibration_version",
-    "report_lines",
-]
+__all__ = ["RecalibrationReport", "Recalibrator", "calibration_version", "report_lines"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class CalibrationRecord:
-    """A registered calibration, as stored."""
-
-    calibration: Calibration
-    parent_version: str
-    fitted_at: datetime
-    metrics: dict[str, Any]
-    retired_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EvaluationRecord:
-    """One recalibration run (registered or not), as stored."""
-
-    evaluated_at: datetime
-    current_version: str
-    candidate_version: str | None
-    registered: bool
-    reason: str
-    metrics: dict[str, Any]
-
-
-class FactReader(Protocol):
-    """The part of an assessment session the dataset needs."""
-
-    def facts_of(self, patient_ids: Sequence[str]) -> Mapping[str, list[Fact]]:
-        """Facts by patient id."""
-
-    def coverage_of(self, patient_ids: Sequence[str]) -> Mapping[str, set[str]]:
-        """Resource types by patient id."""
-
-
-class CalibrationStore(Protocol):
-    """Registered calibrations and evaluations, and the stored facts the dataset is built from."""
-
-    def active_calibration(self, base_version: str) -> Calibration | None:
-        """The newest registered, not retired calibration for this base model version."""
-
-    def record_run(self, evaluation: EvaluationRecord, calibration: CalibrationRecord | None) -> None:
-        """Store a run's evaluation and, when registered, its calibration (which becomes the active one), in one
-        transaction."""
-
-    def patients_with_augmentation(self, after: str, limit: int) -> list[str]:
-        """Patient ids with an augmentation on record, in id order after a keyset position."""
-
-    def patients_operated_by(self, day: date, after: str, limit: int) -> list[str]:
-        """Patient ids with a completed augmentation dated on or before ``day``, in id order after a keyset position."""
-
-    def fact_reader(self) -> AbstractContextManager[FactReader]:
-        """A read transaction over the facts."""
 
 
 @dataclass(slots=True)

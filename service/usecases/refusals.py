@@ -9,38 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Protocol
+from typing import Final
 
-__all__ = ["RefusalCounter", "RefusalStore", "RefusedRequests"]
+from service.usecases.ports.refusals import RefusalStore, RefusedRequests
+
+__all__ = ["RefusalCounter"]
 
 log = logging.getLogger(__name__)
 _PURGE_EVERY: Final = timedelta(hours=1)
-
-
-@dataclass(frozen=True, slots=True)
-class RefusedRequests:
-    """The requests of one address, minute, route and status."""
-
-    minute: datetime
-    source_ip: str
-    what: str
-    outcome: int
-    requests: int
-
-
-class RefusalStore(Protocol):
-    """Where the counts are kept."""
-
-    def count(self, minute: datetime, source_ip: str, what: str, outcome: int) -> None:
-        """Add one request to its row."""
-
-    def purge(self, before: datetime) -> int:
-        """Delete the rows of minutes before ``before``; how many."""
-
-    def since(self, since: datetime) -> list[RefusedRequests]:
-        """The rows from ``since`` on."""
 
 
 class RefusalCounter:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from service.usecases.ports import Clock, OutboxStore, TaskQueue, chunks
+from service.usecases.ports.clock import Clock
+from service.usecases.ports.outbox import OutboxStore
+from service.usecases.ports.queue import TaskQueue
 from service.usecases.task_names import TASK_PATIENTS_CHANGED
 
 __all__ = ["Relay"]
@@ -114,3 +116,9 @@ class Relay:
             total += len(claimed)
             if patient_ids is not None or len(claimed) < self._batch_size:
                 return total
+
+
+def chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -8,8 +8,8 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any
 from urllib.parse import quote
 
 from service.fhir.subscription_builders import (
@@ -18,22 +18,16 @@ from service.fhir.subscription_builders import (
     rest_hook_subscription,
     topic_subscription,
 )
-from service.usecases.ports import Clock, EhrGateway
-from service.usecases.subscriptions import FeedStore
+from service.usecases.ports.clock import Clock
+from service.usecases.ports.ehr import EhrGateway
+from service.usecases.ports.feeds import FeedStore, SecretStore
 
-__all__ = ["Registered", "SecretStore", "Subscriber", "SubscriptionPlan", "rotate_secret", "secret_hash"]
+__all__ = ["Registered", "Subscriber", "SubscriptionPlan", "rotate_secret", "secret_hash"]
 
 log = logging.getLogger(__name__)
 
 # Our clock and the EHR's differ a little: the first poll after registering starts this much earlier.
 _CLOCK_MARGIN = timedelta(minutes=5)
-
-
-class SecretStore(Protocol):
-    """Where the feed's shared secret is kept (as a hash)."""
-
-    def rotate(self, feed_id: str, secret_hash: bytes, now: datetime, previous_until: datetime) -> None:
-        """Make this the feed's secret; the previous one stays valid until ``previous_until``."""
 
 
 def secret_hash(secret: str) -> bytes:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from service.usecases.patient_pipeline import PatientPipeline, PipelineOutcome
-from service.usecases.ports import AlertStore, Clock
+from service.usecases.ports.alerts import AlertStore
+from service.usecases.ports.clock import Clock
 
 __all__ = ["SweepOutcome", "Sweeper"]
 

@@ -22,7 +22,8 @@ from typing import Any, Final
 from service.domain.alert_lifecycle import Transition
 from service.fhir.task import ACTED_ON, TASK_SYSTEM
 from service.usecases.alerts import AlertEvaluator
-from service.usecases.ports import AlertEventRow, AlertStore, Clock
+from service.usecases.ports.alerts import AlertEventRow, AlertStore
+from service.usecases.ports.clock import Clock
 
 __all__ = ["TaskSync", "task_actor"]
 

@@ -40,16 +40,10 @@ from service.fhir.writeback import (
     transaction_bundle,
 )
 from service.platform.errors import EhrConflict, EhrError, EhrRejected, EhrTemporaryError
-from service.usecases.ports import (
-    ClaimedWriteback,
-    Clock,
-    DeliveryRecord,
-    EhrGateway,
-    Metrics,
-    NoMetrics,
-    WritebackState,
-    WritebackStore,
-)
+from service.usecases.ports.clock import Clock
+from service.usecases.ports.ehr import EhrGateway
+from service.usecases.ports.metrics import Metrics, NoMetrics
+from service.usecases.ports.writeback import ClaimedWriteback, DeliveryRecord, WritebackState, WritebackStore
 
 __all__ = ["CircuitBreaker", "Deliverer", "DeliveryOutcome"]
 

@@ -21,11 +21,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
 from service.devtools.local_services import LocalServices
+from service.domain.audit_record import AuditRecord
 from service.entrypoints.cli import main
 from service.fhir.audit_event import AUDIT_CHAIN_EXTENSION
 from service.fhir.validation import validate_resource
 from service.platform.config import Settings, get_settings
-from service.usecases.audit import SYSTEM_ACTOR, AuditRecord
+from service.usecases.audit import SYSTEM_ACTOR
 from tests.support.databases import SESSION
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from service.adapters.postgres.audit import append_audit
+from service.domain.audit_record import AuditRecord
 from service.platform.config import Settings
-from service.usecases.audit import AuditRecord
 from tests.support.parts import build_parts
 from tests.support.queue import RecordingQueue
 

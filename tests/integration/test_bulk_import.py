@@ -22,7 +22,8 @@ from service.devtools.synth import iter_cohort
 from service.fhir.jsonio import dumps
 from service.platform.config import Settings
 from service.platform.errors import EhrTemporaryError
-from service.usecases.bulk_import import BulkImporter, FileCounts, LineIssue
+from service.usecases.bulk_import import BulkImporter
+from service.usecases.ports.bulk import FileCounts, LineIssue
 from tests.bulk_standin import ExportPlan, RunningBulkStandIn, ndjson
 from tests.ehr_standin import Fault, generate_key
 from tests.support.databases import query_one, table_counts

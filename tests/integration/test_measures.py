@@ -173,7 +173,7 @@ def test_a_reader_that_stops_early_leaves_no_fetcher_behind(
 
     from service.adapters.postgres import measures as adapter
     from service.domain.fls_measures import Period
-    from service.usecases.measures import FactWindow
+    from service.usecases.ports.measures import FactWindow
 
     parts, _ = measured
     # One patient a batch and one batch ahead: the fetcher is blocked on a full queue when the reader stops.

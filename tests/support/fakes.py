@@ -16,14 +16,8 @@ from typing import Any
 
 from service.domain.audit_record import AuditRecord
 from service.domain.patient import Demographics
-from service.usecases.ports import (
-    ResourceKey,
-    ResourceWrite,
-    SourcedFact,
-    StoredText,
-    StoredVersion,
-    UnrecognisedCount,
-)
+from service.usecases.ports.ingest import ResourceWrite, SourcedFact, StoredVersion, UnrecognisedCount
+from service.usecases.ports.resources import ResourceKey, StoredText
 
 __all__ = ["MemoryIngestStore"]
 
@@ -41,7 +35,7 @@ class _Tables:
 
 
 class MemoryIngestStore:
-    """The Store and IngestSession ports (service/usecases/ports.py) over dictionaries."""
+    """The Store and IngestSession ports (service/usecases/ports/ingest.py) over dictionaries."""
 
     def __init__(self) -> None:
         self.tables = _Tables()

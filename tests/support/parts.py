@@ -9,7 +9,9 @@ from service.composition.core import build_core, utc_now
 from service.composition.parts import Parts
 from service.entrypoints.api.app import create_app
 from service.platform.config import Settings
-from service.usecases.ports import Clock, EhrGateway, TaskQueue
+from service.usecases.ports.clock import Clock
+from service.usecases.ports.ehr import EhrGateway
+from service.usecases.ports.queue import TaskQueue
 
 __all__ = ["api_app", "build_parts"]
 

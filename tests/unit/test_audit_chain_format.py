@@ -8,7 +8,9 @@ import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from service.usecases.audit import GENESIS, AuditRecord, ChainAnchor, ChainLink, canonical_bytes, verify_chain
+from service.domain.audit_record import AuditRecord
+from service.usecases.audit import canonical_bytes, verify_chain
+from service.usecases.ports.audit import GENESIS, ChainAnchor, ChainLink
 
 RECORD = AuditRecord(
     at=datetime(2026, 11, 25, 18, 41, 19, 779123, tzinfo=UTC),

@@ -6,7 +6,8 @@ import pytest
 
 from service.entrypoints.bulk_cli import _report
 from service.usecases.bulk_export import ExportReport
-from service.usecases.bulk_import import FileCounts, FileResult, LineIssue
+from service.usecases.bulk_import import FileResult
+from service.usecases.ports.bulk import FileCounts, LineIssue
 
 SECRET = "Patient/MRN-778899-Quixote"
 

@@ -12,7 +12,8 @@ from service.adapters.monitoring_metrics import MonitoringCollector
 from service.domain.calibration import Calibration, logit
 from service.domain.model_monitoring import MonitoredAssessment
 from service.domain.outcomes import DevelopmentCase
-from service.usecases.model_monitoring import ModelMonitor, MonitoringRecord
+from service.usecases.model_monitoring import ModelMonitor
+from service.usecases.ports.monitoring import MonitoringRecord
 
 NOW = datetime(2026, 3, 15, 12, tzinfo=UTC)
 

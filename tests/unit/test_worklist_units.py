@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from service.domain.patient import age_on
 from service.fhir.demographics import demographics_of
 from service.platform.errors import RefractureError
-from service.usecases.worklist import Sort, decode_cursor, encode_cursor
+from service.usecases.ports.worklist import Sort
+from service.usecases.worklist import decode_cursor, encode_cursor
 
 MR = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}
 

@@ -27,7 +27,7 @@ from service.adapters.ehr.factory import make_auth
 from service.fhir.resource_types import INPUT_TYPES
 from service.platform.config import Settings
 from service.platform.errors import EhrRejected, EhrTemporaryError
-from service.usecases.bulk_export import ExportGone, ExportStatus
+from service.usecases.ports.bulk import ExportGone, ExportStatus
 
 __all__ = ["BulkDataClient", "RemoteNdjsonFile", "UrlPolicy", "bulk_scopes", "make_bulk_client"]
 

@@ -18,7 +18,7 @@ from service.adapters.ehr.auth import Auth
 from service.fhir.jsonio import dumps
 from service.platform import tracing
 from service.platform.errors import EhrConflict, EhrRejected, EhrTemporaryError
-from service.usecases.ports import EhrAnswer
+from service.usecases.ports.ehr import EhrAnswer
 
 __all__ = ["EhrClient", "answer_body", "retry_after"]
 

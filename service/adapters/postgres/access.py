@@ -53,7 +53,7 @@ class PostgresAccess:
 
 
 class PostgresSubscriptionSecrets:
-    """See service.usecases.subscribe.SecretStore."""
+    """See service.usecases.ports.feeds.SecretStore."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool

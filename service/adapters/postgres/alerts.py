@@ -17,17 +17,16 @@ from service.adapters.postgres.writeback import queue_writeback
 from service.domain.alert_lifecycle import Transition
 from service.domain.facts import Fact
 from service.fhir.jsonio import dumps
-from service.usecases.ports import (
+from service.usecases.ports.alerts import (
     AlertEventRow,
-    AssessmentRow,
     CareSummary,
-    LatestAssessment,
     LatestAssessmentView,
     StoredAlert,
     StoredCarePlan,
     StoredTask,
-    StoredText,
 )
+from service.usecases.ports.assessment import AssessmentRow, LatestAssessment
+from service.usecases.ports.resources import StoredText
 
 __all__ = [
     "PostgresAlertSession",

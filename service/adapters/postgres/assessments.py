@@ -18,7 +18,8 @@ from service.domain.facts import Fact, FactKind
 from service.fhir.assessment_record import render_risk_assessment
 from service.fhir.jsonio import dumps
 from service.fhir.resource_types import INPUT_TYPES
-from service.usecases.ports import AssessmentRow, LatestAssessment, StoredText
+from service.usecases.ports.assessment import AssessmentRow, LatestAssessment
+from service.usecases.ports.resources import StoredText
 
 __all__ = [
     "PostgresAssessmentSession",

@@ -13,7 +13,8 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from service.adapters.postgres.errors import pooled_transaction
-from service.usecases.audit import GENESIS, AuditRecord, ChainAnchor, ChainLink, StoredAudit
+from service.domain.audit_record import AuditRecord, StoredAudit
+from service.usecases.ports.audit import GENESIS, ChainAnchor, ChainLink
 
 __all__ = ["PostgresAuditStore", "append_audit"]
 
@@ -62,7 +63,7 @@ def _record(row: dict[str, Any]) -> AuditRecord:
 
 
 class PostgresAuditStore:
-    """See service.usecases.audit.AuditStore."""
+    """See service.usecases.ports.audit.AuditStore."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool

@@ -15,8 +15,7 @@ from service.adapters.postgres.errors import pooled_transaction
 from service.adapters.postgres.queries import query
 from service.adapters.postgres.store import PostgresSession
 from service.platform.errors import ConcurrentWrite
-from service.usecases.bulk_export import ExportJob
-from service.usecases.bulk_import import Checkpoint, FileCounts, LineIssue
+from service.usecases.ports.bulk import Checkpoint, ExportJob, FileCounts, LineIssue
 
 __all__ = ["PostgresImportSession", "PostgresImportStore"]
 

@@ -16,7 +16,7 @@ from service.adapters.postgres.errors import pooled_transaction
 from service.adapters.postgres.queries import query
 from service.domain.calibration import Calibration
 from service.fhir.jsonio import dumps
-from service.usecases.recalibrate import CalibrationRecord, EvaluationRecord
+from service.usecases.ports.calibration import CalibrationRecord, EvaluationRecord
 
 __all__ = ["PostgresCalibrationStore"]
 

@@ -18,7 +18,7 @@ from service.domain.cds import CdsAlert, PatientState, RiskSummary, factor_of
 from service.domain.facts import Fact, FactKind
 from service.domain.medication_timeline import events_of
 from service.fhir.jsonio import dumps
-from service.usecases.cds_hooks import CdsFeedback, IssuedCard
+from service.usecases.ports.cds import CdsFeedback, IssuedCard
 
 __all__ = ["PostgresCdsStore"]
 

@@ -17,7 +17,7 @@ from psycopg_pool import ConnectionPool
 from service.adapters.postgres.errors import pooled_transaction
 from service.adapters.postgres.queries import query
 from service.domain.facts import Fact, FactKind
-from service.usecases.measures import AlertRow, FactWindow, ReportRow
+from service.usecases.ports.measures import AlertRow, FactWindow, ReportRow
 
 __all__ = ["PostgresMeasureStore"]
 
@@ -29,7 +29,7 @@ _AHEAD: Final = 8  # batches fetched ahead of the reader at most
 
 
 class PostgresMeasureStore:
-    """See service.usecases.measures.MeasureStore."""
+    """See service.usecases.ports.measures.MeasureStore."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool

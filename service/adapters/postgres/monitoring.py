@@ -16,7 +16,7 @@ from service.adapters.postgres.errors import pooled_transaction
 from service.adapters.postgres.queries import query
 from service.domain.model_monitoring import MonitoredAssessment
 from service.fhir.jsonio import dumps
-from service.usecases.model_monitoring import MonitoringRecord
+from service.usecases.ports.monitoring import MonitoringRecord
 
 __all__ = ["PostgresMonitoringStore"]
 

@@ -15,7 +15,7 @@ from service.adapters.postgres.errors import pooled_transaction
 from service.adapters.postgres.queries import query
 from service.domain.alert_types import AlertType
 from service.domain.notifications import Digest, DigestAlert, DigestPatient
-from service.usecases.notify import Candidates, StoredNotification
+from service.usecases.ports.notifications import Candidates, StoredNotification
 
 __all__ = ["PostgresNotificationStore"]
 

@@ -11,7 +11,7 @@ from psycopg_pool import ConnectionPool
 
 from service.adapters.postgres.errors import pooled_transaction
 from service.adapters.postgres.queries import query
-from service.usecases.refusals import RefusedRequests
+from service.usecases.ports.refusals import RefusedRequests
 
 __all__ = ["PostgresRefusalStore", "PostgresSearchStore"]
 

@@ -19,20 +19,12 @@ from service.adapters.postgres.audit import append_audit
 from service.adapters.postgres.errors import pipelined_transaction, pooled_transaction, translate_errors
 from service.adapters.postgres.queries import query
 from service.adapters.postgres.summaries import upsert_demographics
+from service.domain.audit_record import AuditRecord
 from service.domain.patient import Demographics
 from service.fhir.jsonio import dumps
-from service.usecases.audit import AuditRecord
-from service.usecases.ports import (
-    ClaimedWriteback,
-    DeliveryRecord,
-    ResourceKey,
-    ResourceWrite,
-    SourcedFact,
-    StoredText,
-    StoredVersion,
-    UnrecognisedCount,
-    WritebackState,
-)
+from service.usecases.ports.ingest import ResourceWrite, SourcedFact, StoredVersion, UnrecognisedCount
+from service.usecases.ports.resources import ResourceKey, StoredText
+from service.usecases.ports.writeback import ClaimedWriteback, DeliveryRecord, WritebackState
 
 __all__ = [
     "PostgresAlertStore",

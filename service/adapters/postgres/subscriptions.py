@@ -13,8 +13,8 @@ from psycopg_pool import ConnectionPool
 from service.adapters.postgres.errors import pooled_transaction
 from service.adapters.postgres.queries import query
 from service.domain.event_feed import FeedPosition, FeedStep
-from service.usecases.ports import ResourceKey
-from service.usecases.subscriptions import FeedNote, FetchJob, PollClaim
+from service.usecases.ports.feeds import FeedNote, FetchJob, PollClaim
+from service.usecases.ports.resources import ResourceKey
 
 __all__ = ["PostgresFeedStore"]
 
@@ -27,7 +27,7 @@ def _query(name: str) -> LiteralString:
 
 
 class PostgresFeedSession:
-    """See service.usecases.subscriptions.FeedSession."""
+    """See service.usecases.ports.feeds.FeedSession."""
 
     def __init__(self, conn: Conn) -> None:
         self._conn = conn
@@ -78,7 +78,7 @@ class PostgresFeedSession:
 
 
 class PostgresFeedStore:
-    """See service.usecases.subscriptions.FeedStore."""
+    """See service.usecases.ports.feeds.FeedStore."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool

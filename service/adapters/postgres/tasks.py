@@ -12,7 +12,8 @@ from psycopg.types.json import Jsonb
 
 from service.adapters.postgres.queries import query
 from service.fhir.jsonio import dumps
-from service.usecases.ports import StoredTask, StoredText
+from service.usecases.ports.alerts import StoredTask
+from service.usecases.ports.resources import StoredText
 
 __all__ = [
     "mark_task_synced",

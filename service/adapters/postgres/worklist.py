@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from service.domain.facts import Fact
 from service.fhir.assessment_record import render_risk_assessment
 from service.security.scoping import PatientScope
-from service.usecases.worklist import UNASSIGNED, PatientRecords, Sort, WorklistFilters, WorklistRow
+from service.usecases.ports.worklist import UNASSIGNED, PatientRecords, Sort, WorklistFilters, WorklistRow
 
 __all__ = ["patient_page", "worklist_counts", "worklist_position", "worklist_rows"]
 

@@ -18,7 +18,7 @@ from service.adapters.postgres.assessments import PostgresAssessmentSession
 from service.adapters.postgres.errors import pooled_transaction
 from service.platform.errors import ConcurrentWrite, Problem, refuse
 from service.security.scoping import PatientScope
-from service.usecases.worklist import PatientRecords, Sort, WorklistFilters, WorklistRow
+from service.usecases.ports.worklist import PatientRecords, Sort, WorklistFilters, WorklistRow
 
 __all__ = ["PostgresWorklistStore"]
 

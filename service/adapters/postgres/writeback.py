@@ -12,10 +12,10 @@ from psycopg.types.json import Jsonb
 from service.adapters.postgres import tasks
 from service.adapters.postgres.audit import append_audit
 from service.adapters.postgres.queries import query
+from service.domain.audit_record import AuditRecord
 from service.fhir.assessment_record import render_risk_assessment
 from service.fhir.jsonio import dumps
-from service.usecases.audit import AuditRecord
-from service.usecases.ports import ClaimedWriteback, DeliveryRecord, WritebackState
+from service.usecases.ports.writeback import ClaimedWriteback, DeliveryRecord, WritebackState
 
 __all__ = [
     "claim",

@@ -26,7 +26,8 @@ from service.fhir.jsonio import dumps, parse
 from service.platform.errors import Issue, Problem, RefractureError, refuse
 from service.security.principal import Permission, Principal
 from service.security.tokens import AuthError, DevTokens
-from service.usecases.cds_hooks import CdsFeedback, HookCall
+from service.usecases.cds_hooks import HookCall
+from service.usecases.ports.cds import CdsFeedback
 
 __all__ = ["router"]
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.composition.bootstrap import Container
+from service.domain.audit_record import AuditRecord
 from service.entrypoints.api.auth import forbidden
 from service.fhir.bundle import EntryPlan, PlannedBundle, RefusedTransaction, plan_bundle, skip_notice, skip_summary
 from service.fhir.intake import Ids, admit
@@ -17,7 +18,6 @@ from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
 from service.platform.errors import Problem, RefractureError, refuse
 from service.security.principal import Principal
-from service.usecases.audit import AuditRecord
 from service.usecases.ingest import EntryOutcome, IngestResult, Skipped, WriteRequest
 from service.usecases.intake import IntakeCounter
 

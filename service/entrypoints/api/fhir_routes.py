@@ -8,6 +8,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from service.domain.audit_record import AuditRecord
 from service.entrypoints.api.auth import CallerDep, forbidden, require
 from service.entrypoints.api.body import read_fhir_body
 from service.entrypoints.api.deps import ContainerDep, fhir_base
@@ -23,7 +24,6 @@ from service.fhir.references import patient_of, split_reference
 from service.fhir.task import TASK_SYSTEM
 from service.platform.errors import Problem, refuse
 from service.security.principal import Permission, Principal
-from service.usecases.audit import AuditRecord
 
 __all__ = ["router"]
 

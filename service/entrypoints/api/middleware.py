@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any, Final
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.domain.audit_record import AuditRecord
 from service.fhir.jsonio import dumps
 from service.fhir.outcome import operation_outcome
 from service.platform.errors import Issue
 from service.platform.logs import REQUEST_ID
 from service.security.principal import Principal
-from service.usecases.audit import AuditLog, AuditRecord
+from service.usecases.audit import AuditLog
 from service.usecases.refusals import RefusalCounter
 
 if TYPE_CHECKING:

@@ -38,7 +38,8 @@ from service.entrypoints.api.worklist_routes import patient_document, row_to_ite
 from service.fhir.risk_assessment import in_sentence, percent
 from service.platform.errors import HTTP_STATUS, Problem, RefractureError
 from service.security.principal import Permission, Principal
-from service.usecases.worklist import ACTIVE_STATES, Sort, WorklistFilters
+from service.usecases.ports.worklist import Sort, WorklistFilters
+from service.usecases.worklist import ACTIVE_STATES
 
 __all__ = ["router"]
 

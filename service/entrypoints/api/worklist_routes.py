@@ -25,7 +25,8 @@ from service.entrypoints.api.scoping import PopulationScope, check_patient
 from service.fhir.risk_assessment import RANGE_EXTENSION
 from service.platform.errors import Problem, refuse
 from service.security.principal import Permission, Principal
-from service.usecases.worklist import PatientView, Sort, WorklistFilters, WorklistRow
+from service.usecases.ports.worklist import Sort, WorklistFilters, WorklistRow
+from service.usecases.worklist import PatientView
 
 __all__ = [
     "ActionBody",

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Protocol
 
 from service.domain.calibration import Calibration
-from service.usecases.ports import StoredText
-from service.usecases.recalibrate import CalibrationRecord, EvaluationRecord
+from service.usecases.ports.calibration import CalibrationRecord, EvaluationRecord
+from service.usecases.ports.resources import StoredText
 
 __all__ = ["CalibrationReads", "FeedSecrets", "PatientAccess", "TaskReads"]
 
