@@ -13,7 +13,7 @@ import pytest
 from service.domain.backoff import RetryPolicy
 from service.fhir.validation import validate_resource
 from service.fhir.writeback import PLAN_SYSTEM, RA_SYSTEM
-from service.usecases.ports import EhrGateway, WritebackStore
+from service.usecases.ports import EhrGateway, WritebackState, WritebackStore
 from tests.ehr_standin import capability
 from tests.support.clinic import T0, Clinic
 from tests.support.fakes import EhrFault, FakeEhr, MemoryStore
@@ -107,6 +107,29 @@ def test_nothing_is_sent_twice() -> None:
     exactly_once(clinic, "c1")
 
 
+def test_a_state_queued_during_a_delivery_is_sent_next() -> None:
+    clinic = Clinic()
+    clinic.ingest(denosumab_patient("n1", OVERDUE))
+    clinic.pipeline.run(["n1"])
+    read_state = clinic.store.writeback_state
+
+    def meanwhile(patient_id: str) -> WritebackState:
+        state = read_state(patient_id)
+        # A new dose is processed while the first state is on its way to the EHR.
+        clinic.ingest([administration("n1", "d2", T0.date())])
+        clinic.pipeline.run(["n1"])
+        return state
+
+    with patch.object(clinic.store, "writeback_state", side_effect=meanwhile):
+        clinic.deliver()
+    job = clinic.store.job("n1")
+    assert job is not None
+    assert job.status == "pending"  # not done: a newer state came meanwhile
+    clinic.deliver()
+    assert len(ehr_of(clinic).resources("RiskAssessment")) == 2
+    exactly_once(clinic, "n1")
+
+
 def test_separate_conditional_requests_when_the_ehr_has_no_transactions() -> None:
     clinic = Clinic(ehr=FakeEhr(capability(transaction=False)))
     clinic.process(denosumab_patient("c2", OVERDUE))
@@ -186,6 +209,25 @@ def test_retry_after_is_a_floor_and_a_timeout_is_retried_too() -> None:
     clinic.clock.now = job.next_attempt_at
     clinic.deliver()
     exactly_once(clinic, "f2")
+
+
+def test_an_answer_lost_after_the_ehr_committed_is_retried_without_a_duplicate() -> None:
+    clinic = Clinic()
+    ehr = ehr_of(clinic)
+    ehr.faults = [EhrFault(after_commit=True, times=2)]
+    clinic.process(denosumab_patient("f3", OVERDUE))
+    assert len(ehr.resources("RiskAssessment")) == 1  # the EHR has it; refracture does not know
+    job = clinic.store.job("f3")
+    assert job is not None
+    assert (job.status, job.attempts) == ("pending", 1)
+    for _ in range(2):
+        clinic.clock.now += timedelta(minutes=6)
+        clinic.deliver()
+    exactly_once(clinic, "f3")
+    # A second state after the faults arrives too; the first is not sent again.
+    clinic.process([administration("f3", "d2", clinic.clock.now.date())])
+    assert len(ehr.resources("RiskAssessment")) == 2
+    exactly_once(clinic, "f3")
 
 
 def test_a_4xx_goes_to_the_dead_letter_with_the_answer_and_can_be_replayed() -> None:

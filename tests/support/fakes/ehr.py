@@ -34,6 +34,8 @@ class EhrFault:
     retry_after: float | None = None
     body: Any = None
     timeout: bool = False
+    # The EHR commits the write and the connection drops before its answer arrives: a retry must not duplicate.
+    after_commit: bool = False
     method: str | None = None
     resource_type: str | None = None  # only requests naming this type (in the path, or in a transaction's entries)
 
@@ -81,7 +83,15 @@ class FakeEhr:
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> EhrAnswer:
         self.requests.append(EhrRequest(method, path, copy.deepcopy(body), dict(headers or {})))
-        self._fail_if_told(method, path, body)
+        fault = self._fault_for(method, path, body)
+        if fault is not None and not fault.after_commit:
+            raise _failure(fault)
+        answer = self._answer(method, path, body, headers)
+        if fault is not None:
+            raise _failure(fault)  # committed, and the answer lost on the way
+        return answer
+
+    def _answer(self, method: str, path: str, body: Any, headers: dict[str, str] | None) -> EhrAnswer:
         if method == "GET":
             return self._search(path)
         if method == "POST" and path == "":
@@ -111,7 +121,7 @@ class FakeEhr:
             stored.resource["meta"] = {**stored.resource.get("meta", {}), "versionId": str(stored.version)}
 
     # --- behaviour ----------------------------------------------------------------------------------------------
-    def _fail_if_told(self, method: str, path: str, body: Any) -> None:
+    def _fault_for(self, method: str, path: str, body: Any) -> EhrFault | None:
         types = {path.strip("/").split("?")[0].split("/")[0]}
         if isinstance(body, dict) and body.get("resourceType") == "Bundle":
             types |= {e.get("resource", {}).get("resourceType") for e in body.get("entry", [])}
@@ -121,9 +131,8 @@ class FakeEhr:
             if fault.resource_type and fault.resource_type not in types:
                 continue
             fault.times -= 1
-            if fault.timeout:
-                raise EhrTemporaryError("the EHR did not answer in time (ReadTimeout)")
-            raise _classified(fault.status, fault.body, fault.retry_after)
+            return fault
+        return None
 
     def _find(self, resource_type: str, query: str) -> _Stored | None:
         wanted = parse_qs(query).get("identifier", [""])[0]
@@ -200,6 +209,15 @@ def _location(stored: _Stored, resource_type: str) -> dict[str, str]:
 
 def _etag_version(value: str | None) -> str | None:
     return value.strip().removeprefix("W/").strip('"') if value else None
+
+
+def _failure(fault: EhrFault) -> Exception:
+    """What EhrClient raises for the fault."""
+    if fault.timeout:
+        return EhrTemporaryError("the EHR did not answer in time (ReadTimeout)")
+    if fault.after_commit:
+        return EhrTemporaryError("the EHR could not be reached (RemoteProtocolError)")
+    return _classified(fault.status, fault.body, fault.retry_after)
 
 
 def _classified(status: int, body: Any, retry_after: float | None) -> Exception:
