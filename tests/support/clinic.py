@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
 from service.domain.alert_rules import AlertConfig
@@ -19,13 +19,14 @@ from service.usecases.alerts import AlertEvaluator
 from service.usecases.assess import Assessor
 from service.usecases.ingest import Ingestor
 from service.usecases.patient_pipeline import PatientPipeline
+from service.usecases.ports import AlertStore, AssessmentStore, PatientStore, Store, WritebackStore
 from service.usecases.sweep import Sweeper
 from service.usecases.writeback import CircuitBreaker, Deliverer
 from tests.support.clock import ManualClock
 from tests.support.fakes import FakeEhr, MemoryStore, RecordingMetrics
 from tests.support.records import bundle
 
-__all__ = ["T0", "Clinic", "local_day"]
+__all__ = ["T0", "Clinic", "ClinicStore", "UseCases", "local_day", "wire"]
 
 T0: Final = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 _ZONE: Final = ZoneInfo("Europe/Berlin")
@@ -35,6 +36,63 @@ _TERMINOLOGY = Terminology()  # read once: its tables do not change between test
 def local_day(moment: datetime) -> date:
     """The service's calendar day (bootstrap's ``today`` for REFRACTURE_TIMEZONE=Europe/Berlin)."""
     return moment.astimezone(_ZONE).date()
+
+
+class ClinicStore(Store, AssessmentStore, AlertStore, PatientStore, WritebackStore, Protocol):
+    """Every port the clinical use cases need of the database: MemoryStore, or PostgresStore."""
+
+
+@dataclass
+class UseCases:
+    """The use cases as bootstrap composes them."""
+
+    ingestor: Ingestor
+    assessor: Assessor
+    evaluator: AlertEvaluator
+    pipeline: PatientPipeline
+    sweeper: Sweeper
+    deliverer: Deliverer
+
+
+def wire(
+    store: ClinicStore,
+    clock: ManualClock[datetime],
+    ehr: FakeEhr | None,
+    metrics: RecordingMetrics,
+    *,
+    calibration: Callable[[], Calibration | None] | None = None,
+    sweep_batch_size: int = 500,
+    sweep_workers: int = 2,
+    policy: RetryPolicy | None = None,
+    breaker_failures: int = 50,
+    write_mode: str = "auto",
+) -> UseCases:
+    """The use cases on these ports, wired as service/composition/bootstrap.py wires them."""
+    assessor = Assessor(store, clock, calibration)
+    evaluator = AlertEvaluator(store, clock, AlertConfig(), local_day, metrics)
+    pipeline = PatientPipeline(store, assessor, evaluator, clock)
+    deliverer = Deliverer(
+        store,
+        ehr,
+        clock,
+        policy=policy or RetryPolicy(2.0, 300.0, 86400.0),
+        mode_setting=write_mode,
+        breaker=CircuitBreaker(breaker_failures, 600.0),
+        lease_s=120.0,
+        batch_size=100,
+        capability_refresh_s=3600.0,
+        software="refracture test",
+        random_source=lambda: 1.0,  # deterministic backoff: always the full (capped) delay
+        metrics=metrics,
+    )
+    return UseCases(
+        Ingestor(store, Normaliser(_TERMINOLOGY), clock),
+        assessor,
+        evaluator,
+        pipeline,
+        Sweeper(store, pipeline, clock, local_day, sweep_batch_size, sweep_workers),
+        deliverer,
+    )
 
 
 @dataclass
@@ -53,27 +111,24 @@ class Clinic:
     write_mode: str = "auto"
 
     def __post_init__(self) -> None:
-        self.ingestor = Ingestor(self.store, Normaliser(_TERMINOLOGY), self.clock)
-        self.assessor = Assessor(self.store, self.clock, self.calibration)
-        self.evaluator = AlertEvaluator(self.store, self.clock, AlertConfig(), local_day, self.metrics)
-        self.pipeline = PatientPipeline(self.store, self.assessor, self.evaluator, self.clock)
-        self.sweeper = Sweeper(
-            self.store, self.pipeline, self.clock, local_day, self.sweep_batch_size, self.sweep_workers
-        )
-        self.deliverer = Deliverer(
+        wired = wire(
             self.store,
-            self.ehr,
             self.clock,
+            self.ehr,
+            self.metrics,
+            calibration=self.calibration,
+            sweep_batch_size=self.sweep_batch_size,
+            sweep_workers=self.sweep_workers,
             policy=self.policy,
-            mode_setting=self.write_mode,
-            breaker=CircuitBreaker(self.breaker_failures, 600.0),
-            lease_s=120.0,
-            batch_size=100,
-            capability_refresh_s=3600.0,
-            software="refracture test",
-            random_source=lambda: 1.0,  # deterministic backoff: always the full (capped) delay
-            metrics=self.metrics,
+            breaker_failures=self.breaker_failures,
+            write_mode=self.write_mode,
         )
+        self.ingestor = wired.ingestor
+        self.assessor = wired.assessor
+        self.evaluator = wired.evaluator
+        self.pipeline = wired.pipeline
+        self.sweeper = wired.sweeper
+        self.deliverer = wired.deliverer
 
     def ingest(self, resources: list[dict[str, Any]]) -> list[str]:
         """Store records as one transaction Bundle; returns the patients whose records changed."""

@@ -65,6 +65,7 @@ class MemoryPatientSession:
                 if item.patient_id in wanted:
                     stored = replace(
                         item.fact,
+                        attrs=jsonb(dict(item.fact.attrs)),  # a jsonb column: tuples come back as lists, dates as text
                         source=f"{source_type}/{source_id}",
                         recorded_at=self._t.recorded.get((source_type, source_id)),
                     )

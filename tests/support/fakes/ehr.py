@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -67,7 +68,6 @@ class FakeEhr:
     requests: list[EhrRequest] = field(default_factory=list)
     stored: dict[str, dict[str, _Stored]] = field(default_factory=dict)  # type -> EHR id -> resource
     closed: bool = False
-    _next_id: int = 0
 
     @property
     def base_url(self) -> str:
@@ -162,8 +162,7 @@ class FakeEhr:
         if if_match is not None and (found is None or str(found.version) != if_match):
             raise _classified(412, {"resourceType": "OperationOutcome"}, None)
         if found is None:
-            self._next_id += 1
-            rid = resource.get("id") or f"ehr-{self._next_id}"
+            rid = resource.get("id") or _ehr_id(resource)
             found = _Stored(rid, 0, {})
             self.stored.setdefault(resource_type, {})[rid] = found
         found.version += 1
@@ -198,6 +197,12 @@ class FakeEhr:
             for e, s in placed
         ]
         return EhrAnswer(200, {}, {"resourceType": "Bundle", "type": "transaction-response", "entry": results})
+
+
+def _ehr_id(resource: dict[str, Any]) -> str:
+    """The EHR's own id for a new resource: from its identifier, so it does not depend on the order of deliveries."""
+    identifier: dict[str, Any] = next(iter(resource.get("identifier", [])), {})
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{identifier.get('system')}|{identifier.get('value')}"))
 
 
 def _location(stored: _Stored, resource_type: str) -> dict[str, str]:
