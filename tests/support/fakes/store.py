@@ -227,8 +227,9 @@ def _with_ehr(task: StoredTask, ehr_id: str | None, ehr_version: str | None) -> 
 
 
 def _conforms(store: MemoryStore) -> None:
-    """Never called: mypy checks here that MemoryStore implements each port (tests/ are not under ``make lint``'s
-    mypy; run ``mypy tests/support/fakes`` to check)."""
+    """Never called: mypy checks here that MemoryStore implements each port. tests/ are not under ``make lint``'s
+    mypy; check with ``mypy --strict --follow-imports=silent tests/support/fakes`` (silent: tests/support/servers.py,
+    reached through tests/ehr_standin.py, has errors of its own)."""
     ingest: Store = store
     assessments: AssessmentStore = store
     alerts: AlertStore = store
