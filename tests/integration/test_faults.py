@@ -38,7 +38,7 @@ from psycopg_pool import PoolTimeout
 
 from service.adapters.postgres.migrate import migrate
 from service.adapters.postgres.pool import make_pool
-from service.adapters.postgres.store import PostgresStore
+from service.adapters.postgres.store import PostgresAssessmentStore
 from service.adapters.queue import CeleryTaskQueue, make_celery
 from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
@@ -310,7 +310,7 @@ def assert_assessed_once(database_url: str, patients: set[str]) -> None:
     pool = make_pool(make_settings_for(database_url))
     try:
         ids = sorted(patients)
-        with PostgresStore(pool).assessment_session() as session:
+        with PostgresAssessmentStore(pool).assessment_session() as session:
             facts, coverage = session.facts_of(ids), session.coverage_of(ids)
             latest = session.latest_assessments(ids)
     finally:

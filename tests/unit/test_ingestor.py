@@ -1,4 +1,4 @@
-"""The Ingestor on in-memory ports (tests/support/fakes.py): versions, unchanged re-sends, If-Match, facts replaced,
+"""The Ingestor on in-memory ports (tests/support/fakes/): versions, unchanged re-sends, If-Match, facts replaced,
 the outbox marked, all-or-nothing transactions and batches with an entry each. The SQL is tested in
 tests/integration."""
 

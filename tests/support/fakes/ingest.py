@@ -1,4 +1,4 @@
-"""In-memory stand-ins for the use cases' PostgreSQL ports, for fast unit tests of the use cases themselves.
+"""The ingest ports (Store, IngestSession) in memory: resources, their facts, the outbox and the audit rows.
 
 They keep what the adapters keep, with the same transaction rule: a session's changes are kept when it ends and
 thrown away when it raises (a savepoint likewise). The SQL itself is tested against PostgreSQL in tests/integration.
@@ -10,7 +10,6 @@ import copy
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -18,42 +17,37 @@ from service.domain.audit_record import AuditRecord
 from service.domain.patient import Demographics
 from service.usecases.ports.ingest import ResourceWrite, SourcedFact, StoredVersion, UnrecognisedCount
 from service.usecases.ports.resources import ResourceKey, StoredText
+from tests.support.fakes.tables import MemoryDatabase, Tables
 
 __all__ = ["MemoryIngestStore"]
-
-
-@dataclass
-class _Tables:
-    resources: dict[ResourceKey, ResourceWrite] = field(default_factory=dict)
-    history: list[ResourceWrite] = field(default_factory=list)
-    facts: dict[ResourceKey, list[SourcedFact]] = field(default_factory=dict)
-    unrecognised: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    changed: dict[str, int] = field(default_factory=dict)  # patient -> changes counted (the outbox row)
-    claimed: set[str] = field(default_factory=set)  # outbox rows already rung in their transaction
-    audit: list[AuditRecord] = field(default_factory=list)
-    demographics: dict[str, Demographics] = field(default_factory=dict)
 
 
 class MemoryIngestStore:
     """The Store and IngestSession ports (service/usecases/ports/ingest.py) over dictionaries."""
 
-    def __init__(self) -> None:
-        self.tables = _Tables()
+    def __init__(self, database: MemoryDatabase | None = None) -> None:
+        self.database = database or MemoryDatabase()
         self.sessions = 0  # transactions begun: one per request is what the write path promises
+
+    @property
+    def tables(self) -> Tables:
+        """The committed tables."""
+        return self.database.tables
 
     @contextmanager
     def session(self, pipelined: bool = False) -> Iterator[_MemorySession]:
         del pipelined  # a round-trip saving of the adapter's: nothing to save here
         self.sessions += 1
-        working = copy.deepcopy(self.tables)
-        yield _MemorySession(working)
-        self.tables = working  # committed only when the block ended without an exception
+        with self.database.transaction() as working:
+            yield _MemorySession(working)
 
     def read_text(self, key: ResourceKey) -> StoredText | None:
-        return _text(self.tables, key)
+        with self.database.reading() as tables:
+            return _text(tables, key)
 
     def unrecognised_codes(self, limit: int) -> list[UnrecognisedCount]:
-        rows = sorted(self.tables.unrecognised.items(), key=lambda item: -item[1])[:limit]
+        with self.database.reading() as tables:
+            rows = sorted(tables.unrecognised.items(), key=lambda item: -item[1])[:limit]
         return [UnrecognisedCount(t, s, c, None, n) for (t, s, c), n in rows]
 
     # What tests look at.
@@ -62,7 +56,7 @@ class MemoryIngestStore:
 
 
 class _MemorySession:
-    def __init__(self, tables: _Tables) -> None:
+    def __init__(self, tables: Tables) -> None:
         self._t = tables
 
     def current_versions(self, keys: Sequence[ResourceKey]) -> dict[ResourceKey, StoredVersion]:
@@ -80,12 +74,13 @@ class _MemorySession:
             self._t.history.append(write)
 
     def replace_facts(self, sources: Sequence[ResourceKey], facts: Sequence[SourcedFact], now: datetime) -> set[str]:
-        del now
         before = {f.patient_id for key in sources for f in self._t.facts.get(key, [])}
         for key in sources:
             self._t.facts[key] = []
         for fact in facts:
-            self._t.facts.setdefault((fact.source_type, fact.source_id), []).append(fact)
+            key = (fact.source_type, fact.source_id)
+            self._t.facts.setdefault(key, []).append(fact)
+            self._t.recorded[key] = now  # the fact rows' recorded_at: facts_of hands it back
         return before
 
     def count_unrecognised(self, counts: Sequence[UnrecognisedCount], now: datetime) -> None:
@@ -131,7 +126,7 @@ class _MemorySession:
             raise
 
 
-def _text(tables: _Tables, key: ResourceKey) -> StoredText | None:
+def _text(tables: Tables, key: ResourceKey) -> StoredText | None:
     write = tables.resources.get(key)
     if write is None:
         return None
