@@ -1,5 +1,5 @@
-"""The clinical use cases wired on the in-memory fakes as service/composition/parts.py wires them on PostgreSQL: ingest, assess,
-evaluate alerts, sweep, deliver. For unit tests of the use cases (tests/unit/test_assessor.py and its neighbours)."""
+"""The clinical use cases wired on the in-memory fakes as service/composition/parts.py wires them on PostgreSQL:
+ingest, assess, evaluate alerts, sweep, deliver. For unit tests of the use cases (tests/unit/test_assessor.py and its neighbours)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def local_day(moment: datetime) -> date:
 
 
 class ClinicStore(Store, AssessmentStore, AlertStore, PatientStore, WritebackStore, Protocol):
-    """Every port the clinical use cases need of the database: MemoryStore, or the PostgreSQL adapters together (tests/integration/test_fakes_parity.py)."""
+    """Every port the clinical use cases need of the database: MemoryStore, or the PostgreSQL adapters together
+    (tests/integration/test_fakes_parity.py)."""
 
 
 @dataclass
