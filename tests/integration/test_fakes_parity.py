@@ -1,5 +1,5 @@
-"""The in-memory fakes (tests/support/fakes/) answer as the PostgreSQL adapters do: one script of ingests,
-pipeline runs, sweeps, people's actions and deliveries through faults, run on each, must see the same thing through every port
+"""The in-memory fakes (tests/support/fakes/) answer as the PostgreSQL adapters do: one script of ingests, pipeline
+runs, sweeps, people's actions and deliveries through faults, run on each, must see the same thing through every port
 the use cases read. This is what lets the unit tests of the use cases stand in for PostgreSQL."""
 
 from __future__ import annotations

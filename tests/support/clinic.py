@@ -1,5 +1,6 @@
-"""The clinical use cases wired on the in-memory fakes as service/composition/parts.py wires them on PostgreSQL:
-ingest, assess, evaluate alerts, sweep, deliver. For unit tests of the use cases (tests/unit/test_assessor.py and its neighbours)."""
+"""The clinical use cases wired on the in-memory fakes as service/composition/parts.py wires them on PostgreSQL: ingest,
+assess, evaluate alerts, sweep, deliver. For unit tests of the use cases (tests/unit/test_assessor.py and its
+neighbours)."""
 
 from __future__ import annotations
 

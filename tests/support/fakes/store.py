@@ -1,5 +1,6 @@
-"""MemoryStore: every store port of the PostgreSQL adapters (service/adapters/postgres/store.py) that the clinical
-use cases need, over one in-memory database — ingest (Store), AssessmentStore, AlertStore, PatientStore and WritebackStore.
+"""MemoryStore: every store port of the PostgreSQL adapters (service/adapters/postgres/store.py) that the clinical use
+cases need, over one in-memory database — ingest (Store), AssessmentStore, AlertStore, PatientStore and
+WritebackStore.
 
 Like those adapters, the write-back methods are each their own short transaction (the EHR is called between them),
 and reads outside a session see only committed data. Records go in through the real Ingestor and Normaliser, so the
