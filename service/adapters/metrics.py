@@ -29,6 +29,8 @@ from prometheus_client.registry import Collector
 
 from service.domain.risk_model import model_version
 from service.fhir.resource_types import INPUT_TYPES
+from service.usecases.ports.outbox import OutboxStore
+from service.usecases.ports.writeback import WritebackStore
 
 __all__ = [
     "CONTENT_TYPE",
@@ -272,12 +274,19 @@ def render(extra: Iterable[Collector] = (), path: str | None = None) -> bytes:
     return generate_latest(registry)
 
 
-def state_collector(store: Any, redis_url: str, queues: Sequence[str], clock: Callable[[], datetime]) -> StateCollector:
-    """The scrape-time gauges over the outbox store (OutboxStore and WritebackStore ports) and the broker."""
+def state_collector(
+    outbox: OutboxStore,
+    writebacks: WritebackStore,
+    redis_url: str,
+    queues: Sequence[str],
+    clock: Callable[[], datetime],
+) -> StateCollector:
+    """The scrape-time gauges over the change outbox, the write-back outbox and the broker."""
 
     def change_backlog() -> tuple[int, datetime | None]:
-        with store.outbox() as outbox:
-            backlog: tuple[int, datetime | None] = outbox.backlog()
-            return backlog
+        with outbox.outbox() as changes:
+            return changes.backlog()
 
-    return StateCollector(change_backlog, store.writeback_counts, lambda: redis_queue_depths(redis_url, queues), clock)
+    return StateCollector(
+        change_backlog, writebacks.writeback_counts, lambda: redis_queue_depths(redis_url, queues), clock
+    )

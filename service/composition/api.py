@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from service.adapters.ehr.cds_fhir import CdsFhirReader
+from service.adapters.metrics import StateCollector, state_collector
 from service.adapters.oidc import OidcClient
+from service.adapters.postgres.heartbeats import WorkersSeen, workers_seen
 from service.adapters.rate_limit import RateLimiter
 from service.adapters.smart import SmartClient
 from service.composition.core import build_core, utc_now
@@ -76,6 +79,8 @@ class ApiServices:
     oidc: OidcClient | None  # sign-in to the worklist page, when configured
     smart: SmartClient | None  # SMART App Launch, when configured
     cds_fhir: CdsFhirReader | None  # CDS Hooks reads at an allow-listed fhirServer
+    workers_seen: Callable[[datetime], WorkersSeen]  # the workers with a heartbeat since then (readiness)
+    state_gauges: StateCollector  # the outboxes' and the broker's gauges, read at each scrape
     close: Callable[[], None]
 
     def today(self) -> date:
@@ -118,6 +123,10 @@ def build_api(parts: Parts) -> ApiServices:
         oidc=parts.oidc,
         smart=parts.smart,
         cds_fhir=parts.cds_fhir,
+        workers_seen=functools.partial(workers_seen, core.pool),
+        state_gauges=state_collector(
+            parts.outbox, parts.writebacks, core.settings.redis_url, [core.settings.celery_queue], core.clock
+        ),
         close=parts.close,
     )
 

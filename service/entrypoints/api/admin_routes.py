@@ -12,10 +12,10 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from service.entrypoints.api.auth import CallerDep, forbidden, require
-from service.entrypoints.api.deps import ContainerDep, fhir_base
+from service.entrypoints.api.deps import AuditDep, ResourcesDep, fhir_base
 from service.entrypoints.api.middleware import AuditNote, note_audit
 from service.entrypoints.api.responses import FhirJSONResponse, fhir_response
-from service.entrypoints.api.scoping import check_patient, patient_scope
+from service.entrypoints.api.scoping import ScopingDep
 from service.fhir.audit_event import audit_event, audit_ndjson_line
 from service.fhir.outcome import searchset
 from service.security.principal import Permission
@@ -39,10 +39,10 @@ class UnrecognisedCode(BaseModel):
 
 @router.get("/terminology/unrecognised", operation_id="unrecognisedCodes", summary="Codes not recognised")
 async def unrecognised_codes(
-    container: ContainerDep, limit: Annotated[int, Query(ge=1, le=10000)] = 200
+    resources: ResourcesDep, limit: Annotated[int, Query(ge=1, le=10000)] = 200
 ) -> list[UnrecognisedCode]:
     """The codes seen most often that refracture did not recognise, most frequent first."""
-    rows = await run_in_threadpool(container.store.unrecognised_codes, limit)
+    rows = await run_in_threadpool(resources.unrecognised_codes, limit)
     return [
         UnrecognisedCode(
             resource_type=r.resource_type,
@@ -65,7 +65,8 @@ async def unrecognised_codes(
 )
 async def audit_events(
     request: Request,
-    container: ContainerDep,
+    audit: AuditDep,
+    scoping: ScopingDep,
     principal: CallerDep,
     since: Annotated[datetime | None, Query(description="from this moment (inclusive)")] = None,
     until: Annotated[datetime | None, Query(description="before this moment")] = None,
@@ -77,10 +78,10 @@ async def audit_events(
     note_audit(request.state, AuditNote("export", "AuditEvent", patients=[patient] if patient else [], detail="audit"))
     # An administrator limited to some sites exports one patient of theirs at a time; the whole trail is not theirs.
     if patient is not None:
-        await check_patient(request, container, principal, patient)
-    elif not (await patient_scope(request, container, principal)).everyone:
+        await scoping.check_patient(principal, patient)
+    elif not (await scoping.patient_scope(principal)).everyone:
         raise forbidden("your token is limited to some sites or patients: export the trail of one patient (patient=)")
-    rows = await run_in_threadpool(container.audit.read, since, until, patient, after, count)
+    rows = await run_in_threadpool(audit.read, since, until, patient, after, count)
     bundle = searchset(fhir_base(request), [audit_event(r) for r in rows])
     del bundle["total"]  # a page, not the number of matches
     if len(rows) == count:
@@ -100,7 +101,7 @@ async def audit_events(
 )
 def audit_export(
     request: Request,
-    container: ContainerDep,
+    audit: AuditDep,
     since: Annotated[datetime | None, Query(alias="_since", description="from this moment (inclusive)")] = None,
     until: Annotated[datetime | None, Query(alias="_until", description="rows recorded before this moment")] = None,
     after_seq: Annotated[
@@ -110,5 +111,5 @@ def audit_export(
     """Every audit row from ``_since`` as a FHIR AuditEvent, one per line, each with its hash-chain seq and hash
     (docs/security.md, "Audit trail"); read page by page while it streams."""
     note_audit(request.state, AuditNote("export", "AuditEvent", detail="audit $export"))
-    lines = (audit_ndjson_line(row) for row in container.audit.export(since, until, after_seq))
+    lines = (audit_ndjson_line(row) for row in audit.export(since, until, after_seq))
     return StreamingResponse(lines, media_type="application/fhir+ndjson")

@@ -15,12 +15,25 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from service.entrypoints.api.deps import ContainerDep
+from service.adapters.rate_limit import RateLimiter
+from service.entrypoints.api.deps import AuthenticatorDep, RateLimiterDep, SessionsDep
 from service.platform.errors import Issue, Problem, RefractureError
+from service.security.authenticator import Authenticator
 from service.security.principal import Permission, Principal
+from service.security.sessions import Sessions
 from service.security.tokens import AuthError
 
-__all__ = ["SESSION_COOKIE", "CallerDep", "bearer", "caller", "forbidden", "require", "unauthenticated"]
+__all__ = [
+    "SESSION_COOKIE",
+    "CallerDep",
+    "Callers",
+    "CallersDep",
+    "bearer",
+    "caller",
+    "forbidden",
+    "require",
+    "unauthenticated",
+]
 
 SESSION_COOKIE: Final = "refracture_session"
 bearer = HTTPBearer(auto_error=False, description="An OAuth 2.0 access token (JWT) from the hospital's issuer")
@@ -51,45 +64,69 @@ def forbidden(reason: str) -> RefractureError:
     return RefractureError(Problem.FORBIDDEN, [Issue("forbidden", reason)])
 
 
-async def caller(request: Request, container: ContainerDep, credentials: BearerDep) -> Principal:
-    """The authenticated caller (once per request).
+class Callers:
+    """Who is calling: a bearer token or a session cookie, checked, then throttled per client."""
+
+    def __init__(self, authenticator: Authenticator, sessions: Sessions, limiter: RateLimiter) -> None:
+        self._authenticator = authenticator
+        self._sessions = sessions
+        self._limiter = limiter
+
+    async def identify(self, request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+        """The authenticated caller (once per request).
+
+        Raises:
+            RefractureError: 401 when there is no valid token or session.
+        """
+        known: Principal | None = getattr(request.state, "principal", None)
+        if known is not None:
+            return known
+        if credentials is not None:
+            try:
+                # A token seen lately is answered from memory; a new one is checked off the event loop (JWKS).
+                known = self._authenticator.cached(credentials.credentials)
+                principal = (
+                    known
+                    if known is not None
+                    else await run_in_threadpool(self._authenticator.authenticate, credentials.credentials)
+                )
+            except AuthError as exc:
+                if exc.error == "server_error":
+                    raise RefractureError(
+                        Problem.UNAVAILABLE, [Issue("transient", "the token cannot be checked now; try again")]
+                    ) from None
+                # Failed attempts count against the caller's address (ThrottleMiddleware): guessing is throttled.
+                raise unauthenticated(str(exc), exc.error) from None
+        else:
+            cookie = request.cookies.get(SESSION_COOKIE)
+            session = await run_in_threadpool(self._sessions.find, cookie) if cookie else None
+            if session is None:
+                raise unauthenticated("sign in, or send an access token", "missing")
+            principal = session.principal
+            request.state.session = session
+            if not _api_change_from_our_pages(request):
+                # The JSON API has no CSRF token: a cookie-authenticated change must show it comes from our pages.
+                raise forbidden("a change made with a sign-in cookie must come from this site (Origin or Referer)")
+        # Known before the throttle: a throttled client is still a known one (audited as such, never anonymous).
+        request.state.principal = principal
+        await _throttle(self._limiter, f"client:{principal.client_id or principal.subject}")
+        return principal
+
+
+def _callers(authenticator: AuthenticatorDep, sessions: SessionsDep, limiter: RateLimiterDep) -> Callers:
+    return Callers(authenticator, sessions, limiter)
+
+
+CallersDep = Annotated[Callers, Depends(_callers)]
+
+
+async def caller(request: Request, callers: CallersDep, credentials: BearerDep) -> Principal:
+    """The authenticated caller, as a dependency.
 
     Raises:
         RefractureError: 401 when there is no valid token or session.
     """
-    known: Principal | None = getattr(request.state, "principal", None)
-    if known is not None:
-        return known
-    if credentials is not None:
-        try:
-            # A token seen lately is answered from memory; a new one is checked off the event loop (JWKS fetches).
-            known = container.authenticator.cached(credentials.credentials)
-            principal = (
-                known
-                if known is not None
-                else await run_in_threadpool(container.authenticator.authenticate, credentials.credentials)
-            )
-        except AuthError as exc:
-            if exc.error == "server_error":
-                raise RefractureError(
-                    Problem.UNAVAILABLE, [Issue("transient", "the token cannot be checked now; try again")]
-                ) from None
-            # Failed attempts count against the caller's address (ThrottleMiddleware): guessing tokens is throttled.
-            raise unauthenticated(str(exc), exc.error) from None
-    else:
-        cookie = request.cookies.get(SESSION_COOKIE)
-        session = await run_in_threadpool(container.sessions.find, cookie) if cookie else None
-        if session is None:
-            raise unauthenticated("sign in, or send an access token", "missing")
-        principal = session.principal
-        request.state.session = session
-        if not _api_change_from_our_pages(request):
-            # The JSON API has no CSRF token: a cookie-authenticated change must show it comes from our own pages.
-            raise forbidden("a change made with a sign-in cookie must come from this site (Origin or Referer)")
-    # Known before the throttle: a throttled client is still a known one (audited as such, never counted anonymous).
-    request.state.principal = principal
-    await _throttle(container, f"client:{principal.client_id or principal.subject}")
-    return principal
+    return await callers.identify(request, credentials)
 
 
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -109,14 +146,14 @@ def _api_change_from_our_pages(request: Request) -> bool:
     return urlsplit(source).netloc == request.url.netloc
 
 
-async def _throttle(container: ContainerDep, key: str) -> None:
-    if not container.rate_limiter.per_minute:
+async def _throttle(limiter: RateLimiter, key: str) -> None:
+    if not limiter.per_minute:
         return  # no limit: no hop to a worker thread either
-    wait = await run_in_threadpool(container.rate_limiter.allow, key)
+    wait = await run_in_threadpool(limiter.allow, key)
     if wait is not None:
         raise RefractureError(
             Problem.TOO_MANY_REQUESTS,
-            [Issue("throttled", f"more than {container.rate_limiter.per_minute} requests a minute; slow down")],
+            [Issue("throttled", f"more than {limiter.per_minute} requests a minute; slow down")],
             {"Retry-After": str(int(wait))},
         )
 

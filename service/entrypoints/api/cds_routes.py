@@ -18,9 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from service.entrypoints.api.auth import bearer, forbidden, unauthenticated
-from service.entrypoints.api.deps import ContainerDep
+from service.entrypoints.api.deps import CdsFhirDep, CdsHooksDep, CdsVerifierDep, ClockDep, SettingsDep
 from service.entrypoints.api.middleware import AuditNote, note_audit
-from service.entrypoints.api.scoping import check_patient
+from service.entrypoints.api.scoping import ScopingDep
 from service.fhir.cds_hooks import ORDER_HOOKS, SERVICES, discovery
 from service.fhir.jsonio import dumps, parse
 from service.platform.errors import Issue, Problem, RefractureError, refuse
@@ -90,7 +90,8 @@ async def _throttle(request: Request, key: str) -> None:
 async def cds_caller(
     request: Request,
     service_id: str,
-    container: ContainerDep,
+    settings: SettingsDep,
+    cds_verifier: CdsVerifierDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The EHR calling, from its JWT (or, outside production, a development token).
@@ -102,14 +103,13 @@ async def cds_caller(
     if credentials is None:
         raise unauthenticated("send the EHR's signed JWT as a bearer token", "missing")
     token = credentials.credentials
-    settings = container.settings
     dev = DevTokens(settings.dev_tokens, settings.auth_roles_claim, settings.auth_sites_claim).verify(token)
     if dev is not None:
         if not dev.may(Permission.CALL_CDS_SERVICES):
             raise forbidden("CDS Hooks calls need the integration-client role")
         principal = dev
     else:
-        verifier = container.cds_verifier
+        verifier = cds_verifier
         if not verifier.configured:
             await _throttle(request, f"ip:{request.client.host if request.client else '?'}")
             raise unauthenticated("no EHR is configured to call the CDS services (REFRACTURE_CDS_ISSUERS)")
@@ -217,21 +217,23 @@ def _known(service_id: str) -> None:
 async def call_service(
     request: Request,
     service_id: str,
-    container: ContainerDep,
+    cds_fhir: CdsFhirDep,
+    cds_hooks: CdsHooksDep,
+    scoping: ScopingDep,
     principal: CdsCaller,
 ) -> Response:
     """The hook request as CDS Hooks 2.0 defines it; prefetch is optional (refracture answers from stored state)."""
     _known(service_id)
     body = await _body(request)
-    reader = container.cds_fhir
+    reader = cds_fhir
     fhir_server, fhir_token, fhir_note = _fhir_access(body, reader.allowed if reader is not None else None)
     call = _hook_call(service_id, body, fhir_server, fhir_token)
     note = AuditNote("cds-hook", "Patient", call.patient_id, [call.patient_id], service_id)
     note_audit(request.state, note)
     # A caller limited to some patients (sites, SMART patient context) gets cards for those only.
-    await check_patient(request, container, principal, call.patient_id)
+    await scoping.check_patient(principal, call.patient_id)
     page = f"{_base(request)}/worklist/patients/{quote(call.patient_id, safe='')}"
-    cards = await run_in_threadpool(container.cds_hooks.cards, call, page)
+    cards = await run_in_threadpool(cds_hooks.cards, call, page)
     note.detail = f"{service_id}: {len(cards)} card(s){fhir_note}"
     return _json({"cards": cards})
 
@@ -288,16 +290,17 @@ def _feedback_items(service_id: str, caller: str, body: dict[str, Any], now: dat
 async def feedback(
     request: Request,
     service_id: str,
-    container: ContainerDep,
+    clock: ClockDep,
+    cds_hooks: CdsHooksDep,
     caller: CdsCaller,
 ) -> Response:
     """Each item is kept (table cds_feedback) with the card's uuid, the outcome, the accepted suggestions and the
     override reason; the request itself is in the audit trail."""
     _known(service_id)
-    items = _feedback_items(service_id, caller.client_id or caller.subject, await _body(request), container.clock())
+    items = _feedback_items(service_id, caller.client_id or caller.subject, await _body(request), clock())
     note = AuditNote("cds-feedback", detail=f"{service_id}: {len(items)} item(s)")
     note_audit(request.state, note)
-    linked = await run_in_threadpool(container.cds_hooks.feedback, items)
+    linked = await run_in_threadpool(cds_hooks.feedback, items)
     # The audit names the patients whose cards the feedback is about (when refracture issued those cards).
     note.patients = sorted({patient for patient, _ in linked if patient is not None})
     return _json({})

@@ -9,7 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.adapters.ehr.cds_fhir import CdsFhirReader
+from service.adapters.metrics import StateCollector
 from service.adapters.oidc import OidcClient
+from service.adapters.postgres.heartbeats import WorkersSeen
 from service.adapters.rate_limit import RateLimiter
 from service.adapters.smart import SmartClient
 from service.composition.api import ApiServices
@@ -64,8 +66,10 @@ __all__ = [
     "SessionsDep",
     "SettingsDep",
     "SmartDep",
+    "StateGaugesDep",
     "TasksDep",
     "TodayDep",
+    "WorkersSeenDep",
     "WorklistDep",
     "WritebacksDep",
     "fhir_base",
@@ -285,6 +289,20 @@ def _cds_fhir(services: _Services) -> CdsFhirReader | None:
 CdsFhirDep = Annotated[CdsFhirReader | None, Depends(_cds_fhir)]
 
 
+def _workers_seen(services: _Services) -> Callable[[datetime], WorkersSeen]:
+    return services.workers_seen
+
+
+WorkersSeenDep = Annotated[Callable[[datetime], WorkersSeen], Depends(_workers_seen)]
+
+
+def _state_gauges(services: _Services) -> StateCollector:
+    return services.state_gauges
+
+
+StateGaugesDep = Annotated[StateCollector, Depends(_state_gauges)]
+
+
 def _ping(services: _Services) -> Callable[[], None]:
     return services.ping
 
@@ -292,12 +310,12 @@ def _ping(services: _Services) -> Callable[[], None]:
 PingDep = Annotated[Callable[[], None], Depends(_ping)]
 
 
-def _today(services: _Services) -> Callable[[], date]:
-    # A function, not a date: a route may ask after awaiting, and the day is the clock's at that moment.
-    return services.today
+def _today(services: _Services) -> date:
+    # Once per request: every date a page shows (ages, overdue) is counted against the same day.
+    return services.today()
 
 
-TodayDep = Annotated[Callable[[], date], Depends(_today)]
+TodayDep = Annotated[date, Depends(_today)]
 
 
 def local_day_of(services: ApiServices) -> Callable[[datetime], date]:

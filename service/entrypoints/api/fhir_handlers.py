@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from service.composition.bootstrap import Container
+from fastapi import Depends
+
 from service.domain.audit_record import AuditRecord
 from service.entrypoints.api.auth import forbidden
+from service.entrypoints.api.deps import IngestorDep, MetricsDep, ResourcesDep, SettingsDep
 from service.fhir.bundle import EntryPlan, PlannedBundle, RefusedTransaction, plan_bundle, skip_notice, skip_summary
 from service.fhir.intake import Ids, admit
 from service.fhir.jsonio import parse
@@ -18,10 +20,11 @@ from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
 from service.platform.errors import Problem, RefractureError, refuse
 from service.security.principal import Principal
-from service.usecases.ingest import EntryOutcome, IngestResult, Skipped, WriteRequest
+from service.usecases.ingest import EntryOutcome, Ingestor, IngestResult, Skipped, WriteRequest
 from service.usecases.intake import IntakeCounter
+from service.usecases.ports.ingest import Store
 
-__all__ = ["Answer", "RequestAudit", "check_input_type", "handle_bundle", "handle_write"]
+__all__ = ["Answer", "FhirWrites", "FhirWritesDep", "RequestAudit", "check_input_type"]
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +50,74 @@ class Answer:
 RequestAudit = Callable[[int, str, list[str], str | None, str | None], Sequence[AuditRecord]]
 
 
-def handle_bundle(
-    container: Container,
+@dataclass(slots=True, frozen=True)
+class FhirWrites:
+    """The FHIR API's writes: a Bundle, or one resource, through the one Ingestor, counted by the IntakeCounter."""
+
+    ingestor: Ingestor
+    resources: Store  # a write's stored body when the ingest did not return it
+    counter: IntakeCounter
+    max_bundle_entries: int
+    skip_unused: bool  # Bundle entries of types refracture does not use: skipped (else refused)
+
+    def bundle(
+        self,
+        raw: bytes,
+        representation: bool,
+        principal: Principal,
+        audit: RequestAudit | None = None,
+    ) -> Answer:
+        """POST /fhir: a transaction or batch Bundle."""
+        return _handle_bundle(self, raw, representation, principal, audit)
+
+    def write(
+        self,
+        raw: bytes,
+        resource_type: str,
+        resource_id: str | None,
+        if_match: str | None,
+        base_url: str,
+        audit: RequestAudit | None = None,
+    ) -> Answer:
+        """POST /fhir/{type} (resource_id None) or PUT /fhir/{type}/{id}; ``audit`` gives the request's audit rows,
+        written in the write's transaction."""
+        try:
+            return _write(self, raw, resource_type, resource_id, if_match, base_url, audit)
+        except RefractureError as exc:
+            self.counter.refused([resource_type], exc)
+            raise
+
+
+def _fhir_writes(
+    ingestor: IngestorDep,
+    resources: ResourcesDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+) -> FhirWrites:
+    return FhirWrites(
+        ingestor,
+        resources,
+        IntakeCounter(metrics),
+        settings.max_bundle_entries,
+        settings.unknown_resource_types == "skip",
+    )
+
+
+FhirWritesDep = Annotated[FhirWrites, Depends(_fhir_writes)]
+
+
+def _handle_bundle(
+    writes: FhirWrites,
     raw: bytes,
     representation: bool,
     principal: Principal,
     audit: RequestAudit | None = None,
 ) -> Answer:
-    """POST /fhir: a transaction or batch Bundle."""
     planned: PlannedBundle | None = None
     try:
-        skip_unused = container.settings.unknown_resource_types == "skip"
-        planned = plan_bundle(parse(raw), container.settings.max_bundle_entries, skip_unused)
+        planned = plan_bundle(parse(raw), writes.max_bundle_entries, writes.skip_unused)
         _check_scopes(planned, principal)
-        ingestor = container.ingestor
+        ingestor = writes.ingestor
         bundle_type = planned.bundle_type
         detail = f"{len(planned.entries)} entries"
 
@@ -73,14 +130,14 @@ def handle_bundle(
         # Every entry of a refused transaction (or of a Bundle refused whole) was refused; unread Bundles count once.
         # Skipped entries were never going to be stored: not refused.
         if planned is not None:
-            writes = [e.resource_type for e in planned.entries if e.method != "GET" and not e.skipped]
+            refused = [e.resource_type for e in planned.entries if e.method != "GET" and not e.skipped]
         elif isinstance(exc, RefusedTransaction):
-            writes = exc.written_types
+            refused = exc.written_types
         else:
-            writes = ["Bundle"]
-        IntakeCounter(container.metrics).refused(writes, exc)
+            refused = ["Bundle"]
+        writes.counter.refused(refused, exc)
         raise
-    _count_entries(IntakeCounter(container.metrics), planned.entries, result.outcomes)
+    _count_entries(writes.counter, planned.entries, result.outcomes)
     skipped = planned.skipped_types()
     if skipped:
         # Types and counts only: no patient data.
@@ -148,26 +205,8 @@ def _check_scopes(planned: PlannedBundle, principal: Principal) -> None:
         raise forbidden(f"your scopes do not allow this Bundle's {', '.join(refused)} entries")
 
 
-def handle_write(
-    container: Container,
-    raw: bytes,
-    resource_type: str,
-    resource_id: str | None,
-    if_match: str | None,
-    base_url: str,
-    audit: RequestAudit | None = None,
-) -> Answer:
-    """POST /fhir/{type} (resource_id None) or PUT /fhir/{type}/{id}; ``audit`` gives the request's audit rows,
-    written in the write's transaction."""
-    try:
-        return _write(container, raw, resource_type, resource_id, if_match, base_url, audit)
-    except RefractureError as exc:
-        IntakeCounter(container.metrics).refused([resource_type], exc)
-        raise
-
-
 def _write(
-    container: Container,
+    writes: FhirWrites,
     raw: bytes,
     resource_type: str,
     resource_id: str | None,
@@ -195,16 +234,16 @@ def _write(
         status = 201 if isinstance(written, EntryOutcome) and written.created else 200
         return audit(status, action, patients, target_id, None) if audit else []
 
-    result = container.ingestor.write(
+    result = writes.ingestor.write(
         WriteRequest(resource_type, target_id, resource, if_match), claim=True, audit=records if audit else None
     )
     outcome = result.outcomes[0]
     assert isinstance(outcome, EntryOutcome)
-    IntakeCounter(container.metrics).stored(resource_type, outcome)
+    writes.counter.stored(resource_type, outcome)
     headers = _version_headers(outcome, base_url)
     return Answer(
         201 if outcome.created else 200,
-        outcome.body or _stored_body(container, outcome),
+        outcome.body or _stored_body(writes.resources, outcome),
         headers,
         result.changed_patients,
         action=action,
@@ -240,8 +279,8 @@ def _version_headers(outcome: EntryOutcome, base_url: str) -> dict[str, str]:
     }
 
 
-def _stored_body(container: Container, outcome: EntryOutcome) -> dict[str, Any] | None:
-    stored = container.store.read_text((outcome.resource_type, outcome.resource_id))
+def _stored_body(resources: Store, outcome: EntryOutcome) -> dict[str, Any] | None:
+    stored = resources.read_text((outcome.resource_type, outcome.resource_id))
     return parse(stored.body.encode()) if stored else None
 
 

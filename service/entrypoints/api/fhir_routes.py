@@ -11,11 +11,19 @@ from starlette.concurrency import run_in_threadpool
 from service.domain.audit_record import AuditRecord
 from service.entrypoints.api.auth import CallerDep, forbidden, require
 from service.entrypoints.api.body import read_fhir_body
-from service.entrypoints.api.deps import ContainerDep, fhir_base
-from service.entrypoints.api.fhir_handlers import Answer, RequestAudit, check_input_type, handle_bundle, handle_write
+from service.entrypoints.api.deps import (
+    AssessmentsDep,
+    CarePlansDep,
+    RelayDep,
+    ResourcesDep,
+    SettingsDep,
+    TasksDep,
+    fhir_base,
+)
+from service.entrypoints.api.fhir_handlers import Answer, FhirWritesDep, RequestAudit, check_input_type
 from service.entrypoints.api.middleware import AuditNote, audit_records, client_ip, note_audit
 from service.entrypoints.api.responses import FhirJSONResponse, fhir_response
-from service.entrypoints.api.scoping import check_patient
+from service.entrypoints.api.scoping import ScopingDep
 from service.fhir.capability import READ_ONLY_TYPES, capability_statement
 from service.fhir.codesystems import CODE_SYSTEMS, code_system
 from service.fhir.jsonio import parse
@@ -24,6 +32,7 @@ from service.fhir.references import patient_of, split_reference
 from service.fhir.task import TASK_SYSTEM
 from service.platform.errors import Problem, refuse
 from service.security.principal import Permission, Principal
+from service.usecases.relay import Relay
 
 __all__ = ["router"]
 
@@ -59,12 +68,11 @@ Writer = Annotated[Principal, Depends(require(Permission.WRITE_CLINICAL_DATA))]
 ResultReader = Annotated[Principal, Depends(require(Permission.READ_RESULTS))]
 
 
-def _ring_doorbell(request: Request, background: BackgroundTasks, answer: Answer) -> None:
+def _ring_doorbell(relay: Relay, background: BackgroundTasks, answer: Answer) -> None:
     if answer.changed_patients:
-        container = request.app.state.container
         # After the response: the doorbell must never delay or fail a committed ingest. The write's transaction
         # marked the rows rung (claim=True), so ringing is only the broker's publish, no second transaction.
-        background.add_task(container.relay.publish_claimed, answer.changed_patients)
+        background.add_task(relay.publish_claimed, answer.changed_patients)
 
 
 def _request_audit(request: Request, principal: Principal, resource_type: str | None) -> RequestAudit:
@@ -100,21 +108,23 @@ def metadata(request: Request) -> FhirJSONResponse:
 )
 async def post_bundle(
     request: Request,
-    container: ContainerDep,
+    settings: SettingsDep,
+    writes: FhirWritesDep,
+    relay: RelayDep,
     background: BackgroundTasks,
     principal: Writer,
     prefer: Prefer = None,
 ) -> FhirJSONResponse:
     """A transaction (all or nothing) or batch (each entry on its own) Bundle of the accepted input types."""
-    raw = await read_fhir_body(request, container.settings.max_body_bytes)
+    raw = await read_fhir_body(request, settings.max_body_bytes)
     representation = bool(prefer and "return=representation" in prefer)
     audit = _request_audit(request, principal, None)
-    answer = await run_in_threadpool(handle_bundle, container, raw, representation, principal, audit)
+    answer = await run_in_threadpool(writes.bundle, raw, representation, principal, audit)
     note_audit(
         request.state,
         AuditNote(answer.action, patients=answer.patients, detail=answer.detail, recorded=answer.audited),
     )
-    _ring_doorbell(request, background, answer)
+    _ring_doorbell(relay, background, answer)
     return fhir_response(answer.body, answer.status)
 
 
@@ -129,7 +139,9 @@ async def post_bundle(
 )
 async def create(
     request: Request,
-    container: ContainerDep,
+    settings: SettingsDep,
+    writes: FhirWritesDep,
+    relay: RelayDep,
     background: BackgroundTasks,
     principal: Writer,
     resource_type: Annotated[str, _TYPE],
@@ -138,14 +150,14 @@ async def create(
     """Store one resource; a resource carrying the EHR's id keeps it, and re-sending it is a no-op."""
     check_input_type(resource_type)
     _may_write(principal, resource_type, "c")
-    raw = await read_fhir_body(request, container.settings.max_body_bytes)
+    raw = await read_fhir_body(request, settings.max_body_bytes)
     audit = _request_audit(request, principal, resource_type)
-    answer = await run_in_threadpool(handle_write, container, raw, resource_type, None, None, fhir_base(request), audit)
+    answer = await run_in_threadpool(writes.write, raw, resource_type, None, None, fhir_base(request), audit)
     note_audit(
         request.state,
         AuditNote("create", resource_type, answer.resource_id, answer.patients, recorded=answer.audited),
     )
-    _ring_doorbell(request, background, answer)
+    _ring_doorbell(relay, background, answer)
     return _written(answer, prefer)
 
 
@@ -159,7 +171,9 @@ async def create(
 )
 async def update(
     request: Request,
-    container: ContainerDep,
+    settings: SettingsDep,
+    writes: FhirWritesDep,
+    relay: RelayDep,
     background: BackgroundTasks,
     principal: Writer,
     resource_type: Annotated[str, _TYPE],
@@ -170,13 +184,11 @@ async def update(
     """Store a new version; identical content makes no new version."""
     check_input_type(resource_type)
     _may_write(principal, resource_type, "u")
-    raw = await read_fhir_body(request, container.settings.max_body_bytes)
+    raw = await read_fhir_body(request, settings.max_body_bytes)
     audit = _request_audit(request, principal, resource_type)
-    answer = await run_in_threadpool(
-        handle_write, container, raw, resource_type, resource_id, if_match, fhir_base(request), audit
-    )
+    answer = await run_in_threadpool(writes.write, raw, resource_type, resource_id, if_match, fhir_base(request), audit)
     note_audit(request.state, AuditNote("update", resource_type, resource_id, answer.patients, recorded=answer.audited))
-    _ring_doorbell(request, background, answer)
+    _ring_doorbell(relay, background, answer)
     return _written(answer, prefer)
 
 
@@ -189,7 +201,8 @@ async def update(
 )
 async def search_risk_assessment(
     request: Request,
-    container: ContainerDep,
+    assessments: AssessmentsDep,
+    scoping: ScopingDep,
     principal: ResultReader,
     subject: Annotated[str | None, Query(description="Patient/{id}")] = None,
     patient: Annotated[str | None, Query(description="{id} or Patient/{id}")] = None,
@@ -200,8 +213,8 @@ async def search_risk_assessment(
     _may_read(principal, "RiskAssessment", Permission.READ_RESULTS, "s")
     patient_id = _patient_parameter(subject or patient)
     note_audit(request.state, AuditNote("search", "RiskAssessment", patients=[patient_id]))
-    await check_patient(request, container, principal, patient_id)
-    bodies = await run_in_threadpool(container.store.risk_assessments_of, patient_id, count)
+    await scoping.check_patient(principal, patient_id)
+    bodies = await run_in_threadpool(assessments.risk_assessments_of, patient_id, count)
     return fhir_response(searchset(fhir_base(request), [parse(b.encode()) for b in bodies]))
 
 
@@ -214,7 +227,8 @@ async def search_risk_assessment(
 )
 async def search_care_plan(
     request: Request,
-    container: ContainerDep,
+    care_plans: CarePlansDep,
+    scoping: ScopingDep,
     principal: ResultReader,
     subject: Annotated[str | None, Query(description="Patient/{id}")] = None,
     patient: Annotated[str | None, Query(description="{id} or Patient/{id}")] = None,
@@ -224,8 +238,8 @@ async def search_care_plan(
     _may_read(principal, "CarePlan", Permission.READ_RESULTS, "s")
     patient_id = _patient_parameter(subject or patient)
     note_audit(request.state, AuditNote("search", "CarePlan", patients=[patient_id]))
-    await check_patient(request, container, principal, patient_id)
-    body = await run_in_threadpool(container.store.care_plan_of, patient_id)
+    await scoping.check_patient(principal, patient_id)
+    body = await run_in_threadpool(care_plans.care_plan_of, patient_id)
     return fhir_response(searchset(fhir_base(request), [parse(body.encode())] if body else []))
 
 
@@ -256,7 +270,8 @@ _TASK_STATUSES: Final = frozenset(
 )
 async def search_task(
     request: Request,
-    container: ContainerDep,
+    tasks: TasksDep,
+    scoping: ScopingDep,
     principal: ResultReader,
     subject: Annotated[str | None, Query(description="Patient/{id}")] = None,
     patient: Annotated[str | None, Query(description="{id} or Patient/{id}")] = None,
@@ -283,12 +298,12 @@ async def search_task(
         task_id = value
     note_audit(request.state, AuditNote("search", "Task", patients=[patient_id] if patient_id else []))
     if patient_id is not None:
-        await check_patient(request, container, principal, patient_id)
-    bodies = await run_in_threadpool(container.store.search_tasks, patient_id, statuses, task_id, count)
+        await scoping.check_patient(principal, patient_id)
+    bodies = await run_in_threadpool(tasks.search_tasks, patient_id, statuses, task_id, count)
     found = [parse(b.encode()) for b in bodies]
     if patient_id is None:
         for patient_ref in {str(t.get("for", {}).get("reference", "")) for t in found}:
-            await check_patient(request, container, principal, patient_ref.removeprefix("Patient/"))
+            await scoping.check_patient(principal, patient_ref.removeprefix("Patient/"))
     return fhir_response(searchset(fhir_base(request), found))
 
 
@@ -314,7 +329,11 @@ def search_code_system(request: Request, url: str | None = None) -> FhirJSONResp
 )
 async def read(
     request: Request,
-    container: ContainerDep,
+    assessments: AssessmentsDep,
+    care_plans: CarePlansDep,
+    tasks: TasksDep,
+    resources: ResourcesDep,
+    scoping: ScopingDep,
     principal: CallerDep,
     resource_type: Annotated[str, _TYPE],
     resource_id: Annotated[str, _ID],
@@ -330,9 +349,9 @@ async def read(
     if resource_type in ("RiskAssessment", "CarePlan", "Task"):
         _may_read(principal, resource_type, Permission.READ_RESULTS)
         reader = {
-            "RiskAssessment": container.store.read_risk_assessment,
-            "CarePlan": container.store.read_care_plan,
-            "Task": container.store.read_task,
+            "RiskAssessment": assessments.read_risk_assessment,
+            "CarePlan": care_plans.read_care_plan,
+            "Task": tasks.read_task,
         }[resource_type]
         produced = await run_in_threadpool(reader, resource_id)
         if produced is None:
@@ -340,17 +359,17 @@ async def read(
             raise refuse(Problem.NOT_FOUND, "not-found", f"no {resource_type} of this id is known")
         note.patients = _patients_of(produced.body)
         for patient_id in note.patients:
-            await check_patient(request, container, principal, patient_id)
+            await scoping.check_patient(principal, patient_id)
         return fhir_response(produced.body, 200, {"ETag": f'W/"{produced.version_id}"'})
     if resource_type not in READ_ONLY_TYPES:
         check_input_type(resource_type)
     _may_read(principal, resource_type, Permission.READ_CLINICAL_DATA)
-    stored = await run_in_threadpool(container.store.read_text, (resource_type, resource_id))
+    stored = await run_in_threadpool(resources.read_text, (resource_type, resource_id))
     if stored is None:
         raise refuse(Problem.NOT_FOUND, "not-found", f"no {resource_type} of this id is known")
     note.patients = _patients_of(stored.body)
     for patient_id in note.patients:
-        await check_patient(request, container, principal, patient_id)
+        await scoping.check_patient(principal, patient_id)
     return fhir_response(stored.body, 200, {"ETag": f'W/"{stored.version_id}"'})
 
 

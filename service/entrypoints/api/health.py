@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
-from service.adapters.metrics import CONTENT_TYPE, render, state_collector
+from service.adapters.metrics import CONTENT_TYPE, render
 from service.adapters.monitoring_metrics import MonitoringCollector
-from service.adapters.postgres.heartbeats import workers_seen
-from service.composition.bootstrap import Container
-from service.entrypoints.api.auth import BearerDep, caller, forbidden
-from service.entrypoints.api.deps import ContainerDep
+from service.adapters.postgres.heartbeats import WorkersSeen
+from service.entrypoints.api.auth import BearerDep, CallersDep, forbidden
+from service.entrypoints.api.deps import (
+    ClockDep,
+    MonitorDep,
+    PingDep,
+    SettingsDep,
+    StateGaugesDep,
+    WorkersSeenDep,
+    WritebacksDep,
+)
+from service.platform.config import Settings
 from service.security.principal import Permission
+from service.usecases.ports.clock import Clock
+from service.usecases.ports.writeback import WritebackStore
 
 __all__ = ["READINESS_CACHE_S", "Readiness", "close_readiness", "router"]
 
@@ -36,7 +49,14 @@ def healthz() -> dict[str, str]:
     summary="The database answers (and whether the broker and a worker do)",
     responses={503: {"description": "The database does not answer"}},
 )
-async def readyz(request: Request, container: ContainerDep) -> JSONResponse:
+async def readyz(
+    request: Request,
+    settings: SettingsDep,
+    clock: ClockDep,
+    ping: PingDep,
+    writebacks: WritebacksDep,
+    workers: WorkersSeenDep,
+) -> JSONResponse:
     """Ready when PostgreSQL answers; 'degraded' (still 200) when the Redis broker does not, or no worker was seen.
 
     The API stores everything it accepts in PostgreSQL and the relay rings the doorbell again once Redis is back, so
@@ -47,9 +67,20 @@ async def readyz(request: Request, container: ContainerDep) -> JSONResponse:
     """
     readiness: Readiness | None = getattr(request.app.state, "readiness", None)
     if readiness is None:
-        readiness = request.app.state.readiness = Readiness(container.settings.redis_url)
-    body, status = await readiness.answer(container)
+        readiness = request.app.state.readiness = Readiness(settings.redis_url)
+    body, status = await readiness.answer(ReadinessProbes(settings, clock, ping, writebacks, workers))
     return JSONResponse(body, status)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessProbes:
+    """What a readiness check asks: the database (a ping, the workers' heartbeats, the EHR's write mode)."""
+
+    settings: Settings
+    clock: Clock
+    ping: Callable[[], None]
+    writebacks: WritebackStore
+    workers_seen: Callable[[datetime], WorkersSeen]
 
 
 # How long one readiness answer is reused: probes come every few seconds; a flood of anonymous calls costs one check.
@@ -69,11 +100,11 @@ class Readiness:
         self._answer: tuple[float, dict[str, Any], int] | None = None
         self.checks_run = 0
 
-    async def answer(self, container: Container) -> tuple[dict[str, Any], int]:
+    async def answer(self, probes: ReadinessProbes) -> tuple[dict[str, Any], int]:
         """The body and status of /readyz, from the last check when it is recent enough."""
         async with self._lock:
             if self._answer is None or time.monotonic() >= self._answer[0]:
-                body, status = await run_in_threadpool(self._check, container)
+                body, status = await run_in_threadpool(self._check, probes)
                 self._answer = (time.monotonic() + self._cache_s, body, status)
             return self._answer[1], self._answer[2]
 
@@ -85,12 +116,12 @@ class Readiness:
         """Close the Redis connection."""
         self._redis.close()
 
-    def _check(self, container: Container) -> tuple[dict[str, Any], int]:
+    def _check(self, probes: ReadinessProbes) -> tuple[dict[str, Any], int]:
         self.checks_run += 1
-        settings = container.settings
+        settings = probes.settings
         checks: dict[str, Any] = {}
         try:
-            container.store.ping()
+            probes.ping()
             checks["database"] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             checks["database"] = f"unavailable ({type(exc).__name__})"
@@ -104,7 +135,7 @@ class Readiness:
         if ready:
             stale_s = settings.worker_stale_after_s
             try:
-                seen = workers_seen(container.pool, container.clock() - timedelta(seconds=stale_s))
+                seen = probes.workers_seen(probes.clock() - timedelta(seconds=stale_s))
             except Exception as exc:  # noqa: BLE001 - e.g. migration 0012 not applied yet
                 checks["worker"] = f"unknown ({type(exc).__name__})"
             else:
@@ -114,7 +145,7 @@ class Readiness:
                     "last_seen": seen.last_seen.isoformat() if seen.last_seen else None,
                     "stale_after_s": stale_s,
                 }
-            state = container.store.read_ehr_state()
+            state = probes.writebacks.read_ehr_state()
             # The write mode the EHR's CapabilityStatement allowed (docs/sources/contract.md, 'Delivery'); informative,
             # not a check. Its detail (the EHR's own words) is for operators: `refracture writeback status`.
             body["ehr_write_mode"] = (
@@ -135,28 +166,24 @@ def close_readiness(app: Any) -> None:
         app.state.readiness = None
 
 
-async def _metrics_reader(request: Request, container: ContainerDep, credentials: BearerDep) -> None:
+async def _metrics_reader(
+    request: Request,
+    settings: SettingsDep,
+    callers: CallersDep,
+    credentials: BearerDep,
+) -> None:
     """Anyone only when REFRACTURE_METRICS_PUBLIC=true is set; else the metrics-reader role (or the
     system/metrics.read scope) and administrators."""
-    if container.settings.metrics_open:
+    if settings.metrics_open:
         return
-    principal = await caller(request, container, credentials)
+    principal = await callers.identify(request, credentials)
     if not principal.may(Permission.READ_METRICS):
         raise forbidden("the metrics need the metrics-reader role (or system/metrics.read), which you do not have")
 
 
 # Not in the OpenAPI document: Prometheus's text format is for scrapers, not API clients (docs/operations.md).
 @router.get("/metrics", include_in_schema=False, dependencies=[Depends(_metrics_reader)])
-async def metrics(container: ContainerDep) -> Response:
+async def metrics(gauges: StateGaugesDep, monitor: MonitorDep, clock: ClockDep) -> Response:
     """Prometheus metrics: this pod's counters and the outbox, queue and model gauges read now."""
-    return Response(await run_in_threadpool(_scrape, container), media_type=CONTENT_TYPE)
-
-
-def _scrape(container: Container) -> bytes:
-    settings = container.settings
-    return render(
-        [
-            state_collector(container.store, settings.redis_url, [settings.celery_queue], container.clock),
-            MonitoringCollector(container.monitor.latest, container.clock),
-        ]
-    )
+    collectors: list[Collector] = [gauges, MonitoringCollector(monitor.latest, clock)]
+    return Response(await run_in_threadpool(render, collectors), media_type=CONTENT_TYPE)

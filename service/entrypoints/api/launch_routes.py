@@ -22,9 +22,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.entrypoints.api.auth_routes import _page, _secure, _start_session
+from service.entrypoints.api.auth_routes import SignInPagesDep
 from service.entrypoints.api.csrf import check_sign_in_cookie, new_sign_in_cookie
-from service.entrypoints.api.deps import ContainerDep
+from service.entrypoints.api.deps import ClockDep, SessionsDep, SettingsDep, SmartDep
 from service.entrypoints.api.middleware import AuditNote, note_audit
 from service.security.principal import Role, _has_claim, principal_from_claims
 from service.security.tokens import AuthError
@@ -94,42 +94,48 @@ def launch_claims(
 @router.get("", name="smart_launch")
 async def launch(
     request: Request,
-    container: ContainerDep,
+    smart: SmartDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    pages: SignInPagesDep,
     iss: Annotated[str | None, Query(max_length=2000)] = None,
     launch: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
     """EHR launch (``iss`` and ``launch``) or standalone launch (``iss``, or nothing with one server configured)."""
     note_audit(request.state, AuditNote("sign-in", detail="smart-launch"))
-    smart = container.smart
     if smart is None:
-        return _page(request, container, 404, "SMART launch is not configured (REFRACTURE_SMART_FHIR_SERVERS).", "/")
+        return pages.page(request, 404, "SMART launch is not configured (REFRACTURE_SMART_FHIR_SERVERS).", "/")
     if launch is not None and iss is None:
-        return _page(request, container, 400, "An EHR launch names its FHIR server (iss); start again.", "/worklist")
+        return pages.page(request, 400, "An EHR launch names its FHIR server (iss); start again.", "/worklist")
     base = smart.allowed(iss) if iss is not None else smart.only_server
     if base is None:
         # Only allow-listed EHRs: anything else would send people (and our client) wherever a link says.
-        return _page(request, container, 400, "This EHR is not allowed to launch refracture.", "/worklist")
-    pending = await run_in_threadpool(container.sessions.begin_sign_in, "/worklist", 600, base)
+        return pages.page(request, 400, "This EHR is not allowed to launch refracture.", "/worklist")
+    pending = await run_in_threadpool(sessions.begin_sign_in, "/worklist", 600, base)
     try:
         url = await run_in_threadpool(
             smart.authorization_url,
             base,
             pending,
-            _redirect_uri(request, container.settings.smart_redirect_url),
+            _redirect_uri(request, settings.smart_redirect_url),
             launch,
         )
     except AuthError as exc:
-        return _page(request, container, 503, str(exc), "/worklist")
+        return pages.page(request, 503, str(exc), "/worklist")
     response = RedirectResponse(url, status_code=303)
     # The state is bound to this browser, as for the provider's sign-in (csrf.py).
-    new_sign_in_cookie(response, _secure(request, container), pending.state)
+    new_sign_in_cookie(response, pages.secure(request), pending.state)
     return response
 
 
 @router.get("/callback", name="smart_callback")
 async def callback(
     request: Request,
-    container: ContainerDep,
+    smart: SmartDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    pages: SignInPagesDep,
     code: Annotated[str | None, Query(max_length=4000)] = None,
     state: Annotated[str | None, Query(max_length=200)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
@@ -137,28 +143,24 @@ async def callback(
     """The EHR sends the person back with a code (or an error): exchange, verify, sign in, open the patient."""
     note = AuditNote("sign-in", detail="smart-launch")
     note_audit(request.state, note)
-    smart = container.smart
     if smart is None:
-        return _page(request, container, 404, "SMART launch is not configured.", "/worklist")
-    if not check_sign_in_cookie(request, _secure(request, container), state or ""):
-        return _page(request, container, 400, "This launch was not started in this browser; start again.", "/worklist")
-    pending = await run_in_threadpool(container.sessions.finish_sign_in, state or "")
+        return pages.page(request, 404, "SMART launch is not configured.", "/worklist")
+    if not check_sign_in_cookie(request, pages.secure(request), state or ""):
+        return pages.page(request, 400, "This launch was not started in this browser; start again.", "/worklist")
+    pending = await run_in_threadpool(sessions.finish_sign_in, state or "")
     if pending is None or pending.smart_iss is None:
-        return _page(request, container, 400, "This launch has expired or was already used; start again.", "/worklist")
+        return pages.page(request, 400, "This launch has expired or was already used; start again.", "/worklist")
     iss = smart.allowed(pending.smart_iss)
     if iss is None:
-        return _page(request, container, 400, "This EHR is no longer allowed to launch refracture.", "/worklist")
+        return pages.page(request, 400, "This EHR is no longer allowed to launch refracture.", "/worklist")
     if error or not code:
-        return _page(request, container, 401, "The EHR did not sign you in.", "/worklist")
-    redirect = _redirect_uri(request, container.settings.smart_redirect_url)
+        return pages.page(request, 401, "The EHR did not sign you in.", "/worklist")
+    redirect = _redirect_uri(request, settings.smart_redirect_url)
     try:
         result = await run_in_threadpool(smart.exchange, iss, code, pending, redirect)
     except AuthError as exc:
-        return _page(
-            request, container, 503 if exc.error == "server_error" else 401, f"Launch failed: {exc}", "/worklist"
-        )
-    settings = container.settings
-    now = container.clock().timestamp()
+        return pages.page(request, 503 if exc.error == "server_error" else 401, f"Launch failed: {exc}", "/worklist")
+    now = clock().timestamp()
     # The session lasts no longer than the EHR's grant (expires_in), else than the ID token.
     exp = now + result.expires_in if result.expires_in else float(result.claims.get("exp") or now)
     claims = launch_claims(
@@ -175,4 +177,4 @@ async def callback(
     if result.patient is not None:
         target = f"/worklist/patients/{quote(result.patient, safe='')}"
         note.resource_type, note.resource_id, note.patients = "Patient", result.patient, [result.patient]
-    return await _start_session(request, container, claims, target)
+    return await pages.start_session(request, claims, target)

@@ -17,16 +17,18 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
-from service.composition.bootstrap import Container
 from service.domain.fls_measures import MEASURES, MeasureId, Period, months
-from service.entrypoints.api.deps import ContainerDep
+from service.entrypoints.api.auth import CallersDep
+from service.entrypoints.api.deps import MeasuresDep, SettingsDep, TodayDep
 from service.entrypoints.api.measure_chart import trend_chart
-from service.entrypoints.api.measure_routes import _site_for
+from service.entrypoints.api.measure_routes import site_for
 from service.entrypoints.api.middleware import AuditNote, note_audit
+from service.entrypoints.api.scoping import Scoping, ScopingDep
 from service.entrypoints.api.web import _refused, _signed_in, _who, templates
 from service.fhir.jsonio import parse
 from service.platform.errors import RefractureError
 from service.security.principal import Permission, Principal
+from service.usecases.measures import Measures
 
 __all__ = ["page_router"]
 
@@ -50,17 +52,17 @@ def _score(report: dict[str, Any]) -> float | None:
     return float(score["value"]) if score else None
 
 
-def _year(request: Request, container: Container) -> int:
+def _year(request: Request, today: date) -> int:
     raw = request.query_params.get("year", "")
-    return int(raw) if raw.isdigit() and 2000 <= int(raw) <= 2100 else container.today().year
+    return int(raw) if raw.isdigit() and 2000 <= int(raw) <= 2100 else today.year
 
 
 def _monthly(
-    container: Container, year: int, site: str | None, sites: list[str] | None
+    measures: Measures, year: int, site: str | None, sites: list[str] | None
 ) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """The kept monthly reports of the year for the site (None: every site together), by measure and month; and the
     sites that have reports (the page's choices)."""
-    bodies = container.measures.store.search_reports(None, date(year, 1, 1), date(year, 12, 31), None, sites, 20_000)
+    bodies = measures.store.search_reports(None, date(year, 1, 1), date(year, 12, 31), None, sites, 20_000)
     found: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
     for body in bodies:
@@ -77,9 +79,11 @@ def _monthly(
     return found, seen
 
 
-async def _page_site(request: Request, container: Container, principal: Principal) -> str | Response | None:
+async def _page_site(
+    request: Request, scoping: Scoping, measures: Measures, principal: Principal
+) -> str | Response | None:
     try:
-        return await _site_for(request, container, principal, request.query_params.get("site") or None)
+        return await site_for(scoping, measures, principal, request.query_params.get("site") or None)
     except RefractureError as exc:
         return _refused(
             request, 403 if "not one of yours" in str(exc) else 400, str(exc), "/worklist/measures", "Not available"
@@ -87,19 +91,26 @@ async def _page_site(request: Request, container: Container, principal: Principa
 
 
 @page_router.get("/worklist/measures", response_class=HTMLResponse)
-async def measures_page(request: Request, container: ContainerDep) -> Response:
+async def measures_page(
+    request: Request,
+    settings: SettingsDep,
+    measures: MeasuresDep,
+    callers: CallersDep,
+    scoping: ScopingDep,
+    today: TodayDep,
+) -> Response:
     """Each measure month by month for a year and a site (or every site): chart, counts, drill-down links."""
-    signed = await _signed_in(request, container, Permission.READ_MEASURES)
+    signed = await _signed_in(request, callers, Permission.READ_MEASURES)
     if isinstance(signed, Response):
         return signed
-    site = await _page_site(request, container, signed)
+    site = await _page_site(request, scoping, measures, signed)
     if isinstance(site, Response):
         return site
-    year = _year(request, container)
-    limited = signed.sites is not None or container.settings.auth_sites_required
-    sites = sorted(container.measures.sites_of(signed.sites or ())) if limited else None
+    year = _year(request, today)
+    limited = signed.sites is not None or settings.auth_sites_required
+    sites = sorted(measures.sites_of(signed.sites or ())) if limited else None
     note_audit(request.state, AuditNote("read", "MeasureReport", detail=f"measures page {year}"))
-    found, seen = await run_in_threadpool(_monthly, container, year, site, sites)
+    found, seen = await run_in_threadpool(_monthly, measures, year, site, sites)
     labels = [m.start.strftime("%b") for m in months(Period(date(year, 1, 1), date(year, 12, 31)))]
     keys = [f"{year}-{n:02d}" for n in range(1, 13)]
     sections = []
@@ -149,7 +160,7 @@ async def measures_page(request: Request, container: ContainerDep) -> Response:
                 "unit": definition.unit,
             }
         )
-    choices = sites if sites is not None else sorted(seen | set(container.settings.sites))
+    choices = sites if sites is not None else sorted(seen | set(settings.sites))
     return templates.TemplateResponse(
         request,
         "measures.html",
@@ -166,19 +177,26 @@ async def measures_page(request: Request, container: ContainerDep) -> Response:
 
 
 @page_router.get("/worklist/measures.csv")
-async def measures_csv(request: Request, container: ContainerDep) -> Response:
+async def measures_csv(
+    request: Request,
+    settings: SettingsDep,
+    measures: MeasuresDep,
+    callers: CallersDep,
+    scoping: ScopingDep,
+    today: TodayDep,
+) -> Response:
     """The page's reports as CSV: one row per measure and month (counts, score, status)."""
-    signed = await _signed_in(request, container, Permission.READ_MEASURES)
+    signed = await _signed_in(request, callers, Permission.READ_MEASURES)
     if isinstance(signed, Response):
         return signed
-    site = await _page_site(request, container, signed)
+    site = await _page_site(request, scoping, measures, signed)
     if isinstance(site, Response):
         return site
-    year = _year(request, container)
-    limited = signed.sites is not None or container.settings.auth_sites_required
-    sites = sorted(container.measures.sites_of(signed.sites or ())) if limited else None
+    year = _year(request, today)
+    limited = signed.sites is not None or settings.auth_sites_required
+    sites = sorted(measures.sites_of(signed.sites or ())) if limited else None
     note_audit(request.state, AuditNote("export", "MeasureReport", detail=f"measures.csv {year}"))
-    found, _ = await run_in_threadpool(_monthly, container, year, site, sites)
+    found, _ = await run_in_threadpool(_monthly, measures, year, site, sites)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["measure", "period_start", "period_end", "site", "status", *_CODES, "score"])

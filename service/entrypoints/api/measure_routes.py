@@ -15,20 +15,20 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.composition.bootstrap import Container
 from service.domain.fls_measures import MeasureId, Period
 from service.entrypoints.api.auth import forbidden, require
-from service.entrypoints.api.deps import ContainerDep, fhir_base
+from service.entrypoints.api.deps import MeasuresDep, fhir_base
 from service.entrypoints.api.middleware import AuditNote, note_audit
 from service.entrypoints.api.responses import FhirJSONResponse, fhir_response
-from service.entrypoints.api.scoping import population_scope
+from service.entrypoints.api.scoping import Scoping, ScopingDep
 from service.fhir.jsonio import parse
 from service.fhir.measures import build_measure, measure_url
 from service.fhir.outcome import searchset
 from service.platform.errors import Problem, refuse
 from service.security.principal import Permission, Principal
+from service.usecases.measures import Measures
 
-__all__ = ["api_router", "router"]
+__all__ = ["api_router", "router", "site_for"]
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
 api_router = APIRouter(prefix="/api/measures", tags=["Measures"])
@@ -60,12 +60,12 @@ def _measure(measure_id: str) -> MeasureId:
         raise refuse(Problem.NOT_FOUND, "not-found", f"Measure/{measure_id} is not known") from None
 
 
-async def _allowed_sites(request: Request, container: Container, principal: Principal) -> frozenset[str] | None:
+async def _allowed_sites(scoping: Scoping, measures: Measures, principal: Principal) -> frozenset[str] | None:
     """The sites whose reports the caller may see; None: every report (all-sites ones too)."""
-    scope = await population_scope(request, container, principal)
+    scope = await scoping.population_scope(principal)
     if scope.everyone:
         return None
-    return container.measures.sites_of(scope.organizations)
+    return measures.sites_of(scope.organizations)
 
 
 def _day(value: str, name: str) -> date:
@@ -118,7 +118,8 @@ def read_measure(principal: MeasureReader, measure_id: Annotated[str, _MEASURE])
 )
 async def evaluate_measure(
     request: Request,
-    container: ContainerDep,
+    measures: MeasuresDep,
+    scoping: ScopingDep,
     principal: MeasureReader,
     measure_id: Annotated[str, _MEASURE],
     period_start: Annotated[str, Query(alias="periodStart", max_length=10, description="YYYY-MM-DD")],
@@ -133,22 +134,22 @@ async def evaluate_measure(
     if report_type not in (None, "summary"):
         raise refuse(Problem.INVALID, "not-supported", "only reportType=summary is supported")
     period = _period(period_start, period_end, _MAX_PERIOD_DAYS)
-    site = await _site_for(request, container, principal, site)
+    site = await site_for(scoping, measures, principal, site)
     note_audit(
         request.state,
         AuditNote("read", "Measure", measure.value, detail=f"$evaluate-measure {period.start}..{period.end}"),
     )
-    report = await run_in_threadpool(container.measures.evaluate_measure, measure, period, site)
+    report = await run_in_threadpool(measures.evaluate_measure, measure, period, site)
     return fhir_response(report)
 
 
-async def _site_for(request: Request, container: Container, principal: Principal, site: str | None) -> str | None:
+async def site_for(scoping: Scoping, measures: Measures, principal: Principal, site: str | None) -> str | None:
     """The site a limited caller asks about (their only site by default); None for every site (unlimited callers).
 
     Raises:
         RefractureError: 400 when a caller with several sites names none; 403 for a site not theirs.
     """
-    allowed = await _allowed_sites(request, container, principal)
+    allowed = await _allowed_sites(scoping, measures, principal)
     if allowed is None:
         return site
     if site is None and len(allowed) == 1:
@@ -189,7 +190,8 @@ class MeasurePatients(BaseModel):
 )
 async def measure_patients(
     request: Request,
-    container: ContainerDep,
+    measures: MeasuresDep,
+    scoping: ScopingDep,
     principal: MeasureReader,
     measure_id: Annotated[str, _MEASURE],
     period_start: Annotated[str, Query(alias="periodStart", max_length=10, description="YYYY-MM-DD")],
@@ -202,10 +204,10 @@ async def measure_patients(
     caller limited to sites sees their sites' patients only."""
     measure = _measure(measure_id)
     period = _period(period_start, period_end, _MAX_DRILL_DOWN_DAYS)
-    chosen = await _site_for(request, container, principal, site)
+    chosen = await site_for(scoping, measures, principal, site)
     note = AuditNote("read", "Measure", measure.value, detail=f"drill-down {population} {period.start}..{period.end}")
     note_audit(request.state, note)
-    patients = await run_in_threadpool(container.measures.drill_down, measure, period, chosen, population)
+    patients = await run_in_threadpool(measures.drill_down, measure, period, chosen, population)
     note.patients = patients
     return MeasurePatients(
         measure=measure.value,
@@ -226,7 +228,8 @@ async def measure_patients(
 )
 async def search_measure_report(
     request: Request,
-    container: ContainerDep,
+    measures: MeasuresDep,
+    scoping: ScopingDep,
     principal: MeasureReader,
     measure: Annotated[str | None, Query(max_length=200, description="A Measure's id or canonical URL")] = None,
     period: Annotated[
@@ -249,12 +252,12 @@ async def search_measure_report(
             period_from = _day(value, "period")
         else:
             raise refuse(Problem.INVALID, "value", "period takes geYYYY-MM-DD and/or leYYYY-MM-DD")
-    allowed = await _allowed_sites(request, container, principal)
+    allowed = await _allowed_sites(scoping, measures, principal)
     if allowed is not None and site is not None and site not in allowed:
         raise forbidden("this site is not one of yours")
     note_audit(request.state, AuditNote("search", "MeasureReport"))
     bodies = await run_in_threadpool(
-        container.measures.store.search_reports,
+        measures.store.search_reports,
         measure_id,
         period_from,
         period_to,
@@ -273,15 +276,19 @@ async def search_measure_report(
     summary="One kept MeasureReport",
 )
 async def read_measure_report(
-    request: Request, container: ContainerDep, principal: MeasureReader, report_id: Annotated[str, _REPORT]
+    request: Request,
+    measures: MeasuresDep,
+    scoping: ScopingDep,
+    principal: MeasureReader,
+    report_id: Annotated[str, _REPORT],
 ) -> FhirJSONResponse:
     """A MeasureReport an evaluation kept."""
     note_audit(request.state, AuditNote("read", "MeasureReport", report_id))
-    found = await run_in_threadpool(container.measures.store.read_report, report_id)
+    found = await run_in_threadpool(measures.store.read_report, report_id)
     if found is None:
         raise refuse(Problem.NOT_FOUND, "not-found", f"MeasureReport/{report_id} is not known")
     site, body = found
-    allowed = await _allowed_sites(request, container, principal)
+    allowed = await _allowed_sites(scoping, measures, principal)
     if allowed is not None and (site is None or site not in allowed):
         raise forbidden("this report is not about one of your sites")
     return fhir_response(parse(body.encode()))

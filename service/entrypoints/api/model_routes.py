@@ -12,16 +12,17 @@ from markupsafe import Markup
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.composition.bootstrap import Container
 from service.domain.model_monitoring import MIN_MONTH_PATIENTS, MISSING_RISE, OE_HIGH, OE_LOW, PSI_MAJOR, PSI_MODERATE
 from service.domain.risk_model import model_version
 from service.domain.risk_parameters import MODEL_NAME
-from service.entrypoints.api.auth import require
+from service.entrypoints.api.auth import CallersDep, require
 from service.entrypoints.api.calibration_chart import CalibrationSeries, calibration_chart
-from service.entrypoints.api.deps import ContainerDep
+from service.entrypoints.api.deps import CalibrationsDep, MonitorDep
 from service.entrypoints.api.middleware import AuditNote, note_audit
 from service.entrypoints.api.web import _signed_in, _who, templates
 from service.security.principal import Permission
+from service.usecases.model_monitoring import ModelMonitor
+from service.usecases.ports.reads import CalibrationReads
 
 __all__ = ["api_router", "page_router"]
 
@@ -67,11 +68,11 @@ class ModelCalibration(BaseModel):
     latest_evaluation: LatestEvaluation | None
 
 
-def _document(container: Container) -> ModelCalibration:
+def _document(calibrations: CalibrationReads) -> ModelCalibration:
     base = model_version()
-    active = container.calibrations.active_calibration(base)
-    records = container.calibrations.calibrations()
-    latest = container.calibrations.latest_evaluation()
+    active = calibrations.active_calibration(base)
+    records = calibrations.calibrations()
+    latest = calibrations.latest_evaluation()
     return ModelCalibration(
         model=MODEL_NAME,
         base_version=base,
@@ -109,9 +110,9 @@ def _document(container: Container) -> ModelCalibration:
 @api_router.get(
     "/model/calibration", operation_id="modelCalibration", summary="The risk model's version and local calibrations"
 )
-async def model_calibration(container: ContainerDep) -> ModelCalibration:
+async def model_calibration(calibrations: CalibrationsDep) -> ModelCalibration:
     """The model version new assessments carry, every registered calibration, and the latest evaluation run."""
-    return await run_in_threadpool(_document, container)
+    return await run_in_threadpool(_document, calibrations)
 
 
 class MonitoringThresholds(BaseModel):
@@ -136,8 +137,8 @@ class ModelMonitoring(BaseModel):
     summary: dict[str, Any]
 
 
-def _monitoring(container: Container) -> ModelMonitoring:
-    record = container.monitor.latest()
+def _monitoring(monitor: ModelMonitor) -> ModelMonitoring:
+    record = monitor.latest()
     if record is None:
         return ModelMonitoring(
             computed_at=None, model_version=None, warning=False, thresholds=MonitoringThresholds(), summary={}
@@ -156,10 +157,10 @@ def _monitoring(container: Container) -> ModelMonitoring:
     operation_id="modelMonitoring",
     summary="The risk model watched in production: input and prediction drift, calibration over time, warnings",
 )
-async def model_monitoring(request: Request, container: ContainerDep) -> ModelMonitoring:
+async def model_monitoring(request: Request, monitor: MonitorDep) -> ModelMonitoring:
     """The newest daily monitoring run (figures only: no patient appears)."""
     note_audit(request.state, AuditNote("read", "ModelMonitoring", detail="model monitoring"))
-    return await run_in_threadpool(_monitoring, container)
+    return await run_in_threadpool(_monitoring, monitor)
 
 
 def _series(evaluation: dict[str, Any] | None) -> list[CalibrationSeries]:
@@ -176,13 +177,15 @@ def _series(evaluation: dict[str, Any] | None) -> list[CalibrationSeries]:
 
 
 @page_router.get("/worklist/model", response_class=HTMLResponse)
-async def model_page(request: Request, container: ContainerDep) -> Response:
+async def model_page(
+    request: Request, callers: CallersDep, calibrations: CalibrationsDep, monitor: MonitorDep
+) -> Response:
     """The model page: version, calibrations, and the latest evaluation's calibration plot and figures."""
-    signed = await _signed_in(request, container, Permission.READ_MODEL)
+    signed = await _signed_in(request, callers, Permission.READ_MODEL)
     if isinstance(signed, Response):
         return signed
-    document = await run_in_threadpool(_document, container)
-    monitoring = await run_in_threadpool(_monitoring, container)
+    document = await run_in_threadpool(_document, calibrations)
+    monitoring = await run_in_threadpool(_monitoring, monitor)
     latest = document.latest_evaluation
     held = (latest.metrics.get("held_out") or {}) if latest else {}
     # calibration_chart escapes every text it puts in the SVG.

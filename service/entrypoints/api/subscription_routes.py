@@ -14,10 +14,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
 
-from service.composition.bootstrap import Container
-from service.entrypoints.api.auth import BearerDep, caller, forbidden
+from service.entrypoints.api.auth import BearerDep, CallersDep, forbidden
 from service.entrypoints.api.body import read_body
-from service.entrypoints.api.deps import ContainerDep
+from service.entrypoints.api.deps import (
+    ClockDep,
+    FeedSecretsDep,
+    NotificationsDep,
+    QueueDep,
+    RateLimiterDep,
+    RelayDep,
+    SettingsDep,
+)
 from service.entrypoints.api.middleware import AuditNote, note_audit
 from service.entrypoints.api.responses import FhirJSONResponse, fhir_response
 from service.fhir.jsonio import parse
@@ -25,10 +32,15 @@ from service.fhir.outcome import operation_outcome
 from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
 from service.fhir.subscriptions import NotificationError, is_notification_bundle, parse_notification
+from service.platform.config import Settings
 from service.platform.errors import Issue, Problem, RefractureError, refuse
 from service.security.principal import Permission, Principal
+from service.usecases.ports.clock import Clock
+from service.usecases.ports.queue import TaskQueue
+from service.usecases.ports.reads import FeedSecrets
+from service.usecases.relay import Relay
 from service.usecases.subscribe import secret_hash
-from service.usecases.subscriptions import Receipt
+from service.usecases.subscriptions import NotificationReceiver, Receipt
 from service.usecases.task_names import TASK_SUBSCRIPTION_WORK
 
 __all__ = ["router"]
@@ -64,16 +76,23 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def notifier(request: Request, container: ContainerDep, credentials: BearerDep) -> Principal:
+async def notifier(
+    request: Request,
+    settings: SettingsDep,
+    rate_limiter: RateLimiterDep,
+    feed_secrets: FeedSecretsDep,
+    clock: ClockDep,
+    callers: CallersDep,
+    credentials: BearerDep,
+) -> Principal:
     """The EHR's notification sender: the Subscription's header secret (compared in constant time), or an
     integration client's bearer token.
 
     Raises:
         RefractureError: 401 without either; 403 for a token whose role may not write clinical data.
     """
-    settings = container.settings
     presented = request.headers.get(settings.subscription_header)
-    if presented is not None and await _secret_matches(container, presented):
+    if presented is not None and await _secret_matches(settings, feed_secrets, clock, presented):
         # The secret grants notification handling only: no role (no other route accepts it), resources it
         # carries are not stored but read back from the EHR (_notification_only), and it is rate limited.
         principal = Principal(
@@ -83,24 +102,23 @@ async def notifier(request: Request, container: ContainerDep, credentials: Beare
             source=_SECRET_SOURCE,
         )
         request.state.principal = principal
-        wait = await run_in_threadpool(container.rate_limiter.allow, f"client:{principal.subject}")
+        wait = await run_in_threadpool(rate_limiter.allow, f"client:{principal.subject}")
         if wait is not None:
             raise RefractureError(
                 Problem.TOO_MANY_REQUESTS,
-                [Issue("throttled", f"more than {container.rate_limiter.per_minute} requests a minute; slow down")],
+                [Issue("throttled", f"more than {rate_limiter.per_minute} requests a minute; slow down")],
                 {"Retry-After": str(int(wait))},
             )
         return principal
-    principal = await caller(request, container, credentials)
+    principal = await callers.identify(request, credentials)
     if not principal.may(Permission.WRITE_CLINICAL_DATA):
         raise forbidden("notifications need the write-clinical-data permission, which your role does not have")
     return principal
 
 
-async def _secret_matches(container: Container, presented: str) -> bool:
+async def _secret_matches(settings: Settings, feed_secrets: FeedSecrets, clock: Clock, presented: str) -> bool:
     """The feed's secret as `refracture subscribe` last made it (or the one it replaced, for a grace period); the
     configured REFRACTURE_SUBSCRIPTION_SECRET only while subscribe has never run (Subscriptions made by hand)."""
-    settings = container.settings
     value = presented.strip()
     if settings.subscription_header.lower() == "authorization":
         scheme, _, value = value.partition(" ")
@@ -110,7 +128,7 @@ async def _secret_matches(container: Container, presented: str) -> bool:
     if not value or len(value) > 512:
         return False
     feed = settings.subscription_feed
-    stored = await run_in_threadpool(container.subscription_secrets.accepted, feed, container.clock())
+    stored = await run_in_threadpool(feed_secrets.accepted, feed, clock())
     if stored is not None:
         digest = secret_hash(value)
         return any(hmac.compare_digest(digest, known) for known in stored)
@@ -128,18 +146,33 @@ def _notification_only(principal: Principal) -> bool:
     return principal.source == _SECRET_SOURCE
 
 
-def _known_feed(container: Container, feed_id: str) -> None:
+def _known_feed(settings: Settings, feed_id: str) -> None:
     # Only the configured feed: an unknown id gets 404 and leaves no row behind.
-    if feed_id != container.settings.subscription_feed:
+    if feed_id != settings.subscription_feed:
         raise refuse(Problem.NOT_FOUND, "not-found", "no such feed")
 
 
-def _acknowledge(request: Request, background: BackgroundTasks, receipt: Receipt) -> FhirJSONResponse:
-    container: Container = request.app.state.container
+@dataclasses.dataclass(frozen=True, slots=True)
+class Inbox:
+    """What a notification goes through: the receiver, then the doorbells (patients changed; feed work queued)."""
+
+    notifications: NotificationReceiver
+    relay: Relay
+    queue: TaskQueue
+
+
+def _inbox(notifications: NotificationsDep, relay: RelayDep, queue: QueueDep) -> Inbox:
+    return Inbox(notifications, relay, queue)
+
+
+InboxDep = Annotated[Inbox, Depends(_inbox)]
+
+
+def _acknowledge(inbox: Inbox, background: BackgroundTasks, receipt: Receipt) -> FhirJSONResponse:
     if receipt.changed_patients:
-        background.add_task(container.relay.ring, receipt.changed_patients)
+        background.add_task(inbox.relay.ring, receipt.changed_patients)
     if receipt.work_queued:
-        background.add_task(_ring_feed_worker, container)
+        background.add_task(_ring_feed_worker, inbox.queue)
     text = (
         f"{receipt.kind}: {receipt.ingested} stored, {receipt.refused} refused, {receipt.duplicates} duplicate "
         f"event(s), {receipt.fetches} to fetch{', catch-up poll requested' if receipt.catchup else ''}"
@@ -147,10 +180,10 @@ def _acknowledge(request: Request, background: BackgroundTasks, receipt: Receipt
     return fhir_response(operation_outcome([Issue("informational", text, severity="information")]), 200)
 
 
-def _ring_feed_worker(container: Container) -> None:
+def _ring_feed_worker(queue: TaskQueue) -> None:
     # After the response, best effort: the rows are committed, and beat runs the work anyway.
     try:
-        container.queue.send(TASK_SUBSCRIPTION_WORK, [])
+        queue.send(TASK_SUBSCRIPTION_WORK, [])
     except Exception:  # noqa: BLE001 - a broker failure must not surface: PostgreSQL holds the work
         return
 
@@ -165,7 +198,8 @@ def _ring_feed_worker(container: Container) -> None:
 )
 async def notification(
     request: Request,
-    container: ContainerDep,
+    settings: SettingsDep,
+    inbox: InboxDep,
     background: BackgroundTasks,
     principal: Notifier,
     subscription_id: Annotated[str, _FEED],
@@ -173,12 +207,12 @@ async def notification(
     """An R4 rest-hook notification without payload (something changed: refracture re-reads by ``_lastUpdated``),
     a topic-based notification Bundle (handshake, heartbeat, event-notification; R4B/R5 SubscriptionStatus or the
     R4 backport's Parameters), or a single resource (servers that POST the payload)."""
-    _known_feed(container, subscription_id)
-    raw = await read_body(request, container.settings.max_body_bytes)
+    _known_feed(settings, subscription_id)
+    raw = await read_body(request, settings.max_body_bytes)
     if not raw.strip():
         note_audit(request.state, AuditNote("notification", detail="ping"))
-        receipt = await run_in_threadpool(container.notifications.ping, subscription_id)
-        return _acknowledge(request, background, receipt)
+        receipt = await run_in_threadpool(inbox.notifications.ping, subscription_id)
+        return _acknowledge(inbox, background, receipt)
     _check_media_type(request)
     body = await run_in_threadpool(parse, raw)
     if not isinstance(body, dict):
@@ -198,9 +232,9 @@ async def notification(
             _may_write(principal, resource_type)
         note = AuditNote("notification", detail=parsed.kind, patients=sorted(named))
         note_audit(request.state, note)
-        receipt = await run_in_threadpool(container.notifications.notification, subscription_id, parsed)
+        receipt = await run_in_threadpool(inbox.notifications.notification, subscription_id, parsed)
         note.patients = sorted(named | set(receipt.changed_patients))
-        return _acknowledge(request, background, receipt)
+        return _acknowledge(inbox, background, receipt)
     kind, given_id = body.get("resourceType"), body.get("id")
     if not isinstance(kind, str) or kind == "Bundle" or not isinstance(given_id, str):
         raise refuse(
@@ -209,7 +243,7 @@ async def notification(
             "a notification is empty, a notification Bundle (history or subscription-notification with a "
             "SubscriptionStatus or Parameters first), or one resource with its id",
         )
-    return await _resource(request, container, background, principal, subscription_id, kind, given_id, body)
+    return await _resource(request, inbox, background, principal, subscription_id, kind, given_id, body)
 
 
 @router.put(
@@ -222,7 +256,8 @@ async def notification(
 )
 async def update(
     request: Request,
-    container: ContainerDep,
+    settings: SettingsDep,
+    inbox: InboxDep,
     background: BackgroundTasks,
     principal: Notifier,
     subscription_id: Annotated[str, _FEED],
@@ -231,8 +266,8 @@ async def update(
 ) -> FhirJSONResponse:
     """R4 rest-hook with payload: the EHR PUTs the resource to ``{endpoint}/{type}/{id}``; without a body (id only),
     refracture reads the resource from the EHR in a worker."""
-    _known_feed(container, subscription_id)
-    raw = await read_body(request, container.settings.max_body_bytes)
+    _known_feed(settings, subscription_id)
+    raw = await read_body(request, settings.max_body_bytes)
     body: dict[str, Any] | None = None
     if raw.strip():
         _check_media_type(request)
@@ -240,12 +275,12 @@ async def update(
         if not isinstance(parsed, dict):
             raise refuse(Problem.MALFORMED, "structure", "the body must be a JSON object")
         body = parsed
-    return await _resource(request, container, background, principal, subscription_id, resource_type, resource_id, body)
+    return await _resource(request, inbox, background, principal, subscription_id, resource_type, resource_id, body)
 
 
 async def _resource(
     request: Request,
-    container: Container,
+    inbox: Inbox,
     background: BackgroundTasks,
     principal: Principal,
     feed_id: str,
@@ -258,10 +293,10 @@ async def _resource(
     if _notification_only(principal):
         body = None  # the resource is read from the EHR by a worker, not taken from the notification
     note_audit(request.state, AuditNote("notification", resource_type, resource_id))
-    receipt = await run_in_threadpool(container.notifications.resource, feed_id, resource_type, resource_id, body)
+    receipt = await run_in_threadpool(inbox.notifications.resource, feed_id, resource_type, resource_id, body)
     note = request.state.audit
     note.patients = receipt.changed_patients
-    return _acknowledge(request, background, receipt)
+    return _acknowledge(inbox, background, receipt)
 
 
 def _check_media_type(request: Request) -> None:

@@ -27,19 +27,27 @@ from starlette.concurrency import run_in_threadpool
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import ALERT_TYPES, title_of
 from service.domain.risk_parameters import FACTOR_BY_CODE
-from service.entrypoints.api.auth import bearer, caller
+from service.entrypoints.api.auth import Callers, CallersDep, bearer
 from service.entrypoints.api.body import read_body
 from service.entrypoints.api.charts import Bar, contribution_chart
 from service.entrypoints.api.csrf import same_origin
-from service.entrypoints.api.deps import ContainerDep
+from service.entrypoints.api.deps import (
+    AccessDep,
+    ActionsDep,
+    ClockDep,
+    SettingsDep,
+    TodayDep,
+    WorklistDep,
+)
 from service.entrypoints.api.middleware import AuditNote, note_audit
-from service.entrypoints.api.scoping import check_patient, population_scope
+from service.entrypoints.api.scoping import ScopingDep
 from service.entrypoints.api.worklist_routes import patient_document, row_to_item
 from service.fhir.risk_assessment import in_sentence, percent
 from service.platform.errors import HTTP_STATUS, Problem, RefractureError
 from service.security.principal import Permission, Principal
+from service.usecases.ports.clock import Clock
 from service.usecases.ports.worklist import Sort, WorklistFilters
-from service.usecases.worklist import ACTIVE_STATES
+from service.usecases.worklist import ACTIVE_STATES, Worklist
 
 __all__ = ["router"]
 
@@ -88,9 +96,9 @@ _FILTERS: Final = ("code", "priority", "state", "assignee", "due_before", "risk_
 
 
 @router.post("/worklist/search", response_class=HTMLResponse)
-async def search(request: Request, container: ContainerDep) -> Response:
+async def search(request: Request, callers: CallersDep, worklist: WorklistDep, clock: ClockDep) -> Response:
     """The filter form, posted: back to the list with the filters in the URL, and the name or MRN as a search id."""
-    signed = await _signed_in(request, container, Permission.READ_WORKLIST)
+    signed = await _signed_in(request, callers, Permission.READ_WORKLIST)
     if isinstance(signed, Response):
         return signed
     note_audit(request.state, AuditNote("search", detail="worklist search kept"))
@@ -104,16 +112,14 @@ async def search(request: Request, container: ContainerDep) -> Response:
     fields = {k: v[-1].strip() for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
     if not _csrf_ok(request, fields.get("csrf", "")):
         return _refused(request, 403, "The form has expired; reload the page and try again.", "/worklist", refused)
-    return await _list_url(container, signed, {k: fields.get(k, "")[:200] for k in _FILTERS})
+    return await _list_url(worklist, clock, signed, {k: fields.get(k, "")[:200] for k in _FILTERS})
 
 
-async def _list_url(container: ContainerDep, principal: Principal, values: dict[str, str]) -> RedirectResponse:
+async def _list_url(worklist: Worklist, clock: Clock, principal: Principal, values: dict[str, str]) -> RedirectResponse:
     """The worklist's URL for these filters: a name or MRN becomes a search id kept server-side."""
     query = {k: v for k, v in values.items() if v and k != "q" and not (k == "sort" and v == Sort.DUE.value)}
     if values.get("q"):
-        search_id, _ = await run_in_threadpool(
-            container.worklist.remember_search, principal.subject, values["q"], container.clock()
-        )
+        search_id, _ = await run_in_threadpool(worklist.remember_search, principal.subject, values["q"], clock())
         query["search"] = search_id
     return RedirectResponse(f"/worklist?{urlencode(query)}" if query else "/worklist", status_code=303)
 
@@ -121,21 +127,25 @@ async def _list_url(container: ContainerDep, principal: Principal, values: dict[
 @router.get("/worklist", response_class=HTMLResponse)
 async def worklist_page(
     request: Request,
-    container: ContainerDep,
+    worklist: WorklistDep,
+    clock: ClockDep,
+    today: TodayDep,
+    scoping: ScopingDep,
+    callers: CallersDep,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     done: Annotated[str | None, Query(max_length=20)] = None,
     search: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """The list: filters, counts, one page of open alerts with an action form on each."""
-    signed = await _signed_in(request, container, Permission.READ_WORKLIST)
+    signed = await _signed_in(request, callers, Permission.READ_WORKLIST)
     if isinstance(signed, Response):
         return signed
     if request.query_params.get("q"):
         # An old link or bookmark with the text in it: the same list under a search id, out of the address bar.
-        return await _list_url(container, signed, {k: request.query_params.get(k, "").strip() for k in _FILTERS})
+        return await _list_url(worklist, clock, signed, {k: request.query_params.get(k, "").strip() for k in _FILTERS})
     form, problems = _filter_form(request)
     if search:
-        text = await run_in_threadpool(container.worklist.recall_search, search, signed.subject, container.clock())
+        text = await run_in_threadpool(worklist.recall_search, search, signed.subject, clock())
         if text is None:
             problems.append("That search has expired; search again.")
         form["q"] = text or ""
@@ -149,18 +159,17 @@ async def worklist_page(
         form["q"] or None,
     )
     try:
-        scope = await population_scope(request, container, signed)
+        scope = await scoping.population_scope(signed)
     except RefractureError as exc:
         return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/auth/sign-in", "Not available")
     filters = dataclasses.replace(filters, scope=scope)
     sort = Sort(form["sort"])
     # Two connections at once: the counts scan every open alert, the page reads fifty.
     page, counts = await asyncio.gather(
-        run_in_threadpool(container.worklist.page, filters, sort, cursor, PAGE_SIZE),
-        run_in_threadpool(container.worklist.counts, scope),
+        run_in_threadpool(worklist.page, filters, sort, cursor, PAGE_SIZE),
+        run_in_threadpool(worklist.counts, scope),
     )
     note_audit(request.state, AuditNote("search", patients=[r.patient_id for r in page.rows], detail="worklist page"))
-    today = container.today()
     query = {k: v for k, v in form.items() if v and k != "q" and not (k == "sort" and v == Sort.DUE.value)}
     if search and form["q"]:
         query["search"] = search
@@ -188,25 +197,28 @@ async def worklist_page(
 async def patient_page(
     request: Request,
     patient_id: str,
-    container: ContainerDep,
+    worklist: WorklistDep,
+    today: TodayDep,
+    settings: SettingsDep,
+    scoping: ScopingDep,
+    callers: CallersDep,
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
     """The patient: risk and its reasons, missing inputs, alerts with evidence and history, medications, CarePlan."""
-    signed = await _signed_in(request, container, Permission.READ_WORKLIST)
+    signed = await _signed_in(request, callers, Permission.READ_WORKLIST)
     if isinstance(signed, Response):
         return signed
     note_audit(request.state, AuditNote("read", "Patient", patient_id[:64], [patient_id[:64]], "patient page"))
     try:
-        await check_patient(request, container, signed, patient_id[:64])
+        await scoping.check_patient(signed, patient_id[:64])
     except RefractureError as exc:
         # A coordinator may break the glass (a reason, a time limit, audited); a patient-bound token may not.
         glass = patient_id[:64] if signed.may(Permission.BREAK_GLASS) and not signed.patient_bound else None
         return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/worklist", "Outside your sites", glass)
     try:
-        view = await run_in_threadpool(container.worklist.patient, patient_id)
+        view = await run_in_threadpool(worklist.patient, patient_id)
     except RefractureError as exc:
         return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/worklist", "Patient not found")
-    today = container.today()
     document = patient_document(view, today)
     risk = document["risk"]
     chart = None
@@ -223,7 +235,7 @@ async def patient_page(
             shown["low"], shown["high"] = percent(float(risk["low"])), percent(float(risk["high"]))
         shown["narrowing"] = [in_sentence(_label(code)) for code in risk.get("narrowing", [])]
     # History in the hospital's time zone: the people reading it think in local time.
-    zone = ZoneInfo(container.settings.timezone)
+    zone = ZoneInfo(settings.timezone)
     for alert in document["alerts"]:
         alert["history"] = [{**e, "at": e["at"].astimezone(zone)} for e in alert["history"]]
     open_alerts = [a for a in document["alerts"] if a["status"] in ACTIVE_STATES]
@@ -248,9 +260,16 @@ async def patient_page(
 
 
 @router.post("/worklist/alerts/{alert_id}", response_class=HTMLResponse)
-async def act_on_alert(request: Request, alert_id: str, container: ContainerDep) -> Response:
+async def act_on_alert(
+    request: Request,
+    alert_id: str,
+    access: AccessDep,
+    actions: ActionsDep,
+    scoping: ScopingDep,
+    callers: CallersDep,
+) -> Response:
     """An action from a form; back to the page it came from, or a page that says why it was not applied."""
-    signed = await _signed_in(request, container, Permission.ACT_ON_ALERTS)
+    signed = await _signed_in(request, callers, Permission.ACT_ON_ALERTS)
     if isinstance(signed, Response):
         return signed
     note = AuditNote("alert-action", detail=f"alert {alert_id[:64]}")
@@ -265,10 +284,10 @@ async def act_on_alert(request: Request, alert_id: str, container: ContainerDep)
     if not _csrf_ok(request, fields.get("csrf", "")):
         return _refused(request, 403, "The form has expired; reload the page and try again.", "/worklist")
     back = _safe_back(fields.get("back", ""))
-    alert_patient = await run_in_threadpool(container.access.patient_of_alert, alert_id)
+    alert_patient = await run_in_threadpool(access.patient_of_alert, alert_id)
     if alert_patient is not None:
         try:
-            await check_patient(request, container, signed, alert_patient)
+            await scoping.check_patient(signed, alert_patient)
         except RefractureError as exc:
             return _refused(request, HTTP_STATUS[exc.problem], str(exc), "/worklist")
     try:
@@ -293,7 +312,7 @@ async def act_on_alert(request: Request, alert_id: str, container: ContainerDep)
     )
     note.detail = f"alert {alert_id[:64]}: {action.value}"
     try:
-        result = await run_in_threadpool(container.actions.act, alert_id, action_request, signed.subject, revision)
+        result = await run_in_threadpool(actions.act, alert_id, action_request, signed.subject, revision)
     except RefractureError as exc:
         return _refused(request, HTTP_STATUS[exc.problem], str(exc), back)
     note.patients = [result.alert.patient_id]
@@ -302,9 +321,16 @@ async def act_on_alert(request: Request, alert_id: str, container: ContainerDep)
 
 
 @router.post("/worklist/patients/{patient_id}/break-glass", response_class=HTMLResponse)
-async def break_glass(request: Request, patient_id: str, container: ContainerDep) -> Response:
+async def break_glass(
+    request: Request,
+    patient_id: str,
+    clock: ClockDep,
+    settings: SettingsDep,
+    access: AccessDep,
+    callers: CallersDep,
+) -> Response:
     """See a patient outside one's sites: a stated reason, for REFRACTURE_BREAK_GLASS_TTL_S, audited."""
-    signed = await _signed_in(request, container, Permission.BREAK_GLASS)
+    signed = await _signed_in(request, callers, Permission.BREAK_GLASS)
     if isinstance(signed, Response):
         return signed
     patient_id = patient_id[:64]
@@ -329,16 +355,16 @@ async def break_glass(request: Request, patient_id: str, container: ContainerDep
             glass_patient=patient_id,
         )
     note.detail = reason
-    now = container.clock()
-    expires_at = now + dt.timedelta(seconds=container.settings.break_glass_ttl_s)
-    await run_in_threadpool(container.access.grant, signed.subject, patient_id, reason, now, expires_at)
+    now = clock()
+    expires_at = now + dt.timedelta(seconds=settings.break_glass_ttl_s)
+    await run_in_threadpool(access.grant, signed.subject, patient_id, reason, now, expires_at)
     return RedirectResponse(f"/worklist/patients/{quote(patient_id, safe='')}", status_code=303)
 
 
-async def _signed_in(request: Request, container: ContainerDep, permission: Permission) -> Principal | Response:
+async def _signed_in(request: Request, callers: Callers, permission: Permission) -> Principal | Response:
     """The signed-in person allowed ``permission``; else the sign-in page (not signed in) or a refusal (no role)."""
     try:
-        principal = await caller(request, container, await bearer(request))
+        principal = await callers.identify(request, await bearer(request))
     except RefractureError as exc:
         if exc.problem is Problem.UNAUTHENTICATED:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -19,12 +19,21 @@ from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.alert_types import title_of
 from service.domain.patient import age_on
 from service.entrypoints.api.auth import forbidden, require
-from service.entrypoints.api.deps import ContainerDep
+from service.entrypoints.api.deps import (
+    AccessDep,
+    ActionsDep,
+    AuditDep,
+    ClockDep,
+    SettingsDep,
+    TodayDep,
+    WorklistDep,
+)
 from service.entrypoints.api.middleware import AuditNote, audit_records, client_ip, note_audit
-from service.entrypoints.api.scoping import PopulationScope, check_patient
+from service.entrypoints.api.scoping import PopulationScope, Scoping, ScopingDep
 from service.fhir.risk_assessment import RANGE_EXTENSION
 from service.platform.errors import Problem, refuse
 from service.security.principal import Permission, Principal
+from service.usecases.ports.reads import PatientAccess
 from service.usecases.ports.worklist import Sort, WorklistFilters, WorklistRow
 from service.usecases.worklist import PatientView
 
@@ -154,7 +163,8 @@ def filters_dependency(
 
 
 async def _resolved_filters(
-    container: ContainerDep,
+    worklist: WorklistDep,
+    clock: ClockDep,
     principal: WorklistReader,
     filters: Annotated[WorklistFilters, Depends(filters_dependency)],
     search: Annotated[
@@ -164,7 +174,7 @@ async def _resolved_filters(
 ) -> WorklistFilters:
     if not search:
         return filters
-    text = await run_in_threadpool(container.worklist.recall_search, search, principal.subject, container.clock())
+    text = await run_in_threadpool(worklist.recall_search, search, principal.subject, clock())
     if text is None:
         raise refuse(Problem.INVALID, "value", "the search has expired or is not yours: post it again")
     return replace(filters, text=text)
@@ -193,12 +203,12 @@ class SearchOut(BaseModel):
     status_code=201,
 )
 async def save_search(
-    request: Request, body: SearchBody, container: ContainerDep, principal: WorklistReader
+    request: Request, body: SearchBody, worklist: WorklistDep, clock: ClockDep, principal: WorklistReader
 ) -> SearchOut:
     """The text stays in the database for an hour, usable only by the caller (GET /api/worklist?search=<id>)."""
     note_audit(request.state, AuditNote("search", detail="worklist search kept"))
     search_id, expires_at = await run_in_threadpool(
-        container.worklist.remember_search, principal.subject, body.q.strip(), container.clock()
+        worklist.remember_search, principal.subject, body.q.strip(), clock()
     )
     return SearchOut(search=search_id, expires_at=expires_at)
 
@@ -233,7 +243,8 @@ def row_to_item(row: WorklistRow, today: date) -> WorklistItem:
 @router.get("/worklist", operation_id="worklist", summary="Open alerts, filtered, sorted, one page at a time")
 async def worklist(
     request: Request,
-    container: ContainerDep,
+    worklist: WorklistDep,
+    today: TodayDep,
     _: WorklistReader,
     filters: FiltersDep,
     scope: PopulationScope,
@@ -243,16 +254,15 @@ async def worklist(
 ) -> WorklistResponse:
     """Open alerts (open, acknowledged, assigned, snoozed) with the patient's details and risk; keyset pages."""
     filters = dataclasses.replace(filters, scope=scope)
-    page = await run_in_threadpool(container.worklist.page, filters, sort, cursor, limit)
+    page = await run_in_threadpool(worklist.page, filters, sort, cursor, limit)
     note_audit(request.state, AuditNote("search", patients=[r.patient_id for r in page.rows], detail="worklist"))
-    today = container.today()
     return WorklistResponse(items=[row_to_item(r, today) for r in page.rows], next_cursor=page.next_cursor)
 
 
 @router.get("/worklist/counts", operation_id="worklistCounts", summary="Open alerts per code and priority")
-async def counts(container: ContainerDep, _: WorklistReader, scope: PopulationScope) -> list[CountItem]:
+async def counts(worklist: WorklistDep, _: WorklistReader, scope: PopulationScope) -> list[CountItem]:
     """For a dashboard (the patients of the caller's sites)."""
-    rows = await run_in_threadpool(container.worklist.counts, scope)
+    rows = await run_in_threadpool(worklist.counts, scope)
     return [CountItem(code=code, title=title_of(code), priority=priority, open=n) for code, priority, n in rows]
 
 
@@ -307,7 +317,9 @@ def csv_cell(value: Any) -> str:
 )
 def export_csv(
     request: Request,
-    container: ContainerDep,
+    today: TodayDep,
+    audit: AuditDep,
+    worklist: WorklistDep,
     principal: WorklistReader,
     filters: FiltersDep,
     scope: PopulationScope,
@@ -315,7 +327,6 @@ def export_csv(
 ) -> StreamingResponse:
     """Every open alert of the filter, streamed."""
     filters = dataclasses.replace(filters, scope=scope)
-    today = container.today()
     note_audit(request.state, AuditNote("export", detail="worklist.csv"))
     request_id = getattr(request.state, "request_id", None)
 
@@ -326,7 +337,7 @@ def export_csv(
         # an export cut short (the client gone, the database failing) has recorded exactly whom it sent.
         if patients - sent:
             note = AuditNote("export", patients=sorted(patients - sent), detail="worklist.csv rows")
-            container.audit.record(
+            audit.record(
                 audit_records(note, principal, "GET /api/worklist.csv", 200, client_ip(request.scope), request_id)
             )
             sent.update(patients)
@@ -337,7 +348,7 @@ def export_csv(
         writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
         writer.writerow(_CSV_COLUMNS)
         patients: set[str] = set()
-        for row in container.worklist.export(filters, sort):
+        for row in worklist.export(filters, sort):
             patients.add(row.patient_id)
             item = row_to_item(row, today).model_dump()
             writer.writerow([csv_cell(item[c]) for c in _CSV_COLUMNS])
@@ -365,14 +376,20 @@ def export_csv(
     },
 )
 async def act(
-    request: Request, alert_id: str, body: ActionBody, container: ContainerDep, principal: AlertActor
+    request: Request,
+    alert_id: str,
+    body: ActionBody,
+    actions: ActionsDep,
+    access: AccessDep,
+    scoping: ScopingDep,
+    principal: AlertActor,
 ) -> AlertOut:
     """Each action is kept in the alert's history with who and when; the patient's CarePlan follows."""
     note = AuditNote("alert-action", detail=f"alert {alert_id}: {body.action.value}")
     note_audit(request.state, note)
-    await _check_alert(request, container, principal, alert_id)
+    await _check_alert(access, scoping, principal, alert_id)
     action = ActionRequest(body.action, body.assignee, body.until, body.reason, body.note)
-    result = await run_in_threadpool(container.actions.act, alert_id, action, principal.subject, body.revision)
+    result = await run_in_threadpool(actions.act, alert_id, action, principal.subject, body.revision)
     alert = result.alert
     note.patients = [alert.patient_id]
     return AlertOut(
@@ -401,21 +418,26 @@ async def act(
 
 @router.get("/patients/{patient_id}", operation_id="patient", summary="Everything the patient page shows")
 async def patient(
-    request: Request, patient_id: str, container: ContainerDep, principal: WorklistReader
+    request: Request,
+    patient_id: str,
+    worklist: WorklistDep,
+    today: TodayDep,
+    scoping: ScopingDep,
+    principal: WorklistReader,
 ) -> dict[str, Any]:
     """The risk with each factor's contribution, the missing inputs, the alerts with evidence and history, the
     medication timeline and the CarePlan's activities."""
     note_audit(request.state, AuditNote("read", "Patient", patient_id, [patient_id], "patient page"))
-    await check_patient(request, container, principal, patient_id)
-    view = await run_in_threadpool(container.worklist.patient, patient_id)
-    return patient_document(view, container.today())
+    await scoping.check_patient(principal, patient_id)
+    view = await run_in_threadpool(worklist.patient, patient_id)
+    return patient_document(view, today)
 
 
-async def _check_alert(request: Request, container: ContainerDep, principal: Principal, alert_id: str) -> None:
+async def _check_alert(access: PatientAccess, scoping: Scoping, principal: Principal, alert_id: str) -> None:
     """An action on an alert of a patient outside the caller's scope is refused (an unknown alert: the action's 404)."""
-    patient_id = await run_in_threadpool(container.access.patient_of_alert, alert_id)
+    patient_id = await run_in_threadpool(access.patient_of_alert, alert_id)
     if patient_id is not None:
-        await check_patient(request, container, principal, patient_id)
+        await scoping.check_patient(principal, patient_id)
 
 
 class BreakGlassBody(BaseModel):
@@ -441,16 +463,18 @@ async def break_glass(
     request: Request,
     patient_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9\-.]{1,64}$")],
     body: BreakGlassBody,
-    container: ContainerDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    access: AccessDep,
     principal: GlassBreaker,
 ) -> BreakGlassOut:
     """Grants the caller this patient for REFRACTURE_BREAK_GLASS_TTL_S; the reason is in the audit trail."""
     note_audit(request.state, AuditNote("break-glass", "Patient", patient_id, [patient_id], body.reason.strip()))
     if principal.patient_bound:
         raise forbidden("a token bound to one patient cannot break the glass")
-    now = container.clock()
-    expires_at = now + timedelta(seconds=container.settings.break_glass_ttl_s)
-    await run_in_threadpool(container.access.grant, principal.subject, patient_id, body.reason.strip(), now, expires_at)
+    now = clock()
+    expires_at = now + timedelta(seconds=settings.break_glass_ttl_s)
+    await run_in_threadpool(access.grant, principal.subject, patient_id, body.reason.strip(), now, expires_at)
     return BreakGlassOut(patient_id=patient_id, expires_at=expires_at)
 
 
