@@ -5,30 +5,29 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
+from service.adapters.ndjson_files import LocalNdjsonFile, find_ndjson_files
+from service.composition.bootstrap import bootstrap, make_bulk_import
 from service.platform.errors import ConcurrentWrite, EhrRejected, EhrTemporaryError, RefractureError
 from service.usecases.bulk_export import ExportReport
 from service.usecases.bulk_import import FileResult
 from service.usecases.ports.bulk import ExportGone, FileCounts
 
-__all__ = ["add_import_parser", "run_import"]
+__all__ = ["add_arguments", "run"]
 
 LOCAL_SOURCE = "files"
 
 
-def add_import_parser(sub: Any) -> argparse.ArgumentParser:
-    """The `import` subcommand's parser (``sub`` is the CLI's subparsers object)."""
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "import",
-        help="onboard a population: NDJSON files/folders, or the EHR's Bulk Data $export (resumable)",
-        description="Streams FHIR resources, one per line, into refracture: validated like the API, a batch per "
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """NDJSON paths, --export, --full, --cancel, --restart, --batch."""
+    parser.description = (
+        "Streams FHIR resources, one per line, into refracture: validated like the API, a batch per "
         "transaction, with a checkpoint per file that makes an interrupted import resume where it stopped (run the "
         "same command again). Other resource types are counted and skipped; invalid lines are reported with "
         "file:line and skipped. Changed patients go to the workers through the outbox. With --export, refracture "
         "asks the EHR (REFRACTURE_EHR_BASE_URL, REFRACTURE_EHR_AUTH) for a Bulk Data export, polls it and imports "
         "its files; the next --export of the same target asks only for what changed since (_since). "
-        "See docs/integration-guide.md, 'Onboarding a population: Bulk Data'.",
+        "See docs/integration-guide.md, 'Onboarding a population: Bulk Data'."
     )
     parser.add_argument("paths", nargs="*", type=Path, help="NDJSON files, or folders of *.ndjson[.gz] / *.jsonl")
     parser.add_argument(
@@ -42,15 +41,11 @@ def add_import_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("--cancel", action="store_true", help="with --export: cancel the running export (DELETE)")
     parser.add_argument("--restart", action="store_true", help="read the files from their first line again")
     parser.add_argument("--batch", type=int, default=2000, help="resources per transaction (default 2000)")
-    return parser
 
 
-def run_import(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run `refracture import`; 0 when all is imported cleanly, 1 with refused lines or EHR errors, 2 for usage,
     3 when stopped (run it again to resume)."""
-    from service.adapters.ndjson_files import LocalNdjsonFile, find_ndjson_files  # noqa: PLC0415
-    from service.composition.bootstrap import bootstrap, make_bulk_import  # noqa: PLC0415
-
     if (args.export is None) == (not args.paths):
         print("refracture import needs NDJSON files or folders, or --export (not both)")
         return 2

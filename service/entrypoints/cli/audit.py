@@ -6,13 +6,13 @@ import argparse
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+from service.composition.bootstrap import bootstrap
 from service.fhir.audit_event import audit_ndjson_line
 from service.usecases.audit import system_record
 from service.usecases.ports.audit import ChainAnchor
 
-__all__ = ["add_audit_parser", "run_audit"]
+__all__ = ["add_arguments", "run"]
 
 
 def _moment(text: str) -> datetime:
@@ -30,15 +30,13 @@ def _anchor(text: str) -> ChainAnchor:
         raise argparse.ArgumentTypeError("SEQ:HASH, e.g. 1234:9f86d0…, as an earlier verify printed it") from None
 
 
-def add_audit_parser(sub: Any) -> argparse.ArgumentParser:
-    """The `audit` subcommand's parser (``sub`` is the CLI's subparsers object)."""
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "audit",
-        help="verify the audit trail's hash chain, or export it as NDJSON AuditEvents (for a SIEM)",
-        description="verify: recompute the hash chain from the last purge checkpoint to the chain head; exit 1 and "
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """verify|export, --since, --until, --out, --after-seq, --expect."""
+    parser.description = (
+        "verify: recompute the hash chain from the last purge checkpoint to the chain head; exit 1 and "
         "name the seq and row id of every edited or missing row. export: every audit row from --since on as FHIR "
         "AuditEvent, one per line (application/fhir+ndjson), each with its chain seq and hash; the export is itself "
-        "audited. See docs/security.md, 'Audit trail'.",
+        "audited. See docs/security.md, 'Audit trail'."
     )
     parser.add_argument("action", choices=["verify", "export"])
     parser.add_argument("--since", type=_moment, help="export: rows recorded at or after this moment (ISO 8601)")
@@ -55,13 +53,10 @@ def add_audit_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="SEQ:HASH",
         help="verify: a row's hash kept outside the database (an earlier verify's head, the SIEM's copy); repeatable",
     )
-    return parser
 
 
-def run_audit(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run `refracture audit`: verify exits 0 when the chain is intact, 1 when it is not."""
-    from service.composition.bootstrap import bootstrap  # noqa: PLC0415
-
     container = bootstrap()
     try:
         if args.action == "verify":
