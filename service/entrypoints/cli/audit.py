@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from service.composition.bootstrap import bootstrap
+from service.composition.cli import command_parts
 from service.fhir.audit_event import audit_ndjson_line
 from service.usecases.audit import system_record
 from service.usecases.ports.audit import ChainAnchor
@@ -57,10 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `refracture audit`: verify exits 0 when the chain is intact, 1 when it is not."""
-    container = bootstrap()
-    try:
+    with command_parts() as parts:
         if args.action == "verify":
-            report = container.audit.verify(args.expect)
+            report = parts.audit.verify(args.expect)
             for problem in report.problems:
                 print(f"BROKEN at {problem}")
             head = f"head {report.head.seq}:{report.head.hash.hex()} (keep it: --expect SEQ:HASH checks it later)"
@@ -71,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         count = 0
         out = args.out.open("wb") if args.out else sys.stdout.buffer
         try:
-            for row in container.audit.export(args.since, args.until, args.after_seq):
+            for row in parts.audit.export(args.since, args.until, args.after_seq):
                 out.write(audit_ndjson_line(row))
                 count += 1
         finally:
@@ -80,10 +79,8 @@ def run(args: argparse.Namespace) -> int:
             else:
                 out.flush()
         # The dump holds every patient's access history: who took it is on the trail too.
-        container.audit.record(
-            [system_record(container.clock(), "export", "refracture audit export", detail=f"{count} AuditEvent(s)")]
+        parts.audit.record(
+            [system_record(parts.core.clock(), "export", "refracture audit export", detail=f"{count} AuditEvent(s)")]
         )
         print(f"exported {count} AuditEvent(s)", file=sys.stderr)
         return 0
-    finally:
-        container.close()

@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 
 from service.adapters.ndjson_files import LocalNdjsonFile, find_ndjson_files
-from service.composition.bootstrap import bootstrap, make_bulk_import
+from service.composition.cli import make_bulk_import
+from service.composition.core import build_core
+from service.composition.parts import Parts
 from service.platform.errors import ConcurrentWrite, EhrRejected, EhrTemporaryError, RefractureError
 from service.usecases.bulk_export import ExportReport
 from service.usecases.bulk_import import FileResult
@@ -49,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.export is None) == (not args.paths):
         print("refracture import needs NDJSON files or folders, or --export (not both)")
         return 2
-    container = bootstrap()
-    bulk = make_bulk_import(container, args.batch)
+    parts = Parts(build_core())
+    bulk = make_bulk_import(parts, args.batch)
     started = time.perf_counter()
     export: ExportReport | None = None
     try:
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         return 3
     finally:
         bulk.close()
-        container.close()
+        parts.close()
     return _report(results, export, time.perf_counter() - started)
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import date
 
-from service.composition.bootstrap import bootstrap
+from service.composition.cli import command_parts
 from service.domain.fls_measures import Period, months
 
 __all__ = ["add_arguments", "run"]
@@ -26,12 +26,9 @@ def run(args: argparse.Namespace) -> int:
     if period.end < period.start:
         print("--end must be on or after --start", file=sys.stderr)
         return 2
-    container = bootstrap()
-    try:
+    with command_parts() as parts:
         started = time.perf_counter()
-        rows = container.measures.evaluate(period, months(period))
-    finally:
-        container.close()
+        rows = parts.measures.evaluate(period, months(period))
     pending = sum(1 for r in rows if r.resource["status"] == "pending")
     print(
         f"kept {len(rows)} MeasureReports for {len(months(period))} month(s) in {time.perf_counter() - started:.1f} s "

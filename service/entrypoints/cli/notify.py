@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from service.composition.bootstrap import bootstrap
+from service.composition.cli import command_parts
 
 __all__ = ["add_arguments", "run"]
 
@@ -16,11 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Send today's digests (--dry-run: only say what would go); 1 when one failed."""
-    container = bootstrap()
-    try:
-        outcome = container.digests.run(dry_run=args.dry_run)
-    finally:
-        container.close()
+    with command_parts() as parts:
+        outcome = parts.digests.run(dry_run=args.dry_run)
     verb = "would send" if args.dry_run else "new"
     for owner, channel, items in outcome.planned:
         print(f"{verb}: {channel} to {owner}, {items} item{'s' if items != 1 else ''}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from service.composition.bootstrap import bootstrap
+from service.composition.cli import command_parts
 from service.usecases.recalibrate import report_lines
 
 __all__ = ["add_arguments", "run"]
@@ -31,14 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Recalibrate the risk model on the stored outcomes; register it when better on held-out patients."""
-    container = bootstrap()
-    try:
+    with command_parts() as parts:
         if args.retire:
-            retired = container.calibrations.retire_all(container.clock())
+            retired = parts.calibrations.retire_all(parts.core.clock())
             print(f"retired {len(retired)} calibration(s); the literature model applies: run `refracture rescore`")
             return 0
-        report = container.recalibrator.run(seed=args.seed, held_out_share=args.held_out, dry_run=args.dry_run)
-    finally:
-        container.close()
+        report = parts.recalibrator.run(seed=args.seed, held_out_share=args.held_out, dry_run=args.dry_run)
     print("\n".join(report_lines(report)))
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from service.composition.bootstrap import bootstrap
+from service.composition.cli import command_parts
 
 __all__ = ["add_arguments", "run"]
 
@@ -15,9 +15,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(_: argparse.Namespace) -> int:
     """Publish every pending change once (what beat does on a schedule)."""
-    container = bootstrap()
-    try:
-        print(f"published {container.relay.ring()} patient changes")
-    finally:
-        container.close()
+    with command_parts() as parts:
+        print(f"published {parts.relay.ring()} patient changes")
     return 0

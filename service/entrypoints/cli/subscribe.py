@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import timedelta
 
-from service.composition.bootstrap import bootstrap
+from service.composition.cli import command_parts
 from service.fhir.resource_types import INPUT_TYPES
 from service.usecases.subscribe import Subscriber, SubscriptionPlan, rotate_secret
 
@@ -18,17 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(_: argparse.Namespace) -> int:
     """Register refracture's Subscriptions at the EHR (or update them); 2 without an EHR or a public URL."""
-    container = bootstrap()
-    try:
-        settings = container.settings
-        if container.ehr is None or not settings.subscription_public_url:
+    with command_parts() as parts:
+        settings = parts.core.settings
+        if parts.ehr is None or not settings.subscription_public_url:
             print("refracture subscribe needs REFRACTURE_EHR_BASE_URL and REFRACTURE_SUBSCRIPTION_PUBLIC_URL")
             return 2
         # A fresh shared secret on every run (rotation); the EHR gets it in the Subscriptions' channel header.
         secret = rotate_secret(
-            container.subscription_secrets,
+            parts.subscription_secrets,
             settings.subscription_feed,
-            container.clock,
+            parts.core.clock,
             timedelta(seconds=settings.subscription_secret_grace_s),
         )
         bearer = settings.subscription_header.lower() == "authorization"
@@ -42,9 +41,7 @@ def run(_: argparse.Namespace) -> int:
             heartbeat_s=settings.subscription_heartbeat_period_s,
             content=settings.subscription_content,
         )
-        registered = Subscriber(container.ehr, container.feeds, container.clock).register(plan)
-    finally:
-        container.close()
+        registered = Subscriber(parts.ehr, parts.feeds, parts.core.clock).register(plan)
     for one in registered:
         print(f"{one.action}: Subscription/{one.ehr_id} ({one.criteria})")
     return 0

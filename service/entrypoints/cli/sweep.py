@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from service.composition.bootstrap import bootstrap
+from service.composition.cli import command_parts
 
 __all__ = ["add_arguments", "run"]
 
@@ -16,11 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the daily sweep once (what beat runs every day)."""
-    container = bootstrap()
-    try:
-        outcome = container.sweeper.sweep(everyone=args.all)
-    finally:
-        container.close()
+    with command_parts() as parts:
+        outcome = parts.sweeper.sweep(everyone=args.all)
     print(
         f"swept {outcome.patients} patients: {outcome.opened} alerts opened, {outcome.resolved} resolved, "
         f"{outcome.care_plans} care plans updated"

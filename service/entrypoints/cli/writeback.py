@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from service.composition.bootstrap import bootstrap
+from service.composition.cli import command_parts
 from service.usecases.audit import system_record
 
 __all__ = ["add_arguments", "run"]
@@ -19,16 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Show the write-back outbox, or put dead-lettered jobs back in the queue."""
-    container = bootstrap()
-    try:
-        store = container.store
+    with command_parts() as parts:
+        store = parts.writebacks
         if args.action == "replay":
-            replayed = store.replay_writebacks(args.patient or None, container.clock())
+            replayed = store.replay_writebacks(args.patient or None, parts.core.clock())
             print(f"replayed {len(replayed)} write-back(s): they are sent at the next delivery run")
             return 0
         state = store.read_ehr_state()
         counts = store.writeback_counts()
-        print(f"EHR: {container.settings.ehr_base_url or '(none: pull mode)'}")
+        print(f"EHR: {parts.core.settings.ehr_base_url or '(none: pull mode)'}")
         if state:
             print(f"write mode: {state['mode']} ({state['detail']}; checked {state['checked_at']:%Y-%m-%d %H:%M})")
         print(f"jobs: {counts['jobs'] or 'none'}; oldest pending since {counts['oldest_pending_at'] or '-'}")
@@ -40,10 +39,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{job['last_status'] or '-'}: {job['last_error']}"
             )
         # Whose ids were shown on a terminal joins the audit trail, under refracture's own name.
-        now = container.clock()
-        container.audit.record(
+        now = parts.core.clock()
+        parts.audit.record(
             [system_record(now, "export", "refracture writeback status", patient_id=j["patient_id"]) for j in dead]
         )
-    finally:
-        container.close()
     return 0
