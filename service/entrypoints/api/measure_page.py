@@ -18,7 +18,7 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from service.domain.fls_measures import MEASURES, MeasureId, Period, months
-from service.entrypoints.api.auth import CallersDep
+from service.entrypoints.api.auth import Callers, CallersDep
 from service.entrypoints.api.deps import MeasuresDep, SettingsDep, TodayDep
 from service.entrypoints.api.measure_chart import trend_chart
 from service.entrypoints.api.measure_routes import site_for
@@ -26,6 +26,7 @@ from service.entrypoints.api.middleware import AuditNote, note_audit
 from service.entrypoints.api.scoping import Scoping, ScopingDep
 from service.entrypoints.api.web import _refused, _signed_in, _who, templates
 from service.fhir.jsonio import parse
+from service.platform.config import Settings
 from service.platform.errors import RefractureError
 from service.security.principal import Permission, Principal
 from service.usecases.measures import Measures
@@ -90,6 +91,21 @@ async def _page_site(
         )
 
 
+async def _selection(
+    request: Request, settings: Settings, measures: Measures, callers: Callers, scoping: Scoping, today: date
+) -> tuple[Principal, str | None, int, list[str] | None] | Response:
+    """Who asks, for which site and year, among which sites; or the page that refuses (sign-in, role, site)."""
+    signed = await _signed_in(request, callers, Permission.READ_MEASURES)
+    if isinstance(signed, Response):
+        return signed
+    site = await _page_site(request, scoping, measures, signed)
+    if isinstance(site, Response):
+        return site
+    limited = signed.sites is not None or settings.auth_sites_required
+    sites = sorted(measures.sites_of(signed.sites or ())) if limited else None
+    return signed, site, _year(request, today), sites
+
+
 @page_router.get("/worklist/measures", response_class=HTMLResponse)
 async def measures_page(
     request: Request,
@@ -100,15 +116,10 @@ async def measures_page(
     today: TodayDep,
 ) -> Response:
     """Each measure month by month for a year and a site (or every site): chart, counts, drill-down links."""
-    signed = await _signed_in(request, callers, Permission.READ_MEASURES)
-    if isinstance(signed, Response):
-        return signed
-    site = await _page_site(request, scoping, measures, signed)
-    if isinstance(site, Response):
-        return site
-    year = _year(request, today)
-    limited = signed.sites is not None or settings.auth_sites_required
-    sites = sorted(measures.sites_of(signed.sites or ())) if limited else None
+    chosen = await _selection(request, settings, measures, callers, scoping, today)
+    if isinstance(chosen, Response):
+        return chosen
+    signed, site, year, sites = chosen
     note_audit(request.state, AuditNote("read", "MeasureReport", detail=f"measures page {year}"))
     found, seen = await run_in_threadpool(_monthly, measures, year, site, sites)
     labels = [m.start.strftime("%b") for m in months(Period(date(year, 1, 1), date(year, 12, 31)))]
@@ -186,15 +197,10 @@ async def measures_csv(
     today: TodayDep,
 ) -> Response:
     """The page's reports as CSV: one row per measure and month (counts, score, status)."""
-    signed = await _signed_in(request, callers, Permission.READ_MEASURES)
-    if isinstance(signed, Response):
-        return signed
-    site = await _page_site(request, scoping, measures, signed)
-    if isinstance(site, Response):
-        return site
-    year = _year(request, today)
-    limited = signed.sites is not None or settings.auth_sites_required
-    sites = sorted(measures.sites_of(signed.sites or ())) if limited else None
+    chosen = await _selection(request, settings, measures, callers, scoping, today)
+    if isinstance(chosen, Response):
+        return chosen
+    _, site, year, sites = chosen
     note_audit(request.state, AuditNote("export", "MeasureReport", detail=f"measures.csv {year}"))
     found, _ = await run_in_threadpool(_monthly, measures, year, site, sites)
     out = io.StringIO()
