@@ -17,12 +17,14 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from service.adapters.rate_limit import RateLimiter
 from service.entrypoints.api.auth import bearer, forbidden, unauthenticated
-from service.entrypoints.api.deps import CdsFhirDep, CdsHooksDep, CdsVerifierDep, ClockDep, SettingsDep
+from service.entrypoints.api.deps import CdsFhirDep, CdsHooksDep, CdsVerifierDep, ClockDep, RateLimiterDep, SettingsDep
 from service.entrypoints.api.middleware import AuditNote, note_audit
 from service.entrypoints.api.scoping import ScopingDep
 from service.fhir.cds_hooks import ORDER_HOOKS, SERVICES, discovery
 from service.fhir.jsonio import dumps, parse
+from service.platform.config import Settings
 from service.platform.errors import Issue, Problem, RefractureError, refuse
 from service.security.principal import Permission, Principal
 from service.security.tokens import AuthError, DevTokens
@@ -71,18 +73,17 @@ def _json(content: Any, status: int = 200) -> Response:
     return Response(dumps(content), status_code=status, media_type="application/json")
 
 
-def _base(request: Request) -> str:
-    configured: str | None = request.app.state.container.settings.cds_base_url
+def _base(request: Request, settings: Settings) -> str:
+    configured = settings.cds_base_url
     return (configured or str(request.base_url)).rstrip("/")
 
 
-async def _throttle(request: Request, key: str) -> None:
-    container = request.app.state.container
-    wait = await run_in_threadpool(container.rate_limiter.allow, key)
+async def _throttle(limiter: RateLimiter, key: str) -> None:
+    wait = await run_in_threadpool(limiter.allow, key)
     if wait is not None:
         raise RefractureError(
             Problem.TOO_MANY_REQUESTS,
-            [Issue("throttled", f"more than {container.rate_limiter.per_minute} requests a minute; slow down")],
+            [Issue("throttled", f"more than {limiter.per_minute} requests a minute; slow down")],
             {"Retry-After": str(int(wait))},
         )
 
@@ -92,6 +93,7 @@ async def cds_caller(
     service_id: str,
     settings: SettingsDep,
     cds_verifier: CdsVerifierDep,
+    limiter: RateLimiterDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The EHR calling, from its JWT (or, outside production, a development token).
@@ -111,9 +113,9 @@ async def cds_caller(
     else:
         verifier = cds_verifier
         if not verifier.configured:
-            await _throttle(request, f"ip:{request.client.host if request.client else '?'}")
+            await _throttle(limiter, f"ip:{request.client.host if request.client else '?'}")
             raise unauthenticated("no EHR is configured to call the CDS services (REFRACTURE_CDS_ISSUERS)")
-        base = _base(request)
+        base = _base(request, settings)
         audiences = [f"{base}/cds-services/{service_id}", f"{base}/cds-services"]
         try:
             claims = await run_in_threadpool(verifier.verify, token, audiences)
@@ -122,7 +124,7 @@ async def cds_caller(
                 raise RefractureError(
                     Problem.UNAVAILABLE, [Issue("transient", "the EHR's keys cannot be fetched now; try again")]
                 ) from None
-            await _throttle(request, f"ip:{request.client.host if request.client else '?'}")
+            await _throttle(limiter, f"ip:{request.client.host if request.client else '?'}")
             raise unauthenticated(str(exc)) from None
         issuer = str(claims["iss"])
         principal = Principal(
@@ -134,7 +136,7 @@ async def cds_caller(
             claims=claims,
         )
     request.state.principal = principal
-    await _throttle(request, f"client:{principal.client_id or principal.subject}")
+    await _throttle(limiter, f"client:{principal.client_id or principal.subject}")
     return principal
 
 
@@ -220,6 +222,7 @@ async def call_service(
     cds_fhir: CdsFhirDep,
     cds_hooks: CdsHooksDep,
     scoping: ScopingDep,
+    settings: SettingsDep,
     principal: CdsCaller,
 ) -> Response:
     """The hook request as CDS Hooks 2.0 defines it; prefetch is optional (refracture answers from stored state)."""
@@ -232,7 +235,7 @@ async def call_service(
     note_audit(request.state, note)
     # A caller limited to some patients (sites, SMART patient context) gets cards for those only.
     await scoping.check_patient(principal, call.patient_id)
-    page = f"{_base(request)}/worklist/patients/{quote(call.patient_id, safe='')}"
+    page = f"{_base(request, settings)}/worklist/patients/{quote(call.patient_id, safe='')}"
     cards = await run_in_threadpool(cds_hooks.cards, call, page)
     note.detail = f"{service_id}: {len(cards)} card(s){fhir_note}"
     return _json({"cards": cards})

@@ -25,7 +25,7 @@ class BodyLimitMiddleware:
 
     def __init__(self, app: ASGIApp, fhir_limit: Callable[[], int], other_limit: int = SMALL_BODY) -> None:
         self.app = app
-        self.fhir_limit = fhir_limit  # read per request: the settings arrive with the container at start-up
+        self.fhir_limit = fhir_limit  # read per request: the settings arrive with the services at start-up
         self.other_limit = other_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
