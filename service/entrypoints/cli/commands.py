@@ -16,8 +16,10 @@ from typing import Protocol, cast
 __all__ = ["COMMANDS", "Command", "CommandModule", "build_parser"]
 
 # The text of `refracture --help` (kept as it was).
-_DESCRIPTION = """The `refracture` command: migrate, api, worker, beat, relay, rescore, sweep, measures, writeback, demo, synth,
-model-card, openapi."""
+_DESCRIPTION = (
+    "The `refracture` command: migrate, api, worker, beat, relay, rescore, sweep, measures, writeback, demo, synth,\n"
+    "model-card, openapi."
+)
 
 
 class CommandModule(Protocol):
@@ -81,9 +83,7 @@ COMMANDS: dict[str, Command] = {
             reads_settings=False,
             patient_data=False,
         ),
-        Command(
-            "openapi", "openapi", "print or write the OpenAPI document", reads_settings=False, patient_data=False
-        ),
+        Command("openapi", "openapi", "print or write the OpenAPI document", reads_settings=False, patient_data=False),
         # The demo sets its children's mode itself.
         Command("demo", "demo", "run everything locally with a synthetic cohort", reads_settings=False),
         Command(
