@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.entrypoints.bulk_cli import _report
+from service.entrypoints.cli.bulk_import import _report
 from service.usecases.bulk_export import ExportReport
 from service.usecases.bulk_import import FileCounts, FileResult, LineIssue
 

@@ -445,11 +445,12 @@ def test_a_command_on_no_patient_data_logs_its_failure_with_the_message(
     restored: None, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import service.entrypoints.cli
+    import service.entrypoints.cli.openapi
 
     def broken(_: Any) -> int:
         raise RuntimeError("the OpenAPI template is missing")
 
-    monkeypatch.setattr(service.entrypoints.cli, "cmd_openapi", broken)
+    monkeypatch.setattr(service.entrypoints.cli.openapi, "run", broken)
     assert service.entrypoints.cli.main(["openapi"]) == 1
     (line,) = [json.loads(text) for text in capsys.readouterr().err.splitlines()]
     assert line["message"] == "uncaught RuntimeError: the OpenAPI template is missing"
