@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
-from service.entrypoints.api.app import create_app
 from service.fhir.validation import validate_resource
 from service.platform.config import Settings
 from service.platform.errors import Problem, RefractureError
@@ -240,7 +239,7 @@ def test_the_sweep_uses_the_configured_time_zone(services: LocalServices, databa
     for zone, expected in (("UTC", "denosumab-dose-due"), ("Pacific/Kiritimati", "denosumab-overdue")):
         settings = make_settings(services, database_url, timezone=zone)
         parts = build_parts(settings, queue=RecordingQueue(), clock=late)
-        with TestClient(headers=AUTH, app=create_app(lambda c=parts: c)) as client:  # type: ignore[misc]
+        with TestClient(headers=AUTH, app=api_app(parts)) as client:
             pid = f"tz-{zone.split('/')[-1].lower()}"
             ingest(parts, client, patient_bundle(pid, dose_day))
             assert set(alerts(client, database_url, pid)) == {expected}

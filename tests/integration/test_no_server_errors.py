@@ -101,11 +101,11 @@ def test_arbitrary_bytes(client: TestClient, raw: bytes) -> None:
     check(client.post("/fhir", content=raw, headers=FHIR))
 
 
-def test_every_interaction_in_the_capability_statement_is_served(client: TestClient, container: Any) -> None:
+def test_every_interaction_in_the_capability_statement_is_served(client: TestClient, parts: Any) -> None:
     synthetic = cohort(1, seed=2, today=date(2026, 11, 1))[0]
     pid = synthetic["entry"][0]["resource"]["id"]
     client.post("/fhir", content=json.dumps(synthetic), headers=FHIR)
-    container.changes.process([pid])
+    parts.changes.process([pid])
     assessment_id = client.get("/fhir/RiskAssessment", params={"subject": f"Patient/{pid}"}).json()["entry"][0][
         "resource"
     ]["id"]
