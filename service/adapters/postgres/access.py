@@ -13,7 +13,7 @@ __all__ = ["PostgresAccess"]
 
 
 class PostgresAccess:
-    """See service.usecases.access.AccessStore."""
+    """Implements the PatientAccess port (service/usecases/ports/reads.py)."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
