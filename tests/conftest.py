@@ -17,6 +17,8 @@ from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices, ensure_services
 from service.platform.config import Settings
 from tests.ehr_standin import RunningStandIn
+from tests.oidc_standin import RunningOidc
+from tests.smart_launcher_standin import RunningLauncher
 from tests.support.databases import SESSION, create_database, drop_database
 from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
@@ -96,6 +98,22 @@ def ehr(ehr_server: RunningStandIn) -> RunningStandIn:
     """The EHR stand-in, reset: every test starts with an empty EHR, its full CapabilityStatement and no faults."""
     ehr_server.app.reset()
     return ehr_server
+
+
+@pytest.fixture
+def idp() -> Iterator[RunningOidc]:
+    """The OpenID Connect provider stand-in (tests/oidc_standin.py) on a loopback port."""
+    running = RunningOidc().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def launcher() -> Iterator[RunningLauncher]:
+    """The SMART launcher stand-in (tests/smart_launcher_standin.py): an EHR's authorisation server and FHIR base."""
+    running = RunningLauncher().start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,22 +3,23 @@ the client's secret, the redirect URI and the PKCE verifier), and the JWKS. Serv
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
-import time
 from typing import Any
-from urllib.parse import parse_qs, urlencode
 
-from joserfc import jwt
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import RSAKey
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.devtools.local_services import free_port
-from tests.support.servers import ThreadedServer
+from tests.support.authorization import (
+    LoopbackStandIn,
+    code_redirect,
+    exchange_code,
+    id_token,
+    jwks_response,
+    token_form,
+)
 
 CLIENT_ID = "refracture-worklist"
 CLIENT_SECRET = secrets.token_urlsafe(16)  # made per run: no credential is ever committed
@@ -61,45 +62,36 @@ class OidcStandIn:
         self.authorize_requests.append(query)
         if query.get("client_id") != CLIENT_ID or query.get("code_challenge_method") != "S256":
             return JSONResponse({"error": "invalid_request"}, status_code=400)
-        code = secrets.token_urlsafe(16)
-        self.codes[code] = query
-        back = {"code": code, "state": query.get("state", "")}
-        return RedirectResponse(f"{query['redirect_uri']}?{urlencode(back)}", status_code=302)
+        return code_redirect(self.codes, query)
 
     async def token(self, request: Request) -> Response:
-        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
+        form = await token_form(request)
         self.token_requests.append(form)
-        expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-        if request.headers.get("authorization") != expected:
-            return JSONResponse({"error": "invalid_client"}, status_code=401)
-        asked = self.codes.pop(form.get("code", ""), None)  # a code works once
-        if asked is None or form.get("redirect_uri") != asked["redirect_uri"]:
-            return JSONResponse({"error": "invalid_grant"}, status_code=400)
-        verifier = form.get("code_verifier", "")
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-        if challenge != asked["code_challenge"]:
-            return JSONResponse({"error": "invalid_grant", "error_description": "PKCE"}, status_code=400)
-        now = int(time.time())
-        claims = {"iss": self.issuer, "aud": CLIENT_ID, "iat": now, "exp": now + 300, "nonce": asked["nonce"]}
-        id_token = jwt.encode({"alg": "RS256", "kid": "idp-1"}, {**claims, **self.person}, self.key)
-        return JSONResponse({"id_token": id_token, "access_token": "opaque", "token_type": "Bearer"})
+        asked = exchange_code(request, form, self.codes, CLIENT_ID, CLIENT_SECRET)
+        if isinstance(asked, Response):
+            return asked
+        signed = id_token(self.key, self.issuer, CLIENT_ID, asked["nonce"], self.person)
+        return JSONResponse({"id_token": signed, "access_token": "opaque", "token_type": "Bearer"})
 
     async def jwks(self, _: Request) -> Response:
-        return JSONResponse(KeySet([self.key]).as_dict(private=False))
+        return jwks_response(self.key)
 
 
-class RunningOidc:
+class RunningOidc(LoopbackStandIn):
     """The stand-in on a loopback port, in a background thread."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.issuer = f"http://127.0.0.1:{self.port}"
+        super().__init__()
+        self.issuer = self.url
         self.provider = OidcStandIn(self.issuer)
-        self._server = ThreadedServer(self.provider.app, port=self.port)
+        self.serve(self.provider.app)
 
-    def start(self) -> RunningOidc:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop(timeout_s=10)
+    def sign_in_settings(self) -> dict[str, Any]:
+        """The settings that make refracture sign people in here (and accept no development tokens)."""
+        return {
+            "auth_issuer": self.issuer,
+            "auth_audience": "refracture-api",
+            "oidc_client_id": CLIENT_ID,
+            "oidc_client_secret": CLIENT_SECRET,
+            "auth_dev_tokens": {},
+        }

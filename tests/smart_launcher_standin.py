@@ -13,22 +13,23 @@ Everything asked is recorded, for the tests to inspect.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
-import time
 from typing import Any
-from urllib.parse import parse_qs, urlencode
 
-from joserfc import jwt
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import RSAKey
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.devtools.local_services import free_port
-from tests.support.servers import ThreadedServer
+from tests.support.authorization import (
+    LoopbackStandIn,
+    code_redirect,
+    exchange_code,
+    id_token,
+    jwks_response,
+    token_form,
+)
 
 CLIENT_ID = "refracture-smart"
 CLIENT_SECRET = secrets.token_urlsafe(16)  # made per run: no credential is ever committed
@@ -107,29 +108,17 @@ class SmartLauncher:
             if "launch/patient" not in scopes:
                 return JSONResponse({"error": "invalid_scope"}, status_code=400)
             patient = self.standalone_patient
-        code = secrets.token_urlsafe(16)
-        self.codes[code] = {**query, "patient": patient}
-        back = {"code": code, "state": query.get("state", "")}
-        return RedirectResponse(f"{query['redirect_uri']}?{urlencode(back)}", status_code=302)
+        return code_redirect(self.codes, query, patient=patient)
 
     async def token(self, request: Request) -> Response:
-        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
+        form = await token_form(request)
         self.token_requests.append(form)
         if self.token_status != 200:
             return JSONResponse({"error": "server_error"}, status_code=self.token_status)
-        expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-        if request.headers.get("authorization") != expected:
-            return JSONResponse({"error": "invalid_client"}, status_code=401)
-        asked = self.codes.pop(form.get("code", ""), None)  # a code works once
-        if asked is None or form.get("redirect_uri") != asked["redirect_uri"]:
-            return JSONResponse({"error": "invalid_grant"}, status_code=400)
-        verifier = form.get("code_verifier", "")
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-        if challenge != asked["code_challenge"]:
-            return JSONResponse({"error": "invalid_grant", "error_description": "PKCE"}, status_code=400)
-        now = int(time.time())
-        claims = {"iss": self.base, "aud": CLIENT_ID, "iat": now, "exp": now + 300, "nonce": asked["nonce"]}
-        id_token = jwt.encode({"alg": "RS256", "kid": "ehr-smart-1"}, {**claims, **self.person}, self.key)
+        asked = exchange_code(request, form, self.codes, CLIENT_ID, CLIENT_SECRET)
+        if isinstance(asked, Response):
+            return asked
+        signed = id_token(self.key, self.base, CLIENT_ID, asked["nonce"], self.person)
         access = secrets.token_urlsafe(24)
         self.access_tokens.add(access)
         answer: dict[str, Any] = {
@@ -137,14 +126,14 @@ class SmartLauncher:
             "token_type": "Bearer",
             "expires_in": 3600,
             "scope": asked["scope"],
-            "id_token": id_token,
+            "id_token": signed,
         }
         if asked["patient"] is not None:
             answer["patient"] = asked["patient"]
         return JSONResponse(answer)
 
     async def jwks(self, _: Request) -> Response:
-        return JSONResponse(KeySet([self.key]).as_dict(private=False))
+        return jwks_response(self.key)
 
     async def medication_requests(self, request: Request) -> Response:
         self.fhir_requests.append({"authorization": request.headers.get("authorization", ""), **request.query_params})
@@ -157,22 +146,15 @@ class SmartLauncher:
         return JSONResponse(bundle, media_type="application/fhir+json")
 
 
-class RunningLauncher:
+class RunningLauncher(LoopbackStandIn):
     """The stand-in on a loopback port, in a background thread."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        super().__init__()
+        self.base = self.url
         self.ehr = SmartLauncher(self.base)
-        self._server = ThreadedServer(self.ehr.app, port=self.port)
+        self.serve(self.ehr.app)
 
     @property
     def fhir(self) -> str:
         return self.ehr.fhir
-
-    def start(self) -> RunningLauncher:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop(timeout_s=10)

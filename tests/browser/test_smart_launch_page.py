@@ -26,19 +26,12 @@ PATIENT = "edge-same-day-1"  # Zeta, Ines in the loaded worklist
 
 
 @pytest.fixture
-def ehr() -> Iterator[RunningLauncher]:
-    running = RunningLauncher().start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def smart_server(services: LocalServices, worklist_url: str, ehr: RunningLauncher) -> Iterator[str]:
+def smart_server(services: LocalServices, worklist_url: str, launcher: RunningLauncher) -> Iterator[str]:
     """The service in a real HTTP server, with the stand-in EHR allowed to launch it."""
     settings = make_settings(
         services,
         worklist_url,
-        smart_fhir_servers=[ehr.fhir],
+        smart_fhir_servers=[launcher.fhir],
         smart_client_id=CLIENT_ID,
         smart_client_secret=CLIENT_SECRET,
     )
@@ -48,11 +41,11 @@ def smart_server(services: LocalServices, worklist_url: str, ehr: RunningLaunche
 
 
 def test_the_ehr_launches_the_worklist_on_the_patient_in_context(
-    page: Page, smart_server: str, ehr: RunningLauncher, worklist_url: str, artifacts: Path
+    page: Page, smart_server: str, launcher: RunningLauncher, worklist_url: str, artifacts: Path
 ) -> None:
     # The EHR opens refracture's launch URL from Zeta, Ines's chart.
-    launch = ehr.ehr.launch(PATIENT)
-    page.goto(f"{smart_server}/launch?{urlencode({'iss': ehr.fhir, 'launch': launch})}")
+    launch = launcher.ehr.launch(PATIENT)
+    page.goto(f"{smart_server}/launch?{urlencode({'iss': launcher.fhir, 'launch': launch})}")
 
     # Through the EHR's authorisation server and back: the patient's page, signed in as the EHR's user.
     expect(page.get_by_role("heading", level=1)).to_have_text("Zeta, Ines")
