@@ -23,6 +23,7 @@ from tests.support.databases import table_counts
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
+from tests.support.records import t_score
 from tests.support.settings import make_settings
 from tests.support.tokens import TOKENS
 
@@ -83,14 +84,7 @@ POLICY |= {
     ("GET", "/api/measures/{measure_id}/patients"): {ADMIN, FLS_LEAD},
 }
 POLICY[("GET", "/fhir/CodeSystem")] |= {FLS_LEAD}
-OBSERVATION = {
-    "resourceType": "Observation",
-    "id": "o1",
-    "status": "final",
-    "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-    "subject": {"reference": "Patient/p1"},
-    "valueQuantity": {"value": -2.5, "unit": "{T-score}"},
-}
+OBSERVATION = t_score("o1", day=None)
 
 
 class IssuerStandIn:

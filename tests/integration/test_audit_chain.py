@@ -31,6 +31,7 @@ from tests.support.databases import SESSION
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
+from tests.support.records import t_score
 from tests.support.settings import make_settings
 from tests.support.tokens import AUTH
 
@@ -271,14 +272,7 @@ def test_the_runtime_role_purges_with_retention_through_the_function(runtime_url
 def test_the_service_runs_as_the_runtime_role(runtime_url: str, services: LocalServices) -> None:
     """Everything the API does (ingest, reads, the worklist, the audit export) works with the runtime grants."""
     parts = build_parts(make_settings(services, runtime_url), queue=RecordingQueue())
-    observation = {
-        "resourceType": "Observation",
-        "id": "o1",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-        "subject": {"reference": "Patient/p1"},
-        "valueQuantity": {"value": -2.5, "unit": "{T-score}"},
-    }
+    observation = t_score("o1", day=None)
     try:
         with TestClient(api_app(parts), headers=AUTH, raise_server_exceptions=False) as client:
             assert client.put("/fhir/Observation/o1", content=json.dumps(observation), headers=FHIR).status_code == 201
