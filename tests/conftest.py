@@ -11,18 +11,23 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from service.adapters.postgres.migrate import migrate
 from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices, ensure_services
+from service.platform import tracing
 from service.platform.config import Settings
 from tests.ehr_standin import RunningStandIn
 from tests.oidc_standin import RunningOidc
 from tests.smart_launcher_standin import RunningLauncher
 from tests.support.databases import SESSION, create_database, drop_database
-from tests.support.parts import api_app, build_parts
+from tests.support.parts import api_app, api_client, build_parts
+from tests.support.paths import ARTIFACTS
+from tests.support.processes import WorkerProcess
 from tests.support.queue import RecordingQueue
-from tests.support.settings import make_settings
+from tests.support.settings import make_settings, worker_env
 from tests.support.tokens import AUTH
 
 
@@ -83,6 +88,31 @@ def client(parts: Parts) -> Iterator[TestClient]:
     """The API over this test's parts (no server errors raised into the test: they must be answers)."""
     with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def small_client(services: LocalServices, database_url: str) -> Iterator[TestClient]:
+    """The API with small limits (2 KiB bodies, 3 Bundle entries), for the refusals of what is too big."""
+    with api_client(make_settings(services, database_url, max_body_bytes=2048, max_bundle_entries=3)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def worker(settings: Settings, request: pytest.FixtureRequest) -> Iterator[WorkerProcess]:
+    """A real worker process over this test's settings, ready; its log in the artifacts, named after the test."""
+    process = WorkerProcess(worker_env(settings), ARTIFACTS / "logs" / f"worker-{request.node.name}.log")
+    process.wait_ready()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing installed for the test, every finished span kept in memory; shut down after."""
+    exporter = InMemorySpanExporter()
+    tracing.install(SimpleSpanProcessor(exporter), "refracture-test")
+    yield exporter
+    tracing.shutdown()
 
 
 @pytest.fixture(scope="module")

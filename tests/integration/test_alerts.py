@@ -17,14 +17,15 @@ from service.entrypoints.api.app import create_app
 from service.fhir.validation import validate_resource
 from service.platform.config import Settings
 from service.platform.errors import Problem, RefractureError
+from tests.support import records
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
-from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
 from tests.support.queue import RecordingQueue
-from tests.support.settings import make_settings, worker_env
+from tests.support.records import administration, denosumab_patient
+from tests.support.settings import make_settings
 from tests.support.tokens import AUTH
 from tests.support.waiting import wait_for
 
@@ -35,47 +36,7 @@ T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 
 
 def patient_bundle(pid: str, dose_day: date, operation_day: date | None = None) -> dict[str, Any]:
-    operation_day = operation_day or dose_day - timedelta(days=30)
-    resources: list[dict[str, Any]] = [
-        {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1946-02-03"},
-        {
-            "resourceType": "Procedure",
-            "id": f"{pid}-pkp",
-            "status": "completed",
-            "subject": {"reference": f"Patient/{pid}"},
-            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22514"}]},
-            "performedDateTime": operation_day.isoformat(),
-            "bodySite": [{"text": "L1"}],
-        },
-        {
-            "resourceType": "Observation",
-            "id": f"{pid}-dxa",
-            "status": "final",
-            "subject": {"reference": f"Patient/{pid}"},
-            "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-            "effectiveDateTime": operation_day.isoformat(),
-            "valueQuantity": {"value": -3.1, "unit": "{T-score}"},
-        },
-        administration(pid, "dmab-1", dose_day, "1 ML denosumab 60 MG/ML Prefilled Syringe"),
-    ]
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
-        ],
-    }
-
-
-def administration(pid: str, aid: str, day: date, text: str) -> dict[str, Any]:
-    return {
-        "resourceType": "MedicationAdministration",
-        "id": f"{pid}-{aid}",
-        "status": "completed",
-        "medicationCodeableConcept": {"text": text},
-        "subject": {"reference": f"Patient/{pid}"},
-        "effectiveDateTime": day.isoformat(),
-    }
+    return records.bundle(denosumab_patient(pid, dose_day, operation_day))
 
 
 def alerts(client: TestClient, database_url: str, pid: str) -> dict[str, str]:
@@ -256,14 +217,6 @@ def test_care_plan_search_and_read(timed: tuple[Parts, TestClient]) -> None:
     assert plan["identifier"][0]["system"] == "https://refracture.dev/fhir/sid/care-plan"
     assert plan["supportingInfo"][0]["reference"].startswith("RiskAssessment/")
     assert client.get("/fhir/CarePlan", params={"subject": "Patient/t5", "status": "active"}).status_code == 400
-
-
-@pytest.fixture
-def worker(settings: Settings, request: pytest.FixtureRequest) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(worker_env(settings), ARTIFACTS / "logs" / f"worker-{request.node.name}.log")
-    process.wait_ready()
-    yield process
-    process.stop()
 
 
 @pytest.mark.worker

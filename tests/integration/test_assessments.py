@@ -4,7 +4,6 @@ change; RiskAssessments served by id and by subject, newest first."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -18,9 +17,7 @@ from service.platform.config import Settings
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
-from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
-from tests.support.settings import worker_env
 from tests.support.tokens import AUTH
 from tests.support.waiting import wait_for
 
@@ -36,14 +33,6 @@ def bundle(number: int = 1) -> dict[str, Any]:
 
 def patient_id(body: dict[str, Any]) -> str:
     return str(body["entry"][0]["resource"]["id"])
-
-
-@pytest.fixture
-def worker(settings: Settings, request: pytest.FixtureRequest) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(worker_env(settings), ARTIFACTS / "logs" / f"worker-{request.node.name}.log")
-    process.wait_ready()
-    yield process
-    process.stop()
 
 
 @pytest.mark.worker

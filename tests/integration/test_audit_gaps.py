@@ -18,21 +18,15 @@ from service.entrypoints.cli import main
 from service.platform.config import Settings, get_settings
 from service.usecases.audit import SYSTEM_ACTOR
 from tests.ehr_standin import RunningStandIn
-from tests.integration.test_subscriptions import feed_settings, notification, observation, patient, post, work
-from tests.support.parts import api_app, build_parts
-from tests.support.queue import RecordingQueue
-from tests.support.settings import make_settings
+from tests.integration.test_subscriptions import feed_app, notification, observation, patient, post, work
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iterator[tuple[Parts, TestClient]]:
-    ehr.app.reset()
-    parts = build_parts(make_settings(services, database_url, **feed_settings(ehr)), queue=RecordingQueue())
-    with TestClient(api_app(parts), raise_server_exceptions=False) as client:
-        yield parts, client
-    parts.close()
+    with feed_app(services, database_url, ehr) as running:
+        yield running
 
 
 def audit_rows(url: str, where: str = "TRUE") -> list[dict[str, Any]]:
