@@ -5,7 +5,6 @@ Fixtures only: the helpers tests import are in tests/support/."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -22,7 +21,7 @@ from service.platform.config import Settings
 from tests.ehr_standin import RunningStandIn
 from tests.oidc_standin import RunningOidc
 from tests.smart_launcher_standin import RunningLauncher
-from tests.support.databases import SESSION, create_database, drop_database
+from tests.support.databases import SESSION, copy_of, create_database, drop_database
 from tests.support.parts import api_app, api_client, build_parts
 from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
@@ -57,10 +56,8 @@ def template_database(services: LocalServices) -> Iterator[str]:
 @pytest.fixture
 def database_url(services: LocalServices, template_database: str) -> Iterator[str]:
     """A fresh, migrated database for one test."""
-    name = f"refracture_t_{SESSION}_{uuid.uuid4().hex[:8]}"
-    url = create_database(services, name, template_database)
-    yield url
-    drop_database(services, name)
+    with copy_of(services, template_database) as url:
+        yield url
 
 
 @pytest.fixture
@@ -167,7 +164,5 @@ def worklist_template(services: LocalServices, template_database: str) -> Iterat
 @pytest.fixture
 def worklist_url(services: LocalServices, worklist_template: str) -> Iterator[str]:
     """A fresh copy of the loaded worklist for one test."""
-    name = f"refracture_t_{SESSION}_{uuid.uuid4().hex[:8]}"
-    url = create_database(services, name, worklist_template)
-    yield url
-    drop_database(services, name)
+    with copy_of(services, worklist_template) as url:
+        yield url

@@ -6,44 +6,24 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from joserfc.jwk import RSAKey
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.authorization import (
-    LoopbackStandIn,
-    code_redirect,
-    exchange_code,
-    id_token,
-    jwks_response,
-    token_form,
-)
+from tests.support.authorization import CodeFlowServer, LoopbackStandIn
 
 CLIENT_ID = "refracture-worklist"
 CLIENT_SECRET = secrets.token_urlsafe(16)  # made per run: no credential is ever committed
 
 
-class OidcStandIn:
+class OidcStandIn(CodeFlowServer):
     """The provider, with the person who will sign in and everything it was asked."""
 
     def __init__(self, issuer: str) -> None:
-        self.issuer = issuer
-        self.key = RSAKey.generate_key(2048, parameters={"kid": "idp-1"})
-        self.person: dict[str, Any] = {"sub": "nurse.ada", "name": "Ada Nurse", "roles": ["care-coordinator"]}
-        self.codes: dict[str, dict[str, Any]] = {}
-        self.token_requests: list[dict[str, str]] = []
-        self.authorize_requests: list[dict[str, str]] = []
+        person: dict[str, Any] = {"sub": "nurse.ada", "name": "Ada Nurse", "roles": ["care-coordinator"]}
+        discovery = Route("/.well-known/openid-configuration", self.discovery)
+        super().__init__(issuer, (CLIENT_ID, CLIENT_SECRET), "idp-1", person, [discovery])
         self.end_session = False  # whether discovery offers an end_session_endpoint
-        self.app = Starlette(
-            routes=[
-                Route("/.well-known/openid-configuration", self.discovery),
-                Route("/authorize", self.authorize),
-                Route("/token", self.token, methods=["POST"]),
-                Route("/jwks", self.jwks),
-            ]
-        )
 
     async def discovery(self, _: Request) -> Response:
         return JSONResponse(
@@ -58,23 +38,18 @@ class OidcStandIn:
         )
 
     async def authorize(self, request: Request) -> Response:
-        query = dict(request.query_params)
-        self.authorize_requests.append(query)
+        query = self.authorize_request(request)
         if query.get("client_id") != CLIENT_ID or query.get("code_challenge_method") != "S256":
             return JSONResponse({"error": "invalid_request"}, status_code=400)
-        return code_redirect(self.codes, query)
+        return self.grant(query)
 
     async def token(self, request: Request) -> Response:
-        form = await token_form(request)
-        self.token_requests.append(form)
-        asked = exchange_code(request, form, self.codes, CLIENT_ID, CLIENT_SECRET)
+        asked = self.exchange(request, await self.token_request(request))
         if isinstance(asked, Response):
             return asked
-        signed = id_token(self.key, self.issuer, CLIENT_ID, asked["nonce"], self.person)
-        return JSONResponse({"id_token": signed, "access_token": "opaque", "token_type": "Bearer"})
-
-    async def jwks(self, _: Request) -> Response:
-        return jwks_response(self.key)
+        return JSONResponse(
+            {"id_token": self.id_token(asked["nonce"]), "access_token": "opaque", "token_type": "Bearer"}
+        )
 
 
 class RunningOidc(LoopbackStandIn):

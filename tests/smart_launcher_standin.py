@@ -16,51 +16,34 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from joserfc.jwk import RSAKey
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.authorization import (
-    LoopbackStandIn,
-    code_redirect,
-    exchange_code,
-    id_token,
-    jwks_response,
-    token_form,
-)
+from tests.support.authorization import CodeFlowServer, LoopbackStandIn
 
 CLIENT_ID = "refracture-smart"
 CLIENT_SECRET = secrets.token_urlsafe(16)  # made per run: no credential is ever committed
 
 
-class SmartLauncher:
+class SmartLauncher(CodeFlowServer):
     """The EHR side of a SMART launch, with the person who will sign in and the launches it has handed out."""
 
     def __init__(self, base: str) -> None:
         self.base = base
         self.fhir = f"{base}/fhir"
-        self.key = RSAKey.generate_key(2048, parameters={"kid": "ehr-smart-1"})
-        self.person: dict[str, Any] = {"sub": "u-4711", "name": "Dr Grace Hopper", "fhirUser": "Practitioner/dr-grace"}
+        person: dict[str, Any] = {"sub": "u-4711", "name": "Dr Grace Hopper", "fhirUser": "Practitioner/dr-grace"}
+        routes = [
+            Route("/fhir/.well-known/smart-configuration", self.configuration),
+            Route("/fhir/MedicationRequest", self.medication_requests),
+        ]
+        super().__init__(base, (CLIENT_ID, CLIENT_SECRET), "ehr-smart-1", person, routes)
         self.launches: dict[str, str] = {}  # launch handle -> patient in context
         self.standalone_patient: str | None = None  # the patient picked in a standalone launch
         self.token_status = 200  # what /token answers (a failure mode when not 200)
-        self.codes: dict[str, dict[str, Any]] = {}
-        self.authorize_requests: list[dict[str, str]] = []
-        self.token_requests: list[dict[str, str]] = []
         self.access_tokens: set[str] = set()
         self.fhir_requests: list[dict[str, str]] = []
         self.medications: list[dict[str, Any]] = []  # MedicationRequests the FHIR search answers with
-        self.app = Starlette(
-            routes=[
-                Route("/fhir/.well-known/smart-configuration", self.configuration),
-                Route("/authorize", self.authorize),
-                Route("/token", self.token, methods=["POST"]),
-                Route("/jwks", self.jwks),
-                Route("/fhir/MedicationRequest", self.medication_requests),
-            ]
-        )
 
     def launch(self, patient: str) -> str:
         """A launch handle for a patient in context, as the EHR puts it in the launch URL."""
@@ -88,8 +71,7 @@ class SmartLauncher:
         )
 
     async def authorize(self, request: Request) -> Response:
-        query = dict(request.query_params)
-        self.authorize_requests.append(query)
+        query = self.authorize_request(request)
         scopes = set(query.get("scope", "").split())
         launch = query.get("launch")
         if (
@@ -108,17 +90,15 @@ class SmartLauncher:
             if "launch/patient" not in scopes:
                 return JSONResponse({"error": "invalid_scope"}, status_code=400)
             patient = self.standalone_patient
-        return code_redirect(self.codes, query, patient=patient)
+        return self.grant(query, patient=patient)
 
     async def token(self, request: Request) -> Response:
-        form = await token_form(request)
-        self.token_requests.append(form)
+        form = await self.token_request(request)
         if self.token_status != 200:
             return JSONResponse({"error": "server_error"}, status_code=self.token_status)
-        asked = exchange_code(request, form, self.codes, CLIENT_ID, CLIENT_SECRET)
+        asked = self.exchange(request, form)
         if isinstance(asked, Response):
             return asked
-        signed = id_token(self.key, self.base, CLIENT_ID, asked["nonce"], self.person)
         access = secrets.token_urlsafe(24)
         self.access_tokens.add(access)
         answer: dict[str, Any] = {
@@ -126,14 +106,11 @@ class SmartLauncher:
             "token_type": "Bearer",
             "expires_in": 3600,
             "scope": asked["scope"],
-            "id_token": signed,
+            "id_token": self.id_token(asked["nonce"]),
         }
         if asked["patient"] is not None:
             answer["patient"] = asked["patient"]
         return JSONResponse(answer)
-
-    async def jwks(self, _: Request) -> Response:
-        return jwks_response(self.key)
 
     async def medication_requests(self, request: Request) -> Response:
         self.fhir_requests.append({"authorization": request.headers.get("authorization", ""), **request.query_params})

@@ -269,16 +269,6 @@ def test_sweep_all_brings_every_known_patient_up_to_date(timed: tuple[Parts, Tes
     assert alerts(client, database_url, "t6") == {"denosumab-overdue": "open"}
 
 
-def resource_bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
-        ],
-    }
-
-
 def gap_patient(pid: str, egfr: float | None, statement_since: date | None = None) -> list[dict[str, Any]]:
     """A PKP 20 weeks ago with a DXA; optionally an eGFR, and alendronate taken since a day (a statement)."""
     operation_day = (T0 - timedelta(weeks=20)).date()
@@ -315,8 +305,8 @@ def test_the_kidneys_decide_whether_a_bisphosphonate_is_recommended(
     timed: tuple[Parts, TestClient], database_url: str
 ) -> None:
     parts, client = timed
-    ingest(parts, client, resource_bundle(gap_patient("k1", 25.0)))
-    ingest(parts, client, resource_bundle(gap_patient("k2", 62.0)))
+    ingest(parts, client, records.bundle(gap_patient("k1", 25.0)))
+    ingest(parts, client, records.bundle(gap_patient("k2", 62.0)))
     assert alerts(client, database_url, "k1") == {"treatment-gap": "open"}
     low, ok = care_plan(client, "k1"), care_plan(client, "k2")
     assert low is not None
@@ -335,7 +325,7 @@ def test_alendronate_since_before_the_fracture_closes_the_gap_and_myeloma_opens_
 ) -> None:
     parts, client = timed
     since = (T0 - timedelta(days=900)).date()
-    ingest(parts, client, resource_bundle(gap_patient("g1", 62.0, statement_since=since)))
+    ingest(parts, client, records.bundle(gap_patient("g1", 62.0, statement_since=since)))
     assert alerts(client, database_url, "g1") == {}
     # the same patient with myeloma in the record on zoledronic acid 4 mg: no osteoporosis alert at all
     resources = gap_patient("g2", 62.0)
@@ -349,9 +339,9 @@ def test_alendronate_since_before_the_fracture_closes_the_gap_and_myeloma_opens_
         },
         administration("g2", "zol4", (T0 - timedelta(days=20)).date(), "zoledronic acid 4 mg/5 mL concentrate"),
     ]
-    ingest(parts, client, resource_bundle(resources))
+    ingest(parts, client, records.bundle(resources))
     assert alerts(client, database_url, "g2") == {}
-    ingest(parts, client, resource_bundle(gap_patient("g3", 62.0)))
+    ingest(parts, client, records.bundle(gap_patient("g3", 62.0)))
     assert alerts(client, database_url, "g3") == {"treatment-gap": "open"}
 
 
