@@ -135,3 +135,7 @@ class RunningLauncher(LoopbackStandIn):
     @property
     def fhir(self) -> str:
         return self.ehr.fhir
+
+    def launch_settings(self, fhir_server: str) -> dict[str, Any]:
+        """The settings that let this EHR launch refracture, its FHIR base written as ``fhir_server``."""
+        return {"smart_fhir_servers": [fhir_server], "smart_client_id": CLIENT_ID, "smart_client_secret": CLIENT_SECRET}

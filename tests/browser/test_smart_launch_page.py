@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from service.devtools.local_services import LocalServices
-from tests.smart_launcher_standin import CLIENT_ID, CLIENT_SECRET, RunningLauncher
+from tests.smart_launcher_standin import RunningLauncher
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.parts import api_app, build_parts
@@ -31,9 +31,7 @@ def smart_server(services: LocalServices, worklist_url: str, launcher: RunningLa
     settings = make_settings(
         services,
         worklist_url,
-        smart_fhir_servers=[launcher.fhir],
-        smart_client_id=CLIENT_ID,
-        smart_client_secret=CLIENT_SECRET,
+        **launcher.launch_settings(launcher.fhir),
     )
     parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     with serving(api_app(parts), log_level="warning") as url:

@@ -16,7 +16,7 @@ from service.adapters.oidc import code_challenge
 from service.devtools.local_services import LocalServices
 from service.entrypoints.api.launch_routes import launch_claims
 from service.security.principal import principal_from_claims
-from tests.smart_launcher_standin import CLIENT_ID, CLIENT_SECRET, RunningLauncher
+from tests.smart_launcher_standin import RunningLauncher
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.parts import api_app, build_parts
@@ -34,9 +34,7 @@ def client(services: LocalServices, worklist_url: str, launcher: RunningLauncher
     settings = make_settings(
         services,
         worklist_url,
-        smart_fhir_servers=[launcher.fhir + "/"],  # a trailing slash in the setting is the same server
-        smart_client_id=CLIENT_ID,
-        smart_client_secret=CLIENT_SECRET,
+        **launcher.launch_settings(launcher.fhir + "/"),  # a trailing slash in the setting is the same server
         auth_dev_tokens={},
     )
     parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
