@@ -24,7 +24,7 @@ from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.records import t_score
-from tests.support.settings import make_settings
+from tests.support.settings import command_env, make_settings
 from tests.support.tokens import TOKENS
 
 pytestmark = pytest.mark.integration
@@ -378,18 +378,10 @@ def test_security_headers_and_request_ids(app_client: tuple[Parts, TestClient]) 
 
 
 def test_production_serves_no_api_docs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.platform.config import get_settings
-
-    monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "production")
-    monkeypatch.setenv("REFRACTURE_AUTH_ISSUER", ISSUER)
-    monkeypatch.setenv("REFRACTURE_AUTH_AUDIENCE", AUDIENCE)
-    get_settings.cache_clear()
-    try:
+    with command_env(monkeypatch, ENVIRONMENT="production", AUTH_ISSUER=ISSUER, AUTH_AUDIENCE=AUDIENCE):
         app = create_app()
         assert app.docs_url is None
         assert app.openapi_url is None
-    finally:
-        get_settings.cache_clear()
 
 
 def test_a_huge_body_to_the_json_api_is_refused_before_it_is_read(app_client: tuple[Parts, TestClient]) -> None:

@@ -25,7 +25,7 @@ from tests.support.parts import api_app, build_parts
 from tests.support.processes import WorkerProcess
 from tests.support.queue import RecordingQueue
 from tests.support.records import administration, denosumab_patient
-from tests.support.settings import make_settings
+from tests.support.settings import command_env, make_settings
 from tests.support.tokens import AUTH
 from tests.support.waiting import wait_for
 
@@ -234,14 +234,9 @@ def test_with_a_real_worker_and_the_sweep_command(
         assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200
         assert wait_for(lambda: alerts(client, database_url, "w1") == {"denosumab-overdue": "open"})
         from service.entrypoints.cli import main
-        from service.platform.config import get_settings
 
-        monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url.get_secret_value())
-        get_settings.cache_clear()
-        try:
+        with command_env(monkeypatch, DATABASE_URL=settings.database_url.get_secret_value()):
             assert main(["sweep"]) == 0
-        finally:
-            get_settings.cache_clear()
         assert "swept" in capsys.readouterr().out
         plan = care_plan(client, "w1")
         assert plan is not None

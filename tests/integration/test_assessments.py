@@ -18,6 +18,7 @@ from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
 from tests.support.processes import WorkerProcess
+from tests.support.settings import command_env
 from tests.support.tokens import AUTH
 from tests.support.waiting import wait_for
 
@@ -118,15 +119,10 @@ def test_the_command_rescores(
     settings: Settings, client: TestClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from service.entrypoints.cli import main
-    from service.platform.config import get_settings
 
     client.post("/fhir", content=json.dumps(bundle()), headers=FHIR)
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url.get_secret_value())
-    get_settings.cache_clear()
-    try:
+    with command_env(monkeypatch, DATABASE_URL=settings.database_url.get_secret_value()):
         assert main(["rescore"]) == 0
-    finally:
-        get_settings.cache_clear()
     assert "1 new assessments" in capsys.readouterr().out
 
 

@@ -28,7 +28,7 @@ from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
 from tests.support.records import administration as dose
 from tests.support.records import ct_augmentation
-from tests.support.settings import make_settings
+from tests.support.settings import command_env, make_settings
 from tests.support.tokens import AUTH
 
 pytestmark = pytest.mark.integration
@@ -411,18 +411,12 @@ def test_a_422_goes_to_the_dead_letter_and_can_be_replayed(
     assert query_one(database_url, "SELECT status FROM writeback WHERE patient_id = 'x1'") == "dead"  # not retried
 
     from service.entrypoints.cli import main
-    from service.platform.config import get_settings
 
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", database_url)
-    monkeypatch.setenv("REFRACTURE_EHR_BASE_URL", ehr.base_url)
-    get_settings.cache_clear()
-    try:
+    with command_env(monkeypatch, DATABASE_URL=database_url, EHR_BASE_URL=ehr.base_url):
         assert main(["writeback", "status"]) == 0
         assert "dead: Patient/x1" in capsys.readouterr().out
         ehr.app.reject_types = {}  # the EHR team fixed their side
         assert main(["writeback", "replay", "--patient", "x1"]) == 0
-    finally:
-        get_settings.cache_clear()
     clock.now = datetime.now(UTC) + timedelta(minutes=1)  # the command replays "now", on the real clock
     parts.deliverer.deliver_due()
     exactly_once(ehr, database_url, "x1")
