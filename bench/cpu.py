@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 
-__all__ = ["backend_pids", "cpu_seconds", "load_average"]
+__all__ = ["backend_pids", "cpu_seconds", "load_average", "print_load_change"]
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -37,3 +37,9 @@ def load_average() -> str:
     """The 1, 5 and 15 minute load averages, as uptime prints them."""
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def print_load_change(before: tuple[float, float, float]) -> None:
+    """The 1 minute load average before a run (``os.getloadavg()`` then) and now: how busy the machine was."""
+    after = os.getloadavg()
+    print(f"load average (1 min) before / after: {before[0]:.1f} / {after[0]:.1f} on {os.cpu_count()} CPUs")

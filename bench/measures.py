@@ -24,8 +24,10 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 from psycopg.types.json import Jsonb
 
+from bench.cpu import print_load_change
 from bench.database import private_database
 from bench.ingest import machine
+from bench.seeding import ALERT_CODES, ALERT_COPY, RESOURCE_COPY, seeded
 from service.domain.fls_measures import Period, months
 from service.platform.config import Settings
 from tests.support.parts import build_parts
@@ -37,7 +39,6 @@ FACT_COLUMNS = (
     "patient_id, kind, value_num, effective_date, end_date, status, attrs, source_type, source_id, source_version, "
     "recorded_at"
 )
-ALERT_CODES = ("bmd-assessment-gap", "treatment-gap", "denosumab-overdue", "adherence-check-due")
 
 
 def _facts(rng: random.Random, pid: str, recorded: datetime) -> list[tuple[object, ...]]:
@@ -104,9 +105,7 @@ def seed(database_url: str, patients: int) -> tuple[int, int]:
                 for row in _facts(rng, f"bench-{n:07d}", recorded):
                     copy.write_row(row)
                     facts += 1
-        with cur.copy(
-            "COPY resource (resource_type, id, version_id, last_updated_at, content_hash, patient_id, body) FROM STDIN"
-        ) as copy:
+        with cur.copy(RESOURCE_COPY) as copy:
             for n in range(patients):
                 pid = f"bench-{n:07d}"
                 body = {
@@ -116,10 +115,7 @@ def seed(database_url: str, patients: int) -> tuple[int, int]:
                 }
                 copy.write_row(("Patient", pid, 1, recorded, b"\x00", pid, Jsonb(body)))
         events: list[tuple[object, ...]] = []
-        with cur.copy(
-            "COPY alert (id, patient_id, code, status, priority, due_date, episode, evidence, detail, opened_at, "
-            "updated_at, closed_at) FROM STDIN"
-        ) as copy:
+        with cur.copy(ALERT_COPY) as copy:
             for n in range(patients):
                 pid = f"bench-{n:07d}"
                 for code in rng.sample(ALERT_CODES, rng.choice((0, 1, 1, 2, 2))):
@@ -162,16 +158,12 @@ def main() -> int:
     args = parser.parse_args()
     load = os.getloadavg()
     with private_database() as (services, database_url):
-        started = time.perf_counter()
-        facts, alerts = seed(database_url, args.patients)
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("ANALYZE")
-        seeded = time.perf_counter() - started
+        (facts, alerts), seconds = seeded(database_url, lambda: seed(database_url, args.patients))
         parts = build_parts(Settings(database_url=database_url, redis_url=services.redis_url), clock=lambda: NOW)
         try:
             print(f"bench/measures on {machine()}")
             print(
-                f"{args.patients:,} patients, {facts:,} facts, {alerts:,} alerts seeded by COPY in {seeded:.1f} s; "
+                f"{args.patients:,} patients, {facts:,} facts, {alerts:,} alerts seeded by COPY in {seconds:.1f} s; "
                 f"the year {YEAR.start}..{YEAR.end}, by month and by site ({len(SITES)} sites)"
             )
             measures = parts.measures
@@ -197,8 +189,7 @@ def main() -> int:
             print(f"one month ($evaluate-measure, June 2025): {time.perf_counter() - t4:.2f} s ({len(one)} reports)")
         finally:
             parts.close()
-    after = os.getloadavg()
-    print(f"load average (1 min) before / after: {load[0]:.1f} / {after[0]:.1f} on {os.cpu_count()} CPUs")
+    print_load_change(load)
     return 0
 
 

@@ -24,16 +24,16 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from bench.cpu import print_load_change
 from bench.database import private_database
 from bench.ingest import machine
 from bench.rescore import FACT_COLUMNS, synthetic_facts
+from bench.seeding import ALERT_CODES, ALERT_COPY, RESOURCE_COPY, seeded
 from service.adapters.postgres.monitoring import PostgresMonitoringStore
 from service.entrypoints.parallel_rescore import rescore_in_parallel
 from service.platform.config import Settings
 from service.usecases.model_monitoring import MONTHS_SHOWN
 from tests.support.parts import build_parts
-
-ALERT_CODES = ("bmd-assessment-gap", "treatment-gap", "denosumab-overdue", "adherence-check-due")
 
 
 def seed(database_url: str, patients: int, today: date) -> tuple[int, int]:
@@ -58,15 +58,10 @@ def seed(database_url: str, patients: int, today: date) -> tuple[int, int]:
                     copy.write_row(row)
                 facts += len(rows)
                 resource_rows += [(pid, t) for t in types]
-        with cur.copy(
-            "COPY resource (resource_type, id, version_id, last_updated_at, content_hash, patient_id, body) FROM STDIN"
-        ) as copy:
+        with cur.copy(RESOURCE_COPY) as copy:
             for pid, resource_type in resource_rows:
                 copy.write_row((resource_type, f"{pid}-{resource_type}", 1, recorded, b"\x00", pid, Jsonb({})))
-        with cur.copy(
-            "COPY alert (id, patient_id, code, status, priority, due_date, episode, evidence, detail, opened_at, "
-            "updated_at, closed_at) FROM STDIN"
-        ) as copy:
+        with cur.copy(ALERT_COPY) as copy:
             for n in range(patients):
                 for code in rng.sample(ALERT_CODES, rng.choice((0, 1, 1, 2))):
                     opened = recorded + timedelta(minutes=rng.randrange(300 * 24 * 60))
@@ -84,11 +79,9 @@ def main() -> int:
     load = os.getloadavg()
     with private_database() as (services, database_url):
         today = datetime.now(UTC).date()
-        started = time.perf_counter()
-        facts, alerts = seed(database_url, args.patients, today - timedelta(days=30))
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("ANALYZE")
-        seeded = time.perf_counter() - started
+        (facts, alerts), seconds = seeded(
+            database_url, lambda: seed(database_url, args.patients, today - timedelta(days=30))
+        )
         settings = Settings(database_url=database_url, redis_url=services.redis_url)
         started = time.perf_counter()
         outcome = rescore_in_parallel(settings, None, 1000, args.workers)
@@ -97,7 +90,7 @@ def main() -> int:
             conn.execute("VACUUM ANALYZE assessment")
         print(f"bench/monitoring on {machine()}")
         print(
-            f"{args.patients:,} patients, {facts:,} facts, {alerts:,} alerts seeded by COPY in {seeded:.1f} s; "
+            f"{args.patients:,} patients, {facts:,} facts, {alerts:,} alerts seeded by COPY in {seconds:.1f} s; "
             f"{outcome.assessed:,} assessed as `refracture rescore` does in {assessed:.1f} s (not timed below)"
         )
         parts = build_parts(settings)
@@ -137,8 +130,7 @@ def main() -> int:
             print(f"  of which this process's CPU: {time.process_time() - cpu:.2f} s (the rest: PostgreSQL, waiting)")
         finally:
             parts.close()
-    after = os.getloadavg()
-    print(f"load average (1 min) before / after: {load[0]:.1f} / {after[0]:.1f} on {os.cpu_count()} CPUs")
+    print_load_change(load)
     return 0
 
 

@@ -5,22 +5,28 @@ Fixtures only: the helpers tests import are in tests/support/."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from service.adapters.postgres.migrate import migrate
 from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices, ensure_services
+from service.platform import tracing
 from service.platform.config import Settings
 from tests.ehr_standin import RunningStandIn
-from tests.support.databases import SESSION, create_database, drop_database
-from tests.support.parts import api_app, build_parts
+from tests.oidc_standin import RunningOidc
+from tests.smart_launcher_standin import RunningLauncher
+from tests.support.databases import SESSION, copy_of, create_database, drop_database
+from tests.support.parts import api_app, api_client, build_parts
+from tests.support.paths import ARTIFACTS
+from tests.support.processes import WorkerProcess
 from tests.support.queue import RecordingQueue
-from tests.support.settings import make_settings
+from tests.support.settings import make_settings, worker_env
 from tests.support.tokens import AUTH
 
 
@@ -50,10 +56,8 @@ def template_database(services: LocalServices) -> Iterator[str]:
 @pytest.fixture
 def database_url(services: LocalServices, template_database: str) -> Iterator[str]:
     """A fresh, migrated database for one test."""
-    name = f"refracture_t_{SESSION}_{uuid.uuid4().hex[:8]}"
-    url = create_database(services, name, template_database)
-    yield url
-    drop_database(services, name)
+    with copy_of(services, template_database) as url:
+        yield url
 
 
 @pytest.fixture
@@ -83,6 +87,31 @@ def client(parts: Parts) -> Iterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture
+def small_client(services: LocalServices, database_url: str) -> Iterator[TestClient]:
+    """The API with small limits (2 KiB bodies, 3 Bundle entries), for the refusals of what is too big."""
+    with api_client(make_settings(services, database_url, max_body_bytes=2048, max_bundle_entries=3)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def worker(settings: Settings, request: pytest.FixtureRequest) -> Iterator[WorkerProcess]:
+    """A real worker process over this test's settings, ready; its log in the artifacts, named after the test."""
+    process = WorkerProcess(worker_env(settings), ARTIFACTS / "logs" / f"worker-{request.node.name}.log")
+    process.wait_ready()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing installed for the test, every finished span kept in memory; shut down after."""
+    exporter = InMemorySpanExporter()
+    tracing.install(SimpleSpanProcessor(exporter), "refracture-test")
+    yield exporter
+    tracing.shutdown()
+
+
 @pytest.fixture(scope="module")
 def ehr_server() -> Iterator[RunningStandIn]:
     """The EHR stand-in (tests/ehr_standin.py) served on a loopback port: one per test module."""
@@ -96,6 +125,22 @@ def ehr(ehr_server: RunningStandIn) -> RunningStandIn:
     """The EHR stand-in, reset: every test starts with an empty EHR, its full CapabilityStatement and no faults."""
     ehr_server.app.reset()
     return ehr_server
+
+
+@pytest.fixture
+def idp() -> Iterator[RunningOidc]:
+    """The OpenID Connect provider stand-in (tests/oidc_standin.py) on a loopback port."""
+    running = RunningOidc().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def launcher() -> Iterator[RunningLauncher]:
+    """The SMART launcher stand-in (tests/smart_launcher_standin.py): an EHR's authorisation server and FHIR base."""
+    running = RunningLauncher().start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +164,5 @@ def worklist_template(services: LocalServices, template_database: str) -> Iterat
 @pytest.fixture
 def worklist_url(services: LocalServices, worklist_template: str) -> Iterator[str]:
     """A fresh copy of the loaded worklist for one test."""
-    name = f"refracture_t_{SESSION}_{uuid.uuid4().hex[:8]}"
-    url = create_database(services, name, worklist_template)
-    yield url
-    drop_database(services, name)
+    with copy_of(services, worklist_template) as url:
+        yield url

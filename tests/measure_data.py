@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from tests.support.records import administration, bundle, kyphoplasty, t_score
+
 Timeline = tuple[str, str, str, date, date | None, list[date]]
 
 
@@ -21,45 +23,12 @@ def patient_bundle(
             "birthDate": born,
             "managingOrganization": {"reference": f"Organization/{site}"},
         },
-        {
-            "resourceType": "Procedure",
-            "id": f"{pid}-pkp",
-            "status": "completed",
-            "subject": {"reference": f"Patient/{pid}"},
-            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22514"}]},
-            "performedDateTime": operated.isoformat(),
-        },
+        kyphoplasty(pid, operated, level=None),
     ]
     if dxa is not None:
-        resources.append(
-            {
-                "resourceType": "Observation",
-                "id": f"{pid}-dxa",
-                "status": "final",
-                "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-                "subject": {"reference": f"Patient/{pid}"},
-                "effectiveDateTime": dxa.isoformat(),
-                "valueQuantity": {"value": -2.9, "unit": "{T-score}"},
-            }
-        )
-    for n, day in enumerate(doses):
-        resources.append(
-            {
-                "resourceType": "MedicationAdministration",
-                "id": f"{pid}-dmab-{n}",
-                "status": "completed",
-                "medicationCodeableConcept": {"text": "1 ML denosumab 60 MG/ML Prefilled Syringe"},
-                "subject": {"reference": f"Patient/{pid}"},
-                "effectiveDateTime": day.isoformat(),
-            }
-        )
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
-        ],
-    }
+        resources.append(t_score(f"{pid}-dxa", -2.9, pid, dxa.isoformat()))
+    resources += [administration(pid, f"dmab-{n}", day) for n, day in enumerate(doses)]
+    return bundle(resources)
 
 
 # The timelines and what they make (docs/measures.md):

@@ -13,53 +13,37 @@ Everything asked is recorded, for the tests to inspect.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
-import time
 from typing import Any
-from urllib.parse import parse_qs, urlencode
 
-from joserfc import jwt
-from joserfc.jwk import KeySet, RSAKey
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.devtools.local_services import free_port
-from tests.support.servers import ThreadedServer
+from tests.support.authorization import CodeFlowServer, LoopbackStandIn
 
 CLIENT_ID = "refracture-smart"
 CLIENT_SECRET = secrets.token_urlsafe(16)  # made per run: no credential is ever committed
 
 
-class SmartLauncher:
+class SmartLauncher(CodeFlowServer):
     """The EHR side of a SMART launch, with the person who will sign in and the launches it has handed out."""
 
     def __init__(self, base: str) -> None:
         self.base = base
         self.fhir = f"{base}/fhir"
-        self.key = RSAKey.generate_key(2048, parameters={"kid": "ehr-smart-1"})
-        self.person: dict[str, Any] = {"sub": "u-4711", "name": "Dr Grace Hopper", "fhirUser": "Practitioner/dr-grace"}
+        person: dict[str, Any] = {"sub": "u-4711", "name": "Dr Grace Hopper", "fhirUser": "Practitioner/dr-grace"}
+        routes = [
+            Route("/fhir/.well-known/smart-configuration", self.configuration),
+            Route("/fhir/MedicationRequest", self.medication_requests),
+        ]
+        super().__init__(base, (CLIENT_ID, CLIENT_SECRET), "ehr-smart-1", person, routes)
         self.launches: dict[str, str] = {}  # launch handle -> patient in context
         self.standalone_patient: str | None = None  # the patient picked in a standalone launch
         self.token_status = 200  # what /token answers (a failure mode when not 200)
-        self.codes: dict[str, dict[str, Any]] = {}
-        self.authorize_requests: list[dict[str, str]] = []
-        self.token_requests: list[dict[str, str]] = []
         self.access_tokens: set[str] = set()
         self.fhir_requests: list[dict[str, str]] = []
         self.medications: list[dict[str, Any]] = []  # MedicationRequests the FHIR search answers with
-        self.app = Starlette(
-            routes=[
-                Route("/fhir/.well-known/smart-configuration", self.configuration),
-                Route("/authorize", self.authorize),
-                Route("/token", self.token, methods=["POST"]),
-                Route("/jwks", self.jwks),
-                Route("/fhir/MedicationRequest", self.medication_requests),
-            ]
-        )
 
     def launch(self, patient: str) -> str:
         """A launch handle for a patient in context, as the EHR puts it in the launch URL."""
@@ -87,8 +71,7 @@ class SmartLauncher:
         )
 
     async def authorize(self, request: Request) -> Response:
-        query = dict(request.query_params)
-        self.authorize_requests.append(query)
+        query = self.authorize_request(request)
         scopes = set(query.get("scope", "").split())
         launch = query.get("launch")
         if (
@@ -107,29 +90,15 @@ class SmartLauncher:
             if "launch/patient" not in scopes:
                 return JSONResponse({"error": "invalid_scope"}, status_code=400)
             patient = self.standalone_patient
-        code = secrets.token_urlsafe(16)
-        self.codes[code] = {**query, "patient": patient}
-        back = {"code": code, "state": query.get("state", "")}
-        return RedirectResponse(f"{query['redirect_uri']}?{urlencode(back)}", status_code=302)
+        return self.grant(query, patient=patient)
 
     async def token(self, request: Request) -> Response:
-        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
-        self.token_requests.append(form)
+        form = await self.token_request(request)
         if self.token_status != 200:
             return JSONResponse({"error": "server_error"}, status_code=self.token_status)
-        expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-        if request.headers.get("authorization") != expected:
-            return JSONResponse({"error": "invalid_client"}, status_code=401)
-        asked = self.codes.pop(form.get("code", ""), None)  # a code works once
-        if asked is None or form.get("redirect_uri") != asked["redirect_uri"]:
-            return JSONResponse({"error": "invalid_grant"}, status_code=400)
-        verifier = form.get("code_verifier", "")
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-        if challenge != asked["code_challenge"]:
-            return JSONResponse({"error": "invalid_grant", "error_description": "PKCE"}, status_code=400)
-        now = int(time.time())
-        claims = {"iss": self.base, "aud": CLIENT_ID, "iat": now, "exp": now + 300, "nonce": asked["nonce"]}
-        id_token = jwt.encode({"alg": "RS256", "kid": "ehr-smart-1"}, {**claims, **self.person}, self.key)
+        asked = self.exchange(request, form)
+        if isinstance(asked, Response):
+            return asked
         access = secrets.token_urlsafe(24)
         self.access_tokens.add(access)
         answer: dict[str, Any] = {
@@ -137,14 +106,11 @@ class SmartLauncher:
             "token_type": "Bearer",
             "expires_in": 3600,
             "scope": asked["scope"],
-            "id_token": id_token,
+            "id_token": self.id_token(asked["nonce"]),
         }
         if asked["patient"] is not None:
             answer["patient"] = asked["patient"]
         return JSONResponse(answer)
-
-    async def jwks(self, _: Request) -> Response:
-        return JSONResponse(KeySet([self.key]).as_dict(private=False))
 
     async def medication_requests(self, request: Request) -> Response:
         self.fhir_requests.append({"authorization": request.headers.get("authorization", ""), **request.query_params})
@@ -157,22 +123,19 @@ class SmartLauncher:
         return JSONResponse(bundle, media_type="application/fhir+json")
 
 
-class RunningLauncher:
+class RunningLauncher(LoopbackStandIn):
     """The stand-in on a loopback port, in a background thread."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        super().__init__()
+        self.base = self.url
         self.ehr = SmartLauncher(self.base)
-        self._server = ThreadedServer(self.ehr.app, port=self.port)
+        self.serve(self.ehr.app)
 
     @property
     def fhir(self) -> str:
         return self.ehr.fhir
 
-    def start(self) -> RunningLauncher:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop(timeout_s=10)
+    def launch_settings(self, fhir_server: str) -> dict[str, Any]:
+        """The settings that let this EHR launch refracture, its FHIR base written as ``fhir_server``."""
+        return {"smart_fhir_servers": [fhir_server], "smart_client_id": CLIENT_ID, "smart_client_secret": CLIENT_SECRET}

@@ -10,7 +10,9 @@ from fastapi.testclient import TestClient
 
 from service.composition.parts import Parts
 from service.devtools.synth import cohort
+from tests.support import records
 from tests.support.http import FHIR_JSON
+from tests.support.records import administration, kyphoplasty
 
 NOW: Final = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 TODAY: Final = NOW.date()
@@ -31,36 +33,10 @@ def edge_patient(pid: str, name: dict[str, Any] | None, mrn: str | None, dose_da
                 "value": mrn,
             }
         ]
-    resources: list[dict[str, Any]] = [
-        patient,
-        {
-            "resourceType": "Procedure",
-            "id": f"{pid}-pkp",
-            "status": "completed",
-            "subject": {"reference": f"Patient/{pid}"},
-            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22514"}]},
-            "performedDateTime": operation.isoformat(),
-            "bodySite": [{"text": "L1"}],
-        },
-    ]
+    resources: list[dict[str, Any]] = [patient, kyphoplasty(pid, operation)]
     if dose_days_ago is not None:
-        resources.append(
-            {
-                "resourceType": "MedicationAdministration",
-                "id": f"{pid}-dmab",
-                "status": "completed",
-                "medicationCodeableConcept": {"text": "1 ML denosumab 60 MG/ML Prefilled Syringe"},
-                "subject": {"reference": f"Patient/{pid}"},
-                "effectiveDateTime": (TODAY - timedelta(days=dose_days_ago)).isoformat(),
-            }
-        )
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
-        ],
-    }
+        resources.append(administration(pid, "dmab", TODAY - timedelta(days=dose_days_ago)))
+    return records.bundle(resources)
 
 
 EDGE_PATIENTS: Final = [

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from service.devtools.local_services import LocalServices
 from tests.support.clock import ManualClock
+from tests.support.debian import installed
 from tests.support.parts import api_app, build_parts
 from tests.support.paths import ARTIFACTS
 from tests.support.queue import RecordingQueue
@@ -37,22 +37,12 @@ _FLAGS = [
 
 def _chromium() -> str:
     """The Chromium binary, installed from Debian's packages first if the machine has none."""
-    found = os.environ.get("REFRACTURE_BROWSER") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    apt = shutil.which("apt-get")
-    if apt is None:
-        pytest.fail("Chromium is missing and there is no apt-get to install it: set REFRACTURE_BROWSER")
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in ([*sudo, apt, "update", "-q"], [*sudo, apt, "install", "-y", "-q", "chromium"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
-        if done.returncode != 0:
-            pytest.fail(f"could not install Chromium ({' '.join(command)}):\n{done.stderr[-2000:]}")
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.fail("apt-get installed chromium but it is not on the PATH")
-    return found
+    return (
+        os.environ.get("REFRACTURE_BROWSER")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or installed("chromium", "chromium", pytest.fail, ": set REFRACTURE_BROWSER")
+    )
 
 
 @pytest.fixture(scope="session")

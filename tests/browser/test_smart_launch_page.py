@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from service.devtools.local_services import LocalServices
-from tests.smart_launcher_standin import CLIENT_ID, CLIENT_SECRET, RunningLauncher
+from tests.smart_launcher_standin import RunningLauncher
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.parts import api_app, build_parts
@@ -26,21 +26,12 @@ PATIENT = "edge-same-day-1"  # Zeta, Ines in the loaded worklist
 
 
 @pytest.fixture
-def ehr() -> Iterator[RunningLauncher]:
-    running = RunningLauncher().start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def smart_server(services: LocalServices, worklist_url: str, ehr: RunningLauncher) -> Iterator[str]:
+def smart_server(services: LocalServices, worklist_url: str, launcher: RunningLauncher) -> Iterator[str]:
     """The service in a real HTTP server, with the stand-in EHR allowed to launch it."""
     settings = make_settings(
         services,
         worklist_url,
-        smart_fhir_servers=[ehr.fhir],
-        smart_client_id=CLIENT_ID,
-        smart_client_secret=CLIENT_SECRET,
+        **launcher.launch_settings(launcher.fhir),
     )
     parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     with serving(api_app(parts), log_level="warning") as url:
@@ -48,11 +39,11 @@ def smart_server(services: LocalServices, worklist_url: str, ehr: RunningLaunche
 
 
 def test_the_ehr_launches_the_worklist_on_the_patient_in_context(
-    page: Page, smart_server: str, ehr: RunningLauncher, worklist_url: str, artifacts: Path
+    page: Page, smart_server: str, launcher: RunningLauncher, worklist_url: str, artifacts: Path
 ) -> None:
     # The EHR opens refracture's launch URL from Zeta, Ines's chart.
-    launch = ehr.ehr.launch(PATIENT)
-    page.goto(f"{smart_server}/launch?{urlencode({'iss': ehr.fhir, 'launch': launch})}")
+    launch = launcher.ehr.launch(PATIENT)
+    page.goto(f"{smart_server}/launch?{urlencode({'iss': launcher.fhir, 'launch': launch})}")
 
     # Through the EHR's authorisation server and back: the patient's page, signed in as the EHR's user.
     expect(page.get_by_role("heading", level=1)).to_have_text("Zeta, Ines")

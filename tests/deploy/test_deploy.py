@@ -33,6 +33,7 @@ from pydantic import SecretStr
 from service.entrypoints import cli
 from service.entrypoints.cli.commands import COMMANDS
 from service.platform.config import Settings
+from tests.support.debian import installed
 from tests.support.paths import ROOT
 from tests.support.servers import HandlerServer
 
@@ -68,22 +69,7 @@ def _tool(name: str) -> str:
 
 def _kubectl() -> str:
     """kubectl, installed from Debian's packages first if the machine has none."""
-    found = shutil.which("kubectl")
-    if found:
-        return found
-    apt = shutil.which("apt-get")
-    if apt is None:
-        pytest.skip("kubectl is missing and there is no apt-get to install it (Debian's package `kubectl`)")
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in ([*sudo, apt, "update", "-q"], [*sudo, apt, "install", "-y", "-q", "kubectl"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
-        if done.returncode != 0:
-            pytest.skip(f"kubectl is missing and could not be installed ({' '.join(command)}):\n{done.stderr[-2000:]}")
-    found = shutil.which("kubectl")
-    if found is None:
-        pytest.skip("apt-get installed kubectl but it is not on the PATH")
-    return found
+    return installed("kubectl", "kubectl", pytest.skip, " (Debian's package `kubectl`)")
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,8 @@ from tests.support.databases import table_counts
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
-from tests.support.settings import make_settings
+from tests.support.records import t_score
+from tests.support.settings import command_env, make_settings
 from tests.support.tokens import TOKENS
 
 pytestmark = pytest.mark.integration
@@ -83,14 +84,7 @@ POLICY |= {
     ("GET", "/api/measures/{measure_id}/patients"): {ADMIN, FLS_LEAD},
 }
 POLICY[("GET", "/fhir/CodeSystem")] |= {FLS_LEAD}
-OBSERVATION = {
-    "resourceType": "Observation",
-    "id": "o1",
-    "status": "final",
-    "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-    "subject": {"reference": "Patient/p1"},
-    "valueQuantity": {"value": -2.5, "unit": "{T-score}"},
-}
+OBSERVATION = t_score("o1", day=None)
 
 
 class IssuerStandIn:
@@ -384,18 +378,10 @@ def test_security_headers_and_request_ids(app_client: tuple[Parts, TestClient]) 
 
 
 def test_production_serves_no_api_docs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.platform.config import get_settings
-
-    monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "production")
-    monkeypatch.setenv("REFRACTURE_AUTH_ISSUER", ISSUER)
-    monkeypatch.setenv("REFRACTURE_AUTH_AUDIENCE", AUDIENCE)
-    get_settings.cache_clear()
-    try:
+    with command_env(monkeypatch, ENVIRONMENT="production", AUTH_ISSUER=ISSUER, AUTH_AUDIENCE=AUDIENCE):
         app = create_app()
         assert app.docs_url is None
         assert app.openapi_url is None
-    finally:
-        get_settings.cache_clear()
 
 
 def test_a_huge_body_to_the_json_api_is_refused_before_it_is_read(app_client: tuple[Parts, TestClient]) -> None:

@@ -16,14 +16,15 @@ from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.fhir.validation import validate_resource
 from service.platform.config import Settings
 from service.platform.errors import Problem, RefractureError
+from tests.support import records
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
-from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
 from tests.support.queue import RecordingQueue
-from tests.support.settings import make_settings, worker_env
+from tests.support.records import administration, denosumab_patient
+from tests.support.settings import command_env, make_settings
 from tests.support.tokens import AUTH
 from tests.support.waiting import wait_for
 
@@ -34,47 +35,7 @@ T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 
 
 def patient_bundle(pid: str, dose_day: date, operation_day: date | None = None) -> dict[str, Any]:
-    operation_day = operation_day or dose_day - timedelta(days=30)
-    resources: list[dict[str, Any]] = [
-        {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1946-02-03"},
-        {
-            "resourceType": "Procedure",
-            "id": f"{pid}-pkp",
-            "status": "completed",
-            "subject": {"reference": f"Patient/{pid}"},
-            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22514"}]},
-            "performedDateTime": operation_day.isoformat(),
-            "bodySite": [{"text": "L1"}],
-        },
-        {
-            "resourceType": "Observation",
-            "id": f"{pid}-dxa",
-            "status": "final",
-            "subject": {"reference": f"Patient/{pid}"},
-            "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-            "effectiveDateTime": operation_day.isoformat(),
-            "valueQuantity": {"value": -3.1, "unit": "{T-score}"},
-        },
-        administration(pid, "dmab-1", dose_day, "1 ML denosumab 60 MG/ML Prefilled Syringe"),
-    ]
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
-        ],
-    }
-
-
-def administration(pid: str, aid: str, day: date, text: str) -> dict[str, Any]:
-    return {
-        "resourceType": "MedicationAdministration",
-        "id": f"{pid}-{aid}",
-        "status": "completed",
-        "medicationCodeableConcept": {"text": text},
-        "subject": {"reference": f"Patient/{pid}"},
-        "effectiveDateTime": day.isoformat(),
-    }
+    return records.bundle(denosumab_patient(pid, dose_day, operation_day))
 
 
 def alerts(client: TestClient, database_url: str, pid: str) -> dict[str, str]:
@@ -257,14 +218,6 @@ def test_care_plan_search_and_read(timed: tuple[Parts, TestClient]) -> None:
     assert client.get("/fhir/CarePlan", params={"subject": "Patient/t5", "status": "active"}).status_code == 400
 
 
-@pytest.fixture
-def worker(settings: Settings, request: pytest.FixtureRequest) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(worker_env(settings), ARTIFACTS / "logs" / f"worker-{request.node.name}.log")
-    process.wait_ready()
-    yield process
-    process.stop()
-
-
 @pytest.mark.worker
 def test_with_a_real_worker_and_the_sweep_command(
     settings: Settings,
@@ -280,14 +233,9 @@ def test_with_a_real_worker_and_the_sweep_command(
         assert client.post("/fhir", content=json.dumps(body), headers=FHIR).status_code == 200
         assert wait_for(lambda: alerts(client, database_url, "w1") == {"denosumab-overdue": "open"})
         from service.entrypoints.cli import main
-        from service.platform.config import get_settings
 
-        monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url.get_secret_value())
-        get_settings.cache_clear()
-        try:
+        with command_env(monkeypatch, DATABASE_URL=settings.database_url.get_secret_value()):
             assert main(["sweep"]) == 0
-        finally:
-            get_settings.cache_clear()
         assert "swept" in capsys.readouterr().out
         plan = care_plan(client, "w1")
         assert plan is not None
@@ -313,16 +261,6 @@ def test_sweep_all_brings_every_known_patient_up_to_date(timed: tuple[Parts, Tes
     outcome = parts.sweeper.sweep(everyone=True)
     assert outcome.patients == 1
     assert alerts(client, database_url, "t6") == {"denosumab-overdue": "open"}
-
-
-def resource_bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
-        ],
-    }
 
 
 def gap_patient(pid: str, egfr: float | None, statement_since: date | None = None) -> list[dict[str, Any]]:
@@ -361,8 +299,8 @@ def test_the_kidneys_decide_whether_a_bisphosphonate_is_recommended(
     timed: tuple[Parts, TestClient], database_url: str
 ) -> None:
     parts, client = timed
-    ingest(parts, client, resource_bundle(gap_patient("k1", 25.0)))
-    ingest(parts, client, resource_bundle(gap_patient("k2", 62.0)))
+    ingest(parts, client, records.bundle(gap_patient("k1", 25.0)))
+    ingest(parts, client, records.bundle(gap_patient("k2", 62.0)))
     assert alerts(client, database_url, "k1") == {"treatment-gap": "open"}
     low, ok = care_plan(client, "k1"), care_plan(client, "k2")
     assert low is not None
@@ -381,7 +319,7 @@ def test_alendronate_since_before_the_fracture_closes_the_gap_and_myeloma_opens_
 ) -> None:
     parts, client = timed
     since = (T0 - timedelta(days=900)).date()
-    ingest(parts, client, resource_bundle(gap_patient("g1", 62.0, statement_since=since)))
+    ingest(parts, client, records.bundle(gap_patient("g1", 62.0, statement_since=since)))
     assert alerts(client, database_url, "g1") == {}
     # the same patient with myeloma in the record on zoledronic acid 4 mg: no osteoporosis alert at all
     resources = gap_patient("g2", 62.0)
@@ -395,9 +333,9 @@ def test_alendronate_since_before_the_fracture_closes_the_gap_and_myeloma_opens_
         },
         administration("g2", "zol4", (T0 - timedelta(days=20)).date(), "zoledronic acid 4 mg/5 mL concentrate"),
     ]
-    ingest(parts, client, resource_bundle(resources))
+    ingest(parts, client, records.bundle(resources))
     assert alerts(client, database_url, "g2") == {}
-    ingest(parts, client, resource_bundle(gap_patient("g3", 62.0)))
+    ingest(parts, client, records.bundle(gap_patient("g3", 62.0)))
     assert alerts(client, database_url, "g3") == {"treatment-gap": "open"}
 
 

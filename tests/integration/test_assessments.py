@@ -4,7 +4,6 @@ change; RiskAssessments served by id and by subject, newest first."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -18,9 +17,8 @@ from service.platform.config import Settings
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
-from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
-from tests.support.settings import worker_env
+from tests.support.settings import command_env
 from tests.support.tokens import AUTH
 from tests.support.waiting import wait_for
 
@@ -36,14 +34,6 @@ def bundle(number: int = 1) -> dict[str, Any]:
 
 def patient_id(body: dict[str, Any]) -> str:
     return str(body["entry"][0]["resource"]["id"])
-
-
-@pytest.fixture
-def worker(settings: Settings, request: pytest.FixtureRequest) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(worker_env(settings), ARTIFACTS / "logs" / f"worker-{request.node.name}.log")
-    process.wait_ready()
-    yield process
-    process.stop()
 
 
 @pytest.mark.worker
@@ -129,15 +119,10 @@ def test_the_command_rescores(
     settings: Settings, client: TestClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from service.entrypoints.cli import main
-    from service.platform.config import get_settings
 
     client.post("/fhir", content=json.dumps(bundle()), headers=FHIR)
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url.get_secret_value())
-    get_settings.cache_clear()
-    try:
+    with command_env(monkeypatch, DATABASE_URL=settings.database_url.get_secret_value()):
         assert main(["rescore"]) == 0
-    finally:
-        get_settings.cache_clear()
     assert "1 new assessments" in capsys.readouterr().out
 
 

@@ -19,10 +19,11 @@ from service.fhir.outcome import MAX_ISSUES
 from service.fhir.validation import MAX_STRING_LENGTH
 from tests.support.databases import query_one, table_counts
 from tests.support.http import FHIR_JSON
-from tests.support.parts import api_app, build_parts
+from tests.support.parts import api_client, build_parts
 from tests.support.queue import RecordingQueue
+from tests.support.records import t_score
 from tests.support.settings import make_settings
-from tests.support.tokens import AUTH, COORDINATOR
+from tests.support.tokens import COORDINATOR
 
 pytestmark = pytest.mark.integration
 
@@ -39,16 +40,7 @@ def patient(pid: str = "p1", **extra: Any) -> dict[str, Any]:
 
 
 def observation(oid: str = "o1", subject: str = "p1", **extra: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": oid,
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-        "subject": {"reference": f"Patient/{subject}"},
-        "effectiveDateTime": "2025-03-01",
-        "valueQuantity": {"value": -2.5, "unit": "{T-score}"},
-        **extra,
-    }
+    return t_score(oid, -2.5, subject, day="2025-03-01", **extra)
 
 
 def with_narrative(div: str) -> dict[str, Any]:
@@ -647,11 +639,8 @@ def test_path_traversal_in_ids_is_refused(client: TestClient, database_url: str,
 
 @pytest.fixture
 def small_client(services: LocalServices, database_url: str) -> Iterator[TestClient]:
-    settings = make_settings(services, database_url, max_body_bytes=2048)
-    parts = build_parts(settings, queue=RecordingQueue())
-    with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as test_client:
+    with api_client(make_settings(services, database_url, max_body_bytes=2048)) as test_client:
         yield test_client
-    parts.close()
 
 
 def test_a_bundle_of_100k_entries_is_refused_quickly(client: TestClient, database_url: str) -> None:

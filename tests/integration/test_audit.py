@@ -21,6 +21,7 @@ from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
+from tests.support.records import t_score
 from tests.support.settings import make_settings
 from tests.worklist_data import NOW
 
@@ -30,14 +31,7 @@ FHIR = FHIR_JSON
 ALL = {"Authorization": "Bearer test-all"}
 ADMIN = {"Authorization": "Bearer test-admin"}
 COORDINATOR = {"Authorization": "Bearer test-coordinator"}
-OBSERVATION = {
-    "resourceType": "Observation",
-    "id": "o1",
-    "status": "final",
-    "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-    "subject": {"reference": "Patient/p1"},
-    "valueQuantity": {"value": -2.5, "unit": "{T-score}"},
-}
+OBSERVATION = t_score("o1", day=None)
 
 
 @pytest.fixture

@@ -31,7 +31,8 @@ from tests.support.databases import SESSION
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
-from tests.support.settings import make_settings
+from tests.support.records import t_score
+from tests.support.settings import command_env, make_settings
 from tests.support.tokens import AUTH
 
 pytestmark = pytest.mark.integration
@@ -121,16 +122,11 @@ def test_verify_catches_the_newest_rows_deleted(filled: Settings) -> None:
 def test_the_command_exits_1_on_a_broken_chain(
     filled: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", filled.database_url.get_secret_value())
-    monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
-    get_settings.cache_clear()
-    try:
+    with command_env(monkeypatch, DATABASE_URL=filled.database_url.get_secret_value(), ENVIRONMENT="test"):
         assert main(["audit", "verify"]) == 0
         assert "audit trail intact: 10 rows" in capsys.readouterr().out
         tamper(filled.database_url.get_secret_value(), "UPDATE audit_event SET outcome = 403 WHERE seq = 2")
         assert main(["audit", "verify"]) == 1
-    finally:
-        get_settings.cache_clear()
     out = capsys.readouterr().out
     assert "BROKEN at seq 2 (row id" in out
     assert "NOT intact: 1 problem(s)" in out
@@ -271,14 +267,7 @@ def test_the_runtime_role_purges_with_retention_through_the_function(runtime_url
 def test_the_service_runs_as_the_runtime_role(runtime_url: str, services: LocalServices) -> None:
     """Everything the API does (ingest, reads, the worklist, the audit export) works with the runtime grants."""
     parts = build_parts(make_settings(services, runtime_url), queue=RecordingQueue())
-    observation = {
-        "resourceType": "Observation",
-        "id": "o1",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-        "subject": {"reference": "Patient/p1"},
-        "valueQuantity": {"value": -2.5, "unit": "{T-score}"},
-    }
+    observation = t_score("o1", day=None)
     try:
         with TestClient(api_app(parts), headers=AUTH, raise_server_exceptions=False) as client:
             assert client.put("/fhir/Observation/o1", content=json.dumps(observation), headers=FHIR).status_code == 201
@@ -355,14 +344,13 @@ def test_migrate_uses_the_owners_url_when_there_is_one(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The runtime URL points nowhere: only the owner's URL can have migrated.
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nothing")
-    monkeypatch.setenv("REFRACTURE_MIGRATE_DATABASE_URL", settings.database_url.get_secret_value())
-    monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
-    get_settings.cache_clear()
-    try:
+    with command_env(
+        monkeypatch,
+        DATABASE_URL="postgresql://nobody@127.0.0.1:1/nothing",
+        MIGRATE_DATABASE_URL=settings.database_url.get_secret_value(),
+        ENVIRONMENT="test",
+    ):
         assert main(["migrate"]) == 0
-    finally:
-        get_settings.cache_clear()
     assert "up to date" in capsys.readouterr().out
 
 
@@ -391,10 +379,7 @@ $$
 def test_a_consistently_rewritten_chain_differs_from_a_hash_kept_outside(
     filled: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", filled.database_url.get_secret_value())
-    monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
-    get_settings.cache_clear()
-    try:
+    with command_env(monkeypatch, DATABASE_URL=filled.database_url.get_secret_value(), ENVIRONMENT="test"):
         assert main(["audit", "verify"]) == 0
         head = capsys.readouterr().out.split("head ")[1].split()[0]  # SEQ:HASH, as an operator would keep it
         assert main(["audit", "verify", "--expect", head]) == 0
@@ -402,8 +387,6 @@ def test_a_consistently_rewritten_chain_differs_from_a_hash_kept_outside(
         assert main(["audit", "verify"]) == 0  # whoever owns the schema can rewrite the chain consistently…
         capsys.readouterr()
         assert main(["audit", "verify", "--expect", head]) == 1  # …but not match a hash kept elsewhere
-    finally:
-        get_settings.cache_clear()
     assert "BROKEN at seq 10 (row id" in capsys.readouterr().out
 
 

@@ -15,24 +15,19 @@ from fastapi.testclient import TestClient
 from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
 from service.entrypoints.cli import main
-from service.platform.config import Settings, get_settings
+from service.platform.config import Settings
 from service.usecases.audit import SYSTEM_ACTOR
 from tests.ehr_standin import RunningStandIn
-from tests.integration.test_subscriptions import feed_settings, notification, observation, patient, post, work
-from tests.support.parts import api_app, build_parts
-from tests.support.queue import RecordingQueue
-from tests.support.settings import make_settings
+from tests.integration.test_subscriptions import feed_app, notification, observation, patient, post, work
+from tests.support.settings import command_env
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iterator[tuple[Parts, TestClient]]:
-    ehr.app.reset()
-    parts = build_parts(make_settings(services, database_url, **feed_settings(ehr)), queue=RecordingQueue())
-    with TestClient(api_app(parts), raise_server_exceptions=False) as client:
-        yield parts, client
-    parts.close()
+    with feed_app(services, database_url, ehr) as running:
+        yield running
 
 
 def audit_rows(url: str, where: str = "TRUE") -> list[dict[str, Any]]:
@@ -80,14 +75,13 @@ def test_a_bulk_import_is_audited_per_patient(
     lines = [patient("p1"), observation("o1"), patient("p2"), observation("o2", "p2"), {"resourceType": "Patient"}]
     path = tmp_path / "population.ndjson"
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url.get_secret_value())
-    monkeypatch.setenv("REFRACTURE_REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
-    get_settings.cache_clear()
-    try:
+    with command_env(
+        monkeypatch,
+        DATABASE_URL=settings.database_url.get_secret_value(),
+        REDIS_URL=settings.redis_url,
+        ENVIRONMENT="test",
+    ):
         main(["import", str(path)])
-    finally:
-        get_settings.cache_clear()
     rows = audit_rows(settings.database_url.get_secret_value(), "action = 'import'")
     assert sorted(r["patient_id"] for r in rows) == ["p1", "p2"]
     assert {(r["actor"], r["what"]) for r in rows} == {(SYSTEM_ACTOR, "refracture import (files)")}
@@ -99,12 +93,7 @@ def test_the_writeback_status_dump_is_audited(settings: Settings, monkeypatch: p
             "INSERT INTO writeback (patient_id, wanted_seq, status, attempts, next_attempt_at, last_status, "
             "last_error, updated_at) VALUES ('p7', 1, 'dead', 5, now(), 422, 'refused', now())"
         )
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", settings.database_url.get_secret_value())
-    monkeypatch.setenv("REFRACTURE_ENVIRONMENT", "test")
-    get_settings.cache_clear()
-    try:
+    with command_env(monkeypatch, DATABASE_URL=settings.database_url.get_secret_value(), ENVIRONMENT="test"):
         assert main(["writeback", "status"]) == 0
-    finally:
-        get_settings.cache_clear()
     [row] = audit_rows(settings.database_url.get_secret_value(), "what = 'refracture writeback status'")
     assert (row["actor"], row["action"], row["patient_id"]) == (SYSTEM_ACTOR, "export", "p7")

@@ -9,13 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.devtools.local_services import LocalServices
 from tests.support.databases import table_counts
 from tests.support.http import FHIR_JSON
-from tests.support.parts import api_app, build_parts
-from tests.support.queue import RecordingQueue
-from tests.support.settings import make_settings
-from tests.support.tokens import AUTH
 
 pytestmark = pytest.mark.integration
 
@@ -281,14 +276,6 @@ def test_unknown_things_and_methods_get_an_operation_outcome(client: TestClient,
     response = client.request(method, path)
     assert response.status_code in (400, 404, 405)
     assert response.json()["resourceType"] == "OperationOutcome"
-
-
-@pytest.fixture
-def small_client(services: LocalServices, database_url: str) -> Iterator[TestClient]:
-    settings = make_settings(services, database_url, max_body_bytes=2048, max_bundle_entries=3)
-    parts = build_parts(settings, queue=RecordingQueue())
-    with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 def test_a_body_over_the_limit_gets_413(small_client: TestClient, database_url: str) -> None:

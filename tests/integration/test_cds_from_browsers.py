@@ -27,15 +27,8 @@ ORDER_SIGN = "refracture-order-sign"
 
 
 @pytest.fixture
-def ehr() -> Iterator[RunningLauncher]:
-    running = RunningLauncher().start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def app(services: LocalServices, worklist_url: str, ehr: RunningLauncher) -> Iterator[tuple[Parts, TestClient]]:
-    with cds_app(services, worklist_url, cds_cors_origins=[SANDBOX], cds_fhir_servers=[ehr.fhir]) as running:
+def app(services: LocalServices, worklist_url: str, launcher: RunningLauncher) -> Iterator[tuple[Parts, TestClient]]:
+    with cds_app(services, worklist_url, cds_cors_origins=[SANDBOX], cds_fhir_servers=[launcher.fhir]) as running:
         yield running
 
 
@@ -126,7 +119,7 @@ def order_sign(
     return client.post(f"/cds-services/{ORDER_SIGN}", json=body, headers=bearer(token(ORDER_SIGN)))
 
 
-def _follow_on_at_the_ehr(ehr: RunningLauncher) -> str:
+def _follow_on_at_the_ehr(launcher: RunningLauncher) -> str:
     planned = {
         "resourceType": "MedicationRequest",
         "id": "zol-1",
@@ -135,50 +128,50 @@ def _follow_on_at_the_ehr(ehr: RunningLauncher) -> str:
         "subject": {"reference": "Patient/edge-percent"},
         **ZOLEDRONIC,
     }
-    ehr.ehr.medications = [planned]
+    launcher.ehr.medications = [planned]
     access = "hook-token-" + uuid.uuid4().hex
-    ehr.ehr.access_tokens.add(access)
+    launcher.ehr.access_tokens.add(access)
     return access
 
 
 def test_what_the_prefetch_lacks_is_read_at_the_allow_listed_fhir_server(
-    app: tuple[Parts, TestClient], ehr: RunningLauncher
+    app: tuple[Parts, TestClient], launcher: RunningLauncher
 ) -> None:
     _, client = app
-    access = _follow_on_at_the_ehr(ehr)
+    access = _follow_on_at_the_ehr(launcher)
     # Without the EHR's own record of the planned zoledronic acid: the warning.
     assert [c["indicator"] for c in order_sign(client, None, None).json()["cards"]] == ["warning"]
-    assert not ehr.ehr.fhir_requests
+    assert not launcher.ehr.fhir_requests
     # With fhirServer and fhirAuthorization, refracture reads the active orders there and finds the follow-on.
-    answer = order_sign(client, ehr.fhir, access)
+    answer = order_sign(client, launcher.fhir, access)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"cards": []}
-    [asked] = ehr.ehr.fhir_requests
+    [asked] = launcher.ehr.fhir_requests
     assert asked["authorization"] == f"Bearer {access}"
     assert asked["patient"] == "edge-percent"
     assert asked["status"] == "active"
     # A prefetch that has the medications is used as it is: no read.
     empty = {"medications": {"resourceType": "Bundle", "type": "searchset", "entry": []}}
-    assert [c["indicator"] for c in order_sign(client, ehr.fhir, access, empty).json()["cards"]] == ["warning"]
-    assert len(ehr.ehr.fhir_requests) == 1
+    assert [c["indicator"] for c in order_sign(client, launcher.fhir, access, empty).json()["cards"]] == ["warning"]
+    assert len(launcher.ehr.fhir_requests) == 1
 
 
 def test_a_fhir_server_off_the_allow_list_never_gets_the_token(
-    app: tuple[Parts, TestClient], ehr: RunningLauncher, worklist_url: str
+    app: tuple[Parts, TestClient], launcher: RunningLauncher, worklist_url: str
 ) -> None:
     _, client = app
-    access = _follow_on_at_the_ehr(ehr)
-    for server in (f"{ehr.base}/other-fhir", "http://169.254.169.254/fhir", f"{ehr.fhir}.evil.example.org"):
+    access = _follow_on_at_the_ehr(launcher)
+    for server in (f"{launcher.base}/other-fhir", "http://169.254.169.254/fhir", f"{launcher.fhir}.evil.example.org"):
         answer = order_sign(client, server, access)
         assert answer.status_code == 200
         assert [c["indicator"] for c in answer.json()["cards"]] == ["warning"]
-    assert not ehr.ehr.fhir_requests
+    assert not launcher.ehr.fhir_requests
     detail = query_one(
         worklist_url, "SELECT detail FROM audit_event WHERE action = 'cds-hook' ORDER BY id DESC LIMIT 1"
     )
     assert "not allow-listed" in detail
     # A token the EHR does not know (expired, say) is a failed read: the answer is the stored state's.
-    assert [c["indicator"] for c in order_sign(client, ehr.fhir, "stale").json()["cards"]] == ["warning"]
+    assert [c["indicator"] for c in order_sign(client, launcher.fhir, "stale").json()["cards"]] == ["warning"]
 
 
 # --- feedback linked to the patient and the alert ------------------------------------------------------------

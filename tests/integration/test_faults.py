@@ -47,10 +47,12 @@ from service.platform.config import Settings
 from service.usecases.task_names import TASK_DELIVER, TASK_RELAY
 from tests.ehr_standin import Fault, RunningStandIn
 from tests.private_servers import PrivatePostgres, PrivateRedis
+from tests.support import records
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
 from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
+from tests.support.records import administration, ct_augmentation
 from tests.support.settings import make_settings, worker_env
 from tests.support.tokens import AUTH
 from tests.support.waiting import wait_for
@@ -87,43 +89,9 @@ def bundle(pid: str, version: int) -> dict[str, Any]:
     """
     operation_day = TODAY - timedelta(days=270)
     hu = 58 if version == 1 else 45
-    resources: list[dict[str, Any]] = [
-        {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1944-04-04"},
-        {
-            "resourceType": "Procedure",
-            "id": f"{pid}-op",
-            "status": "completed",
-            "subject": {"reference": f"Patient/{pid}"},
-            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22513"}]},
-            "performedDateTime": operation_day.isoformat(),
-            "bodySite": [{"text": "T12"}],
-        },
-        {
-            "resourceType": "Observation",
-            "id": f"{pid}-hu",
-            "status": "final",
-            "subject": {"reference": f"Patient/{pid}"},
-            "code": {"coding": [{"system": "https://refracture.dev/fhir/CodeSystem/measure", "code": "vertebral-hu"}]},
-            "effectiveDateTime": operation_day.isoformat(),
-            "bodySite": {"text": "T12"},
-            "valueQuantity": {"value": hu, "unit": "HU", "code": "[hnsf'U]", "system": "http://unitsofmeasure.org"},
-        },
-        {
-            "resourceType": "MedicationAdministration",
-            "id": f"{pid}-d1",
-            "status": "completed",
-            "medicationCodeableConcept": {"text": "1 ML denosumab 60 MG/ML Prefilled Syringe"},
-            "subject": {"reference": f"Patient/{pid}"},
-            "effectiveDateTime": (TODAY - timedelta(days=240)).isoformat(),
-        },
-    ]
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
-        ],
-    }
+    return records.bundle(
+        [*ct_augmentation(pid, operation_day, hu), administration(pid, "d1", TODAY - timedelta(days=240))]
+    )
 
 
 class Ledger:

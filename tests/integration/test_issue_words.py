@@ -11,13 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.devtools.local_services import LocalServices
 from tests.integration.test_bad_input import CASES, observation, patient, put_entry, raw, transaction
 from tests.support.http import FHIR_JSON
-from tests.support.parts import api_app, build_parts
-from tests.support.queue import RecordingQueue
-from tests.support.settings import make_settings
-from tests.support.tokens import AUTH, COORDINATOR
+from tests.support.tokens import COORDINATOR
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +42,6 @@ def assert_every_issue_speaks(body: Any, where: str) -> int:
             assert issue["diagnostics"] == issue["details"]["text"], (where, issue)
             seen += 1
     return seen
-
-
-@pytest.fixture
-def small_client(services: LocalServices, database_url: str) -> Iterator[TestClient]:
-    settings = make_settings(services, database_url, max_body_bytes=2048, max_bundle_entries=3)
-    parts = build_parts(settings, queue=RecordingQueue())
-    with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 def test_every_issue_on_every_error_path_has_words(client: TestClient, small_client: TestClient) -> None:

@@ -21,7 +21,7 @@ from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
-from tests.support.settings import make_settings
+from tests.support.settings import command_env, make_settings
 from tests.support.tokens import AUTH, COORDINATOR, TOKENS
 
 pytestmark = pytest.mark.integration
@@ -239,17 +239,11 @@ def test_the_command_keeps_a_report_per_month_and_site(
     measured: tuple[Parts, TestClient], database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     from service.entrypoints.cli import main
-    from service.platform.config import get_settings
 
     parts, client = measured
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", database_url)
-    monkeypatch.setenv("REFRACTURE_REDIS_URL", parts.core.settings.redis_url)
-    get_settings.cache_clear()
-    try:
+    with command_env(monkeypatch, DATABASE_URL=database_url, REDIS_URL=parts.core.settings.redis_url):
         assert main(["measures", "--start", "2025-01-01", "--end", "2025-03-31"]) == 0
         assert main(["measures", "--start", "2025-03-01", "--end", "2025-01-01"]) == 2
-    finally:
-        get_settings.cache_clear()
     assert "kept" in capsys.readouterr().out
     # 3 months x 12 measures; January has two sites with cases (every site together, north-hospital, south)
     assert query_one(database_url, "SELECT count(DISTINCT period_start) FROM measure_report") == 3

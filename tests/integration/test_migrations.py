@@ -11,6 +11,7 @@ import pytest
 from service.adapters.postgres.migrate import available_migrations, create_database_if_missing, migrate
 from service.devtools.local_services import LocalServices
 from tests.support.databases import SESSION, drop_database
+from tests.support.settings import command_env
 
 pytestmark = pytest.mark.integration
 
@@ -56,15 +57,10 @@ def test_the_command_migrates(
     empty_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from service.entrypoints.cli import main
-    from service.platform.config import get_settings
 
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", empty_database)
-    get_settings.cache_clear()
-    try:
+    with command_env(monkeypatch, DATABASE_URL=empty_database):
         assert main(["migrate"]) == 0
         assert main(["migrate"]) == 0
-    finally:
-        get_settings.cache_clear()
     out = capsys.readouterr().out
     versions = [m.version for m in available_migrations()]
     assert f"migrations applied: {versions}" in out

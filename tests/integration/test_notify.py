@@ -114,6 +114,38 @@ def stack() -> Iterator[contextlib.ExitStack]:
 CLIENTS: dict[int, TestClient] = {}
 
 
+@dataclass
+class Rig:
+    """What a notification test runs against: the SMTP sink and the webhook receiver, and parts made for them."""
+
+    stack: contextlib.ExitStack
+    services: LocalServices
+    database_url: str
+    tmp_path: Path
+    mails: Sink
+    smtp_port: int
+    received: Hook
+    hook_url: str
+
+    def make(self, clock: ManualClock, smtp_port: int | None = None, **settings: Any) -> Parts:
+        """Parts that send to the sink (or to ``smtp_port``) and the receiver, served by a client until the end."""
+        port = self.smtp_port if smtp_port is None else smtp_port
+        return make(self.stack, self.services, self.database_url, self.tmp_path, port, self.hook_url, clock, **settings)
+
+
+@pytest.fixture
+def rig(
+    stack: contextlib.ExitStack,
+    services: LocalServices,
+    database_url: str,
+    tmp_path: Path,
+    sink: tuple[Sink, int],
+    hook: tuple[Hook, str],
+) -> Rig:
+    (mails, smtp_port), (received, hook_url) = sink, hook
+    return Rig(stack, services, database_url, tmp_path, mails, smtp_port, received, hook_url)
+
+
 def make(
     stack: contextlib.ExitStack,
     services: LocalServices,
@@ -185,16 +217,12 @@ def overdue_alert_id(database_url: str, pid: str) -> str:
 
 
 def test_a_digest_arrives_by_email_and_signed_webhook_and_sending_twice_sends_nothing_new(
-    stack: contextlib.ExitStack,
-    services: LocalServices,
+    rig: Rig,
     database_url: str,
-    tmp_path: Path,
-    sink: tuple[Sink, int],
-    hook: tuple[Hook, str],
 ) -> None:
-    (mails, smtp_port), (received, hook_url) = sink, hook
+    mails, received = rig.mails, rig.received
     clock = ManualClock(T0)
-    parts = make(stack, services, database_url, tmp_path, smtp_port, hook_url, clock)
+    parts = rig.make(clock)
     ingest(parts, "n1", "MRN-4711")
     first = parts.digests.run()
     assert first.failed == 0
@@ -235,24 +263,11 @@ def test_a_digest_arrives_by_email_and_signed_webhook_and_sending_twice_sends_no
 
 
 def test_initials_and_mrn_when_configured(
-    stack: contextlib.ExitStack,
-    services: LocalServices,
+    rig: Rig,
     database_url: str,
-    tmp_path: Path,
-    sink: tuple[Sink, int],
-    hook: tuple[Hook, str],
 ) -> None:
-    (mails, smtp_port), (received, hook_url) = sink, hook
-    parts = make(
-        stack,
-        services,
-        database_url,
-        tmp_path,
-        smtp_port,
-        hook_url,
-        ManualClock(T0),
-        notify_patient_data="initials-mrn",
-    )
+    mails, received = rig.mails, rig.received
+    parts = rig.make(ManualClock(T0), notify_patient_data="initials-mrn")
     ingest(parts, "n2", "MRN-0815")
     parts.digests.run()
     (north,) = [m for rcpt, m in mails.messages if rcpt == ["fls-north@hospital.test"]]
@@ -266,15 +281,11 @@ def test_initials_and_mrn_when_configured(
 
 
 def test_transient_failures_are_retried_with_backoff_and_recorded(
-    stack: contextlib.ExitStack,
-    services: LocalServices,
+    rig: Rig,
     database_url: str,
-    tmp_path: Path,
-    sink: tuple[Sink, int],
-    hook: tuple[Hook, str],
 ) -> None:
-    (mails, smtp_port), (received, hook_url) = sink, hook
-    parts = make(stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0), notify_max_attempts=3)
+    mails, received = rig.mails, rig.received
+    parts = rig.make(ManualClock(T0), notify_max_attempts=3)
     waits: list[float] = []
     parts.digests._sleep = waits.append
     ingest(parts, "n3", "MRN-1")
@@ -290,18 +301,12 @@ def test_transient_failures_are_retried_with_backoff_and_recorded(
 
 
 def test_a_sink_down_fails_after_the_tries_and_the_next_run_sends_it(
-    stack: contextlib.ExitStack,
-    services: LocalServices,
+    rig: Rig,
     database_url: str,
-    tmp_path: Path,
-    sink: tuple[Sink, int],
-    hook: tuple[Hook, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    (mails, smtp_port), (_received, hook_url) = sink, hook
-    parts = make(
-        stack, services, database_url, tmp_path, free_port(), hook_url, ManualClock(T0), notify_max_attempts=2
-    )  # nothing listens on this SMTP port
+    mails, _received = rig.mails, rig.received
+    parts = rig.make(ManualClock(T0), smtp_port=free_port(), notify_max_attempts=2)  # nothing listens there
     ingest(parts, "n4", "MRN-2")
     first = parts.digests.run()
     assert first.failed >= 1
@@ -322,7 +327,7 @@ def test_a_sink_down_fails_after_the_tries_and_the_next_run_sends_it(
         assert "MRN-2" not in f"{record.getMessage()} {getattr(record, 'fields', '')}"
         assert "hospital.test" not in f"{record.getMessage()} {getattr(record, 'fields', '')}"
     # The relay is back: the next run (same day) sends the failed messages as they were built, once.
-    parts = make(stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0), notify_max_attempts=2)
+    parts = rig.make(ManualClock(T0), notify_max_attempts=2)
     again = parts.digests.run()
     assert again.failed == 0
     assert again.sent == len(failed)
@@ -332,16 +337,12 @@ def test_a_sink_down_fails_after_the_tries_and_the_next_run_sends_it(
 
 
 def test_a_crash_between_send_and_record_sends_again_never_loses_it(
-    stack: contextlib.ExitStack,
-    services: LocalServices,
+    rig: Rig,
     database_url: str,
-    tmp_path: Path,
-    sink: tuple[Sink, int],
-    hook: tuple[Hook, str],
 ) -> None:
-    (mails, smtp_port), (_received, hook_url) = sink, hook
+    mails, _received = rig.mails, rig.received
     clock = ManualClock(T0)
-    parts = make(stack, services, database_url, tmp_path, smtp_port, hook_url, clock)
+    parts = rig.make(clock)
     ingest(parts, "n5", "MRN-3")
     # A run that recorded its messages as pending and died before marking them (or before sending at all).
     notifier = parts.digests
@@ -360,15 +361,11 @@ def test_a_crash_between_send_and_record_sends_again_never_loses_it(
 
 
 def test_dry_run_says_what_would_go_and_sends_nothing(
-    stack: contextlib.ExitStack,
-    services: LocalServices,
+    rig: Rig,
     database_url: str,
-    tmp_path: Path,
-    sink: tuple[Sink, int],
-    hook: tuple[Hook, str],
 ) -> None:
-    (mails, smtp_port), (received, hook_url) = sink, hook
-    parts = make(stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0))
+    mails, received = rig.mails, rig.received
+    parts = rig.make(ManualClock(T0))
     ingest(parts, "n6", "MRN-4")
     outcome = parts.digests.run(dry_run=True)
     assert ("CareTeam/fls-north", "email", 1) in outcome.planned
@@ -377,17 +374,13 @@ def test_dry_run_says_what_would_go_and_sends_nothing(
 
 
 def test_the_command_says_what_would_go_then_sends_once(
-    stack: contextlib.ExitStack,
-    services: LocalServices,
+    rig: Rig,
     database_url: str,
-    tmp_path: Path,
-    sink: tuple[Sink, int],
-    hook: tuple[Hook, str],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    (mails, smtp_port), (received, hook_url) = sink, hook
-    parts = make(stack, services, database_url, tmp_path, smtp_port, hook_url, ManualClock(T0))
+    mails, received = rig.mails, rig.received
+    parts = rig.make(ManualClock(T0))
     ingest(parts, "n7", "MRN-5")
 
     from service.entrypoints.cli import main
@@ -395,14 +388,14 @@ def test_the_command_says_what_would_go_then_sends_once(
 
     settings = {
         "DATABASE_URL": database_url,
-        "REDIS_URL": services.redis_url,
-        "TASK_ROUTING_FILE": str(tmp_path / "task-routes.json"),
+        "REDIS_URL": rig.services.redis_url,
+        "TASK_ROUTING_FILE": str(rig.tmp_path / "task-routes.json"),
         "SITES": json.dumps({"north": ["Organization/org-north"]}),
         "NOTIFY_SMTP_HOST": "127.0.0.1",
-        "NOTIFY_SMTP_PORT": str(smtp_port),
+        "NOTIFY_SMTP_PORT": str(rig.smtp_port),
         "NOTIFY_SMTP_STARTTLS": "false",
-        "NOTIFY_RECIPIENTS_FILE": str(tmp_path / "recipients.json"),
-        "NOTIFY_WEBHOOK_URL": hook_url,
+        "NOTIFY_RECIPIENTS_FILE": str(rig.tmp_path / "recipients.json"),
+        "NOTIFY_WEBHOOK_URL": rig.hook_url,
         "NOTIFY_WEBHOOK_SECRET": SECRET,
     }
     for name, value in settings.items():

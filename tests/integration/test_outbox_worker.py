@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,10 +13,9 @@ from service.platform.config import Settings
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
-from tests.support.paths import ARTIFACTS
 from tests.support.processes import WorkerProcess
 from tests.support.queue import RecordingQueue
-from tests.support.settings import make_settings, worker_env
+from tests.support.settings import make_settings
 from tests.support.tokens import AUTH
 from tests.support.waiting import wait_for
 
@@ -49,14 +47,6 @@ def bundle_for(pid: str, observations: int = 3) -> bytes:
             }
         )
     return json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries}).encode()
-
-
-@pytest.fixture
-def worker(settings: Settings, request: pytest.FixtureRequest) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(worker_env(settings), ARTIFACTS / "logs" / f"worker-{request.node.name}.log")
-    process.wait_ready()
-    yield process
-    process.stop()
 
 
 def done(database_url: str, pid: str) -> bool:

@@ -28,6 +28,7 @@ from service.platform.config import Settings
 from tests.support.databases import query_one
 from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
+from tests.support.settings import command_env
 from tests.support.tokens import COORDINATOR
 
 pytestmark = pytest.mark.integration
@@ -207,7 +208,6 @@ def test_the_command_reports_and_a_dry_run_stores_nothing(
     settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from service.entrypoints.cli import main
-    from service.platform.config import get_settings
 
     parts = build_parts(settings, queue=RecordingQueue())
     try:
@@ -216,13 +216,8 @@ def test_the_command_reports_and_a_dry_run_stores_nothing(
         load(parts, bundles)
     finally:
         parts.close()
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", database_url)
-    monkeypatch.setenv("REFRACTURE_REDIS_URL", settings.redis_url)
-    get_settings.cache_clear()
-    try:
+    with command_env(monkeypatch, DATABASE_URL=database_url, REDIS_URL=settings.redis_url):
         assert main(["recalibrate", "--dry-run", "--seed", "3"]) == 0
-    finally:
-        get_settings.cache_clear()
     out = capsys.readouterr().out
     assert "development dataset: 300 patients" in out
     # No outcomes in this cohort: nothing to fit, and the command says so.

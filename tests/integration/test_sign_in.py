@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.devtools.local_services import LocalServices
-from tests.oidc_standin import CLIENT_ID, CLIENT_SECRET, RunningOidc
+from tests.oidc_standin import CLIENT_ID, RunningOidc
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.parts import api_app, build_parts
@@ -25,22 +25,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def idp() -> Iterator[RunningOidc]:
-    running = RunningOidc().start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
 def client(services: LocalServices, worklist_url: str, idp: RunningOidc) -> Iterator[TestClient]:
     settings = make_settings(
         services,
         worklist_url,
-        auth_issuer=idp.issuer,
-        auth_audience="refracture-api",
-        oidc_client_id=CLIENT_ID,
-        oidc_client_secret=CLIENT_SECRET,
-        auth_dev_tokens={},
+        **idp.sign_in_settings(),
     )
     parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
     with TestClient(api_app(parts), raise_server_exceptions=False, follow_redirects=False) as c:
@@ -216,11 +205,7 @@ def test_a_session_ends_when_idle_and_never_outlives_the_token(
     settings = make_settings(
         services,
         worklist_url,
-        auth_issuer=idp.issuer,
-        auth_audience="refracture-api",
-        oidc_client_id=CLIENT_ID,
-        oidc_client_secret=CLIENT_SECRET,
-        auth_dev_tokens={},
+        **idp.sign_in_settings(),
         session_idle_s=600,
     )
     clock = ManualClock(NOW)

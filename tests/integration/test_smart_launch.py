@@ -16,7 +16,7 @@ from service.adapters.oidc import code_challenge
 from service.devtools.local_services import LocalServices
 from service.entrypoints.api.launch_routes import launch_claims
 from service.security.principal import principal_from_claims
-from tests.smart_launcher_standin import CLIENT_ID, CLIENT_SECRET, RunningLauncher
+from tests.smart_launcher_standin import RunningLauncher
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.parts import api_app, build_parts
@@ -30,20 +30,11 @@ PATIENT = "edge-same-day-1"  # Zeta, Ines in the loaded worklist
 
 
 @pytest.fixture
-def ehr() -> Iterator[RunningLauncher]:
-    running = RunningLauncher().start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def client(services: LocalServices, worklist_url: str, ehr: RunningLauncher) -> Iterator[TestClient]:
+def client(services: LocalServices, worklist_url: str, launcher: RunningLauncher) -> Iterator[TestClient]:
     settings = make_settings(
         services,
         worklist_url,
-        smart_fhir_servers=[ehr.fhir + "/"],  # a trailing slash in the setting is the same server
-        smart_client_id=CLIENT_ID,
-        smart_client_secret=CLIENT_SECRET,
+        **launcher.launch_settings(launcher.fhir + "/"),  # a trailing slash in the setting is the same server
         auth_dev_tokens={},
     )
     parts = build_parts(settings, queue=RecordingQueue(), clock=ManualClock(NOW))
@@ -62,9 +53,9 @@ def launch(client: TestClient, **params: str) -> httpx.Response:
 
 
 def test_an_ehr_launch_with_a_patient_opens_that_patients_page_for_that_patient_only(
-    client: TestClient, ehr: RunningLauncher, worklist_url: str
+    client: TestClient, launcher: RunningLauncher, worklist_url: str
 ) -> None:
-    done = launch(client, iss=ehr.fhir, launch=ehr.ehr.launch(PATIENT))
+    done = launch(client, iss=launcher.fhir, launch=launcher.ehr.launch(PATIENT))
     assert done.status_code == 303, done.text
     assert done.headers["location"] == f"/worklist/patients/{PATIENT}"
     page = client.get(done.headers["location"])
@@ -72,12 +63,12 @@ def test_an_ehr_launch_with_a_patient_opens_that_patients_page_for_that_patient_
     assert "<h1>Zeta, Ines</h1>" in page.text or "Zeta, Ines" in page.text
     assert "Signed in as <strong>Dr Grace Hopper</strong>" in page.text
 
-    [asked] = ehr.ehr.authorize_requests
+    [asked] = launcher.ehr.authorize_requests
     assert asked["scope"].split() == ["launch", "openid", "fhirUser"]
-    assert asked["aud"] == ehr.fhir
+    assert asked["aud"] == launcher.fhir
     assert asked["code_challenge_method"] == "S256"
     assert asked["redirect_uri"] == "http://testserver/launch/callback"
-    [exchanged] = ehr.ehr.token_requests
+    [exchanged] = launcher.ehr.token_requests
     assert len(exchanged["code_verifier"]) >= 43
     assert code_challenge(exchanged["code_verifier"]) == asked["code_challenge"]  # RFC 7636 S256
     assert parse_qs(urlsplit(exchanged["redirect_uri"]).query) == {}
@@ -115,24 +106,26 @@ def test_an_ehr_launch_with_a_patient_opens_that_patients_page_for_that_patient_
     assert actor == "Practitioner/dr-grace"
 
 
-def test_a_coordinator_by_the_ehrs_roles_keeps_the_whole_worklist(client: TestClient, ehr: RunningLauncher) -> None:
-    ehr.ehr.person = {**ehr.ehr.person, "roles": ["care-coordinator"]}
-    done = launch(client, iss=ehr.fhir, launch=ehr.ehr.launch(PATIENT))
+def test_a_coordinator_by_the_ehrs_roles_keeps_the_whole_worklist(
+    client: TestClient, launcher: RunningLauncher
+) -> None:
+    launcher.ehr.person = {**launcher.ehr.person, "roles": ["care-coordinator"]}
+    done = launch(client, iss=launcher.fhir, launch=launcher.ehr.launch(PATIENT))
     assert done.headers["location"] == f"/worklist/patients/{PATIENT}"
     assert client.get("/worklist").status_code == 200
     assert client.get("/worklist/patients/edge-percent").status_code == 200
 
 
-def test_a_standalone_launch_asks_for_launch_patient(client: TestClient, ehr: RunningLauncher) -> None:
-    ehr.ehr.standalone_patient = PATIENT
+def test_a_standalone_launch_asks_for_launch_patient(client: TestClient, launcher: RunningLauncher) -> None:
+    launcher.ehr.standalone_patient = PATIENT
     done = launch(client)  # one EHR configured: no iss needed
     assert done.headers["location"] == f"/worklist/patients/{PATIENT}"
-    [asked] = ehr.ehr.authorize_requests
+    [asked] = launcher.ehr.authorize_requests
     assert asked["scope"].split() == ["launch/patient", "openid", "fhirUser"]
     assert "launch" not in asked
     # Without a patient picked, the coordinator lands on the worklist.
-    ehr.ehr.standalone_patient = None
-    done = launch(client, iss=ehr.fhir)
+    launcher.ehr.standalone_patient = None
+    done = launch(client, iss=launcher.fhir)
     assert done.headers["location"] == "/worklist"
     assert client.get("/worklist").status_code == 200
 
@@ -142,49 +135,49 @@ def test_a_standalone_launch_asks_for_launch_patient(client: TestClient, ehr: Ru
     ["https://evil.example.org/fhir", "http://127.0.0.1:1/fhir", "{fhir}/other", "{fhir}.evil.example.org"],
 )
 def test_an_iss_off_the_allow_list_is_refused_before_anything_is_fetched(
-    client: TestClient, ehr: RunningLauncher, iss: str
+    client: TestClient, launcher: RunningLauncher, iss: str
 ) -> None:
-    refused = client.get("/launch", params={"iss": iss.format(fhir=ehr.fhir), "launch": "x"})
+    refused = client.get("/launch", params={"iss": iss.format(fhir=launcher.fhir), "launch": "x"})
     assert refused.status_code == 400
     assert "not allowed to launch" in refused.text
-    assert not ehr.ehr.authorize_requests
+    assert not launcher.ehr.authorize_requests
 
 
-def test_an_ehr_launch_without_iss_is_refused(client: TestClient, ehr: RunningLauncher) -> None:
-    assert client.get("/launch", params={"launch": ehr.ehr.launch(PATIENT)}).status_code == 400
-    assert not ehr.ehr.authorize_requests
+def test_an_ehr_launch_without_iss_is_refused(client: TestClient, launcher: RunningLauncher) -> None:
+    assert client.get("/launch", params={"launch": launcher.ehr.launch(PATIENT)}).status_code == 400
+    assert not launcher.ehr.authorize_requests
 
 
-def test_a_launch_started_in_another_browser_is_refused(client: TestClient, ehr: RunningLauncher) -> None:
+def test_a_launch_started_in_another_browser_is_refused(client: TestClient, launcher: RunningLauncher) -> None:
     attacker = TestClient(client.app, follow_redirects=False)
-    start = attacker.get("/launch", params={"iss": ehr.fhir, "launch": ehr.ehr.launch(PATIENT)})
+    start = attacker.get("/launch", params={"iss": launcher.fhir, "launch": launcher.ehr.launch(PATIENT)})
     at_ehr = httpx.get(start.headers["location"], follow_redirects=False)
     callback = urlsplit(at_ehr.headers["location"])
     victim = client.get(f"{callback.path}?{callback.query}")
     assert victim.status_code == 400
     assert "not started in this browser" in victim.text
     assert "refracture_session" not in victim.headers.get("set-cookie", "")
-    assert not ehr.ehr.token_requests
+    assert not launcher.ehr.token_requests
     # A launch's state is no good at the provider's sign-in callback either.
     state = parse_qs(callback.query)["state"][0]
     attacker_at_oidc = attacker.get("/auth/callback", params={"code": "x", "state": state})
     assert attacker_at_oidc.status_code in (400, 404)
-    assert not ehr.ehr.token_requests
+    assert not launcher.ehr.token_requests
 
 
-def test_the_pkce_verifier_is_checked(client: TestClient, ehr: RunningLauncher) -> None:
-    start = client.get("/launch", params={"iss": ehr.fhir, "launch": ehr.ehr.launch(PATIENT)})
+def test_the_pkce_verifier_is_checked(client: TestClient, launcher: RunningLauncher) -> None:
+    start = client.get("/launch", params={"iss": launcher.fhir, "launch": launcher.ehr.launch(PATIENT)})
     challenge = parse_qs(urlsplit(start.headers["location"]).query)["code_challenge"][0]
     at_ehr = httpx.get(start.headers["location"], follow_redirects=False)
     # Someone swaps the challenge the EHR holds for the code (an intercepted code redeemed without the verifier).
-    [code] = list(ehr.ehr.codes)
-    ehr.ehr.codes[code]["code_challenge"] = challenge[::-1]
+    [code] = list(launcher.ehr.codes)
+    launcher.ehr.codes[code]["code_challenge"] = challenge[::-1]
     back = urlsplit(at_ehr.headers["location"])
     failed = client.get(f"{back.path}?{back.query}")
     assert failed.status_code == 401
     assert "Launch failed" in failed.text
     assert "refracture_session" not in client.cookies
-    [exchanged] = ehr.ehr.token_requests
+    [exchanged] = launcher.ehr.token_requests
     assert exchanged["code_verifier"]
 
 
@@ -199,11 +192,11 @@ def test_the_pkce_verifier_is_checked(client: TestClient, ehr: RunningLauncher) 
     ids=["token endpoint fails", "no fhirUser", "id token for another client", "nonce of another launch"],
 )
 def test_a_failed_token_exchange_signs_nobody_in(
-    client: TestClient, ehr: RunningLauncher, change: dict[str, Any], status: int, words: str
+    client: TestClient, launcher: RunningLauncher, change: dict[str, Any], status: int, words: str
 ) -> None:
     for name, value in change.items():
-        setattr(ehr.ehr, name, value)
-    failed = launch(client, iss=ehr.fhir, launch=ehr.ehr.launch(PATIENT))
+        setattr(launcher.ehr, name, value)
+    failed = launch(client, iss=launcher.fhir, launch=launcher.ehr.launch(PATIENT))
     assert failed.status_code == status
     assert words in failed.text
     assert "refracture_session" not in client.cookies
@@ -211,8 +204,8 @@ def test_a_failed_token_exchange_signs_nobody_in(
     assert client.get("/worklist").status_code == 303
 
 
-def test_the_ehrs_error_and_a_reused_state_are_refused(client: TestClient, ehr: RunningLauncher) -> None:
-    start = client.get("/launch", params={"iss": ehr.fhir, "launch": ehr.ehr.launch(PATIENT)})
+def test_the_ehrs_error_and_a_reused_state_are_refused(client: TestClient, launcher: RunningLauncher) -> None:
+    start = client.get("/launch", params={"iss": launcher.fhir, "launch": launcher.ehr.launch(PATIENT)})
     state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
     denied = client.get("/launch/callback", params={"error": "access_denied", "state": state})
     assert denied.status_code == 401
@@ -221,9 +214,9 @@ def test_the_ehrs_error_and_a_reused_state_are_refused(client: TestClient, ehr: 
     assert again.status_code == 400
 
 
-def test_an_unreachable_ehr_is_a_503(client: TestClient, ehr: RunningLauncher) -> None:
-    ehr.stop()
-    down = client.get("/launch", params={"iss": ehr.fhir, "launch": "x"})
+def test_an_unreachable_ehr_is_a_503(client: TestClient, launcher: RunningLauncher) -> None:
+    launcher.stop()
+    down = client.get("/launch", params={"iss": launcher.fhir, "launch": "x"})
     assert down.status_code == 503
     assert "SMART configuration cannot be read" in down.text
 

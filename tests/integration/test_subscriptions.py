@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.support.databases import query_one, table_counts
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
+from tests.support.records import t_score
 from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.integration
@@ -94,8 +96,9 @@ def feed_settings(ehr: RunningStandIn) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iterator[tuple[Parts, TestClient]]:
+@contextmanager
+def feed_app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iterator[tuple[Parts, TestClient]]:
+    """The API with the EHR stand-in's feed (subscriptions and polling) configured, over a reset stand-in."""
     ehr.app.reset()
     parts = build_parts(make_settings(services, database_url, **feed_settings(ehr)), queue=RecordingQueue())
     with TestClient(api_app(parts), raise_server_exceptions=False) as client:
@@ -103,20 +106,18 @@ def app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iter
     parts.close()
 
 
+@pytest.fixture
+def app(services: LocalServices, database_url: str, ehr: RunningStandIn) -> Iterator[tuple[Parts, TestClient]]:
+    with feed_app(services, database_url, ehr) as running:
+        yield running
+
+
 def patient(pid: str) -> dict[str, Any]:
     return {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1944-04-04"}
 
 
 def observation(oid: str, pid: str = "p1", value: str = "-2.5") -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": oid,
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-        "subject": {"reference": f"Patient/{pid}"},
-        "effectiveDateTime": "2026-05-01",
-        "valueQuantity": {"value": float(value), "unit": "{T-score}"},
-    }
+    return t_score(oid, float(value), pid)
 
 
 def notification(

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
-from tests.oidc_standin import CLIENT_ID, CLIENT_SECRET, RunningOidc
+from tests.oidc_standin import RunningOidc
 from tests.support.databases import query_one
 from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
@@ -127,23 +127,12 @@ def _rows(url: str, sql: str, *params: object) -> list[tuple[object, ...]]:
         return list(conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def idp() -> Iterator[RunningOidc]:
-    running = RunningOidc().start()
-    yield running
-    running.stop()
-
-
 def test_oidc_sign_in_starts_are_bounded(services: LocalServices, database_url: str, idp: RunningOidc) -> None:
     # Each anonymous GET /auth/sign-in stores a pending sign-in: without a bound, anyone could fill the table.
     settings = make_settings(
         services,
         database_url,
-        auth_issuer=idp.issuer,
-        auth_audience="refracture-api",
-        oidc_client_id=CLIENT_ID,
-        oidc_client_secret=CLIENT_SECRET,
-        auth_dev_tokens={},
+        **idp.sign_in_settings(),
         rate_limit_anonymous_per_minute=10,
     )
     parts = build_parts(settings, queue=RecordingQueue())

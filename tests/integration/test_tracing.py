@@ -4,19 +4,17 @@ in-process (every span in memory) and across real processes (a Celery worker exp
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from celery import Celery
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from service.adapters.queue import task_headers
 from service.devtools.local_services import LocalServices
-from service.platform import tracing
 from service.usecases.task_names import TASK_PATIENTS_CHANGED
 from tests.ehr_standin import RunningStandIn
 from tests.integration.test_writeback import T0, build, patient
@@ -33,14 +31,6 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 FHIR = {**AUTH, **FHIR_JSON}
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    tracing.install(SimpleSpanProcessor(exporter), "refracture-test")
-    yield exporter
-    tracing.shutdown()
 
 
 class CarryingQueue:

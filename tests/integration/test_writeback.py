@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,12 +20,15 @@ from service.composition.parts import Parts
 from service.devtools.local_services import LocalServices
 from service.fhir.validation import validate_resource
 from tests.ehr_standin import Fault, RunningStandIn, capability
+from tests.support import records
 from tests.support.clock import ManualClock
 from tests.support.databases import query_one
 from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
 from tests.support.queue import RecordingQueue
-from tests.support.settings import make_settings
+from tests.support.records import administration as dose
+from tests.support.records import ct_augmentation
+from tests.support.settings import command_env, make_settings
 from tests.support.tokens import AUTH
 
 pytestmark = pytest.mark.integration
@@ -70,48 +73,14 @@ def app(
 
 def patient(pid: str, days_since_dose: int = 240) -> dict[str, Any]:
     operation_day = (T0 - timedelta(days=days_since_dose + 30)).date()
-    resources: list[dict[str, Any]] = [
-        {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1944-04-04"},
-        {
-            "resourceType": "Procedure",
-            "id": f"{pid}-op",
-            "status": "completed",
-            "subject": {"reference": f"Patient/{pid}"},
-            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22513"}]},
-            "performedDateTime": operation_day.isoformat(),
-            "bodySite": [{"text": "T12"}],
-        },
-        {
-            "resourceType": "Observation",
-            "id": f"{pid}-hu",
-            "status": "final",
-            "subject": {"reference": f"Patient/{pid}"},
-            "code": {"coding": [{"system": "https://refracture.dev/fhir/CodeSystem/measure", "code": "vertebral-hu"}]},
-            # The pre-operative CT, the day before: one dated the operation's day without times is ambiguous.
-            "effectiveDateTime": (operation_day - timedelta(days=1)).isoformat(),
-            "bodySite": {"text": "T12"},
-            "valueQuantity": {"value": 58, "unit": "HU", "code": "[hnsf'U]", "system": "http://unitsofmeasure.org"},
-        },
-        dose(pid, "d1", (T0 - timedelta(days=days_since_dose)).date()),
-    ]
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
-        ],
-    }
-
-
-def dose(pid: str, did: str, day: date, text: str = "1 ML denosumab 60 MG/ML Prefilled Syringe") -> dict[str, Any]:
-    return {
-        "resourceType": "MedicationAdministration",
-        "id": f"{pid}-{did}",
-        "status": "completed",
-        "medicationCodeableConcept": {"text": text},
-        "subject": {"reference": f"Patient/{pid}"},
-        "effectiveDateTime": day.isoformat(),
-    }
+    # The pre-operative CT, the day before: one dated the operation's day without times is ambiguous.
+    ct_day = operation_day - timedelta(days=1)
+    return records.bundle(
+        [
+            *ct_augmentation(pid, operation_day, 58, ct_day),
+            dose(pid, "d1", (T0 - timedelta(days=days_since_dose)).date()),
+        ]
+    )
 
 
 def post(parts: Parts, client: TestClient, body: dict[str, Any], pid: str) -> None:
@@ -442,18 +411,12 @@ def test_a_422_goes_to_the_dead_letter_and_can_be_replayed(
     assert query_one(database_url, "SELECT status FROM writeback WHERE patient_id = 'x1'") == "dead"  # not retried
 
     from service.entrypoints.cli import main
-    from service.platform.config import get_settings
 
-    monkeypatch.setenv("REFRACTURE_DATABASE_URL", database_url)
-    monkeypatch.setenv("REFRACTURE_EHR_BASE_URL", ehr.base_url)
-    get_settings.cache_clear()
-    try:
+    with command_env(monkeypatch, DATABASE_URL=database_url, EHR_BASE_URL=ehr.base_url):
         assert main(["writeback", "status"]) == 0
         assert "dead: Patient/x1" in capsys.readouterr().out
         ehr.app.reject_types = {}  # the EHR team fixed their side
         assert main(["writeback", "replay", "--patient", "x1"]) == 0
-    finally:
-        get_settings.cache_clear()
     clock.now = datetime.now(UTC) + timedelta(minutes=1)  # the command replays "now", on the real clock
     parts.deliverer.deliver_due()
     exactly_once(ehr, database_url, "x1")

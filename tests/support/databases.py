@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 import psycopg
@@ -11,7 +13,7 @@ from psycopg.conninfo import make_conninfo
 
 from service.devtools.local_services import LocalServices
 
-__all__ = ["SESSION", "create_database", "drop_database", "query_one", "table_counts"]
+__all__ = ["SESSION", "copy_of", "create_database", "drop_database", "query_one", "table_counts"]
 
 # This run's mark on the databases and queue names it makes: parallel runs on one machine never meet.
 SESSION: Final = uuid.uuid4().hex[:8]
@@ -35,6 +37,17 @@ def drop_database(services: LocalServices, name: str) -> None:
     """Drop a database, disconnecting whoever still uses it."""
     with psycopg.connect(_admin(services), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def copy_of(services: LocalServices, template: str) -> Iterator[str]:
+    """A fresh copy of a template database under a name of this run, for one test: its URL; dropped after."""
+    name = f"refracture_t_{SESSION}_{uuid.uuid4().hex[:8]}"
+    url = create_database(services, name, template)
+    try:
+        yield url
+    finally:
+        drop_database(services, name)
 
 
 def query_one(database_url: str, statement: str, *params: Any) -> Any:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from service.composition.api import build_api
 from service.composition.core import build_core, utc_now
@@ -12,8 +16,10 @@ from service.platform.config import Settings
 from service.usecases.ports.clock import Clock
 from service.usecases.ports.ehr import EhrGateway
 from service.usecases.ports.queue import TaskQueue
+from tests.support.queue import RecordingQueue
+from tests.support.tokens import AUTH
 
-__all__ = ["api_app", "build_parts"]
+__all__ = ["api_app", "api_client", "build_parts"]
 
 
 def build_parts(
@@ -31,3 +37,15 @@ def build_parts(
 def api_app(parts: Parts) -> FastAPI:
     """The API application over these parts (its lifespan builds the API's services from them)."""
     return create_app(lambda: build_api(parts))
+
+
+@contextmanager
+def api_client(settings: Settings) -> Iterator[TestClient]:
+    """A client of the API over fresh parts from these settings (a recording queue; every role's token; server
+    errors are answers, not raised into the test); the parts are closed after."""
+    parts = build_parts(settings, queue=RecordingQueue())
+    try:
+        with TestClient(headers=AUTH, app=api_app(parts), raise_server_exceptions=False) as client:
+            yield client
+    finally:
+        parts.close()

@@ -6,7 +6,18 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-__all__ = ["ZOLEDRONIC", "administration", "bundle", "denosumab_patient", "gap_patient", "patient", "statement"]
+__all__ = [
+    "ZOLEDRONIC",
+    "administration",
+    "bundle",
+    "ct_augmentation",
+    "denosumab_patient",
+    "gap_patient",
+    "kyphoplasty",
+    "patient",
+    "statement",
+    "t_score",
+]
 
 DENOSUMAB = "1 ML denosumab 60 MG/ML Prefilled Syringe"
 ZOLEDRONIC = "zoledronic acid 5 MG/100 ML Injection"
@@ -30,27 +41,64 @@ def patient(pid: str, organization: str | None = None) -> dict[str, Any]:
     return resource
 
 
+def kyphoplasty(pid: str, day: date, level: str | None = "L1") -> dict[str, Any]:
+    """A completed kyphoplasty (CPT 22514), at a vertebral level unless ``level`` is None."""
+    return {
+        "resourceType": "Procedure",
+        "id": f"{pid}-pkp",
+        "status": "completed",
+        "subject": {"reference": f"Patient/{pid}"},
+        "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22514"}]},
+        "performedDateTime": day.isoformat(),
+        **({"bodySite": [{"text": level}]} if level is not None else {}),
+    }
+
+
 def augmentation(pid: str, day: date) -> list[dict[str, Any]]:
     """A kyphoplasty at L1 and a DXA T-score of -3.1 the same day."""
+    return [kyphoplasty(pid, day), t_score(f"{pid}-dxa", -3.1, pid, day.isoformat())]
+
+
+def t_score(
+    oid: str, value: float = -2.5, pid: str = "p1", day: str | None = "2026-05-01", **extra: Any
+) -> dict[str, Any]:
+    """A final DXA T-score Observation (LOINC 38267-1); undated when ``day`` is None."""
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        **({"effectiveDateTime": day} if day is not None else {}),
+        "valueQuantity": {"value": value, "unit": "{T-score}"},
+        **extra,
+    }
+
+
+def ct_augmentation(pid: str, operation_day: date, hu: float, ct_day: date | None = None) -> list[dict[str, Any]]:
+    """A patient (born 1944) after a vertebral augmentation at T12, with the vertebra's Hounsfield units from a CT
+    (the operation's day unless said otherwise)."""
     subject = {"reference": f"Patient/{pid}"}
     return [
+        {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1944-04-04"},
         {
             "resourceType": "Procedure",
-            "id": f"{pid}-pkp",
+            "id": f"{pid}-op",
             "status": "completed",
             "subject": subject,
-            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22514"}]},
-            "performedDateTime": day.isoformat(),
-            "bodySite": [{"text": "L1"}],
+            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "22513"}]},
+            "performedDateTime": operation_day.isoformat(),
+            "bodySite": [{"text": "T12"}],
         },
         {
             "resourceType": "Observation",
-            "id": f"{pid}-dxa",
+            "id": f"{pid}-hu",
             "status": "final",
             "subject": subject,
-            "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-            "effectiveDateTime": day.isoformat(),
-            "valueQuantity": {"value": -3.1, "unit": "{T-score}"},
+            "code": {"coding": [{"system": "https://refracture.dev/fhir/CodeSystem/measure", "code": "vertebral-hu"}]},
+            "effectiveDateTime": (ct_day or operation_day).isoformat(),
+            "bodySite": {"text": "T12"},
+            "valueQuantity": {"value": hu, "unit": "HU", "code": "[hnsf'U]", "system": "http://unitsofmeasure.org"},
         },
     ]
 

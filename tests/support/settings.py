@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
 from service.devtools.local_services import LocalServices
-from service.platform.config import Settings
+from service.platform.config import Settings, get_settings
 from tests.support.databases import SESSION
 from tests.support.tokens import TOKENS
 
-__all__ = ["make_settings", "worker_env"]
+__all__ = ["command_env", "make_settings", "worker_env"]
 
 
 def make_settings(services: LocalServices, database_url: str, **overrides: Any) -> Settings:
@@ -41,3 +45,16 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "REFRACTURE_CELERY_QUEUE": settings.celery_queue,
         "REFRACTURE_ENVIRONMENT": "test",
     }
+
+
+@contextmanager
+def command_env(monkeypatch: pytest.MonkeyPatch, **variables: str) -> Iterator[None]:
+    """The refracture command in the block reads its settings afresh from these variables (each REFRACTURE_ and
+    the name); the cached settings are forgotten again after it, so no other test sees them."""
+    for name, value in variables.items():
+        monkeypatch.setenv(f"REFRACTURE_{name}", value)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        get_settings.cache_clear()

@@ -16,24 +16,13 @@ from service.platform.errors import Problem, RefractureError
 from service.usecases.ingest import EntryOutcome, Ingestor, WriteRequest
 from tests.support.clock import ManualClock
 from tests.support.fakes import MemoryIngestStore
+from tests.support.records import t_score
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
 
 def patient(pid: str = "p1") -> dict[str, Any]:
     return {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1950-02-03"}
-
-
-def t_score(oid: str, value: float, pid: str = "p1") -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": oid,
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "38267-1"}]},
-        "subject": {"reference": f"Patient/{pid}"},
-        "effectiveDateTime": "2026-05-01",
-        "valueQuantity": {"value": value, "unit": "{T-score}"},
-    }
 
 
 @pytest.fixture

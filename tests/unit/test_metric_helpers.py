@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from celery import Celery
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,14 +31,6 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 def scrape(*collectors: Any) -> str:
     return metrics.render(collectors).decode()
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    tracing.install(SimpleSpanProcessor(exporter), "refracture-test")
-    yield exporter
-    tracing.shutdown()
 
 
 def test_resource_type_labels_are_bounded() -> None:
