@@ -5,9 +5,11 @@ write-back outbox) keep what the PostgreSQL adapters keep, over one MemoryDataba
 FakeEhr is the EHR's FHIR API; RecordingMetrics keeps the counts. The SQL itself is tested in tests/integration.
 """
 
+from tests.support.fakes.audit import MemoryAuditStore
 from tests.support.fakes.ehr import EhrFault, EhrRequest, FakeEhr
 from tests.support.fakes.ingest import MemoryIngestStore
 from tests.support.fakes.metrics import RecordingMetrics
+from tests.support.fakes.refusals import MemoryRefusalStore
 from tests.support.fakes.store import MemoryStore
 from tests.support.fakes.tables import MemoryDatabase, Tables
 
@@ -15,8 +17,10 @@ __all__ = [
     "EhrFault",
     "EhrRequest",
     "FakeEhr",
+    "MemoryAuditStore",
     "MemoryDatabase",
     "MemoryIngestStore",
+    "MemoryRefusalStore",
     "MemoryStore",
     "RecordingMetrics",
     "Tables",
