@@ -9,6 +9,7 @@ from tests.support.fakes.audit import MemoryAuditStore
 from tests.support.fakes.ehr import EhrFault, EhrRequest, FakeEhr
 from tests.support.fakes.ingest import MemoryIngestStore
 from tests.support.fakes.metrics import RecordingMetrics
+from tests.support.fakes.notifications import MemoryNotificationStore, RecordingSender
 from tests.support.fakes.refusals import MemoryRefusalStore
 from tests.support.fakes.store import MemoryStore
 from tests.support.fakes.tables import MemoryDatabase, Tables
@@ -20,8 +21,10 @@ __all__ = [
     "MemoryAuditStore",
     "MemoryDatabase",
     "MemoryIngestStore",
+    "MemoryNotificationStore",
     "MemoryRefusalStore",
     "MemoryStore",
     "RecordingMetrics",
+    "RecordingSender",
     "Tables",
 ]
