@@ -8,15 +8,18 @@ FakeEhr is the EHR's FHIR API; RecordingMetrics keeps the counts. The SQL itself
 from tests.support.fakes.ehr import EhrFault, EhrRequest, FakeEhr
 from tests.support.fakes.ingest import MemoryIngestStore
 from tests.support.fakes.metrics import RecordingMetrics
+from tests.support.fakes.outbox import ChangeRow, MemoryOutboxStore
 from tests.support.fakes.store import MemoryStore
 from tests.support.fakes.tables import MemoryDatabase, Tables
 
 __all__ = [
+    "ChangeRow",
     "EhrFault",
     "EhrRequest",
     "FakeEhr",
     "MemoryDatabase",
     "MemoryIngestStore",
+    "MemoryOutboxStore",
     "MemoryStore",
     "RecordingMetrics",
     "Tables",
