@@ -5,6 +5,7 @@ write-back outbox) keep what the PostgreSQL adapters keep, over one MemoryDataba
 FakeEhr is the EHR's FHIR API; RecordingMetrics keeps the counts. The SQL itself is tested in tests/integration.
 """
 
+from tests.support.fakes.bulk import BytesLineSource, FileRow, MemoryImportStore
 from tests.support.fakes.ehr import EhrFault, EhrRequest, FakeEhr
 from tests.support.fakes.ingest import MemoryIngestStore
 from tests.support.fakes.metrics import RecordingMetrics
@@ -13,11 +14,14 @@ from tests.support.fakes.store import MemoryStore
 from tests.support.fakes.tables import MemoryDatabase, Tables
 
 __all__ = [
+    "BytesLineSource",
     "ChangeRow",
     "EhrFault",
     "EhrRequest",
     "FakeEhr",
+    "FileRow",
     "MemoryDatabase",
+    "MemoryImportStore",
     "MemoryIngestStore",
     "MemoryOutboxStore",
     "MemoryStore",
