@@ -7,6 +7,7 @@ FakeEhr is the EHR's FHIR API; RecordingMetrics keeps the counts. The SQL itself
 
 from tests.support.fakes.bulk import BytesLineSource, FileRow, MemoryImportStore
 from tests.support.fakes.ehr import EhrFault, EhrRequest, FakeEhr
+from tests.support.fakes.feeds import FeedTables, MemoryFeedStore
 from tests.support.fakes.ingest import MemoryIngestStore
 from tests.support.fakes.metrics import RecordingMetrics
 from tests.support.fakes.outbox import ChangeRow, MemoryOutboxStore
@@ -19,8 +20,10 @@ __all__ = [
     "EhrFault",
     "EhrRequest",
     "FakeEhr",
+    "FeedTables",
     "FileRow",
     "MemoryDatabase",
+    "MemoryFeedStore",
     "MemoryImportStore",
     "MemoryIngestStore",
     "MemoryOutboxStore",
