@@ -17,11 +17,18 @@ from service.fhir.jsonio import dumps
 from service.fhir.normalise import Normaliser
 from service.fhir.terminology import Terminology
 from service.platform.errors import ConcurrentWrite
+from service.usecases.bulk_export import BulkExporter
 from service.usecases.bulk_import import BulkImporter
 from service.usecases.ingest import Ingestor
-from service.usecases.ports.bulk import Checkpoint, FileCounts, ImportSession, LineIssue
+from service.usecases.ports.bulk import Checkpoint, ExportGone, FileCounts, ImportSession, LineIssue
 from tests.support.clock import ManualClock
-from tests.support.fakes import BytesLineSource, MemoryImportStore, MemoryIngestStore
+from tests.support.fakes import (
+    BytesLineSource,
+    MemoryExportGateway,
+    MemoryExportStore,
+    MemoryImportStore,
+    MemoryIngestStore,
+)
 from tests.support.records import t_score
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -175,3 +182,62 @@ def test_a_batch_that_finds_its_checkpoint_moved_is_rolled_back(setup: Setup) ->
         a_batch_from_99()
     assert setup.store.file_counts("files", source.key) == FileCounts()
     assert setup.ingest.tables.changed == {}
+
+
+# --- the export side ----------------------------------------------------------------------------------------------
+def exporter(
+    setup: Setup, gateway: MemoryExportGateway, exports: MemoryExportStore, sleeps: list[float]
+) -> BulkExporter:
+    return BulkExporter(exports, gateway, setup.importer(batch=3), setup.clock, sleeps.append)
+
+
+def test_an_export_is_polled_imported_patients_first_and_its_time_kept_as_the_next_since(setup: Setup) -> None:
+    resources = cohort(2)
+    gateway = MemoryExportGateway(
+        files={
+            "Observation": ndjson([r for r in resources if r["resourceType"] == "Observation"]),
+            "Patient": ndjson([r for r in resources if r["resourceType"] == "Patient"]),
+        }
+    )
+    exports, sleeps = MemoryExportStore(), list[float]()
+    report = exporter(setup, gateway, exports, sleeps).run("Patient")
+    assert [f.name.rsplit("/", 1)[1] for f in report.files] == ["Patient.ndjson", "Observation.ndjson"]
+    assert sum(f.counts.created for f in report.files) == 4
+    assert sleeps == [1.0]  # the EHR's Retry-After
+    assert "_since" not in gateway.kick_offs[0][1]
+    assert exports.exports[exporter(setup, gateway, exports, sleeps).source_of("Patient")].since == (
+        gateway.transaction_time
+    )
+    assert gateway.cancelled == ["https://ehr.example/fhir/$export-status/1"]  # the finished job's files can go
+    exporter(setup, gateway, exports, sleeps).run("Patient")
+    assert gateway.kick_offs[1][1]["_since"] == gateway.transaction_time  # incremental from the last export
+
+
+def test_an_interrupted_export_resumes_the_same_job_and_a_gone_one_is_asked_for_again(setup: Setup) -> None:
+    gateway = MemoryExportGateway(files={"Patient": ndjson([patient("p1")])})
+    exports, sleeps = MemoryExportStore(), list[float]()
+    source = exporter(setup, gateway, exports, sleeps).source_of("Patient")
+    exports.save_kick_off(source, "https://ehr.example/fhir/$export-status/old", None, T0)
+    gateway.gone.add("https://ehr.example/fhir/$export-status/old")
+    report = exporter(setup, gateway, exports, sleeps).run("Patient")
+    assert report.resumed
+    assert len(gateway.kick_offs) == 1  # the expired job was replaced by one new export
+    assert report.files[0].counts == FileCounts(created=1)
+    assert exports.exports[source].status_url is None
+
+
+class Expiring(MemoryExportGateway):
+    """Every job's files expire before they are read."""
+
+    def file(self, url: str, with_token: bool) -> BytesLineSource:
+        raise ExportGone(url)
+
+
+def test_files_gone_again_after_a_new_export_give_up(setup: Setup) -> None:
+    expiring = Expiring(files={"Patient": ndjson([patient("p1")])}, polls_before_done=0)
+    exports = MemoryExportStore()
+    with pytest.raises(ExportGone):
+        exporter(setup, expiring, exports, []).run("Patient")
+    assert len(expiring.kick_offs) == 2  # one new export asked for, then no more
+    (row,) = exports.exports.values()
+    assert (row.status_url, row.since) == ("https://ehr.example/fhir/$export-status/2", None)

@@ -5,7 +5,13 @@ write-back outbox) keep what the PostgreSQL adapters keep, over one MemoryDataba
 FakeEhr is the EHR's FHIR API; RecordingMetrics keeps the counts. The SQL itself is tested in tests/integration.
 """
 
-from tests.support.fakes.bulk import BytesLineSource, FileRow, MemoryImportStore
+from tests.support.fakes.bulk import (
+    BytesLineSource,
+    FileRow,
+    MemoryExportGateway,
+    MemoryExportStore,
+    MemoryImportStore,
+)
 from tests.support.fakes.ehr import EhrFault, EhrRequest, FakeEhr
 from tests.support.fakes.feeds import FeedTables, MemoryFeedStore
 from tests.support.fakes.ingest import MemoryIngestStore
@@ -23,6 +29,8 @@ __all__ = [
     "FeedTables",
     "FileRow",
     "MemoryDatabase",
+    "MemoryExportGateway",
+    "MemoryExportStore",
     "MemoryFeedStore",
     "MemoryImportStore",
     "MemoryIngestStore",

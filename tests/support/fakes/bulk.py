@@ -9,17 +9,30 @@ file_issues). The SQL itself is tested in tests/integration/test_bulk_import.py.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from service.platform.errors import ConcurrentWrite
-from service.usecases.ports.bulk import Checkpoint, FileCounts, ImportSession, ImportStore, LineIssue, LineSource
+from service.usecases.ports.bulk import (
+    Checkpoint,
+    ExportGateway,
+    ExportGone,
+    ExportJob,
+    ExportStatus,
+    ExportStore,
+    FileCounts,
+    ImportSession,
+    ImportStore,
+    LineIssue,
+    LineSource,
+)
 from tests.support.fakes.ingest import MemoryIngestStore, _MemorySession
 from tests.support.fakes.tables import MemoryDatabase, Tables
 
-__all__ = ["BytesLineSource", "FileRow", "MemoryImportStore"]
+__all__ = ["BytesLineSource", "ExportRow", "FileRow", "MemoryExportGateway", "MemoryExportStore", "MemoryImportStore"]
 
 
 @dataclass
@@ -118,5 +131,88 @@ class BytesLineSource:
             yield self.content[start : start + self.piece]
 
 
-def _typed(store: MemoryImportStore, source: BytesLineSource) -> tuple[ImportStore, LineSource]:
-    return store, source  # mypy checks the fakes against the ports here
+@dataclass
+class ExportRow:
+    """A ``bulk_export`` row."""
+
+    status_url: str | None
+    requested_since: str | None
+    manifest: dict[str, Any] | None = None
+    since: str | None = None
+
+
+class MemoryExportStore:
+    """The ExportStore port (bulk_import.sql's export queries) over a dictionary of rows by source."""
+
+    def __init__(self) -> None:
+        self.exports: dict[str, ExportRow] = {}
+
+    def export_job(self, source: str) -> ExportJob | None:
+        row = self.exports.get(source)
+        return ExportJob(row.status_url, row.requested_since, copy.deepcopy(row.manifest), row.since) if row else None
+
+    def save_kick_off(self, source: str, status_url: str, requested_since: str | None, now: datetime) -> None:
+        del now
+        row = self.exports.setdefault(source, ExportRow(status_url, requested_since))
+        row.status_url, row.requested_since, row.manifest = status_url, requested_since, None
+
+    def save_manifest(self, source: str, manifest: dict[str, Any], now: datetime) -> None:
+        del now
+        if (row := self.exports.get(source)) is not None:
+            row.manifest = copy.deepcopy(manifest)
+
+    def finish_export(self, source: str, transaction_time: str, now: datetime) -> None:
+        del now
+        if (row := self.exports.get(source)) is not None:
+            row.since, row.status_url, row.manifest = transaction_time, None, None
+
+    def forget_export_job(self, source: str, now: datetime) -> None:
+        del now
+        if (row := self.exports.get(source)) is not None:
+            row.status_url, row.manifest = None, None
+
+
+@dataclass
+class MemoryExportGateway:
+    """The EHR's Bulk Data endpoints: every kick-off completes after ``polls_before_done`` polls with ``files``.
+
+    ``files`` maps each output's type to its NDJSON; ``gone`` status URLs answer ExportGone (expired at the EHR).
+    """
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    transaction_time: str = "2026-06-01T09:00:00Z"
+    polls_before_done: int = 1
+    base_url: str = "https://ehr.example/fhir"
+    kick_offs: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    polls: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    gone: set[str] = field(default_factory=set)
+
+    def kick_off(self, target: str, params: Mapping[str, str]) -> str:
+        self.kick_offs.append((target, dict(params)))
+        return f"{self.base_url}/$export-status/{len(self.kick_offs)}"
+
+    def poll(self, status_url: str) -> ExportStatus:
+        if status_url in self.gone:
+            raise ExportGone(status_url)
+        self.polls.append(status_url)
+        if sum(1 for p in self.polls if p == status_url) <= self.polls_before_done:
+            return ExportStatus(progress="running", retry_after=1.0)
+        output = [{"type": kind, "url": f"{status_url}/{kind}.ndjson"} for kind in sorted(self.files)]
+        return ExportStatus({"transactionTime": self.transaction_time, "output": output, "error": []})
+
+    def file(self, url: str, with_token: bool) -> LineSource:
+        del with_token
+        status_url, _, name = url.rpartition("/")
+        if status_url in self.gone:
+            raise ExportGone(url)
+        return BytesLineSource(self.files[name.removesuffix(".ndjson")], name=url)
+
+    def cancel(self, status_url: str) -> None:
+        self.cancelled.append(status_url)
+
+
+def _typed(
+    store: MemoryImportStore, source: BytesLineSource, exports: MemoryExportStore, gateway: MemoryExportGateway
+) -> tuple[ImportStore, LineSource, ExportStore, ExportGateway]:
+    return store, source, exports, gateway  # mypy checks the fakes against the ports here
