@@ -2,7 +2,9 @@
 
 MemoryIngestStore (ingest only) and MemoryStore (ingest, assessments, alerts, the patient pipeline and the
 write-back outbox) keep what the PostgreSQL adapters keep, over one MemoryDatabase with the same transaction rule;
-FakeEhr is the EHR's FHIR API; RecordingMetrics keeps the counts. The SQL itself is tested in tests/integration.
+MemoryOutboxStore (the patient-change outbox), MemoryFeedStore (event feeds) and MemoryImportStore/MemoryExportStore
+(bulk import and export) keep what their PostgreSQL adapters' queries do; FakeEhr is the EHR's FHIR API;
+RecordingMetrics keeps the counts. The SQL itself is tested in tests/integration.
 """
 
 from tests.support.fakes.bulk import (
