@@ -23,8 +23,9 @@ from service.entrypoints.api.middleware import AccessLogMiddleware, RequestIdMid
 from service.platform.config import Settings
 from service.platform.log_redaction import handling_patient_data
 from service.platform.logs import REQUEST_ID, JsonFormatter, TextFormatter, configure_logging, log_format, log_level
+from service.usecases.relay import Relay
 from tests.support.clock import ManualClock
-from tests.unit.test_handlers import FakeStore, Row, relay
+from tests.support.fakes import MemoryOutboxStore
 
 NAME = "Zyxquorthian"
 
@@ -303,9 +304,10 @@ def test_the_relay_names_the_missing_module_of_the_broker_transport(lines: Lines
         def send(self, task_name: str, args: Any) -> None:
             raise ModuleNotFoundError("No module named 'packaging'", name="packaging")
 
-    store = FakeStore()
-    store.box.rows = {"p": Row(changed=1)}
-    assert relay(store, BrokenTransport(), ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))).ring() == 0  # type: ignore[arg-type]
+    store, clock = MemoryOutboxStore(), ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
+    store.mark_changed(["p"], clock.now)
+    relay = Relay(store, BrokenTransport(), clock, redeliver_after_s=60, batch_size=2, chunk_size=2)
+    assert relay.ring() == 0
     (line,) = [line for line in lines.parsed() if line["logger"] == "service.usecases.relay"]
     assert line["message"] == (
         "relay could not publish (ModuleNotFoundError: No module named 'packaging' (install refracture with its "
