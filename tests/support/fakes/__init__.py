@@ -4,8 +4,8 @@ MemoryIngestStore (ingest only) and MemoryStore (ingest, assessments, alerts, th
 write-back outbox) keep what the PostgreSQL adapters keep, over one MemoryDatabase with the same transaction rule;
 MemoryOutboxStore (the patient-change outbox), MemoryFeedStore (event feeds) and MemoryImportStore/MemoryExportStore
 (bulk import and export), MemoryAuditStore (the hash-chained audit log), MemoryNotificationStore with
-RecordingSender (the daily digests) and MemoryRefusalStore keep what their PostgreSQL adapters' queries do; FakeEhr is the EHR's FHIR API;
-RecordingMetrics keeps the counts. The SQL itself is tested in tests/integration.
+RecordingSender (the daily digests) and MemoryRefusalStore keep what their PostgreSQL adapters' queries do; FakeEhr
+is the EHR's FHIR API; RecordingMetrics keeps the counts. The SQL itself is tested in tests/integration.
 """
 
 from tests.support.fakes.audit import MemoryAuditStore
