@@ -10,6 +10,7 @@ from tests.support.fakes.ingest import MemoryIngestStore
 from tests.support.fakes.metrics import RecordingMetrics
 from tests.support.fakes.store import MemoryStore
 from tests.support.fakes.tables import MemoryDatabase, Tables
+from tests.support.fakes.worklist import MemorySearchStore, MemoryWorklistStore
 
 __all__ = [
     "EhrFault",
@@ -17,7 +18,9 @@ __all__ = [
     "FakeEhr",
     "MemoryDatabase",
     "MemoryIngestStore",
+    "MemorySearchStore",
     "MemoryStore",
+    "MemoryWorklistStore",
     "RecordingMetrics",
     "Tables",
 ]
