@@ -8,6 +8,7 @@ FakeEhr is the EHR's FHIR API; RecordingMetrics keeps the counts. The SQL itself
 from tests.support.fakes.ehr import EhrFault, EhrRequest, FakeEhr
 from tests.support.fakes.ingest import MemoryIngestStore
 from tests.support.fakes.metrics import RecordingMetrics
+from tests.support.fakes.monitoring import MemoryMonitoringStore, StoredAssessment
 from tests.support.fakes.store import MemoryStore
 from tests.support.fakes.tables import MemoryDatabase, Tables
 from tests.support.fakes.worklist import MemorySearchStore, MemoryWorklistStore
@@ -18,9 +19,11 @@ __all__ = [
     "FakeEhr",
     "MemoryDatabase",
     "MemoryIngestStore",
+    "MemoryMonitoringStore",
     "MemorySearchStore",
     "MemoryStore",
     "MemoryWorklistStore",
     "RecordingMetrics",
+    "StoredAssessment",
     "Tables",
 ]
