@@ -5,6 +5,7 @@ write-back outbox) keep what the PostgreSQL adapters keep, over one MemoryDataba
 FakeEhr is the EHR's FHIR API; RecordingMetrics keeps the counts. The SQL itself is tested in tests/integration.
 """
 
+from tests.support.fakes.calibration import MemoryCalibrationStore, MemoryFactReader
 from tests.support.fakes.ehr import EhrFault, EhrRequest, FakeEhr
 from tests.support.fakes.ingest import MemoryIngestStore
 from tests.support.fakes.metrics import RecordingMetrics
@@ -17,7 +18,9 @@ __all__ = [
     "EhrFault",
     "EhrRequest",
     "FakeEhr",
+    "MemoryCalibrationStore",
     "MemoryDatabase",
+    "MemoryFactReader",
     "MemoryIngestStore",
     "MemoryMonitoringStore",
     "MemorySearchStore",
