@@ -6,6 +6,7 @@ FakeEhr is the EHR's FHIR API; RecordingMetrics keeps the counts. The SQL itself
 """
 
 from tests.support.fakes.calibration import MemoryCalibrationStore, MemoryFactReader
+from tests.support.fakes.cds import FakeHookFhir, MemoryCdsStore
 from tests.support.fakes.ehr import EhrFault, EhrRequest, FakeEhr
 from tests.support.fakes.ingest import MemoryIngestStore
 from tests.support.fakes.metrics import RecordingMetrics
@@ -18,7 +19,9 @@ __all__ = [
     "EhrFault",
     "EhrRequest",
     "FakeEhr",
+    "FakeHookFhir",
     "MemoryCalibrationStore",
+    "MemoryCdsStore",
     "MemoryDatabase",
     "MemoryFactReader",
     "MemoryIngestStore",
