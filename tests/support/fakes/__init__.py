@@ -9,6 +9,7 @@ from tests.support.fakes.calibration import MemoryCalibrationStore, MemoryFactRe
 from tests.support.fakes.cds import FakeHookFhir, MemoryCdsStore
 from tests.support.fakes.ehr import EhrFault, EhrRequest, FakeEhr
 from tests.support.fakes.ingest import MemoryIngestStore
+from tests.support.fakes.measures import MemoryMeasureStore
 from tests.support.fakes.metrics import RecordingMetrics
 from tests.support.fakes.monitoring import MemoryMonitoringStore, StoredAssessment
 from tests.support.fakes.store import MemoryStore
@@ -25,6 +26,7 @@ __all__ = [
     "MemoryDatabase",
     "MemoryFactReader",
     "MemoryIngestStore",
+    "MemoryMeasureStore",
     "MemoryMonitoringStore",
     "MemorySearchStore",
     "MemoryStore",
