@@ -2,7 +2,9 @@
 
 MemoryIngestStore (ingest only) and MemoryStore (ingest, assessments, alerts, the patient pipeline and the
 write-back outbox) keep what the PostgreSQL adapters keep, over one MemoryDatabase with the same transaction rule;
-FakeEhr is the EHR's FHIR API; RecordingMetrics keeps the counts. The SQL itself is tested in tests/integration.
+FakeEhr is the EHR's FHIR API; RecordingMetrics keeps the counts. The worklist, calibration, monitoring, measures
+and CDS Hooks stores (and FakeHookFhir) each keep their own feature's rows. The SQL itself is tested in
+tests/integration.
 """
 
 from tests.support.fakes.calibration import MemoryCalibrationStore, MemoryFactReader
