@@ -113,7 +113,7 @@ class Callers:
         return principal
 
 
-def _callers(authenticator: AuthenticatorDep, sessions: SessionsDep, limiter: RateLimiterDep) -> Callers:
+async def _callers(authenticator: AuthenticatorDep, sessions: SessionsDep, limiter: RateLimiterDep) -> Callers:
     return Callers(authenticator, sessions, limiter)
 
 

@@ -112,7 +112,7 @@ class SignInPages:
         return response
 
 
-def _sign_in_pages(settings: SettingsDep, oidc: OidcDep, sessions: SessionsDep, clock: ClockDep) -> SignInPages:
+async def _sign_in_pages(settings: SettingsDep, oidc: OidcDep, sessions: SessionsDep, clock: ClockDep) -> SignInPages:
     return SignInPages(settings, oidc, sessions, clock)
 
 

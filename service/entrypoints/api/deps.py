@@ -77,7 +77,7 @@ __all__ = [
 ]
 
 
-def services_of(request: Request) -> ApiServices:
+async def services_of(request: Request) -> ApiServices:
     """The process's services, built at start-up (app.py's lifespan)."""
     services: ApiServices = request.app.state.services
     return services
@@ -86,231 +86,231 @@ def services_of(request: Request) -> ApiServices:
 _Services = Annotated[ApiServices, Depends(services_of)]
 
 
-def _settings(services: _Services) -> Settings:
+async def _settings(services: _Services) -> Settings:
     return services.settings
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
-def _clock(services: _Services) -> Clock:
+async def _clock(services: _Services) -> Clock:
     return services.clock
 
 
 ClockDep = Annotated[Clock, Depends(_clock)]
 
 
-def _metrics(services: _Services) -> Metrics:
+async def _metrics(services: _Services) -> Metrics:
     return services.metrics
 
 
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 
 
-def _ingestor(services: _Services) -> Ingestor:
+async def _ingestor(services: _Services) -> Ingestor:
     return services.ingestor
 
 
 IngestorDep = Annotated[Ingestor, Depends(_ingestor)]
 
 
-def _relay(services: _Services) -> Relay:
+async def _relay(services: _Services) -> Relay:
     return services.relay
 
 
 RelayDep = Annotated[Relay, Depends(_relay)]
 
 
-def _queue(services: _Services) -> TaskQueue:
+async def _queue(services: _Services) -> TaskQueue:
     return services.queue
 
 
 QueueDep = Annotated[TaskQueue, Depends(_queue)]
 
 
-def _resources(services: _Services) -> Store:
+async def _resources(services: _Services) -> Store:
     return services.resources
 
 
 ResourcesDep = Annotated[Store, Depends(_resources)]
 
 
-def _assessments(services: _Services) -> AssessmentStore:
+async def _assessments(services: _Services) -> AssessmentStore:
     return services.assessments
 
 
 AssessmentsDep = Annotated[AssessmentStore, Depends(_assessments)]
 
 
-def _care_plans(services: _Services) -> AlertStore:
+async def _care_plans(services: _Services) -> AlertStore:
     return services.care_plans
 
 
 CarePlansDep = Annotated[AlertStore, Depends(_care_plans)]
 
 
-def _tasks(services: _Services) -> TaskReads:
+async def _tasks(services: _Services) -> TaskReads:
     return services.tasks
 
 
 TasksDep = Annotated[TaskReads, Depends(_tasks)]
 
 
-def _writebacks(services: _Services) -> WritebackStore:
+async def _writebacks(services: _Services) -> WritebackStore:
     return services.writebacks
 
 
 WritebacksDep = Annotated[WritebackStore, Depends(_writebacks)]
 
 
-def _notifications(services: _Services) -> NotificationReceiver:
+async def _notifications(services: _Services) -> NotificationReceiver:
     return services.notifications
 
 
 NotificationsDep = Annotated[NotificationReceiver, Depends(_notifications)]
 
 
-def _feed_secrets(services: _Services) -> FeedSecrets:
+async def _feed_secrets(services: _Services) -> FeedSecrets:
     return services.feed_secrets
 
 
 FeedSecretsDep = Annotated[FeedSecrets, Depends(_feed_secrets)]
 
 
-def _worklist(services: _Services) -> Worklist:
+async def _worklist(services: _Services) -> Worklist:
     return services.worklist
 
 
 WorklistDep = Annotated[Worklist, Depends(_worklist)]
 
 
-def _actions(services: _Services) -> AlertActions:
+async def _actions(services: _Services) -> AlertActions:
     return services.actions
 
 
 ActionsDep = Annotated[AlertActions, Depends(_actions)]
 
 
-def _measures(services: _Services) -> Measures:
+async def _measures(services: _Services) -> Measures:
     return services.measures
 
 
 MeasuresDep = Annotated[Measures, Depends(_measures)]
 
 
-def _calibrations(services: _Services) -> CalibrationReads:
+async def _calibrations(services: _Services) -> CalibrationReads:
     return services.calibrations
 
 
 CalibrationsDep = Annotated[CalibrationReads, Depends(_calibrations)]
 
 
-def _monitor(services: _Services) -> ModelMonitor:
+async def _monitor(services: _Services) -> ModelMonitor:
     return services.monitor
 
 
 MonitorDep = Annotated[ModelMonitor, Depends(_monitor)]
 
 
-def _cds_hooks(services: _Services) -> CdsHooks:
+async def _cds_hooks(services: _Services) -> CdsHooks:
     return services.cds_hooks
 
 
 CdsHooksDep = Annotated[CdsHooks, Depends(_cds_hooks)]
 
 
-def _audit(services: _Services) -> AuditLog:
+async def _audit(services: _Services) -> AuditLog:
     return services.audit
 
 
 AuditDep = Annotated[AuditLog, Depends(_audit)]
 
 
-def _refusals(services: _Services) -> RefusalCounter:
+async def _refusals(services: _Services) -> RefusalCounter:
     return services.refusals
 
 
 RefusalsDep = Annotated[RefusalCounter, Depends(_refusals)]
 
 
-def _authenticator(services: _Services) -> Authenticator:
+async def _authenticator(services: _Services) -> Authenticator:
     return services.authenticator
 
 
 AuthenticatorDep = Annotated[Authenticator, Depends(_authenticator)]
 
 
-def _sessions(services: _Services) -> Sessions:
+async def _sessions(services: _Services) -> Sessions:
     return services.sessions
 
 
 SessionsDep = Annotated[Sessions, Depends(_sessions)]
 
 
-def _rate_limiter(services: _Services) -> RateLimiter:
+async def _rate_limiter(services: _Services) -> RateLimiter:
     return services.rate_limiter
 
 
 RateLimiterDep = Annotated[RateLimiter, Depends(_rate_limiter)]
 
 
-def _access(services: _Services) -> PatientAccess:
+async def _access(services: _Services) -> PatientAccess:
     return services.access
 
 
 AccessDep = Annotated[PatientAccess, Depends(_access)]
 
 
-def _cds_verifier(services: _Services) -> CdsTokenVerifier:
+async def _cds_verifier(services: _Services) -> CdsTokenVerifier:
     return services.cds_verifier
 
 
 CdsVerifierDep = Annotated[CdsTokenVerifier, Depends(_cds_verifier)]
 
 
-def _oidc(services: _Services) -> OidcClient | None:
+async def _oidc(services: _Services) -> OidcClient | None:
     return services.oidc
 
 
 OidcDep = Annotated[OidcClient | None, Depends(_oidc)]
 
 
-def _smart(services: _Services) -> SmartClient | None:
+async def _smart(services: _Services) -> SmartClient | None:
     return services.smart
 
 
 SmartDep = Annotated[SmartClient | None, Depends(_smart)]
 
 
-def _cds_fhir(services: _Services) -> CdsFhirReader | None:
+async def _cds_fhir(services: _Services) -> CdsFhirReader | None:
     return services.cds_fhir
 
 
 CdsFhirDep = Annotated[CdsFhirReader | None, Depends(_cds_fhir)]
 
 
-def _workers_seen(services: _Services) -> Callable[[datetime], WorkersSeen]:
+async def _workers_seen(services: _Services) -> Callable[[datetime], WorkersSeen]:
     return services.workers_seen
 
 
 WorkersSeenDep = Annotated[Callable[[datetime], WorkersSeen], Depends(_workers_seen)]
 
 
-def _state_gauges(services: _Services) -> StateCollector:
+async def _state_gauges(services: _Services) -> StateCollector:
     return services.state_gauges
 
 
 StateGaugesDep = Annotated[StateCollector, Depends(_state_gauges)]
 
 
-def _ping(services: _Services) -> Callable[[], None]:
+async def _ping(services: _Services) -> Callable[[], None]:
     return services.ping
 
 
 PingDep = Annotated[Callable[[], None], Depends(_ping)]
 
 
-def _today(services: _Services) -> date:
+async def _today(services: _Services) -> date:
     # Once per request: every date a page shows (ages, overdue) is counted against the same day.
     return services.today()
 

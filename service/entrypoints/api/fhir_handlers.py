@@ -88,7 +88,7 @@ class FhirWrites:
             raise
 
 
-def _fhir_writes(
+async def _fhir_writes(
     ingestor: IngestorDep,
     resources: ResourcesDep,
     metrics: MetricsDep,

@@ -74,7 +74,7 @@ class Scoping:
         return scope
 
 
-def _scoping(request: Request, access: AccessDep, settings: SettingsDep, clock: ClockDep) -> Scoping:
+async def _scoping(request: Request, access: AccessDep, settings: SettingsDep, clock: ClockDep) -> Scoping:
     return Scoping(request, access, settings, clock)
 
 

@@ -161,7 +161,7 @@ class Inbox:
     queue: TaskQueue
 
 
-def _inbox(notifications: NotificationsDep, relay: RelayDep, queue: QueueDep) -> Inbox:
+async def _inbox(notifications: NotificationsDep, relay: RelayDep, queue: QueueDep) -> Inbox:
     return Inbox(notifications, relay, queue)
 
 

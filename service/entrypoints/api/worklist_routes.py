@@ -142,7 +142,7 @@ class AlertOut(BaseModel):
     history: list[HistoryEvent]
 
 
-def filters_dependency(
+async def filters_dependency(
     code: Annotated[AlertCode | None, Query()] = None,
     priority: Annotated[Literal["urgent", "routine"] | None, Query()] = None,
     state: Annotated[Literal["open", "acknowledged", "assigned", "snoozed"] | None, Query()] = None,
