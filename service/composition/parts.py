@@ -426,11 +426,8 @@ class Parts:
 
     @cached_property
     def digests(self) -> Notifier:
-        """The daily notification digest per owner, by e-mail and webhook."""
-        return self.notifier()
-
-    def notifier(self) -> Notifier:
-        """The daily digest's channels from the settings (none configured: the digest is built and sent nowhere)."""
+        """The daily notification digest per owner, by e-mail and webhook; its channels from the settings (none
+        configured: the digest is built and sent nowhere)."""
         core = self.core
         settings = core.settings
         senders: dict[str, Sender] = {}

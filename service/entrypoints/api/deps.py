@@ -318,11 +318,6 @@ async def _today(services: _Services) -> date:
 TodayDep = Annotated[date, Depends(_today)]
 
 
-def local_day_of(services: ApiServices) -> Callable[[datetime], date]:
-    """A moment's date in the hospital's time zone."""
-    return services.local_day
-
-
 def fhir_base(request: Request) -> str:
     """The absolute URL of this server's FHIR base."""
     return str(request.base_url).rstrip("/") + "/fhir"
