@@ -1,23 +1,27 @@
-"""Measurement series of which the assessment and the alert evaluation use only the latest value, and the part of
-such a series a read may leave out without changing their answer.
+"""What the assessment and the alert evaluation need of a patient's measurement series, and so what the read of
+their facts may leave out without changing their answers.
 
 Why: the worker read and walked a patient's whole record on every change, so a patient with a long lab series
-(20,000 eGFR Observations) cost 230-440 ms per change against 7-17 ms for a typical patient (issue 15, item 3). Every
-consumer of the kinds below takes one fact of the series: the latest dated one with a value, as of a day, ties on
-that day broken by source:
+(20,000 eGFR Observations) cost 230-440 ms per change against 7-17 ms for a typical patient (issue 15, item 3).
 
-- EGFR: features._kidney (recorded and dated by the assessment moment) and safety.renal_check (dated by the
-  hospital's today and no more than a year old; the recording time not looked at);
-- SARCOPENIA_FINDING, PARASPINAL_FAT_FRACTION, P1NP_CTX_RATIO: features (recorded and dated by the moment);
-- CREATININE, HBA1C, VITAMIN_D, CALCIUM, BODY_WEIGHT, BODY_HEIGHT, BMI, DXA_Z_SCORE: stored, not used by either
-  yet. A consumer that needs more of a kind than its latest value must take the kind out of this list.
-
-Not here, and read whole: P1NP and BETA_CTX (paired by the day they were drawn, features._shown_only; P1NP's latest
-is the latest with a non-zero value), DXA_T_SCORE and DXA_BMD (the lowest in a window before the operation; any in
-the window, alert_rules._bmd_gap), VERTEBRAL_HU (a series around the operation), COBB_ANGLE (the latest coronal one:
-a filter on attrs), VERTEBRAL_COMPRESSION_RATIO (the latest before the operation's day, not before today), the
-operation's measures (a window after it), and every Condition, Procedure and medication. index_episode looks at
-every fact's "osteoporotic" attribute, which only fracture codes carry (fhir/terminology.py), never a measurement.
+- EGFR, a lab series a patient may hold by the thousand, is used only as its latest dated value: by features._kidney
+  (recorded and dated by the assessment moment) and safety.renal_check (dated by the hospital's today and no more
+  than a year old; the recording time not looked at), ties on the day broken by source. The read keeps the series
+  from its latest day (``for_assessment``).
+- CREATININE, HBA1C, VITAMIN_D, CALCIUM, BODY_WEIGHT, BODY_HEIGHT, BMI (vital signs come with every visit) and
+  DXA_Z_SCORE are stored for the patient page but used by neither: not read at all. Naming one of them outside the
+  FHIR mapping fails tests/unit/test_latest_only.py, so that a new consumer moves it out of UNREAD_KINDS.
+- SARCOPENIA_FINDING, PARASPINAL_FAT_FRACTION and P1NP_CTX_RATIO are also used only as their latest value, but they
+  are single findings of a scan or a report, not series: read whole. Each cut kind costs two index probes per
+  patient (the latest day, the range from it), which for a batch of typical patients is more than reading the odd
+  value (12 cut kinds made a 500-patient batch's read twice as slow as the whole record's; bench/downstream).
+- Read whole because their consumers need more than the latest value: P1NP and BETA_CTX (paired by the day they were
+  drawn, features._shown_only; P1NP's latest is the latest non-zero one), DXA_T_SCORE and DXA_BMD (the lowest in a
+  window before the operation; any in a window, alert_rules._bmd_gap), VERTEBRAL_HU (a series around the
+  operation), COBB_ANGLE (the latest coronal one: a filter on attrs), VERTEBRAL_COMPRESSION_RATIO (the latest before
+  the operation's day), the operation's measures (a window after it), and every Condition, Procedure, medication
+  and demographic fact. index_episode looks at every fact's "osteoporotic" attribute, which only fracture codes
+  carry (fhir/terminology.py), never a measurement.
 """
 
 from __future__ import annotations
@@ -29,14 +33,11 @@ from typing import Final
 
 from service.domain.facts import Fact, FactKind
 
-__all__ = ["LATEST_ONLY_KINDS", "AsOf", "latest_only"]
+__all__ = ["LATEST_ONLY_KINDS", "UNREAD_KINDS", "AsOf", "for_assessment"]
 
-LATEST_ONLY_KINDS: Final = frozenset(
+LATEST_ONLY_KINDS: Final = frozenset({FactKind.EGFR})
+UNREAD_KINDS: Final = frozenset(
     {
-        FactKind.EGFR,
-        FactKind.SARCOPENIA_FINDING,
-        FactKind.PARASPINAL_FAT_FRACTION,
-        FactKind.P1NP_CTX_RATIO,
         FactKind.CREATININE,
         FactKind.HBA1C,
         FactKind.VITAMIN_D,
@@ -65,12 +66,13 @@ class AsOf:
         return cls(moment, min(every), max(every))
 
 
-def latest_only(facts: Iterable[Fact], as_of: AsOf) -> list[Fact]:
-    """The facts with the latest-only kinds' series cut to what their consumers can still pick, in their order.
+def for_assessment(facts: Iterable[Fact], as_of: AsOf) -> list[Fact]:
+    """The facts the assessment and the alert evaluation as of a moment need, in their order: none of the unread
+    kinds, and the latest-only kinds' series cut to what their consumers can still pick.
 
     Per latest-only kind, let D be the latest effective date on or before ``first_day`` among the kind's facts with a
-    value and recorded by the moment. Kept: every fact of other kinds; of the kind, every undated fact and every fact
-    dated from D to ``last_day`` (all of them from the first one on when there is no D). Why that is enough: each
+    value and recorded by the moment. Kept: every fact of the kinds read whole; of the kind, every undated fact and
+    every fact dated from D to ``last_day`` (all of them up to it when there is no D). Why that is enough: each
     consumer picks the latest fact with a value dated on or before its own day X (first_day <= X <= last_day),
     maybe only among those recorded by the moment, maybe only among those dated after some earlier day. The fact
     that made D qualifies for every one of them, so the answer is dated D or later, and no later than X: all kept,
@@ -96,7 +98,10 @@ def latest_only(facts: Iterable[Fact], as_of: AsOf) -> list[Fact]:
     return [
         f
         for f in facts
-        if f.kind not in LATEST_ONLY_KINDS
-        or f.effective_date is None
-        or latest.get(f.kind, date.min) <= f.effective_date <= as_of.last_day
+        if f.kind not in UNREAD_KINDS
+        and (
+            f.kind not in LATEST_ONLY_KINDS
+            or f.effective_date is None
+            or latest.get(f.kind, date.min) <= f.effective_date <= as_of.last_day
+        )
     ]

@@ -27,7 +27,7 @@ from service.adapters.postgres.store import (
 )
 from service.devtools.local_services import LocalServices
 from service.domain.facts import Fact, FactKind
-from service.domain.latest_only import AsOf, latest_only
+from service.domain.latest_only import AsOf, for_assessment
 from service.fhir.bundle import plan_bundle
 from service.platform.config import Settings
 from tests.support.clinic import T0, local_day, wire
@@ -81,14 +81,9 @@ def _store_facts(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> 
 def _long_record(rng: random.Random, patient_id: str, egfrs: int) -> list[tuple[Any, ...]]:
     today = NOW.date()
     rows = _rows(rng, patient_id, FactKind.EGFR, egfrs, today - timedelta(days=1))
-    rows += _rows(rng, patient_id, FactKind.BODY_WEIGHT, 300, today)
+    rows += _rows(rng, patient_id, FactKind.BODY_WEIGHT, 300, today)  # not read
     rows += _rows(rng, patient_id, FactKind.VERTEBRAL_HU, 50, today - timedelta(days=200))  # read whole
-    # Every HbA1c learned after the moment: no day to cut from, the whole series comes back.
-    rows += [
-        (patient_id, "hba1c", 6.5, "%", today - timedelta(days=n), "final", "{}", "Observation", f"{patient_id}-h{n}",
-         1, NOW + timedelta(hours=1))
-        for n in range(20)
-    ]  # fmt: skip
+    rows += _rows(rng, patient_id, FactKind.PARASPINAL_FAT_FRACTION, 20, today)  # read whole
     rows.append(
         (patient_id, "vertebral-augmentation", None, None, today - timedelta(days=100), "completed",
          json.dumps({"levels": ["L1"], "method": "PKP"}), "Procedure", f"{patient_id}-op", 1, NOW - timedelta(days=99))
@@ -105,18 +100,25 @@ def _key(fact: Fact) -> str:
 @pytest.mark.parametrize("offset", [-1, 0, 1], ids=["west-of-utc", "utc", "east-of-utc"])
 def test_the_query_returns_the_rows_the_domain_keeps(database_url: str, offset: int) -> None:
     rng = random.Random(offset)
-    ids = ["a-long", "b-plain", "c-empty"]
+    ids = ["a-long", "b-plain", "c-empty", "d-late"]
     rows = _long_record(rng, "a-long", 3000)
     rows += _rows(rng, "b-plain", FactKind.EGFR, 2, NOW.date() - timedelta(days=40))
+    # Every eGFR learned after the moment: no day to cut from, the whole series comes back.
+    rows += [
+        ("d-late", "egfr", 50.0, "u", NOW.date() - timedelta(days=n), "final", "{}", "Observation", f"d-late-{n}", 1,
+         NOW + timedelta(hours=1))
+        for n in range(20)
+    ]  # fmt: skip
     with psycopg.connect(database_url) as conn:
         _store_facts(conn, rows)
         session = PostgresAssessmentSession(conn)
         as_of = AsOf.at(NOW, NOW.date() + timedelta(days=offset))
         got = session.facts_for_assessment(ids, as_of)
         whole = session.facts_of(ids)
-    want = {p: latest_only(facts, as_of) for p, facts in whole.items()}
+    want = {p: for_assessment(facts, as_of) for p, facts in whole.items()}
     assert {p: sorted(map(_key, fs)) for p, fs in got.items()} == {p: sorted(map(_key, fs)) for p, fs in want.items()}
     assert len(got["a-long"]) < len(whole["a-long"]) / 5
+    assert len(got["d-late"]) == 20
 
 
 def _fact_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -1,9 +1,11 @@
-"""The latest-only cut of measurement series (service/domain/latest_only.py): from the cut facts the features, the
-renal check and the alert rules give what they give from the whole record, for long generated series with ties on
-the latest day, future-dated, late-recorded, valueless and undated facts, in time zones either side of UTC."""
+"""What the pipeline reads of measurement series (service/domain/latest_only.py): from the cut facts the features,
+the renal check and the alert rules give what they give from the whole record, for long generated series with ties
+on the latest day, future-dated, late-recorded, valueless and undated facts, in time zones either side of UTC; and no
+code outside the FHIR mapping names a kind that is not read."""
 
 from __future__ import annotations
 
+import ast
 import random
 from datetime import UTC, date, datetime, timedelta
 
@@ -13,8 +15,9 @@ from service.domain.alert_rules import AlertConfig, evaluate, index_episode, res
 from service.domain.alert_types import AlertType
 from service.domain.facts import Fact, FactKind
 from service.domain.features import build_features
-from service.domain.latest_only import LATEST_ONLY_KINDS, AsOf, latest_only
+from service.domain.latest_only import LATEST_ONLY_KINDS, UNREAD_KINDS, AsOf, for_assessment
 from service.domain.safety import renal_check
+from tests.support.paths import ROOT
 
 NOW = datetime(2026, 12, 6, 0, 30, tzinfo=UTC)  # half past midnight: the hospital's day may be yesterday
 OP = date(2026, 3, 10)
@@ -105,24 +108,16 @@ def series(rng: random.Random, kind: FactKind, count: int, latest: date) -> list
     return out
 
 
+# Used only as their latest value, but read whole (single findings, not series): series of them all the same.
+SHOWN = (FactKind.SARCOPENIA_FINDING, FactKind.PARASPINAL_FAT_FRACTION, FactKind.P1NP_CTX_RATIO)
+
+
 def patient(seed: int, today: date) -> list[Fact]:
     rng = random.Random(seed)
     facts = clinical_record()
-    for kind in sorted(LATEST_ONLY_KINDS):
+    for kind in sorted(LATEST_ONLY_KINDS | UNREAD_KINDS | set(SHOWN)):
         count = 4000 if kind is FactKind.EGFR else 200
         facts += series(rng, kind, count, today - timedelta(days=rng.choice([0, 0, 1, 5])))
-    # A kind whose every fact is learned late: no day to cut from, so the whole series is kept.
-    facts = [f for f in facts if f.kind is not FactKind.HBA1C]
-    facts += [
-        Fact(
-            FactKind.HBA1C,
-            value_num=6.0 + n / 10,
-            effective_date=today - timedelta(days=n),
-            source=f"Observation/h{n}",
-            recorded_at=NOW + timedelta(hours=1),
-        )
-        for n in range(30)
-    ]
     rng.shuffle(facts)
     return facts
 
@@ -132,8 +127,9 @@ def patient(seed: int, today: date) -> list[Fact]:
 def test_the_cut_facts_give_the_same_features_renal_check_and_alerts(seed: int, offset: int) -> None:
     today = NOW.date() + timedelta(days=offset)  # the hospital's day: a day either side of the moment's date
     facts = patient(seed, today)
-    cut = latest_only(facts, AsOf.at(NOW, today))
+    cut = for_assessment(facts, AsOf.at(NOW, today))
     assert len(cut) < len(facts) / 5
+    assert not {f.kind for f in cut} & UNREAD_KINDS
     assert build_features(cut, COVERAGE, NOW) == build_features(facts, COVERAGE, NOW)
     assert renal_check(cut, today) == renal_check(facts, today)
     config = AlertConfig()
@@ -151,7 +147,7 @@ def test_every_latest_as_of_a_day_between_the_first_and_the_last_is_kept(seed: i
     today = NOW.date()
     facts = series(rng, FactKind.EGFR, 3000, today)
     as_of = AsOf.at(NOW, today - timedelta(days=1), today + timedelta(days=1))
-    cut = latest_only(facts, as_of)
+    cut = for_assessment(facts, as_of)
 
     def latest(of: list[Fact], day: date, recorded: bool, since: date) -> Fact | None:
         dated = [
@@ -187,7 +183,7 @@ def test_a_long_series_is_cut_to_its_latest_day_and_other_kinds_are_kept_whole()
         for v in (40.0, 45.0)
     ]
     hu = [Fact(FactKind.VERTEBRAL_HU, value_num=80.0 + n, effective_date=OP - timedelta(days=n)) for n in range(50)]
-    cut = latest_only([*old, *same_day, *hu], AsOf.at(NOW, today))
+    cut = for_assessment([*old, *same_day, *hu], AsOf.at(NOW, today))
     assert [f.source for f in cut if f.kind is FactKind.EGFR] == [
         "Observation/e1",
         "Observation/t40.0",
@@ -228,10 +224,44 @@ def test_a_value_learned_after_the_moment_does_not_hide_the_one_the_assessment_u
         recorded_at=NOW - timedelta(days=8),
     )
     facts = [*clinical_record(), older, known, late]
-    cut = latest_only(facts, AsOf.at(NOW, today))
+    cut = for_assessment(facts, AsOf.at(NOW, today))
     assert [f for f in cut if f.kind is FactKind.EGFR] == [known, late]
     features = build_features(cut, COVERAGE, NOW)
     assert features.details["chronic-kidney-disease"] == "eGFR 50"
     assert features == build_features(facts, COVERAGE, NOW)
     assert renal_check(cut, today) == renal_check(facts, today)
     assert renal_check(cut, today).evidence == ("Observation/l",)
+
+
+def test_a_series_with_no_value_known_by_the_moment_is_kept_whole() -> None:
+    today = NOW.date()
+    late = [
+        Fact(FactKind.EGFR, value_num=40.0 + n, effective_date=today - timedelta(days=n), source=f"Observation/l{n}",
+             recorded_at=NOW + timedelta(hours=1))
+        for n in range(30)
+    ]  # fmt: skip
+    valueless = Fact(FactKind.EGFR, effective_date=today - timedelta(days=40), source="Observation/v")
+    future = Fact(FactKind.EGFR, value_num=10.0, effective_date=today + timedelta(days=3), source="Observation/f")
+    cut = for_assessment([*late, valueless, future, *clinical_record()], AsOf.at(NOW, today))
+    assert [f for f in cut if f.kind is FactKind.EGFR] == [*late, valueless]
+    assert renal_check(cut, today) == renal_check([*late, valueless, future], today)
+
+
+# Where a kind's name may appear without the kind being used: its definition, the FHIR mapping and units, and here.
+_NAMING_ALLOWED = {"facts.py", "terminology.py", "units.py", "latest_only.py"}
+
+
+def test_no_code_outside_the_fhir_mapping_names_a_kind_that_is_not_read() -> None:
+    # A consumer of one of them would see nothing of it in the pipeline: it must take the kind out of UNREAD_KINDS.
+    names = {kind.name for kind in UNREAD_KINDS}
+    values = {kind.value for kind in UNREAD_KINDS}
+    found = []
+    for path in sorted([*(ROOT / "service").rglob("*.py"), *(ROOT / "workers").rglob("*.py")]):
+        if path.name in _NAMING_ALLOWED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in names:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.attr}")
+            if isinstance(node, ast.Constant) and node.value in values:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
+    assert found == []

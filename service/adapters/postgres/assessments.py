@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb, set_json_loads
 from service.adapters.postgres.queries import query
 from service.adapters.postgres.writeback import queue_writeback
 from service.domain.facts import Fact, FactKind
-from service.domain.latest_only import LATEST_ONLY_KINDS, AsOf
+from service.domain.latest_only import LATEST_ONLY_KINDS, UNREAD_KINDS, AsOf
 from service.fhir.assessment_record import render_risk_assessment
 from service.fhir.jsonio import dumps
 from service.fhir.resource_types import INPUT_TYPES
@@ -32,11 +32,11 @@ __all__ = [
 
 Conn = psycopg.Connection[dict[str, Any]]
 _KINDS = {kind.value: kind for kind in FactKind}
-# The kinds the facts_for_assessment query reads whole, by name rather than as "not latest-only": then every branch
-# of the query is an index range of (patient_id, kind, effective_date). A stored kind this code does not know is
-# skipped by the reader anyway.
+# The kinds the facts_for_assessment query reads whole, by name rather than as "not cut, not unread": then every
+# branch of the query is an index range of (patient_id, kind, effective_date). A stored kind this code does not know
+# is skipped by the reader anyway.
 _LATEST_ONLY = sorted(kind.value for kind in LATEST_ONLY_KINDS)
-_WHOLE = sorted(kind.value for kind in FactKind if kind not in LATEST_ONLY_KINDS)
+_WHOLE = sorted(kind.value for kind in FactKind if kind not in LATEST_ONLY_KINDS | UNREAD_KINDS)
 
 
 def _json_text(value: Any) -> str:

@@ -17,7 +17,7 @@ from typing import Final
 
 from service.domain.alert_lifecycle import Transition
 from service.domain.facts import Fact
-from service.domain.latest_only import AsOf, latest_only
+from service.domain.latest_only import AsOf, for_assessment
 from service.fhir.resource_types import INPUT_TYPES
 from service.usecases.ports.alerts import (
     AlertEventRow,
@@ -58,9 +58,9 @@ class MemoryPatientSession:
 
     def facts_for_assessment(self, patient_ids: Sequence[str], as_of: AsOf) -> dict[str, list[Fact]]:
         self._calls["facts_for_assessment"] += 1
-        # The query's cut of the latest-only series is the domain's (service/domain/latest_only.py); the parity test
+        # The query's cut is the domain's (service/domain/latest_only.py); the parity test
         # (tests/integration/test_fakes_parity.py) holds the two to the same rows.
-        return {p: latest_only(facts, as_of) for p, facts in self.facts_of(patient_ids).items()}
+        return {p: for_assessment(facts, as_of) for p, facts in self.facts_of(patient_ids).items()}
 
     def facts_of(self, patient_ids: Sequence[str]) -> dict[str, list[Fact]]:
         """Each patient's whole record of facts (PostgresAssessmentSession.facts_of)."""
