@@ -108,7 +108,8 @@ class AlertSession(Protocol):
         """Hold these patients until the transaction ends (ids sorted by the caller)."""
 
     def facts_for_assessment(self, patient_ids: Sequence[str], as_of: AsOf) -> dict[str, list[Fact]]:
-        """The stored facts of each patient, the latest-only series cut as domain/latest_only.py says."""
+        """The stored facts of each patient that the alert evaluation as of that moment needs (domain/latest_only.py:
+        no unused series, eGFR from its latest day on)."""
 
     def alerts_of(self, patient_ids: Sequence[str], closed_since: datetime) -> dict[str, list[StoredAlert]]:
         """Each patient's active alerts and those closed since a moment."""

@@ -47,8 +47,8 @@ class AssessmentSession(Protocol):
         """Hold these patients until the transaction ends (ids sorted by the caller)."""
 
     def facts_for_assessment(self, patient_ids: Sequence[str], as_of: AsOf) -> dict[str, list[Fact]]:
-        """The stored facts of each patient, with their sources and recording times, the latest-only series cut as
-        domain/latest_only.py says (what the assessment and the alert evaluation as of that moment need)."""
+        """The stored facts of each patient, with their sources and recording times, that the assessment and the alert
+        evaluation as of that moment need (domain/latest_only.py: no unused series, eGFR from its latest day on)."""
 
     def coverage_of(self, patient_ids: Sequence[str]) -> dict[str, set[str]]:
         """The resource types each patient's record holds."""
