@@ -116,9 +116,10 @@ def grow(database_url: str, target: int, long_record: bool) -> float:
         if long_record and not known:
             _grow_long(conn)
             have = _stored(conn)
-        # Patients fill up round by round: every patient gets resources r0..r1 before any gets more.
+        # Patients fill up round by round: every patient gets resources r0..r1 before any gets more. Their ids only
+        # ("g<p>-<r>"): the long record's "glong-<r>" once made r0 20,000, dating every patient's eGFRs in 2403.
         per_patient_now = conn.execute(
-            "SELECT coalesce(max(split_part(id, '-', 2)::int) + 1, 0) FROM resource WHERE id LIKE 'g%%-%%'"
+            "SELECT coalesce(max(split_part(id, '-', 2)::int) + 1, 0) FROM resource WHERE id ~ '^g[0-9]+-[0-9]+$'"
         ).fetchone()
         r0 = int(per_patient_now[0]) if per_patient_now else 0
         missing = target - have

@@ -20,6 +20,7 @@ from service.domain.care_plan import AlertView, AssessmentView, PlanContext, pla
 from service.domain.drugs import ANTI_OSTEOPOROSIS
 from service.domain.exposure import denosumab_state
 from service.domain.facts import Fact
+from service.domain.latest_only import AsOf
 from service.domain.medication_timeline import events_of, last_dose
 from service.domain.safety import renal_check
 from service.fhir.care_plan import build_care_plan, previous_activities
@@ -114,9 +115,14 @@ class AlertEvaluator:
         with self._store.alert_session() as session:
             session.lock_patients(ids)
             now = self._clock()
-            outcome = self.evaluate_in(session, ids, session.facts_of(ids), now)
+            facts = session.facts_for_assessment(ids, AsOf.at(now, self.today(now)))
+            outcome = self.evaluate_in(session, ids, facts, now)
         self.count(outcome)
         return outcome
+
+    def today(self, now: datetime) -> date:
+        """The service's calendar date at a moment (its time zone): the day the alert rules count in."""
+        return self._today(now)
 
     def count(self, outcome: EvaluationOutcome) -> None:
         """Count the alerts opened and resolved: only once their transaction committed (a rolled-back evaluation

@@ -12,6 +12,7 @@ from typing import Final
 from service.domain.assessment import Assessment, assess
 from service.domain.calibration import Calibration
 from service.domain.facts import Fact
+from service.domain.latest_only import AsOf
 from service.fhir.assessment_record import compact_result
 from service.usecases.ports.assessment import AssessmentRow, AssessmentSession, AssessmentStore
 from service.usecases.ports.clock import Clock
@@ -62,7 +63,7 @@ class Assessor:
         with self._store.assessment_session() as session:
             session.lock_patients(ids)
             now = self._clock()
-            return self.assess_in(session, ids, session.facts_of(ids), now, calibration)
+            return self.assess_in(session, ids, session.facts_for_assessment(ids, AsOf.at(now)), now, calibration)
 
     def calibration(self) -> Calibration | None:
         """The active local recalibration (one small query; read outside any session), None for the literature

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from service.domain.latest_only import AsOf
 from service.usecases.alerts import AlertEvaluator, EvaluationOutcome
 from service.usecases.assess import Assessor, AssessOutcome
 from service.usecases.ports.clock import Clock
@@ -53,7 +54,8 @@ class PatientPipeline:
         with self._store.patient_session() as session:
             session.lock_patients(ids)
             now = self._clock()
-            facts = session.facts_of(ids)
+            # As of the assessment's moment and the alerts' day: a long lab series is read only as far as they use it.
+            facts = session.facts_for_assessment(ids, AsOf.at(now, self._evaluator.today(now)))
             # Assessment first: the care plan points at the newest RiskAssessment, read back in this transaction.
             assessed = self._assessor.assess_in(session, ids, facts, now, calibration)
             evaluated = self._evaluator.evaluate_in(session, ids, facts, now)

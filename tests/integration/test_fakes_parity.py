@@ -21,6 +21,7 @@ from service.adapters.postgres.store import (
 )
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.facts import Fact
+from service.domain.latest_only import AsOf
 from service.fhir.bundle import plan_bundle
 from service.platform.config import Settings
 from service.usecases.alert_actions import AlertActions
@@ -54,7 +55,7 @@ def observe(store: ClinicStore, now: datetime) -> dict[str, Any]:
     """Everything the use cases can read back, in an order-free form."""
     with store.patient_session() as session:
         session.lock_patients(PATIENTS)
-        facts = session.facts_of(PATIENTS)
+        facts = session.facts_for_assessment(PATIENTS, AsOf.at(now, local_day(now)))
         alerts = session.alerts_of(PATIENTS, EPOCH)
         seen: dict[str, Any] = {
             "facts": {p: sorted(fs, key=_fact_key) for p, fs in facts.items() if fs},

@@ -25,7 +25,7 @@ def test_a_batch_reads_its_facts_once_and_assesses_before_it_evaluates() -> None
     outcome = clinic.pipeline.run(["p2", "p1", "p3", "p1"])
     assert (outcome.assessment.assessed, outcome.assessment.not_applicable) == (2, 1)
     assert (outcome.alerts.patients, outcome.alerts.opened, outcome.alerts.care_plans) == (3, 2, 2)
-    assert clinic.store.calls == {"patient_session": 1, "lock_patients": 1, "facts_of": 1}
+    assert clinic.store.calls == {"patient_session": 1, "lock_patients": 1, "facts_for_assessment": 1}
     # The care plan points at the assessment stored earlier in the same transaction.
     for pid in ("p1", "p2"):
         plan, latest = clinic.store.care_plan(pid), clinic.store.latest(pid)

@@ -16,6 +16,7 @@ from service.adapters.postgres.queries import query
 from service.adapters.postgres.writeback import queue_writeback
 from service.domain.alert_lifecycle import Transition
 from service.domain.facts import Fact
+from service.domain.latest_only import AsOf
 from service.fhir.jsonio import dumps
 from service.usecases.ports.alerts import (
     AlertEventRow,
@@ -74,9 +75,9 @@ class PostgresAlertSession:
         """See AlertSession."""
         self._facts.lock_patients(patient_ids)
 
-    def facts_of(self, patient_ids: Sequence[str]) -> dict[str, list[Fact]]:
+    def facts_for_assessment(self, patient_ids: Sequence[str], as_of: AsOf) -> dict[str, list[Fact]]:
         """See AlertSession."""
-        return self._facts.facts_of(patient_ids)
+        return self._facts.facts_for_assessment(patient_ids, as_of)
 
     def alerts_of(self, patient_ids: Sequence[str], closed_since: datetime) -> dict[str, list[StoredAlert]]:
         """See AlertSession."""

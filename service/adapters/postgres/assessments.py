@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 import orjson
 import psycopg
@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb, set_json_loads
 from service.adapters.postgres.queries import query
 from service.adapters.postgres.writeback import queue_writeback
 from service.domain.facts import Fact, FactKind
+from service.domain.latest_only import LATEST_ONLY_KINDS, UNREAD_KINDS, AsOf
 from service.fhir.assessment_record import render_risk_assessment
 from service.fhir.jsonio import dumps
 from service.fhir.resource_types import INPUT_TYPES
@@ -31,6 +32,11 @@ __all__ = [
 
 Conn = psycopg.Connection[dict[str, Any]]
 _KINDS = {kind.value: kind for kind in FactKind}
+# The kinds the facts_for_assessment query reads whole, by name rather than as "not cut, not unread": then every
+# branch of the query is an index range of (patient_id, kind, effective_date). A stored kind this code does not know
+# is skipped by the reader anyway.
+_LATEST_ONLY = sorted(kind.value for kind in LATEST_ONLY_KINDS)
+_WHOLE = sorted(kind.value for kind in FactKind if kind not in LATEST_ONLY_KINDS | UNREAD_KINDS)
 
 
 def _json_text(value: Any) -> str:
@@ -48,13 +54,28 @@ class PostgresAssessmentSession:
         self._conn.execute(query("lock_patients"), {"patient_ids": list(patient_ids)})
 
     def facts_of(self, patient_ids: Sequence[str]) -> dict[str, list[Fact]]:
+        """Each patient's whole record of facts (the patient page; the pipeline reads facts_for_assessment)."""
+        return self._facts(query("facts_of_patients"), {"patient_ids": list(patient_ids)})
+
+    def facts_for_assessment(self, patient_ids: Sequence[str], as_of: AsOf) -> dict[str, list[Fact]]:
         """See AssessmentSession."""
+        params = {
+            "patient_ids": list(patient_ids),
+            "latest_only": _LATEST_ONLY,
+            "whole": _WHOLE,
+            "as_of": as_of.moment,
+            "first_day": as_of.first_day,
+            "last_day": as_of.last_day,
+        }
+        return self._facts(query("facts_for_assessment"), params)
+
+    def _facts(self, statement: LiteralString, params: dict[str, Any]) -> dict[str, list[Fact]]:
         out: dict[str, list[Fact]] = defaultdict(list)
         with self._conn.cursor(row_factory=tuple_row) as cur:
             # orjson for the attrs (the normaliser's levels, codes, sites and doses): the standard library's decoder
             # was a tenth of a rescore's reading (issue 15).
             set_json_loads(orjson.loads, cur)
-            cur.execute(query("facts_of_patients"), {"patient_ids": list(patient_ids)})
+            cur.execute(statement, params)
             for (
                 patient_id,
                 kind,

@@ -10,6 +10,7 @@ from typing import Any, Final, Protocol
 
 from service.domain.alert_lifecycle import Transition
 from service.domain.facts import Fact
+from service.domain.latest_only import AsOf
 from service.usecases.ports.resources import StoredText
 
 ACTIVE_ALERT_STATUSES: Final = frozenset({"open", "acknowledged", "assigned", "snoozed"})
@@ -106,8 +107,9 @@ class AlertSession(Protocol):
     def lock_patients(self, patient_ids: Sequence[str]) -> None:
         """Hold these patients until the transaction ends (ids sorted by the caller)."""
 
-    def facts_of(self, patient_ids: Sequence[str]) -> dict[str, list[Fact]]:
-        """The stored facts of each patient."""
+    def facts_for_assessment(self, patient_ids: Sequence[str], as_of: AsOf) -> dict[str, list[Fact]]:
+        """The stored facts of each patient that the alert evaluation as of that moment needs (domain/latest_only.py:
+        no unused series, eGFR from its latest day on)."""
 
     def alerts_of(self, patient_ids: Sequence[str], closed_since: datetime) -> dict[str, list[StoredAlert]]:
         """Each patient's active alerts and those closed since a moment."""

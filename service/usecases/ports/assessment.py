@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import Any, Protocol
 
 from service.domain.facts import Fact
+from service.domain.latest_only import AsOf
 from service.usecases.ports.resources import StoredText
 
 
@@ -45,8 +46,9 @@ class AssessmentSession(Protocol):
     def lock_patients(self, patient_ids: Sequence[str]) -> None:
         """Hold these patients until the transaction ends (ids sorted by the caller)."""
 
-    def facts_of(self, patient_ids: Sequence[str]) -> dict[str, list[Fact]]:
-        """The stored facts of each patient, with their sources and recording times."""
+    def facts_for_assessment(self, patient_ids: Sequence[str], as_of: AsOf) -> dict[str, list[Fact]]:
+        """The stored facts of each patient, with their sources and recording times, that the assessment and the alert
+        evaluation as of that moment need (domain/latest_only.py: no unused series, eGFR from its latest day on)."""
 
     def coverage_of(self, patient_ids: Sequence[str]) -> dict[str, set[str]]:
         """The resource types each patient's record holds."""

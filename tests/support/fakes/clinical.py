@@ -17,6 +17,7 @@ from typing import Final
 
 from service.domain.alert_lifecycle import Transition
 from service.domain.facts import Fact
+from service.domain.latest_only import AsOf, for_assessment
 from service.fhir.resource_types import INPUT_TYPES
 from service.usecases.ports.alerts import (
     AlertEventRow,
@@ -55,8 +56,14 @@ class MemoryPatientSession:
         if list(patient_ids) != sorted(patient_ids):
             raise AssertionError(f"lock_patients wants sorted ids, got {list(patient_ids)}")
 
+    def facts_for_assessment(self, patient_ids: Sequence[str], as_of: AsOf) -> dict[str, list[Fact]]:
+        self._calls["facts_for_assessment"] += 1
+        # The query's cut is the domain's (service/domain/latest_only.py); the parity test
+        # (tests/integration/test_fakes_parity.py) holds the two to the same rows.
+        return {p: for_assessment(facts, as_of) for p, facts in self.facts_of(patient_ids).items()}
+
     def facts_of(self, patient_ids: Sequence[str]) -> dict[str, list[Fact]]:
-        self._calls["facts_of"] += 1
+        """Each patient's whole record of facts (PostgresAssessmentSession.facts_of)."""
         wanted = set(patient_ids)
         out: dict[str, list[Fact]] = {}
         for (source_type, source_id), facts in self._t.facts.items():
