@@ -112,7 +112,11 @@ model change re-estimating from the stored inputs (`result.inputs`, with the ind
 every fact and rebuilding the features, which do not depend on the model — valid only when no input depends on the
 date (age and time since the operation do, so they would need recomputing from the stored index and birth date);
 (3) more CPUs: the rescore is one process per CPU and scales with them (about 9 CPUs at today's cost per
-patient).""",
+patient).
+
+On 2026-12-06's host (the run below), slower per operation for everything (bench/growth, bench/sweep): 1,786
+patients/s with 2 processes, 969 µs of CPU per patient (780 Python + 190 PostgreSQL) against 457 µs on 2026-12-05's,
+the shares of the model, the features and the rest unchanged (22 %, 24 %, 54 %): 11× short of the target there.""",
     ),
     "sweep": Bench(
         "bench/sweep — the daily sweep, 100,000 patients, 5 % due",
@@ -158,7 +162,16 @@ flight now fills.
 Target met in this one run on a nearly quiet machine (4.6 s, 8 % under it); a busy machine will miss it: the sweep
 needs 5.8 s of CPU, which the second batch in flight spreads over two CPUs only when both are free (one batch at a
 time took 7.9 s at load average 3.5–4). What is left is the model's Python work (see bench/rescore) and the
-CarePlan and Task JSON (built, hashed and stored twice: the current row and the history).""",
+CarePlan and Task JSON (built, hashed and stored twice: the current row and the history).
+
+**On 2026-12-06's host the target is missed** (the run below: 9.3 s, 86 % over it). That host is slower per operation
+for everything (bench/growth: the same code 1.8× the CPU per PUT; the raw index query here 5.8 ms against 3.1): the
+sweep's CPU went from 5.76 s to 11.9 s, 2.4 ms per due patient. Item 3's read as of the moment (bench/downstream) did
+not change it: the code before it (42a6f9f) and after, alternating on the same host: 8.6 s and 9.5 s before, 9.4 s
+and 9.0 s after (10.6–11.9 s of CPU either way). Where the time goes is the profile above; what would close it on a
+host like this is the model's and the plans' Python work (bench/rescore's closing list, and the CarePlan and Task
+JSON built once per change instead of hashed and stored twice) or more CPUs for the batches in flight
+(`REFRACTURE_SWEEP_WORKERS`).""",
     ),
     "writeback": Bench(
         "bench/writeback — POSTed Observation to RiskAssessment and CarePlan at the EHR",
@@ -430,6 +443,46 @@ it is not: with four client processes, one API worker made 239 PUT/s and two mad
 double the rate but may lose acknowledged clinical writes on a crash:
 not a setting to use.
 
+**Again on 2026-12-06, after issues 16 and 17 and item 3** (the run below; another host of the same type, quiet: load
+average 1.7–2.0 during the run, most of it the run's own processes). The rate is flat with the store's size: 120 PUT/s
+at 30k and 130 at 1M (1.08×; 1.21× for the patient with 20,000 Observations; target ≥ 0.9×), CPU per PUT the same at
+every checkpoint (5.5–6.6 ms in the API, 1.4–2.1 ms in PostgreSQL). Both are about 1.8× the 2026-12-05 figures, and
+that is the host, not the code: the code of 2026-12-05 before issue 17 (c291a49), run here the same morning with
+`--quick`, made 151 PUT/s at 5.4 + 1.7 ms of CPU per PUT, as main did (151 PUT/s, 5.6 + 1.3 ms) — on this host
+everything is slower per operation, the raw R4B parse included (5,000–8,300/s against the issue's 11,000). The p99
+is 23–30 ms (target ≤ 20 ms). The worker's handling of the patient with 20,000 Observations is now 11–16 ms at every
+checkpoint (336–440 ms before item 3: bench/downstream).
+
+*Where a PUT's CPU goes*, layer by layer in one run (bench/put_layers below; three runs on 2026-12-06 agree within
+the machine's noise): the R4B parse is 2 % of the HTTP PUT's CPU and refracture's whole intake 3 %; the write handler
+alone — intake, the versioned write, its fact, the outbox row and the audit row in one pipelined transaction — is
+1.5–1.9 ms of Python and 1.4–1.9 ms of PostgreSQL, so even with no HTTP at all one write per transaction tops out at
+520–680 PUT/s on 2 idle CPUs; the audit row adds little to it (0.0–0.3 ms). The doorbell's Celery publish is
+0.4–0.7 ms a call. The rest of the API's CPU, 3.0–4.4 ms per PUT, is the HTTP stack: fifteen ASGI layers (eleven of
+refracture's middleware, Starlette's and uvicorn's own), FastAPI's routing and dependency solving, the response, the
+access log, three thread hops (the throttle's check, the handler, the doorbell). The same writes 50
+to a transaction (what a group-commit writer would do) cost 0.6 ms of Python and 0.24–0.29 ms of PostgreSQL each: 4×
+less than one per transaction.
+
+*The profile* (py-spy of the API process under bench/growth's load at 30k stored, 200 Hz, `--gil`: only samples
+holding the GIL; the process held it 67 % of the time): [docs/profiles/put-api-gil.svg](profiles/put-api-gil.svg), a
+flame graph. Inclusive shares of those samples: the write handler 35.7 % (its transaction 32.5 %, of which psycopg
+waiting for and reading PostgreSQL's answers 19.1 %; validation 1.5 %; the audit rows 2.1 %), FastAPI's dependency
+solving 13.8 % (the caller's token from the cache, the parts each route takes), the doorbell's Celery publish 8.9 %,
+the access log 4.1 %, the throttle's per-address check in Redis 3.3 % (and a thread hop for it), and the rest
+uvicorn, the middleware, routing, the response and asyncio.
+
+*What would close the gap to 1,500 PUT/s* (1.33 ms of CPU per PUT for every process together on 2 CPUs; 7–8.6 ms
+now): all three of (1) a group-commit writer — the handler's writes of the requests waiting at one moment in one
+pipelined transaction: 3.3–3.8 ms → about 0.9 ms for the write and its PostgreSQL, with enough concurrent requests to
+fill a group (two clients fill groups of two at most: an interface engine would need several connections); (2) an
+HTTP path for single-resource writes under 0.3 ms: one ASGI layer doing what the eleven do (request id, limits,
+authentication from the token cache, audit, headers, access log), no dependency solving, the intake on the event loop
+handing the write to the writer without a thread hop; (3) the doorbell once per group, not per write. Even then the
+parse and intake (0.2–0.3 ms) and PostgreSQL (0.25–0.3 ms) leave about 0.8 ms, so 1,500/s on this host also needs a
+client cheaper than two Python processes. `--workers 2` cannot add CPUs that are not there: the earlier measurement
+(239 against 241 PUT/s, 2026-12-05) stands.
+
 **The hash-chained audit trail** (another change, not merged yet) takes a lock on the chain's head row per audit
 insert. Riding in the write's transaction, that lock is held until the write commits, so writes serialise on it for
 the length of a commit (one WAL flush, 1.5–5 ms here): at most about 200–650 writes/s whatever the CPUs, and
@@ -456,11 +509,27 @@ not at all: see bench/downstream below, 9–10 ms for the 20,000-eGFR patients a
   assessment is stored compactly and its RiskAssessment rendered when read, and what is left is the model's own
   Python work. See bench/rescore.
 - sweep (item 5, done since): 4.6 s for 100,000 patients with 5 % due (< 5 s on a quiet machine); facts read once
-  per batch for assessment and alerts, writes batched, two batches in flight. See bench/sweep.
+  per batch for assessment and alerts, writes batched, two batches in flight. On 2026-12-06's slower host 9.0–9.4 s,
+  missed there. See bench/sweep.
 - worklist p99 under ingest load: 57 ms against < 10 ms. Since done separately (item 6): the reads' own pool, a
   statement time-out, a read-replica URL, and the audit chain's head moved once per statement; measured at 100,000
   open alerts in bench/load below (p99 143–312 ms after against 174–215 ms before, on a busier machine than the 57 ms
   run; the target is missed, and that section says where the time goes).""",  # noqa: E501 - Markdown table rows
+)
+
+BENCHES["put_layers"] = Bench(
+    "bench/put_layers — where a single-resource PUT's CPU goes, layer by layer (issue 15)",
+    (),
+    ("--puts", "1000"),
+    """One run, one private database, the eGFR Observations of bench/growth with fresh ids for each layer: (1) the R4B
+model's `model_validate_json` alone (the issue's "≈ 11k/s per core"), (2) refracture's intake (`parse` and `admit`:
+the model, its own checks and bindings), (3) the write handler alone in this process, one PUT after another
+(`FhirWrites.write`: intake, the versioned write, its fact, the outbox row claimed and the audit row in one pipelined
+transaction), (3b) the same without its audit row, (6) the same reads and writes 50 per transaction, as a
+group-commit writer would make them, (4) the doorbell alone (`Relay.publish_claimed`: a Celery publish to Redis),
+(5) the whole HTTP PUT through `refracture api` from two client processes, as bench/growth sends it. Each layer's CPU
+per PUT (this process, and its PostgreSQL backend) is set against the HTTP PUT's, and against what 1,500 PUT/s on
+2 CPUs allows: 1.33 ms of CPU per PUT for every process together.""",
 )
 
 BENCHES["downstream"] = Bench(
@@ -547,6 +616,7 @@ ORDER = (
     "ingest",
     "bulk_import",
     "growth",
+    "put_layers",
     "downstream",
     "rescore",
     "sweep",
