@@ -32,14 +32,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import redis
 from psycopg.rows import dict_row
 
 from bench.database import private_database
-from bench.growth import _GROW_AUDIT, _GROW_FACTS, _GROW_RESOURCES, LONG_OBSERVATIONS, LONG_PATIENT, grow
+from bench.growth import LONG_PATIENT, grow, grow_long
 from bench.ingest import machine
 
 TYPICAL = "gp1234"
@@ -77,31 +76,12 @@ print(json.dumps({p: downstream_ms(url, redis_url, queue, p, int(times)) for p i
 """
 
 
-def _grow_long_past(conn: psycopg.Connection[Any]) -> None:
-    """20,000 daily eGFRs up to yesterday, for a patient of their own."""
-    since = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
-    with conn.transaction():
-        conn.execute(
-            _GROW_RESOURCES.replace("format('gp%%s', p)", f"'{LONG_PAST}'")
-            .replace("format('Patient/gp%%s', p)", f"'Patient/{LONG_PAST}'")
-            .replace("format('g%%s-%%s', p, r)", "format('glongpast-%%s', r)")
-            .replace("date '2020-01-01' + (r * 7 + p %% 7)", "current_date - 1 - r"),
-            {"p0": 0, "p1": 1, "r0": 0, "r1": LONG_OBSERVATIONS},
-        )
-        conn.execute(_GROW_FACTS, {"since": since})
-        conn.execute(_GROW_AUDIT, {"since": since})
-        conn.execute(
-            "INSERT INTO patient_change (patient_id, changed_seq, changed_at) "
-            "VALUES (%s, nextval('patient_change_seq'), now())",
-            (LONG_PAST,),
-        )
-
-
 def prepare(database_url: str, resources: int) -> int:
     """Grow the store and add the clinical patients; the number of stored resources."""
     grow(database_url, resources, long_record=True)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        _grow_long_past(conn)
+        # 20,000 daily eGFRs up to yesterday, for a patient of their own.
+        grow_long(conn, LONG_PAST, "glongpast", dated="current_date - 1 - r")
         for patient in (TYPICAL_CLINICAL, LONG_PAST):
             conn.execute(_CLINICAL_FACTS, {"p": patient})
             conn.execute(_CLINICAL_RESOURCES, {"p": patient})

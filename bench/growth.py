@@ -114,7 +114,7 @@ def grow(database_url: str, target: int, long_record: bool) -> float:
         have = _stored(conn)
         known = conn.execute("SELECT 1 FROM patient_change WHERE patient_id = %s", (LONG_PATIENT,)).fetchone()
         if long_record and not known:
-            _grow_long(conn)
+            grow_long(conn, LONG_PATIENT, "glong")
             have = _stored(conn)
         # Patients fill up round by round: every patient gets resources r0..r1 before any gets more. Their ids only
         # ("g<p>-<r>"): the long record's "glong-<r>" once made r0 20,000, dating every patient's eGFRs in 2403.
@@ -141,22 +141,26 @@ def grow(database_url: str, target: int, long_record: bool) -> float:
     return time.perf_counter() - start
 
 
-def _grow_long(conn: psycopg.Connection[Any]) -> None:
+def grow_long(conn: psycopg.Connection[Any], patient: str, prefix: str, dated: str | None = None) -> None:
+    """20,000 eGFR Observations for one patient, ids ``<prefix>-<r>``: dated weekly from 2020, or by ``dated`` (an SQL
+    expression of r, the Observation's number)."""
     since = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+    resources = (
+        _GROW_RESOURCES.replace("format('gp%%s', p)", f"'{patient}'")
+        .replace("format('Patient/gp%%s', p)", f"'Patient/{patient}'")
+        .replace("format('g%%s-%%s', p, r)", f"format('{prefix}-%%s', r)")
+    )
+    if dated is not None:
+        resources = resources.replace("date '2020-01-01' + (r * 7 + p %% 7)", dated)
     with conn.transaction():
-        conn.execute(
-            _GROW_RESOURCES.replace("format('gp%%s', p)", f"'{LONG_PATIENT}'")
-            .replace("format('Patient/gp%%s', p)", f"'Patient/{LONG_PATIENT}'")
-            .replace("format('g%%s-%%s', p, r)", "format('glong-%%s', r)"),
-            {"p0": 0, "p1": 1, "r0": 0, "r1": LONG_OBSERVATIONS},
-        )
-        conn.execute(_GROW_HISTORY.replace("id LIKE 'g%%'", "id LIKE 'glong-%%'"), {"since": since})
+        conn.execute(resources, {"p0": 0, "p1": 1, "r0": 0, "r1": LONG_OBSERVATIONS})
+        conn.execute(_GROW_HISTORY.replace("id LIKE 'g%%'", f"id LIKE '{prefix}-%%'"), {"since": since})
         conn.execute(_GROW_FACTS, {"since": since})
         conn.execute(_GROW_AUDIT, {"since": since})
         conn.execute(
             "INSERT INTO patient_change (patient_id, changed_seq, changed_at) "
             "VALUES (%s, nextval('patient_change_seq'), now())",
-            (LONG_PATIENT,),
+            (patient,),
         )
 
 

@@ -38,7 +38,7 @@ from bench.growth import measured_round, observation
 from bench.ingest import machine
 from service.composition.api import build_api
 from service.domain.audit_record import AuditRecord
-from service.entrypoints.api.fhir_handlers import FhirWrites
+from service.entrypoints.api.fhir_handlers import FhirWrites, RequestAudit
 from service.entrypoints.api.middleware import AuditNote, audit_records
 from service.fhir.intake import Ids, admit
 from service.fhir.jsonio import parse
@@ -63,8 +63,22 @@ def _timed(n: int, step: Callable[[int], object]) -> tuple[float, float]:
     return n / wall, cpu * 1000 / n
 
 
+def _patient(i: int) -> str:
+    return f"lp{i % 5000}"
+
+
 def _bodies(run: str, tag: str, n: int) -> list[tuple[str, bytes]]:
-    return [(f"{run}{tag}-{i}", observation(f"{run}{tag}-{i}", f"lp{i % 5000}", i)) for i in range(n)]
+    """Fresh ids and their Observations; the i-th is for patient ``_patient(i)``."""
+    return [(f"{run}{tag}-{i}", observation(f"{run}{tag}-{i}", _patient(i), i)) for i in range(n)]
+
+
+def _timed_with_database(
+    n: int, step: Callable[[int], object], backends: list[int], per: int = 1
+) -> tuple[float, float, float]:
+    """``_timed`` of n steps of ``per`` PUTs each, per PUT, with the CPU ms of these PostgreSQL backends per PUT."""
+    before = cpu_seconds(backends)
+    rate, cpu = _timed(n, step)
+    return rate * per, cpu / per, (cpu_seconds(backends) - before) * 1000 / (n * per)
 
 
 def _audit(
@@ -101,25 +115,16 @@ def main() -> int:
         rate, cpu = _timed(n, lambda i: admit(parse(bodies[i][1]), Ids.URL, url_id=bodies[i][0]))
         rows.append(("2 intake: parse + admit (R4 model and own checks)", rate, cpu, 0.0))
 
-        def write(batch: list[tuple[str, bytes]]) -> Callable[[int], object]:
-            return lambda i: writes.write(batch[i][1], "Observation", batch[i][0], None, "http://bench/fhir", _audit)
+        def write(batch: list[tuple[str, bytes]], audit: RequestAudit | None = _audit) -> Callable[[int], object]:
+            return lambda i: writes.write(batch[i][1], "Observation", batch[i][0], None, "http://bench/fhir", audit)
 
         warm = _bodies(run, "w", 300)
         _timed(len(warm), write(warm))  # prepared statements, pool, caches
-        bodies = _bodies(run, "h", n)
         backends = backend_pids(database_url)
-        db_before = cpu_seconds(backends)
-        rate, cpu = _timed(n, write(bodies))
-        db_ms = (cpu_seconds(backends) - db_before) * 1000 / n
-        rows.append(("3 write handler alone (intake, write, audit; sequential)", rate, cpu, db_ms))
-
-        bodies = _bodies(run, "n", n)
-        db_before = cpu_seconds(backends)
-        rate, cpu = _timed(
-            n, lambda i: writes.write(bodies[i][1], "Observation", bodies[i][0], None, "http://bench/fhir", None)
-        )
-        db_ms = (cpu_seconds(backends) - db_before) * 1000 / n
-        rows.append(("3b the same without its audit row", rate, cpu, db_ms))
+        handler = _timed_with_database(n, write(_bodies(run, "h", n)), backends)
+        rows.append(("3 write handler alone (intake, write, audit; sequential)", *handler))
+        measured = _timed_with_database(n, write(_bodies(run, "n", n), None), backends)
+        rows.append(("3b the same without its audit row", *measured))
 
         # What a group-commit writer would do with PUTs waiting at the same moment: each read as the handler reads it,
         # then one pipelined transaction for the group (as the bulk import writes: bench/bulk_import).
@@ -129,23 +134,21 @@ def main() -> int:
         def group(g: int) -> None:
             chunk = bodies[g * _GROUP : (g + 1) * _GROUP]
             requests = [WriteRequest("Observation", i, admit(parse(b), Ids.URL, url_id=i).resource) for i, b in chunk]
+            audit = [
+                row
+                for k, (i, _) in enumerate(chunk, start=g * _GROUP)
+                for row in _audit(201, "update", [_patient(k)], i, None)
+            ]
             with store.session() as session:
                 ingestor.write_many(session, requests)
-                session.append_audit(
-                    [
-                        r
-                        for i, b in chunk
-                        for r in _audit(201, "update", [f"lp{int(i.rsplit('-', 1)[1]) % 5000}"], i, None)
-                    ]
-                )
+                session.append_audit(audit)
 
-        db_before = cpu_seconds(backends)
-        rate, cpu = _timed(n // _GROUP, group)
-        db_ms = (cpu_seconds(backends) - db_before) * 1000 / n
-        rows.append((f"6 the same, {_GROUP} per transaction (a group commit)", rate * _GROUP, cpu / _GROUP, db_ms))
+        measured = _timed_with_database(n // _GROUP, group, backends, per=_GROUP)
+        rows.append((f"6 the same, {_GROUP} per transaction (a group commit)", *measured))
 
         relay = api.relay
-        rate, cpu = _timed(n, lambda i: relay.publish_claimed([f"lp{i % 5000}"]))
+        rate, cpu = _timed(n, lambda i: relay.publish_claimed([_patient(i)]))
+        doorbell_ms = cpu
         rows.append(("4 doorbell alone: Celery publish to Redis", rate, cpu, 0.0))
         parts.close()
 
@@ -166,14 +169,14 @@ def main() -> int:
         for label, rate, cpu, db in rows:
             share = (cpu + db) / (r.api_cpu_ms + r.db_cpu_ms)
             print(f"  {label:<58} {rate:>8,.0f} {cpu:>11.3f} {db:>13.3f} {share:>15.0%}")
-        handler = rows[2][2] + rows[5][2]
+        beyond = r.api_cpu_ms - handler[1] - doorbell_ms
         print(
             f"\n  the API's CPU per PUT beyond the handler and the doorbell (HTTP stack, middleware, routing, "
-            f"dependencies, thread hops): {r.api_cpu_ms - handler:.3f} ms"
+            f"dependencies, thread hops): {beyond:.3f} ms"
             f"\n  HTTP PUT: p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms; CPU per PUT, all measured processes: "
             f"{r.api_cpu_ms + r.db_cpu_ms:.2f} ms against {_BUDGET_MS:.2f} ms for 1,500 PUT/s on 2 CPUs"
-            f"\n  the handler and its PostgreSQL alone: {rows[2][2] + rows[2][3]:.2f} ms = at most "
-            f"{2000 / (rows[2][2] + rows[2][3]):,.0f} PUT/s on 2 idle CPUs with no HTTP at all"
+            f"\n  the handler and its PostgreSQL alone: {handler[1] + handler[2]:.2f} ms = at most "
+            f"{2000 / (handler[1] + handler[2]):,.0f} PUT/s on 2 idle CPUs with no HTTP at all"
             f"\n  load average at the end: {load_average()} on {os.cpu_count()} CPUs; "
             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
         )

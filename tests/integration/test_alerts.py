@@ -23,7 +23,7 @@ from tests.support.http import FHIR_JSON
 from tests.support.parts import api_app, build_parts
 from tests.support.processes import WorkerProcess
 from tests.support.queue import RecordingQueue
-from tests.support.records import administration, denosumab_patient
+from tests.support.records import administration, denosumab_patient, egfr_result
 from tests.support.settings import command_env, make_settings
 from tests.support.tokens import AUTH
 from tests.support.waiting import wait_for
@@ -270,17 +270,7 @@ def gap_patient(pid: str, egfr: float | None, statement_since: date | None = Non
     resources: list[dict[str, Any]] = patient_bundle(pid, operation_day)["entry"][:3]
     out = [e["resource"] for e in resources]
     if egfr is not None:
-        out.append(
-            {
-                "resourceType": "Observation",
-                "id": f"{pid}-egfr",
-                "status": "final",
-                "subject": subject,
-                "code": {"coding": [{"system": "http://loinc.org", "code": "98979-8"}]},
-                "effectiveDateTime": (T0 - timedelta(days=30)).date().isoformat(),
-                "valueQuantity": {"value": egfr, "unit": "mL/min/{1.73_m2}"},
-            }
-        )
+        out.append(egfr_result(pid, egfr, (T0 - timedelta(days=30)).date()))
     if statement_since is not None:
         out.append(
             {

@@ -18,13 +18,6 @@ from service.adapters.postgres.alerts import PostgresPatientSession
 from service.adapters.postgres.assessments import _LATEST_ONLY, _WHOLE, PostgresAssessmentSession
 from service.adapters.postgres.pool import make_pool
 from service.adapters.postgres.queries import query
-from service.adapters.postgres.store import (
-    PostgresAlertStore,
-    PostgresAssessmentStore,
-    PostgresIngestStore,
-    PostgresPatientStore,
-    PostgresWritebackStore,
-)
 from service.devtools.local_services import LocalServices
 from service.domain.facts import Fact, FactKind
 from service.domain.latest_only import AsOf, for_assessment
@@ -34,7 +27,8 @@ from tests.support.clinic import T0, local_day, wire
 from tests.support.clock import ManualClock
 from tests.support.databases import copy_of
 from tests.support.fakes import RecordingMetrics
-from tests.support.records import bundle, gap_patient
+from tests.support.postgres_clinic import PostgresClinic
+from tests.support.records import bundle, egfr_result, gap_patient
 
 pytestmark = pytest.mark.integration
 
@@ -157,12 +151,6 @@ def test_a_long_series_is_read_through_the_index_not_walked(database_url: str) -
     assert touched < 500, nodes
 
 
-class PostgresClinic(
-    PostgresIngestStore, PostgresAssessmentStore, PostgresAlertStore, PostgresPatientStore, PostgresWritebackStore
-):
-    """The PostgreSQL adapters of the clinical use cases over one pool."""
-
-
 class _WholeRecordSession(PostgresPatientSession):
     def facts_for_assessment(self, patient_ids: Any, as_of: AsOf) -> dict[str, list[Fact]]:
         del as_of
@@ -178,26 +166,18 @@ class WholeRecordClinic(PostgresClinic):
             yield _WholeRecordSession(conn)
 
 
-def _egfr(pid: str, n: int, day: date, value: float) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": f"{pid}-egfr-{n}",
-        "status": "final",
-        "subject": {"reference": f"Patient/{pid}"},
-        "code": {"coding": [{"system": "http://loinc.org", "code": "98979-8"}]},
-        "effectiveDateTime": day.isoformat(),
-        "valueQuantity": {"value": value, "unit": "mL/min/{1.73_m2}"},
-    }
-
-
 def _long_series_patient(pid: str) -> list[dict[str, Any]]:
     """A treatment gap (a bisphosphonate to recommend: the renal check decides) and 2,000 eGFRs: low ones years ago,
     two on the latest day (the tie broken by id), and some dated in the future."""
     today = T0.date()
     resources = gap_patient(pid, today - timedelta(weeks=20), None)
-    resources += [_egfr(pid, n, today - timedelta(days=3 * n), 20.0 + n % 50) for n in range(3, 2000)]
-    resources += [_egfr(pid, 1, today - timedelta(days=2), 31.0), _egfr(pid, 2, today - timedelta(days=2), 52.0)]
-    resources += [_egfr(pid, 9000 + n, today + timedelta(days=5 * n), 12.0) for n in range(1, 50)]
+
+    def egfr(n: int, day: date, value: float) -> dict[str, Any]:
+        return egfr_result(pid, value, day, f"{pid}-egfr-{n}")
+
+    resources += [egfr(n, today - timedelta(days=3 * n), 20.0 + n % 50) for n in range(3, 2000)]
+    resources += [egfr(1, today - timedelta(days=2), 31.0), egfr(2, today - timedelta(days=2), 52.0)]
+    resources += [egfr(9000 + n, today + timedelta(days=5 * n), 12.0) for n in range(1, 50)]
     return resources
 
 

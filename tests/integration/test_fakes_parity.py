@@ -12,13 +12,6 @@ from typing import Any
 import pytest
 
 from service.adapters.postgres.pool import make_pool
-from service.adapters.postgres.store import (
-    PostgresAlertStore,
-    PostgresAssessmentStore,
-    PostgresIngestStore,
-    PostgresPatientStore,
-    PostgresWritebackStore,
-)
 from service.domain.alert_lifecycle import ActionRequest, AlertAction
 from service.domain.facts import Fact
 from service.domain.latest_only import AsOf
@@ -28,18 +21,13 @@ from service.usecases.alert_actions import AlertActions
 from tests.support.clinic import T0, ClinicStore, local_day, wire
 from tests.support.clock import ManualClock
 from tests.support.fakes import EhrFault, FakeEhr, MemoryStore, RecordingMetrics
+from tests.support.postgres_clinic import PostgresClinic
 from tests.support.records import ZOLEDRONIC, administration, bundle, denosumab_patient, gap_patient, patient
 
 pytestmark = pytest.mark.integration
 
 PATIENTS = ["p1", "p2", "p3", "p4", "p5"]
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-class PostgresClinic(
-    PostgresIngestStore, PostgresAssessmentStore, PostgresAlertStore, PostgresPatientStore, PostgresWritebackStore
-):
-    """The PostgreSQL adapter of each port the clinical use cases need, over one pool: MemoryStore's counterpart."""
 
 
 @pytest.fixture

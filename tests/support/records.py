@@ -141,15 +141,18 @@ def gap_patient(
     """A kyphoplasty with a DXA and no treatment; optionally an eGFR (mL/min/1.73 m2)."""
     out = [patient(pid), *augmentation(pid, operation_day)]
     if egfr is not None:
-        out.append(
-            {
-                "resourceType": "Observation",
-                "id": f"{pid}-egfr",
-                "status": "final",
-                "subject": {"reference": f"Patient/{pid}"},
-                "code": {"coding": [{"system": "http://loinc.org", "code": "98979-8"}]},
-                "effectiveDateTime": (egfr_day or operation_day).isoformat(),
-                "valueQuantity": {"value": egfr, "unit": "mL/min/{1.73_m2}"},
-            }
-        )
+        out.append(egfr_result(pid, egfr, egfr_day or operation_day))
     return out
+
+
+def egfr_result(pid: str, value: float, day: date, rid: str | None = None) -> dict[str, Any]:
+    """An eGFR (LOINC 98979-8, mL/min/1.73 m2) of a day; its id ``<pid>-egfr`` unless given."""
+    return {
+        "resourceType": "Observation",
+        "id": rid or f"{pid}-egfr",
+        "status": "final",
+        "subject": {"reference": f"Patient/{pid}"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "98979-8"}]},
+        "effectiveDateTime": day.isoformat(),
+        "valueQuantity": {"value": value, "unit": "mL/min/{1.73_m2}"},
+    }

@@ -202,27 +202,19 @@ def test_a_value_learned_after_the_moment_does_not_hide_the_one_the_assessment_u
     # The day to cut from counts only values known by the moment: the renal check takes the newer value learned
     # late (it does not look at the recording time), the features the older one; both must stay.
     today = NOW.date()
-    known = Fact(
-        FactKind.EGFR,
-        value_num=50.0,
-        effective_date=today - timedelta(days=3),
-        source="Observation/k",
-        recorded_at=NOW - timedelta(days=2),
-    )
-    late = Fact(
-        FactKind.EGFR,
-        value_num=20.0,
-        effective_date=today - timedelta(days=1),
-        source="Observation/l",
-        recorded_at=NOW + timedelta(minutes=1),
-    )
-    older = Fact(
-        FactKind.EGFR,
-        value_num=25.0,
-        effective_date=today - timedelta(days=9),
-        source="Observation/o",
-        recorded_at=NOW - timedelta(days=8),
-    )
+
+    def egfr(value: float, days_ago: int, name: str, recorded_at: datetime) -> Fact:
+        return Fact(
+            FactKind.EGFR,
+            value_num=value,
+            effective_date=today - timedelta(days=days_ago),
+            source=f"Observation/{name}",
+            recorded_at=recorded_at,
+        )
+
+    known = egfr(50.0, 3, "k", NOW - timedelta(days=2))
+    late = egfr(20.0, 1, "l", NOW + timedelta(minutes=1))
+    older = egfr(25.0, 9, "o", NOW - timedelta(days=8))
     facts = [*clinical_record(), older, known, late]
     cut = for_assessment(facts, AsOf.at(NOW, today))
     assert [f for f in cut if f.kind is FactKind.EGFR] == [known, late]
