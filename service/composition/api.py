@@ -22,6 +22,7 @@ from service.security.sessions import Sessions
 from service.usecases.alert_actions import AlertActions
 from service.usecases.audit import AuditLog
 from service.usecases.cds_hooks import CdsHooks
+from service.usecases.group_commit import GroupCommit
 from service.usecases.ingest import Ingestor
 from service.usecases.measures import Measures
 from service.usecases.model_monitoring import ModelMonitor
@@ -53,6 +54,7 @@ class ApiServices:
     # FHIR intake and reads
     ingestor: Ingestor
     relay: Relay  # the doorbell rung after a write commits
+    write_group: GroupCommit | None  # single-resource writes, committed in groups (None: one transaction each)
     queue: TaskQueue
     resources: Store
     assessments: AssessmentStore
@@ -91,6 +93,13 @@ class ApiServices:
 def build_api(parts: Parts) -> ApiServices:
     """The API's services over these parts (tests share one Parts between the API and a worker's services)."""
     core = parts.core
+    group = GroupCommit(parts.ingestor, parts.relay.publish_claimed) if core.settings.group_commit else None
+
+    def close() -> None:
+        if group is not None:
+            group.close()  # what is queued is written before the pool closes
+        parts.close()
+
     return ApiServices(
         settings=core.settings,
         clock=core.clock,
@@ -99,6 +108,7 @@ def build_api(parts: Parts) -> ApiServices:
         ping=parts.resources.ping,
         ingestor=parts.ingestor,
         relay=parts.relay,
+        write_group=group,
         queue=parts.queue,
         resources=parts.resources,
         assessments=parts.assessments,
@@ -127,7 +137,7 @@ def build_api(parts: Parts) -> ApiServices:
         state_gauges=state_collector(
             parts.outbox, parts.writebacks, core.settings.redis_url, [core.settings.celery_queue], core.clock
         ),
-        close=parts.close,
+        close=close,
     )
 
 

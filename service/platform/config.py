@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     # $everything answer and Synthea sample carries): skip acknowledges them unstored (200, an information issue);
     # error refuses them (422) for sites that want the sender to filter (docs/integration-guide.md, "Bundles").
     unknown_resource_types: Literal["skip", "error"] = "skip"
+    # Single-resource writes (PUT, POST) arriving together are committed in one transaction by one writer thread
+    # (usecases/group_commit.py): one WAL flush for the group. Off: one transaction per request, in a worker thread.
+    group_commit: bool = True
 
     # The identifier system of the hospital's MRN (else the identifier typed MR, else the first one).
     mrn_system: str | None = None

@@ -132,6 +132,36 @@ class Ingestor:
                 session.append_audit(audit(result))
             return result
 
+    def write_group(self, group: Sequence[tuple[WriteRequest, AuditOf | None]]) -> list[IngestResult]:
+        """Write single-resource requests of different callers in one transaction (a group commit), each as ``write``
+        with ``claim=True`` would, with their audit rows: one commit and one round-trip set for the group.
+
+        All or nothing: any refusal or conflict fails the whole group, and the caller writes its requests one by one
+        (``write``) so that each gets its own answer. The requests must name distinct resources and none may be a
+        Medication (its dependents' facts change other patients, which a request's own result would not name).
+
+        Returns:
+            Each request's result, in order; a result's changed patients are those of its own resource.
+        """
+        requests = [request for request, _ in group]
+        keys = [(r.resource_type, r.resource_id) for r in requests]
+        with self._store.session(pipelined=True) as session:
+            current = session.current_versions(keys)
+            changed: set[str] = set()
+            outcomes = self._write_all(session, requests, changed, current, claim=True)
+            results: list[IngestResult] = []
+            audit_rows: list[AuditRecord] = []
+            for (request, audit), key, outcome in zip(group, keys, outcomes, strict=True):
+                stored = current.get(key)
+                own = {patient_of(request.resource), stored.patient_id if stored else None}
+                result = IngestResult([outcome], sorted(p for p in own if p is not None and p in changed))
+                results.append(result)
+                if audit is not None:
+                    audit_rows += audit(result)
+            if audit_rows:
+                session.append_audit(audit_rows)
+            return results
+
     @_retrying
     def transaction(self, planned: PlannedBundle, claim: bool = False, audit: AuditOf | None = None) -> IngestResult:
         """Apply a checked transaction Bundle: every entry or none (``claim`` and ``audit`` as for ``write``)."""

@@ -29,6 +29,7 @@ from service.entrypoints.api import (
     worklist_routes,
 )
 from service.entrypoints.api.cors import CdsCorsMiddleware
+from service.entrypoints.api.direct_writes import DirectWriteMiddleware
 from service.entrypoints.api.limits import BodyLimitMiddleware
 from service.entrypoints.api.middleware import (
     AccessLogMiddleware,
@@ -37,7 +38,7 @@ from service.entrypoints.api.middleware import (
     SecurityHeadersMiddleware,
     ThrottleMiddleware,
 )
-from service.entrypoints.api.responses import outcome_response, simple_outcome
+from service.entrypoints.api.responses import http_error_outcome, outcome_response, simple_outcome
 from service.entrypoints.api.telemetry import TelemetryMiddleware
 from service.entrypoints.api.url_guard import UrlGuardMiddleware
 from service.platform import tracing
@@ -47,8 +48,6 @@ from service.platform.errors import RefractureError
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
-
-_ISSUE_BY_STATUS = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
 
 
 def create_app(services_factory: Callable[[], ApiServices] | None = None) -> FastAPI:
@@ -102,6 +101,7 @@ def create_app(services_factory: Callable[[], ApiServices] | None = None) -> Fas
     app.include_router(health.router)
     # Added innermost first: the request id is set before anything else runs, the audit sees final statuses, and
     # the access log (right inside the request id) sees the audit's 503 too.
+    app.add_middleware(DirectWriteMiddleware)  # innermost: every check above runs on its PUTs too
     app.add_middleware(BodyLimitMiddleware, fhir_limit=lambda: app.state.services.settings.max_body_bytes)
     app.add_middleware(
         AuditMiddleware, audit=lambda: app.state.services.audit, refusals=lambda: app.state.services.refusals
@@ -125,7 +125,7 @@ def create_app(services_factory: Callable[[], ApiServices] | None = None) -> Fas
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return simple_outcome(exc.status_code, _ISSUE_BY_STATUS.get(exc.status_code, "processing"), str(exc.detail))
+        return http_error_outcome(exc.status_code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> Response:

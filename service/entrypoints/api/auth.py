@@ -109,7 +109,7 @@ class Callers:
                 raise forbidden("a change made with a sign-in cookie must come from this site (Origin or Referer)")
         # Known before the throttle: a throttled client is still a known one (audited as such, never anonymous).
         request.state.principal = principal
-        await _throttle(self._limiter, f"client:{principal.client_id or principal.subject}")
+        await throttle_client(self._limiter, principal)
         return principal
 
 
@@ -146,7 +146,13 @@ def _api_change_from_our_pages(request: Request) -> bool:
     return urlsplit(source).netloc == request.url.netloc
 
 
-async def _throttle(limiter: RateLimiter, key: str) -> None:
+async def throttle_client(limiter: RateLimiter, principal: Principal) -> None:
+    """Count an authenticated request against its client's limit.
+
+    Raises:
+        RefractureError: 429 with Retry-After over the limit.
+    """
+    key = f"client:{principal.client_id or principal.subject}"
     if not limiter.per_minute:
         return  # no limit: no hop to a worker thread either
     wait = await run_in_threadpool(limiter.allow, key)

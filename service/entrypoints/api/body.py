@@ -29,7 +29,8 @@ def _check_media_type(request: Request) -> None:
 
 
 async def read_fhir_body(request: Request, max_bytes: int) -> bytes:
-    """The request body's bytes, checked for media type and size (parsing happens off the event loop).
+    """The request body's bytes, checked for media type and size (a Bundle or a large resource is parsed off the
+    event loop).
 
     Raises:
         RefractureError: 415 for another media type, 413 over ``max_bytes``, 400 for an empty body.

@@ -1,17 +1,21 @@
-"""The synchronous work behind the FHIR routes, run in a worker thread: parse, check, ingest, shape the answer."""
+"""The work behind the FHIR routes: parse, check, ingest, shape the answer (in a worker thread, or for a single
+resource on the event loop with the group-commit writer)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import Depends
+from starlette.concurrency import run_in_threadpool
 
+from service.composition.api import ApiServices
 from service.domain.audit_record import AuditRecord
 from service.entrypoints.api.auth import forbidden
-from service.entrypoints.api.deps import IngestorDep, MetricsDep, ResourcesDep, SettingsDep
+from service.entrypoints.api.deps import services_of
 from service.fhir.bundle import EntryPlan, PlannedBundle, RefusedTransaction, plan_bundle, skip_notice, skip_summary
 from service.fhir.intake import Ids, admit
 from service.fhir.jsonio import parse
@@ -20,13 +24,18 @@ from service.fhir.references import patient_of
 from service.fhir.resource_types import INPUT_TYPES
 from service.platform.errors import Problem, RefractureError, refuse
 from service.security.principal import Principal
-from service.usecases.ingest import EntryOutcome, Ingestor, IngestResult, Skipped, WriteRequest
+from service.usecases.group_commit import GroupCommit
+from service.usecases.ingest import AuditOf, EntryOutcome, Ingestor, IngestResult, Skipped, WriteRequest
 from service.usecases.intake import IntakeCounter
 from service.usecases.ports.ingest import Store
 
-__all__ = ["Answer", "FhirWrites", "FhirWritesDep", "RequestAudit", "check_input_type"]
+__all__ = ["Answer", "FhirWrites", "FhirWritesDep", "RequestAudit", "check_input_type", "writes_of"]
 
 log = logging.getLogger(__name__)
+
+# A body this small is parsed and checked on the event loop (~0.1 ms for an Observation); a larger one in a thread,
+# so one big resource cannot stall the other requests.
+_CHECK_ON_LOOP_BYTES: Final = 32 * 1024
 
 
 @dataclass(slots=True)
@@ -43,6 +52,7 @@ class Answer:
     patients: list[str] = field(default_factory=list)
     detail: str | None = None
     audited: bool = False  # the audit rows were written in the ingest's transaction
+    rung: bool = False  # the group-commit writer rang the changed patients' doorbell before answering
 
 
 # The audit rows of an answered request, given its status: written in the ingest's transaction (AuditMiddleware
@@ -59,6 +69,7 @@ class FhirWrites:
     counter: IntakeCounter
     max_bundle_entries: int
     skip_unused: bool  # Bundle entries of types refracture does not use: skipped (else refused)
+    group: GroupCommit | None = None  # single-resource writes go through it when there is one
 
     def bundle(
         self,
@@ -87,20 +98,52 @@ class FhirWrites:
             self.counter.refused([resource_type], exc)
             raise
 
+    async def write_async(
+        self,
+        raw: bytes,
+        resource_type: str,
+        resource_id: str | None,
+        if_match: str | None,
+        base_url: str,
+        audit: RequestAudit | None = None,
+    ) -> Answer:
+        """``write`` from the event loop: a small body is checked on the loop and written by the group-commit
+        writer, so a PUT takes no worker thread (without a group writer, ``write`` runs in one)."""
+        if self.group is None:
+            return await run_in_threadpool(self.write, raw, resource_type, resource_id, if_match, base_url, audit)
+        try:
+            if len(raw) <= _CHECK_ON_LOOP_BYTES:
+                prepared = _prepare(raw, resource_type, resource_id, if_match, audit)
+            else:
+                prepared = await run_in_threadpool(_prepare, raw, resource_type, resource_id, if_match, audit)
+            result = await asyncio.wrap_future(self.group.submit(prepared.request, prepared.records))
+        except RefractureError as exc:
+            self.counter.refused([resource_type], exc)
+            raise
+        outcome = result.outcomes[0]
+        if isinstance(outcome, EntryOutcome) and outcome.body is None:  # unchanged: the stored body is read back
+            answer = await run_in_threadpool(_answer, self, prepared, result, base_url)
+        else:
+            answer = _answer(self, prepared, result, base_url)
+        answer.rung = True
+        return answer
 
-async def _fhir_writes(
-    ingestor: IngestorDep,
-    resources: ResourcesDep,
-    metrics: MetricsDep,
-    settings: SettingsDep,
-) -> FhirWrites:
+
+def writes_of(services: ApiServices) -> FhirWrites:
+    """The FHIR writes over the API's services."""
+    settings = services.settings
     return FhirWrites(
-        ingestor,
-        resources,
-        IntakeCounter(metrics),
+        services.ingestor,
+        services.resources,
+        IntakeCounter(services.metrics),
         settings.max_bundle_entries,
         settings.unknown_resource_types == "skip",
+        services.write_group,
     )
+
+
+async def _fhir_writes(services: Annotated[ApiServices, Depends(services_of)]) -> FhirWrites:
+    return writes_of(services)
 
 
 FhirWritesDep = Annotated[FhirWrites, Depends(_fhir_writes)]
@@ -205,15 +248,19 @@ def _check_scopes(planned: PlannedBundle, principal: Principal) -> None:
         raise forbidden(f"your scopes do not allow this Bundle's {', '.join(refused)} entries")
 
 
-def _write(
-    writes: FhirWrites,
-    raw: bytes,
-    resource_type: str,
-    resource_id: str | None,
-    if_match: str | None,
-    base_url: str,
-    audit: RequestAudit | None,
-) -> Answer:
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A single-resource write checked and ready for the ingest, and what its answer needs."""
+
+    request: WriteRequest
+    action: str
+    patients: list[str]
+    records: AuditOf | None
+
+
+def _prepare(
+    raw: bytes, resource_type: str, resource_id: str | None, if_match: str | None, audit: RequestAudit | None
+) -> _Prepared:
     resource = parse(raw)
     body_type = resource.get("resourceType") if isinstance(resource, dict) else None
     if isinstance(body_type, str) and body_type and body_type != resource_type:
@@ -234,23 +281,39 @@ def _write(
         status = 201 if isinstance(written, EntryOutcome) and written.created else 200
         return audit(status, action, patients, target_id, None) if audit else []
 
-    result = writes.ingestor.write(
-        WriteRequest(resource_type, target_id, resource, if_match), claim=True, audit=records if audit else None
-    )
+    request = WriteRequest(resource_type, target_id, resource, if_match)
+    return _Prepared(request, action, patients, records if audit else None)
+
+
+def _answer(writes: FhirWrites, prepared: _Prepared, result: IngestResult, base_url: str) -> Answer:
     outcome = result.outcomes[0]
     assert isinstance(outcome, EntryOutcome)
-    writes.counter.stored(resource_type, outcome)
+    writes.counter.stored(prepared.request.resource_type, outcome)
     headers = _version_headers(outcome, base_url)
     return Answer(
         201 if outcome.created else 200,
         outcome.body or _stored_body(writes.resources, outcome),
         headers,
         result.changed_patients,
-        action=action,
-        resource_id=target_id,
-        patients=patients,
-        audited=audit is not None,
+        action=prepared.action,
+        resource_id=prepared.request.resource_id,
+        patients=prepared.patients,
+        audited=prepared.records is not None,
     )
+
+
+def _write(
+    writes: FhirWrites,
+    raw: bytes,
+    resource_type: str,
+    resource_id: str | None,
+    if_match: str | None,
+    base_url: str,
+    audit: RequestAudit | None,
+) -> Answer:
+    prepared = _prepare(raw, resource_type, resource_id, if_match, audit)
+    result = writes.ingestor.write(prepared.request, claim=True, audit=prepared.records)
+    return _answer(writes, prepared, result, base_url)
 
 
 def _count_entries(

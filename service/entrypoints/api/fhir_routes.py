@@ -69,7 +69,7 @@ ResultReader = Annotated[Principal, Depends(require(Permission.READ_RESULTS))]
 
 
 def _ring_doorbell(relay: Relay, background: BackgroundTasks, answer: Answer) -> None:
-    if answer.changed_patients:
+    if answer.changed_patients and not answer.rung:
         # After the response: the doorbell must never delay or fail a committed ingest. The write's transaction
         # marked the rows rung (claim=True), so ringing is only the broker's publish, no second transaction.
         background.add_task(relay.publish_claimed, answer.changed_patients)
@@ -152,7 +152,7 @@ async def create(
     _may_write(principal, resource_type, "c")
     raw = await read_fhir_body(request, settings.max_body_bytes)
     audit = _request_audit(request, principal, resource_type)
-    answer = await run_in_threadpool(writes.write, raw, resource_type, None, None, fhir_base(request), audit)
+    answer = await writes.write_async(raw, resource_type, None, None, fhir_base(request), audit)
     note_audit(
         request.state,
         AuditNote("create", resource_type, answer.resource_id, answer.patients, recorded=answer.audited),
@@ -186,7 +186,7 @@ async def update(
     _may_write(principal, resource_type, "u")
     raw = await read_fhir_body(request, settings.max_body_bytes)
     audit = _request_audit(request, principal, resource_type)
-    answer = await run_in_threadpool(writes.write, raw, resource_type, resource_id, if_match, fhir_base(request), audit)
+    answer = await writes.write_async(raw, resource_type, resource_id, if_match, fhir_base(request), audit)
     note_audit(request.state, AuditNote("update", resource_type, resource_id, answer.patients, recorded=answer.audited))
     _ring_doorbell(relay, background, answer)
     return _written(answer, prefer)

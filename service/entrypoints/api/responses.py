@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from starlette.responses import Response
 
@@ -38,3 +38,11 @@ def outcome_response(error: RefractureError) -> FhirJSONResponse:
 def simple_outcome(status: int, code: str, text: str) -> FhirJSONResponse:
     """An OperationOutcome response with one issue."""
     return fhir_response(operation_outcome([Issue(code, text)]), status)
+
+
+_ISSUE_BY_STATUS: Final = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
+
+
+def http_error_outcome(status: int, detail: str) -> FhirJSONResponse:
+    """Starlette's HTTP errors (no route, wrong method, ...) as an OperationOutcome."""
+    return simple_outcome(status, _ISSUE_BY_STATUS.get(status, "processing"), detail)
