@@ -217,14 +217,20 @@ class DevTokens:
         self._tokens = dict(tokens)
         self._roles_claim = roles_claim
         self._sites_claim = sites_claim
+        self._principals: dict[str, Principal] = {}
 
     def verify(self, token: str) -> Principal | None:
         """The principal of a configured token, or None (compared in constant time)."""
         for known, claims in self._tokens.items():
             if hmac.compare_digest(known.encode(), token.encode()):
-                return principal_from_claims(
-                    claims, self._roles_claim, source="dev-token", sites_claim=self._sites_claim
-                )
+                # Built once per token, as a verified JWT's principal is kept until it expires (Authenticator).
+                principal = self._principals.get(known)
+                if principal is None:
+                    principal = principal_from_claims(
+                        claims, self._roles_claim, source="dev-token", sites_claim=self._sites_claim
+                    )
+                    self._principals[known] = principal
+                return principal
         return None
 
     def __bool__(self) -> bool:

@@ -85,6 +85,14 @@ def test_junk_credentials_and_unknown_paths_count_too(limited: Parts, headers: d
     assert statuses[0] in (401, 404)
 
 
+def test_an_address_found_under_its_limit_is_asked_again_once_it_floods(limited: Parts) -> None:
+    # Credentialed requests skip the question for a second after a "no"; anonymous ones from the address end that.
+    with client_from(limited, address()) as client:
+        assert client.get(CODING, headers={"Authorization": "Bearer test-all"}).status_code == 200
+        assert [client.get(CODING).status_code for _ in range(7)][-1] == 429
+        assert client.get(CODING, headers={"Authorization": "Bearer test-all"}).status_code == 429
+
+
 def test_an_authenticated_client_is_never_counted_as_anonymous(limited: Parts) -> None:
     # An interface engine's heavy traffic from one address: each request authenticates, so none counts.
     with client_from(limited, address(), headers={"Authorization": "Bearer test-all"}) as client:

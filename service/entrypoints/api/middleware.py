@@ -148,6 +148,8 @@ _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "O
 # Probes and scrapes: never throttled (a kubelet or Prometheus polls from one address, without a token).
 _NOT_THROTTLED: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_UNDER_LIMIT_FOR_S: Final = 1.0
+_UNDER_LIMIT_ADDRESSES: Final = 10_000
 
 
 class ThrottleMiddleware:
@@ -158,7 +160,9 @@ class ThrottleMiddleware:
     every request from it gets 429 with Retry-After and an OperationOutcome, before a session lookup, a token check,
     a route or an audit row: a flood costs a Redis round trip per request and nothing else. Requests without
     credentials are counted on arrival; ones with credentials only when they turn out not to authenticate, so an
-    integration engine's heavy traffic never counts. OIDC sign-in starts are also bounded deployment-wide (each one
+    integration engine's heavy traffic never counts. A request with credentials asks whether its address is past the
+    limit, unless this process found it under the limit less than a second ago and has counted nothing from it since
+    (another API worker's counting shows here within that second). OIDC sign-in starts are also bounded deployment-wide (each one
     stores a pending sign-in row). Sits outside the audit.
     """
 
@@ -168,6 +172,7 @@ class ThrottleMiddleware:
         self.app = app
         self.limiter = limiter
         self.secret_header = secret_header  # the subscription notifications' secret header, when not Authorization
+        self._under_limit: dict[str, float] = {}  # address -> until when a credentialed request need not ask
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path", "") in _NOT_THROTTLED:
@@ -181,8 +186,14 @@ class ThrottleMiddleware:
             or b"refracture_session=" in (_raw_header(scope, b"cookie") or b"")
             or (bool(secret_header) and _raw_header(scope, secret_header) is not None)
         )
-        # Without credentials the request is anonymous whatever happens: count it now. With them, only ask.
-        wait = await run_in_threadpool(limiter.anonymous, address, not credentials)
+        # Without credentials the request is anonymous whatever happens: count it now. With them, only ask — and
+        # an address found under its limit in this process less than a second ago is not asked again: an interface
+        # engine's every request would otherwise cost a Redis round trip and a thread hop (docs/performance.md).
+        if credentials and self._under_limit.get(address, 0.0) > time.monotonic():
+            wait = None
+        else:
+            wait = await run_in_threadpool(limiter.anonymous, address, not credentials)
+            self._note(address, counted=not credentials, under=wait is None)
         if wait is None and scope.get("method") == "GET" and scope.get("path") == "/auth/sign-in":
             wait = await run_in_threadpool(limiter.sign_in)
         if wait is not None:
@@ -190,7 +201,17 @@ class ThrottleMiddleware:
             return
         await self.app(scope, receive, send)
         if credentials and scope.get("state", {}).get("principal") is None:
+            self._note(address, counted=True, under=False)
             await run_in_threadpool(limiter.anonymous, address)
+
+    def _note(self, address: str, *, counted: bool, under: bool) -> None:
+        # A counted request may be the one past the limit: the next credentialed one asks again.
+        if counted or not under:
+            self._under_limit.pop(address, None)
+            return
+        if len(self._under_limit) >= _UNDER_LIMIT_ADDRESSES:
+            self._under_limit.clear()
+        self._under_limit[address] = time.monotonic() + _UNDER_LIMIT_FOR_S
 
 
 async def _throttled(send: Send, wait: float) -> None:
