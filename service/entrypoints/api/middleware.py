@@ -162,8 +162,8 @@ class ThrottleMiddleware:
     credentials are counted on arrival; ones with credentials only when they turn out not to authenticate, so an
     integration engine's heavy traffic never counts. A request with credentials asks whether its address is past the
     limit, unless this process found it under the limit less than a second ago and has counted nothing from it since
-    (another API worker's counting shows here within that second). OIDC sign-in starts are also bounded deployment-wide (each one
-    stores a pending sign-in row). Sits outside the audit.
+    (another API worker's counting shows here within that second). OIDC sign-in starts are also bounded
+    deployment-wide (each one stores a pending sign-in row). Sits outside the audit.
     """
 
     def __init__(
