@@ -92,6 +92,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--puts", type=int, default=3000, help="PUTs per layer")
     parser.add_argument("--clients", type=int, default=2, help="HTTP client processes for the HTTP layer")
+    parser.add_argument(
+        "--connections", type=int, default=16, help="keep-alive connections per client process for layer 5c"
+    )
     args = parser.parse_args()
     n = args.puts
     run = uuid.uuid4().hex[:6]
@@ -159,11 +162,23 @@ def main() -> int:
             measured_round(process.port, process.process.pid, database_url, paths, args.clients)  # warm
             paths = [(f"/fhir/Observation/{i}", b) for i, b in _bodies(run, "x", n)]
             r = measured_round(process.port, process.process.pid, database_url, paths, args.clients)
+            paths = [(f"/fhir/Observation/{i}", b) for i, b in _bodies(run, "c", n)]
+            wide = measured_round(
+                process.port, process.process.pid, database_url, paths, args.clients, args.connections
+            )
         finally:
             process.stop(timeout_s=30)
             redis.Redis.from_url(services.redis_url).delete(queue)
         http_row = (f"5 HTTP PUT through refracture api ({args.clients} clients)", r.rate, r.api_cpu_ms, r.db_cpu_ms)
         rows.append(http_row)
+        rows.append(
+            (
+                f"5c the same, {args.clients} clients x {args.connections} connections",
+                wide.rate,
+                wide.api_cpu_ms,
+                wide.db_cpu_ms,
+            )
+        )
 
         print(f"  {'layer':<58} {'ops/s':>8} {'CPU ms/PUT':>11} {'+ PostgreSQL':>13} {'of the HTTP PUT':>16}")
         for label, rate, cpu, db in rows:
@@ -175,6 +190,8 @@ def main() -> int:
             f"dependencies, thread hops): {beyond:.3f} ms"
             f"\n  HTTP PUT: p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms; CPU per PUT, all measured processes: "
             f"{r.api_cpu_ms + r.db_cpu_ms:.2f} ms against {_BUDGET_MS:.2f} ms for 1,500 PUT/s on 2 CPUs"
+            f"\n  HTTP PUT over {args.clients} x {args.connections} connections: p50 {wide.p50_ms:.1f} ms, "
+            f"p99 {wide.p99_ms:.1f} ms, {wide.api_cpu_ms + wide.db_cpu_ms:.2f} ms of CPU per PUT"
             f"\n  the handler and its PostgreSQL alone: {handler[1] + handler[2]:.2f} ms = at most "
             f"{2000 / (handler[1] + handler[2]):,.0f} PUT/s on 2 idle CPUs with no HTTP at all"
             f"\n  load average at the end: {load_average()} on {os.cpu_count()} CPUs; "
