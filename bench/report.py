@@ -364,14 +364,15 @@ as for `POST /fhir` Bundles (bench/ingest).""",
 
 BENCHES["growth"] = Bench(
     "bench/growth — single-resource PUT as the store grows to 1M resources (issue 15)",
-    ("--explain",),
+    ("--explain", "--connections", "16"),
     ("--quick",),
     """A private database is grown by bulk SQL to each checkpoint (30k, 100k, 1M stored resources) with rows shaped as
 ingest writes them — the resource with a synthetic eGFR Observation body, its fact, a superseded version in
 `resource_history` for one resource in ten, the patient's outbox row and summary, one audit row per resource — across
 50,000 synthetic patients, plus one patient with 20,000 Observations (a long lab series), then `VACUUM ANALYZE`d. At
 each checkpoint `refracture api` (one uvicorn worker, its own process) takes `PUT /fhir/Observation/{id}` of new
-Observations (fresh ids) from two client processes (HTTP/1.1 keep-alive): 6,000 for random patients, 2,000 for the
+Observations (fresh ids) from two client processes (HTTP/1.1 keep-alive; 16 connections each since the group commit,
+`--connections 16`, one each before): 6,000 for random patients, 2,000 for the
 patient with the long record. Printed per checkpoint: PUT/s, p50, p99, the CPU the API process and the database's
 backends spent per PUT (from /proc: on this shared machine CPU per PUT holds up better than the rate), the rate's
 ratio to the first checkpoint of the same run, the load average; then the worker's handling of one changed patient
@@ -483,6 +484,86 @@ parse and intake (0.2–0.3 ms) and PostgreSQL (0.25–0.3 ms) leave about 0.8 m
 client cheaper than two Python processes. `--workers 2` cannot add CPUs that are not there: the earlier measurement
 (239 against 241 PUT/s, 2026-12-05) stands.
 
+**Group commit and the direct PUT path (2026-12-06, later; a third host, AMD EPYC, as fast per operation as
+2026-12-05's: the raw R4B parse 11,600–11,900/s).** What changed:
+- `service/usecases/group_commit.py`: single-resource PUTs and POSTs are handed to one writer thread, which writes
+  every request waiting when its previous transaction ends in one pipelined transaction (`Ingestor.write_group`:
+  one `current_versions` read, one statement per table, the requests' audit rows in one INSERT, one COMMIT) and
+  rings the doorbell once for the group before it answers. A refusal or a conflict in a group fails the group, and
+  its requests are then written one by one, so each caller still gets its own answer (`tests/unit/test_group_commit.py`,
+  `tests/integration/test_group_commit_postgres.py`: twenty writes in one transaction — one `xmin` — with their
+  audit rows and claimed outbox rows; a stale If-Match fails alone). With one request waiting it is a plain write:
+  no added latency. `REFRACTURE_GROUP_COMMIT=false` restores one transaction per request.
+- The intake of a small body (≤ 32 KiB) runs on the event loop and the write is awaited as a future: no worker
+  thread per PUT.
+- `service/entrypoints/api/direct_writes.py`: a PUT whose bearer token is already verified (the authenticator's
+  cache) goes from the innermost middleware straight to the `update` route function with the same parts, skipping
+  FastAPI's routing and dependency solving; anything else (no token, a new one, a cookie, a query string) goes
+  through FastAPI as before. Every middleware still runs on it. The integration test sends the same PUT both ways
+  and compares status, headers and body.
+- The throttle's per-address question for requests with credentials (a Redis round trip and a thread hop each) is
+  asked at most once a second per address and process while the answer is "under the limit"; any counted request
+  from the address ends that. A development token's principal is built once (a verified JWT's already was). The
+  audit INSERT is rendered once instead of on every execution (28 quoted identifiers, about 0.2 ms of Python).
+
+The clients matter as much as the server: one keep-alive connection sending one PUT after another waits for a whole
+commit per PUT, so two such clients keep at most two writes in flight and groups of two. bench/growth and
+bench/put_layers now also send over several connections per client process (`--connections`, raw asyncio streams
+on uvloop: cheaper for the 2 CPUs than http.client), as an interface engine with several outbound threads does.
+Measured here, one API worker, fresh database per run, PUT/s (p50 / p99 ms) by connections:
+
+| 2 client processes × connections | 1 | 2 | 4 | 8 | 16 |
+|---|---|---|---|---|---|
+| PUT/s | 223–233 | 294–363 | 419–541 | 657–710 | 796–907 |
+| p50 ms | 8.3–8.9 | 10.8–13.5 | 14.6–19.0 | 22.1–24.6 | 34.6–39.2 |
+| p99 ms | 13.2–13.5 | 16.5–18.3 | 23.1–28.9 | 31.0–37.4 | 54.7–68.1 |
+| CPU ms/PUT, API + PostgreSQL | 2.8 + 1.1–1.4 | 1.7–1.9 + 1.0–1.5 | 1.2–1.4 + 0.7–1.2 | 0.9–1.0 + 0.5–0.8 | 0.8–0.9 + 0.4–0.5 |
+
+(Two runs, 04:30 and 04:55 UTC, 4,000–8,000 PUTs per cell, a fresh database each; the spread between runs of the
+same code is about ±10 % on this machine.)
+
+Before and after in one sitting, bench/put_layers' HTTP layers, the code before this change (2f34a91, with this
+harness) and after:
+
+| bench/put_layers, three pairs at 04:50–04:56 UTC | before | after |
+|---|---|---|
+| 2 × 1 connection, PUT/s | 199 / 234 / 226 | 204 / 272 / 259 |
+| 2 × 16 connections, PUT/s | 817 / 842 / 902 | 891 / 1,023 / 950 |
+| 2 × 16, API CPU ms per PUT | 1.00 / 0.97 / 0.89 | 0.91 / 0.79 / 0.84 |
+| 2 × 16, PostgreSQL CPU ms per PUT | 0.26 / 0.26 / 0.24 | 0.25 / 0.22 / 0.22 |
+
+The server's changes are worth about +12 % of rate and −10 % of the API's CPU per PUT at either concurrency. Most of
+the rise since bench/growth's earlier figures is the clients': the same code before the change made 645 PUT/s at
+2 × 16 connections with plain asyncio clients and 817–902 with uvloop ones, and 184 with one http.client connection
+each. A server with many connections in flight already overlapped its commits (PostgreSQL flushes the WAL of
+concurrent commits together) in its 40 worker threads; what the writer thread saves is the per-transaction work
+and the thread hops, not the flushes.
+
+*Where the API's CPU goes now* (py-spy `--gil`, 2 × 16 connections, one worker:
+[docs/profiles/put-api-group-gil.svg](profiles/put-api-group-gil.svg)): the intake (R4B model and refracture's own
+checks) 21 %, the writer thread 18 % (its transaction 12 %, the doorbell's Celery publish 3 %), sending the
+response through uvicorn and the middleware's wrappers 13 %, the access log line 8 % (Python's logging and the JSON
+formatter), the middleware's own work 8 %, uvicorn's request parsing and asyncio the rest. No part is above a
+quarter: what is left is the per-request cost of a Python ASGI stack, about 0.8–1.0 ms of one core per PUT at
+2 × 16 connections (2.8 ms at 2 × 1, where every request pays a transaction, a publish and the thread wake-ups
+alone).
+
+**Targets: the ratio is met within the noise, the rate and p99 are missed.** bench/growth with 2 × 16 connections
+(the run below and two more the same hour): one worker 1,035–1,062 PUT/s at 30k stored and 939–951 at 1M (0.88–0.92
+of the first checkpoint; the patient with 20,000 Observations 0.95–1.04), the API's CPU per PUT the same at every
+checkpoint (0.77–0.85 ms) and PostgreSQL's 0.15–0.20 → 0.24 ms at 1M (its indexes no longer fit its 128 MB of
+shared buffers). `--workers 2`: 1,350 PUT/s at 30k, 1,313 at 100k, 1,138 at 1M (0.84; 1,313–1,477 for the long
+patient), p99 37–67 ms — the rate scales with a second worker until the 2 CPUs are shared by two API processes,
+PostgreSQL and the two clients (about 1.2 ms of CPU per PUT for the server alone, against the 1.33 ms that 1,500/s
+allows for everything). So: ≥ 1,500 PUT/s is missed by 30–40 % on one worker and by 5–25 % on two; p99 ≤ 20 ms
+holds only at low concurrency (13–18 ms at 2 × 1 and 2 × 2 connections), where the rate is 220–360/s, because each
+of those requests waits for its own commit. What would close it: (1) less Python per request on the hot path —
+the access log line written without `logging`'s record machinery (8 %), the response headers added by one layer
+instead of seven send wrappers, the intake's own walk merged into the model's validation; (2) the doorbell's publish
+moved off the writer thread (a doorbell thread coalescing across groups: 3 % of the API's time, and a publish's
+round trip off every group's latency); (3) a third CPU for the clients and PostgreSQL, which take about a third of
+these 2 at the rates above.
+
 **The hash-chained audit trail** (another change, not merged yet) takes a lock on the chain's head row per audit
 insert. Riding in the write's transaction, that lock is held until the write commits, so writes serialise on it for
 the length of a commit (one WAL flush, 1.5–5 ms here): at most about 200–650 writes/s whatever the CPUs, and
@@ -527,9 +608,12 @@ the model, its own checks and bindings), (3) the write handler alone in this pro
 (`FhirWrites.write`: intake, the versioned write, its fact, the outbox row claimed and the audit row in one pipelined
 transaction), (3b) the same without its audit row, (6) the same reads and writes 50 per transaction, as a
 group-commit writer would make them, (4) the doorbell alone (`Relay.publish_claimed`: a Celery publish to Redis),
-(5) the whole HTTP PUT through `refracture api` from two client processes, as bench/growth sends it. Each layer's CPU
-per PUT (this process, and its PostgreSQL backend) is set against the HTTP PUT's, and against what 1,500 PUT/s on
-2 CPUs allows: 1.33 ms of CPU per PUT for every process together.""",
+(5) the whole HTTP PUT through `refracture api` from two client processes with one connection each, and (5c) with
+16 connections each (`--connections`), as bench/growth sends it. Each layer's CPU per PUT (this process, and its
+PostgreSQL backend) is set against the HTTP PUT's, and against what 1,500 PUT/s on 2 CPUs allows: 1.33 ms of CPU per
+PUT for every process together. Since the group commit (bench/growth's section), the HTTP layers go through the
+writer thread and, with the run's known token, the direct PUT path: layer 3 is still the handler one write per
+transaction, and layer 6 what the group commit does with full groups.""",
 )
 
 BENCHES["downstream"] = Bench(
