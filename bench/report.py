@@ -116,7 +116,10 @@ patient).
 
 On 2026-12-06's host (the run below), slower per operation for everything (bench/growth, bench/sweep): 1,786
 patients/s with 2 processes, 969 µs of CPU per patient (780 Python + 190 PostgreSQL) against 457 µs on 2026-12-05's,
-the shares of the model, the features and the rest unchanged (22 %, 24 %, 54 %): 11× short of the target there.""",
+the shares of the model, the features and the rest unchanged (22 %, 24 %, 54 %): 11× short of the target there.
+Later the same day on a third host (AMD EPYC, as fast per operation as 2026-12-05's; the run below): 2,897
+patients/s with 2 processes after a model change, 552 µs of CPU per patient (441 Python + 111 PostgreSQL), 4,128/s
+with nothing changed: 6.9× short of the target, the same place as on 2026-12-05.""",
     ),
     "sweep": Bench(
         "bench/sweep — the daily sweep, 100,000 patients, 5 % due",
@@ -171,7 +174,12 @@ not change it: the code before it (42a6f9f) and after, alternating on the same h
 and 9.0 s after (10.6–11.9 s of CPU either way). Where the time goes is the profile above; what would close it on a
 host like this is the model's and the plans' Python work (bench/rescore's closing list, and the CarePlan and Task
 JSON built once per change instead of hashed and stored twice) or more CPUs for the batches in flight
-(`REFRACTURE_SWEEP_WORKERS`).""",
+(`REFRACTURE_SWEEP_WORKERS`).
+
+Later the same day on a third host (AMD EPYC, as fast per operation as 2026-12-05's): 5.3 s (the run below), 6.0 s
+and 5.6 s in three runs, 6.7–7.1 s of CPU (1.34–1.42 ms per due patient, against 1.15 on 2026-12-05): missed by
+6–20 %. The CPU per due patient is about a fifth above 2026-12-05's since item 3's as-of read (bench/downstream:
+dearer for batches of short records) and the issues merged since; the closing list above stands.""",
     ),
     "writeback": Bench(
         "bench/writeback — POSTed Observation to RiskAssessment and CarePlan at the EHR",
