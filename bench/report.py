@@ -178,8 +178,9 @@ JSON built once per change instead of hashed and stored twice) or more CPUs for 
 
 Later the same day on a third host (AMD EPYC, as fast per operation as 2026-12-05's): 5.3 s (the run below), 6.0 s
 and 5.6 s in three runs, 6.7–7.1 s of CPU (1.34–1.42 ms per due patient, against 1.15 on 2026-12-05): missed by
-6–20 %. The CPU per due patient is about a fifth above 2026-12-05's since item 3's as-of read (bench/downstream:
-dearer for batches of short records) and the issues merged since; the closing list above stands.""",
+6–20 %. The CPU per due patient is about a fifth above 2026-12-05's 1.15 ms on a host as fast; which of the changes
+merged since costs it was not traced (item 3's as-of read is one candidate: bench/downstream found it dearer for
+batches of short records). The closing list above stands.""",
     ),
     "writeback": Bench(
         "bench/writeback — POSTed Observation to RiskAssessment and CarePlan at the EHR",
