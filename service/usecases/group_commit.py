@@ -114,8 +114,8 @@ class GroupCommit:
 
     def _write(self, group: list[_Pending]) -> None:
         results: list[IngestResult | BaseException]
-        if len(group) == 1 or not all(_groupable(p.request) for p in group):
-            results = [self._alone(p) for p in group]
+        if len(group) == 1:  # _take leaves a Medication alone
+            results = [self._alone(group[0])]
         else:
             try:
                 results = list(self._ingestor.write_group([(p.request, p.audit) for p in group]))

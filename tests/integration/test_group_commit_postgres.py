@@ -5,8 +5,7 @@ the direct path and is answered exactly as through FastAPI's routing."""
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,24 +18,11 @@ from service.platform.errors import Problem, RefractureError
 from service.usecases.group_commit import GroupCommit
 from service.usecases.ingest import EntryOutcome, IngestResult, WriteRequest
 from tests.support.databases import query_one
+from tests.support.doorbell import HeldDoorbell
 from tests.support.http import FHIR_JSON
 from tests.support.records import t_score
 
 pytestmark = pytest.mark.integration
-
-
-class HeldDoorbell:
-    """Records each ring; holds the writer in its first ring until released, so later writes queue as one group."""
-
-    def __init__(self) -> None:
-        self.rings: list[list[str]] = []
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def __call__(self, patients: Sequence[str]) -> None:
-        self.rings.append(list(patients))
-        self.entered.set()
-        assert self.release.wait(10)
 
 
 @pytest.fixture

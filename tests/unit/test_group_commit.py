@@ -4,7 +4,6 @@ tests/integration/test_group_commit_postgres.py."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,25 +17,11 @@ from service.platform.errors import Problem, RefractureError
 from service.usecases.group_commit import GroupCommit
 from service.usecases.ingest import EntryOutcome, Ingestor, IngestResult, WriteRequest
 from tests.support.clock import ManualClock
+from tests.support.doorbell import HeldDoorbell
 from tests.support.fakes import MemoryIngestStore
 from tests.support.records import t_score
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
-
-
-class HeldDoorbell:
-    """A doorbell that records each ring and, while held, keeps the writer thread in its first ring, so the writes
-    submitted meanwhile queue up and form the next group."""
-
-    def __init__(self) -> None:
-        self.rings: list[list[str]] = []
-        self.release = threading.Event()
-        self.entered = threading.Event()
-
-    def __call__(self, patients: Sequence[str]) -> None:
-        self.rings.append(list(patients))
-        self.entered.set()
-        assert self.release.wait(10)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from service.composition.api import ApiServices
 from service.entrypoints.api import fhir_routes
 from service.entrypoints.api.auth import throttle_client
 from service.entrypoints.api.fhir_handlers import writes_of
+from service.entrypoints.api.middleware import header
 from service.entrypoints.api.responses import http_error_outcome, outcome_response
 from service.fhir.resource_types import INPUT_TYPES
 from service.platform.errors import RefractureError
@@ -51,7 +52,7 @@ class DirectWriteMiddleware:
         application: FastAPI = scope["app"]
         services: ApiServices = application.state.services
         principal = None
-        authorization = _header(scope, b"authorization")
+        authorization = header(scope, b"authorization")
         bearer = _BEARER.fullmatch(authorization) if authorization else None
         if bearer is not None:
             principal = services.authenticator.cached(bearer.group(1))
@@ -75,8 +76,8 @@ class DirectWriteMiddleware:
                 principal,
                 resource_type,
                 resource_id,
-                prefer=_header(scope, b"prefer"),
-                if_match=_header(scope, b"if-match"),
+                prefer=header(scope, b"prefer"),
+                if_match=header(scope, b"if-match"),
             )
         except RefractureError as exc:
             response = outcome_response(exc)
@@ -91,10 +92,3 @@ def _update_route() -> APIRoute:
         if isinstance(route, APIRoute) and route.endpoint is fhir_routes.update:
             return route
     raise LookupError("the FHIR update route is not registered")
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None

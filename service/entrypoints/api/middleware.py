@@ -40,6 +40,7 @@ __all__ = [
     "ThrottleMiddleware",
     "audit_records",
     "client_ip",
+    "header",
     "note_audit",
 ]
 
@@ -60,7 +61,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = _header(scope, b"x-request-id")
+        given = header(scope, b"x-request-id")
         request_id = given if given and _REQUEST_ID.match(given) else str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
 
@@ -182,7 +183,7 @@ class ThrottleMiddleware:
         address = client_ip(scope) or "?"
         secret_header = self.secret_header().lower().encode("latin-1")
         credentials = (
-            _header(scope, b"authorization") is not None
+            header(scope, b"authorization") is not None
             or b"refracture_session=" in (_raw_header(scope, b"cookie") or b"")
             or (bool(secret_header) and _raw_header(scope, secret_header) is not None)
         )
@@ -351,7 +352,8 @@ async def _unavailable(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
+    """A request header's value (the first, as latin-1 text), or None."""
     raw = _raw_header(scope, name)
     return raw.decode("latin-1") if raw is not None else None
 
